@@ -1,0 +1,122 @@
+"""The whole veritee exception tree.
+
+::
+
+    VeriteeError                      root: catch this to catch everything veritee raises
+    ├── FormatError                   bad bytes: names structure, field, offset, got, want
+    ├── VerificationError             signature / chain / revocation / binding failed
+    │   └── PolicyRejected            verified, but the appraisal rejected it (carries it)
+    ├── CollateralError               certificates / CRLs needed to verify are unavailable
+    ├── ConfigError                   a policy or settings file is wrong
+    ├── PlatformError                 the TEE (emulated or real) refused or is absent
+    └── SealingError                  one message for every unseal failure: no oracle
+
+Each family maps to one CLI exit code (``veritee.cli.EXIT_CODES``). Callers act on the family;
+the attributes give a human the detail.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover - typing only, avoids an import cycle
+    from veritee.policy import Appraisal
+
+__all__ = [
+    "CollateralError",
+    "ConfigError",
+    "FormatError",
+    "PlatformError",
+    "PolicyRejected",
+    "SealingError",
+    "VerificationError",
+    "VeriteeError",
+]
+
+
+class VeriteeError(Exception):
+    """Root of every exception veritee raises on purpose."""
+
+
+class FormatError(VeriteeError, ValueError):
+    """Bytes that do not parse as the structure they claim to be.
+
+    ``structure`` is the structure being parsed, ``field`` the field at fault, ``offset`` its
+    byte offset inside the structure (``None`` when it is about the whole buffer), and
+    ``got``/``want`` what was found and what the specification requires.
+    """
+
+    def __init__(
+        self,
+        structure: str,
+        field: str,
+        *,
+        offset: int | None = None,
+        got: object = None,
+        want: object = None,
+        detail: str | None = None,
+    ) -> None:
+        self.structure = structure
+        self.field = field
+        self.offset = offset
+        self.got = got
+        self.want = want
+        where = f"{structure}.{field}" + (f" at offset 0x{offset:x}" if offset is not None else "")
+        msg = f"{where}: got {_short(got)}, want {_short(want)}"
+        if detail:
+            msg += f" ({detail})"
+        super().__init__(msg)
+
+
+class VerificationError(VeriteeError):
+    """A cryptographic check failed: signature, certificate chain, revocation or binding.
+
+    ``code`` is a stable machine-readable identifier such as ``sevsnp.report.signature``.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(f"{code}: {message}")
+
+
+class PolicyRejected(VerificationError):
+    """The evidence verified, but the appraisal policy rejected it.
+
+    ``appraisal`` holds every finding, not only the first.
+    """
+
+    def __init__(self, appraisal: Appraisal) -> None:
+        self.appraisal = appraisal
+        failed = [f.code for f in appraisal.failures]
+        super().__init__("policy.rejected", f"{len(failed)} check(s) failed: {', '.join(failed)}")
+
+
+class CollateralError(VeriteeError):
+    """Collateral (certificates, CRLs) needed for verification could not be obtained."""
+
+
+class ConfigError(VeriteeError, ValueError):
+    """A policy, settings or collateral file is malformed (unknown key, wrong type, ...)."""
+
+
+class PlatformError(VeriteeError):
+    """The TEE platform cannot do what was asked (device absent, request refused)."""
+
+
+class SealingError(VeriteeError):
+    """Unsealing failed. Deliberately one message for every cause, so it is not an oracle."""
+
+    MESSAGE = "sealed data cannot be opened by this workload on this platform"
+
+    def __init__(self, *_args: Any) -> None:
+        super().__init__(self.MESSAGE)
+
+
+def _short(value: object, limit: int = 80) -> str:
+    """Render a value for an error message: bytes as hex, long values cut."""
+    if isinstance(value, bytes | bytearray):
+        text = bytes(value).hex()
+        text = text if len(text) <= limit else text[:limit] + f"... ({len(value)} bytes)"
+        return text or "<empty>"
+    text = repr(value) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,0 +1,1 @@
+"""Attesters: real and emulated TEE platforms."""

@@ -1,0 +1,1 @@
+"""The emulated (software, insecure by name) TEE platform."""

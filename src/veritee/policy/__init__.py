@@ -1,0 +1,151 @@
+"""L3: appraisal. Verified evidence + a policy -> an :class:`Appraisal` listing every finding.
+
+A policy is data with secure defaults. Appraising never stops at the first failure: every
+check runs and is recorded as a :class:`Finding` with a stable ``code`` (for example
+``sevsnp.measurement.mismatch``), so a relying party sees the whole picture at once. A check
+whose policy value is ``None`` is not run and is listed under :attr:`Appraisal.skipped`.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Appraisal", "Finding", "Outcome"]
+
+
+class Outcome(enum.StrEnum):
+    """The outcome of one check."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    SKIP = "skip"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One check and its outcome, in the form *field, got, want*.
+
+    ``code`` is stable across releases (tests pin it): ``<tee>.<field>.<what>``.
+    """
+
+    code: str
+    outcome: Outcome
+    field: str
+    got: Any = None
+    want: Any = None
+    message: str = ""
+
+    @property
+    def passed(self) -> bool:
+        """True when the check ran and passed."""
+        return self.outcome is Outcome.PASS
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return {"code": self.code, "outcome": self.outcome.value, "field": self.field,
+                "got": _jsonable(self.got), "want": _jsonable(self.want),
+                "message": self.message}
+
+    def __str__(self) -> str:
+        mark = {Outcome.PASS: "ok  ", Outcome.FAIL: "FAIL", Outcome.SKIP: "skip"}[self.outcome]
+        text = f"[{mark}] {self.code}: {self.field}"
+        if self.outcome is Outcome.FAIL:
+            text += f", got {_fmt(self.got)}, want {_fmt(self.want)}"
+        elif self.outcome is Outcome.PASS and self.got is not None:
+            text += f" = {_fmt(self.got)}"
+        if self.message:
+            text += f" ({self.message})"
+        return text
+
+
+@dataclass(frozen=True)
+class Appraisal:
+    """The result of appraising verified evidence against a policy.
+
+    ``verification`` holds the findings of the cryptographic verification that preceded the
+    appraisal (signature, chain, revocation), ``findings`` those of the policy, and ``claims``
+    the verified claims a relying party may use (measurement, TCB, ...).
+    """
+
+    tee: str
+    policy_id: str
+    findings: tuple[Finding, ...]
+    verification: tuple[Finding, ...] = ()
+    claims: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def accepted(self) -> bool:
+        """True when no verification or policy check failed."""
+        return not self.failures
+
+    @property
+    def failures(self) -> tuple[Finding, ...]:
+        """Every failed check."""
+        return tuple(f for f in (*self.verification, *self.findings)
+                     if f.outcome is Outcome.FAIL)
+
+    @property
+    def skipped(self) -> tuple[Finding, ...]:
+        """Checks the policy did not ask for."""
+        return tuple(f for f in self.findings if f.outcome is Outcome.SKIP)
+
+    def codes(self) -> list[str]:
+        """Codes of the failed checks, in order."""
+        return [f.code for f in self.failures]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return {
+            "tee": self.tee,
+            "policy_id": self.policy_id,
+            "accepted": self.accepted,
+            "verification": [f.to_dict() for f in self.verification],
+            "findings": [f.to_dict() for f in self.findings],
+            "claims": _jsonable(self.claims),
+        }
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        """Render as JSON."""
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
+
+    def to_text(self) -> str:
+        """Render for a human: every check with its outcome, then the verdict."""
+        lines = [f"appraisal of {self.tee} evidence under policy {self.policy_id!r}"]
+        if self.verification:
+            lines.append("verification:")
+            lines += [f"  {f}" for f in self.verification]
+        lines.append("policy:")
+        lines += [f"  {f}" for f in self.findings]
+        verdict = "ACCEPTED" if self.accepted else f"REJECTED ({len(self.failures)} failed)"
+        lines.append(f"verdict: {verdict}")
+        return "\n".join(lines)
+
+    def with_verification(self, checks: Iterable[Finding]) -> Appraisal:
+        """A copy with ``checks`` recorded as the verification trace."""
+        return Appraisal(tee=self.tee, policy_id=self.policy_id, findings=self.findings,
+                         verification=tuple(checks), claims=self.claims)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).hex()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_jsonable(v) for v in value]
+        return sorted(items, key=str) if isinstance(value, set | frozenset) else items
+    if isinstance(value, enum.Enum):
+        return value.value
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def _fmt(value: Any) -> str:
+    v = _jsonable(value)
+    text = v if isinstance(v, str) else json.dumps(v)
+    return text if len(text) <= 100 else text[:100] + "..."
