@@ -11,10 +11,10 @@ SHA-384 of that structure::
 The final digest is the ``MEASUREMENT`` field of the guest's ``ATTESTATION_REPORT``.
 
 Source: AMD SEV Secure Nested Paging Firmware ABI Specification (publication 56860), section
-"SNP_LAUNCH_UPDATE" and its table "PAGE_INFO Structure" (Table 67 in revision 1.55, the revision
-sev-snp-measure cites; table numbers move between revisions). The offsets below agree with the two
-independent public implementations we checked: virtee/sev-snp-measure ``gctx.py`` and Microsoft's
-``igvm`` crate (``measurement/snp.rs``, ``SnpPageInfo``).
+"SNP_LAUNCH_UPDATE" and its table "PAGE_INFO Structure" (sev-snp-measure cites it as section
+8.17.2, Table 67; section and table numbers move between revisions). The offsets below agree with
+two independent public implementations: virtee/sev-snp-measure ``gctx.py`` and Microsoft's ``igvm``
+crate (``measurement/snp.rs``, ``SnpPageInfo``).
 
 Deliberately left out:
 

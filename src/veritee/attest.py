@@ -1,0 +1,124 @@
+"""The front door: parse -> verify -> appraise, for real and emulated evidence alike.
+
+``verify_evidence`` is the one call a verifier needs. It recognises the evidence format at
+the boundary (a bare SEV-SNP ``ATTESTATION_REPORT`` or an Azure HCL report wrapping one),
+verifies signatures, chain and revocation against the given trust anchors (the genuine AMD
+roots unless the caller passes others, e.g. an emulated vendor's, explicitly), then appraises
+the verified claims against a policy. It returns the :class:`~veritee.policy.Appraisal` on
+acceptance and raises :class:`~veritee.errors.PolicyRejected` (carrying the full appraisal)
+on rejection.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from veritee.errors import CollateralError, FormatError, VerificationError
+from veritee.formats.azure import HclReport
+from veritee.formats.sevsnp import REPORT_SIZE, AttestationReport, CertTable
+from veritee.policy import Appraisal, Finding, Outcome
+from veritee.policy.sevsnp import SevSnpPolicy, appraise
+from veritee.trust.roots import TrustAnchors
+from veritee.trust.sevsnp import AmdCertificates, ChainCache, VerifiedReport, verify_report
+
+__all__ = ["Evidence", "parse_evidence", "verify_evidence", "verify_only"]
+
+_HCL_MAGIC = b"HCLA"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Parsed evidence: the SEV-SNP report and, when wrapped, the wrapper it came in."""
+
+    report: AttestationReport
+    hcl: HclReport | None = None
+    cert_table: CertTable | None = None
+
+    @property
+    def format(self) -> str:
+        """A short name of the evidence format."""
+        return "azure-hcl+sevsnp" if self.hcl is not None else "sevsnp"
+
+
+def parse_evidence(data: bytes, *, cert_table: bytes | None = None) -> Evidence:
+    """Recognise and parse evidence bytes; raise :class:`FormatError` if unrecognised."""
+    table = CertTable.from_bytes(cert_table) if cert_table else None
+    if data[:4] == _HCL_MAGIC:
+        hcl = HclReport.from_bytes(data)
+        if hcl.snp_report is None:
+            raise FormatError("HCL_REPORT", "report_type", got=hcl.report_type,
+                              want="an SEV-SNP hardware report")
+        return Evidence(report=hcl.snp_report, hcl=hcl, cert_table=table)
+    if len(data) == REPORT_SIZE:
+        return Evidence(report=AttestationReport.from_bytes(data), cert_table=table)
+    raise FormatError("evidence", "<format>", got=f"{len(data)} bytes starting {data[:4].hex()}",
+                      want=f"a {REPORT_SIZE}-byte SEV-SNP report or an Azure HCL report")
+
+
+def _collateral(evidence: Evidence, given: AmdCertificates | None) -> AmdCertificates:
+    """Certificates from the caller first, then from the evidence's own certificate table."""
+    from veritee.collateral.amd import from_cert_table
+
+    certs = given or AmdCertificates(ark=None, ask=None, vek=None, crl=None)
+    if evidence.cert_table is not None:
+        table = from_cert_table(evidence.cert_table)
+        certs = AmdCertificates(ark=certs.ark or table.ark, ask=certs.ask or table.ask,
+                                vek=certs.vek or table.vek, crl=certs.crl or table.crl)
+    if certs.vek is None:
+        raise CollateralError("no VCEK/VLEK certificate: pass --certs DIR or an extended "
+                              "report's certificate table")
+    return certs
+
+
+def verify_only(evidence: bytes | Evidence, *, collateral: AmdCertificates | None = None,
+                anchors: TrustAnchors | None = None, now: datetime | None = None,
+                require_crl: bool = False, cache: ChainCache | None = None,
+                cert_table: bytes | None = None) -> VerifiedReport:
+    """Parse and cryptographically verify; no policy. Raises on any failure."""
+    ev = evidence if isinstance(evidence, Evidence) else parse_evidence(evidence,
+                                                                       cert_table=cert_table)
+    verified = verify_report(ev.report, _collateral(ev, collateral),
+                             anchors=anchors or TrustAnchors.amd(),
+                             now=now or datetime.now(UTC), require_crl=require_crl, cache=cache)
+    if ev.hcl is not None:
+        verified = _check_hcl_binding(ev.hcl, verified)
+    return verified
+
+
+def _check_hcl_binding(hcl: HclReport, verified: VerifiedReport) -> VerifiedReport:
+    """The HCL's runtime data is bound to the report: REPORT_DATA = hash of variable data."""
+    from dataclasses import replace
+
+    want = hcl.expected_report_data()
+    got = verified.report.report_data
+    if not hmac.compare_digest(got, want):
+        raise VerificationError("azure.hcl.report_data_binding",
+                                f"REPORT_DATA {got.hex()} is not the hash of the HCL runtime "
+                                f"data {want.hex()}")
+    check = Finding("azure.hcl.report_data_binding", Outcome.PASS, "REPORT_DATA", got=got,
+                    want=want, message="runtime claims bound to the hardware report")
+    return replace(verified, checks=(*verified.checks, check))
+
+
+def verify_evidence(evidence: bytes | Evidence, *, policy: SevSnpPolicy | None = None,
+                    collateral: AmdCertificates | None = None,
+                    anchors: TrustAnchors | None = None, now: datetime | None = None,
+                    require_crl: bool = False, cache: ChainCache | None = None,
+                    cert_table: bytes | None = None) -> Appraisal:
+    """Parse, verify and appraise evidence; return the appraisal or raise.
+
+    Raises :class:`FormatError` for bad bytes, :class:`CollateralError` when certificates are
+    missing, :class:`VerificationError` when a signature/chain/revocation/binding check fails,
+    and :class:`~veritee.errors.PolicyRejected` (with every finding) when the policy rejects.
+    ``anchors`` defaults to the genuine AMD roots; ``policy`` to the secure default policy.
+    """
+    from veritee.errors import PolicyRejected
+
+    verified = verify_only(evidence, collateral=collateral, anchors=anchors, now=now,
+                           require_crl=require_crl, cache=cache, cert_table=cert_table)
+    appraisal = appraise(verified, policy or SevSnpPolicy())
+    if not appraisal.accepted:
+        raise PolicyRejected(appraisal)
+    return appraisal

@@ -1,0 +1,298 @@
+"""The ``veritee`` command: thin commands over the public API.
+
+Every command returns an exit code from :data:`EXIT_CODES`; errors are printed as one line
+on stderr, never as a traceback (``VERITEE_DEBUG=1`` shows the traceback too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from veritee.errors import (
+    CollateralError,
+    ConfigError,
+    FormatError,
+    PlatformError,
+    PolicyRejected,
+    SealingError,
+    VerificationError,
+    VeriteeError,
+)
+
+__all__ = ["EXIT_CODES", "main"]
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_BAD_INPUT = 3
+EXIT_VERIFICATION_FAILED = 4
+EXIT_COLLATERAL_UNAVAILABLE = 5
+EXIT_POLICY_REJECTED = 6
+EXIT_PLATFORM = 7
+EXIT_SEALING = 8
+
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "success (verified / accepted)",
+    EXIT_INTERNAL: "internal error (a bug: please report it)",
+    EXIT_USAGE: "usage error (bad command line)",
+    EXIT_BAD_INPUT: "bad input (malformed evidence, certificate, policy or settings file)",
+    EXIT_VERIFICATION_FAILED: "verification failed (signature, chain, revocation or binding)",
+    EXIT_COLLATERAL_UNAVAILABLE: "collateral unavailable (certificates or CRL missing)",
+    EXIT_POLICY_REJECTED: "policy rejected the verified evidence",
+    EXIT_PLATFORM: "platform error (TEE device absent or request refused)",
+    EXIT_SEALING: "sealed data cannot be opened",
+}
+
+# One table from error family to exit code; order matters (subclasses first).
+_ERROR_EXITS: tuple[tuple[type[VeriteeError], int], ...] = (
+    (PolicyRejected, EXIT_POLICY_REJECTED),
+    (VerificationError, EXIT_VERIFICATION_FAILED),
+    (FormatError, EXIT_BAD_INPUT),
+    (ConfigError, EXIT_BAD_INPUT),
+    (CollateralError, EXIT_COLLATERAL_UNAVAILABLE),
+    (PlatformError, EXIT_PLATFORM),
+    (SealingError, EXIT_SEALING),
+)
+
+
+def exit_code_for(error: VeriteeError) -> int:
+    """The exit code for an error family."""
+    for cls, code in _ERROR_EXITS:
+        if isinstance(error, cls):
+            return code
+    return EXIT_INTERNAL
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with EXIT_USAGE (2), as documented."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--at: got {text!r}, want an ISO 8601 time such as 2025-01-01T00:00:00Z") from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: cannot read ({exc.strerror})") from None
+
+
+def _read_evidence(path: str) -> bytes:
+    """Evidence bytes: binary as-is; a file of hex text is decoded (as some tools write it)."""
+    data = _read(path, "evidence")
+    text = data.strip()
+    if text and len(text) % 2 == 0 and all(c in b"0123456789abcdefABCDEF" for c in text):
+        return bytes.fromhex(text.decode())
+    return data
+
+
+def _emit(args: argparse.Namespace, text: str, obj: object) -> None:
+    if getattr(args, "format", "text") == "json":
+        print(json.dumps(obj, indent=2))
+    else:
+        print(text)
+
+
+# -- commands ---------------------------------------------------------------------------------
+def _cmd_show(args: argparse.Namespace) -> int:
+    from veritee.attest import parse_evidence
+
+    ev = parse_evidence(_read_evidence(args.report))
+    fields = ev.report.to_dict()
+    obj = {"format": ev.format, "report": fields}
+    if ev.hcl is not None:
+        obj["hcl"] = {"report_type": str(ev.hcl.report_type),
+                      "runtime_claims": ev.hcl.runtime_claims()}
+    lines = [f"format: {ev.format}"]
+    for key, value in fields.items():
+        if isinstance(value, dict):
+            lines.append(f"{key}:")
+            lines += [f"  {k}: {v}" for k, v in value.items()]
+        else:
+            lines.append(f"{key}: {value}")
+    _emit(args, "\n".join(lines), obj)
+    return EXIT_OK
+
+
+def _load_collateral(args: argparse.Namespace) -> tuple[object, object]:
+    from veritee.collateral.amd import load_crl, load_directory
+    from veritee.trust.roots import TrustAnchors
+    from veritee.trust.sevsnp import AmdCertificates
+
+    certs: AmdCertificates | None = load_directory(Path(args.certs)) if args.certs else None
+    if args.crl:
+        crl = load_crl(Path(args.crl))
+        base = certs or AmdCertificates(ark=None, ask=None, vek=None, crl=None)
+        certs = AmdCertificates(ark=base.ark, ask=base.ask, vek=base.vek, crl=crl)
+    anchors = TrustAnchors.amd()
+    if args.trust_root:
+        from cryptography import x509
+
+        extra = []
+        for path in args.trust_root:
+            data = _read(path, "trust root")
+            try:
+                extra.append(x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data
+                             else x509.load_der_x509_certificate(data))
+            except ValueError:
+                raise FormatError("certificate", path, got="unparsable",
+                                  want="PEM or DER X.509") from None
+        anchors = TrustAnchors.from_certificates(*extra)
+    return certs, anchors
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from veritee.attest import verify_only
+
+    certs, anchors = _load_collateral(args)
+    cert_table = _read(args.cert_table, "certificate table") if args.cert_table else None
+    verified = verify_only(_read_evidence(args.report), collateral=certs,  # type: ignore[arg-type]
+                           anchors=anchors, now=args.at,  # type: ignore[arg-type]
+                           require_crl=args.require_crl, cert_table=cert_table)
+    lines = [f"verified SEV-SNP report ({verified.product}, signed by "
+             f"{verified.vek.kind.name})"]
+    lines += [f"  {c}" for c in verified.checks]
+    lines.append("verdict: VERIFIED")
+    _emit(args, "\n".join(lines), {"verdict": "verified", "product": str(verified.product),
+                                   "signing_key": verified.vek.kind.name,
+                                   "checks": [c.to_dict() for c in verified.checks]})
+    return EXIT_OK
+
+
+def _cmd_appraise(args: argparse.Namespace) -> int:
+    from veritee.attest import verify_evidence
+    from veritee.policy.sevsnp import SevSnpPolicy, load_policy
+
+    certs, anchors = _load_collateral(args)
+    policy = load_policy(Path(args.policy)) if args.policy else SevSnpPolicy()
+    cert_table = _read(args.cert_table, "certificate table") if args.cert_table else None
+    try:
+        appraisal = verify_evidence(_read_evidence(args.report), policy=policy,
+                                    collateral=certs, anchors=anchors,  # type: ignore[arg-type]
+                                    now=args.at, require_crl=args.require_crl,
+                                    cert_table=cert_table)
+    except PolicyRejected as rejected:
+        _emit(args, rejected.appraisal.to_text(), rejected.appraisal.to_dict())
+        return EXIT_POLICY_REJECTED
+    _emit(args, appraisal.to_text(), appraisal.to_dict())
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from veritee.cli._demo import run_demo
+
+    return run_demo(product=args.product, key_size=args.key_size)
+
+
+def _cmd_emulate(args: argparse.Namespace) -> int:
+    from veritee.cli._emulate import run_emulate
+
+    return run_emulate(out=Path(args.out), product=args.product,
+                       report_data=args.report_data, key_size=args.key_size,
+                       debug=args.debug_guest)
+
+
+def _add_collateral_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("report", help="the evidence: a 1184-byte SEV-SNP report (binary or hex "
+                   "text) or an Azure HCL report")
+    p.add_argument("--certs", metavar="DIR", help="directory with the ARK, ASK/ASVK and "
+                   "VCEK/VLEK certificates (PEM or DER, any file names)")
+    p.add_argument("--cert-table", metavar="FILE", help="an extended report's certificate "
+                   "table (configfs-tsm auxblob)")
+    p.add_argument("--crl", metavar="FILE", help="AMD CRL for the product (DER or PEM)")
+    p.add_argument("--require-crl", action="store_true",
+                   help="fail unless a valid CRL was checked")
+    p.add_argument("--at", type=_parse_time, metavar="TIME",
+                   help="verify as of this ISO 8601 time (default: now)")
+    p.add_argument("--trust-root", action="append", metavar="PEM", help="trust this ARK "
+                   "instead of the pinned AMD roots (e.g. an emulated machine's ark.pem)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests)."""
+    epilog = "exit codes:\n" + "\n".join(f"  {k}  {v}" for k, v in EXIT_CODES.items())
+    parser = _Parser(prog="veritee", description="Confidential computing toolkit: attest, "
+                     "verify and appraise TEE evidence on real and emulated platforms.",
+                     epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from veritee import __version__
+
+    parser.add_argument("--version", action="version", version=f"veritee {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def add(name: str, help_: str, fn: Callable[[argparse.Namespace], int]
+            ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_, epilog=epilog,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(fn=fn)
+        return p
+
+    p = add("show", "decode every field of a report for a human", _cmd_show)
+    p.add_argument("report")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+
+    _add_collateral_args(add("verify", "verify a report's signature and certificate chain",
+                             _cmd_verify))
+    p = add("appraise", "verify a report and appraise it against a policy", _cmd_appraise)
+    _add_collateral_args(p)
+    p.add_argument("--policy", metavar="FILE", help="policy file (TOML or JSON); default: the "
+                   "secure default policy")
+
+    p = add("demo", "run the whole attestation flow on an emulated SEV-SNP machine", _cmd_demo)
+    p.add_argument("--product", choices=("Milan", "Genoa", "Turin"), default="Milan")
+    p.add_argument("--key-size", type=int, default=4096, choices=(2048, 3072, 4096),
+                   help="RSA size of the emulated AMD roots")
+
+    p = add("emulate", "launch an emulated SEV-SNP guest and write its report and "
+            "certificates to a directory", _cmd_emulate)
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--product", choices=("Milan", "Genoa", "Turin"), default="Milan")
+    p.add_argument("--report-data", metavar="HEX", default="",
+                   help="up to 64 bytes of report data, hex")
+    p.add_argument("--debug-guest", action="store_true", help="launch with the DEBUG policy bit")
+    p.add_argument("--key-size", type=int, default=4096, choices=(2048, 3072, 4096))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        code: int = args.fn(args)
+        return code
+    except VeriteeError as exc:
+        if os.environ.get("VERITEE_DEBUG"):
+            traceback.print_exc()
+        print(f"veritee: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return exit_code_for(exc)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a bug: say so plainly, with the traceback on request
+        if os.environ.get("VERITEE_DEBUG"):
+            traceback.print_exc()
+        print(f"veritee: internal error: {type(exc).__name__}: {exc} "
+              "(set VERITEE_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL

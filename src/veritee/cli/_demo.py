@@ -1,0 +1,156 @@
+"""``veritee demo``: the whole attestation flow on an emulated SEV-SNP machine, step by step.
+
+Attester side: an emulated AMD vendor and chip, a confidential VM launched from an image (its
+launch digest computed page by page), a guest key pair, and a report bound to the verifier's
+fresh nonce and that key. Verifier side: the same ``attest.verify_evidence`` that checks real
+AMD evidence, with the emulated root passed explicitly, and a policy. Then the attacks a
+verifier must stop: a replayed nonce, a tampered report, a debug guest, an untrusted root.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from datetime import UTC, datetime
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from veritee.attest import verify_evidence
+from veritee.errors import PolicyRejected, VerificationError
+from veritee.formats.sevsnp import AttestationReport, GuestPolicy, Product
+from veritee.platform.emulated.measurement import simple_guest_image
+from veritee.platform.emulated.snp import InsecureEmulatedSnpMachine
+from veritee.policy.sevsnp import SevSnpPolicy
+
+__all__ = ["bind_report_data", "demo_image", "run_demo"]
+
+
+def bind_report_data(nonce: bytes, public_key: ec.EllipticCurvePublicKey) -> bytes:
+    """REPORT_DATA binding a verifier nonce to a guest key: SHA-512(nonce || SPKI DER)."""
+    spki = public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha512(nonce + spki).digest()
+
+
+def demo_image() -> bytes:
+    """A deterministic stand-in for guest firmware: 16 pages, so its digest is reproducible."""
+    pages = [hashlib.sha512(b"veritee demo firmware page %d" % i).digest() * 64
+             for i in range(16)]
+    return b"".join(pages)
+
+
+class _Printer:
+    def __init__(self) -> None:
+        self.n = 0
+        self.t0 = time.perf_counter()
+
+    def step(self, text: str) -> None:
+        self.n += 1
+        print(f"\n[{self.n}] {text}")
+
+    def info(self, text: str) -> None:
+        print(f"    {text}")
+
+
+def run_demo(*, product: str = "Milan", key_size: int = 4096) -> int:
+    """Run the demo; return 0 when every expected outcome happened, else 1."""
+    out = _Printer()
+    prod = Product(product)
+    ok = True
+
+    out.step(f"Emulated AMD vendor: generating an ARK and ASK (RSA-{key_size}, RSASSA-PSS "
+             "SHA-384) - INSECURE, for development only")
+    machine = InsecureEmulatedSnpMachine.create(prod, key_size=key_size)
+    out.info(f"ARK subject: {machine.vendor.ark.subject.rfc4514_string()}")
+    ark_der = machine.vendor.ark.public_bytes(Encoding.DER)
+    out.info(f"ARK SHA-256: {hashlib.sha256(ark_der).hexdigest()} (trusted only explicitly)")
+
+    out.step(f"Emulated {prod} chip with its secure processor")
+    out.info(f"CHIP_ID:      {machine.chip_id.hex()[:32]}...")
+    out.info(f"firmware TCB: {machine.tcb}")
+    vcek = machine.vcek_certificate()
+    out.info(f"VCEK (derived from chip secret + TCB) certified: {vcek.subject.rfc4514_string()}")
+
+    out.step("Host launches a confidential VM (SNP_LAUNCH_START/UPDATE/FINISH)")
+    image = simple_guest_image(demo_image())
+    policy_bits = GuestPolicy(smt=True, abi_major=1, abi_minor=55)
+    guest = machine.launch(image, policy=policy_bits, vcpus=2)
+    out.info(f"pages measured: {sum(r.length for r in image.regions) // 4096} + 2 VMSAs")
+    out.info(f"launch MEASUREMENT: {guest.measurement.hex()}")
+    out.info(f"guest policy: debug={policy_bits.debug} smt={policy_bits.smt} "
+             f"migrate_ma={policy_bits.migrate_ma}")
+
+    out.step("Verifier sends a fresh nonce; the guest makes a P-384 key pair")
+    nonce = os.urandom(32)
+    guest_key = ec.generate_private_key(ec.SECP384R1())
+    report_data = bind_report_data(nonce, guest_key.public_key())
+    out.info(f"nonce: {nonce.hex()}")
+    out.info(f"REPORT_DATA = SHA-512(nonce || guest public key) = {report_data.hex()[:32]}...")
+
+    out.step("Guest asks its secure processor for a report (MSG_REPORT_REQ at VMPL0)")
+    evidence = guest.attestation_report(report_data, vmpl=0)
+    report = AttestationReport.from_bytes(evidence)
+    out.info(f"ATTESTATION_REPORT v{report.version}, {len(evidence)} bytes, signed by the "
+             f"VCEK for REPORTED_TCB {report.reported_tcb}")
+
+    out.step("Verifier: parse -> verify (signature, VCEK->ASK->ARK chain, VCEK/TCB binding) "
+             "-> appraise")
+    policy = SevSnpPolicy(policy_id="demo", measurements=frozenset({guest.measurement}),
+                          report_data=report_data)
+    now = datetime.now(UTC)
+    appraisal = verify_evidence(evidence, policy=policy, collateral=machine.certificates(),
+                                anchors=machine.anchors(), now=now)
+    for line in appraisal.to_text().splitlines()[1:]:
+        out.info(line)
+
+    out.step("Attacks the verifier must stop")
+    attacks = _attacks(machine, guest, evidence, policy, nonce, guest_key, now)
+    for name, outcome, expected in attacks:
+        mark = "stopped" if expected else "NOT STOPPED"
+        ok &= expected
+        out.info(f"{name}: {mark} ({outcome})")
+
+    elapsed = time.perf_counter() - out.t0
+    print(f"\nresult: {'OK' if ok else 'FAILED'} ({elapsed:.1f} s)")
+    return 0 if ok else 1
+
+
+def _attacks(machine: InsecureEmulatedSnpMachine, guest: object, evidence: bytes,
+             policy: SevSnpPolicy, nonce: bytes, key: ec.EllipticCurvePrivateKey,
+             now: datetime) -> list[tuple[str, str, bool]]:
+    from veritee.trust.roots import TrustAnchors
+
+    results: list[tuple[str, str, bool]] = []
+
+    def attempt(name: str, data: bytes, pol: SevSnpPolicy, anchors: TrustAnchors) -> None:
+        try:
+            verify_evidence(data, policy=pol, collateral=machine.certificates(),
+                            anchors=anchors, now=now)
+        except PolicyRejected as exc:
+            results.append((name, "policy: " + ", ".join(exc.appraisal.codes()), True))
+        except VerificationError as exc:
+            results.append((name, exc.code, True))
+        else:
+            results.append((name, "accepted", False))
+
+    fresh = bind_report_data(os.urandom(32), key.public_key())
+    from dataclasses import replace
+
+    attempt("replayed report against a new nonce", evidence, replace(policy, report_data=fresh),
+            machine.anchors())
+    tampered = bytearray(evidence)
+    tampered[0x90] ^= 0x01  # one bit of MEASUREMENT
+    attempt("one flipped bit in MEASUREMENT", bytes(tampered), policy, machine.anchors())
+    attempt("emulated root not passed (genuine AMD roots only)", evidence, policy,
+            TrustAnchors.amd())
+    from veritee.platform.emulated.snp import EmulatedSnpGuest
+
+    assert isinstance(guest, EmulatedSnpGuest)
+    dbg = machine.launch(simple_guest_image(demo_image()),
+                         policy=GuestPolicy(smt=True, debug=True), vcpus=2)
+    dbg_data = bind_report_data(nonce, key.public_key())
+    attempt("debug guest under the default policy", dbg.attestation_report(dbg_data),
+            replace(policy, measurements=frozenset({dbg.measurement}), report_data=dbg_data),
+            machine.anchors())
+    return results

@@ -1,0 +1,1 @@
+"""Cryptographic building blocks (all primitives come from ``cryptography``)."""
