@@ -32,8 +32,8 @@ Layout (all integers little-endian u32)::
 
 ``header.report_size`` is 0x4C0 + data_size and ``data_size`` is 20 + variable_data_size (both
 hold in every published sample). The NV index is read whole, so the blob is longer than
-``report_size`` (2600 bytes on current Azure VMs, 2048 in older captures); the bytes past
-``report_size`` must be zero and :attr:`HclReport.total_size` keeps the length so that
+``report_size`` (2600 bytes in the trustee samples, 2048 in kinvolk's older capture); the
+bytes past ``report_size`` must be zero and :attr:`HclReport.total_size` keeps the length so that
 ``to_bytes`` reproduces the input.
 
 Checks deliberately left out: the status word in the header is carried but not interpreted (no
@@ -338,7 +338,9 @@ class HclReport:
         read different claims from the same bound bytes.
         """
         try:
-            claims = json.loads(self.variable_data, object_pairs_hook=_no_duplicates,
+            # Decode explicitly: json.loads(bytes) would also accept UTF-16/UTF-32.
+            claims = json.loads(self.variable_data.decode("utf-8"),
+                                object_pairs_hook=_no_duplicates,
                                 parse_constant=_reject_constant)
         except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
             raise FormatError(_NAME, "variable_data", offset=VARIABLE_DATA_OFFSET,

@@ -20,6 +20,7 @@ because AMD renumbers tables between revisions:
 from __future__ import annotations
 
 import enum
+import itertools
 import uuid
 from dataclasses import dataclass
 from functools import cached_property
@@ -115,6 +116,9 @@ class TcbVersion:
     def from_u64(cls, value: int, layout: TcbLayout, *, structure: str = "TCB_VERSION",
                  offset: int | None = None) -> TcbVersion:
         """Decode a 64-bit TCB value in ``layout``; reserved bytes must be zero."""
+        if not 0 <= value < 1 << 64:
+            raise FormatError(structure, "TCB_VERSION", offset=offset, got=value,
+                              want="an unsigned 64-bit value")
         b = value.to_bytes(8, "little")
         if layout is TcbLayout.MILAN_GENOA:
             reserved = b[2:6]
@@ -125,6 +129,7 @@ class TcbVersion:
             tcb = cls(fmc=b[0], bootloader=b[1], tee=b[2], snp=b[3], microcode=b[7])
             res_at = 4
         if any(reserved):
+            res_at += next(i for i, x in enumerate(reserved) if x)
             raise FormatError(structure, "TCB_VERSION.reserved",
                               offset=None if offset is None else offset + res_at,
                               got=reserved, want="all zero (reserved)",
@@ -193,7 +198,11 @@ class GuestPolicy:
 
     def to_u64(self) -> int:
         """Encode back to the 64-bit value (bit 17 set)."""
-        v = (self.abi_minor & 0xFF) | (self.abi_major & 0xFF) << 8 | 1 << 17
+        for name in ("abi_minor", "abi_major"):
+            if not 0 <= getattr(self, name) <= 0xFF:
+                raise FormatError("GUEST_POLICY", name.upper(), got=getattr(self, name),
+                                  want="0..255")
+        v = self.abi_minor | self.abi_major << 8 | 1 << 17
         for name, bit in self._FLAGS:
             if getattr(self, name):
                 v |= 1 << bit
@@ -210,11 +219,14 @@ class PlatformInfo:
     rapl_disabled: bool = False
     ciphertext_hiding_enabled: bool = False
     alias_check_complete: bool = False
+    iommu_write_safe: bool = False
     tio_enabled: bool = False
 
+    # Bit 6 (IOMMU_WRITE_SAFE) is set by Turin firmware; bits 8-63 are reserved.
     _FLAGS = (("smt_enabled", 0), ("tsme_enabled", 1), ("ecc_enabled", 2), ("rapl_disabled", 3),
-              ("ciphertext_hiding_enabled", 4), ("alias_check_complete", 5), ("tio_enabled", 7))
-    _KNOWN_MASK = 0b1011_1111
+              ("ciphertext_hiding_enabled", 4), ("alias_check_complete", 5),
+              ("iommu_write_safe", 6), ("tio_enabled", 7))
+    _KNOWN_MASK = 0xFF
 
     @classmethod
     def from_u64(cls, value: int, *, structure: str = "PLATFORM_INFO",
@@ -678,7 +690,7 @@ class CertTable:
         """Parse the table; entries must lie inside the buffer and the terminator must exist."""
         name = "CERT_TABLE"
         rd = Reader(name, data)
-        entries: list[CertTableEntry] = []
+        headers: list[tuple[int, bytes, int, int]] = []
         pos = 0
         while True:
             if pos + cls.ENTRY > len(rd.data):
@@ -692,14 +704,25 @@ class CertTable:
                     raise FormatError(name, "terminator", offset=pos + 16,
                                       got=f"offset={off} length={length}", want="zero")
                 break
-            header_end = pos + cls.ENTRY
-            if off < header_end or off + length > len(rd.data):
-                raise FormatError(name, "OFFSET/LENGTH", offset=pos + 16,
-                                  got=f"[{off}, {off + length})",
-                                  want=f"inside [{header_end}, {len(rd.data)}) after the headers")
-            entries.append(CertTableEntry(uuid.UUID(bytes=guid_bytes),
-                                          rd.raw("data", off, length)))
+            headers.append((pos, guid_bytes, off, length))
             pos += cls.ENTRY
+        # Payloads live after every header (terminator included) and never overlap.
+        headers_end = pos + cls.ENTRY
+        spans: list[tuple[int, int, int]] = []
+        for at, _guid, off, length in headers:
+            if off < headers_end or off + length > len(rd.data):
+                raise FormatError(name, "OFFSET/LENGTH", offset=at + 16,
+                                  got=f"[{off}, {off + length})",
+                                  want=f"inside [{headers_end}, {len(rd.data)}) after the headers")
+            spans.append((off, off + length, at))
+        spans.sort()
+        for (_s1, end1, _a1), (start2, _e2, at2) in itertools.pairwise(spans):
+            if start2 < end1:
+                raise FormatError(name, "OFFSET/LENGTH", offset=at2 + 16,
+                                  got=f"payload starts at {start2}",
+                                  want=f">= {end1} (payloads must not overlap)")
+        entries = [CertTableEntry(uuid.UUID(bytes=g), rd.raw("data", off, length))
+                   for _at, g, off, length in headers]
         return cls(tuple(entries))
 
     def to_bytes(self) -> bytes:
