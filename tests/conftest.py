@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from _evidence import EVIDENCE_DIR, evidence_available, load_manifest, manifest_samples, sample_time
 
 __all__ = ["evidence_dir", "load_manifest", "manifest_samples", "sample_time"]

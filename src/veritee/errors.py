@@ -79,7 +79,7 @@ class VerificationError(VeriteeError):
         super().__init__(f"{code}: {message}")
 
 
-class PolicyRejected(VerificationError):
+class PolicyRejected(VerificationError):  # noqa: N818 - the name callers know
     """The evidence verified, but the appraisal policy rejected it.
 
     ``appraisal`` holds every finding, not only the first.

@@ -144,18 +144,11 @@ def _load_collateral(args: argparse.Namespace) -> tuple[object, object]:
         certs = AmdCertificates(ark=base.ark, ask=base.ask, vek=base.vek, crl=crl)
     anchors = TrustAnchors.amd()
     if args.trust_root:
-        from cryptography import x509
+        from veritee.crypto.amd_certs import load_certificates
 
-        extra = []
-        for path in args.trust_root:
-            data = _read(path, "trust root")
-            try:
-                extra.append(x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data
-                             else x509.load_der_x509_certificate(data))
-            except ValueError:
-                raise FormatError("certificate", path, got="unparsable",
-                                  want="PEM or DER X.509") from None
-        anchors = TrustAnchors.from_certificates(*extra)
+        roots = [c for path in args.trust_root
+                 for c in load_certificates(_read(path, "trust root"), source=path)]
+        anchors = TrustAnchors.from_certificates(*roots)
     return certs, anchors
 
 

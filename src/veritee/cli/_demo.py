@@ -105,7 +105,8 @@ def run_demo(*, product: str = "Milan", key_size: int = 4096) -> int:
         out.info(line)
 
     out.step("Attacks the verifier must stop")
-    attacks = _attacks(machine, guest, evidence, policy, nonce, guest_key, now)
+    attacks = _attacks(machine, guest, evidence, policy=policy, nonce=nonce, key=guest_key,
+                       now=now)
     for name, outcome, expected in attacks:
         mark = "stopped" if expected else "NOT STOPPED"
         ok &= expected
@@ -116,7 +117,7 @@ def run_demo(*, product: str = "Milan", key_size: int = 4096) -> int:
     return 0 if ok else 1
 
 
-def _attacks(machine: InsecureEmulatedSnpMachine, guest: object, evidence: bytes,
+def _attacks(machine: InsecureEmulatedSnpMachine, guest: object, evidence: bytes, *,
              policy: SevSnpPolicy, nonce: bytes, key: ec.EllipticCurvePrivateKey,
              now: datetime) -> list[tuple[str, str, bool]]:
     from veritee.trust.roots import TrustAnchors

@@ -7,39 +7,18 @@ The output is laid out as a user of real hardware would have it (``report.bin`` 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from veritee._fs import atomic_write
 from veritee.cli._demo import demo_image
 from veritee.errors import ConfigError
 from veritee.formats.sevsnp import GuestPolicy, Product
 from veritee.platform.emulated.measurement import simple_guest_image
 from veritee.platform.emulated.snp import InsecureEmulatedSnpMachine
 
-__all__ = ["atomic_write", "run_emulate"]
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file, fsync, rename, fsync the directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+__all__ = ["run_emulate"]
 
 
 def run_emulate(*, out: Path, product: str, report_data: str, key_size: int,
@@ -55,11 +34,11 @@ def run_emulate(*, out: Path, product: str, report_data: str, key_size: int,
     guest = machine.launch(simple_guest_image(demo_image()),
                            policy=GuestPolicy(smt=True, debug=debug))
     report = guest.attestation_report(data.ljust(64, b"\0"))
-    atomic_write(out / "report.bin", report)
+    atomic_write(out / "report.bin", report, 0o644)
     certs = machine.certificates()
     for name, cert in (("ark", certs.ark), ("ask", certs.ask), ("vcek", certs.vek)):
         assert cert is not None
-        atomic_write(out / "certs" / f"{name}.pem", cert.public_bytes(Encoding.PEM))
+        atomic_write(out / "certs" / f"{name}.pem", cert.public_bytes(Encoding.PEM), 0o644)
     print(f"wrote {out / 'report.bin'} and {out / 'certs'}/{{ark,ask,vcek}}.pem")
     print(f"measurement: {guest.measurement.hex()}")
     print(f"verify with: veritee verify {out / 'report.bin'} --certs {out / 'certs'} "

@@ -39,10 +39,13 @@ __all__ = [
     "Cpuid",
     "EcdsaP384Signature",
     "FirmwareVersion",
+    "GuestFieldSelect",
     "GuestPolicy",
+    "MsgKeyReq",
     "MsgReportReq",
     "PlatformInfo",
     "Product",
+    "RootKeySelect",
     "SignerInfo",
     "SigningKey",
     "TcbLayout",
@@ -650,6 +653,81 @@ class MsgReportReq:
         w.raw("REPORT_DATA", 0, self.report_data, 64)
         w.u32("VMPL", 0x40, self.vmpl)
         w.u32("KEY_SEL", 0x44, self.key_sel)
+        return w.getvalue()
+
+
+class GuestFieldSelect(enum.IntFlag):
+    """GUEST_FIELD_SELECT of ``MSG_KEY_REQ``: which guest fields the derived key mixes in."""
+
+    GUEST_POLICY = 1 << 0
+    IMAGE_ID = 1 << 1
+    FAMILY_ID = 1 << 2
+    MEASUREMENT = 1 << 3
+    GUEST_SVN = 1 << 4
+    TCB_VERSION = 1 << 5
+
+
+class RootKeySelect(enum.IntEnum):
+    """ROOT_KEY_SELECT of ``MSG_KEY_REQ``."""
+
+    VCEK = 0  # the chip's VCEK-root, for the requested TCB: survives relaunch
+    VMRK = 1  # the VM root key: per launch, migrates with the guest
+
+
+@dataclass(frozen=True)
+class MsgKeyReq:
+    """``MSG_KEY_REQ`` (ABI 56860 "MSG_KEY_REQ Message Structure"): ask for a derived key.
+
+    The firmware refuses a ``guest_svn`` above the guest's SVN, a ``tcb_version`` above the
+    current TCB, and a ``vmpl`` below the requester's: an older identity's key can be
+    derived by a newer workload, never the reverse.
+    """
+
+    root_key_select: RootKeySelect = RootKeySelect.VCEK
+    key_sel: int = 0
+    guest_field_select: GuestFieldSelect = GuestFieldSelect(0)  # noqa: RUF009 - immutable
+    vmpl: int = 0
+    guest_svn: int = 0
+    tcb_version: int = 0
+
+    SIZE = 0x20
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> MsgKeyReq:
+        """Parse the 32-byte request; reserved bits must be zero."""
+        name = "MSG_KEY_REQ"
+        rd = Reader(name, data, size=cls.SIZE)
+        word = rd.u32("ROOT_KEY_SELECT/KEY_SEL", 0)
+        if word >> 3:
+            raise FormatError(name, "reserved", offset=0, got=hex(word), want="bits 3-31 zero")
+        rd.zero("reserved", 0x04, 4)
+        fields = rd.u64("GUEST_FIELD_SELECT", 0x08)
+        if fields >> 6:
+            raise FormatError(name, "GUEST_FIELD_SELECT", offset=0x08, got=hex(fields),
+                              want="bits 6-63 zero")
+        req = cls(root_key_select=RootKeySelect(word & 1), key_sel=word >> 1 & 0b11,
+                  guest_field_select=GuestFieldSelect(fields), vmpl=rd.u32("VMPL", 0x10),
+                  guest_svn=rd.u32("GUEST_SVN", 0x14), tcb_version=rd.u64("TCB_VERSION", 0x18))
+        req.validate()
+        return req
+
+    def validate(self) -> None:
+        """Check field ranges."""
+        if self.key_sel not in (0, 1, 2):
+            raise FormatError("MSG_KEY_REQ", "KEY_SEL", offset=0, got=self.key_sel,
+                              want="0, 1 or 2")
+        if not 0 <= self.vmpl <= 3:
+            raise FormatError("MSG_KEY_REQ", "VMPL", offset=0x10, got=self.vmpl, want="0..3")
+
+    def to_bytes(self) -> bytes:
+        """Serialise to 32 bytes."""
+        self.validate()
+        w = Writer("MSG_KEY_REQ", self.SIZE)
+        w.u32("ROOT_KEY_SELECT/KEY_SEL", 0, int(self.root_key_select) | self.key_sel << 1)
+        w.u64("GUEST_FIELD_SELECT", 0x08, int(self.guest_field_select))
+        w.u32("VMPL", 0x10, self.vmpl)
+        w.u32("GUEST_SVN", 0x14, self.guest_svn)
+        w.u64("TCB_VERSION", 0x18, self.tcb_version)
         return w.getvalue()
 
 

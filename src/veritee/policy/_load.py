@@ -115,13 +115,11 @@ def read_hex(value: object, path: str, length: int) -> bytes:
     text = value.strip()
     if text[:2].lower() == "0x":
         text = text[2:]
-    try:
-        data = bytes.fromhex(text)
-    except ValueError:
-        raise config_error(path, value, want) from None
-    if len(data) != length:
-        raise ConfigError(f"{path}: got {len(data)} bytes, want {want}")
-    return data
+    if any(c not in "0123456789abcdefABCDEF" for c in text):
+        raise config_error(path, value, want)
+    if len(text) != 2 * length:
+        raise ConfigError(f"{path}: got {len(text)} hex digits, want {want}")
+    return bytes.fromhex(text)
 
 
 def read_hex_set(value: object, path: str, length: int) -> frozenset[bytes]:

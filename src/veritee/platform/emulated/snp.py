@@ -22,29 +22,35 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import secrets
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from veritee._fs import atomic_write
 from veritee.crypto import amd_certs
-from veritee.errors import FormatError, PlatformError
+from veritee.crypto.amd_certs import AmdCertificate, load_certificates
+from veritee.errors import ConfigError, FormatError, PlatformError
 from veritee.formats.sevsnp import (
     AttestationReport,
     CertTable,
     Cpuid,
     EcdsaP384Signature,
     FirmwareVersion,
+    GuestFieldSelect,
     GuestPolicy,
+    MsgKeyReq,
     MsgReportReq,
     PlatformInfo,
     Product,
+    RootKeySelect,
     SignerInfo,
     SigningKey,
     TcbLayout,
@@ -155,8 +161,8 @@ class EmulatedAmdVendor:
     product: Product
     ark_key: rsa.RSAPrivateKey
     ask_key: rsa.RSAPrivateKey
-    ark: x509.Certificate
-    ask: x509.Certificate
+    ark: AmdCertificate
+    ask: AmdCertificate
 
     @classmethod
     def generate(cls, product: Product = Product.MILAN, *, key_size: int = 4096,
@@ -176,7 +182,7 @@ class EmulatedAmdVendor:
         return TrustAnchors.from_certificates(self.ark, product=self.product)
 
     def certify_vcek(self, public_key: ec.EllipticCurvePublicKey, tcb: TcbVersion,
-                     hwid: bytes, *, now: datetime) -> x509.Certificate:
+                     hwid: bytes, *, now: datetime) -> AmdCertificate:
         """Issue a VCEK certificate as AMD's KDS does for (hwID, TCB)."""
         return amd_certs.make_vek(self.ask_key, self.ask, public_key, self.product, tcb=tcb,
                                   hwid=hwid, kind=SigningKey.VCEK,
@@ -196,6 +202,10 @@ class _SecureProcessor:
         self.version = version
         self.committed_version = version
         self._vceks: dict[int, ec.EllipticCurvePrivateKey] = {}
+
+    def chip_secret_hex(self) -> str:
+        """The chip secret, for persisting the emulated chip's fuses (insecure by name)."""
+        return self._chip_secret.hex()
 
     @property
     def chip_id(self) -> bytes:
@@ -221,6 +231,15 @@ class _SecureProcessor:
             self._vceks[key_id] = ec.derive_private_key(d, ec.SECP384R1())
         return self._vceks[key_id]
 
+    def chip_root_key(self, tcb: TcbVersion | None) -> bytes:
+        """The chip's VCEK-root secret for ``tcb`` (or the TCB-independent root when None).
+
+        Firmware can derive the root of its own TCB and of any older one (it is a one-way
+        function of the chip secret and each SPL); the caller checks "older", we derive.
+        """
+        label = b"vcek-root" + (b"" if tcb is None else tcb.to_u64().to_bytes(8, "little"))
+        return _hkdf(self._chip_secret, label, 48)
+
     def sign(self, report: AttestationReport) -> AttestationReport:
         """Sign the report's first 0x2A0 bytes with the VCEK for its REPORTED_TCB."""
         unsigned = replace(report, signature=EcdsaP384Signature(0, 0))
@@ -244,6 +263,16 @@ class EmulatedSnpGuest:
     id_key_digest: bytes = bytes(48)
     author_key_digest: bytes = bytes(48)
     vmpl: int = 0  # the privilege level the guest software runs at
+    vmrk: bytes = field(default_factory=lambda: secrets.token_bytes(48), repr=False)
+
+    @property
+    def guest_svn(self) -> int:
+        """The guest SVN from the ID block (0 without one)."""
+        return self.id_block.guest_svn if self.id_block else 0
+
+    def derived_key(self, request: MsgKeyReq) -> bytes:
+        """MSG_KEY_REQ -> a 32-byte key from the secure processor (SNP_GET_DERIVED_KEY)."""
+        return self.machine.handle_key_request(self, request.to_bytes())
 
     def attestation_report(self, report_data: bytes, vmpl: int | None = None,
                            *, report_version: int | None = None) -> bytes:
@@ -282,13 +311,103 @@ class InsecureEmulatedSnpMachine:
             raise PlatformError(f"report version {report_version} not emulated (2, 3, 5)")
         self.report_version = report_version
         self._clock = clock
-        self._vcek_certs: dict[int, x509.Certificate] = {}
+        self._vcek_certs: dict[int, AmdCertificate] = {}
+        self._counters: dict[bytes, int] = {}
+        self._state_dir: Path | None = None
 
     @classmethod
     def create(cls, product: Product = Product.MILAN, *, key_size: int = 4096,
                **kwargs: object) -> InsecureEmulatedSnpMachine:
         """A machine with a fresh emulated vendor and a random chip secret."""
         return cls(EmulatedAmdVendor.generate(product, key_size=key_size), **kwargs)  # type: ignore[arg-type]
+
+    # -- persistence (the chip's fuses and NV state, kept in a file: insecure by name) ------
+    STATE_FILE = "emulated-snp.json"
+
+    def save(self, directory: Path) -> None:
+        """Persist chip, firmware, vendor and NV counters to ``directory`` (atomically).
+
+        From then on every NV change (counters) is written through, as real NV storage is.
+        """
+        from cryptography.hazmat.primitives.serialization import (
+            Encoding,
+            NoEncryption,
+            PrivateFormat,
+        )
+
+        def key_pem(key: rsa.RSAPrivateKey) -> str:
+            return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
+
+        sp = self._sp
+        state = {
+            "format": "veritee-emulated-snp/1",
+            "product": self.product.value,
+            "chip_secret": sp.chip_secret_hex(),
+            "tcb": sp.tcb.to_u64(), "committed_tcb": sp.committed_tcb.to_u64(),
+            "version": sp.version.as_tuple(), "committed_version": sp.committed_version.as_tuple(),
+            "platform_info": self.platform_info.to_u64(),
+            "report_version": self.report_version,
+            "counters": {k.hex(): v for k, v in self._counters.items()},
+            "ark_key": key_pem(self.vendor.ark_key), "ask_key": key_pem(self.vendor.ask_key),
+            "ark": self.vendor.ark.public_bytes(Encoding.PEM).decode(),
+            "ask": self.vendor.ask.public_bytes(Encoding.PEM).decode(),
+        }
+        atomic_write(Path(directory) / self.STATE_FILE, json.dumps(state, indent=1).encode())
+        self._state_dir = Path(directory)
+
+    @classmethod
+    def load(cls, directory: Path) -> InsecureEmulatedSnpMachine:
+        """Load a machine saved with :meth:`save`; ConfigError if the state is malformed."""
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        path = Path(directory) / cls.STATE_FILE
+        try:
+            state = json.loads(path.read_bytes())
+            if state.get("format") != "veritee-emulated-snp/1":
+                raise ConfigError(f"{path}: format {state.get('format')!r}, "
+                                  "want 'veritee-emulated-snp/1'")
+            product = Product(state["product"])
+            layout = TcbLayout.for_product(product)
+            ark_key = load_pem_private_key(state["ark_key"].encode(), None)
+            ask_key = load_pem_private_key(state["ask_key"].encode(), None)
+            if not isinstance(ark_key, rsa.RSAPrivateKey) or not isinstance(
+                    ask_key, rsa.RSAPrivateKey):
+                raise ConfigError(f"{path}: vendor keys must be RSA")
+            vendor = EmulatedAmdVendor(
+                product=product, ark_key=ark_key, ask_key=ask_key,
+                ark=load_certificates(state["ark"].encode(), source=str(path))[0],
+                ask=load_certificates(state["ask"].encode(), source=str(path))[0])
+            machine = cls(vendor, chip_secret=bytes.fromhex(state["chip_secret"]),
+                          tcb=TcbVersion.from_u64(state["tcb"], layout),
+                          firmware=FirmwareVersion(*state["version"]),
+                          platform_info=PlatformInfo.from_u64(state["platform_info"]),
+                          report_version=state["report_version"])
+            machine._sp.committed_tcb = TcbVersion.from_u64(state["committed_tcb"], layout)
+            machine._sp.committed_version = FirmwareVersion(*state["committed_version"])
+            machine._counters = {bytes.fromhex(k): int(v) for k, v in state["counters"].items()}
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read emulated machine state ({exc.strerror})"
+                              ) from None
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ConfigError | FormatError):
+                raise
+            raise ConfigError(f"{path}: malformed emulated machine state ({exc!r})") from None
+        machine._state_dir = Path(directory)
+        return machine
+
+    @classmethod
+    def open(cls, directory: Path, product: Product = Product.MILAN, *,
+             key_size: int = 4096) -> InsecureEmulatedSnpMachine:
+        """Load the machine kept in ``directory``, creating (and saving) it the first time."""
+        if (Path(directory) / cls.STATE_FILE).exists():
+            return cls.load(directory)
+        machine = cls.create(product, key_size=key_size)
+        machine.save(directory)
+        return machine
+
+    def _persist(self) -> None:
+        if self._state_dir is not None:
+            self.save(self._state_dir)
 
     # -- identity and collateral -----------------------------------------------------------
     @property
@@ -305,7 +424,7 @@ class InsecureEmulatedSnpMachine:
         """The machine's clock (fixed when the machine was built with ``clock``)."""
         return self._clock or datetime.now(UTC)
 
-    def vcek_certificate(self, tcb: TcbVersion | None = None) -> x509.Certificate:
+    def vcek_certificate(self, tcb: TcbVersion | None = None) -> AmdCertificate:
         """The VCEK certificate for ``tcb`` (default: the current TCB), as KDS would issue."""
         tcb = tcb or self._sp.tcb
         key = tcb.to_u64()
@@ -447,6 +566,75 @@ class InsecureEmulatedSnpMachine:
             current_mit_vector=0 if version >= 5 else None,
         )
         return sp.sign(report).to_bytes()
+
+    def handle_key_request(self, guest: EmulatedSnpGuest, request: bytes) -> bytes:
+        """MSG_KEY_REQ -> MSG_KEY_RSP's 32-byte DERIVED_KEY.
+
+        ABI 56860 MSG_KEY_REQ: the key is derived from the selected root key and mixes in
+        the VMPL, GUEST_FIELD_SELECT itself, the selected guest fields (the *requested*
+        GUEST_SVN and TCB_VERSION, which must not exceed the guest's SVN and the current
+        TCB) and the launch signer: the author key digest when AUTHOR_KEY_EN, else the ID
+        key digest. So a newer workload can derive an older identity's key, never the reverse.
+        """
+        req = MsgKeyReq.from_bytes(request)
+        if req.vmpl < guest.vmpl:
+            raise PlatformError(f"a guest at VMPL{guest.vmpl} cannot derive a VMPL{req.vmpl} key")
+        if req.key_sel == 2:
+            raise PlatformError("no VLEK is installed on this emulated chip")
+        sel = req.guest_field_select
+        if sel & GuestFieldSelect.GUEST_SVN and req.guest_svn > guest.guest_svn:
+            raise PlatformError(f"requested GUEST_SVN {req.guest_svn} exceeds the guest's "
+                                f"{guest.guest_svn}")
+        tcb: TcbVersion | None = None
+        if sel & GuestFieldSelect.TCB_VERSION:
+            tcb = TcbVersion.from_u64(req.tcb_version, TcbLayout.for_product(self.product),
+                                      structure="MSG_KEY_REQ", offset=0x18)
+            current = self._sp.tcb.components()
+            higher = [k for k, v in tcb.components().items() if v > current[k]]
+            if higher:
+                raise PlatformError(f"requested TCB_VERSION exceeds the current TCB in {higher}")
+        if req.root_key_select is RootKeySelect.VMRK:
+            root = guest.vmrk
+        else:
+            root = self._sp.chip_root_key(tcb)
+        signer = guest.author_key_digest if guest.author_key_digest != bytes(48) \
+            else guest.id_key_digest
+        block = guest.id_block
+        fields = [
+            (GuestFieldSelect.GUEST_POLICY, guest.policy.to_u64().to_bytes(8, "little")),
+            (GuestFieldSelect.IMAGE_ID, block.image_id if block else bytes(16)),
+            (GuestFieldSelect.FAMILY_ID, block.family_id if block else bytes(16)),
+            (GuestFieldSelect.MEASUREMENT, guest.measurement),
+            (GuestFieldSelect.GUEST_SVN, req.guest_svn.to_bytes(4, "little")),
+            (GuestFieldSelect.TCB_VERSION, req.tcb_version.to_bytes(8, "little")),
+        ]
+        context = b"".join(value if sel & bit else bytes(len(value)) for bit, value in fields)
+        info = (b"msg-key-req" + req.vmpl.to_bytes(4, "little") + int(sel).to_bytes(8, "little")
+                + signer + context)
+        return HKDF(algorithm=hashes.SHA384(), length=32, salt=None, info=info).derive(root)
+
+    # -- non-volatile monotonic counters (rollback protection) -----------------------------
+    def counter_create(self) -> bytes:
+        """Allocate a monotonic counter in the secure processor's NV state; return its id."""
+        counter_id = secrets.token_bytes(16)
+        self._counters[counter_id] = 0
+        self._persist()
+        return counter_id
+
+    def counter_read(self, counter_id: bytes) -> int:
+        """The counter's value; PlatformError for an unknown id."""
+        try:
+            return self._counters[counter_id]
+        except KeyError:
+            raise PlatformError(f"no monotonic counter {counter_id.hex()}") from None
+
+    def counter_advance(self, counter_id: bytes, to: int) -> int:
+        """Raise the counter to ``to`` (never lowers it); return the new value."""
+        value = max(self.counter_read(counter_id), to)
+        if value != self._counters[counter_id]:
+            self._counters[counter_id] = value
+            self._persist()
+        return value
 
     def trng(self, n: int) -> bytes:
         """Bytes from the secure processor's TRNG (the host OS's CSPRNG stands in for it)."""
