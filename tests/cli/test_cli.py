@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from _evidence import EVIDENCE_DIR, evidence_available
 from veritee.cli import EXIT_CODES, build_parser, main
+
+from _evidence import EVIDENCE_DIR, evidence_available
 
 needs_evidence = pytest.mark.skipif(not evidence_available(),
                                     reason="shared evidence not present")

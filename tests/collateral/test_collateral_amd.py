@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from _evidence import manifest_samples, sample_time
 from veritee.collateral.amd import (
     classify,
     from_cert_table,
@@ -20,6 +19,8 @@ from veritee.formats.sevsnp import AttestationReport, CertTable, Product, Signin
 from veritee.testing.amd import FakeAmd, FakeAmdKeys
 from veritee.trust.roots import TrustAnchors
 from veritee.trust.sevsnp import verify_report
+
+from _evidence import manifest_samples, sample_time
 
 PEM = serialization.Encoding.PEM
 DER = serialization.Encoding.DER

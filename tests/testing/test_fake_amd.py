@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from _evidence import EVIDENCE_DIR, evidence_available
 from veritee.crypto.amd_certs import OID_AMD, load_certificates
 from veritee.formats.sevsnp import AttestationReport, Product, SigningKey
 from veritee.testing.amd import FakeAmd, FakeAmdKeys
 from veritee.trust.roots import TrustAnchors
 from veritee.trust.sevsnp import verify_report
+
+from _evidence import EVIDENCE_DIR, evidence_available
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from _evidence import load_manifest, manifest_samples, sample_time
 from veritee.crypto.amd_certs import AmdCertificate, load_certificates
 from veritee.errors import VerificationError
 from veritee.formats.sevsnp import AttestationReport, Product, SigningKey
@@ -23,6 +22,8 @@ from veritee.trust.sevsnp import (
     verify_chain,
     verify_report,
 )
+
+from _evidence import load_manifest, manifest_samples, sample_time
 
 pytestmark = pytest.mark.evidence
 

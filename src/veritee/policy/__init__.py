@@ -8,58 +8,14 @@ whose policy value is ``None`` is not run and is listed under :attr:`Appraisal.s
 
 from __future__ import annotations
 
-import enum
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from veritee.findings import Finding, Outcome, jsonable
+
 __all__ = ["Appraisal", "Finding", "Outcome"]
-
-
-class Outcome(enum.StrEnum):
-    """The outcome of one check."""
-
-    PASS = "pass"  # noqa: S105 - an outcome, not a password
-    FAIL = "fail"
-    SKIP = "skip"
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One check and its outcome, in the form *field, got, want*.
-
-    ``code`` is stable across releases (tests pin it): ``<tee>.<field>.<what>``.
-    """
-
-    code: str
-    outcome: Outcome
-    field: str
-    got: Any = None
-    want: Any = None
-    message: str = ""
-
-    @property
-    def passed(self) -> bool:
-        """True when the check ran and passed."""
-        return self.outcome is Outcome.PASS
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly form."""
-        return {"code": self.code, "outcome": self.outcome.value, "field": self.field,
-                "got": _jsonable(self.got), "want": _jsonable(self.want),
-                "message": self.message}
-
-    def __str__(self) -> str:
-        mark = {Outcome.PASS: "ok  ", Outcome.FAIL: "FAIL", Outcome.SKIP: "skip"}[self.outcome]
-        text = f"[{mark}] {self.code}: {self.field}"
-        if self.outcome is Outcome.FAIL:
-            text += f", got {_fmt(self.got)}, want {_fmt(self.want)}"
-        elif self.outcome is Outcome.PASS and self.got is not None:
-            text += f" = {_fmt(self.got)}"
-        if self.message:
-            text += f" ({self.message})"
-        return text
 
 
 @dataclass(frozen=True)
@@ -105,7 +61,7 @@ class Appraisal:
             "accepted": self.accepted,
             "verification": [f.to_dict() for f in self.verification],
             "findings": [f.to_dict() for f in self.findings],
-            "claims": _jsonable(self.claims),
+            "claims": jsonable(self.claims),
         }
 
     def to_json(self, *, indent: int | None = 2) -> str:
@@ -130,22 +86,3 @@ class Appraisal:
                          verification=tuple(checks), claims=self.claims)
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, bytes | bytearray):
-        return bytes(value).hex()
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        items = [_jsonable(v) for v in value]
-        return sorted(items, key=str) if isinstance(value, set | frozenset) else items
-    if isinstance(value, enum.Enum):
-        return value.value
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
-
-
-def _fmt(value: Any) -> str:
-    v = _jsonable(value)
-    text = v if isinstance(v, str) else json.dumps(v)
-    return text if len(text) <= 100 else text[:100] + "..."

@@ -12,7 +12,7 @@ the ARK.
 Every ``verify_*`` raises :class:`~veritee.errors.VerificationError` with a stable code on the
 first failed step; missing collateral raises :class:`~veritee.errors.CollateralError`; bytes that
 do not parse raise :class:`~veritee.errors.FormatError`. On success each step that ran is a
-passed :class:`~veritee.policy.Finding` in ``VerifiedReport.checks``.
+passed :class:`~veritee.findings.Finding` in ``VerifiedReport.checks``.
 
 Deliberately not checked here (policy's job): guest policy, measurement, TCB minimums, VMPL,
 report_data, and the launch/committed/current TCB relationships.
@@ -44,6 +44,7 @@ from veritee.crypto.amd_certs import (
     signature_algorithm,
 )
 from veritee.errors import CollateralError, FormatError, VerificationError
+from veritee.findings import Finding, Outcome
 from veritee.formats.sevsnp import (
     SIGNATURE_ALGO_ECDSA_P384_SHA384,
     AttestationReport,
@@ -51,7 +52,6 @@ from veritee.formats.sevsnp import (
     SigningKey,
     TcbVersion,
 )
-from veritee.policy import Finding, Outcome
 from veritee.trust.roots import TrustAnchors
 
 __all__ = [

@@ -1,0 +1,80 @@
+"""Findings: one check and its outcome, shared by verification (trust) and appraisal (policy).
+
+Each :class:`Finding` has a stable ``code`` naming the check (``sevsnp.report.signature``,
+``sevsnp.measurement.mismatch``); ``outcome`` says whether it passed, failed or was skipped.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Finding", "Outcome", "jsonable"]
+
+
+class Outcome(enum.StrEnum):
+    """The outcome of one check."""
+
+    PASS = "pass"  # noqa: S105 - an outcome, not a password
+    FAIL = "fail"
+    SKIP = "skip"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One check and its outcome, in the form *field, got, want*.
+
+    ``code`` is stable across releases (tests pin it): ``<tee>.<field>.<what>``.
+    """
+
+    code: str
+    outcome: Outcome
+    field: str
+    got: Any = None
+    want: Any = None
+    message: str = ""
+
+    @property
+    def passed(self) -> bool:
+        """True when the check ran and passed."""
+        return self.outcome is Outcome.PASS
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return {"code": self.code, "outcome": self.outcome.value, "field": self.field,
+                "got": jsonable(self.got), "want": jsonable(self.want),
+                "message": self.message}
+
+    def __str__(self) -> str:
+        mark = {Outcome.PASS: "ok  ", Outcome.FAIL: "FAIL", Outcome.SKIP: "skip"}[self.outcome]
+        text = f"[{mark}] {self.code}: {self.field}"
+        if self.outcome is Outcome.FAIL:
+            text += f", got {_fmt(self.got)}, want {_fmt(self.want)}"
+        elif self.outcome is Outcome.PASS and self.got is not None:
+            text += f" = {_fmt(self.got)}"
+        if self.message:
+            text += f" ({self.message})"
+        return text
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).hex()
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [jsonable(v) for v in value]
+        return sorted(items, key=str) if isinstance(value, set | frozenset) else items
+    if isinstance(value, enum.Enum):
+        return value.value
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def _fmt(value: Any) -> str:
+    v = jsonable(value)
+    text = v if isinstance(v, str) else json.dumps(v)
+    return text if len(text) <= 100 else text[:100] + "..."

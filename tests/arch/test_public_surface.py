@@ -1,0 +1,34 @@
+"""The public surface is pinned: a change to it must be deliberate (edit this test)."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+import veritee
+
+PINNED = {
+    "veritee": ["VeriteeError", "__version__", "verify_evidence"],
+    "veritee.errors": ["CollateralError", "ConfigError", "FormatError", "PlatformError",
+                       "PolicyRejected", "SealingError", "VerificationError", "VeriteeError"],
+    "veritee.attest": ["Evidence", "parse_evidence", "verify_evidence", "verify_only"],
+    "veritee.policy": ["Appraisal", "Finding", "Outcome"],
+    "veritee.cli": ["EXIT_CODES", "main"],
+}
+
+
+@pytest.mark.parametrize("module", sorted(PINNED))
+def test_public_names_are_pinned(module: str) -> None:
+    mod = importlib.import_module(module)
+    assert sorted(mod.__all__) == sorted(PINNED[module])
+    for name in mod.__all__:
+        assert getattr(mod, name) is not None
+
+
+def test_lazy_front_door() -> None:
+    from veritee.attest import verify_evidence
+
+    assert veritee.verify_evidence is verify_evidence
+    with pytest.raises(AttributeError):
+        veritee.no_such_thing  # noqa: B018
