@@ -7,6 +7,7 @@ on stderr, never as a traceback (``VERITEE_DEBUG=1`` shows the traceback too).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -27,6 +28,12 @@ from veritee.errors import (
 )
 
 __all__ = ["EXIT_CODES", "main"]
+
+# Modules that add subcommands (``register(add)`` where ``add(name, help, fn)`` returns the
+# subparser). Keeping the list here keeps ``--help`` complete without importing on demand.
+_COMMAND_MODULES: tuple[str, ...] = ()
+
+AddCommand = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -263,6 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="up to 64 bytes of report data, hex")
     p.add_argument("--debug-guest", action="store_true", help="launch with the DEBUG policy bit")
     p.add_argument("--key-size", type=int, default=4096, choices=(2048, 3072, 4096))
+
+    # Feature modules register their own commands: each has ``register(add)``.
+    for module in _COMMAND_MODULES:
+        importlib.import_module(module).register(add)
     return parser
 
 
