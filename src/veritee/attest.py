@@ -11,9 +11,13 @@ on rejection.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from veritee.errors import CollateralError, FormatError, VerificationError
 from veritee.formats.azure import HclReport
@@ -23,9 +27,19 @@ from veritee.policy.sevsnp import SevSnpPolicy, appraise
 from veritee.trust.roots import TrustAnchors
 from veritee.trust.sevsnp import AmdCertificates, ChainCache, VerifiedReport, verify_report
 
-__all__ = ["Evidence", "parse_evidence", "verify_evidence", "verify_only"]
+__all__ = ["Evidence", "bind_report_data", "parse_evidence", "verify_evidence", "verify_only"]
 
 _HCL_MAGIC = b"HCLA"
+
+
+def bind_report_data(nonce: bytes, public_key: PublicKeyTypes) -> bytes:
+    """REPORT_DATA binding a verifier's nonce to a TEE public key: SHA-512(nonce || SPKI DER).
+
+    64 bytes, exactly the size of SEV-SNP REPORT_DATA. The SPKI DER encoding names the key
+    type, so keys of different types can never collide.
+    """
+    spki = public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha512(nonce + spki).digest()
 
 
 @dataclass(frozen=True)
@@ -114,7 +128,10 @@ def verify_evidence(evidence: bytes | Evidence, *, policy: SevSnpPolicy | None =
     and :class:`~veritee.errors.PolicyRejected` (with every finding) when the policy rejects.
     ``anchors`` defaults to the genuine AMD roots; ``policy`` to the secure default policy.
     """
-    from veritee.errors import PolicyRejected
+    from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from veritee.errors import PolicyRejected
 
     verified = verify_only(evidence, collateral=collateral, anchors=anchors, now=now,
                            require_crl=require_crl, cache=cache, cert_table=cert_table)

@@ -15,22 +15,16 @@ import time
 from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding
 
-from veritee.attest import verify_evidence
+from veritee.attest import bind_report_data, verify_evidence
 from veritee.errors import PolicyRejected, VerificationError
 from veritee.formats.sevsnp import AttestationReport, GuestPolicy, Product
 from veritee.platform.emulated.measurement import simple_guest_image
 from veritee.platform.emulated.snp import InsecureEmulatedSnpMachine
 from veritee.policy.sevsnp import SevSnpPolicy
 
-__all__ = ["bind_report_data", "demo_image", "run_demo"]
-
-
-def bind_report_data(nonce: bytes, public_key: ec.EllipticCurvePublicKey) -> bytes:
-    """REPORT_DATA binding a verifier nonce to a guest key: SHA-512(nonce || SPKI DER)."""
-    spki = public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    return hashlib.sha512(nonce + spki).digest()
+__all__ = ["demo_image", "run_demo"]
 
 
 def demo_image() -> bytes:
