@@ -128,10 +128,7 @@ def verify_evidence(evidence: bytes | Evidence, *, policy: SevSnpPolicy | None =
     and :class:`~veritee.errors.PolicyRejected` (with every finding) when the policy rejects.
     ``anchors`` defaults to the genuine AMD roots; ``policy`` to the secure default policy.
     """
-    from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-from veritee.errors import PolicyRejected
+    from veritee.errors import PolicyRejected
 
     verified = verify_only(evidence, collateral=collateral, anchors=anchors, now=now,
                            require_crl=require_crl, cache=cache, cert_table=cert_table)

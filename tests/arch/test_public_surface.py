@@ -12,7 +12,8 @@ PINNED = {
     "veritee": ["VeriteeError", "__version__", "verify_evidence"],
     "veritee.errors": ["CollateralError", "ConfigError", "FormatError", "PlatformError",
                        "PolicyRejected", "SealingError", "VerificationError", "VeriteeError"],
-    "veritee.attest": ["Evidence", "bind_report_data", "parse_evidence", "verify_evidence", "verify_only"],
+    "veritee.attest": ["Evidence", "bind_report_data", "parse_evidence", "verify_evidence",
+                       "verify_only"],
     "veritee.policy": ["Appraisal", "Finding", "Outcome"],
     "veritee.cli": ["EXIT_CODES", "main"],
 }
