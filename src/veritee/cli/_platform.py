@@ -1,0 +1,109 @@
+"""Choosing the platform a command runs on: a real SEV-SNP guest, or the emulated one.
+
+The emulated machine keeps its state (chip secret, firmware, NV counters) in a directory,
+``--state`` or ``$VERITEE_STATE_DIR`` (default ``~/.local/share/veritee/emulated-snp``), so
+that sealing in one command and unsealing in the next happen on "the same chip". The guest
+is launched from ``--image`` (default: the demo firmware); ``--id-key`` with ``--svn`` adds an
+ID block, which gives the workload a signer identity for signer sealing policies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from veritee.errors import ConfigError
+from veritee.formats.sevsnp import GuestPolicy
+from veritee.platform.emulated.measurement import PAGE_SIZE, measure, simple_guest_image
+from veritee.platform.emulated.snp import (
+    IdBlock,
+    InsecureEmulatedSnpMachine,
+    sign_id_block,
+    vmsa_page,
+)
+from veritee.platform.sevsnp import SevGuestDevice, sev_guest_available
+from veritee.sealing import KeySource, MonotonicCounters
+
+__all__ = ["Workload", "add_platform_args", "open_workload"]
+
+
+def default_state_dir() -> Path:
+    """Where the emulated machine lives unless ``--state`` says otherwise."""
+    env = os.environ.get("VERITEE_STATE_DIR")
+    return Path(env) if env else Path.home() / ".local" / "share" / "veritee" / "emulated-snp"
+
+
+def add_platform_args(p: argparse.ArgumentParser) -> None:
+    """The options that pick and describe the platform."""
+    g = p.add_argument_group("platform")
+    g.add_argument("--platform", choices=("auto", "emulated", "sev-snp"), default="auto",
+                   help="auto: /dev/sev-guest when present, else the emulated machine")
+    g.add_argument("--state", metavar="DIR", type=Path, help="emulated machine state directory")
+    g.add_argument("--image", metavar="FILE", type=Path,
+                   help="emulated guest image (default: the demo firmware)")
+    g.add_argument("--id-key", metavar="PEM", type=Path,
+                   help="P-384 ID key signing the emulated guest's ID block (signer identity)")
+    g.add_argument("--svn", type=int, default=0, help="guest SVN in the ID block")
+    g.add_argument("--family-id", metavar="HEX", default="00" * 16)
+    g.add_argument("--image-id", metavar="HEX", default="00" * 16)
+
+
+@dataclass
+class Workload:
+    """The platform a command got: a key source, and NV counters where the platform has them."""
+
+    source: KeySource
+    counters: MonotonicCounters | None
+    description: str
+
+
+def _hex16(text: str, name: str) -> bytes:
+    try:
+        value = bytes.fromhex(text.removeprefix("0x"))
+    except ValueError:
+        raise ConfigError(f"--{name}: got {text!r}, want 16 bytes of hex") from None
+    if len(value) != 16:
+        raise ConfigError(f"--{name}: got {len(value)} bytes, want 16")
+    return value
+
+
+def open_workload(args: argparse.Namespace) -> Workload:
+    """The workload the platform options describe."""
+    if args.platform == "sev-snp" or (args.platform == "auto" and sev_guest_available()):
+        return Workload(SevGuestDevice(), None, "SEV-SNP guest (/dev/sev-guest)")
+    from veritee.cli._demo import demo_image
+
+    state = args.state or default_state_dir()
+    machine = InsecureEmulatedSnpMachine.open(state)
+    if args.image is not None:
+        try:
+            firmware = args.image.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"--image {args.image}: cannot read ({exc.strerror})") from None
+        firmware = firmware.ljust(-(-max(len(firmware), 1) // PAGE_SIZE) * PAGE_SIZE, b"\0")
+    else:
+        firmware = demo_image()
+    image = simple_guest_image(firmware)
+    policy = GuestPolicy(smt=True)
+    if args.id_key is None:
+        guest = machine.launch(image, policy=policy)
+    else:
+        try:
+            key = load_pem_private_key(args.id_key.read_bytes(), None)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ConfigError(f"--id-key {args.id_key}: not a readable PEM private key "
+                              f"({exc})") from None
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp384r1":
+            raise ConfigError(f"--id-key {args.id_key}: want an EC P-384 key")
+        block = IdBlock(ld=measure(image, vmsas=[vmsa_page(0)]),
+                        family_id=_hex16(args.family_id, "family-id"),
+                        image_id=_hex16(args.image_id, "image-id"), guest_svn=args.svn,
+                        policy=policy)
+        guest = machine.launch(image, policy=policy, id_block=block,
+                               id_auth=sign_id_block(block, key))
+    return Workload(guest, machine, f"emulated SEV-SNP guest (state {state}, INSECURE)")

@@ -1,0 +1,231 @@
+"""Sealed files for large data: a STREAM-style chunked AEAD with random access.
+
+Construction (Hoang, Reyhanitabar, Rogaway, Vizar, "Online Authenticated-Encryption and its
+Nonce-Reuse Misuse-Resistance", CRYPTO 2015, the STREAM scheme) over AES-256-GCM:
+
+* chunk *i* of CHUNK_SIZE plaintext bytes (the last may be shorter, and exists even for empty
+  input) is sealed with nonce = NONCE_PREFIX (7 bytes) || i (u32, big-endian) || last (1 byte);
+* its associated data is the whole 112-byte header || i (u64, little-endian) || last, so
+  every chunk is bound to this file's header and to its position;
+* the data key is unique to the file (a fresh salt, see :func:`~._core.data_key`).
+
+Reordering or swapping chunks breaks the nonce/AD, moving chunks between files breaks the key,
+truncation drops the chunk flagged last, and extension turns the flagged chunk into a
+non-last one: each is detected. Memory use is a few chunks, whatever the file size.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from veritee._fs import atomic_open
+from veritee.errors import ConfigError, FormatError, SealingError
+from veritee.formats.sealed import HEADER_SIZE, SealedHeader, SealKind
+from veritee.sealing._core import (
+    KeySource,
+    MonotonicCounters,
+    RollbackSlot,
+    SealingPolicy,
+    check_rollback,
+    data_key,
+    header_for,
+    no_oracle,
+    own_report,
+    request_from_header,
+    with_counter,
+)
+
+__all__ = ["DEFAULT_CHUNK_SIZE", "SealedFileReader", "open_sealed", "reseal_file", "seal_file",
+           "unseal_file"]
+
+DEFAULT_CHUNK_SIZE = 1 << 20
+_TAG = 16
+_LABEL = b"veritee-seal-stream-v1"
+_MAX_CHUNKS = 1 << 32
+
+
+def _nonce(prefix: bytes, index: int, last: bool) -> bytes:
+    return prefix + index.to_bytes(4, "big") + (b"\x01" if last else b"\x00")
+
+
+def _aad(header: bytes, index: int, last: bool) -> bytes:
+    return header + index.to_bytes(8, "little") + (b"\x01" if last else b"\x00")
+
+
+def _read_chunks(fh: BinaryIO, size: int) -> Iterator[bytes]:
+    while True:
+        chunk = fh.read(size)
+        yield chunk
+        if len(chunk) < size:
+            return
+
+
+def _with_last(chunks: Iterable[bytes]) -> Iterator[tuple[bytes, bool]]:
+    """Pairs (chunk, is_last), with one empty last chunk for empty input."""
+    it = iter(chunks)
+    current = next(it, b"")
+    for following in it:
+        if not following:
+            break
+        yield current, False
+        current = following
+    yield current, True
+
+
+def existing_counter(path: Path) -> bytes | None:
+    """The rollback counter id of the sealed file at ``path`` (a new version keeps it)."""
+    try:
+        with path.open("rb") as fh:
+            header = SealedHeader.from_bytes(fh.read(HEADER_SIZE))
+    except (OSError, FormatError):
+        return None
+    return header.counter_id if header.rollback_protected else None
+
+
+def _seal_chunks(source: KeySource, chunks: Iterable[bytes], dst: Path, policy: SealingPolicy,
+                 *, chunk_size: int, counters: MonotonicCounters | None) -> None:
+    if not 1 <= chunk_size <= 1 << 30:
+        raise ConfigError(f"chunk_size: got {chunk_size}, want 1..2**30")
+    request = policy.key_request(own_report(source))
+    slot = RollbackSlot.next_for(counters, existing_counter(dst)) if counters else None
+    header = with_counter(header_for(request, policy.kind, SealKind.STREAM,
+                                     salt=os.urandom(32), nonce=os.urandom(7) + bytes(5),
+                                     chunk_size=chunk_size), slot)
+    raw = header.to_bytes()
+    aead = AESGCM(data_key(source.derived_key(request), header, _LABEL))
+    prefix = header.nonce[:7]
+    with atomic_open(dst) as out:
+        out.write(raw)
+        for index, (chunk, last) in enumerate(_with_last(chunks)):
+            if index >= _MAX_CHUNKS:
+                raise ConfigError("input too large for this chunk size (2**32 chunks)")
+            out.write(aead.encrypt(_nonce(prefix, index, last), chunk, _aad(raw, index, last)))
+    if slot is not None:
+        slot.commit()  # only once the new version is durable: see check_rollback
+
+
+def seal_file(source: KeySource, src: Path, dst: Path, policy: SealingPolicy, *,
+              chunk_size: int = DEFAULT_CHUNK_SIZE,
+              counters: MonotonicCounters | None = None) -> None:
+    """Seal the file ``src`` into ``dst`` (atomically), streaming: memory is O(chunk_size)."""
+    with Path(src).open("rb") as fh:
+        _seal_chunks(source, _read_chunks(fh, chunk_size), Path(dst), policy,
+                     chunk_size=chunk_size, counters=counters)
+
+
+class SealedFileReader:
+    """Random access to a sealed file. Opening authenticates the header, the rollback
+    counter and the final chunk (so truncation is caught before any read); each read then
+    authenticates the chunks it touches."""
+
+    def __init__(self, source: KeySource, path: Path,
+                 counters: MonotonicCounters | None = None) -> None:
+        self._fh: BinaryIO | None = None
+        try:
+            self._open(source, Path(path), counters)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, source: KeySource, path: Path,
+              counters: MonotonicCounters | None) -> None:
+        with no_oracle():
+            self._fh = path.open("rb")
+            raw = self._fh.read(HEADER_SIZE)
+            header = SealedHeader.from_bytes(raw)
+            if header.kind is not SealKind.STREAM:
+                raise SealingError()
+            roll_forward = check_rollback(header, counters)
+            self._raw = raw
+            self._prefix = header.nonce[:7]
+            self._chunk = header.chunk_size
+            self._aead = AESGCM(data_key(source.derived_key(request_from_header(header)),
+                                         header, _LABEL))
+            body = os.fstat(self._fh.fileno()).st_size - HEADER_SIZE
+            step = self._chunk + _TAG
+            self._count = -(-body // step)
+            last_len = body - (self._count - 1) * step
+            if self._count < 1 or last_len < _TAG:
+                raise SealingError()
+            self.size = (self._count - 1) * self._chunk + last_len - _TAG
+            """Plaintext size in bytes."""
+            self._last = self._decrypt(self._count - 1)
+            roll_forward()
+
+    def _decrypt(self, index: int) -> bytes:
+        assert self._fh is not None
+        last = index == self._count - 1
+        if last and hasattr(self, "_last"):
+            return self._last
+        with no_oracle():
+            self._fh.seek(HEADER_SIZE + index * (self._chunk + _TAG))
+            sealed = self._fh.read(self._chunk + _TAG)
+            return self._aead.decrypt(_nonce(self._prefix, index, last), sealed,
+                                      _aad(self._raw, index, last))
+
+    @property
+    def chunk_size(self) -> int:
+        """Plaintext bytes per chunk."""
+        return self._chunk
+
+    def chunks(self) -> Iterator[bytes]:
+        """Every plaintext chunk in order."""
+        for index in range(self._count):
+            yield self._decrypt(index)
+
+    def read(self, offset: int, length: int) -> bytes:
+        """``length`` plaintext bytes from ``offset`` (fewer at the end of the file)."""
+        if offset < 0 or length < 0:
+            raise ValueError(f"offset/length: got {offset}/{length}, want >= 0")
+        end = min(offset + length, self.size)
+        if offset >= end:
+            return b""
+        first, last = offset // self._chunk, (end - 1) // self._chunk
+        data = b"".join(self._decrypt(i) for i in range(first, last + 1))
+        start = offset - first * self._chunk
+        return data[start:start + end - offset]
+
+    def close(self) -> None:
+        """Close the underlying file."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> SealedFileReader:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def open_sealed(source: KeySource, path: Path,
+                counters: MonotonicCounters | None = None) -> SealedFileReader:
+    """Open a sealed file for random access (raises the one SealingError on any failure)."""
+    return SealedFileReader(source, path, counters)
+
+
+def unseal_file(source: KeySource, src: Path, dst: Path, *,
+                counters: MonotonicCounters | None = None) -> None:
+    """Unseal ``src`` into ``dst``; ``dst`` appears only once every chunk authenticated."""
+    with open_sealed(source, src, counters) as reader, atomic_open(Path(dst)) as out:
+        for chunk in reader.chunks():
+            out.write(chunk)
+
+
+def reseal_file(source: KeySource, path: Path, policy: SealingPolicy, *,
+                counters: MonotonicCounters | None = None) -> None:
+    """Reseal a sealed file under ``policy`` in place (atomically), streaming."""
+    path = Path(path)
+    with open_sealed(source, path, counters) as reader:
+        _seal_chunks(source, reader.chunks(), path, policy, chunk_size=reader.chunk_size,
+                     counters=counters)
