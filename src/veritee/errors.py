@@ -9,7 +9,8 @@
     ├── CollateralError               certificates / CRLs needed to verify are unavailable
     ├── ConfigError                   a policy or settings file is wrong
     ├── PlatformError                 the TEE (emulated or real) refused or is absent
-    └── SealingError                  one message for every unseal failure: no oracle
+    ├── SealingError                  one message for every unseal failure: no oracle
+    └── KeyStoreError                 bad key handle, wrong usage, store of another workload
 
 Each family maps to one CLI exit code (``veritee.cli.EXIT_CODES``). Callers act on the family;
 the attributes give a human the detail.
@@ -26,6 +27,7 @@ __all__ = [
     "CollateralError",
     "ConfigError",
     "FormatError",
+    "KeyStoreError",
     "PlatformError",
     "PolicyRejected",
     "SealingError",
@@ -110,6 +112,16 @@ class SealingError(VeriteeError):
 
     def __init__(self, *_args: Any) -> None:
         super().__init__(self.MESSAGE)
+
+
+class KeyStoreError(VeriteeError):
+    """A key-store request was refused. ``reason`` is stable: ``unknown-key``,
+    ``wrong-usage``, ``not-exportable``, ``destroyed``, ``exists``, ``locked`` (the store was
+    sealed by another workload or platform), ``bad-request``."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(f"{reason}: {message}")
 
 
 def _short(value: object, limit: int = 80) -> str:

@@ -10,7 +10,8 @@ import veritee
 
 PINNED = {
     "veritee": ["VeriteeError", "__version__", "verify_evidence"],
-    "veritee.errors": ["CollateralError", "ConfigError", "FormatError", "PlatformError",
+    "veritee.errors": ["CollateralError", "ConfigError", "FormatError", "KeyStoreError",
+                       "PlatformError",
                        "PolicyRejected", "SealingError", "VerificationError", "VeriteeError"],
     "veritee.attest": ["Evidence", "bind_report_data", "parse_evidence", "verify_evidence",
                        "verify_only"],

@@ -27,7 +27,7 @@ def test_exit_codes_are_pinned() -> None:
     """Scripts depend on these numbers: changing one must be deliberate."""
     assert {k: v.split(" ")[0] for k, v in EXIT_CODES.items()} == {
         0: "success", 1: "internal", 2: "usage", 3: "bad", 4: "verification",
-        5: "collateral", 6: "policy", 7: "platform", 8: "sealed"}
+        5: "collateral", 6: "policy", 7: "platform", 8: "sealed", 9: "key"}
 
 
 def test_usage_error_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,6 +20,7 @@ from veritee.errors import (
     CollateralError,
     ConfigError,
     FormatError,
+    KeyStoreError,
     PlatformError,
     PolicyRejected,
     SealingError,
@@ -31,7 +32,7 @@ __all__ = ["EXIT_CODES", "main"]
 
 # Modules that add subcommands (``register(add)`` where ``add(name, help, fn)`` returns the
 # subparser). Keeping the list here keeps ``--help`` complete without importing on demand.
-_COMMAND_MODULES: tuple[str, ...] = ("veritee.cli._sealing",)
+_COMMAND_MODULES: tuple[str, ...] = ("veritee.cli._sealing", "veritee.cli._keys")
 
 AddCommand = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]
 
@@ -44,6 +45,7 @@ EXIT_COLLATERAL_UNAVAILABLE = 5
 EXIT_POLICY_REJECTED = 6
 EXIT_PLATFORM = 7
 EXIT_SEALING = 8
+EXIT_KEYSTORE = 9
 
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success (verified / accepted)",
@@ -55,6 +57,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_POLICY_REJECTED: "policy rejected the verified evidence",
     EXIT_PLATFORM: "platform error (TEE device absent or request refused)",
     EXIT_SEALING: "sealed data cannot be opened",
+    EXIT_KEYSTORE: "key store refused the request (unknown key, wrong usage, locked)",
 }
 
 # One table from error family to exit code; order matters (subclasses first).
@@ -66,6 +69,7 @@ _ERROR_EXITS: tuple[tuple[type[VeriteeError], int], ...] = (
     (CollateralError, EXIT_COLLATERAL_UNAVAILABLE),
     (PlatformError, EXIT_PLATFORM),
     (SealingError, EXIT_SEALING),
+    (KeyStoreError, EXIT_KEYSTORE),
 )
 
 

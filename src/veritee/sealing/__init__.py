@@ -21,6 +21,7 @@ rollback): the error is not an oracle.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -51,6 +52,7 @@ from veritee.sealing.stream import (
 
 __all__ = [
     "KeySource",
+    "Sealer",
     "MonotonicCounters",
     "SealedFileReader",
     "SealedHeader",
@@ -160,3 +162,33 @@ def reseal_path(source: KeySource, path: Path, policy: SealingPolicy, *, aad: by
         return
     seal_to_path(source, path, unseal_path(source, path, aad=aad, counters=counters), policy,
                  aad=aad, counters=counters)
+
+
+@dataclass(frozen=True)
+class Sealer:
+    """Sealing bound to one workload and policy: what a key store or service holds.
+
+    ``counters`` (optional) adds rollback protection to :meth:`seal_to_path`.
+    """
+
+    source: KeySource
+    policy: SealingPolicy
+    counters: MonotonicCounters | None = None
+
+    def seal(self, data: bytes, *, aad: bytes = b"") -> bytes:
+        """Seal a blob (no rollback counter: the caller decides where it lives)."""
+        return seal(self.source, data, self.policy, aad=aad)
+
+    def unseal(self, blob: bytes, *, aad: bytes = b"") -> bytes:
+        """Open a blob sealed by :meth:`seal`."""
+        return unseal(self.source, blob, aad=aad)
+
+    def seal_to_path(self, path: Path, data: bytes, *, aad: bytes = b"",
+                     rollback: bool = False) -> None:
+        """Seal atomically into ``path`` (a new rollback-protected version if asked)."""
+        seal_to_path(self.source, path, data, self.policy, aad=aad,
+                     counters=self.counters if rollback else None)
+
+    def unseal_path(self, path: Path, *, aad: bytes = b"") -> bytes:
+        """Open a file written by :meth:`seal_to_path`."""
+        return unseal_path(self.source, path, aad=aad, counters=self.counters)
