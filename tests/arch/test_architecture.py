@@ -29,6 +29,11 @@ ALLOWED: dict[str, set[str]] = {
                                 "veritee.platform"},
     "veritee.attest": BASE | {"veritee.formats", "veritee.crypto", "veritee.trust",
                               "veritee.policy", "veritee.collateral"},
+    # Above attest: attested certificates call verify_evidence; tls sits on ratls.
+    "veritee.ratls": BASE | {"veritee.formats", "veritee.crypto", "veritee.trust",
+                             "veritee.policy", "veritee.attest"},
+    "veritee.tls": BASE | {"veritee.crypto", "veritee.trust", "veritee.policy",
+                           "veritee.ratls"},
 }
 FORBIDDEN_EVERYWHERE_BUT_TESTING = "veritee.testing"
 

@@ -32,7 +32,11 @@ __all__ = ["EXIT_CODES", "main"]
 
 # Modules that add subcommands (``register(add)`` where ``add(name, help, fn)`` returns the
 # subparser). Keeping the list here keeps ``--help`` complete without importing on demand.
-_COMMAND_MODULES: tuple[str, ...] = ("veritee.cli._sealing", "veritee.cli._keys")
+_COMMAND_MODULES: tuple[str, ...] = (
+    "veritee.cli._sealing",
+    "veritee.cli._keys",
+    "veritee.cli._cert",
+)
 
 AddCommand = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]
 

@@ -1,0 +1,303 @@
+"""``veritee cert``: issue certificates and inspect attested ones.
+
+::
+
+    veritee cert issue ca   --subject "CN=Example CA" --out DIR        -> ca.pem, ca.key
+    veritee cert issue csr  --subject "CN=svc" --dns svc.local --out DIR -> key.pem, csr.pem
+    veritee cert issue leaf --ca-cert ca.pem --ca-key ca.key (--csr csr.pem | --subject S)
+                            --out DIR                                  -> cert.pem (+ key.pem)
+    veritee cert check cert.pem --ca ca.pem [--usage server] [--at TIME]
+    veritee cert inspect cert.pem [--trust-root ark.pem] [--policy FILE]
+    veritee cert attested --out DIR   (an emulated guest makes a key and an attested cert)
+
+Private keys are written unencrypted with mode 0600; keep them inside the TEE or seal them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from veritee._fs import atomic_write
+from veritee.cli import (
+    EXIT_OK,
+    EXIT_POLICY_REJECTED,
+    AddCommand,
+    _emit,
+    _load_collateral,
+    _parse_time,
+    _read,
+)
+from veritee.crypto.certs import (
+    KeyType,
+    Usage,
+    build_csr,
+    certificate_pem,
+    create_ca,
+    fingerprint,
+    generate_private_key,
+    issue_leaf,
+    load_certificate,
+    load_csr,
+    load_private_key,
+    private_key_pem,
+    verify_leaf,
+)
+from veritee.errors import ConfigError, PolicyRejected, VerificationError
+
+__all__ = ["register"]
+
+_USAGES = {"server": Usage.SERVER, "client": Usage.CLIENT}
+
+
+def register(add: AddCommand) -> None:
+    """Add the ``cert`` command and its actions."""
+    cert = add("cert", "issue X.509 certificates and inspect attested (RA-TLS) ones",
+               _cmd_cert_help)
+    parser_class = type(cert)
+    actions = cert.add_subparsers(dest="cert_action", metavar="ACTION",
+                                  parser_class=parser_class)
+    actions.required = True
+
+    issue = actions.add_parser("issue", help="issue a CA, a CSR or a leaf certificate")
+    kinds = issue.add_subparsers(dest="cert_kind", metavar="KIND", parser_class=parser_class)
+    kinds.required = True
+
+    p = kinds.add_parser("ca", help="a self-signed CA (ca.pem, ca.key)")
+    _key_args(p)
+    p.add_argument("--subject", required=True, help='RFC 4514 name, e.g. "CN=Example CA"')
+    p.add_argument("--days", type=int, default=3650)
+    p.add_argument("--path-length", type=int, default=0)
+    p.set_defaults(fn=_cmd_issue_ca)
+
+    p = kinds.add_parser("csr", help="a key and a PKCS#10 request (key.pem, csr.pem)")
+    _key_args(p)
+    p.add_argument("--subject", required=True)
+    _san_args(p)
+    p.set_defaults(fn=_cmd_issue_csr)
+
+    p = kinds.add_parser("leaf", help="a leaf signed by a CA, from a CSR or a new key")
+    _key_args(p)
+    p.add_argument("--ca-cert", required=True, metavar="PEM")
+    p.add_argument("--ca-key", required=True, metavar="PEM")
+    p.add_argument("--csr", metavar="FILE", help="issue for this CSR (else a new key is made)")
+    p.add_argument("--subject", help="subject (required without --csr; overrides the CSR's)")
+    _san_args(p)
+    p.add_argument("--usage", action="append", choices=sorted(_USAGES),
+                   help="extended key usage (repeatable; default: server and client)")
+    p.add_argument("--days", type=int, default=90)
+    p.set_defaults(fn=_cmd_issue_leaf)
+
+    p = actions.add_parser("check", help="check a leaf against its CA (signature, validity, "
+                           "basicConstraints, EKU)")
+    p.add_argument("cert", metavar="CERT")
+    p.add_argument("--ca", required=True, metavar="PEM")
+    p.add_argument("--usage", choices=sorted(_USAGES), default="server")
+    p.add_argument("--at", type=_parse_time, metavar="TIME", help="check as of (default: now)")
+    p.set_defaults(fn=_cmd_check)
+
+    p = actions.add_parser("inspect", help="show an attested certificate and appraise the "
+                           "evidence it carries")
+    p.add_argument("cert", metavar="FILE", help="PEM or DER certificate")
+    p.add_argument("--trust-root", action="append", metavar="PEM", help="trust this ARK "
+                   "instead of the pinned AMD roots (e.g. an emulated machine's ark.pem)")
+    p.add_argument("--policy", metavar="FILE", help="policy file (TOML or JSON)")
+    p.add_argument("--certs", metavar="DIR", help="AMD certificates (else the ones embedded "
+                   "in the certificate's endorsements extension)")
+    p.add_argument("--crl", metavar="FILE")
+    p.add_argument("--ca", metavar="PEM", help="check the certificate's issuer signature")
+    p.add_argument("--at", type=_parse_time, metavar="TIME", help="as of (default: now)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(fn=_cmd_inspect)
+
+    p = actions.add_parser("attested", help="launch an emulated SEV-SNP guest that makes a "
+                           "key and an attested certificate (INSECURE: emulated)")
+    p.add_argument("--out", required=True, metavar="DIR")
+    _key_args(p)
+    p.add_argument("--subject", default="CN=veritee attested workload")
+    _san_args(p)
+    p.add_argument("--hours", type=int, default=24, help="certificate lifetime")
+    p.add_argument("--product", choices=("Milan", "Genoa", "Turin"), default="Milan")
+    p.add_argument("--key-size", type=int, default=4096, choices=(2048, 3072, 4096),
+                   help="RSA size of the emulated AMD roots")
+    p.add_argument("--debug-guest", action="store_true", help="launch with the DEBUG bit")
+    p.set_defaults(fn=_cmd_attested)
+
+
+def _cmd_cert_help(args: argparse.Namespace) -> int:  # pragma: no cover - ACTION is required
+    raise ConfigError("cert: an action is required (issue, check, inspect, attested)")
+
+
+def _key_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--key-type", choices=[k.value for k in KeyType], default=KeyType.P256.value)
+    if not any(a.dest == "out" for a in p._actions):
+        p.add_argument("--out", required=True, metavar="DIR")
+
+
+def _san_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dns", action="append", default=[], metavar="NAME")
+    p.add_argument("--ip", action="append", default=[], metavar="ADDRESS")
+
+
+def _days(n: int) -> timedelta:
+    if n < 1:
+        raise ConfigError(f"--days: got {n}, want >= 1")
+    return timedelta(days=n)
+
+
+def _write_key(path: Path, data: bytes) -> None:
+    atomic_write(path, data, 0o600)
+
+
+def _cmd_issue_ca(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    key = generate_private_key(args.key_type)
+    ca = create_ca(key, args.subject, now=datetime.now(UTC), valid_for=_days(args.days),
+                   path_length=args.path_length)
+    _write_key(out / "ca.key", private_key_pem(key))
+    atomic_write(out / "ca.pem", certificate_pem(ca.certificate), 0o644)
+    print(f"wrote {out / 'ca.pem'} and {out / 'ca.key'} (mode 0600)")
+    print(f"sha256 fingerprint: {fingerprint(ca.certificate)}")
+    return EXIT_OK
+
+
+def _cmd_issue_csr(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    out = Path(args.out)
+    key = generate_private_key(args.key_type)
+    csr = build_csr(key, args.subject, dns_names=args.dns, ip_addresses=args.ip)
+    _write_key(out / "key.pem", private_key_pem(key))
+    atomic_write(out / "csr.pem", csr.public_bytes(Encoding.PEM), 0o644)
+    print(f"wrote {out / 'csr.pem'} and {out / 'key.pem'} (mode 0600)")
+    return EXIT_OK
+
+
+def _cmd_issue_leaf(args: argparse.Namespace) -> int:
+    from veritee.crypto.certs import CertificateAuthority
+
+    out = Path(args.out)
+    ca = CertificateAuthority(
+        certificate=load_certificate(_read(args.ca_cert, "CA certificate"), source=args.ca_cert),
+        key=load_private_key(_read(args.ca_key, "CA key"), source=args.ca_key))
+    usages = [_USAGES[u] for u in (args.usage or sorted(_USAGES))]
+    now = datetime.now(UTC)
+    dns: list[str] | None = args.dns or None  # None: keep the CSR's SAN
+    ips: list[str] | None = args.ip or None
+    if args.csr:
+        csr = load_csr(_read(args.csr, "CSR"), source=args.csr)
+        cert = issue_leaf(ca, csr, now=now, subject=args.subject, usages=usages,
+                          valid_for=_days(args.days), dns_names=dns, ip_addresses=ips)
+    else:
+        if not args.subject:
+            raise ConfigError("--subject: required without --csr")
+        key = generate_private_key(args.key_type)
+        cert = issue_leaf(ca, key.public_key(), now=now, subject=args.subject, usages=usages,
+                          valid_for=_days(args.days), dns_names=dns, ip_addresses=ips)
+        _write_key(out / "key.pem", private_key_pem(key))
+        print(f"wrote {out / 'key.pem'} (mode 0600)")
+    atomic_write(out / "cert.pem", certificate_pem(cert), 0o644)
+    print(f"wrote {out / 'cert.pem'}: {cert.subject.rfc4514_string()}, issued by "
+          f"{cert.issuer.rfc4514_string()}, until {cert.not_valid_after_utc.isoformat()}")
+    return EXIT_OK
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    leaf = load_certificate(_read(args.cert, "certificate"), source=args.cert)
+    ca = load_certificate(_read(args.ca, "CA certificate"), source=args.ca)
+    verify_leaf(leaf, ca, now=args.at or datetime.now(UTC), usage=_USAGES[args.usage])
+    print(f"{args.cert}: OK (issued by {ca.subject.rfc4514_string()}, valid, {args.usage})")
+    return EXIT_OK
+
+
+def _describe(cert_path: str) -> tuple[list[str], dict[str, object]]:
+    import hashlib
+
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from veritee.ratls import OID_TCG_DICE_CMW, OID_TCG_DICE_ENDORSEMENT_MANIFEST
+
+    cert = load_certificate(_read(cert_path, "certificate"), source=cert_path)
+    oids = {e.oid.dotted_string for e in cert.extensions}
+    info: dict[str, object] = {
+        "subject": cert.subject.rfc4514_string(),
+        "issuer": cert.issuer.rfc4514_string(),
+        "not_before": cert.not_valid_before_utc.isoformat(),
+        "not_after": cert.not_valid_after_utc.isoformat(),
+        "sha256_fingerprint": fingerprint(cert),
+        # The value the evidence's REPORT_DATA must equal (veritee.ratls.report_data_for).
+        "spki_sha512": hashlib.sha512(cert.public_key().public_bytes(
+            Encoding.DER, PublicFormat.SubjectPublicKeyInfo)).hexdigest(),
+        "evidence_extension": OID_TCG_DICE_CMW.dotted_string in oids,
+        "endorsements_extension": OID_TCG_DICE_ENDORSEMENT_MANIFEST.dotted_string in oids,
+    }
+    lines = [f"{k}: {v}" for k, v in info.items()]
+    return lines, info
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from veritee.policy.sevsnp import SevSnpPolicy, load_policy
+    from veritee.ratls import verify_attested_certificate
+
+    lines, info = _describe(args.cert)
+    cert = load_certificate(_read(args.cert, "certificate"), source=args.cert)
+    if not args.trust_root:
+        lines.append("trust: the pinned AMD roots (pass --trust-root for an emulated machine)")
+    certs, anchors = _load_collateral(args)
+    policy = load_policy(Path(args.policy)) if args.policy else SevSnpPolicy()
+    ca = load_certificate(_read(args.ca, "CA certificate"), source=args.ca) if args.ca else None
+    try:
+        appraisal = verify_attested_certificate(
+            cert, policy=policy, collateral=certs, anchors=anchors,  # type: ignore[arg-type]
+            now=args.at, ca=ca)
+    except PolicyRejected as rejected:
+        _emit(args, "\n".join([*lines, rejected.appraisal.to_text()]),
+              {"certificate": info, "appraisal": rejected.appraisal.to_dict()})
+        return EXIT_POLICY_REJECTED
+    except VerificationError:
+        if args.format == "text":
+            print("\n".join(lines))
+        raise
+    _emit(args, "\n".join([*lines, appraisal.to_text()]),
+          {"certificate": info, "appraisal": appraisal.to_dict()})
+    return EXIT_OK
+
+
+def _cmd_attested(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from veritee.cli._demo import demo_image
+    from veritee.formats.sevsnp import GuestPolicy, Product
+    from veritee.platform.emulated.measurement import simple_guest_image
+    from veritee.platform.emulated.snp import InsecureEmulatedSnpMachine
+    from veritee.policy.sevsnp import SevSnpPolicy, policy_to_mapping
+    from veritee.ratls import issue_attested_certificate
+
+    if args.hours < 1:
+        raise ConfigError(f"--hours: got {args.hours}, want >= 1")
+    out = Path(args.out)
+    machine = InsecureEmulatedSnpMachine.create(Product(args.product), key_size=args.key_size)
+    guest = machine.launch(simple_guest_image(demo_image()),
+                           policy=GuestPolicy(smt=True, debug=args.debug_guest))
+    # Inside the guest: the key is made here and never leaves (except to key.pem, for demos).
+    key = generate_private_key(args.key_type)
+    cert = issue_attested_certificate(guest, key, now=machine.now(), subject=args.subject,
+                                      dns_names=args.dns, ip_addresses=args.ip,
+                                      valid_for=timedelta(hours=args.hours))
+    atomic_write(out / "cert.pem", certificate_pem(cert), 0o644)
+    _write_key(out / "key.pem", private_key_pem(key))
+    certs = machine.certificates()
+    for name, c in (("ark", certs.ark), ("ask", certs.ask), ("vcek", certs.vek)):
+        assert c is not None
+        atomic_write(out / "certs" / f"{name}.pem", c.public_bytes(Encoding.PEM), 0o644)
+    policy = SevSnpPolicy(policy_id="emulated-workload",
+                          measurements=frozenset({guest.measurement}))
+    atomic_write(out / "policy.json",
+                 (json.dumps(policy_to_mapping(policy), indent=2) + "\n").encode(), 0o644)
+    print(f"wrote {out / 'cert.pem'}, {out / 'key.pem'} (mode 0600), {out / 'certs'}/ and "
+          f"{out / 'policy.json'} (pins measurement {guest.measurement.hex()[:16]}...)")
+    print(f"inspect with: veritee cert inspect {out / 'cert.pem'} --trust-root "
+          f"{out / 'certs' / 'ark.pem'} --policy {out / 'policy.json'}")
+    return EXIT_OK
