@@ -36,6 +36,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "veritee.cli._sealing",
     "veritee.cli._keys",
     "veritee.cli._cert",
+    "veritee.cli._isolation",
 )
 
 AddCommand = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]

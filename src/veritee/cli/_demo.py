@@ -106,6 +106,12 @@ def run_demo(*, product: str = "Milan", key_size: int = 4096) -> int:
         ok &= expected
         out.info(f"{name}: {mark} ({outcome})")
 
+    out.step("Isolation: a malicious hypervisor remaps a guest page (emulated memory model)")
+    from veritee.platform.emulated.isolation import demo_lines
+
+    for line in demo_lines():
+        out.info(line)
+
     elapsed = time.perf_counter() - out.t0
     print(f"\nresult: {'OK' if ok else 'FAILED'} ({elapsed:.1f} s)")
     return 0 if ok else 1

@@ -1,0 +1,108 @@
+"""SGX's rules: abort-page semantics, EPCM checks, EWB/ELDU, and the MEE integrity tree."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from veritee.platform.emulated.isolation import (
+    PAGE_SIZE,
+    HypervisorFault,
+    IntegrityViolation,
+    Machine,
+    Mode,
+    PhysicalMemory,
+)
+from veritee.platform.emulated.isolation.epc import ABORT_PAGE, SgxRules
+from veritee.platform.emulated.isolation.integrity import CounterTree
+
+PAGES = 16
+DATA = bytes(range(256)) * (PAGE_SIZE // 256)
+
+
+def _sgx() -> tuple[Machine, SgxRules]:
+    machine = Machine.for_guest(Mode.SGX, PAGES)
+    machine.launch(PAGES)
+    assert isinstance(machine.rules, SgxRules)
+    return machine, machine.rules
+
+
+def test_sgx_enclave_round_trip_and_abort_page_for_the_host() -> None:
+    machine, rules = _sgx()
+    enclave = machine.guests[0]
+    machine.guest_store(enclave, 1, DATA)
+    assert machine.guest_load(enclave, 1) == DATA
+    frame = enclave.table[1]
+    assert frame is not None
+    assert rules.host_load(frame) == ABORT_PAGE
+    rules.host_store(frame, bytes(PAGE_SIZE))  # dropped
+    assert machine.guest_load(enclave, 1) == DATA
+
+
+def test_sgx_enclave_pages_live_only_in_the_epc() -> None:
+    machine, rules = _sgx()
+    assert all(rules.in_epc(f) for f in machine.guests[0].table if f is not None)
+
+
+def test_sgx_ewb_eldu_round_trip_then_replay_fails() -> None:
+    machine, rules = _sgx()
+    enclave = machine.guests[0]
+    machine.guest_store(enclave, 2, DATA)
+    frame = enclave.table[2]
+    assert frame is not None
+    blob = rules.ewb(frame)
+    with pytest.raises(HypervisorFault, match="EPCM"):
+        machine.guest_load(enclave, 2)  # evicted: the EPCM entry is invalid
+    rules.eldu(blob, frame)
+    assert machine.guest_load(enclave, 2) == DATA
+    with pytest.raises(HypervisorFault, match="in use"):
+        rules.eldu(blob, frame)
+    rules.ewb(frame)
+    with pytest.raises(HypervisorFault, match="VA slot"):
+        rules.eldu(blob, frame)
+
+
+def test_sgx_eldu_rejects_a_modified_blob() -> None:
+    machine, rules = _sgx()
+    frame = machine.guests[0].table[3]
+    assert frame is not None
+    blob = rules.ewb(frame)
+    flipped = bytes([blob.ciphertext[0] ^ 1]) + blob.ciphertext[1:]
+    with pytest.raises(HypervisorFault, match="MAC compare failed"):
+        rules.eldu(replace(blob, ciphertext=flipped), frame)
+
+
+def test_sgx_flipped_ciphertext_bit_in_dram_is_detected() -> None:
+    machine, _ = _sgx()
+    enclave = machine.guests[0]
+    frame = enclave.table[0]
+    assert frame is not None
+    raw = bytearray(machine.memory.load(frame))
+    raw[100] ^= 0x80
+    machine.memory.store(frame, bytes(raw))
+    with pytest.raises(IntegrityViolation, match="MAC mismatch"):
+        machine.guest_load(enclave, 0)
+
+
+def test_integrity_tree_detects_a_replayed_node() -> None:
+    memory = PhysicalMemory(1)
+    tree = CounterTree(memory, 4096, key=b"k" * 32)
+    assert tree.depth == 3  # 512, 64 and 8 nodes; 8 counters on die
+    old = memory.meta_load(0, memory.metadata_size)
+    assert tree.advance(77) == 1
+    assert tree.version(77) == 1
+    memory.meta_store(0, old)  # every node in DRAM back to its old state
+    with pytest.raises(IntegrityViolation, match="integrity tree"):
+        tree.version(77)
+
+
+def test_integrity_tree_detects_a_forged_counter() -> None:
+    memory = PhysicalMemory(1)
+    tree = CounterTree(memory, 64, key=b"k" * 32)
+    raw = bytearray(memory.meta_load(0, 8))
+    raw[0] = 5
+    memory.meta_store(0, bytes(raw))
+    with pytest.raises(IntegrityViolation):
+        tree.version(0)
+    assert tree.version(8) == 0  # another node is untouched
