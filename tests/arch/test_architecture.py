@@ -34,6 +34,11 @@ ALLOWED: dict[str, set[str]] = {
                              "veritee.policy", "veritee.attest"},
     "veritee.tls": BASE | {"veritee.crypto", "veritee.trust", "veritee.policy",
                            "veritee.ratls"},
+    # results: Appraisal -> EAR; encodes findings, never decides (no trust, no attest).
+    "veritee.results": BASE | {"veritee.policy"},
+    # client: above attest (binds report data), reads EAR results; no service internals.
+    "veritee.client": BASE | {"veritee.formats", "veritee.crypto", "veritee.trust",
+                              "veritee.policy", "veritee.attest", "veritee.results"},
 }
 FORBIDDEN_EVERYWHERE_BUT_TESTING = "veritee.testing"
 

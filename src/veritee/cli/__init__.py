@@ -303,6 +303,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_code_for(exc)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`veritee ... | head`): not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except Exception as exc:  # a bug: say so plainly, with the traceback on request
         if os.environ.get("VERITEE_DEBUG"):
             traceback.print_exc()
