@@ -22,7 +22,7 @@ def _store(args: argparse.Namespace) -> KeyStore:
     directory = args.store or (Path(env) if env else
                                Path.home() / ".local" / "share" / "veritee" / "keys")
     return KeyStore(directory, Sealer(work.source, SealingPolicy.measurement(),
-                                      counters=work.counters))
+                                      counters=work.counters), rng=work.drbg().random_bytes)
 
 
 def _show(args: argparse.Namespace, infos: list[KeyInfo]) -> None:

@@ -17,6 +17,14 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from veritee.crypto.random import (
+    Drbg,
+    EntropySource,
+    HealthTestedSource,
+    OsEntropySource,
+    PlatformTrngSource,
+    ctr_drbg,
+)
 from veritee.errors import ConfigError
 from veritee.formats.sevsnp import GuestPolicy
 from veritee.platform.emulated.measurement import PAGE_SIZE, measure, simple_guest_image
@@ -55,11 +63,19 @@ def add_platform_args(p: argparse.ArgumentParser) -> None:
 
 @dataclass
 class Workload:
-    """The platform a command got: a key source, and NV counters where the platform has them."""
+    """The platform a command got: a key source, NV counters where the platform has them, and
+    its entropy source."""
 
     source: KeySource
     counters: MonotonicCounters | None
     description: str
+    entropy: EntropySource
+
+    def drbg(self) -> Drbg:
+        """A CTR_DRBG (AES-256, with df, prediction resistance) on the platform's entropy,
+        behind SP 800-90B health tests: what keys are generated from."""
+        return ctr_drbg(HealthTestedSource(self.entropy), prediction_resistance=True,
+                        personalization=b"veritee workload DRBG")
 
 
 def _hex16(text: str, name: str) -> bytes:
@@ -75,7 +91,9 @@ def _hex16(text: str, name: str) -> bytes:
 def open_workload(args: argparse.Namespace) -> Workload:
     """The workload the platform options describe."""
     if args.platform == "sev-snp" or (args.platform == "auto" and sev_guest_available()):
-        return Workload(SevGuestDevice(), None, "SEV-SNP guest (/dev/sev-guest)")
+        # In an SNP guest the kernel RNG is fed by RDSEED, inside the TEE.
+        return Workload(SevGuestDevice(), None, "SEV-SNP guest (/dev/sev-guest)",
+                        OsEntropySource())
     from veritee.cli._demo import demo_image
 
     state = args.state or default_state_dir()
@@ -106,4 +124,5 @@ def open_workload(args: argparse.Namespace) -> Workload:
                         policy=policy)
         guest = machine.launch(image, policy=policy, id_block=block,
                                id_auth=sign_id_block(block, key))
-    return Workload(guest, machine, f"emulated SEV-SNP guest (state {state}, INSECURE)")
+    return Workload(guest, machine, f"emulated SEV-SNP guest (state {state}, INSECURE)",
+                    PlatformTrngSource(machine))
