@@ -52,10 +52,10 @@ from veritee.sealing.stream import (
 
 __all__ = [
     "KeySource",
-    "Sealer",
     "MonotonicCounters",
     "SealedFileReader",
     "SealedHeader",
+    "Sealer",
     "SealingPolicy",
     "inspect",
     "open_sealed",
