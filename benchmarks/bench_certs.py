@@ -16,10 +16,9 @@ the same run. Then, each as operations/second and as a ratio to the baseline:
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 
+from _timing import rate
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from veritee.crypto.certs import (
@@ -35,22 +34,6 @@ from veritee.platform.emulated.snp import InsecureEmulatedSnpMachine
 from veritee.policy.sevsnp import SevSnpPolicy
 from veritee.ratls import issue_attested_certificate, verify_attested_certificate
 from veritee.trust.sevsnp import ChainCache
-
-
-def rate(fn: Callable[[], object], seconds: float) -> float:
-    """Calls per second: best of three timed windows (less noise from other load)."""
-    best = 0.0
-    for _ in range(3):
-        n, t0 = 0, time.perf_counter()
-        deadline = t0 + seconds / 3
-        while True:
-            fn()
-            n += 1
-            now = time.perf_counter()
-            if now >= deadline:
-                break
-        best = max(best, n / (now - t0))
-    return best
 
 
 def main() -> None:

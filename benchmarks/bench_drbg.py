@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from collections.abc import Callable
+
+from _timing import rate
 
 from veritee.crypto.random import (
     MAX_BYTES_PER_REQUEST,
@@ -28,19 +29,8 @@ from veritee.crypto.random import (
 
 
 def throughput(fn: Callable[[], bytes], size: int, seconds: float) -> float:
-    """MB/s of ``fn`` (which returns ``size`` bytes): best of three timed windows."""
-    best = 0.0
-    for _ in range(3):
-        n, t0 = 0, time.perf_counter()
-        deadline = t0 + seconds / 3
-        while True:
-            fn()
-            n += 1
-            now = time.perf_counter()
-            if now >= deadline:
-                break
-        best = max(best, n * size / (now - t0) / 1e6)
-    return best
+    """MB/s of ``fn``, which returns ``size`` bytes per call."""
+    return rate(fn, seconds) * size / 1e6
 
 
 def main() -> None:

@@ -15,10 +15,9 @@ Target: warm >= 0.8 of the baseline.
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 
+from _timing import rate
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -28,22 +27,6 @@ from veritee.formats.sevsnp import AttestationReport, Product
 from veritee.platform.emulated.measurement import simple_guest_image
 from veritee.platform.emulated.snp import InsecureEmulatedSnpMachine
 from veritee.trust.sevsnp import ChainCache, verify_report
-
-
-def rate(fn: Callable[[], object], seconds: float) -> float:
-    """Calls per second: best of three timed windows (less noise from the other core)."""
-    best = 0.0
-    for _ in range(3):
-        n, t0 = 0, time.perf_counter()
-        deadline = t0 + seconds / 3
-        while True:
-            fn()
-            n += 1
-            now = time.perf_counter()
-            if now >= deadline:
-                break
-        best = max(best, n / (now - t0))
-    return best
 
 
 def main() -> None:
