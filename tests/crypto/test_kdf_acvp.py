@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from _vectors import load_acvp, unhex
 from veritee.crypto.kdf import (
     CounterLocation,
     hkdf,
@@ -29,6 +28,8 @@ from veritee.crypto.kdf import (
     kbkdf_cmac,
     kbkdf_hmac,
 )
+
+from _vectors import load_acvp, unhex
 
 KDF = "KDF-1.0"
 UNSUPPORTED_KDF_MODES = {"feedback", "double pipeline iteration"}

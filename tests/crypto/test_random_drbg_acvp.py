@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from _vectors import acvp_group, acvp_group_ids, load_acvp, unhex
 from veritee.crypto.random import (
     CtrDrbgMechanism,
     Drbg,
@@ -24,6 +23,8 @@ from veritee.crypto.random import (
     HmacDrbgMechanism,
     InsecureDeterministicSourceForTests,
 )
+
+from _vectors import acvp_group, acvp_group_ids, load_acvp, unhex
 
 HMAC = "hmacDRBG-1.0"
 HASH = "hashDRBG-1.0"

@@ -20,7 +20,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import EVIDENCE_DIR, evidence_available, manifest_samples
 from veritee.errors import FormatError
 from veritee.formats.azure import (
     HCL_SIGNATURE,
@@ -45,6 +44,8 @@ from veritee.formats.sevsnp import (
     SignerInfo,
     TcbVersion,
 )
+
+from _evidence import EVIDENCE_DIR, evidence_available, manifest_samples
 
 PROPERTY = settings(max_examples=200, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -27,7 +27,6 @@ from cryptography import x509
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import EVIDENCE_DIR, evidence_available, manifest_samples
 from veritee.errors import FormatError
 from veritee.formats.sevsnp import (
     CERT_GUIDS,
@@ -49,6 +48,8 @@ from veritee.formats.sevsnp import (
     TcbVersion,
     product_from_cpuid,
 )
+
+from _evidence import EVIDENCE_DIR, evidence_available, manifest_samples
 
 PROPERTY = settings(max_examples=200, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

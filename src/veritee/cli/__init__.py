@@ -37,6 +37,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "veritee.cli._keys",
     "veritee.cli._cert",
     "veritee.cli._isolation",
+    "veritee.cli._service",
 )
 
 AddCommand = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]

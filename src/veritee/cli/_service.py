@@ -1,0 +1,176 @@
+"""CLI commands for the verifier / key-broker service.
+
+* ``veritee serve`` - run the service (uvicorn, ``--workers N``)
+* ``veritee audit verify`` - check the audit log's hash chain
+* ``veritee kbs get RESOURCE --url ...`` - the whole exchange from an emulated guest
+* ``veritee kbs measurement`` - the launch digest of that guest (for resource policies)
+* ``veritee admin token create`` - bootstrap an admin token directly in the database
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+DEFAULT_CLIENT_IMAGE = b"veritee kbs client workload"
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from veritee.service.settings import load_settings
+
+    settings = load_settings(Path(args.settings) if args.settings else None)
+    overrides = {k: getattr(args, k) for k in ("host", "port", "workers", "database_url")
+                 if getattr(args, k, None) is not None}
+    return dataclasses.replace(settings, **overrides) if overrides else settings
+
+
+def _database_url(args: argparse.Namespace) -> str:
+    """--database-url alone is enough for database tools (no full settings needed)."""
+    if args.database_url and not args.settings:
+        return str(args.database_url)
+    return str(_settings(args).database_url)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from veritee.service.server import serve
+
+    settings = _settings(args)
+    serve(settings, Path(args.settings) if args.settings else None)
+    return 0
+
+
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    from veritee.service.audit import verify_chain
+    from veritee.service.storage import open_store
+
+    store = open_store(_database_url(args), migrate=False)
+    try:
+        store.schema_version()
+        with store.transaction(write=False) as tx:
+            report = verify_chain(tx.audit_rows(), expect_head=args.expect_head)
+    finally:
+        store.close()
+    if report.ok:
+        print(f"audit log OK: {report.entries} entries, head {report.head}")
+        return 0
+    where = f" at seq {report.bad_seq}" if report.bad_seq is not None else ""
+    print(f"audit log BROKEN{where}: {report.problem} ({report.entries} entries verified "
+          "before it)", file=sys.stderr)
+    return 4  # EXIT_VERIFICATION_FAILED
+
+
+def _client_guest(args: argparse.Namespace) -> Any:
+    from veritee.formats.sevsnp import GuestPolicy
+    from veritee.platform.emulated.measurement import simple_guest_image
+    from veritee.platform.emulated.snp import InsecureEmulatedSnpMachine
+
+    machine = InsecureEmulatedSnpMachine.open(Path(args.machine_dir))
+    data = Path(args.image).read_bytes() if args.image else DEFAULT_CLIENT_IMAGE
+    pad = -len(data) % 4096
+    return machine.launch(simple_guest_image(data + bytes(pad)),
+                          policy=GuestPolicy(smt=True, debug=args.debug_guest))
+
+
+def _cmd_kbs_measurement(args: argparse.Namespace) -> int:
+    print(_client_guest(args).measurement.hex())
+    return 0
+
+
+def _cmd_kbs_get(args: argparse.Namespace) -> int:
+    from veritee._fs import atomic_write
+    from veritee.client import AttesterClient
+
+    guest = _client_guest(args)
+    with AttesterClient(args.url, guest, timeout=args.timeout) as client:
+        secret = client.fetch(args.resource)
+    if args.seal:
+        from veritee.sealing import SealingPolicy, seal
+
+        secret = seal(guest, secret, SealingPolicy.measurement(),
+                      aad=args.resource.encode())
+    if args.out == "-":
+        sys.stdout.buffer.write(secret)
+        sys.stdout.flush()
+    else:
+        atomic_write(Path(args.out), secret, mode=0o600)
+        what = "sealed secret" if args.seal else "secret"
+        print(f"wrote {what} for {args.resource} to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_token_create(args: argparse.Namespace) -> int:
+    from veritee.service.core import create_admin_token
+    from veritee.service.storage import open_store
+
+    store = open_store(_database_url(args))
+    try:
+        token_id, token = create_admin_token(store, args.name, args.role)
+    finally:
+        store.close()
+    print(f"token_id: {token_id}", file=sys.stderr)
+    print(token)
+    return 0
+
+
+Add = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]
+
+
+def _settings_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--settings", metavar="FILE", help="settings file (TOML or JSON); "
+                   "VERITEE_* environment variables apply on top")
+    p.add_argument("--database-url", dest="database_url", metavar="URL",
+                   help="sqlite:///path or postgresql://... (overrides the settings)")
+
+
+def register(add: Add) -> None:
+    """Add ``serve``, ``audit``, ``kbs`` and ``admin`` to the ``veritee`` command."""
+    p = add("serve", "run the verifier and key-broker service (uvicorn)", _cmd_serve)
+    _settings_args(p)
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--workers", type=int, help="worker processes (default: settings, 1)")
+
+    p = add("audit", "audit-log tools: 'veritee audit verify' checks the hash chain",
+            _cmd_audit_verify)
+    p.add_argument("action", choices=("verify",))
+    _settings_args(p)
+    p.add_argument("--expect-head", metavar="HASH",
+                   help="a head hash seen earlier that must still be in the log")
+
+    p = add("kbs", "key-broker client run in an emulated guest: 'get' a resource, or print "
+            "the guest's 'measurement'", _dispatch_kbs)
+    p.add_argument("action", choices=("get", "measurement"))
+    p.add_argument("resource", nargs="?", help="resource path (for get)")
+    p.add_argument("--url", help="service URL, e.g. http://127.0.0.1:8080")
+    p.add_argument("--machine-dir", required=True, metavar="DIR",
+                   help="state directory of the emulated SEV-SNP machine (created if absent)")
+    p.add_argument("--image", metavar="FILE", help="guest image to launch (default: a fixed "
+                   "demo workload)")
+    p.add_argument("--debug-guest", action="store_true", help="launch with the DEBUG bit")
+    p.add_argument("--out", metavar="FILE", help="where to write the secret ('-': stdout)")
+    p.add_argument("--seal", action="store_true", help="seal the secret to this guest's "
+                   "measurement before writing it")
+    p.add_argument("--timeout", type=float, default=30.0)
+
+    p = add("admin", "service administration: 'admin token-create' makes a bearer token",
+            _cmd_token_create)
+    p.add_argument("action", choices=("token-create",))
+    _settings_args(p)
+    p.add_argument("--name", required=True)
+    p.add_argument("--role", choices=("admin", "reader"), default="admin")
+
+
+def _dispatch_kbs(args: argparse.Namespace) -> int:
+    if args.action == "measurement":
+        return _cmd_kbs_measurement(args)
+    if not args.resource or not args.url or not args.out:
+        from veritee.errors import ConfigError
+
+        raise ConfigError("kbs get: needs RESOURCE, --url and --out")
+    return _cmd_kbs_get(args)

@@ -1,0 +1,327 @@
+"""Attestation results: an :class:`~veritee.policy.Appraisal` -> EAR claims -> a signed JWT.
+
+EAR ("EAT Attestation Results", draft-ietf-rats-ear) is the result format: a JWT whose claims
+carry, per appraised sub-module, a status (one of the AR4SI trustworthiness tiers), an AR4SI
+trustworthiness vector (draft-ietf-rats-ar4si, section 2.3), the appraisal policy id, and
+here also the verified claims and a per-check trace. This module only *encodes*: it never
+decides acceptance. The vector is derived mechanically from findings the policy layer already
+produced (a failed ``sevsnp.tcb.*`` check becomes ``hardware = 32``), so the relying party sees
+the same verdict the verifier reached, in the vocabulary of AR4SI.
+
+Claim set (JSON serialisation, draft-ietf-rats-ear section 3)::
+
+    eat_profile         "tag:github.com,2023:veraison/ear"
+    iat, exp, jti, iss  RFC 7519 registered claims; exp makes the token short-lived
+    eat_nonce           the verifier's challenge (base64url), RFC 9711 / EAT
+    ear.verifier-id     {"build": "veritee <version>", "developer": "veritee"}
+    cnf                 {"jwk": <the TEE's ephemeral public key>}  (RFC 7800 proof-of-possession:
+                        the key the verifier saw bound into REPORT_DATA)
+    submods.<tee>       ear.status, ear.trustworthiness-vector, ear.appraisal-policy-id,
+                        veritee.verified-claims, veritee.trace, veritee.failures
+
+Signing is ES256 or ES384 (RFC 7518 section 3.4) through joserfc. :func:`verify_ear` is what a
+relying party runs offline in the passport model: signature against the verifier's published
+JWKS, ``exp``/``iat``/``iss``, profile, and it hands back the decoded result.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, KeySet
+
+from veritee.errors import VerificationError
+from veritee.findings import Finding, Outcome, jsonable
+from veritee.policy import Appraisal
+
+__all__ = [
+    "EAR_PROFILE",
+    "SIGNING_ALGORITHMS",
+    "TIERS",
+    "EarResult",
+    "ear_claims",
+    "ear_status",
+    "public_jwk",
+    "sign_ear",
+    "tier",
+    "trust_vector",
+    "verify_ear",
+]
+
+EAR_PROFILE = "tag:github.com,2023:veraison/ear"
+"""The EAR profile identifier (draft-ietf-rats-ear, "EAR profile")."""
+
+SIGNING_ALGORITHMS: Mapping[str, type[ec.EllipticCurve]] = {"ES256": ec.SECP256R1,
+                                                            "ES384": ec.SECP384R1}
+"""JWS algorithms a result may be signed with, and the curve each requires."""
+
+TIERS = ("none", "affirming", "warning", "contraindicated")
+"""AR4SI trustworthiness tiers from best-informed to worst (section 2.3.2)."""
+
+# AR4SI section 2.3.4 values used below (a claim's tier is set by its range, see :func:`tier`).
+NO_CLAIM = 0
+AFFIRMING = 2
+APPROVED_BOOT = 3  # executables: "only a recognized genuine set of approved executables have
+#                    been loaded during the boot process" - what an SNP launch digest proves
+WARNING_UNSAFE = 32  # hardware: known vulnerabilities; configuration: unsafe/not approved
+UNRECOGNIZED_RUNTIME = 33  # executables: not recognized
+CONTRAINDICATED = 96
+NOT_RECOGNIZED = 97  # instance-identity / hardware: not recognized though it should be
+CRYPTO_FAILED = 99  # "cryptographic validation of the Evidence has failed"
+
+# Which findings feed which vector entry. Codes not listed (skips aside) still make the
+# overall status contraindicated, because the verdict is the policy layer's, not ours.
+_HARDWARE_UNSAFE = ("sevsnp.tcb.", "sevsnp.committed_tcb.", "sevsnp.launch_tcb.",
+                    "sevsnp.firmware.", "sevsnp.report_version.")
+_HARDWARE_UNRECOGNISED = ("sevsnp.product.", "sevsnp.signing_key.")
+_EXECUTABLES = ("sevsnp.measurement.", "sevsnp.id_key.", "sevsnp.author_key.",
+                "sevsnp.family_id.", "sevsnp.image_id.", "sevsnp.guest_svn.")
+_CONFIG_CONTRAINDICATED = ("sevsnp.policy.debug", "sevsnp.policy.migrate_ma")
+_CONFIG_UNSAFE = ("sevsnp.policy.", "sevsnp.vmpl.", "sevsnp.host_data.", "sevsnp.platform.")
+
+
+def tier(value: int) -> str:
+    """The AR4SI tier of one trustworthiness claim (draft-ietf-rats-ar4si, 2.3.2).
+
+    -1..1 carry no claim ("none"), 2..31 affirm, 32..95 warn, 96..127 contraindicate; the
+    negative range mirrors the positive one.
+    """
+    v = abs(value)
+    if v <= 1:
+        return "none"
+    if v <= 31:
+        return "affirming"
+    if v <= 95:
+        return "warning"
+    return "contraindicated"
+
+
+def _failed(findings: Iterable[Finding], prefixes: tuple[str, ...]) -> bool:
+    return any(f.outcome is Outcome.FAIL and f.code.startswith(prefixes) for f in findings)
+
+
+def _outcome(findings: Iterable[Finding], code: str) -> Outcome | None:
+    return next((f.outcome for f in findings if f.code == code), None)
+
+
+def trust_vector(appraisal: Appraisal) -> dict[str, int]:
+    """The AR4SI trustworthiness vector for an SEV-SNP appraisal.
+
+    Only built for evidence that *verified* (signature and VCEK chain to a trusted root), so
+    ``hardware`` and ``instance-identity`` start affirming and are lowered by failed checks.
+    ``storage-opaque`` and ``sourced-data`` are absent: SEV-SNP evidence says nothing of them.
+    """
+    f = appraisal.findings
+    claims = appraisal.claims
+    vector: dict[str, int] = {}
+
+    if _failed(f, _HARDWARE_UNRECOGNISED):
+        vector["hardware"] = NOT_RECOGNIZED
+    elif _failed(f, _HARDWARE_UNSAFE):
+        vector["hardware"] = WARNING_UNSAFE
+    else:
+        vector["hardware"] = AFFIRMING
+
+    if _failed(f, ("sevsnp.chip_id.",)):
+        vector["instance-identity"] = NOT_RECOGNIZED
+    elif _outcome(f, "sevsnp.report_data.mismatch") is Outcome.FAIL:
+        # REPORT_DATA not binding the verifier's nonce and the TEE key: the evidence does not
+        # prove this instance in this session. The closest AR4SI value is "cryptographic
+        # validation of the evidence failed".
+        vector["instance-identity"] = CRYPTO_FAILED
+    else:
+        vector["instance-identity"] = AFFIRMING
+
+    if _failed(f, _EXECUTABLES):
+        vector["executables"] = UNRECOGNIZED_RUNTIME
+    elif _outcome(f, "sevsnp.measurement.mismatch") is Outcome.PASS:
+        vector["executables"] = APPROVED_BOOT
+    else:
+        vector["executables"] = NO_CLAIM  # no reference measurement: the verifier cannot say
+
+    if _failed(f, _CONFIG_CONTRAINDICATED):
+        vector["configuration"] = CONTRAINDICATED
+    elif _failed(f, _CONFIG_UNSAFE):
+        vector["configuration"] = WARNING_UNSAFE
+    else:
+        vector["configuration"] = AFFIRMING
+
+    # SEV-SNP encrypts guest memory; a DEBUG guest lets the hypervisor decrypt it, whatever
+    # the policy said about allowing debug.
+    debug = bool(claims.get("guest_policy", {}).get("debug", False))
+    vector["runtime-opaque"] = CONTRAINDICATED if debug else AFFIRMING
+    return vector
+
+
+def ear_status(vector: Mapping[str, int], *, accepted: bool = True) -> str:
+    """The submodule status: the worst tier in the vector; contraindicated if not accepted.
+
+    Forcing contraindicated on rejection keeps the EAR consistent with the appraisal even for
+    a failed check no vector entry covers.
+    """
+    if not accepted:
+        return "contraindicated"
+    worst = max((TIERS.index(tier(v)) for v in vector.values()), default=0)
+    return TIERS[worst]
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _trace(appraisal: Appraisal) -> dict[str, str]:
+    """``{code: outcome}`` for every check that ran or was skipped, verification first.
+
+    Compact on purpose: the token travels in an HTTP header. The failed checks' got/want go
+    in ``veritee.failures``.
+    """
+    return {fd.code: fd.outcome.value for fd in (*appraisal.verification, *appraisal.findings)}
+
+
+def ear_claims(appraisal: Appraisal, *, issuer: str, now: float, ttl: int,
+               nonce: bytes | None = None, cnf_jwk: Mapping[str, Any] | None = None,
+               build: str = "veritee", developer: str = "veritee",
+               jti: str | None = None) -> dict[str, Any]:
+    """The EAR claim set for ``appraisal`` (see the module docstring for every claim)."""
+    vector = trust_vector(appraisal)
+    submod: dict[str, Any] = {
+        "ear.status": ear_status(vector, accepted=appraisal.accepted),
+        "ear.trustworthiness-vector": vector,
+        "ear.appraisal-policy-id": appraisal.policy_id,
+        "veritee.verified-claims": jsonable(appraisal.claims),
+        "veritee.trace": _trace(appraisal),
+        "veritee.failures": [fd.to_dict() for fd in appraisal.failures],
+    }
+    claims: dict[str, Any] = {
+        "eat_profile": EAR_PROFILE,
+        "iss": issuer,
+        "iat": int(now),
+        "exp": int(now) + ttl,
+        "jti": jti or uuid.uuid4().hex,
+        "ear.verifier-id": {"build": build, "developer": developer},
+        "submods": {appraisal.tee: submod},
+    }
+    if nonce is not None:
+        claims["eat_nonce"] = _b64url(nonce)
+    if cnf_jwk is not None:
+        claims["cnf"] = {"jwk": dict(cnf_jwk)}
+    return claims
+
+
+def public_jwk(key: ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey, *,
+               kid: str | None = None, alg: str | None = None) -> dict[str, Any]:
+    """The public JWK (RFC 7517) of an EC key; with ``kid``/``alg``/``use`` when given."""
+    pub = key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey) else key
+    jwk = ECKey.import_key(pub).as_dict(private=False)
+    if kid is not None:
+        jwk["kid"] = kid
+    if alg is not None:
+        jwk["alg"] = alg
+        jwk["use"] = "sig"
+    return dict(jwk)
+
+
+def _alg_for(key: ec.EllipticCurvePrivateKey) -> str:
+    for alg, curve in SIGNING_ALGORITHMS.items():
+        if isinstance(key.curve, curve):
+            return alg
+    raise ValueError(f"EAR signing keys must be P-256 or P-384, got {key.curve.name}")
+
+
+def sign_ear(claims: Mapping[str, Any], key: ec.EllipticCurvePrivateKey, *, kid: str) -> str:
+    """Sign the claims as a compact JWS/JWT (ES256 for P-256 keys, ES384 for P-384)."""
+    alg = _alg_for(key)
+    header = {"alg": alg, "kid": kid, "typ": "JWT"}
+    return str(jwt.encode(header, dict(claims), ECKey.import_key(key), algorithms=[alg]))
+
+
+@dataclass(frozen=True)
+class EarResult:
+    """A verified EAR: its header, its claims, and convenience views of the one submodule."""
+
+    header: dict[str, Any]
+    claims: dict[str, Any]
+
+    @property
+    def tee(self) -> str:
+        """The appraised submodule's name (``sevsnp``)."""
+        return str(next(iter(self.claims["submods"])))
+
+    @property
+    def submod(self) -> dict[str, Any]:
+        """The appraisal of that submodule."""
+        value: dict[str, Any] = self.claims["submods"][self.tee]
+        return value
+
+    @property
+    def status(self) -> str:
+        """``affirming``, ``warning``, ``contraindicated`` or ``none``."""
+        return str(self.submod["ear.status"])
+
+    @property
+    def verified_claims(self) -> dict[str, Any]:
+        """The verified evidence claims (measurement, TCB, guest policy, ...)."""
+        value: dict[str, Any] = self.submod.get("veritee.verified-claims", {})
+        return value
+
+    @property
+    def cnf_jwk(self) -> dict[str, Any] | None:
+        """The TEE's ephemeral public key the token is bound to."""
+        cnf = self.claims.get("cnf")
+        return dict(cnf["jwk"]) if isinstance(cnf, dict) and "jwk" in cnf else None
+
+
+def _fail(code: str, message: str) -> VerificationError:
+    return VerificationError(f"ear.{code}", message)
+
+
+def verify_ear(token: str, jwks: Mapping[str, Any], *, now: float | None = None,
+               issuer: str | None = None, leeway: int = 0) -> EarResult:
+    """Verify an EAR JWT offline (passport model) and return it; raise on any failure.
+
+    Checks, in order: compact JWS form with an ES256/ES384 header naming a ``kid`` in
+    ``jwks`` (a JWK Set, RFC 7517 section 5); the signature; ``eat_profile``; ``iss`` when
+    ``issuer`` is given; ``iat`` not in the future and ``exp`` not past (``leeway`` seconds);
+    exactly one submodule with a status. Raises :class:`VerificationError` with code
+    ``ear.<what>``.
+    """
+    now = time.time() if now is None else now
+    if token.count(".") != 2:
+        # Five parts would be a JWE, which joserfc's jwt.decode would also accept.
+        raise _fail("format", "not a compact JWS (three dot-separated parts)")
+    try:
+        keys = KeySet.import_key_set(dict(jwks))  # type: ignore[arg-type]
+        decoded = jwt.decode(token, keys, algorithms=list(SIGNING_ALGORITHMS))
+    except JoseError as exc:
+        raise _fail("signature", f"token signature or header invalid ({exc.error})") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _fail("format", f"malformed token ({type(exc).__name__})") from None
+    claims = dict(decoded.claims)
+    header = dict(decoded.header)
+    if claims.get("eat_profile") != EAR_PROFILE:
+        raise _fail("profile", f"eat_profile: got {claims.get('eat_profile')!r}, "
+                    f"want {EAR_PROFILE!r}")
+    if issuer is not None and claims.get("iss") != issuer:
+        raise _fail("issuer", f"iss: got {claims.get('iss')!r}, want {issuer!r}")
+    exp, iat = claims.get("exp"), claims.get("iat")
+    if not isinstance(exp, int) or not isinstance(iat, int):
+        raise _fail("format", "exp and iat must be integers")
+    if now > exp + leeway:
+        raise _fail("expired", f"exp: token expired {int(now - exp)} s ago")
+    if iat > now + leeway:
+        raise _fail("not_yet_valid", "iat: issued in the future")
+    submods = claims.get("submods")
+    if not isinstance(submods, dict) or len(submods) != 1:
+        raise _fail("format", "submods: want exactly one appraised submodule")
+    sub = next(iter(submods.values()))
+    if not isinstance(sub, dict) or sub.get("ear.status") not in TIERS:
+        raise _fail("format", "submods: ear.status missing or unknown")
+    return EarResult(header=header, claims=claims)

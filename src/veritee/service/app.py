@@ -1,0 +1,357 @@
+"""The HTTP application: ``create_app(settings, ...)`` and thin routes over the broker.
+
+Protocol (see docs/service.md for the sequence diagram):
+
+* ``POST /v1/challenge`` -> ``{nonce, expires_at, expires_in}``: a single-use nonce.
+* ``POST /v1/attest`` ``{evidence, cert_table?, runtime_data: {nonce, key}}`` -> ``{token, ...}``:
+  an EAR JWT; 403 problem+json (with the failures and a contraindicated EAR) on rejection.
+* ``GET /v1/resources/{path}`` with ``Authorization: Bearer <EAR>`` -> ``{jwe, version}``: the
+  secret as a compact JWE (ECDH-ES + A256GCM) to the key in the EAR's ``cnf``.
+* ``GET /v1/jwks`` (and ``/.well-known/jwks.json``): the EAR signing keys, for passports.
+* ``/v1/admin/...``: policies, reference values, resources, tokens, audit (bearer tokens,
+  roles admin/reader).
+* ``/healthz``, ``/readyz``, ``/metrics``, ``/openapi.json``, ``/docs``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from veritee import __version__
+from veritee.errors import ConfigError, VeriteeError
+from veritee.service.core import Broker
+from veritee.service.deps import AdminActor, BrokerDep, ReaderActor, bearer, get_broker
+from veritee.service.keys import MasterKey, load_signing_key
+from veritee.service.observability import Metrics, log_event
+from veritee.service.problems import Problem, problem_body, status_for
+from veritee.service.settings import Settings
+from veritee.service.storage import Store, open_store
+from veritee.trust.roots import TrustAnchors
+
+__all__ = ["create_app"]
+
+_MAX_BODY = 2 << 20  # 2 MiB: a 1 MiB secret in base64 plus slack; evidence is ~1-10 KiB
+_PROBLEM = "application/problem+json"
+
+
+class RuntimeData(BaseModel):
+    """Runtime data bound into REPORT_DATA: the verifier's nonce and the TEE's public key."""
+
+    nonce: str = Field(description="the nonce from POST /v1/challenge (base64url)")
+    key: dict[str, Any] = Field(description="the TEE's ephemeral public key as a JWK "
+                                "(EC P-256/P-384/P-521)")
+
+
+class AttestRequest(BaseModel):
+    """Evidence and runtime data; REPORT_DATA must be SHA-512(nonce || SPKI DER of key)."""
+
+    evidence: str = Field(description="SEV-SNP ATTESTATION_REPORT or Azure HCL report, base64")
+    cert_table: str | None = Field(default=None, description="extended report certificate "
+                                   "table (VCEK/ASK/ARK), base64")
+    runtime_data: RuntimeData
+
+
+def _problem_response(request: Request, status: int, code: str, title: str, detail: str, *,
+                      headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse(problem_body(status, code, title, detail, request.url.path, **extra),
+                        status_code=status, media_type=_PROBLEM, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def on_problem(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Problem)
+        return _problem_response(request, exc.status, exc.code, exc.title, exc.detail,
+                                 headers=exc.headers, **exc.extra)
+
+    async def on_veritee(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, VeriteeError)
+        status, title = status_for(exc)
+        code = getattr(exc, "code", type(exc).__name__)
+        detail = str(exc) if status < 500 else title  # never leak internals on 5xx
+        return _problem_response(request, status, str(code), title, detail)
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = [{"field": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg")}
+                  for e in exc.errors()]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return _problem_response(request, 422, "request.invalid", "invalid request", detail,
+                                 errors=errors)
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        return _problem_response(request, exc.status_code, f"http.{exc.status_code}",
+                                 str(exc.detail), str(exc.detail))
+
+    app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(VeriteeError, on_veritee)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+
+
+def _install_middleware(app: FastAPI, metrics: Metrics) -> None:
+    @app.middleware("http")
+    async def observe(request: Request,
+                      call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > _MAX_BODY):
+            return _problem_response(request, 413, "request.too_large", "request too large",
+                                     f"body: want at most {_MAX_BODY} bytes")
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        elapsed = time.perf_counter() - t0
+        route = request.scope.get("route")
+        name = getattr(route, "path", "unmatched")
+        metrics.latency.labels(name).observe(elapsed)
+        # Paths of resources may be sensitive names but not secrets; query strings, headers
+        # and bodies are never logged.
+        log_event("http.request", method=request.method, route=name,
+                  status=response.status_code, ms=round(elapsed * 1000, 2))
+        return response
+
+
+def _default_anchors(settings: Settings) -> TrustAnchors:
+    if not settings.trust_roots:
+        return TrustAnchors.amd()
+    from veritee.crypto.amd_certs import load_certificates
+
+    roots = []
+    for path in settings.trust_roots:
+        try:
+            roots += load_certificates(Path(path).read_bytes(), source=path)
+        except OSError as exc:
+            raise ConfigError(f"trust_roots: {path}: cannot read ({exc.strerror})") from None
+    return TrustAnchors.from_certificates(*roots, name="configured")
+
+
+SERVICE_IMAGE_LABEL = b"veritee verifier and key broker service"
+
+
+def service_master_key(settings: Settings) -> MasterKey:
+    """Unseal (or create and seal) the master key with the configured key source.
+
+    ``sevsnp``: the secure processor of the SEV-SNP guest the service runs in
+    (``/dev/sev-guest``); a PlatformError when absent.
+    ``emulated``: the service runs as a guest of the emulated SEV-SNP machine kept in
+    ``emulated_machine_dir``, launched from a fixed image, so its measurement (and so the
+    sealing key) is the same at every start and in every worker process.
+    """
+    from veritee.service.keys import load_master_key
+
+    if settings.key_source == "sevsnp":
+        # The service itself runs in an SEV-SNP guest: its firmware derives the sealing key.
+        from veritee.platform.sevsnp import SevGuestDevice
+
+        return load_master_key(Path(settings.master_key_file), SevGuestDevice())
+    from veritee.formats.sevsnp import GuestPolicy
+    from veritee.platform.emulated.measurement import simple_guest_image
+    from veritee.platform.emulated.snp import InsecureEmulatedSnpMachine
+
+    assert settings.emulated_machine_dir is not None
+    machine = InsecureEmulatedSnpMachine.open(Path(settings.emulated_machine_dir))
+    image = simple_guest_image(SERVICE_IMAGE_LABEL.ljust(4096, b"\0"))
+    guest = machine.launch(image, policy=GuestPolicy(smt=True))
+    return load_master_key(Path(settings.master_key_file), guest)
+
+
+def create_app(settings: Settings, *, master_key: MasterKey | None = None,
+               anchors: TrustAnchors | None = None, store: Store | None = None,
+               clock: Callable[[], float] = time.time) -> FastAPI:
+    """Build the application: open and migrate the database, load keys, wire routes.
+
+    ``master_key``, ``anchors``, ``store`` and ``clock`` default to what ``settings`` says
+    (pass them to embed the service or to test it).
+    """
+    store = store or open_store(settings.database_url)
+    master = master_key or service_master_key(settings)
+    signing = load_signing_key(store, master, alg=settings.ear_alg, now=clock())
+    metrics = Metrics()
+    broker = Broker(settings=settings, store=store, master=master, signing_key=signing,
+                    anchors=anchors or _default_anchors(settings), clock=clock,
+                    metrics=metrics)
+    app = FastAPI(title="veritee verifier and key broker", version=__version__,
+                  description="Attestation-gated secret release (RFC 9334 roles): challenge, "
+                  "attest (EAR results), resources (JWE to the TEE key), admin.")
+    app.state.broker = broker
+    app.state.settings = settings
+    _install_error_handlers(app)
+    _install_middleware(app, metrics)
+    _routes(app)
+    _admin_routes(app)
+    log_event("service.start", settings=settings.public_view(), kid=signing.kid,
+              master_key_id=master.key_id)
+    return app
+
+
+def _routes(app: FastAPI) -> None:
+    @app.post("/v1/challenge", tags=["attestation"])
+    def challenge(broker: BrokerDep) -> dict[str, Any]:
+        """Issue a single-use nonce; it expires after ``nonce_ttl`` seconds."""
+        from veritee.service.core import _b64url, _iso
+
+        c = broker.challenge()
+        return {"nonce": _b64url(c.nonce), "expires_at": _iso(c.expires_at),
+                "expires_in": broker.settings.nonce_ttl}
+
+    @app.post("/v1/attest", tags=["attestation"])
+    def attest(body: AttestRequest, broker: BrokerDep) -> dict[str, Any]:
+        """Verify evidence bound to a nonce and a TEE key; return an EAR (JWT)."""
+        out = broker.attest(body.evidence, body.cert_table, body.runtime_data.nonce,
+                            body.runtime_data.key)
+        return {"token": out.token, "status": out.result.status,
+                "expires_at": out.result.claims["exp"],
+                "trustworthiness_vector": out.result.submod["ear.trustworthiness-vector"],
+                "appraisal_policy_id": out.result.submod["ear.appraisal-policy-id"]}
+
+    @app.get("/v1/resources/{path:path}", tags=["attestation"])
+    def resource(path: str, request: Request, response: Response) -> dict[str, Any]:
+        """Release a secret, encrypted to the TEE key, if this resource's policy passes."""
+        jwe, version = get_broker(request).release(path, bearer(request))
+        response.headers["Cache-Control"] = "no-store"
+        return {"resource": path, "version": version, "jwe": jwe,
+                "enc": "JWE compact, alg ECDH-ES, enc A256GCM (RFC 7516, RFC 7518 4.6)"}
+
+    @app.get("/v1/jwks", tags=["attestation"])
+    @app.get("/.well-known/jwks.json", tags=["attestation"], include_in_schema=False)
+    def jwks(broker: BrokerDep) -> dict[str, Any]:
+        """The public keys EAR tokens are signed with (RFC 7517 JWK Set)."""
+        return broker.jwks()
+
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    def readyz(broker: BrokerDep) -> Response:
+        """Readiness: the database answers and the schema is current."""
+        try:
+            version = broker.store.schema_version()
+        except Exception as exc:
+            return JSONResponse({"status": "unavailable", "reason": type(exc).__name__},
+                                status_code=503)
+        return JSONResponse({"status": "ready", "schema_version": version,
+                             "database": broker.store.dialect, "kid": broker.signing_key.kid})
+
+    @app.get("/metrics", tags=["operations"])
+    def metrics(broker: BrokerDep) -> Response:
+        """Prometheus metrics: attestations, verdicts, releases, latency."""
+        return Response(broker.metrics.exposition(),
+                        media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _admin_routes(app: FastAPI) -> None:
+    p = "/v1/admin"
+
+    @app.get(f"{p}/policies", tags=["admin"])
+    def list_policies(_: ReaderActor, broker: BrokerDep) -> dict[str, Any]:
+        """Appraisal policy ids."""
+        with broker.store.transaction(write=False) as tx:
+            return {"policies": tx.policy_list(),
+                    "active": broker.settings.appraisal_policy_id}
+
+    @app.get(f"{p}/policies/{{policy_id}}", tags=["admin"])
+    def get_policy(policy_id: str, _: ReaderActor, broker: BrokerDep) -> dict[str, Any]:
+        """One appraisal policy."""
+        with broker.store.transaction(write=False) as tx:
+            doc = tx.policy_get(policy_id)
+        if doc is None:
+            raise Problem(404, "policy.not_found", f"no policy {policy_id!r}")
+        return doc
+
+    @app.put(f"{p}/policies/{{policy_id}}", tags=["admin"])
+    def put_policy(policy_id: str, body: dict[str, Any], actor: AdminActor,
+                   broker: BrokerDep, response: Response) -> dict[str, Any]:
+        """Create or replace an appraisal policy (SevSnpPolicy fields, JSON)."""
+        doc, created = broker.put_policy(actor, policy_id, body)
+        response.status_code = 201 if created else 200
+        return doc
+
+    @app.delete(f"{p}/policies/{{policy_id}}", tags=["admin"], status_code=204)
+    def delete_policy(policy_id: str, actor: AdminActor, broker: BrokerDep) -> None:
+        """Delete an appraisal policy."""
+        broker.delete(actor, "policy", policy_id)
+
+    @app.get(f"{p}/reference-values", tags=["admin"])
+    def list_refs(_: ReaderActor, broker: BrokerDep) -> dict[str, Any]:
+        """Reference values (accepted launch measurements)."""
+        with broker.store.transaction(write=False) as tx:
+            return {"reference_values": [{"name": n, "kind": k, "value": v}
+                                         for n, k, v in tx.reference_list()]}
+
+    @app.put(f"{p}/reference-values/{{name}}", tags=["admin"])
+    def put_ref(name: str, body: dict[str, Any], actor: AdminActor, broker: BrokerDep,
+                response: Response) -> dict[str, Any]:
+        """Create or replace a reference value ``{kind: "measurement", value: hex}``."""
+        created = broker.put_reference(actor, name, body)
+        response.status_code = 201 if created else 200
+        return {"name": name}
+
+    @app.delete(f"{p}/reference-values/{{name}}", tags=["admin"], status_code=204)
+    def delete_ref(name: str, actor: AdminActor, broker: BrokerDep) -> None:
+        """Delete a reference value."""
+        broker.delete(actor, "reference", name)
+
+    @app.get(f"{p}/resources", tags=["admin"])
+    def list_resources(_: ReaderActor, broker: BrokerDep) -> dict[str, Any]:
+        """Resources with their policies and versions (never the secrets)."""
+        with broker.store.transaction(write=False) as tx:
+            return {"resources": [{"path": path, "policy": pol, "version": v}
+                                  for path, pol, v in tx.resource_list()]}
+
+    @app.put(f"{p}/resources/{{path:path}}", tags=["admin"])
+    def put_resource(path: str, body: dict[str, Any], actor: AdminActor,
+                     broker: BrokerDep) -> dict[str, Any]:
+        """Create or update a resource ``{secret: base64, policy: {...}}``."""
+        return {"path": path, "version": broker.put_resource(actor, path, body)}
+
+    @app.delete(f"{p}/resources/{{path:path}}", tags=["admin"], status_code=204)
+    def delete_resource(path: str, actor: AdminActor, broker: BrokerDep) -> None:
+        """Delete a resource."""
+        broker.delete(actor, "resource", path)
+
+    @app.get(f"{p}/tokens", tags=["admin"])
+    def list_tokens(_: AdminActor, broker: BrokerDep) -> dict[str, Any]:
+        """Admin tokens (metadata only)."""
+        with broker.store.transaction(write=False) as tx:
+            return {"tokens": tx.token_list()}
+
+    @app.post(f"{p}/tokens", tags=["admin"], status_code=201)
+    def create_token(body: dict[str, Any], actor: AdminActor,
+                     broker: BrokerDep) -> dict[str, str]:
+        """Create a token ``{name, role}``; the token is returned only this once."""
+        token_id, token = broker.create_token(actor, body)
+        return {"token_id": token_id, "token": token}
+
+    @app.delete(f"{p}/tokens/{{token_id}}", tags=["admin"], status_code=204)
+    def revoke_token(token_id: str, actor: AdminActor, broker: BrokerDep) -> None:
+        """Revoke a token."""
+        broker.revoke_token(actor, token_id)
+
+    @app.get(f"{p}/audit", tags=["admin"])
+    def audit(_: ReaderActor, broker: BrokerDep, after: int = 0,
+              limit: int = 100) -> dict[str, Any]:
+        """Audit entries after ``after`` (at most ``limit``, max 1000)."""
+        if not 1 <= limit <= 1000 or after < 0:
+            raise Problem(400, "request.invalid", "limit: want 1..1000; after: want >= 0")
+        with broker.store.transaction(write=False) as tx:
+            rows = tx.audit_rows(after, limit)
+        return {"entries": [r.__dict__ for r in rows]}
+
+    @app.get(f"{p}/audit/verify", tags=["admin"])
+    def audit_verify(_: ReaderActor, broker: BrokerDep) -> dict[str, Any]:
+        """Check the whole hash chain."""
+        from veritee.service.audit import verify_chain
+
+        with broker.store.transaction(write=False) as tx:
+            report = verify_chain(tx.audit_rows())
+        return report.__dict__

@@ -1,0 +1,492 @@
+"""The broker: challenge -> attest -> release, and the admin operations, without HTTP.
+
+Routes (:mod:`veritee.service.app`) only parse requests and call these methods; everything a
+test or another transport needs is here. Every refusal raises :class:`Problem` *after* it
+is in the audit log; every state change and its audit entry share one transaction.
+
+Secret release uses JWE (RFC 7516) in compact form with ``alg = ECDH-ES`` (direct key
+agreement, RFC 7518 section 4.6) and ``enc = A256GCM`` (RFC 7518 section 5.3), to the TEE's
+ephemeral public key that the EAR's ``cnf.jwk`` carries (RFC 7800) and that REPORT_DATA bound
+to the verifier's nonce. A stolen token is therefore useless: only the holder of that private
+key, inside the attested TEE, can decrypt what is released with it. The protected header
+names the resource and its version, and is authenticated as JWE AAD.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import os
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from joserfc import jwe
+from joserfc.jwk import ECKey
+
+from veritee import __version__
+from veritee.attest import bind_report_data, parse_evidence, verify_only
+from veritee.errors import CollateralError, ConfigError, FormatError, VerificationError
+from veritee.findings import Outcome
+from veritee.policy.sevsnp import SevSnpPolicy, appraise, policy_from_mapping, policy_to_mapping
+from veritee.results import EarResult, ear_claims, sign_ear, verify_ear
+from veritee.service.keys import MasterKey, SigningKey
+from veritee.service.observability import Metrics, fingerprint, log_event
+from veritee.service.problems import Problem
+from veritee.service.resource_policy import ResourcePolicy
+from veritee.service.settings import Settings
+from veritee.service.storage import NonceState, Store, Tx
+from veritee.trust.roots import TrustAnchors
+from veritee.trust.sevsnp import AmdCertificates, ChainCache
+
+__all__ = ["AttestOutcome", "Broker", "Challenge", "create_admin_token", "hash_token"]
+
+NONCE_BYTES = 32
+# The veritee.* protected-header members are private names (RFC 7516 section 4.3); joserfc
+# checks headers against its registry unless told not to. They are still authenticated AAD.
+_JWE_REGISTRY = jwe.JWERegistry(algorithms=["ECDH-ES", "A256GCM"], strict_check_header=False)
+_ROLES = ("admin", "reader")
+_EC_CURVES = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1}
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: object, field: str, *, url: bool = False) -> bytes:
+    if not isinstance(text, str):
+        raise Problem(400, "request.invalid", f"{field}: got {type(text).__name__}, want a "
+                      "base64 string")
+    try:
+        if url:
+            return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        raise Problem(400, "request.invalid", f"{field}: not valid base64") from None
+
+
+def hash_token(token: str) -> str:
+    """SHA-256 hex of an admin bearer token.
+
+    A fast hash is enough: tokens are 256 random bits, so there is no dictionary to search;
+    a slow password hash would only slow down every admin request.
+    """
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_admin_token(store: Store, name: str, role: str, *, actor: str = "cli",
+                       now: float | None = None) -> tuple[str, str]:
+    """Create an admin token; return ``(token_id, token)``. The token is shown only once."""
+    if role not in _ROLES:
+        raise ConfigError(f"role: got {role!r}, want admin or reader")
+    if not name or len(name) > 100:
+        raise ConfigError("name: want 1..100 characters")
+    now = time.time() if now is None else now
+    token_id = secrets.token_hex(8)
+    token = "vt_" + secrets.token_urlsafe(32)
+    with store.transaction() as tx:
+        tx.token_add(token_id, name, hash_token(token), role, now)
+        tx.audit_append("admin.token.create", "ok", token_id,
+                        {"actor": actor, "name": name, "role": role}, _iso(now))
+    return token_id, token
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds")
+
+
+def public_key_from_jwk(jwk: object) -> ec.EllipticCurvePublicKey:
+    """The TEE's ephemeral key from its JWK: EC P-256/P-384/P-521 public keys only."""
+    if not isinstance(jwk, dict):
+        raise Problem(400, "request.invalid", "runtime_data.key: want a JWK object")
+    if jwk.get("kty") != "EC" or jwk.get("crv") not in _EC_CURVES:
+        raise Problem(400, "request.invalid", f"runtime_data.key: got kty={jwk.get('kty')!r} "
+                      f"crv={jwk.get('crv')!r}, want an EC key on P-256, P-384 or P-521 "
+                      "(ECDH-ES needs one)")
+    if "d" in jwk:
+        raise Problem(400, "request.invalid", "runtime_data.key: contains a private key (d); "
+                      "send only the public key")
+    try:
+        key = ECKey.import_key({k: jwk[k] for k in ("kty", "crv", "x", "y")})
+    except Exception:
+        raise Problem(400, "request.invalid",
+                      "runtime_data.key: not a valid EC public key") from None
+    pub = key.public_key
+    assert isinstance(pub, ec.EllipticCurvePublicKey)
+    return pub
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """A single-use nonce and when it expires (epoch seconds)."""
+
+    nonce: bytes
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class AttestOutcome:
+    """An accepted attestation: the signed EAR and its decoded form."""
+
+    token: str
+    result: EarResult
+
+
+class Broker:
+    """Verifier and key broker over a :class:`Store`. Thread-safe."""
+
+    def __init__(self, *, settings: Settings, store: Store, master: MasterKey,
+                 signing_key: SigningKey, anchors: TrustAnchors,
+                 clock: Callable[[], float] = time.time, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.master = master
+        self.signing_key = signing_key
+        self.anchors = anchors
+        self.clock = clock
+        self.metrics = metrics or Metrics()
+        self.chain_cache = ChainCache()
+        # Parsed certificate tables by SHA-256: every guest on a chip sends the same table,
+        # and parsing its three certificates costs more than verifying the report.
+        self._collateral: OrderedDict[bytes, AmdCertificates] = OrderedDict()
+        self._collateral_lock = threading.Lock()
+        self._jwks_lock = threading.Lock()
+        self._jwks: dict[str, Any] = self._load_jwks()
+
+    # -- keys -------------------------------------------------------------------------------
+    def _load_jwks(self) -> dict[str, Any]:
+        with self.store.transaction(write=False) as tx:
+            keys = tx.signing_keys_public()
+        return {"keys": keys}
+
+    def jwks(self) -> dict[str, Any]:
+        """The JWK Set relying parties verify EAR tokens with (passport model)."""
+        with self._jwks_lock:
+            return {"keys": list(self._jwks["keys"])}
+
+    # -- challenge --------------------------------------------------------------------------
+    def challenge(self) -> Challenge:
+        """Issue a fresh single-use nonce (stored by hash; expires after ``nonce_ttl``)."""
+        now = self.clock()
+        nonce = os.urandom(NONCE_BYTES)
+        expires = now + self.settings.nonce_ttl
+        with self.store.transaction() as tx:
+            tx.nonce_create(hashlib.sha256(nonce).hexdigest(), now, expires)
+            # Housekeeping, ~1% of the time: expired nonces would be refused anyway.
+            if secrets.randbelow(100) == 0:
+                tx.nonce_purge(now - 3600)
+        self.metrics.challenges.inc()
+        return Challenge(nonce=nonce, expires_at=expires)
+
+    # -- attestation ------------------------------------------------------------------------
+    def _audit(self, event: str, outcome: str, subject: str, detail: dict[str, Any],
+               tx: Tx | None = None) -> None:
+        at = _iso(self.clock())
+        if tx is not None:
+            tx.audit_append(event, outcome, subject, detail, at)
+            return
+        with self.store.transaction() as own:
+            own.audit_append(event, outcome, subject, detail, at)
+
+    def _refuse_attest(self, problem: Problem, subject: str, detail: dict[str, Any],
+                       tx: Tx | None = None) -> Problem:
+        self._audit("attestation", "refused", subject, {**detail, "code": problem.code}, tx)
+        self.metrics.attestations.labels("refused").inc()
+        log_event("attestation.refused", code=problem.code, subject=subject)
+        return problem
+
+    def _appraisal_policy(self, tx: Tx) -> SevSnpPolicy:
+        pid = self.settings.appraisal_policy_id
+        body = tx.policy_get(pid)
+        policy = policy_from_mapping(body) if body is not None else SevSnpPolicy(policy_id=pid)
+        refs = {bytes.fromhex(v) for _, kind, v in tx.reference_list() if kind == "measurement"}
+        if refs:
+            # Reference values extend the policy's own allow-list of launch digests.
+            policy = dataclasses.replace(policy, measurements=frozenset(
+                refs | set(policy.measurements or ())))
+        return policy
+
+    def _parse_collateral(self, cert_table: bytes | None) -> AmdCertificates | None:
+        if cert_table is None:
+            return None
+        key = hashlib.sha256(cert_table).digest()
+        with self._collateral_lock:
+            if key in self._collateral:
+                self._collateral.move_to_end(key)
+                return self._collateral[key]
+        from veritee.collateral.amd import from_cert_table
+        from veritee.formats.sevsnp import CertTable
+
+        certs = from_cert_table(CertTable.from_bytes(cert_table))
+        with self._collateral_lock:
+            self._collateral[key] = certs
+            while len(self._collateral) > 256:
+                self._collateral.popitem(last=False)
+        return certs
+
+    def attest(self, evidence_b64: object, cert_table_b64: object, nonce_b64: object,
+               key_jwk: object) -> AttestOutcome:
+        """Verify evidence bound to a nonce and a TEE key; return a signed EAR or raise."""
+        evidence = _unb64(evidence_b64, "evidence")
+        cert_table = _unb64(cert_table_b64, "cert_table") if cert_table_b64 is not None else None
+        nonce = _unb64(nonce_b64, "runtime_data.nonce", url=True)
+        key = public_key_from_jwk(key_jwk)
+        jwk = ECKey.import_key(key)
+        thumb = jwk.thumbprint()
+        nonce_id = fingerprint(nonce)
+        subject = f"key:{thumb[:16]}"
+        base = {"nonce": nonce_id, "key_thumbprint": thumb}
+
+        # 1. Burn the nonce first, even if verification then fails: a nonce never serves
+        #    two attempts, so a rejected guest cannot retry with the same challenge.
+        with self.store.transaction() as tx:
+            state = tx.nonce_consume(hashlib.sha256(nonce).hexdigest(), self.clock())
+            if state != NonceState.OK:
+                # Recorded in this transaction (which changed nothing else), raised after.
+                refusal = self._refuse_attest(Problem(
+                    403, f"nonce.{state}", f"runtime_data.nonce: {state} (request a fresh "
+                    "challenge from POST /v1/challenge)"), subject, base, tx)
+        if state != NonceState.OK:
+            raise refusal
+
+        # 2. Verify and appraise. report_data must equal SHA-512(nonce || SPKI(key)).
+        t0, c0 = time.perf_counter(), time.thread_time()
+        try:
+            with self.store.transaction(write=False) as tx:
+                policy = self._appraisal_policy(tx)
+            policy = dataclasses.replace(policy, report_data=bind_report_data(nonce, key))
+            ev = parse_evidence(evidence)
+            verified = verify_only(ev, anchors=self.anchors,
+                                   collateral=self._parse_collateral(cert_table),
+                                   now=datetime.fromtimestamp(self.clock(), UTC),
+                                   require_crl=self.settings.require_crl,
+                                   cache=self.chain_cache)
+            appraisal = appraise(verified, policy)
+        except FormatError as exc:
+            raise self._refuse_attest(Problem(400, "evidence.malformed", str(exc)), subject,
+                                      base) from None
+        except CollateralError as exc:
+            raise self._refuse_attest(Problem(422, "evidence.collateral", str(exc)), subject,
+                                      base) from None
+        except VerificationError as exc:
+            raise self._refuse_attest(Problem(403, exc.code, str(exc)), subject, base) from None
+        finally:
+            self.metrics.verification.observe(time.perf_counter() - t0)
+            # CPU of this thread only: under load wall time also counts waiting for the GIL.
+            self.metrics.verification_cpu.inc(time.thread_time() - c0)
+
+        # 3. Encode the result as an EAR bound to the TEE key, sign it, record it.
+        claims = ear_claims(appraisal, issuer=self.settings.issuer, now=self.clock(),
+                            ttl=self.settings.token_ttl, nonce=nonce,
+                            cnf_jwk=jwk.as_dict(private=False),
+                            build=f"veritee {__version__}")
+        token = sign_ear(claims, self.signing_key.private_key, kid=self.signing_key.kid)
+        result = EarResult(header={"kid": self.signing_key.kid}, claims=claims)
+        detail = {**base, "jti": claims["jti"], "status": result.status,
+                  "policy_id": appraisal.policy_id,
+                  "measurement": appraisal.claims.get("measurement"),
+                  "vector": result.submod["ear.trustworthiness-vector"],
+                  "failures": appraisal.codes()}
+        self.metrics.verdicts.labels(result.status).inc()
+        if not appraisal.accepted:
+            raise self._refuse_attest(Problem(
+                403, "attestation.rejected",
+                f"{len(appraisal.failures)} check(s) failed: {', '.join(appraisal.codes())}",
+                failures=[f.to_dict() for f in appraisal.failures], ear=token),
+                subject, detail)
+        self._audit("attestation", "accepted", subject, detail)
+        self.metrics.attestations.labels("accepted").inc()
+        log_event("attestation.accepted", jti=claims["jti"], status=result.status,
+                  policy_id=appraisal.policy_id, key_thumbprint=thumb)
+        return AttestOutcome(token=token, result=result)
+
+    # -- release ----------------------------------------------------------------------------
+    def verify_token(self, token: str) -> EarResult:
+        """Verify an EAR issued by this service (signature, issuer, expiry, profile)."""
+        try:
+            return verify_ear(token, self.jwks(), now=self.clock(), issuer=self.settings.issuer)
+        except VerificationError as exc:
+            if exc.code == "ear.signature":
+                # Maybe another process rotated the key since we loaded the JWKS.
+                with self._jwks_lock:
+                    self._jwks = self._load_jwks()
+                try:
+                    return verify_ear(token, self.jwks(), now=self.clock(),
+                                      issuer=self.settings.issuer)
+                except VerificationError as again:
+                    exc = again
+            code = "token.expired" if exc.code == "ear.expired" else "token.invalid"
+            raise Problem(401, code, str(exc),
+                          headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+
+    def release(self, path: str, token: str | None) -> tuple[str, int]:
+        """The secret at ``path`` as a compact JWE to the token's key; raise on refusal."""
+        subject = f"resource:{path}"
+
+        def refuse(problem: Problem, detail: dict[str, Any]) -> Problem:
+            self._audit("release", "refused", subject, {**detail, "code": problem.code})
+            self.metrics.releases.labels("refused").inc()
+            log_event("release.refused", code=problem.code, resource=path)
+            return problem
+
+        if not token:
+            raise refuse(Problem(401, "token.missing", "Authorization: want 'Bearer <EAR>'",
+                                 headers={"WWW-Authenticate": "Bearer"}), {})
+        try:
+            result = self.verify_token(token)
+        except Problem as problem:
+            raise refuse(problem, {"token": fingerprint(token)}) from None
+        jti = str(result.claims.get("jti"))
+        base: dict[str, Any] = {"jti": jti, "token": fingerprint(token)}
+        cnf = result.cnf_jwk
+        if cnf is None:
+            raise refuse(Problem(401, "token.invalid", "token has no cnf.jwk to encrypt to"),
+                         base)
+        refusal: Problem | None = None
+        with self.store.transaction() as tx:
+            found = tx.resource_get(path)
+            if found is None:
+                refusal = Problem(404, "resource.not_found", f"no resource {path!r}")
+            else:
+                policy_doc, ciphertext, version = found
+                findings = ResourcePolicy.from_mapping(policy_doc).evaluate(result)
+                codes = [f.code for f in findings if f.outcome is Outcome.FAIL]
+                if codes:
+                    refusal = Problem(403, "resource.policy", "resource policy refused: "
+                                      f"{', '.join(codes)}", failures=[
+                                          f.to_dict() for f in findings
+                                          if f.outcome is Outcome.FAIL])
+                    base = {**base, "failures": codes}
+            if refusal is not None:
+                # Recorded in this transaction (the only write), raised once it committed.
+                tx.audit_append("release", "refused", subject, {**base, "code": refusal.code},
+                                _iso(self.clock()))
+            else:
+                secret = self.master.decrypt(ciphertext, path.encode())
+                header = {"alg": "ECDH-ES", "enc": "A256GCM", "kid": ECKey.import_key(
+                    cnf).thumbprint(), "veritee.resource": path, "veritee.version": version}
+                sealed = jwe.encrypt_compact(header, secret, ECKey.import_key(cnf),
+                                             registry=_JWE_REGISTRY)
+                tx.audit_append("release", "granted", subject, {**base, "version": version},
+                                _iso(self.clock()))
+        if refusal is not None:
+            self.metrics.releases.labels("refused").inc()
+            log_event("release.refused", code=refusal.code, resource=path)
+            raise refusal
+        self.metrics.releases.labels("granted").inc()
+        log_event("release.granted", resource=path, version=version, jti=jti)
+        return sealed, version
+
+    # -- admin ------------------------------------------------------------------------------
+    def authenticate(self, token: str | None, *, need: str) -> str:
+        """The token id of a live admin token with role ``need`` (or admin); else raise."""
+        if not token:
+            raise Problem(401, "admin.unauthenticated", "Authorization: want 'Bearer <token>'",
+                          headers={"WWW-Authenticate": "Bearer"})
+        with self.store.transaction(write=False) as tx:
+            found = tx.token_lookup(hash_token(token))
+        if found is None:
+            raise Problem(401, "admin.unauthenticated", "unknown or revoked admin token",
+                          headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        token_id, _, role = found
+        if need == "admin" and role != "admin":
+            raise Problem(403, "admin.forbidden", f"role {role!r} may only read; this needs "
+                          "the admin role")
+        return token_id
+
+    def _change(self, actor: str, event: str, subject: str, detail: dict[str, Any],
+                fn: Callable[[Tx], Any]) -> Any:
+        with self.store.transaction() as tx:
+            result = fn(tx)
+            tx.audit_append(event, "ok", subject, {"actor": actor, **detail},
+                            _iso(self.clock()))
+        log_event(event, actor=actor, subject=subject)
+        return result
+
+    def put_policy(self, actor: str, policy_id: str, body: object) -> tuple[dict[str, Any], bool]:
+        """Create or replace an appraisal policy; return its normalised form and 'created'."""
+        if not isinstance(body, dict):
+            raise Problem(400, "request.invalid", "body: want a policy object")
+        body = {**body, "policy_id": body.get("policy_id", policy_id)}
+        if body["policy_id"] != policy_id:
+            raise Problem(400, "request.invalid", f"policy_id: got {body['policy_id']!r} in the "
+                          f"body, want {policy_id!r} (the path)")
+        policy = policy_from_mapping(body)  # ConfigError names the bad key -> 400
+        doc = policy_to_mapping(policy)
+        created = self._change(actor, "admin.policy.put", f"policy:{policy_id}", {},
+                               lambda tx: tx.policy_put(policy_id, doc, self.clock()))
+        return doc, bool(created)
+
+    def put_reference(self, actor: str, name: str, body: object) -> bool:
+        """Create or replace a reference value (a launch measurement)."""
+        if not isinstance(body, dict) or set(body) - {"kind", "value"}:
+            raise Problem(400, "request.invalid", "body: want {kind, value}")
+        kind = body.get("kind", "measurement")
+        if kind != "measurement":
+            raise Problem(400, "request.invalid", f"kind: got {kind!r}, want 'measurement'")
+        value = body.get("value")
+        try:
+            raw = bytes.fromhex(str(value).removeprefix("0x"))
+        except ValueError:
+            raw = b""
+        if not isinstance(value, str) or len(raw) != 48:
+            raise Problem(400, "request.invalid", f"value: got {value!r}, want 48 bytes of hex "
+                          "(an SEV-SNP launch measurement)")
+        return bool(self._change(actor, "admin.reference.put", f"reference:{name}",
+                                 {"value": raw.hex()},
+                                 lambda tx: tx.reference_put(name, kind, raw.hex(),
+                                                             self.clock())))
+
+    def put_resource(self, actor: str, path: str, body: object) -> int:
+        """Create or update a resource: its policy and (optionally) its secret."""
+        if not isinstance(body, dict) or set(body) - {"secret", "policy"}:
+            raise Problem(400, "request.invalid", "body: want {secret (base64), policy}")
+        if "policy" not in body:
+            raise Problem(400, "request.invalid", "policy: required")
+        policy = ResourcePolicy.from_mapping(body["policy"])
+        secret = _unb64(body["secret"], "secret") if body.get("secret") is not None else None
+        if secret is not None and not 1 <= len(secret) <= 1 << 20:
+            raise Problem(400, "request.invalid", "secret: want 1 byte .. 1 MiB")
+        ciphertext = self.master.encrypt(secret, path.encode()) if secret is not None else None
+        version: int = self._change(
+            actor, "admin.resource.put", f"resource:{path}",
+            {"secret_changed": secret is not None},
+            lambda tx: tx.resource_put(path, policy.to_mapping(), ciphertext, self.clock()))
+        return version
+
+    def delete(self, actor: str, kind: str, key: str) -> None:
+        """Delete a policy, reference value or resource; 404 if absent."""
+        ops: dict[str, Callable[[Tx], bool]] = {
+            "policy": lambda tx: tx.policy_delete(key),
+            "reference": lambda tx: tx.reference_delete(key),
+            "resource": lambda tx: tx.resource_delete(key),
+        }
+
+        def run(tx: Tx) -> None:
+            if not ops[kind](tx):
+                raise Problem(404, f"{kind}.not_found", f"no {kind} {key!r}")
+
+        self._change(actor, f"admin.{kind}.delete", f"{kind}:{key}", {}, run)
+
+    def create_token(self, actor: str, body: object) -> tuple[str, str]:
+        """A new admin token (returned once)."""
+        if not isinstance(body, dict) or set(body) - {"name", "role"}:
+            raise Problem(400, "request.invalid", "body: want {name, role}")
+        return create_admin_token(self.store, str(body.get("name", "")),
+                                  str(body.get("role", "")), actor=actor, now=self.clock())
+
+    def revoke_token(self, actor: str, token_id: str) -> None:
+        """Revoke a token; 404 if unknown or already revoked."""
+        def run(tx: Tx) -> None:
+            if not tx.token_revoke(token_id, self.clock()):
+                raise Problem(404, "token.not_found", f"no live token {token_id!r}")
+
+        self._change(actor, "admin.token.revoke", f"token:{token_id}", {}, run)
+

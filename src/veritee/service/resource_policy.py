@@ -1,0 +1,166 @@
+"""Per-resource release policies, evaluated over a verified EAR's claims.
+
+Each resource carries its own :class:`ResourcePolicy`; a token that satisfied the verifier's
+appraisal policy still gets a resource only if *that resource's* policy passes over the
+token's claims. Evaluation lists every check as a :class:`~veritee.findings.Finding`
+(``resource.<field>.<what>``), like appraisal, so a refusal names all that was wrong.
+
+Secure defaults: the token's status must be ``affirming``, debug guests are refused, and a
+policy must pin the workload (``measurements``) unless it says ``allow_any_workload = true``
+explicitly: there is no accept-all default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from veritee.errors import ConfigError
+from veritee.findings import Finding, Outcome
+from veritee.results import TIERS, EarResult
+
+__all__ = ["ResourcePolicy"]
+
+_FIELDS = ("measurements", "allow_any_workload", "appraisal_policy_ids", "min_guest_svn",
+           "allow_debug", "host_data", "chip_ids", "required_status")
+
+
+def _hex_set(value: object, name: str, length: int) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{name}: got {value!r}, want a non-empty list of hex strings")
+    out = set()
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise ConfigError(f"{name}[{i}]: got {item!r}, want a hex string")
+        text = item.lower().removeprefix("0x")
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raise ConfigError(f"{name}[{i}]: got {item!r}, want hex digits") from None
+        if len(raw) != length:
+            raise ConfigError(f"{name}[{i}]: got {len(raw)} bytes, want {length}")
+        out.add(raw.hex())
+    return frozenset(out)
+
+
+@dataclass(frozen=True)
+class ResourcePolicy:
+    """What a token's claims must show for one resource to be released."""
+
+    measurements: frozenset[str] | None = None  # allowed launch digests (hex, 48 bytes)
+    allow_any_workload: bool = False
+    appraisal_policy_ids: frozenset[str] | None = None  # verifier policies accepted
+    min_guest_svn: int = 0
+    allow_debug: bool = False
+    host_data: str | None = None  # hex, 32 bytes
+    chip_ids: frozenset[str] | None = None
+    required_status: str = "affirming"
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> ResourcePolicy:
+        """Parse and validate a JSON policy; :class:`ConfigError` names the bad key."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"policy: got {type(data).__name__}, want an object")
+        unknown = sorted(set(data) - set(_FIELDS))
+        if unknown:
+            raise ConfigError(f"policy.{unknown[0]}: unknown key (known: {', '.join(_FIELDS)})")
+        measurements = _hex_set(data.get("measurements"), "policy.measurements", 48)
+        chip_ids = _hex_set(data.get("chip_ids"), "policy.chip_ids", 64)
+        host = _hex_set([data["host_data"]] if data.get("host_data") is not None else None,
+                        "policy.host_data", 32)
+        ids = data.get("appraisal_policy_ids")
+        if ids is not None and (not isinstance(ids, list) or not ids
+                                or not all(isinstance(i, str) and i for i in ids)):
+            raise ConfigError(f"policy.appraisal_policy_ids: got {ids!r}, want a non-empty list "
+                              "of policy ids")
+        svn = data.get("min_guest_svn", 0)
+        if isinstance(svn, bool) or not isinstance(svn, int) or not 0 <= svn <= 0xFFFF_FFFF:
+            raise ConfigError(f"policy.min_guest_svn: got {svn!r}, want an integer 0..2^32-1")
+        flags = {}
+        for name in ("allow_any_workload", "allow_debug"):
+            value = data.get(name, False)
+            if not isinstance(value, bool):
+                raise ConfigError(f"policy.{name}: got {value!r}, want true or false")
+            flags[name] = value
+        status = data.get("required_status", "affirming")
+        if status not in ("affirming", "warning"):
+            raise ConfigError(f"policy.required_status: got {status!r}, want 'affirming' or "
+                              "'warning'")
+        if measurements is None and not flags["allow_any_workload"]:
+            raise ConfigError("policy.measurements: required (a list of launch digests), or "
+                              "set allow_any_workload = true explicitly")
+        return cls(measurements=measurements, appraisal_policy_ids=(
+            frozenset(ids) if ids is not None else None), min_guest_svn=svn,
+            host_data=next(iter(host)) if host else None, chip_ids=chip_ids,
+            required_status=status, **flags)
+
+    def to_mapping(self) -> dict[str, Any]:
+        """The JSON form; :meth:`from_mapping` inverts it."""
+        return {
+            "measurements": sorted(self.measurements) if self.measurements else None,
+            "allow_any_workload": self.allow_any_workload,
+            "appraisal_policy_ids": (sorted(self.appraisal_policy_ids)
+                                     if self.appraisal_policy_ids else None),
+            "min_guest_svn": self.min_guest_svn,
+            "allow_debug": self.allow_debug,
+            "host_data": self.host_data,
+            "chip_ids": sorted(self.chip_ids) if self.chip_ids else None,
+            "required_status": self.required_status,
+        }
+
+    def evaluate(self, result: EarResult) -> list[Finding]:
+        """Every check over the token's claims; the resource is released iff none failed."""
+        c = result.verified_claims
+        out: list[Finding] = []
+
+        def check(code: str, fld: str, got: Any, want: Any, ok: bool,  # noqa: PLR0917
+                  why: str) -> None:
+            out.append(Finding(code, Outcome.PASS if ok else Outcome.FAIL, fld, got=got,
+                               want=want, message="" if ok else why))
+
+        def skip(code: str, fld: str, why: str) -> None:
+            out.append(Finding(code, Outcome.SKIP, fld, message=why))
+
+        status = result.status
+        allowed = TIERS[1:TIERS.index(self.required_status) + 1]
+        check("resource.status.insufficient", "ear.status", status, list(allowed),
+              status in allowed, "the attestation result is not good enough for this resource")
+        if self.measurements is None:
+            skip("resource.measurement.mismatch", "measurement", "allow_any_workload is true")
+        else:
+            got = c.get("measurement")
+            check("resource.measurement.mismatch", "measurement", got, sorted(self.measurements),
+                  got in self.measurements, "workload not allowed to read this resource")
+        if self.appraisal_policy_ids is None:
+            skip("resource.appraisal_policy.not_allowed", "ear.appraisal-policy-id",
+                 "appraisal_policy_ids is unset")
+        else:
+            got = result.submod.get("ear.appraisal-policy-id")
+            check("resource.appraisal_policy.not_allowed", "ear.appraisal-policy-id", got,
+                  sorted(self.appraisal_policy_ids), got in self.appraisal_policy_ids,
+                  "appraised under a policy this resource does not accept")
+        svn = c.get("guest_svn")
+        check("resource.guest_svn.below_minimum", "guest_svn", svn, self.min_guest_svn,
+              isinstance(svn, int) and svn >= self.min_guest_svn, "guest SVN below the minimum")
+        debug = c.get("guest_policy", {}).get("debug")
+        if self.allow_debug:
+            skip("resource.debug", "guest_policy.debug", "allow_debug is true")
+        else:
+            check("resource.debug", "guest_policy.debug", debug, False, debug is False,
+                  "debug guest: its memory is readable by the host")
+        if self.host_data is None:
+            skip("resource.host_data.mismatch", "host_data", "host_data is unset")
+        else:
+            got = c.get("host_data")
+            check("resource.host_data.mismatch", "host_data", got, self.host_data,
+                  got == self.host_data, "host data differs")
+        if self.chip_ids is None:
+            skip("resource.chip_id.mismatch", "chip_id", "chip_ids is unset")
+        else:
+            got = c.get("chip_id")
+            check("resource.chip_id.mismatch", "chip_id", got, sorted(self.chip_ids),
+                  got in self.chip_ids, "chip not allowed for this resource")
+        return out

@@ -1,0 +1,213 @@
+"""Service settings: a TOML/JSON file, then ``VERITEE_*`` environment variables on top.
+
+Every setting has a secure default. :func:`load_settings` validates types and ranges
+(:class:`~veritee.errors.ConfigError` naming the key), then refuses insecure combinations
+unless ``dev_mode`` is set explicitly:
+
+* ``key_source = "emulated"``: the emulated TEE holds the sealing key in ordinary memory;
+* ``trust_roots``: any root besides the pinned genuine AMD ARKs (an emulated vendor's);
+* plain HTTP on a non-loopback address (no ``tls_certfile``/``tls_keyfile``);
+* ``token_ttl`` above 1 hour or ``nonce_ttl`` above 10 minutes (results must be short-lived;
+  challenges must be fresh).
+
+Environment variables are the upper-case names prefixed with ``VERITEE_``
+(``VERITEE_DATABASE_URL``, ``VERITEE_DEV_MODE=1``, ``VERITEE_TRUST_ROOTS=a.pem,b.pem``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from veritee.errors import ConfigError
+
+__all__ = ["Settings", "load_settings", "settings_from_mapping"]
+
+_MAX_TOKEN_TTL = 3600
+_MAX_NONCE_TTL = 600
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service is configured with (see the module docstring for the rules)."""
+
+    database_url: str = "sqlite:///veritee-service.db"
+    dev_mode: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
+    issuer: str = "veritee"
+    ear_alg: str = "ES256"
+    token_ttl: int = 300
+    nonce_ttl: int = 120
+    appraisal_policy_id: str = "default"
+    trust_roots: tuple[str, ...] = ()
+    require_crl: bool = False
+    key_source: str = "emulated"
+    emulated_machine_dir: str | None = None
+    master_key_file: str = "veritee-master.key.sealed"
+    log_level: str = "info"
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def insecure_reasons(self) -> list[str]:
+        """Why these settings are unsafe outside development (empty when they are safe)."""
+        reasons: list[str] = []
+        if self.key_source == "emulated":
+            reasons.append("key_source: 'emulated' keeps the sealing key in ordinary memory")
+        if self.trust_roots:
+            reasons.append("trust_roots: roots other than the pinned AMD ARKs are trusted")
+        if self.tls_certfile is None and not _is_loopback(self.host):
+            reasons.append(f"host: plain HTTP on non-loopback address {self.host!r} "
+                           "(set tls_certfile and tls_keyfile)")
+        if self.token_ttl > _MAX_TOKEN_TTL:
+            reasons.append(f"token_ttl: got {self.token_ttl} s, want <= {_MAX_TOKEN_TTL}")
+        if self.nonce_ttl > _MAX_NONCE_TTL:
+            reasons.append(f"nonce_ttl: got {self.nonce_ttl} s, want <= {_MAX_NONCE_TTL}")
+        return reasons
+
+    def public_view(self) -> dict[str, Any]:
+        """The settings for logs and /readyz (the database password is masked)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.name != "extra"}
+        out["database_url"] = _mask_url(self.database_url)
+        return out
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _mask_url(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+_BOOL_TEXT = {"1": True, "true": True, "yes": True, "on": True,
+              "0": False, "false": False, "no": False, "off": False}
+
+
+def _coerce(name: str, kind: Any, value: Any, *, from_env: bool) -> Any:
+    want = {int: "an integer", bool: "a boolean", str: "a string"}
+    if kind in (str, "str | None"):
+        if value is None and kind == "str | None":
+            return None
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: got {value!r}, want a string")
+        return value
+    if kind is bool:
+        if from_env and isinstance(value, str) and value.lower() in _BOOL_TEXT:
+            return _BOOL_TEXT[value.lower()]
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}: got {value!r}, want {want[bool]}")
+        return value
+    if kind is int:
+        if from_env and isinstance(value, str):
+            try:
+                value = int(value)
+            except ValueError:
+                raise ConfigError(f"{name}: got {value!r}, want {want[int]}") from None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name}: got {value!r}, want {want[int]}")
+        return value
+    if kind == "tuple":
+        if from_env and isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{name}: got {value!r}, want a list of strings")
+        return tuple(value)
+    raise AssertionError(kind)  # pragma: no cover
+
+
+_KINDS: dict[str, Any] = {
+    "database_url": str, "dev_mode": bool, "host": str, "port": int, "workers": int,
+    "tls_certfile": "str | None", "tls_keyfile": "str | None", "issuer": str, "ear_alg": str,
+    "token_ttl": int, "nonce_ttl": int, "appraisal_policy_id": str, "trust_roots": "tuple",
+    "require_crl": bool, "key_source": str, "emulated_machine_dir": "str | None",
+    "master_key_file": str, "log_level": str,
+}
+
+
+def settings_from_mapping(data: Mapping[str, Any], env: Mapping[str, str] | None = None
+                          ) -> Settings:
+    """Build and validate settings from a mapping, then ``env`` (``VERITEE_*``) on top."""
+    unknown = sorted(set(data) - set(_KINDS))
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown setting (known: {', '.join(sorted(_KINDS))})")
+    values: dict[str, Any] = {k: _coerce(k, _KINDS[k], v, from_env=False)
+                              for k, v in data.items()}
+    for key, kind in _KINDS.items():
+        env_name = f"VERITEE_{key.upper()}"
+        if env is not None and env_name in env:
+            values[key] = _coerce(env_name, kind, env[env_name], from_env=True)
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+def _validate(s: Settings) -> None:
+    if not 1 <= s.port <= 65535 and s.port != 0:
+        raise ConfigError(f"port: got {s.port}, want 0..65535")
+    if not 1 <= s.workers <= 64:
+        raise ConfigError(f"workers: got {s.workers}, want 1..64")
+    if s.ear_alg not in ("ES256", "ES384"):
+        raise ConfigError(f"ear_alg: got {s.ear_alg!r}, want ES256 or ES384")
+    if not 1 <= s.token_ttl <= 86400:
+        raise ConfigError(f"token_ttl: got {s.token_ttl}, want 1..86400 seconds")
+    if not 1 <= s.nonce_ttl <= 3600:
+        raise ConfigError(f"nonce_ttl: got {s.nonce_ttl}, want 1..3600 seconds")
+    if s.key_source not in ("emulated", "sevsnp"):
+        raise ConfigError(f"key_source: got {s.key_source!r}, want 'emulated' or 'sevsnp'")
+    if s.key_source == "emulated" and not s.emulated_machine_dir:
+        raise ConfigError("emulated_machine_dir: required with key_source = 'emulated'")
+    if (s.tls_certfile is None) != (s.tls_keyfile is None):
+        raise ConfigError("tls_certfile/tls_keyfile: set both or neither")
+    if s.log_level not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"log_level: got {s.log_level!r}, want debug/info/warning/error")
+    if not s.dev_mode:
+        reasons = s.insecure_reasons()
+        if reasons:
+            raise ConfigError("insecure settings refused outside dev_mode: "
+                              + "; ".join(reasons) + " (set dev_mode = true for development)")
+
+
+def load_settings(path: str | Path | None = None, *, env: Mapping[str, str] | None = None
+                  ) -> Settings:
+    """Settings from ``path`` (TOML or JSON; optional) and the environment (default os.environ).
+
+    Relative paths inside the file are taken relative to the file's directory.
+    """
+    from veritee.policy._load import load_mapping
+
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = dict(load_mapping(path))
+        base = Path(path).resolve().parent
+        for key in ("emulated_machine_dir", "master_key_file", "tls_certfile", "tls_keyfile"):
+            if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
+                data[key] = str(base / data[key])
+        if isinstance(data.get("trust_roots"), list):
+            data["trust_roots"] = [str(base / p) if isinstance(p, str) and not Path(p).is_absolute()
+                                   else p for p in data["trust_roots"]]
+    try:
+        return settings_from_mapping(data, os.environ if env is None else env)
+    except ConfigError as exc:
+        if path is not None:
+            raise ConfigError(f"{path}: {exc}") from None
+        raise

@@ -1,0 +1,88 @@
+"""The one schema, as numbered migrations applied in order inside a transaction each.
+
+Each migration is written once with three placeholders filled per dialect, so SQLite and
+PostgreSQL share the schema text: ``{real}`` (REAL / DOUBLE PRECISION), ``{bigint}`` (INTEGER /
+BIGINT) and the append-only guard on the audit log, which is a trigger in both but spelled
+differently. ``schema_migrations`` records what was applied; applying is idempotent and safe
+when several processes start at once (the caller holds a lock: ``BEGIN IMMEDIATE`` on SQLite,
+an advisory lock on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["MIGRATIONS", "Migration", "render"]
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step: a version, a name, and dialect-neutral SQL statements."""
+
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+_AUDIT_GUARD_SQLITE = (
+    "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log "
+    "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
+    "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log "
+    "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
+)
+_AUDIT_GUARD_PG = (
+    "CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
+    "BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$",
+    "CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log "
+    "FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()",
+    # TRUNCATE bypasses row triggers; guard it too.
+    "CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log "
+    "FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", (
+        # Nonces are stored by SHA-256 so a database dump does not hand out live challenges.
+        "CREATE TABLE nonces (nonce_hash TEXT PRIMARY KEY, created_at {real} NOT NULL, "
+        "expires_at {real} NOT NULL, used_at {real})",
+        "CREATE INDEX nonces_expires ON nonces (expires_at)",
+        # SevSnpPolicy documents (policy_to_mapping JSON) used to appraise evidence.
+        "CREATE TABLE appraisal_policies (policy_id TEXT PRIMARY KEY, body TEXT NOT NULL, "
+        "updated_at {real} NOT NULL)",
+        # Reference values: accepted launch measurements, merged into the appraisal policy.
+        "CREATE TABLE reference_values (name TEXT PRIMARY KEY, kind TEXT NOT NULL "
+        "CHECK (kind IN ('measurement')), value TEXT NOT NULL, updated_at {real} NOT NULL)",
+        # Secrets: AES-256-GCM under the sealed master key, AAD = path; policy is JSON.
+        "CREATE TABLE resources (path TEXT PRIMARY KEY, policy TEXT NOT NULL, "
+        "secret_ciphertext TEXT NOT NULL, version {bigint} NOT NULL, updated_at {real} NOT NULL)",
+        "CREATE TABLE admin_tokens (token_id TEXT PRIMARY KEY, name TEXT NOT NULL, "
+        "token_hash TEXT NOT NULL UNIQUE, role TEXT NOT NULL CHECK (role IN ('admin', 'reader')),"
+        " created_at {real} NOT NULL, revoked_at {real})",
+        # The EAR signing key, its private half encrypted under the master key.
+        "CREATE TABLE signing_keys (kid TEXT PRIMARY KEY, alg TEXT NOT NULL, "
+        "private_ciphertext TEXT NOT NULL, public_jwk TEXT NOT NULL, created_at {real} NOT NULL,"
+        " retired_at {real})",
+        "CREATE TABLE audit_log (seq {bigint} PRIMARY KEY, at TEXT NOT NULL, event TEXT NOT NULL,"
+        " outcome TEXT NOT NULL, subject TEXT NOT NULL, detail TEXT NOT NULL, "
+        "prev_hash TEXT NOT NULL, entry_hash TEXT NOT NULL)",
+        "{audit_guard}",
+    )),
+)
+
+
+def render(migration: Migration, dialect: str) -> list[str]:
+    """The statements of ``migration`` for ``dialect`` (``sqlite`` or ``postgresql``)."""
+    guard: tuple[str, ...]
+    if dialect == "sqlite":
+        subst = {"real": "REAL", "bigint": "INTEGER"}
+        guard = _AUDIT_GUARD_SQLITE
+    else:
+        subst = {"real": "DOUBLE PRECISION", "bigint": "BIGINT"}
+        guard = _AUDIT_GUARD_PG
+    out: list[str] = []
+    for stmt in migration.statements:
+        if stmt == "{audit_guard}":
+            out.extend(guard)
+        else:
+            out.append(stmt.format(**subst))
+    return out

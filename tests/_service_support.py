@@ -1,0 +1,239 @@
+"""Shared support for the service tests (fixtures re-exported by tests/service/conftest.py).
+
+PostgreSQL tests use a throwaway database created for the session and dropped afterwards,
+with a fresh schema per test; they are skipped when 127.0.0.1:5432 does not answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from veritee.formats.sevsnp import GuestPolicy, Product
+from veritee.platform.emulated.measurement import simple_guest_image
+from veritee.platform.emulated.snp import (
+    EmulatedAmdVendor,
+    EmulatedSnpGuest,
+    InsecureEmulatedSnpMachine,
+)
+from veritee.service import MasterKey, Settings, create_app
+from veritee.service.core import create_admin_token
+from veritee.service.storage import Store, open_store
+
+PG_ADMIN_URL = os.environ.get("VERITEE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def pg_available() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            pass
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3):
+            return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A throwaway PostgreSQL database URL for the session (dropped at the end)."""
+    if not pg_available():
+        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
+    import psycopg
+
+    name = f"veritee_test_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def pg_schema_url(database_url: str) -> str:
+    """A fresh schema in the session database, as a URL whose search_path selects it."""
+    import psycopg
+
+    schema = f"t_{secrets.token_hex(5)}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    return f"{database_url}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database of each kind."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/veritee.db"
+    return pg_schema_url(request.getfixturevalue("pg_database"))
+
+
+@pytest.fixture(scope="session")
+def vendor() -> EmulatedAmdVendor:
+    """One emulated AMD vendor (RSA-2048: fast; the verifier path is the same)."""
+    return EmulatedAmdVendor.generate(Product.MILAN, key_size=2048)
+
+
+@pytest.fixture(scope="session")
+def machine(vendor: EmulatedAmdVendor) -> InsecureEmulatedSnpMachine:
+    """The emulated host the attesting guests run on."""
+    return InsecureEmulatedSnpMachine(vendor)
+
+
+def image(label: bytes) -> Any:
+    """A one-page guest image whose launch digest depends on ``label``."""
+    return simple_guest_image(label.ljust(4096, b"\0"))
+
+
+@dataclass
+class Guests:
+    """Guests A and B (both known to the verifier), C (unknown) and a debug guest."""
+
+    a: EmulatedSnpGuest
+    b: EmulatedSnpGuest
+    unknown: EmulatedSnpGuest
+    debug: EmulatedSnpGuest
+
+
+@pytest.fixture(scope="session")
+def guests(machine: InsecureEmulatedSnpMachine) -> Guests:
+    return Guests(a=machine.launch(image(b"workload A")),
+                  b=machine.launch(image(b"workload B")),
+                  unknown=machine.launch(image(b"workload C, not registered")),
+                  debug=machine.launch(image(b"workload A"),
+                                       policy=GuestPolicy(smt=True, debug=True)))
+
+
+class Clock:
+    """A clock tests can move forward."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+class LiveServer:
+    """uvicorn serving an app on 127.0.0.1 (ephemeral port) in a thread."""
+
+    def __init__(self, app: Any) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
+                                       daemon=True)
+
+    def start(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start in 10 s")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+@dataclass
+class Service:
+    """A running service with its store, admin token, clock and guests' resources."""
+
+    url: str
+    store: Store
+    admin: str
+    clock: Clock
+    app: Any
+    server: LiveServer
+    http: httpx.Client
+
+    def admin_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin}"}
+
+    def audit(self) -> list[Any]:
+        with self.store.transaction(write=False) as tx:
+            return tx.audit_rows()
+
+    def refusals(self) -> list[Any]:
+        return [r for r in self.audit() if r.outcome == "refused"]
+
+
+SECRET_A = b"model key for A: 7f3a9c"
+SECRET_B = b"database password for B"
+
+
+def provision(svc: Service, guests: Guests) -> None:
+    """Reference values for A and B, a resource for each pinned to its own workload."""
+    h = svc.admin_headers()
+    for name, g in (("a", guests.a), ("b", guests.b)):
+        r = svc.http.put(f"{svc.url}/v1/admin/reference-values/{name}", headers=h,
+                         json={"kind": "measurement", "value": g.measurement.hex()})
+        assert r.status_code == 201, r.text
+    for path, secret, g in (("apps/a/key", SECRET_A, guests.a),
+                            ("apps/b/password", SECRET_B, guests.b)):
+        r = svc.http.put(f"{svc.url}/v1/admin/resources/{path}", headers=h,
+                         json={"secret": base64.b64encode(secret).decode(),
+                               "policy": {"measurements": [g.measurement.hex()]}})
+        assert r.status_code == 200, r.text
+
+
+def start_service(database_url: str, machine: InsecureEmulatedSnpMachine, *,
+                  master: MasterKey, clock: Clock | None = None,
+                  **overrides: Any) -> Service:
+    settings = Settings(database_url=database_url, dev_mode=True, key_source="emulated",
+                        emulated_machine_dir="/nonexistent", **overrides)
+    clock = clock or Clock()
+    store = open_store(database_url)
+    app = create_app(settings, master_key=master, anchors=machine.anchors(), store=store,
+                     clock=clock)
+    server = LiveServer(app).start()
+    _, token = create_admin_token(store, "test admin", "admin")
+    return Service(url=server.url, store=store, admin=token, clock=clock, app=app,
+                   server=server, http=httpx.Client(timeout=10))
+
+
+@pytest.fixture
+def service_factory(machine: InsecureEmulatedSnpMachine
+                    ) -> Iterator[Callable[..., Service]]:
+    started: list[Service] = []
+
+    def make(database_url: str, **kw: Any) -> Service:
+        kw.setdefault("master", MasterKey(b"\x11" * 32))
+        svc = start_service(database_url, machine, **kw)
+        started.append(svc)
+        return svc
+
+    yield make
+    for svc in started:
+        svc.http.close()
+        svc.server.stop()
+        svc.store.close()
+
+
+@pytest.fixture
+def service(service_factory: Callable[..., Service], database_url: str,
+            guests: Guests) -> Service:
+    """A provisioned, running service on a fresh database (SQLite and PostgreSQL)."""
+    svc = service_factory(database_url)
+    provision(svc, guests)
+    return svc
