@@ -10,7 +10,6 @@ import base64
 import os
 import secrets
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,7 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from veritee.formats.sevsnp import GuestPolicy, Product
 from veritee.platform.emulated.measurement import simple_guest_image
@@ -30,6 +28,7 @@ from veritee.platform.emulated.snp import (
 )
 from veritee.service import MasterKey, Settings, create_app
 from veritee.service.core import create_admin_token
+from veritee.service.server import LoopbackServer
 from veritee.service.storage import Store, open_store
 
 PG_ADMIN_URL = os.environ.get("VERITEE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -127,32 +126,7 @@ class Clock:
         return time.time() + self.offset
 
 
-class LiveServer:
-    """uvicorn serving an app on 127.0.0.1 (ephemeral port) in a thread."""
 
-    def __init__(self, app: Any) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
-                                       daemon=True)
-
-    def start(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not start in 10 s")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
 
 
 @dataclass
@@ -164,7 +138,7 @@ class Service:
     admin: str
     clock: Clock
     app: Any
-    server: LiveServer
+    server: LoopbackServer
     http: httpx.Client
 
     def admin_headers(self) -> dict[str, str]:
@@ -206,7 +180,7 @@ def start_service(database_url: str, machine: InsecureEmulatedSnpMachine, *,
     store = open_store(database_url)
     app = create_app(settings, master_key=master, anchors=machine.anchors(), store=store,
                      clock=clock)
-    server = LiveServer(app).start()
+    server = LoopbackServer(app).start()
     _, token = create_admin_token(store, "test admin", "admin")
     return Service(url=server.url, store=store, admin=token, clock=clock, app=app,
                    server=server, http=httpx.Client(timeout=10))

@@ -21,7 +21,7 @@ from veritee.attest import bind_report_data, verify_evidence
 from veritee.errors import PolicyRejected, VerificationError
 from veritee.formats.sevsnp import AttestationReport, GuestPolicy, Product
 from veritee.platform.emulated.measurement import simple_guest_image
-from veritee.platform.emulated.snp import InsecureEmulatedSnpMachine
+from veritee.platform.emulated.snp import EmulatedSnpGuest, InsecureEmulatedSnpMachine
 from veritee.policy.sevsnp import SevSnpPolicy
 
 __all__ = ["demo_image", "run_demo"]
@@ -106,6 +106,10 @@ def run_demo(*, product: str = "Milan", key_size: int = 4096) -> int:
         ok &= expected
         out.info(f"{name}: {mark} ({outcome})")
 
+    out.step("Key broker: the verifier service (on loopback) releases a secret only to an "
+             "attested guest")
+    ok &= _key_broker(out, machine, guest)
+
     out.step("Isolation: a malicious hypervisor remaps a guest page (emulated memory model)")
     from veritee.platform.emulated.isolation import demo_lines
 
@@ -155,3 +159,57 @@ def _attacks(machine: InsecureEmulatedSnpMachine, guest: object, evidence: bytes
             replace(policy, measurements=frozenset({dbg.measurement}), report_data=dbg_data),
             machine.anchors())
     return results
+
+
+def _key_broker(out: _Printer, machine: InsecureEmulatedSnpMachine,
+                guest: EmulatedSnpGuest) -> bool:
+    """Run the service in-process on 127.0.0.1 and do the whole RATS exchange against it."""
+    import base64
+    import tempfile
+    from pathlib import Path
+
+    import httpx
+
+    from veritee.client import AttesterClient, ServiceRefused
+    from veritee.service import MasterKey, Settings, create_app
+    from veritee.service.audit import verify_chain
+    from veritee.service.core import create_admin_token
+    from veritee.service.server import LoopbackServer
+    from veritee.service.storage import open_store
+
+    secret = b"model decryption key 0x5eed"
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{Path(tmp) / 'kbs.db'}"
+        store = open_store(url)
+        settings = Settings(database_url=url, dev_mode=True, key_source="emulated",
+                            emulated_machine_dir=tmp)
+        app = create_app(settings, master_key=MasterKey.generate(), anchors=machine.anchors(),
+                         store=store)
+        _, admin = create_admin_token(store, "demo", "admin")
+        with LoopbackServer(app) as server, httpx.Client(timeout=10) as http:
+            out.info(f"service: {server.url} (SQLite, EAR tokens signed ES256, JWE release)")
+            r = http.put(f"{server.url}/v1/admin/resources/apps/demo/model-key",
+                         headers={"Authorization": f"Bearer {admin}"},
+                         json={"secret": base64.b64encode(secret).decode(),
+                               "policy": {"measurements": [guest.measurement.hex()]}})
+            r.raise_for_status()
+            out.info("admin: resource apps/demo/model-key, released only to this measurement")
+            with AttesterClient(server.url, guest) as client:
+                passport = client.attest()
+                out.info(f"guest: challenge -> evidence -> EAR token, status {passport.status}")
+                got = client.get_resource("apps/demo/model-key", passport)
+            out.info(f"guest: secret decrypted with its ephemeral key: {got!r}")
+            other = machine.launch(simple_guest_image(demo_image()[::-1]))
+            try:
+                with AttesterClient(server.url, other) as client:
+                    client.get_resource("apps/demo/model-key", client.attest())
+                refused = "NOT REFUSED"
+            except ServiceRefused as exc:
+                refused = f"refused ({exc.status}, {exc.code})"
+            out.info(f"a guest with another measurement: {refused}")
+        with store.transaction(write=False) as tx:
+            chain = verify_chain(tx.audit_rows())
+        store.close()
+        out.info(f"audit log: {chain.entries} entries, hash chain "
+                 f"{'intact' if chain.ok else 'BROKEN'}")
+    return got == secret and refused.startswith("refused") and chain.ok

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
 from veritee.service.settings import Settings, load_settings
 
-__all__ = ["app_from_env", "configure_logging", "serve"]
+__all__ = ["LoopbackServer", "app_from_env", "configure_logging", "serve"]
 
 SETTINGS_ENV = "VERITEE_SETTINGS_FILE"
 
@@ -61,3 +65,42 @@ def serve(settings: Settings, settings_path: Path | None) -> None:
                 port=settings.port, workers=settings.workers, log_level=settings.log_level,
                 ssl_certfile=settings.tls_certfile, ssl_keyfile=settings.tls_keyfile,
                 access_log=False, timeout_graceful_shutdown=10)
+
+
+class LoopbackServer:
+    """uvicorn serving ``app`` on 127.0.0.1 (an ephemeral port) in a thread of this process:
+    the demo's and the tests' way to run the service over real HTTP without a second process.
+    """
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port: int = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
+                                       daemon=True)
+
+    def start(self, timeout: float = 10.0) -> LoopbackServer:
+        """Start serving; return once the server accepts connections."""
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start in {timeout} s")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+    def __enter__(self) -> LoopbackServer:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
