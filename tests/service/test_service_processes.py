@@ -141,7 +141,7 @@ def test_cli_kbs_get_and_audit_verify(tmp_path: Path, spawn: object,
     start = spawn
     assert callable(start)
     url = start(settings)
-    m = _cli("kbs", "measurement", "--machine-dir", str(client_dir))
+    m = _cli("kbs", "measurement", "--state", str(client_dir))
     assert m.returncode == 0, m.stderr
     measurement = m.stdout.strip()
     store = open_store(db)
@@ -155,21 +155,24 @@ def test_cli_kbs_get_and_audit_verify(tmp_path: Path, spawn: object,
             "secret": base64.b64encode(b"disk key 42").decode(),
             "policy": {"measurements": [measurement]}}).raise_for_status()
     out = tmp_path / "secret.bin"
-    r = _cli("kbs", "get", "disk/key", "--url", url, "--machine-dir", str(client_dir),
+    r = _cli("kbs", "get", "disk/key", "--url", url, "--state", str(client_dir),
              "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert out.read_bytes() == b"disk key 42" and out.stat().st_mode & 0o777 == 0o600
     sealed = tmp_path / "secret.sealed"
-    r = _cli("kbs", "get", "disk/key", "--url", url, "--machine-dir", str(client_dir),
+    r = _cli("kbs", "get", "disk/key", "--url", url, "--state", str(client_dir),
              "--out", str(sealed), "--seal")
     assert r.returncode == 0, r.stderr
     assert b"disk key 42" not in sealed.read_bytes()
+    from veritee.cli._demo import demo_image
+    from veritee.formats.sevsnp import GuestPolicy
+    from veritee.platform.emulated.measurement import simple_guest_image
     from veritee.sealing import unseal
 
     guest = InsecureEmulatedSnpMachine.open(client_dir).launch(
-        __import__("_service_support").image(b"veritee kbs client workload"))
+        simple_guest_image(demo_image()), policy=GuestPolicy(smt=True))
     assert unseal(guest, sealed.read_bytes(), aad=b"disk/key") == b"disk key 42"
-    r = _cli("kbs", "get", "disk/key", "--url", url, "--machine-dir", str(client_dir),
+    r = _cli("kbs", "get", "disk/key", "--url", url, "--state", str(client_dir),
              "--out", str(out), "--debug-guest")
     assert r.returncode == 6 or r.returncode == 4, r.stderr  # refused: debug guest
     assert "sevsnp.policy.debug" in r.stderr or "attestation.rejected" in r.stderr

@@ -13,10 +13,12 @@ import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from veritee.client import EvidenceSource
 from veritee.crypto.random import (
     Drbg,
     EntropySource,
@@ -59,6 +61,12 @@ def add_platform_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--svn", type=int, default=0, help="guest SVN in the ID block")
     g.add_argument("--family-id", metavar="HEX", default="00" * 16)
     g.add_argument("--image-id", metavar="HEX", default="00" * 16)
+    g.add_argument("--debug-guest", action="store_true",
+                   help="launch the emulated guest with the DEBUG policy bit")
+
+
+class Attester(KeySource, EvidenceSource, Protocol):
+    """A TEE workload: reports (plain and extended) and firmware-derived keys."""
 
 
 @dataclass
@@ -66,7 +74,7 @@ class Workload:
     """The platform a command got: a key source, NV counters where the platform has them, and
     its entropy source."""
 
-    source: KeySource
+    source: Attester
     counters: MonotonicCounters | None
     description: str
     entropy: EntropySource
@@ -107,7 +115,7 @@ def open_workload(args: argparse.Namespace) -> Workload:
     else:
         firmware = demo_image()
     image = simple_guest_image(firmware)
-    policy = GuestPolicy(smt=True)
+    policy = GuestPolicy(smt=True, debug=getattr(args, "debug_guest", False))
     if args.id_key is None:
         guest = machine.launch(image, policy=policy)
     else:

@@ -18,9 +18,6 @@ from typing import Any
 
 __all__ = ["register"]
 
-DEFAULT_CLIENT_IMAGE = b"veritee kbs client workload"
-
-
 def _settings(args: argparse.Namespace) -> Any:
     from veritee.service.settings import load_settings
 
@@ -65,28 +62,21 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
     return 4  # EXIT_VERIFICATION_FAILED
 
 
-def _client_guest(args: argparse.Namespace) -> Any:
-    from veritee.formats.sevsnp import GuestPolicy
-    from veritee.platform.emulated.measurement import simple_guest_image
-    from veritee.platform.emulated.snp import InsecureEmulatedSnpMachine
-
-    machine = InsecureEmulatedSnpMachine.open(Path(args.machine_dir))
-    data = Path(args.image).read_bytes() if args.image else DEFAULT_CLIENT_IMAGE
-    pad = -len(data) % 4096
-    return machine.launch(simple_guest_image(data + bytes(pad)),
-                          policy=GuestPolicy(smt=True, debug=args.debug_guest))
-
-
 def _cmd_kbs_measurement(args: argparse.Namespace) -> int:
-    print(_client_guest(args).measurement.hex())
+    from veritee.cli._platform import open_workload
+    from veritee.formats.sevsnp import AttestationReport
+
+    source = open_workload(args).source
+    print(AttestationReport.from_bytes(source.attestation_report(bytes(64))).measurement.hex())
     return 0
 
 
 def _cmd_kbs_get(args: argparse.Namespace) -> int:
     from veritee._fs import atomic_write
+    from veritee.cli._platform import open_workload
     from veritee.client import AttesterClient
 
-    guest = _client_guest(args)
+    guest = open_workload(args).source
     with AttesterClient(args.url, guest, timeout=args.timeout) as client:
         secret = client.fetch(args.resource)
     if args.seal:
@@ -143,20 +133,18 @@ def register(add: Add) -> None:
     p.add_argument("--expect-head", metavar="HASH",
                    help="a head hash seen earlier that must still be in the log")
 
-    p = add("kbs", "key-broker client run in an emulated guest: 'get' a resource, or print "
-            "the guest's 'measurement'", _dispatch_kbs)
+    p = add("kbs", "key-broker client run in the TEE (a real SEV-SNP guest, or the emulated "
+            "one): 'get' a resource, or print the guest's 'measurement'", _dispatch_kbs)
     p.add_argument("action", choices=("get", "measurement"))
     p.add_argument("resource", nargs="?", help="resource path (for get)")
     p.add_argument("--url", help="service URL, e.g. http://127.0.0.1:8080")
-    p.add_argument("--machine-dir", required=True, metavar="DIR",
-                   help="state directory of the emulated SEV-SNP machine (created if absent)")
-    p.add_argument("--image", metavar="FILE", help="guest image to launch (default: a fixed "
-                   "demo workload)")
-    p.add_argument("--debug-guest", action="store_true", help="launch with the DEBUG bit")
     p.add_argument("--out", metavar="FILE", help="where to write the secret ('-': stdout)")
     p.add_argument("--seal", action="store_true", help="seal the secret to this guest's "
                    "measurement before writing it")
     p.add_argument("--timeout", type=float, default=30.0)
+    from veritee.cli._platform import add_platform_args
+
+    add_platform_args(p)
 
     p = add("admin", "service administration: 'admin token-create' makes a bearer token",
             _cmd_token_create)

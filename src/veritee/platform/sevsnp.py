@@ -22,7 +22,7 @@ import secrets
 from pathlib import Path
 
 from veritee.errors import PlatformError
-from veritee.formats.sevsnp import REPORT_SIZE, MsgKeyReq, MsgReportReq
+from veritee.formats.sevsnp import REPORT_SIZE, CertTable, MsgKeyReq, MsgReportReq
 
 __all__ = [
     "SNP_GET_DERIVED_KEY",
@@ -89,12 +89,27 @@ class SevGuestDevice:
         """A signed ATTESTATION_REPORT (via configfs-tsm when available, else the ioctl)."""
         req = MsgReportReq(report_data=report_data, vmpl=self.vmpl if vmpl is None else vmpl)
         if TSM_REPORT.is_dir():
-            return _tsm_report(req)
+            return _tsm_report(req)[0]
         raw = self._request(SNP_GET_REPORT, req.to_bytes(), 4000)
         size = int.from_bytes(raw[4:8], "little")
         if size != REPORT_SIZE:
             raise PlatformError(f"MSG_REPORT_RSP.REPORT_SIZE: got {size}, want {REPORT_SIZE}")
         return raw[0x20:0x20 + REPORT_SIZE]
+
+    def extended_report(self, report_data: bytes, vmpl: int | None = None
+                        ) -> tuple[bytes, bytes]:
+        """A report and the host's certificate table (configfs-tsm ``auxblob``).
+
+        Without configfs-tsm, or when the host supplies no certificates, the table is empty
+        (just its terminator) and the verifier needs the VCEK from its own collateral.
+        """
+        req = MsgReportReq(report_data=report_data, vmpl=self.vmpl if vmpl is None else vmpl)
+        if TSM_REPORT.is_dir():
+            report, aux = _tsm_report(req, with_aux=True)
+            if aux:
+                return report, aux
+            return report, CertTable(()).to_bytes()
+        return self.attestation_report(report_data, vmpl), CertTable(()).to_bytes()
 
     def derived_key(self, request: MsgKeyReq) -> bytes:
         """SNP_GET_DERIVED_KEY: the 32-byte key of MSG_KEY_RSP."""
@@ -102,16 +117,17 @@ class SevGuestDevice:
         return raw[0x20:0x40]
 
 
-def _tsm_report(req: MsgReportReq) -> bytes:
+def _tsm_report(req: MsgReportReq, *, with_aux: bool = False) -> tuple[bytes, bytes]:
     entry = TSM_REPORT / f"veritee-{secrets.token_hex(8)}"
     try:
         entry.mkdir()
         (entry / "privlevel").write_text(str(req.vmpl))
         (entry / "inblob").write_bytes(req.report_data)
         out = (entry / "outblob").read_bytes()
+        aux = (entry / "auxblob").read_bytes() if with_aux else b""
     except OSError as exc:
         raise PlatformError(f"configfs-tsm report failed: {exc.strerror}") from None
     finally:
         if entry.exists():
             entry.rmdir()
-    return out
+    return out, aux
