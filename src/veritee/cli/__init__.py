@@ -27,6 +27,8 @@ from veritee.errors import (
     VerificationError,
     VeriteeError,
 )
+from veritee.trust.roots import TrustAnchors
+from veritee.trust.sevsnp import AmdCertificates
 
 __all__ = ["EXIT_CODES", "main"]
 
@@ -149,10 +151,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _load_collateral(args: argparse.Namespace) -> tuple[object, object]:
+def _load_collateral(args: argparse.Namespace) -> tuple[AmdCertificates | None, TrustAnchors]:
     from veritee.collateral.amd import load_crl, load_directory
-    from veritee.trust.roots import TrustAnchors
-    from veritee.trust.sevsnp import AmdCertificates
 
     certs: AmdCertificates | None = load_directory(Path(args.certs)) if args.certs else None
     if args.crl:
@@ -174,9 +174,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
     certs, anchors = _load_collateral(args)
     cert_table = _read(args.cert_table, "certificate table") if args.cert_table else None
-    verified = verify_only(_read_evidence(args.report), collateral=certs,  # type: ignore[arg-type]
-                           anchors=anchors, now=args.at,  # type: ignore[arg-type]
-                           require_crl=args.require_crl, cert_table=cert_table)
+    verified = verify_only(_read_evidence(args.report), collateral=certs,
+                           anchors=anchors, now=args.at, require_crl=args.require_crl,
+                           cert_table=cert_table)
     lines = [f"verified SEV-SNP report ({verified.product}, signed by "
              f"{verified.vek.kind.name})"]
     lines += [f"  {c}" for c in verified.checks]
@@ -196,7 +196,7 @@ def _cmd_appraise(args: argparse.Namespace) -> int:
     cert_table = _read(args.cert_table, "certificate table") if args.cert_table else None
     try:
         appraisal = verify_evidence(_read_evidence(args.report), policy=policy,
-                                    collateral=certs, anchors=anchors,  # type: ignore[arg-type]
+                                    collateral=certs, anchors=anchors,
                                     now=args.at, require_crl=args.require_crl,
                                     cert_table=cert_table)
     except PolicyRejected as rejected:

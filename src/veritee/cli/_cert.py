@@ -250,7 +250,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     ca = load_certificate(_read(args.ca, "CA certificate"), source=args.ca) if args.ca else None
     try:
         appraisal = verify_attested_certificate(
-            cert, policy=policy, collateral=certs, anchors=anchors,  # type: ignore[arg-type]
+            cert, policy=policy, collateral=certs, anchors=anchors,
             now=args.at, ca=ca)
     except PolicyRejected as rejected:
         _emit(args, "\n".join([*lines, rejected.appraisal.to_text()]),

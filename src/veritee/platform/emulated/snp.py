@@ -317,9 +317,11 @@ class InsecureEmulatedSnpMachine:
 
     @classmethod
     def create(cls, product: Product = Product.MILAN, *, key_size: int = 4096,
-               **kwargs: object) -> InsecureEmulatedSnpMachine:
+               report_version: int = 3, clock: datetime | None = None
+               ) -> InsecureEmulatedSnpMachine:
         """A machine with a fresh emulated vendor and a random chip secret."""
-        return cls(EmulatedAmdVendor.generate(product, key_size=key_size), **kwargs)  # type: ignore[arg-type]
+        return cls(EmulatedAmdVendor.generate(product, key_size=key_size, now=clock),
+                   report_version=report_version, clock=clock)
 
     # -- persistence (the chip's fuses and NV state, kept in a file: insecure by name) ------
     STATE_FILE = "emulated-snp.json"
