@@ -156,9 +156,15 @@ def test_vcek_hwid_disagrees_with_chip_id(milan: FakeAmd) -> None:
     rejects("sevsnp.vek.hwid_mismatch", milan, milan.make_report(chip_id=bytes(range(64))))
 
 
-def test_turin_chip_id_with_nonzero_tail_rejected(turin: FakeAmd) -> None:
+def test_turin_chip_id_tail_is_not_part_of_the_vcek_binding(turin: FakeAmd) -> None:
+    """KDS identifies a Turin chip by CHIP_ID[0:8]; the rest is only covered by the signature."""
+    v = verify(turin, turin.make_report(chip_id=turin.hwid + b"\x01" * 56))
+    assert v.report.chip_id[8:] == b"\x01" * 56
+
+
+def test_turin_chip_id_prefix_mismatch_rejected(turin: FakeAmd) -> None:
     rejects("sevsnp.vek.hwid_mismatch", turin,
-            turin.make_report(chip_id=turin.hwid + b"\x01" * 56))
+            turin.make_report(chip_id=bytes(8) + turin.hwid + bytes(48)))
 
 
 def test_turin_8_byte_hwid_matches_chip_id_prefix(turin: FakeAmd) -> None:

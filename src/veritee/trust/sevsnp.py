@@ -531,15 +531,16 @@ def verify_report(report: AttestationReport, certs: AmdCertificates, *,
     checks.append(_ok("sevsnp.vek.tcb_mismatch", "REPORTED_TCB", str(report.reported_tcb),
                       str(info.tcb)))
 
-    # 8. A VCEK belongs to this chip: hwID = CHIP_ID (Turin: 8-byte hwID = CHIP_ID[0:8], rest
-    #    zero). MASK_CHIP_KEY zeroes CHIP_ID, so then it cannot be matched; that is recorded.
+    # 8. A VCEK belongs to this chip: hwID = CHIP_ID (Turin: the 8-byte hwID = CHIP_ID[0:8], as
+    #    AMD's KDS identifies Turin chips; the rest of CHIP_ID is covered by the signature, not
+    #    by the VCEK). MASK_CHIP_KEY zeroes CHIP_ID, so then it cannot be matched: recorded.
     if info.kind is SigningKey.VCEK and info.hwid is not None:
         if report.signer_info.mask_chip_key:
             checks.append(Finding("sevsnp.vek.hwid_mismatch", Outcome.SKIP, "CHIP_ID",
                                   message="MASK_CHIP_KEY set: CHIP_ID is zero, hwID not matched"))
         else:
             n = len(info.hwid)
-            if report.chip_id[:n] != info.hwid or any(report.chip_id[n:]):
+            if report.chip_id[:n] != info.hwid:
                 raise _fail("sevsnp.vek.hwid_mismatch", "CHIP_ID", report.chip_id, info.hwid)
             checks.append(_ok("sevsnp.vek.hwid_mismatch", "CHIP_ID", info.hwid, info.hwid))
     else:
