@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from veritee.errors import CollateralError, FormatError, VerificationError
 from veritee.formats.azure import HclReport
 from veritee.formats.sevsnp import REPORT_SIZE, AttestationReport, CertTable
+from veritee.formats.tsm import TsmReport
 from veritee.policy import Appraisal, Finding, Outcome
 from veritee.policy.sevsnp import SevSnpPolicy, appraise
 from veritee.trust.roots import TrustAnchors
@@ -49,11 +50,14 @@ class Evidence:
     report: AttestationReport
     hcl: HclReport | None = None
     cert_table: CertTable | None = None
+    container: str | None = None
 
     @property
     def format(self) -> str:
         """A short name of the evidence format."""
-        return "azure-hcl+sevsnp" if self.hcl is not None else "sevsnp"
+        if self.hcl is not None:
+            return "azure-hcl+sevsnp"
+        return "configfs-tsm+sevsnp" if self.container == "configfs-tsm" else "sevsnp"
 
 
 def parse_evidence(data: bytes, *, cert_table: bytes | None = None) -> Evidence:
@@ -67,8 +71,17 @@ def parse_evidence(data: bytes, *, cert_table: bytes | None = None) -> Evidence:
         return Evidence(report=hcl.snp_report, hcl=hcl, cert_table=table)
     if len(data) == REPORT_SIZE:
         return Evidence(report=AttestationReport.from_bytes(data), cert_table=table)
+    if TsmReport.looks_like(data):
+        tsm = TsmReport.from_bytes(data)
+        if tsm.provider != "sev_guest":
+            raise FormatError("TSM_REPORT", "provider", got=tsm.provider, want="sev_guest")
+        if table is None and tsm.auxblob:
+            table = CertTable.from_bytes(tsm.auxblob)
+        return Evidence(report=AttestationReport.from_bytes(tsm.outblob), cert_table=table,
+                        container="configfs-tsm")
     raise FormatError("evidence", "<format>", got=f"{len(data)} bytes starting {data[:4].hex()}",
-                      want=f"a {REPORT_SIZE}-byte SEV-SNP report or an Azure HCL report")
+                      want=f"a {REPORT_SIZE}-byte SEV-SNP report, an Azure HCL report or a "
+                      "configfs-tsm report (JSON/CBOR)")
 
 
 def _collateral(evidence: Evidence, given: AmdCertificates | None) -> AmdCertificates:
