@@ -127,6 +127,7 @@ class SealedFileReader:
     def __init__(self, source: KeySource, path: Path,
                  counters: MonotonicCounters | None = None) -> None:
         self._fh: BinaryIO | None = None
+        self._last: bytes | None = None  # the final chunk, authenticated once at open
         try:
             self._open(source, Path(path), counters)
         except BaseException:
@@ -161,7 +162,7 @@ class SealedFileReader:
     def _decrypt(self, index: int) -> bytes:
         assert self._fh is not None
         last = index == self._count - 1
-        if last and hasattr(self, "_last"):
+        if last and self._last is not None:
             return self._last
         with no_oracle():
             self._fh.seek(HEADER_SIZE + index * (self._chunk + _TAG))
