@@ -1,0 +1,131 @@
+"""TPM appraisal: every finding code, secure defaults, and the pinned code set."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from _tpm_support import make_attest, pcr_values, quote_cases, samples, sign
+from veritee.errors import ConfigError
+from veritee.findings import Outcome
+from veritee.formats.eventlog import EventType
+from veritee.formats.tpm import HashAlg
+from veritee.policy.tpm import FINDING_CODES, EventRule, TpmPolicy, appraise
+from veritee.trust.tpm import VerifiedTpmQuote, verify_quote
+
+KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+PCRS = {HashAlg.SHA256: pcr_values(HashAlg.SHA256, [0, 4, 7])}
+
+
+def _verified(nonce: bytes = b"n", pcrs: dict[HashAlg, dict[int, bytes]] | None = None
+              ) -> VerifiedTpmQuote:
+    values = pcrs or PCRS
+    attest = make_attest(values, nonce, HashAlg.SHA256).to_bytes()
+    return verify_quote(attest, sign(KEY, attest), KEY.public_key(), nonce=nonce, pcrs=values)
+
+
+def _policy(**kw: object) -> TpmPolicy:
+    return TpmPolicy(pcrs=kw.pop("pcrs", PCRS), **kw)  # type: ignore[arg-type]
+
+
+def test_finding_codes_are_pinned() -> None:
+    assert frozenset({
+        "tpm.hash.weak", "tpm.nonce.mismatch", "tpm.pcr.not_quoted", "tpm.pcr.mismatch",
+        "tpm.eventlog.missing", "tpm.eventlog.unquoted",
+        "tpm.eventlog.required_event_missing", "tpm.eventlog.forbidden_event",
+    }) == FINDING_CODES
+
+
+def test_matching_quote_is_accepted_and_every_check_reports() -> None:
+    appraisal = appraise(_verified(), _policy(nonce=b"n"))
+    assert appraisal.accepted, appraisal.to_text()
+    assert {f.code for f in appraisal.findings} == FINDING_CODES
+    assert appraisal.claims["pcrs"]["sha256"]["7"] == PCRS[HashAlg.SHA256][7].hex()
+    assert appraisal.verification  # the trust trace travels with the appraisal
+
+
+def test_there_is_no_accept_all_policy() -> None:
+    with pytest.raises(ConfigError):
+        TpmPolicy(pcrs={})
+    with pytest.raises(ConfigError):
+        TpmPolicy(pcrs={HashAlg.SHA256: {0: b"short"}})
+
+
+def test_pcr_changed_from_reference_is_a_mismatch() -> None:
+    want = {HashAlg.SHA256: {**PCRS[HashAlg.SHA256], 7: bytes(32)}}
+    appraisal = appraise(_verified(), _policy(pcrs=want))
+    assert appraisal.codes() == ["tpm.pcr.mismatch"]
+
+
+def test_expected_pcr_outside_the_quote_is_not_quoted() -> None:
+    want = {HashAlg.SHA256: {**PCRS[HashAlg.SHA256], 9: bytes(32)}}
+    assert appraise(_verified(), _policy(pcrs=want)).codes() == ["tpm.pcr.not_quoted"]
+
+
+def test_other_bank_only_is_rejected() -> None:
+    want = {HashAlg.SHA384: {0: bytes(48)}}
+    codes = appraise(_verified(), _policy(pcrs=want)).codes()
+    assert codes == ["tpm.pcr.not_quoted", "tpm.pcr.mismatch"]
+
+
+def test_stale_nonce_is_a_mismatch() -> None:
+    assert appraise(_verified(b"old"), _policy(nonce=b"new")).codes() == ["tpm.nonce.mismatch"]
+
+
+def test_sha1_bank_is_weak_by_default() -> None:
+    pcrs = {HashAlg.SHA1: pcr_values(HashAlg.SHA1, [0])}
+    verified = _verified(pcrs=pcrs)
+    assert appraise(verified, _policy(pcrs=pcrs)).codes() == ["tpm.hash.weak"]
+    assert appraise(verified, _policy(pcrs=pcrs, allow_sha1=True)).accepted
+
+
+def test_event_rules_need_a_replayed_log() -> None:
+    rule = EventRule(4, HashAlg.SHA256, bytes(32))
+    codes = appraise(_verified(), _policy(required_events=frozenset({rule}))).codes()
+    assert codes == ["tpm.eventlog.missing", "tpm.eventlog.unquoted",
+                     "tpm.eventlog.required_event_missing"]
+    assert appraise(_verified(), _policy(require_event_log=True)).codes() == [
+        "tpm.eventlog.missing"]
+
+
+# -- on a real quote with its event log ------------------------------------------------------
+def _cos_sha256() -> VerifiedTpmQuote:
+    s = next((s for s in samples("gcp-vtpm") if s["id"] == "gce-cos-85-no-nonce"), None)
+    if s is None:
+        pytest.skip("no evidence")
+    case = next(c for c in quote_cases(s) if c.pcrs and HashAlg.SHA256 in c.pcrs)
+    assert case.ak is not None and case.pcrs is not None
+    return verify_quote(case.attest, case.signature, case.ak, nonce=case.nonce, pcrs=case.pcrs,
+                        event_log=case.event_log)
+
+
+@pytest.mark.evidence
+def test_real_quote_with_reference_pcrs_and_events() -> None:
+    v = _cos_sha256()
+    assert v.event_log is not None
+    app = next(e for e in v.event_log.measured()
+               if e.type == EventType.EV_EFI_BOOT_SERVICES_APPLICATION)
+    digest = app.digest(HashAlg.SHA256)
+    assert digest is not None
+    rule = EventRule(app.pcr, HashAlg.SHA256, digest, EventType.EV_EFI_BOOT_SERVICES_APPLICATION)
+    reference = {HashAlg.SHA256: {i: v.pcrs[HashAlg.SHA256][i] for i in range(8)}}
+    policy = TpmPolicy(pcrs=reference, nonce=b"", required_events=frozenset({rule}),
+                       require_event_log=True)
+    appraisal = appraise(v, policy)
+    assert appraisal.accepted, appraisal.to_text()
+    forbid = replace(policy, required_events=frozenset(), forbidden_events=frozenset({rule}))
+    assert appraise(v, forbid).codes() == ["tpm.eventlog.forbidden_event"]
+
+
+@pytest.mark.evidence
+def test_rule_on_a_pcr_not_replayed_is_flagged() -> None:
+    v = _cos_sha256()
+    rule = EventRule(15, HashAlg.SHA256, bytes(32))
+    policy = TpmPolicy(pcrs={HashAlg.SHA256: {0: v.pcrs[HashAlg.SHA256][0]}},
+                       forbidden_events=frozenset({rule}))
+    appraisal = appraise(v, policy)
+    assert appraisal.codes() == ["tpm.eventlog.unquoted"]
+    assert next(f for f in appraisal.findings if f.code == "tpm.eventlog.forbidden_event") \
+        .outcome is Outcome.PASS
