@@ -1,5 +1,10 @@
 """The front door: parse -> verify -> appraise, for real and emulated evidence alike.
 
+SEV-SNP (bare, Azure HCL-wrapped, configfs-tsm) goes through :func:`verify_evidence`, Intel
+DCAP quotes (TDX, SGX) through :func:`verify_intel_evidence`; :func:`is_intel_quote` tells
+them apart. TPM quotes have their own inputs (quote, signature, AK, PCRs): see
+:mod:`veritee.trust.tpm`.
+
 ``verify_evidence`` is the one call a verifier needs. It recognises the evidence format at
 the boundary (a bare SEV-SNP ``ATTESTATION_REPORT`` or an Azure HCL report wrapping one),
 verifies signatures, chain and revocation against the given trust anchors (the genuine AMD
@@ -13,9 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -24,11 +31,21 @@ from veritee.formats.azure import HclReport
 from veritee.formats.sevsnp import REPORT_SIZE, AttestationReport, CertTable
 from veritee.formats.tsm import TsmReport
 from veritee.policy import Appraisal, Finding, Outcome
+from veritee.policy.intel import SgxPolicy, TdxPolicy
 from veritee.policy.sevsnp import SevSnpPolicy, appraise
+from veritee.trust.intel import IntelCollateral
 from veritee.trust.roots import TrustAnchors
 from veritee.trust.sevsnp import AmdCertificates, ChainCache, VerifiedReport, verify_report
 
-__all__ = ["Evidence", "bind_report_data", "parse_evidence", "verify_evidence", "verify_only"]
+__all__ = [
+    "Evidence",
+    "bind_report_data",
+    "is_intel_quote",
+    "parse_evidence",
+    "verify_evidence",
+    "verify_intel_evidence",
+    "verify_only",
+]
 
 _HCL_MAGIC = b"HCLA"
 
@@ -146,6 +163,40 @@ def verify_evidence(evidence: bytes | Evidence, *, policy: SevSnpPolicy | None =
     verified = verify_only(evidence, collateral=collateral, anchors=anchors, now=now,
                            require_crl=require_crl, cache=cache, cert_table=cert_table)
     appraisal = appraise(verified, policy or SevSnpPolicy())
+    if not appraisal.accepted:
+        raise PolicyRejected(appraisal)
+    return appraisal
+
+
+def is_intel_quote(data: bytes) -> bool:
+    """True when ``data`` starts like an Intel DCAP quote (SGX v3, TDX v4/v5).
+
+    The quote header's u16 VERSION (3, 4, 5) is followed by a u16 ATT_KEY_TYPE (2 = ECDSA
+    P-256, 3 = P-384); an SEV-SNP report starts with a u32 version, so its bytes 2-3 are zero.
+    """
+    return (len(data) >= 48 and len(data) != REPORT_SIZE
+            and int.from_bytes(data[0:2], "little") in (3, 4, 5)
+            and int.from_bytes(data[2:4], "little") in (2, 3))
+
+
+def verify_intel_evidence(data: bytes, *, collateral: IntelCollateral | None = None,
+                          policy: TdxPolicy | SgxPolicy | None = None,
+                          now: datetime | None = None,
+                          trusted_roots: Iterable[x509.Certificate] | None = None) -> Appraisal:
+    """Parse, verify and appraise an Intel DCAP quote (TDX or SGX); raise on rejection.
+
+    ``collateral`` (TCB Info, QE Identity, CRLs) makes the TCB status known; without it the
+    status is unknown and the default policies reject. ``trusted_roots`` replaces the pinned
+    Intel SGX Root CA (e.g. for Intel's non-production sample root).
+    """
+    from veritee.errors import PolicyRejected
+    from veritee.policy.intel import appraise as appraise_intel
+    from veritee.trust.intel import verify_quote
+
+    verified = verify_quote(data, collateral, now=now or datetime.now(UTC),
+                            trusted_roots=list(trusted_roots) if trusted_roots else None)
+    chosen = policy or (TdxPolicy() if verified.tee == "tdx" else SgxPolicy())
+    appraisal = appraise_intel(verified, chosen)
     if not appraisal.accepted:
         raise PolicyRejected(appraisal)
     return appraisal

@@ -13,8 +13,8 @@ PINNED = {
     "veritee.errors": ["CollateralError", "ConfigError", "FormatError", "KeyStoreError",
                        "PlatformError",
                        "PolicyRejected", "SealingError", "VerificationError", "VeriteeError"],
-    "veritee.attest": ["Evidence", "bind_report_data", "parse_evidence", "verify_evidence",
-                       "verify_only"],
+    "veritee.attest": ["Evidence", "bind_report_data", "is_intel_quote", "parse_evidence",
+                       "verify_evidence", "verify_intel_evidence", "verify_only"],
     "veritee.policy": ["Appraisal", "Finding", "Outcome"],
     "veritee.cli": ["EXIT_CODES", "main"],
 }

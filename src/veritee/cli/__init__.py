@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cryptography import x509
+
 from veritee.errors import (
     CollateralError,
     ConfigError,
@@ -27,6 +29,7 @@ from veritee.errors import (
     VerificationError,
     VeriteeError,
 )
+from veritee.trust.intel import IntelCollateral
 from veritee.trust.roots import TrustAnchors
 from veritee.trust.sevsnp import AmdCertificates
 
@@ -117,9 +120,13 @@ def _read(path: str, what: str) -> bytes:
 def _read_evidence(path: str) -> bytes:
     """Evidence bytes: binary as-is; a file of hex text is decoded (as some tools write it)."""
     data = _read(path, "evidence")
-    text = data.strip()
+    text = data.strip().removeprefix(b"0x")
     if text and len(text) % 2 == 0 and all(c in b"0123456789abcdefABCDEF" for c in text):
         return bytes.fromhex(text.decode())
+    if text[:1] == b"{" and b'"quote"' in text:  # a quote wrapped in JSON (base64)
+        from veritee.collateral.intel import read_quote
+
+        return read_quote(Path(path))
     return data
 
 
@@ -131,10 +138,54 @@ def _emit(args: argparse.Namespace, text: str, obj: object) -> None:
 
 
 # -- commands ---------------------------------------------------------------------------------
-def _cmd_show(args: argparse.Namespace) -> int:
-    from veritee.attest import parse_evidence
+def _plain(value: object) -> object:
+    """A parsed structure as JSON-friendly values (bytes as hex, enums by name)."""
+    import dataclasses
+    import enum
 
-    ev = parse_evidence(_read_evidence(args.report))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if f.repr}
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).hex()
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value if value is None or isinstance(value, bool | int | float | str) else str(value)
+
+
+def _lines(obj: object, indent: str = "") -> list[str]:
+    out: list[str] = []
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if isinstance(value, dict | list) and value:
+                out.append(f"{indent}{key}:")
+                out += _lines(value, indent + "  ")
+            else:
+                out.append(f"{indent}{key}: {value}")
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            out.append(f"{indent}[{i}]")
+            out += _lines(value, indent + "  ")
+    return out
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from veritee.attest import is_intel_quote, parse_evidence
+
+    data = _read_evidence(args.report)
+    if is_intel_quote(data):
+        from veritee.formats.intel import Quote
+
+        quote = Quote.from_bytes(data, allow_nonzero_trailer=True)
+        doc = {"format": f"intel-{'tdx' if quote.is_tdx else 'sgx'}-quote", "quote":
+               _plain(quote)}
+        _emit(args, "\n".join(_lines(doc)), doc)
+        return EXIT_OK
+    ev = parse_evidence(data)
     fields = ev.report.to_dict()
     obj = {"format": ev.format, "report": fields}
     if ev.hcl is not None:
@@ -169,12 +220,50 @@ def _load_collateral(args: argparse.Namespace) -> tuple[AmdCertificates | None, 
     return certs, anchors
 
 
-def _cmd_verify(args: argparse.Namespace) -> int:
-    from veritee.attest import verify_only
+def _intel_collateral(args: argparse.Namespace
+                      ) -> tuple[IntelCollateral | None, list[x509.Certificate] | None]:
+    from veritee.collateral.intel import load_directory
+    from veritee.trust.intel import load_certificates
 
+    collateral = load_directory(Path(args.certs)) if args.certs else None
+    roots = ([c for path in args.trust_root
+              for c in load_certificates(_read(path, "trust root"))]
+             if args.trust_root else None)
+    return collateral, roots
+
+
+def _cmd_verify_intel(args: argparse.Namespace, data: bytes) -> int:
+    from veritee.collateral.intel import load_crl
+    from veritee.trust.intel import verify_quote
+
+    collateral, roots = _intel_collateral(args)
+    if args.crl:
+        extra = load_crl(_read(args.crl, "CRL"))
+        base = collateral or IntelCollateral()
+        import dataclasses
+
+        collateral = dataclasses.replace(base, pck_crl=extra)
+    verified = verify_quote(data, collateral, now=args.at or datetime.now(UTC),
+                            trusted_roots=roots)
+    status = verified.tcb.status.value if verified.tcb and verified.tcb.status else (
+        "not evaluated (no TCB Info)" if verified.tcb is None else "no matching TCB level")
+    lines = [f"verified Intel {verified.tee.upper()} quote v{verified.quote.header.version}",
+             *[f"  {c}" for c in verified.checks], f"TCB status: {status}", "verdict: VERIFIED"]
+    _emit(args, "\n".join(lines), {"verdict": "verified", "tee": verified.tee,
+                                   "tcb_status": status,
+                                   "checks": [c.to_dict() for c in verified.checks]})
+    return EXIT_OK
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from veritee.attest import is_intel_quote, verify_only
+
+    data = _read_evidence(args.report)
+    if is_intel_quote(data):
+        return _cmd_verify_intel(args, data)
     certs, anchors = _load_collateral(args)
     cert_table = _read(args.cert_table, "certificate table") if args.cert_table else None
-    verified = verify_only(_read_evidence(args.report), collateral=certs,
+    verified = verify_only(data, collateral=certs,
                            anchors=anchors, now=args.at, require_crl=args.require_crl,
                            cert_table=cert_table)
     lines = [f"verified SEV-SNP report ({verified.product}, signed by "
@@ -188,14 +277,28 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_appraise(args: argparse.Namespace) -> int:
-    from veritee.attest import verify_evidence
+    from veritee.attest import is_intel_quote, verify_evidence, verify_intel_evidence
     from veritee.policy.sevsnp import SevSnpPolicy, load_policy
 
+    data = _read_evidence(args.report)
+    if is_intel_quote(data):
+        if args.policy:
+            raise ConfigError("--policy files are SEV-SNP policies; Intel quotes are appraised "
+                              "with the default TDX/SGX policy (use the Python API for others)")
+        collateral, roots = _intel_collateral(args)
+        try:
+            appraisal = verify_intel_evidence(data, collateral=collateral, now=args.at,
+                                              trusted_roots=roots)
+        except PolicyRejected as rejected:
+            _emit(args, rejected.appraisal.to_text(), rejected.appraisal.to_dict())
+            return EXIT_POLICY_REJECTED
+        _emit(args, appraisal.to_text(), appraisal.to_dict())
+        return EXIT_OK
     certs, anchors = _load_collateral(args)
     policy = load_policy(Path(args.policy)) if args.policy else SevSnpPolicy()
     cert_table = _read(args.cert_table, "certificate table") if args.cert_table else None
     try:
-        appraisal = verify_evidence(_read_evidence(args.report), policy=policy,
+        appraisal = verify_evidence(data, policy=policy,
                                     collateral=certs, anchors=anchors,
                                     now=args.at, require_crl=args.require_crl,
                                     cert_table=cert_table)
@@ -221,10 +324,11 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
 
 
 def _add_collateral_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("report", help="the evidence: a 1184-byte SEV-SNP report (binary or hex "
-                   "text) or an Azure HCL report")
-    p.add_argument("--certs", metavar="DIR", help="directory with the ARK, ASK/ASVK and "
-                   "VCEK/VLEK certificates (PEM or DER, any file names)")
+    p.add_argument("report", help="the evidence: an SEV-SNP report (binary or hex text), an "
+                   "Azure HCL report, a configfs-tsm report, or an Intel TDX/SGX quote")
+    p.add_argument("--certs", metavar="DIR", help="collateral directory: AMD ARK, ASK/ASVK, "
+                   "VCEK/VLEK (PEM or DER), or Intel TCB Info / QE Identity / CRLs / chains; "
+                   "any file names")
     p.add_argument("--cert-table", metavar="FILE", help="an extended report's certificate "
                    "table (configfs-tsm auxblob)")
     p.add_argument("--crl", metavar="FILE", help="AMD CRL for the product (DER or PEM)")
