@@ -43,6 +43,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "veritee.cli._cert",
     "veritee.cli._isolation",
     "veritee.cli._service",
+    "veritee.cli._tpm",
 )
 
 AddCommand = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]

@@ -1,0 +1,103 @@
+"""``veritee tpm``: verify a TPM 2.0 quote, and replay a firmware event log.
+
+The files are the forms tpm2-tools writes: the TPMS_ATTEST (``tpm2_quote -m``), the
+TPMT_SIGNATURE (``-s``), the PCR values (``-o``), and the AK as a TPM2B_PUBLIC or as a PEM/DER
+SubjectPublicKeyInfo. The nonce is the quote's qualifying data (``-q``), as hex or as text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from veritee.cli import AddCommand
+from veritee.errors import ConfigError
+
+__all__ = ["register"]
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: cannot read ({exc.strerror})") from None
+
+
+def _nonce(text: str) -> bytes:
+    raw = text.strip()
+    if raw.startswith("@"):
+        return _read(raw[1:], "nonce").strip()
+    try:
+        return bytes.fromhex(raw.removeprefix("0x"))
+    except ValueError:
+        return raw.encode()
+
+
+def _cmd_quote(args: argparse.Namespace) -> int:
+    from veritee.collateral.tpm import load_spki_public_key
+    from veritee.formats.eventlog import EventLog
+    from veritee.formats.tpm import TpmtSignature, parse_tpm2b_public, parse_tpm2tools_pcrs
+    from veritee.trust.tpm import verify_quote
+
+    ak_bytes = _read(args.ak, "AK")
+    ak = (load_spki_public_key(ak_bytes) if ak_bytes.startswith(b"-----BEGIN") or
+          ak_bytes[:1] == b"\x30" else parse_tpm2b_public(ak_bytes))
+    verified = verify_quote(
+        _read(args.quote, "quote"), TpmtSignature.from_bytes(_read(args.signature, "signature")),
+        ak, nonce=_nonce(args.nonce),
+        pcrs=parse_tpm2tools_pcrs(_read(args.pcrs, "PCRs")) if args.pcrs else None,
+        event_log=EventLog.from_bytes(_read(args.eventlog, "event log")) if args.eventlog
+        else None)
+    lines = ["verified TPM 2.0 quote", *[f"  {c}" for c in verified.checks],
+             "verdict: VERIFIED"]
+    if args.format == "json":
+        print(json.dumps({"verdict": "verified",
+                          "checks": [c.to_dict() for c in verified.checks]}, indent=2))
+    else:
+        print("\n".join(lines))
+    return 0
+
+
+def _cmd_eventlog(args: argparse.Namespace) -> int:
+    from veritee.formats.eventlog import EventLog
+
+    log = EventLog.from_bytes(_read(args.eventlog, "event log"))
+    replayed = log.replay_all()
+    banks = [b.name for b in log.banks]
+    doc = {"events": len(log.events), "banks": banks,
+           "pcrs": {alg.name: {str(i): v.hex() for i, v in sorted(pcrs.items())}
+                    for alg, pcrs in replayed.items()}}
+    if args.format == "json":
+        print(json.dumps(doc, indent=2))
+    else:
+        print(f"{len(log.events)} events, banks {', '.join(banks)}")
+        for alg, pcrs in replayed.items():
+            for index, value in sorted(pcrs.items()):
+                print(f"  {alg.name} PCR[{index:2}] = {value.hex()}")
+    return 0
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.action == "quote":
+        for name in ("quote", "signature", "ak", "nonce"):
+            if getattr(args, name) is None:
+                raise ConfigError(f"tpm quote: --{name} is required")
+        return _cmd_quote(args)
+    if args.eventlog is None:
+        raise ConfigError("tpm eventlog: --eventlog FILE is required")
+    return _cmd_eventlog(args)
+
+
+def register(add: AddCommand) -> None:
+    """Add ``veritee tpm``."""
+    p = add("tpm", "TPM 2.0: verify a quote ('quote') or replay an event log ('eventlog')",
+            _dispatch)
+    p.add_argument("action", choices=("quote", "eventlog"))
+    p.add_argument("--quote", metavar="FILE", help="TPMS_ATTEST as signed (tpm2_quote -m)")
+    p.add_argument("--signature", metavar="FILE", help="TPMT_SIGNATURE (tpm2_quote -s)")
+    p.add_argument("--ak", metavar="FILE", help="AK: TPM2B_PUBLIC, or PEM/DER SPKI")
+    p.add_argument("--nonce", help="qualifying data: hex, text, or @FILE")
+    p.add_argument("--pcrs", metavar="FILE", help="PCR values (tpm2_quote -o)")
+    p.add_argument("--eventlog", metavar="FILE", help="TCG PC Client event log (binary)")
+    p.add_argument("--format", choices=("text", "json"), default="text")

@@ -1,0 +1,53 @@
+"""``veritee tpm quote`` and ``veritee tpm eventlog`` on real samples."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from veritee.cli import main
+
+from _evidence import EVIDENCE_DIR, evidence_available
+
+needs_evidence = pytest.mark.skipif(not evidence_available(), reason="no shared evidence")
+KEYLIME = EVIDENCE_DIR / "tpm" / "keylime-checkquote-rsa2048-sha256"
+LOG = EVIDENCE_DIR / "eventlog" / "fedora37-systemd-boot" / "event-sd-boot-fedora37.bin"
+
+
+def _quote_args(nonce: str) -> list[str]:
+    return ["tpm", "quote", "--quote", str(KEYLIME / "quote.attest.bin"), "--signature",
+            str(KEYLIME / "quote.sig.bin"), "--ak", str(KEYLIME / "ak_pub.pem"), "--nonce",
+            nonce, "--pcrs", str(KEYLIME / "pcrs.tpm2tools.bin")]
+
+
+@needs_evidence
+def test_real_quote_verifies(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(_quote_args(f"@{KEYLIME / 'nonce.txt'}")) == 0
+    assert "verdict: VERIFIED" in capsys.readouterr().out
+
+
+@needs_evidence
+def test_wrong_nonce_is_a_verification_failure(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(_quote_args("00112233")) == 4
+    assert "tpm.quote.nonce" in capsys.readouterr().err
+
+
+@needs_evidence
+def test_missing_argument_is_bad_input() -> None:
+    assert main(["tpm", "quote", "--quote", str(KEYLIME / "quote.attest.bin")]) == 3
+
+
+@needs_evidence
+def test_eventlog_replay(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tpm", "eventlog", "--eventlog", str(LOG), "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["events"] > 10 and "SHA256" in doc["pcrs"]
+
+
+def test_garbage_eventlog_is_bad_input(tmp_path: object) -> None:
+    from pathlib import Path
+
+    bad = Path(str(tmp_path)) / "log.bin"
+    bad.write_bytes(b"this is not a TCG event log at all" * 3)
+    assert main(["tpm", "eventlog", "--eventlog", str(bad)]) == 3
