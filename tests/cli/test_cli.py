@@ -137,3 +137,14 @@ def test_parser_has_documented_commands() -> None:
     text = build_parser().format_help()
     for cmd in ("show", "verify", "appraise", "demo", "emulate"):
         assert cmd in text
+
+
+@needs_evidence
+def test_certs_from_several_places(capsys: pytest.CaptureFixture[str]) -> None:
+    """A VCEK in the sample's directory plus AMD's chain file from elsewhere."""
+    sample = EVIDENCE_DIR / "snp" / "milan-v3-dstack"
+    chain = EVIDENCE_DIR / "roots" / "amd_milan_cert_chain_vcek.pem"
+    args = ["verify", str(sample / "report.bin"), "--at", "2026-07-01T00:00:00Z"]
+    assert main([*args, "--certs", str(sample)]) == 5  # no ARK there
+    assert "missing: ark" in capsys.readouterr().err
+    assert main([*args, "--certs", str(sample), "--certs", str(chain)]) == 0

@@ -204,9 +204,13 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _load_collateral(args: argparse.Namespace) -> tuple[AmdCertificates | None, TrustAnchors]:
-    from veritee.collateral.amd import load_crl, load_directory
+    from veritee.collateral.amd import load_crl, load_directory, load_files
 
-    certs: AmdCertificates | None = load_directory(Path(args.certs)) if args.certs else None
+    certs: AmdCertificates | None = None
+    for item in args.certs or ():  # directories and files, the first one naming a piece wins
+        path = Path(item)
+        found = load_directory(path) if path.is_dir() else load_files(path)
+        certs = found if certs is None else certs.merged(found)
     if args.crl:
         crl = load_crl(Path(args.crl))
         base = certs or AmdCertificates(ark=None, ask=None, vek=None, crl=None)
@@ -226,7 +230,9 @@ def _intel_collateral(args: argparse.Namespace
     from veritee.collateral.intel import load_directory
     from veritee.trust.intel import load_certificates
 
-    collateral = load_directory(Path(args.certs)) if args.certs else None
+    if args.certs and len(args.certs) > 1:
+        raise ConfigError("Intel collateral: give one --certs directory")
+    collateral = load_directory(Path(args.certs[0])) if args.certs else None
     roots = ([c for path in args.trust_root
               for c in load_certificates(_read(path, "trust root"))]
              if args.trust_root else None)
@@ -327,9 +333,10 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
 def _add_collateral_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("report", help="the evidence: an SEV-SNP report (binary or hex text), an "
                    "Azure HCL report, a configfs-tsm report, or an Intel TDX/SGX quote")
-    p.add_argument("--certs", metavar="DIR", help="collateral directory: AMD ARK, ASK/ASVK, "
-                   "VCEK/VLEK (PEM or DER), or Intel TCB Info / QE Identity / CRLs / chains; "
-                   "any file names")
+    p.add_argument("--certs", metavar="PATH", action="append",
+                   help="collateral: a directory or file (repeatable) with the AMD ARK, ASK/ASVK "
+                   "and VCEK/VLEK (PEM or DER, any names), or one directory of Intel TCB Info / "
+                   "QE Identity / CRLs / chains")
     p.add_argument("--cert-table", metavar="FILE", help="an extended report's certificate "
                    "table (configfs-tsm auxblob)")
     p.add_argument("--crl", metavar="FILE", help="AMD CRL for the product (DER or PEM)")

@@ -104,7 +104,8 @@ def register(add: AddCommand) -> None:
     p.add_argument("--trust-root", action="append", metavar="PEM", help="trust this ARK "
                    "instead of the pinned AMD roots (e.g. an emulated machine's ark.pem)")
     p.add_argument("--policy", metavar="FILE", help="policy file (TOML or JSON)")
-    p.add_argument("--certs", metavar="DIR", help="AMD certificates (else the ones embedded "
+    p.add_argument("--certs", metavar="PATH", action="append", help="AMD certificates: a "
+                   "directory or file, repeatable (else the ones embedded "
                    "in the certificate's endorsements extension)")
     p.add_argument("--crl", metavar="FILE")
     p.add_argument("--ca", metavar="PEM", help="check the certificate's issuer signature")
