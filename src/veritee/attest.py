@@ -26,6 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from veritee.collateral.kds import KdsClient
 from veritee.errors import CollateralError, FormatError, VerificationError
 from veritee.formats.azure import HclReport
 from veritee.formats.sevsnp import REPORT_SIZE, AttestationReport, CertTable
@@ -101,29 +102,38 @@ def parse_evidence(data: bytes, *, cert_table: bytes | None = None) -> Evidence:
                       "configfs-tsm report (JSON/CBOR)")
 
 
-def _collateral(evidence: Evidence, given: AmdCertificates | None) -> AmdCertificates:
-    """Certificates from the caller first, then from the evidence's own certificate table."""
+def _collateral(evidence: Evidence, given: AmdCertificates | None,
+                fetcher: KdsClient | None = None, *, require_crl: bool = False
+                ) -> AmdCertificates:
+    """Certificates from the caller first, then the evidence's own certificate table, then
+    (only when something is still missing and a fetcher was given) AMD's KDS."""
     from veritee.collateral.amd import from_cert_table
 
     certs = given or AmdCertificates(ark=None, ask=None, vek=None, crl=None)
     if evidence.cert_table is not None:
-        table = from_cert_table(evidence.cert_table)
-        certs = AmdCertificates(ark=certs.ark or table.ark, ask=certs.ask or table.ask,
-                                vek=certs.vek or table.vek, crl=certs.crl or table.crl)
+        certs = certs.merged(from_cert_table(evidence.cert_table))
+    if fetcher is not None and (certs.missing() or (require_crl and certs.crl is None)):
+        certs = certs.merged(fetcher.collateral_for(evidence.report, with_crl=require_crl))
     if certs.vek is None:
-        raise CollateralError("no VCEK/VLEK certificate: pass --certs DIR or an extended "
-                              "report's certificate table")
+        raise CollateralError("no VCEK/VLEK certificate: pass --certs PATH, an extended "
+                              "report's certificate table, or --fetch to ask AMD's KDS")
     return certs
 
 
 def verify_only(evidence: bytes | Evidence, *, collateral: AmdCertificates | None = None,
                 anchors: TrustAnchors | None = None, now: datetime | None = None,
                 require_crl: bool = False, cache: ChainCache | None = None,
-                cert_table: bytes | None = None) -> VerifiedReport:
-    """Parse and cryptographically verify; no policy. Raises on any failure."""
+                cert_table: bytes | None = None,
+                fetcher: KdsClient | None = None) -> VerifiedReport:
+    """Parse and cryptographically verify; no policy. Raises on any failure.
+
+    ``fetcher`` (a :class:`~veritee.collateral.kds.KdsClient`) fills in what the collateral
+    and the evidence's certificate table lack; fetched certificates are verified like any.
+    """
     ev = evidence if isinstance(evidence, Evidence) else parse_evidence(evidence,
                                                                        cert_table=cert_table)
-    verified = verify_report(ev.report, _collateral(ev, collateral),
+    verified = verify_report(ev.report, _collateral(ev, collateral, fetcher,
+                                                    require_crl=require_crl),
                              anchors=anchors or TrustAnchors.amd(),
                              now=now or datetime.now(UTC), require_crl=require_crl, cache=cache)
     if ev.hcl is not None:
@@ -150,7 +160,8 @@ def verify_evidence(evidence: bytes | Evidence, *, policy: SevSnpPolicy | None =
                     collateral: AmdCertificates | None = None,
                     anchors: TrustAnchors | None = None, now: datetime | None = None,
                     require_crl: bool = False, cache: ChainCache | None = None,
-                    cert_table: bytes | None = None) -> Appraisal:
+                    cert_table: bytes | None = None,
+                    fetcher: KdsClient | None = None) -> Appraisal:
     """Parse, verify and appraise evidence; return the appraisal or raise.
 
     Raises :class:`FormatError` for bad bytes, :class:`CollateralError` when certificates are
@@ -161,7 +172,8 @@ def verify_evidence(evidence: bytes | Evidence, *, policy: SevSnpPolicy | None =
     from veritee.errors import PolicyRejected
 
     verified = verify_only(evidence, collateral=collateral, anchors=anchors, now=now,
-                           require_crl=require_crl, cache=cache, cert_table=cert_table)
+                           require_crl=require_crl, cache=cache, cert_table=cert_table,
+                           fetcher=fetcher)
     appraisal = appraise(verified, policy or SevSnpPolicy())
     if not appraisal.accepted:
         raise PolicyRejected(appraisal)

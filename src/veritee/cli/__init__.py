@@ -18,6 +18,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from veritee.collateral.kds import KdsClient
 from veritee.errors import (
     CollateralError,
     ConfigError,
@@ -272,7 +273,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     cert_table = _read(args.cert_table, "certificate table") if args.cert_table else None
     verified = verify_only(data, collateral=certs,
                            anchors=anchors, now=args.at, require_crl=args.require_crl,
-                           cert_table=cert_table)
+                           cert_table=cert_table, fetcher=_fetcher(args))
     lines = [f"verified SEV-SNP report ({verified.product}, signed by "
              f"{verified.vek.kind.name})"]
     lines += [f"  {c}" for c in verified.checks]
@@ -308,7 +309,7 @@ def _cmd_appraise(args: argparse.Namespace) -> int:
         appraisal = verify_evidence(data, policy=policy,
                                     collateral=certs, anchors=anchors,
                                     now=args.at, require_crl=args.require_crl,
-                                    cert_table=cert_table)
+                                    cert_table=cert_table, fetcher=_fetcher(args))
     except PolicyRejected as rejected:
         _emit(args, rejected.appraisal.to_text(), rejected.appraisal.to_dict())
         return EXIT_POLICY_REJECTED
@@ -346,7 +347,22 @@ def _add_collateral_args(p: argparse.ArgumentParser) -> None:
                    help="verify as of this ISO 8601 time (default: now)")
     p.add_argument("--trust-root", action="append", metavar="PEM", help="trust this ARK "
                    "instead of the pinned AMD roots (e.g. an emulated machine's ark.pem)")
+    p.add_argument("--fetch", action="store_true", help="fetch what the collateral lacks "
+                   "(VCEK, chain, CRL) from AMD's KDS; fetched certificates are verified as any")
+    p.add_argument("--kds-url", default=None, metavar="URL", help="KDS base URL (a mirror)")
+    p.add_argument("--kds-cache", type=Path, metavar="DIR", help="cache directory for KDS "
+                   "responses (default ~/.cache/veritee/kds)")
     p.add_argument("--format", choices=("text", "json"), default="text")
+
+
+def _fetcher(args: argparse.Namespace) -> KdsClient | None:
+    if not getattr(args, "fetch", False):
+        return None
+    from veritee.collateral.kds import DEFAULT_KDS
+
+    cache = args.kds_cache or Path.home() / ".cache" / "veritee" / "kds"
+    return KdsClient(args.kds_url or DEFAULT_KDS, cache_dir=cache,
+                     now=lambda: args.at or datetime.now(UTC))
 
 
 def build_parser() -> argparse.ArgumentParser:

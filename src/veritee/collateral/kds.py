@@ -1,0 +1,143 @@
+"""AMD Key Distribution Service (KDS) client: VCEKs, certificate chains and CRLs, cached.
+
+The only network I/O of the SEV-SNP path, and it never decides anything: what it fetches is
+verified like any other collateral (the ARK must match a pinned fingerprint, every signature
+and validity is checked). URLs follow AMD's "Versioned Chip Endorsement Key (VCEK) Certificate
+and KDS Interface Specification" (57230):
+
+* ``/vcek/v1/{product}/{hwid}?blSPL=..&teeSPL=..&snpSPL=..&ucodeSPL=..`` (Turin adds
+  ``fmcSPL`` and takes the 8-byte hwID) -> the VCEK, DER;
+* ``/{vcek|vlek}/v1/{product}/cert_chain`` -> ASK (or ASVK) then ARK, PEM;
+* ``/{vcek|vlek}/v1/{product}/crl`` -> the ARK's CRL, DER.
+
+VLEKs are not served by hwID (the cloud provider holds them): a VLEK must come with the
+evidence. Responses are cached on disk (``cache_dir``) with atomic writes: certificates by
+URL, CRLs until their nextUpdate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+from cryptography import x509
+
+from veritee._fs import atomic_write
+from veritee.crypto.amd_certs import AmdCertificate, load_certificates
+from veritee.errors import CollateralError, FormatError
+from veritee.formats.sevsnp import AttestationReport, Product, SigningKey, TcbVersion
+from veritee.trust.sevsnp import AmdCertificates
+
+__all__ = ["DEFAULT_KDS", "KdsClient", "vcek_url"]
+
+DEFAULT_KDS = "https://kdsintf.amd.com"
+
+
+def vcek_url(base: str, product: Product, chip_id: bytes, tcb: TcbVersion) -> str:
+    """The KDS URL of the VCEK for ``chip_id`` at ``tcb`` (57230, "VCEK Certificate")."""
+    turin = product is Product.TURIN
+    hwid = chip_id[:8] if turin else chip_id
+    query = f"blSPL={tcb.bootloader}&teeSPL={tcb.tee}&snpSPL={tcb.snp}&ucodeSPL={tcb.microcode}"
+    if turin:
+        query = f"fmcSPL={tcb.fmc}&" + query
+    return f"{base.rstrip('/')}/vcek/v1/{product.value}/{hwid.hex()}?{query}"
+
+
+class KdsClient:
+    """Fetches collateral from AMD's KDS (or a mirror at ``base_url``), with a disk cache."""
+
+    def __init__(self, base_url: str = DEFAULT_KDS, *, cache_dir: Path | None = None,
+                 timeout: float = 10.0, client: httpx.Client | None = None,
+                 now: Callable[[], datetime] | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.cache_dir = cache_dir
+        self._client = client or httpx.Client(timeout=timeout, follow_redirects=False)
+        self._now = now
+
+    def close(self) -> None:
+        """Close the HTTP client."""
+        self._client.close()
+
+    def _cache_path(self, url: str) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        return self.cache_dir / hashlib.sha256(url.encode()).hexdigest()
+
+    def _get(self, url: str, *, cacheable: bool = True) -> bytes:
+        path = self._cache_path(url)
+        if cacheable and path is not None and path.is_file():
+            return path.read_bytes()
+        try:
+            response = self._client.get(url)
+        except httpx.HTTPError as exc:
+            raise CollateralError(f"{url}: {type(exc).__name__}: {exc}") from None
+        if response.status_code == 429:
+            raise CollateralError(f"{url}: rate limited by the KDS (HTTP 429); retry later or "
+                                  "use a cache directory")
+        if response.status_code != 200:
+            raise CollateralError(f"{url}: HTTP {response.status_code}")
+        body = response.content
+        if path is not None:
+            atomic_write(path, body, 0o644)
+        return body
+
+    def vcek(self, product: Product, chip_id: bytes, tcb: TcbVersion) -> AmdCertificate:
+        """The VCEK for this chip and TCB."""
+        url = vcek_url(self.base_url, product, chip_id, tcb)
+        try:
+            return AmdCertificate.from_der(self._get(url))
+        except FormatError as exc:
+            raise CollateralError(f"{url}: not a DER certificate ({exc})") from None
+
+    def cert_chain(self, product: Product, kind: SigningKey = SigningKey.VCEK
+                   ) -> tuple[AmdCertificate, AmdCertificate]:
+        """(ASK or ASVK, ARK) for ``product``."""
+        url = f"{self.base_url}/{kind.name.lower()}/v1/{product.value}/cert_chain"
+        try:
+            certs = load_certificates(self._get(url), source=url)
+        except FormatError as exc:
+            raise CollateralError(f"{url}: not a PEM chain ({exc})") from None
+        if len(certs) != 2:
+            raise CollateralError(f"{url}: got {len(certs)} certificates, want 2 (ASK, ARK)")
+        return certs[0], certs[1]
+
+    def crl(self, product: Product, kind: SigningKey = SigningKey.VCEK
+            ) -> x509.CertificateRevocationList:
+        """The ARK's CRL; a cached copy is used until its nextUpdate."""
+        url = f"{self.base_url}/{kind.name.lower()}/v1/{product.value}/crl"
+        cached = self._cache_path(url)
+        if cached is not None and cached.is_file() and self._now is not None:
+            crl = _load_crl(cached.read_bytes(), url)
+            if crl.next_update_utc is not None and self._now() < crl.next_update_utc:
+                return crl
+        return _load_crl(self._get(url, cacheable=False), url)
+
+    def collateral_for(self, report: AttestationReport, *, product: Product | None = None,
+                       with_crl: bool = False) -> AmdCertificates:
+        """Everything needed to verify ``report``: its VCEK, ASK and ARK (and the CRL)."""
+        prod = product or (report.cpuid.product if report.cpuid else None)
+        if prod is None:
+            raise CollateralError("the report carries no CPUID (version 2): say which product "
+                                  "it is (Milan, Genoa, Turin) to fetch its VCEK")
+        kind = report.signer_info.signing_key
+        if kind is not SigningKey.VCEK:
+            raise CollateralError(f"{kind.name}-signed report: the KDS serves VCEKs by chip; "
+                                  "a VLEK must come with the evidence")
+        if report.signer_info.mask_chip_key or not any(report.chip_id):
+            raise CollateralError("CHIP_ID is masked: the VCEK cannot be looked up")
+        ask, ark = self.cert_chain(prod)
+        return AmdCertificates(ark=ark, ask=ask,
+                               vek=self.vcek(prod, report.chip_id, report.reported_tcb),
+                               crl=self.crl(prod) if with_crl else None)
+
+
+def _load_crl(data: bytes, source: str) -> x509.CertificateRevocationList:
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_crl(data)
+        return x509.load_der_x509_crl(data)
+    except ValueError:
+        raise CollateralError(f"{source}: not a CRL") from None
