@@ -12,7 +12,6 @@ from cryptography import x509
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from _intel_support import INTEL_PREFIXES, load_sample, quote_file
 from veritee.errors import FormatError
 from veritee.formats.intel import (
     SGX_EXTENSIONS_OID,
@@ -31,6 +30,7 @@ from veritee.formats.intel import (
 from veritee.trust.intel import load_certificates
 
 from _evidence import manifest_samples
+from _intel_support import INTEL_PREFIXES, load_sample, quote_file
 
 SAMPLES = [s for p in INTEL_PREFIXES for s in manifest_samples(p) if quote_file(s)]
 _QUOTES: dict[str, bytes] = {}

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from _intel_support import INTEL_PREFIXES, load_sample, quote_file
 from veritee.errors import ConfigError
 from veritee.findings import Outcome
 from veritee.formats.intel import SgxReportBody, TcbStatus, TdReportBody
@@ -15,6 +14,7 @@ from veritee.policy.intel import FINDING_CODES, SgxPolicy, TdxPolicy, appraise
 from veritee.trust.intel import VerifiedQuote, verify_quote
 
 from _evidence import manifest_samples
+from _intel_support import INTEL_PREFIXES, load_sample, quote_file
 
 SAMPLES = {s["dir"]: s for p in INTEL_PREFIXES for s in manifest_samples(p) if quote_file(s)}
 _CACHE: dict[str, VerifiedQuote] = {}

@@ -16,13 +16,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from _intel_support import (
-    INTEL_PREFIXES,
-    TCB_SIGNING_2025,
-    IntelSample,
-    load_sample,
-    quote_file,
-)
 from veritee.collateral.intel import load_files
 from veritee.errors import CollateralError, FormatError, VerificationError
 from veritee.findings import Outcome
@@ -30,6 +23,13 @@ from veritee.formats.intel import Quote, TcbStatus
 from veritee.trust.intel import INTEL_SGX_ROOT_CA_SHA256, IntelCollateral, verify_quote
 
 from _evidence import manifest_samples
+from _intel_support import (
+    INTEL_PREFIXES,
+    TCB_SIGNING_2025,
+    IntelSample,
+    load_sample,
+    quote_file,
+)
 
 NO_MATCH = "no-match"  # Intel QVL: STATUS_TCB_NOT_SUPPORTED
 CHAIN_ONLY = "chain-only"  # no TCB Info shipped

@@ -11,7 +11,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from _tpm_support import file_of, samples
 from veritee.errors import FormatError
 from veritee.formats.eventlog import (
     SPEC_ID_SIGNATURE,
@@ -20,6 +19,8 @@ from veritee.formats.eventlog import (
     SpecIdEvent,
 )
 from veritee.formats.tpm import HashAlg
+
+from _tpm_support import file_of, samples
 
 LOG_SAMPLES = [s for s in samples("eventlog", "gcp-vtpm") if "event_log" in s["files"]]
 

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _tpm_support import file_of, make_attest, pcr_values, samples
 from veritee.errors import FormatError
 from veritee.formats.tpm import (
     TPM_GENERATED_VALUE,
@@ -26,6 +25,8 @@ from veritee.formats.tpm import (
     parse_tpm2tools_pcrs,
 )
 from veritee.trust.tpm import public_key
+
+from _tpm_support import file_of, make_attest, pcr_values, samples
 
 TPM_SAMPLES = {s["id"]: s for s in samples("tpm", "gcp-vtpm")}
 

@@ -7,13 +7,14 @@ from dataclasses import replace
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from _tpm_support import make_attest, pcr_values, quote_cases, samples, sign
 from veritee.errors import ConfigError
 from veritee.findings import Outcome
 from veritee.formats.eventlog import EventType
 from veritee.formats.tpm import HashAlg
 from veritee.policy.tpm import FINDING_CODES, EventRule, TpmPolicy, appraise
 from veritee.trust.tpm import VerifiedTpmQuote, verify_quote
+
+from _tpm_support import make_attest, pcr_values, quote_cases, samples, sign
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 PCRS = {HashAlg.SHA256: pcr_values(HashAlg.SHA256, [0, 4, 7])}

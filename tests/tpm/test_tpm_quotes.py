@@ -9,16 +9,6 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from _tpm_support import (
-    QuoteCase,
-    azure_snp_manifest1_samples,
-    file_of,
-    make_attest,
-    pcr_values,
-    quote_cases,
-    samples,
-    sign,
-)
 from veritee.collateral.tpm import load_trustee_azure_vtpm
 from veritee.crypto.amd_certs import load_certificates
 from veritee.errors import FormatError, VerificationError
@@ -42,6 +32,16 @@ from veritee.trust.tpm import (
 )
 
 from _evidence import EVIDENCE_DIR, sample_time
+from _tpm_support import (
+    QuoteCase,
+    azure_snp_manifest1_samples,
+    file_of,
+    make_attest,
+    pcr_values,
+    quote_cases,
+    samples,
+    sign,
+)
 
 pytestmark = pytest.mark.evidence
 

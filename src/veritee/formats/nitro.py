@@ -68,7 +68,7 @@ _MAX_DIGEST_NAME = 16
 _PCR_SIZES = (32, 48, 64)  # pcr = bytes .size (32/48/64)
 _PCR_COUNT = 32  # index = 0..31, 1..32 entries (section 3.2.2.2)
 _ES384_SIGNATURE = 96  # r || s, 48 bytes each (RFC 9053 section 2.1)
-_TIMESTAMP_MAX = (1 << 64) - 1  # uint .size 8
+_TIMESTAMP_MAX = 253402300799999  # uint .size 8, capped at 9999-12-31T23:59:59.999Z (datetime)
 
 _MANDATORY = ("module_id", "digest", "timestamp", "pcrs", "certificate", "cabundle")
 _OPTIONAL = ("public_key", "user_data", "nonce")
@@ -209,18 +209,18 @@ def _encode(value: object) -> bytes:
 
 # --- the payload ------------------------------------------------------------------------------
 
-def _bstr(d: _Decoder, fld: str, value: object, lo: int, hi: int) -> bytes:
+def _bstr(fld: str, value: object, lo: int, hi: int) -> bytes:
     if not isinstance(value, bytes):
-        raise d.fail(fld, type(value).__name__, "a byte string")
+        raise FormatError(_PAYLOAD, fld, got=type(value).__name__, want="a byte string")
     if not lo <= len(value) <= hi:
-        raise d.fail(fld, f"{len(value)} bytes", f"{lo}..{hi} bytes")
+        raise FormatError(_PAYLOAD, fld, got=f"{len(value)} bytes", want=f"{lo}..{hi} bytes")
     return value
 
 
-def _optional(d: _Decoder, fld: str, value: object) -> bytes | None:
+def _optional(fld: str, value: object) -> bytes | None:
     if value is _NULL:
         return None
-    return _bstr(d, fld, value, 0, _MAX_USER)
+    return _bstr(fld, value, 0, _MAX_USER)
 
 
 def is_debug_pcrs(pcrs: Mapping[int, bytes]) -> bool:
@@ -290,7 +290,8 @@ class NitroPayload:
         if not isinstance(digest, str) or not 1 <= len(digest) <= _MAX_DIGEST_NAME:
             raise FormatError(_PAYLOAD, "digest", got=digest, want="a digest name such as SHA384")
         if isinstance(ts, bool) or not isinstance(ts, int) or not 0 < ts <= _TIMESTAMP_MAX:
-            raise FormatError(_PAYLOAD, "timestamp", got=ts, want="uint > 0 (milliseconds)")
+            raise FormatError(_PAYLOAD, "timestamp", got=ts,
+                              want="uint > 0 (milliseconds, before year 10000)")
         pcrs_in = m["pcrs"]
         if not isinstance(pcrs_in, dict) or not 1 <= len(pcrs_in) <= _PCR_COUNT:
             raise FormatError(_PAYLOAD, "pcrs", got=pcrs_in if not isinstance(pcrs_in, dict)
@@ -304,20 +305,20 @@ class NitroPayload:
                                   got=type(value).__name__ if not isinstance(value, bytes)
                                   else f"{len(value)} bytes", want="32, 48 or 64 bytes")
             pcrs[idx] = value
-        certificate = _bstr(d, "certificate", m["certificate"], 1, _MAX_CERT)
+        certificate = _bstr("certificate", m["certificate"], 1, _MAX_CERT)
         bundle = m["cabundle"]
         if not isinstance(bundle, list) or not 1 <= len(bundle) <= _MAX_CABUNDLE:
             raise FormatError(_PAYLOAD, "cabundle", got=type(bundle).__name__
                               if not isinstance(bundle, list) else f"{len(bundle)} entries",
                               want=f"an array of 1..{_MAX_CABUNDLE} certificates")
-        cabundle = tuple(_bstr(d, f"cabundle[{i}]", c, 1, _MAX_CERT)
+        cabundle = tuple(_bstr(f"cabundle[{i}]", c, 1, _MAX_CERT)
                          for i, c in enumerate(bundle))
         return cls(module_id=module_id, digest=digest, timestamp_ms=ts,
                    pcrs=MappingProxyType(dict(sorted(pcrs.items()))), certificate=certificate,
                    cabundle=cabundle,
-                   public_key=_optional(d, "public_key", m.get("public_key", _NULL)),
-                   user_data=_optional(d, "user_data", m.get("user_data", _NULL)),
-                   nonce=_optional(d, "nonce", m.get("nonce", _NULL)),
+                   public_key=_optional("public_key", m.get("public_key", _NULL)),
+                   user_data=_optional("user_data", m.get("user_data", _NULL)),
+                   nonce=_optional("nonce", m.get("nonce", _NULL)),
                    raw=data)
 
     def to_bytes(self) -> bytes:
