@@ -181,9 +181,7 @@ class PsaClaims:
                 c[_P1[key]] = value
             elif not p1 and isinstance(key, int) and key in {int(x) for x in _K}:
                 c[_K(key)] = value
-            elif p1 and key == _P1_NO_SW_MEASUREMENTS:
-                extra[key] = value
-            else:
+            else:  # extension claims (and P1 no-sw-measurements) are kept, not interpreted
                 extra[key] = value
         for need in (_K.CLIENT_ID, _K.LIFECYCLE, _K.IMPLEMENTATION_ID, _K.NONCE,
                      _K.INSTANCE_ID):
