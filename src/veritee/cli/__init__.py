@@ -269,6 +269,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     data = _read_evidence(args.report)
     if is_intel_quote(data):
         return _cmd_verify_intel(args, data)
+    from veritee.cli._tokens import identify, verify_token
+
+    kind = identify(data)
+    if kind is not None:
+        return verify_token(args, data, kind, appraise=False,
+                            emit=lambda text, obj: _emit(args, text, obj))
     certs, anchors = _load_collateral(args)
     cert_table = _read(args.cert_table, "certificate table") if args.cert_table else None
     verified = verify_only(data, collateral=certs,
@@ -289,6 +295,12 @@ def _cmd_appraise(args: argparse.Namespace) -> int:
     from veritee.policy.sevsnp import SevSnpPolicy, load_policy
 
     data = _read_evidence(args.report)
+    from veritee.cli._tokens import identify, verify_token
+
+    kind = identify(data)
+    if kind is not None:
+        return verify_token(args, data, kind, appraise=True,
+                            emit=lambda text, obj: _emit(args, text, obj))
     if is_intel_quote(data):
         if args.policy:
             raise ConfigError("--policy files are SEV-SNP policies; Intel quotes are appraised "
@@ -333,7 +345,8 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
 
 def _add_collateral_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("report", help="the evidence: an SEV-SNP report (binary or hex text), an "
-                   "Azure HCL report, a configfs-tsm report, or an Intel TDX/SGX quote")
+                   "Azure HCL report, a configfs-tsm report, an Intel TDX/SGX quote, an AWS "
+                   "Nitro document, or an Arm PSA/CCA token")
     p.add_argument("--certs", metavar="PATH", action="append",
                    help="collateral: a directory or file (repeatable) with the AMD ARK, ASK/ASVK "
                    "and VCEK/VLEK (PEM or DER, any names), or one directory of Intel TCB Info / "
@@ -347,6 +360,8 @@ def _add_collateral_args(p: argparse.ArgumentParser) -> None:
                    help="verify as of this ISO 8601 time (default: now)")
     p.add_argument("--trust-root", action="append", metavar="PEM", help="trust this ARK "
                    "instead of the pinned AMD roots (e.g. an emulated machine's ark.pem)")
+    p.add_argument("--key", metavar="FILE", help="the device key (IAK/CPAK) that signs an "
+                   "Arm PSA or CCA token (PEM, DER or JWK)")
     p.add_argument("--fetch", action="store_true", help="fetch what the collateral lacks "
                    "(VCEK, chain, CRL) from AMD's KDS; fetched certificates are verified as any")
     p.add_argument("--kds-url", default=None, metavar="URL", help="KDS base URL (a mirror)")
