@@ -129,3 +129,17 @@ def test_key_loading_forms() -> None:
         parse_public_key(b"not a key")
     with pytest.raises(ConfigError):
         parse_public_key(b"[1, 2]")
+
+
+def test_bool_map_key_cannot_pose_as_alg() -> None:
+    """``{true: -35}`` must not read as ``{1: -35}`` (Python's True == 1)."""
+    from veritee.errors import FormatError
+    from veritee.formats.cose import CoseSign1, decode_cbor
+
+    with pytest.raises(FormatError) as exc:
+        decode_cbor(bytes.fromhex("a1f53822"))
+    assert exc.value.field == "map_key"
+    message = bytes.fromhex("d284") + bytes.fromhex("44a1f53822") + bytes.fromhex("a0") \
+        + bytes.fromhex("41") + b"x" + bytes.fromhex("4100")
+    with pytest.raises(FormatError):
+        CoseSign1.from_bytes(message)

@@ -134,7 +134,8 @@ class _Reader:
             for _ in range(arg):
                 key_at = self.pos
                 key = self.item(depth + 1)
-                if not isinstance(key, int | str | bytes):
+                # bool is an int in Python: {true: x} would read as {1: x} (alg!), so refuse it.
+                if isinstance(key, bool) or not isinstance(key, int | str | bytes):
                     raise FormatError(self.structure, "map_key", offset=key_at,
                                       got=type(key).__name__, want="int, tstr or bstr")
                 if key in out:

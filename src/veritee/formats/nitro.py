@@ -10,12 +10,19 @@ Format, as followed here:
 * RFC 9052 (COSE) section 4.2 (``COSE_Sign1 = [protected: bstr, unprotected: map, payload:
   bstr, signature: bstr]``, CBOR tag 18 optional) and 4.4 (``Sig_structure``); RFC 9053
   section 2.1 (ES384 = COSE algorithm -35, the signature is ``r || s``, 48 bytes each).
-* RFC 8949 (CBOR) section 3 for the encoding read by the small strict decoder below.
+* RFC 8949 (CBOR) section 3, read and written by the shared strict reader of
+  :mod:`veritee.formats.cose` (``decode_cbor`` / ``encode_cbor`` / ``CoseSign1``).
 
-The decoder is deliberately narrow: definite lengths only, no floating point, no tags except
-the optional outer tag 18, integer or text map keys, no duplicate keys, bounded depth and
-size. Anything else is a :class:`~veritee.errors.FormatError`, which is the only exception
-:meth:`NitroDocument.from_bytes` raises.
+The reader is deliberately narrow (see :mod:`veritee.formats.cose`): definite lengths only, no
+floating point, no duplicate keys, bounded depth and size, no trailing bytes. On top of it the
+document must be ``{1: -35}`` / ``{}`` / payload / 96-byte signature, and the payload map is
+checked field by field, so an inner CBOR tag (decoded as :class:`~veritee.formats.cose.Tag`)
+never has a place to go and is refused as a mistyped field. Size is bounded here first
+(32 KiB document, 16 KiB payload: well under :data:`veritee.formats.cose.MAX_TOKEN_SIZE`).
+Anything else is a :class:`~veritee.errors.FormatError`, which is the only exception
+:meth:`NitroDocument.from_bytes` raises; errors of the CBOR layer carry the shared reader's
+field names (``length``, ``map_key``, ``trailing``...) under structure ``NitroDocument`` or
+``NitroPayload``.
 
 Choices worth writing down:
 
@@ -38,9 +45,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from veritee.errors import FormatError
+from veritee.formats.cose import COSE_SIGN1_TAG, CoseAlg, CoseSign1, decode_cbor, encode_cbor
 
 __all__ = [
     "COSE_ALG_ES384",
@@ -50,16 +58,13 @@ __all__ = [
     "is_debug_pcrs",
 ]
 
-COSE_SIGN1_TAG = 18
-"""CBOR tag of a tagged ``COSE_Sign1`` (RFC 9052 section 2)."""
-COSE_ALG_ES384 = -35
+COSE_ALG_ES384 = int(CoseAlg.ES384)
 """COSE algorithm identifier of ECDSA P-384 with SHA-384 (RFC 9053 section 2.1)."""
 
 _DOC = "NitroDocument"
 _PAYLOAD = "NitroPayload"
 _MAX_DOCUMENT = 32 * 1024  # payload <= 16 KiB (section 3.1) plus a small COSE envelope
 _MAX_PAYLOAD = 16384  # bstr .size (1..16384), section 3.1
-_MAX_DEPTH = 4  # document -> payload map -> pcrs / cabundle -> bytes
 _MAX_CERT = 1024  # cert = bytes .size (1..1024)
 _MAX_USER = 1024  # user_data = bytes .size (0..1024)
 _MAX_CABUNDLE = 16  # real bundles hold 4; a chain longer than 16 is not a Nitro chain
@@ -75,138 +80,6 @@ _OPTIONAL = ("public_key", "user_data", "nonce")
 _KEY_ORDER = (*_MANDATORY, *_OPTIONAL)  # the order the NSM writes them in
 
 
-# --- a small strict CBOR reader (RFC 8949 section 3) ------------------------------------------
-
-class _Null:
-    """CBOR ``null`` (kept apart from Python ``None`` only inside the decoder)."""
-
-
-_NULL = _Null()
-
-
-class _Decoder:
-    """Reads one CBOR data item at a time from ``data``; every failure is a FormatError."""
-
-    def __init__(self, structure: str, data: bytes) -> None:
-        self.structure = structure
-        self.data = data
-        self.pos = 0
-
-    def fail(self, fld: str, got: object, want: object, detail: str | None = None) -> FormatError:
-        return FormatError(self.structure, fld, offset=self.pos, got=got, want=want,
-                           detail=detail)
-
-    def _take(self, fld: str, n: int) -> bytes:
-        if n > len(self.data) - self.pos:
-            raise self.fail(fld, f"{len(self.data) - self.pos} byte(s) left", f"{n} byte(s)",
-                            "truncated")
-        out = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return out
-
-    def head(self, fld: str) -> tuple[int, int]:
-        """(major type, argument) of the next item; indefinite lengths are refused."""
-        first = self._take(fld, 1)[0]
-        major, info = first >> 5, first & 0x1F
-        if info < 24:
-            return major, info
-        if info in (24, 25, 26, 27):
-            size = 1 << (info - 24)
-            return major, int.from_bytes(self._take(fld, size), "big")
-        self.pos -= 1
-        raise self.fail(fld, f"initial byte 0x{first:02x}", "a definite-length CBOR item",
-                        "indefinite length or reserved additional information")
-
-    def item(self, fld: str, depth: int = 0) -> Any:
-        """The next data item as int / bytes / str / list / dict / bool / _NULL."""
-        if depth > _MAX_DEPTH:
-            raise self.fail(fld, f"depth {depth}", f"<= {_MAX_DEPTH}", "nested too deeply")
-        start = self.pos
-        major, arg = self.head(fld)
-        if major == 0:
-            return arg
-        if major == 1:
-            return -1 - arg
-        if major in (2, 3):
-            raw = self._take(fld, arg)
-            if major == 2:
-                return raw
-            try:
-                return raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                self.pos = start
-                raise self.fail(fld, raw[:16], "UTF-8 text") from exc
-        if major == 4:
-            if arg > len(self.data) - self.pos:  # every item takes at least one byte
-                self.pos = start
-                raise self.fail(fld, f"array of {arg}", "fewer items than bytes left")
-            return [self.item(f"{fld}[{i}]", depth + 1) for i in range(arg)]
-        if major == 5:
-            if 2 * arg > len(self.data) - self.pos:
-                self.pos = start
-                raise self.fail(fld, f"map of {arg}", "fewer entries than bytes left")
-            out: dict[int | str, Any] = {}
-            for _ in range(arg):
-                key_at = self.pos
-                key = self.item(f"{fld}.<key>", depth + 1)
-                if isinstance(key, bool) or not isinstance(key, int | str):
-                    self.pos = key_at
-                    raise self.fail(f"{fld}.<key>", type(key).__name__, "an integer or text key")
-                if key in out:
-                    self.pos = key_at
-                    raise self.fail(f"{fld}.{key}", "a duplicate key", "unique map keys")
-                out[key] = self.item(f"{fld}.{key}", depth + 1)
-            return out
-        if major == 6:
-            self.pos = start
-            raise self.fail(fld, f"tag {arg}", "no tag", "tags are only allowed around COSE_Sign1")
-        # major 7: simple values and floats; only false / true / null are allowed
-        if arg == 20:
-            return False
-        if arg == 21:
-            return True
-        if arg == 22:
-            return _NULL
-        self.pos = start
-        raise self.fail(fld, f"simple/float 0x{self.data[start]:02x}", "false, true or null")
-
-    def end(self) -> None:
-        if self.pos != len(self.data):
-            raise self.fail("<end>", f"{len(self.data) - self.pos} trailing byte(s)",
-                            "end of data")
-
-
-# --- shortest-form CBOR writer for the same subset --------------------------------------------
-
-def _head(major: int, arg: int) -> bytes:
-    if arg < 24:
-        return bytes([major << 5 | arg])
-    for info, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
-        if arg < 1 << (8 * size):
-            return bytes([major << 5 | info]) + arg.to_bytes(size, "big")
-    raise ValueError("CBOR argument too large")
-
-
-def _encode(value: object) -> bytes:
-    if value is None:
-        return b"\xf6"
-    if isinstance(value, bool):
-        return b"\xf5" if value else b"\xf4"
-    if isinstance(value, int):
-        return _head(0, value) if value >= 0 else _head(1, -1 - value)
-    if isinstance(value, bytes):
-        return _head(2, len(value)) + value
-    if isinstance(value, str):
-        raw = value.encode("utf-8")
-        return _head(3, len(raw)) + raw
-    if isinstance(value, list | tuple):
-        return _head(4, len(value)) + b"".join(_encode(v) for v in value)
-    if isinstance(value, Mapping):
-        return _head(5, len(value)) + b"".join(_encode(k) + _encode(v)
-                                               for k, v in value.items())
-    raise TypeError(f"cannot encode {type(value).__name__}")
-
-
 # --- the payload ------------------------------------------------------------------------------
 
 def _bstr(fld: str, value: object, lo: int, hi: int) -> bytes:
@@ -218,7 +91,7 @@ def _bstr(fld: str, value: object, lo: int, hi: int) -> bytes:
 
 
 def _optional(fld: str, value: object) -> bytes | None:
-    if value is _NULL:
+    if value is None:  # CBOR null, or the key is absent
         return None
     return _bstr(fld, value, 0, _MAX_USER)
 
@@ -270,9 +143,7 @@ class NitroPayload:
         if not 1 <= len(data) <= _MAX_PAYLOAD:
             raise FormatError(_PAYLOAD, "<payload>", got=f"{len(data)} bytes",
                               want=f"1..{_MAX_PAYLOAD} bytes")
-        d = _Decoder(_PAYLOAD, data)
-        m = d.item("<payload>")
-        d.end()
+        m = decode_cbor(data, structure=_PAYLOAD)
         if not isinstance(m, dict):
             raise FormatError(_PAYLOAD, "<payload>", offset=0, got=type(m).__name__,
                               want="a CBOR map")
@@ -307,27 +178,27 @@ class NitroPayload:
             pcrs[idx] = value
         certificate = _bstr("certificate", m["certificate"], 1, _MAX_CERT)
         bundle = m["cabundle"]
-        if not isinstance(bundle, list) or not 1 <= len(bundle) <= _MAX_CABUNDLE:
+        if not isinstance(bundle, tuple) or not 1 <= len(bundle) <= _MAX_CABUNDLE:
             raise FormatError(_PAYLOAD, "cabundle", got=type(bundle).__name__
-                              if not isinstance(bundle, list) else f"{len(bundle)} entries",
+                              if not isinstance(bundle, tuple) else f"{len(bundle)} entries",
                               want=f"an array of 1..{_MAX_CABUNDLE} certificates")
         cabundle = tuple(_bstr(f"cabundle[{i}]", c, 1, _MAX_CERT)
                          for i, c in enumerate(bundle))
         return cls(module_id=module_id, digest=digest, timestamp_ms=ts,
                    pcrs=MappingProxyType(dict(sorted(pcrs.items()))), certificate=certificate,
                    cabundle=cabundle,
-                   public_key=_optional("public_key", m.get("public_key", _NULL)),
-                   user_data=_optional("user_data", m.get("user_data", _NULL)),
-                   nonce=_optional("nonce", m.get("nonce", _NULL)),
+                   public_key=_optional("public_key", m.get("public_key")),
+                   user_data=_optional("user_data", m.get("user_data")),
+                   nonce=_optional("nonce", m.get("nonce")),
                    raw=data)
 
     def to_bytes(self) -> bytes:
         """Encode the fields (not ``raw``) as the NSM does: shortest form, NSM key order,
         optional fields written as ``null`` when ``None``."""
-        return _encode({
+        return encode_cbor({
             "module_id": self.module_id, "digest": self.digest, "timestamp": self.timestamp_ms,
             "pcrs": dict(self.pcrs), "certificate": self.certificate,
-            "cabundle": list(self.cabundle), "public_key": self.public_key,
+            "cabundle": self.cabundle, "public_key": self.public_key,
             "user_data": self.user_data, "nonce": self.nonce,
         })
 
@@ -351,11 +222,17 @@ class NitroDocument:
 
     algorithm: ClassVar[int] = COSE_ALG_ES384
 
+    def _envelope(self) -> CoseSign1:
+        """The shared :class:`~veritee.formats.cose.CoseSign1` view of this document."""
+        return CoseSign1(protected=self.protected, header={1: COSE_ALG_ES384},
+                         alg=CoseAlg.ES384, unprotected={}, payload=self.payload.raw,
+                         signature=self.signature, tagged=self.tagged)
+
     @property
     def sig_structure(self) -> bytes:
         """The bytes the signature covers: ``Sig_structure = ["Signature1", protected,
         external_aad (empty), payload]`` (RFC 9052 section 4.4)."""
-        return _encode(["Signature1", self.protected, b"", self.payload.raw])
+        return self._envelope().sig_structure()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> NitroDocument:
@@ -364,41 +241,20 @@ class NitroDocument:
         if not 1 <= len(data) <= _MAX_DOCUMENT:
             raise FormatError(_DOC, "<document>", got=f"{len(data)} bytes",
                               want=f"1..{_MAX_DOCUMENT} bytes")
-        d = _Decoder(_DOC, data)
-        tagged = data[0] >> 5 == 6
-        if tagged:
-            _major, tag = d.head("<tag>")
-            if tag != COSE_SIGN1_TAG:
-                raise FormatError(_DOC, "<tag>", offset=0, got=tag, want=COSE_SIGN1_TAG)
-        at = d.pos
-        envelope = d.item("COSE_Sign1")
-        d.end()
-        if not isinstance(envelope, list) or len(envelope) != 4:
-            raise FormatError(_DOC, "COSE_Sign1", offset=at, got=type(envelope).__name__
-                              if not isinstance(envelope, list) else f"{len(envelope)} items",
-                              want="an array of 4 items")
-        protected, unprotected, payload, signature = envelope
-        if not isinstance(protected, bytes):
-            raise FormatError(_DOC, "protected", got=type(protected).__name__, want="bstr")
-        hd = _Decoder(f"{_DOC}.protected", protected)
-        header = hd.item("protected") if protected else {}
-        hd.end()
-        if header != {1: COSE_ALG_ES384}:
-            raise FormatError(_DOC, "protected", got=protected,
+        msg = CoseSign1.from_bytes(data, structure=_DOC)
+        # Exactly {1: -35}; the type test keeps a CBOR ``true`` key (== 1 in Python) out.
+        if [(type(k), k, v) for k, v in msg.header.items()] != [(int, 1, COSE_ALG_ES384)]:
+            raise FormatError(_DOC, "protected", got=msg.protected,
                               want="{1: -35} (alg ES384 and nothing else)")
-        if unprotected != {}:
-            raise FormatError(_DOC, "unprotected", got=str(unprotected)[:40],
+        if msg.unprotected != {}:
+            raise FormatError(_DOC, "unprotected", got=str(msg.unprotected)[:40],
                               want="an empty map")
-        if not isinstance(payload, bytes):
-            raise FormatError(_DOC, "payload", got=type(payload).__name__,
-                              want="bstr (not detached)")
-        if not isinstance(signature, bytes) or len(signature) != _ES384_SIGNATURE:
-            raise FormatError(_DOC, "signature", got=signature if isinstance(signature, bytes)
-                              else type(signature).__name__, want="96 bytes (ES384 r || s)")
-        return cls(protected=protected, payload=NitroPayload.from_bytes(payload),
-                   signature=signature, tagged=tagged, raw=data)
+        if len(msg.signature) != _ES384_SIGNATURE:
+            raise FormatError(_DOC, "signature", got=msg.signature,
+                              want="96 bytes (ES384 r || s)")
+        return cls(protected=msg.protected, payload=NitroPayload.from_bytes(msg.payload),
+                   signature=msg.signature, tagged=msg.tagged, raw=data)
 
     def to_bytes(self) -> bytes:
         """Serialize (shortest form) with the same tag choice; ``raw`` is not consulted."""
-        body = _encode([self.protected, {}, self.payload.raw, self.signature])
-        return (_head(6, COSE_SIGN1_TAG) + body) if self.tagged else body
+        return self._envelope().to_bytes()
