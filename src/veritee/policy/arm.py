@@ -35,9 +35,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from veritee.errors import ConfigError
-from veritee.findings import Finding, Outcome
+from veritee.findings import Finding
 from veritee.formats.psa import LIFECYCLE_STATES, SwComponent
 from veritee.policy import Appraisal
+from veritee.policy._checks import contains as _in
+from veritee.policy._checks import finding as _ok
+from veritee.policy._checks import skipped as _skip
 from veritee.trust.cca import VerifiedCcaToken
 from veritee.trust.psa import VerifiedPsaToken
 
@@ -166,22 +169,10 @@ class CcaPolicy:
                 _values(f"rems[{i}]", r, _DIGESTS) for i, r in enumerate(self.rems)))
 
 
-def _ok(code: str, fld: str, got: Any, want: Any, ok: bool,  # noqa: PLR0917 - a table row
-        why: str = "") -> Finding:
-    return Finding(code, Outcome.PASS if ok else Outcome.FAIL, fld, got, want,
-                   "" if ok else why)
 
 
-def _skip(code: str, fld: str) -> Finding:
-    return Finding(code, Outcome.SKIP, fld, message="not checked: no value in the policy")
 
 
-def _in(value: bytes, allowed: Iterable[bytes]) -> bool:
-    """Constant-time membership: every entry is compared."""
-    found = False
-    for candidate in allowed:
-        found |= hmac.compare_digest(value, candidate)
-    return found
 
 
 def _member(code: str, fld: str, got: bytes, allowed: AbstractSet[bytes] | None) -> Finding:

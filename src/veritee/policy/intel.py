@@ -30,9 +30,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from veritee.errors import ConfigError
-from veritee.findings import Finding, Outcome
+from veritee.findings import Finding
 from veritee.formats.intel import SgxReportBody, TcbStatus, TdReportBody
 from veritee.policy import Appraisal
+from veritee.policy._checks import contains as _in
+from veritee.policy._checks import finding as _ok
+from veritee.policy._checks import skipped as _skip
 from veritee.trust.intel import VerifiedQuote
 
 __all__ = ["FINDING_CODES", "SgxPolicy", "TdxPolicy", "appraise", "claims"]
@@ -140,22 +143,10 @@ class SgxPolicy:
         object.__setattr__(self, "report_data", _report_data(self.report_data))
 
 
-def _ok(code: str, fld: str, got: Any, want: Any, ok: bool,  # noqa: PLR0917 - a table row
-        why: str = "") -> Finding:
-    return Finding(code, Outcome.PASS if ok else Outcome.FAIL, fld, got, want,
-                   "" if ok else why)
 
 
-def _skip(code: str, fld: str) -> Finding:
-    return Finding(code, Outcome.SKIP, fld, message="not checked: no value in the policy")
 
 
-def _in(value: bytes, allowed: Iterable[bytes]) -> bool:
-    """Constant-time membership: every entry is compared."""
-    found = False
-    for candidate in allowed:
-        found |= hmac.compare_digest(value, candidate)
-    return found
 
 
 def _tcb(tee: str, v: VerifiedQuote, allowed: AbstractSet[str] | None) -> Finding:

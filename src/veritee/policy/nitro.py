@@ -33,8 +33,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from veritee.errors import ConfigError
-from veritee.findings import Finding, Outcome
+from veritee.findings import Finding
 from veritee.policy import Appraisal
+from veritee.policy._checks import contains as _in
+from veritee.policy._checks import finding as _ok
+from veritee.policy._checks import skipped as _skip
 from veritee.trust.nitro import VerifiedNitroDocument
 
 __all__ = ["FINDING_CODES", "NitroPolicy", "appraise", "claims"]
@@ -107,22 +110,10 @@ class NitroPolicy:
             raise ConfigError("max_age_seconds must be a non-negative integer")
 
 
-def _ok(code: str, fld: str, got: Any, want: Any, ok: bool,  # noqa: PLR0917 - a table row
-        why: str = "") -> Finding:
-    return Finding(code, Outcome.PASS if ok else Outcome.FAIL, fld, got, want,
-                   "" if ok else why)
 
 
-def _skip(code: str, fld: str) -> Finding:
-    return Finding(code, Outcome.SKIP, fld, message="not checked: no value in the policy")
 
 
-def _in(value: bytes, allowed: Iterable[bytes]) -> bool:
-    """Constant-time membership: every entry is compared."""
-    found = False
-    for candidate in allowed:
-        found |= hmac.compare_digest(value, candidate)
-    return found
 
 
 def _pcr(v: VerifiedNitroDocument, index: int, allowed: AbstractSet[bytes] | None) -> Finding:

@@ -43,6 +43,8 @@ from veritee.errors import ConfigError
 from veritee.formats.eventlog import EventType
 from veritee.formats.tpm import HashAlg
 from veritee.policy import Appraisal, Finding, Outcome
+from veritee.policy._checks import finding as _ok
+from veritee.policy._checks import skipped as _skip
 from veritee.trust.tpm import VerifiedTpmQuote
 
 __all__ = ["FINDING_CODES", "EventRule", "TpmPolicy", "appraise", "claims"]
@@ -128,15 +130,8 @@ class TpmPolicy:
             raise ConfigError("TpmPolicy.nonce: want bytes or None")
 
 
-def _ok(code: str, fld: str, got: Any, want: Any, ok: bool,  # noqa: PLR0917
-        why: str = "") -> Finding:
-    if ok:
-        return Finding(code, Outcome.PASS, fld, got, want)
-    return Finding(code, Outcome.FAIL, fld, got, want, why)
 
 
-def _skip(code: str, fld: str, why: str) -> Finding:
-    return Finding(code, Outcome.SKIP, fld, message=f"not checked: {why}")
 
 
 def _check_hash(v: VerifiedTpmQuote, p: TpmPolicy) -> Iterable[Finding]:
