@@ -59,14 +59,16 @@ def _collateral(evidence: Path, sample: dict[str, Any]) -> AmdCertificates:
         if role in ("vcek", "ask", "ark") or "chain" in role:
             for cert in _certs_in(base / name):
                 cn = cert.common_name or ""
-                key = ("ark" if cn.startswith("ARK-") else "vek" if cn == "SEV-VCEK"
+                key = ("ark" if cn.startswith("ARK-") else "vek" if cn in ("SEV-VCEK", "SEV-VLEK")
                        else "asvk" if cn.startswith("SEV-VLEK-") else "ask")
                 certs[key] = cert
     vek = certs["vek"]
-    product = parse_vek_extensions(vek).product
-    ask, ark = _certs_in(evidence / "roots" / f"amd_{product.value.lower()}_cert_chain_vcek.pem")
-    return AmdCertificates(ark=certs.get("ark"), ask=certs.get("ask"), vek=vek).merged(
-        AmdCertificates(ark=ark, ask=ask))
+    info = parse_vek_extensions(vek)
+    vlek = info.kind is SigningKey.VLEK
+    chain = f"amd_{info.product.value.lower()}_cert_chain_{'vlek' if vlek else 'vcek'}.pem"
+    ask, ark = _certs_in(evidence / "roots" / chain)
+    return AmdCertificates(ark=certs.get("ark"), ask=certs.get("asvk" if vlek else "ask"),
+                           vek=vek).merged(AmdCertificates(ark=ark, ask=ask))
 
 
 def _ids(samples: list[dict[str, Any]]) -> list[str]:
