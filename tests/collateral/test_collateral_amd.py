@@ -13,6 +13,7 @@ from veritee.collateral.amd import (
     load_crl,
     load_directory,
     load_files,
+    load_paths,
 )
 from veritee.errors import CollateralError, ConfigError, FormatError
 from veritee.formats.sevsnp import AttestationReport, CertTable, Product, SigningKey
@@ -71,6 +72,18 @@ def test_bundle_with_ask_ark_asvk_picks_by_vek_kind(tmp_path: Path, amd_vlek: Fa
     assert certs.ask == amd_vlek.asvk and certs.vek == amd_vlek.vlek
     verify_report(amd_vlek.make_report(), certs, anchors=amd_vlek.anchors(), now=amd_vlek.now)
     assert load_files(bundle).ask == amd_vlek.sev_ask  # no VEK: the ASK
+
+
+def test_paths_decide_roles_together(tmp_path: Path, amd_vlek: FakeAmd) -> None:
+    """A VLEK in one directory and AMD's bundle elsewhere still pair the VLEK with the ASVK."""
+    (tmp_path / "here").mkdir()
+    (tmp_path / "here" / "vlek.pem").write_bytes(amd_vlek.vlek.public_bytes(PEM))
+    bundle = tmp_path / "ask_ark_asvk.pem"
+    bundle.write_bytes(amd_vlek.sev_ask.public_bytes(PEM) + amd_vlek.ark.public_bytes(PEM)
+                       + amd_vlek.asvk.public_bytes(PEM))
+    certs = load_paths(tmp_path / "here", bundle)
+    assert certs.ask == amd_vlek.asvk and certs.vek == amd_vlek.vlek
+    verify_report(amd_vlek.make_report(), certs, anchors=amd_vlek.anchors(), now=amd_vlek.now)
 
 
 def test_missing_pieces_stay_none_and_verification_names_them(tmp_path: Path,

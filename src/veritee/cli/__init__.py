@@ -205,13 +205,9 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _load_collateral(args: argparse.Namespace) -> tuple[AmdCertificates | None, TrustAnchors]:
-    from veritee.collateral.amd import load_crl, load_directory, load_files
+    from veritee.collateral.amd import load_crl, load_paths
 
-    certs: AmdCertificates | None = None
-    for item in args.certs or ():  # directories and files, the first one naming a piece wins
-        path = Path(item)
-        found = load_directory(path) if path.is_dir() else load_files(path)
-        certs = found if certs is None else certs.merged(found)
+    certs: AmdCertificates | None = load_paths(*args.certs) if args.certs else None
     if args.crl:
         crl = load_crl(Path(args.crl))
         base = certs or AmdCertificates(ark=None, ask=None, vek=None, crl=None)

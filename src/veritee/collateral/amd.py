@@ -29,6 +29,7 @@ __all__ = [
     "load_crl",
     "load_directory",
     "load_files",
+    "load_paths",
 ]
 
 CERT_SUFFIXES = frozenset({".pem", ".der", ".crt", ".cer", ".crl"})
@@ -121,16 +122,28 @@ def load_files(*paths: str | Path) -> AmdCertificates:
     return from_certificates(certs, crl, source=", ".join(str(p) for p in paths))
 
 
+def _files_in(root: Path) -> list[Path]:
+    if not root.is_dir():
+        raise ConfigError(f"{root}: not a directory")
+    return sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in CERT_SUFFIXES)
+
+
 def load_directory(path: str | Path) -> AmdCertificates:
     """Load every ``*.pem/.der/.crt/.cer/.crl`` file in ``path`` (not recursive).
 
     Missing pieces stay ``None`` (verification raises ``CollateralError`` naming them); a file
     that does not parse raises :class:`FormatError` naming it.
     """
-    root = Path(path)
-    if not root.is_dir():
-        raise ConfigError(f"{root}: not a directory")
-    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in CERT_SUFFIXES)
+    files = _files_in(Path(path))
+    return load_files(*files) if files else AmdCertificates()
+
+
+def load_paths(*paths: str | Path) -> AmdCertificates:
+    """Load directories (as :func:`load_directory`) and files together, so that roles are
+    decided over all of them at once (an ASVK in one place and a VLEK in another pair up)."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        files += _files_in(p) if p.is_dir() else [p]
     return load_files(*files) if files else AmdCertificates()
 
 
