@@ -58,3 +58,32 @@ def test_nitro_document_at_its_time_and_later(capsys: pytest.CaptureFixture[str]
     assert main(["verify", str(NITRO), "--at", "2024-01-01T00:00:00Z"]) == 4
     assert main(["appraise", str(NITRO), "--at", NITRO_AT]) == 6  # a debug-mode enclave
     assert "nitro.debug" in capsys.readouterr().out
+
+
+NVIDIA = EVIDENCE_DIR / "nvidia"
+GPU_AT = "2026-06-01T00:00:00Z"
+
+
+@needs_evidence
+def test_nvidia_transcript_with_its_chain(capsys: pytest.CaptureFixture[str]) -> None:
+    d = NVIDIA / "h100-nvtrust-sample-550.90.07"
+    args = ["verify", str(d / "hopperAttestationReport.txt"), "--at", GPU_AT]
+    assert main(args) == 3  # no chain given
+    assert main([*args, "--certs", str(d / "hopperCertChain.txt")]) == 0
+    assert "NVIDIA SPDM" in capsys.readouterr().out
+
+
+@needs_evidence
+def test_nvidia_invalid_signature_sample() -> None:
+    d = NVIDIA / "h100-sdk-invalid-signature"
+    files = sorted(p for p in d.iterdir() if "Report" in p.name or "report" in p.name)
+    chains = sorted(p for p in d.iterdir() if "Chain" in p.name or "chain" in p.name)
+    if not files or not chains:
+        pytest.skip("sample layout differs")
+    assert main(["verify", str(files[0]), "--certs", str(chains[0]), "--at", GPU_AT]) == 4
+
+
+@needs_evidence
+def test_nvat_evidence_json_appraised() -> None:
+    evidence = NVIDIA / "b200-veraison-evidence-json" / "blackwell-evidence.json"
+    assert main(["appraise", str(evidence), "--at", GPU_AT]) == 0

@@ -24,9 +24,14 @@ _CCA_TAGS = (b"\xd9\x01\x8f", b"\xd9\x03\x8b")  # tag 399 (and the legacy 907)
 
 
 def identify(data: bytes) -> str | None:
-    """``"cca"`` or ``"cose"`` (Nitro or PSA) when ``data`` starts like one, else ``None``."""
+    """``"cca"``, ``"cose"`` (Nitro or PSA), ``"nvidia"`` (an SPDM 1.1 GET_MEASUREMENTS
+    transcript) or ``"nvat"`` (NVIDIA's evidence JSON) when ``data`` starts like one."""
     if data[:3] in _CCA_TAGS:
         return "cca"
+    if data[:2] == b"\x11\xe0":  # SPDM 1.1, GET_MEASUREMENTS
+        return "nvidia"
+    if data.lstrip()[:1] == b"[" and b'"evidence"' in data and b'"arch"' in data:
+        return "nvat"
     if data[:1] == _COSE_SIGN1_TAG or data[:1] == b"\x84":
         return "cose"
     return None
@@ -47,6 +52,8 @@ def verify_token(args: argparse.Namespace, data: bytes, kind: str, *, appraise: 
     now = args.at or datetime.now(UTC)
     verified: Any
     judge: Callable[[], Appraisal]
+    if kind in ("nvidia", "nvat"):
+        return _verify_nvidia(args, data, kind, now, appraise=appraise, emit=emit)
     if kind == "cca":
         from veritee.policy.arm import CcaPolicy
         from veritee.policy.arm import appraise as appraise_arm
@@ -98,3 +105,38 @@ def verify_token(args: argparse.Namespace, data: bytes, kind: str, *, appraise: 
     appraisal: Appraisal = judge()
     emit(appraisal.to_text(), appraisal.to_dict())
     return 0 if appraisal.accepted else 6  # EXIT_POLICY_REJECTED
+
+
+def _verify_nvidia(args: argparse.Namespace, data: bytes, kind: str, now: datetime, *,
+                   appraise: bool, emit: Callable[[str, object], None]) -> int:
+    """NVIDIA GPU/NVSwitch reports: the device chain comes with ``--certs FILE`` (PEM) for a
+    bare transcript, or inside nvat's evidence JSON."""
+    from veritee.collateral.nvidia import load_cert_chain
+    from veritee.formats.nvidia import GpuReport, parse_nvat_evidence
+    from veritee.policy.nvidia import GpuPolicy
+    from veritee.policy.nvidia import appraise as appraise_gpu
+    from veritee.trust.nvidia import parse_cert_chain, verify_gpu_report
+
+    items: list[tuple[GpuReport, Any, bytes | None]] = []
+    if kind == "nvat":
+        for ev in parse_nvat_evidence(data):
+            items.append((ev.report, parse_cert_chain(ev.certificate_pem), ev.nonce))
+    else:
+        if not args.certs:
+            raise ConfigError("an NVIDIA report needs its device certificate chain: "
+                              "--certs chain.pem")
+        items.append((GpuReport.from_bytes(data), load_cert_chain(args.certs[0]), None))
+    code = 0
+    for report, chain, nonce in items:
+        verified = verify_gpu_report(report, chain, now=now, nonce=nonce)
+        if appraise:
+            appraisal = appraise_gpu(verified, GpuPolicy(nonce=nonce))
+            emit(appraisal.to_text(), appraisal.to_dict())
+            code = code or (0 if appraisal.accepted else 6)
+        else:
+            lines = ["verified NVIDIA SPDM measurement report", *[f"  {c}" for c in
+                                                                  verified.checks],
+                     "verdict: VERIFIED"]
+            emit("\n".join(lines), {"verdict": "verified", "format": "nvidia-spdm",
+                                    "checks": [c.to_dict() for c in verified.checks]})
+    return code
