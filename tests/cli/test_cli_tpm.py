@@ -51,3 +51,26 @@ def test_garbage_eventlog_is_bad_input(tmp_path: object) -> None:
     bad = Path(str(tmp_path)) / "log.bin"
     bad.write_bytes(b"this is not a TCG event log at all" * 3)
     assert main(["tpm", "eventlog", "--eventlog", str(bad)]) == 3
+
+
+IMA = EVIDENCE_DIR / "ima" / "keylime-ima-sig-ascii-signed"
+EK = EVIDENCE_DIR / "tpm" / "infineon-slb9670-ek-rsa"
+
+
+@needs_evidence
+def test_ima_log_replay_and_pcr10(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["tpm", "ima", "--ima-log", str(IMA / "ascii_runtime_measurements.txt")]
+    assert main([*args, "--ima-key", str(IMA / "rsa2048pub.pem")]) == 0
+    assert "PCR 10 = 357ad3db" in capsys.readouterr().out
+    assert main([*args, "--pcr10", "357ad3dba1f24238f7818d82e4049a642854d17a"]) == 0
+    assert main([*args, "--pcr10", "00" * 20]) == 4
+
+
+@needs_evidence
+def test_ek_chain(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["tpm", "ek", "--ek-cert", str(EK / "ek_cert.der"), "--intermediate",
+            str(EK / "intermediate_ca.der"), "--root", str(EK / "root_ca.pem")]
+    assert main([*args, "--at", "2024-01-01T00:00:00Z"]) == 0
+    assert "tpm.ek.profile" in capsys.readouterr().out
+    assert main([*args, "--at", "2050-01-01T00:00:00Z"]) == 4
+    assert main(["tpm", "ek", "--ek-cert", str(EK / "ek_cert.der")]) == 3

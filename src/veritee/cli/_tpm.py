@@ -78,7 +78,54 @@ def _cmd_eventlog(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ima(args: argparse.Namespace) -> int:
+    from veritee.collateral.tpm import load_spki_public_key
+    from veritee.formats.ima import ImaLog
+    from veritee.trust.ima import verify_ima_log
+
+    raw = _read(args.ima_log, "IMA log")
+    log = ImaLog.from_ascii(raw) if raw[:1].isdigit() else ImaLog.from_binary(raw)
+    keys = [load_spki_public_key(_read(k, "IMA key")) for k in args.ima_key or ()]
+    pcr10 = bytes.fromhex(args.pcr10.removeprefix("0x")) if args.pcr10 else None
+    verified = verify_ima_log(log, pcr10=pcr10, keys=keys)
+    lines = [f"verified IMA log: {len(log.entries)} entries, PCR 10 = "
+             f"{verified.replayed.hex()}", *[f"  {c}" for c in verified.checks]]
+    if args.format == "json":
+        print(json.dumps({"entries": len(log.entries), "pcr10": verified.replayed.hex(),
+                          "checks": [c.to_dict() for c in verified.checks]}, indent=2))
+    else:
+        print("\n".join(lines))
+    return 0
+
+
+def _cmd_ek(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from veritee.trust.tpm_ek import verify_ek_chain
+
+    verified = verify_ek_chain(
+        _read(args.ek_cert, "EK certificate"),
+        [_read(p, "intermediate") for p in args.intermediate or ()],
+        roots=[_read(p, "root") for p in args.root or ()],
+        now=args.at or datetime.now(UTC))
+    lines = ["verified TPM EK certificate chain", *[f"  {c}" for c in verified.checks]]
+    if args.format == "json":
+        print(json.dumps({"verdict": "verified",
+                          "checks": [c.to_dict() for c in verified.checks]}, indent=2))
+    else:
+        print("\n".join(lines))
+    return 0
+
+
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.action == "ima":
+        if args.ima_log is None:
+            raise ConfigError("tpm ima: --ima-log FILE is required")
+        return _cmd_ima(args)
+    if args.action == "ek":
+        if args.ek_cert is None or not args.root:
+            raise ConfigError("tpm ek: --ek-cert FILE and at least one --root FILE are required")
+        return _cmd_ek(args)
     if args.action == "quote":
         for name in ("quote", "signature", "ak", "nonce"):
             if getattr(args, name) is None:
@@ -91,13 +138,22 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def register(add: AddCommand) -> None:
     """Add ``veritee tpm``."""
-    p = add("tpm", "TPM 2.0: verify a quote ('quote') or replay an event log ('eventlog')",
-            _dispatch)
-    p.add_argument("action", choices=("quote", "eventlog"))
+    from veritee.cli import _parse_time
+
+    p = add("tpm", "TPM 2.0: verify a quote ('quote'), replay an event log ('eventlog') or an "
+            "IMA log ('ima'), verify an EK certificate chain ('ek')", _dispatch)
+    p.add_argument("action", choices=("quote", "eventlog", "ima", "ek"))
     p.add_argument("--quote", metavar="FILE", help="TPMS_ATTEST as signed (tpm2_quote -m)")
     p.add_argument("--signature", metavar="FILE", help="TPMT_SIGNATURE (tpm2_quote -s)")
     p.add_argument("--ak", metavar="FILE", help="AK: TPM2B_PUBLIC, or PEM/DER SPKI")
     p.add_argument("--nonce", help="qualifying data: hex, text, or @FILE")
     p.add_argument("--pcrs", metavar="FILE", help="PCR values (tpm2_quote -o)")
     p.add_argument("--eventlog", metavar="FILE", help="TCG PC Client event log (binary)")
+    p.add_argument("--ima-log", metavar="FILE", help="IMA runtime measurements (binary/ascii)")
+    p.add_argument("--ima-key", metavar="PEM", action="append", help="IMA signing key")
+    p.add_argument("--pcr10", metavar="HEX", help="the quoted PCR 10 the IMA log must replay to")
+    p.add_argument("--ek-cert", metavar="FILE", help="EK certificate (DER or PEM)")
+    p.add_argument("--intermediate", metavar="FILE", action="append")
+    p.add_argument("--root", metavar="FILE", action="append", help="trusted TPM vendor root")
+    p.add_argument("--at", type=_parse_time, metavar="TIME", help="as of (default: now)")
     p.add_argument("--format", choices=("text", "json"), default="text")
