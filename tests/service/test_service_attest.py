@@ -67,6 +67,27 @@ def test_debug_guest_is_refused(service: Service, guests: Guests) -> None:
     _last_refusal(service, "attestation.rejected")
 
 
+def test_contraindicated_ear_from_a_refusal_opens_no_resource(service: Service,
+                                                             guests: Guests) -> None:
+    """A refused attestation still returns a signed EAR (status contraindicated) for the
+    record; it must not work as a passport, even for a resource that pins no measurement."""
+    h = service.admin_headers()
+    r = service.http.put(f"{service.url}/v1/admin/resources/open/any", headers=h,
+                         json={"secret": base64.b64encode(b"x").decode(),
+                               "policy": {"allow_any_workload": True}})
+    assert r.status_code in (200, 201), r.text
+    key = ec.generate_private_key(ec.SECP384R1())
+    r = _attest_raw(service, evidence_for(guests.debug, _nonce(service), key))
+    assert r.status_code == 403
+    ear = r.json()["ear"]
+    with AttesterClient(service.url, guests.debug) as client, \
+            pytest.raises(ServiceRefused) as info:
+        client.get_resource("open/any", Passport(token=ear, key=key))
+    assert info.value.problem["code"] == "resource.policy"
+    assert "resource.status.insufficient" in str(info.value.problem["failures"])
+    _last_refusal(service, "resource.policy")
+
+
 def test_replayed_nonce_is_refused(service: Service, guests: Guests) -> None:
     nonce = _nonce(service)
     body = evidence_for(guests.a, nonce, ec.generate_private_key(ec.SECP384R1()))
