@@ -79,13 +79,20 @@ CRYPTO_FAILED = 99  # "cryptographic validation of the Evidence has failed"
 
 # Which findings feed which vector entry. Codes not listed (skips aside) still make the
 # overall status contraindicated, because the verdict is the policy layer's, not ours.
+# Intel TDX findings (veritee.policy.intel) map the same way: TCB status -> hardware, MRTD /
+# RTMRs / MRSEAM -> executables, debug TD -> configuration and runtime-opaque, MRCONFIGID /
+# MROWNER -> configuration.
 _HARDWARE_UNSAFE = ("sevsnp.tcb.", "sevsnp.committed_tcb.", "sevsnp.launch_tcb.",
-                    "sevsnp.firmware.", "sevsnp.report_version.")
-_HARDWARE_UNRECOGNISED = ("sevsnp.product.", "sevsnp.signing_key.")
+                    "sevsnp.firmware.", "sevsnp.report_version.", "tdx.tcb.")
+_HARDWARE_UNRECOGNISED = ("sevsnp.product.", "sevsnp.signing_key.", "tdx.tee.type")
 _EXECUTABLES = ("sevsnp.measurement.", "sevsnp.id_key.", "sevsnp.author_key.",
-                "sevsnp.family_id.", "sevsnp.image_id.", "sevsnp.guest_svn.")
-_CONFIG_CONTRAINDICATED = ("sevsnp.policy.debug", "sevsnp.policy.migrate_ma")
-_CONFIG_UNSAFE = ("sevsnp.policy.", "sevsnp.vmpl.", "sevsnp.host_data.", "sevsnp.platform.")
+                "sevsnp.family_id.", "sevsnp.image_id.", "sevsnp.guest_svn.",
+                "tdx.mrtd.", "tdx.rtmr", "tdx.mrseam.")
+_CONFIG_CONTRAINDICATED = ("sevsnp.policy.debug", "sevsnp.policy.migrate_ma", "tdx.debug")
+_CONFIG_UNSAFE = ("sevsnp.policy.", "sevsnp.vmpl.", "sevsnp.host_data.", "sevsnp.platform.",
+                  "tdx.mrconfigid.", "tdx.mrowner.")
+# The check whose pass means "a reference measurement matched", per TEE.
+_REFERENCE = {"sevsnp": "sevsnp.measurement.mismatch", "tdx": "tdx.mrtd.mismatch"}
 
 
 def tier(value: int) -> str:
@@ -113,7 +120,7 @@ def _outcome(findings: Iterable[Finding], code: str) -> Outcome | None:
 
 
 def trust_vector(appraisal: Appraisal) -> dict[str, int]:
-    """The AR4SI trustworthiness vector for an SEV-SNP appraisal.
+    """The AR4SI trustworthiness vector for an SEV-SNP (or Intel TDX) appraisal.
 
     Only built for evidence that *verified* (signature and VCEK chain to a trusted root), so
     ``hardware`` and ``instance-identity`` start affirming and are lowered by failed checks.
@@ -132,7 +139,7 @@ def trust_vector(appraisal: Appraisal) -> dict[str, int]:
 
     if _failed(f, ("sevsnp.chip_id.",)):
         vector["instance-identity"] = NOT_RECOGNIZED
-    elif _outcome(f, "sevsnp.report_data.mismatch") is Outcome.FAIL:
+    elif _outcome(f, f"{appraisal.tee}.report_data.mismatch") is Outcome.FAIL:
         # REPORT_DATA not binding the verifier's nonce and the TEE key: the evidence does not
         # prove this instance in this session. The closest AR4SI value is "cryptographic
         # validation of the evidence failed".
@@ -142,7 +149,7 @@ def trust_vector(appraisal: Appraisal) -> dict[str, int]:
 
     if _failed(f, _EXECUTABLES):
         vector["executables"] = UNRECOGNIZED_RUNTIME
-    elif _outcome(f, "sevsnp.measurement.mismatch") is Outcome.PASS:
+    elif _outcome(f, _REFERENCE.get(appraisal.tee, "")) is Outcome.PASS:
         vector["executables"] = APPROVED_BOOT
     else:
         vector["executables"] = NO_CLAIM  # no reference measurement: the verifier cannot say
@@ -157,6 +164,8 @@ def trust_vector(appraisal: Appraisal) -> dict[str, int]:
     # SEV-SNP encrypts guest memory; a DEBUG guest lets the hypervisor decrypt it, whatever
     # the policy said about allowing debug.
     debug = bool(claims.get("guest_policy", {}).get("debug", False))
+    if appraisal.tee == "tdx":  # TD ATTRIBUTES bit 0 (hex of the little-endian bytes)
+        debug = bool(int(str(claims.get("td_attributes") or "00")[:2], 16) & 1)
     vector["runtime-opaque"] = CONTRAINDICATED if debug else AFFIRMING
     return vector
 
@@ -252,7 +261,7 @@ class EarResult:
 
     @property
     def tee(self) -> str:
-        """The appraised submodule's name (``sevsnp``)."""
+        """The appraised submodule's name (``sevsnp`` or ``tdx``)."""
         return str(next(iter(self.claims["submods"])))
 
     @property

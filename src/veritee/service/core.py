@@ -32,9 +32,12 @@ from joserfc import jwe
 from joserfc.jwk import ECKey
 
 from veritee import __version__
-from veritee.attest import bind_report_data, parse_evidence, verify_only
+from veritee.attest import bind_report_data, is_intel_quote, parse_evidence, verify_only
 from veritee.errors import CollateralError, ConfigError, FormatError, VerificationError
 from veritee.findings import Outcome
+from veritee.policy import Appraisal
+from veritee.policy.intel import TdxPolicy
+from veritee.policy.intel import appraise as appraise_intel
 from veritee.policy.sevsnp import SevSnpPolicy, appraise, policy_from_mapping, policy_to_mapping
 from veritee.results import EarResult, ear_claims, sign_ear, verify_ear
 from veritee.service.keys import MasterKey, SigningKey
@@ -43,6 +46,7 @@ from veritee.service.problems import Problem
 from veritee.service.resource_policy import ResourcePolicy
 from veritee.service.settings import Settings
 from veritee.service.storage import NonceState, Store, Tx
+from veritee.trust.intel import IntelCollateral, verify_quote
 from veritee.trust.roots import TrustAnchors
 from veritee.trust.sevsnp import AmdCertificates, ChainCache
 
@@ -159,6 +163,13 @@ class Broker:
         self._collateral_lock = threading.Lock()
         self._jwks_lock = threading.Lock()
         self._jwks: dict[str, Any] = self._load_jwks()
+        # Intel DCAP collateral, read once (ConfigError at start if the directory is bad).
+        # Without it a TDX quote's TCB status is unknown and the TDX appraisal refuses.
+        self.intel_collateral: IntelCollateral | None = None
+        if settings.intel_collateral_dir is not None:
+            from veritee.collateral.intel import load_directory
+
+            self.intel_collateral = load_directory(settings.intel_collateral_dir)
 
     # -- keys -------------------------------------------------------------------------------
     def _load_jwks(self) -> dict[str, Any]:
@@ -213,6 +224,23 @@ class Broker:
                 refs | set(policy.measurements or ())))
         return policy
 
+    def _appraise_tdx(self, evidence: bytes, report_data: bytes) -> Appraisal:
+        """Verify an Intel TDX quote at the service clock and appraise it (raises like SNP).
+
+        The chain is pinned to the production Intel SGX Root CA; TCB status comes from
+        ``intel_collateral_dir`` (unknown without it, which the policy refuses).
+        """
+        verified = verify_quote(evidence, self.intel_collateral,
+                                now=datetime.fromtimestamp(self.clock(), UTC))
+        if verified.tee != "tdx":
+            raise Problem(400, "evidence.unsupported", f"evidence: an Intel {verified.tee} "
+                          "quote; this service accepts Intel TDX and AMD SEV-SNP evidence only")
+        policy = TdxPolicy(policy_id=f"tdx-{self.settings.appraisal_policy_id}",
+                           allowed_tcb_statuses=frozenset(
+                               self.settings.tdx_allowed_tcb_statuses),
+                           report_data=report_data)
+        return appraise_intel(verified, policy)
+
     def _parse_collateral(self, cert_table: bytes | None) -> AmdCertificates | None:
         if cert_table is None:
             return None
@@ -257,18 +285,27 @@ class Broker:
             raise refusal
 
         # 2. Verify and appraise. report_data must equal SHA-512(nonce || SPKI(key)).
+        #    Intel TDX: REPORTDATA must equal the same 64 bytes.
         t0, c0 = time.perf_counter(), time.thread_time()
         try:
-            with self.store.transaction(write=False) as tx:
-                policy = self._appraisal_policy(tx)
-            policy = dataclasses.replace(policy, report_data=bind_report_data(nonce, key))
-            ev = parse_evidence(evidence)
-            verified = verify_only(ev, anchors=self.anchors,
-                                   collateral=self._parse_collateral(cert_table),
-                                   now=datetime.fromtimestamp(self.clock(), UTC),
-                                   require_crl=self.settings.require_crl,
-                                   cache=self.chain_cache)
-            appraisal = appraise(verified, policy)
+            if is_intel_quote(evidence):
+                if cert_table is not None:
+                    raise Problem(400, "request.invalid", "cert_table: not used with Intel "
+                                  "quotes (the quote carries its PCK chain)")
+                appraisal = self._appraise_tdx(evidence, bind_report_data(nonce, key))
+            else:
+                with self.store.transaction(write=False) as tx:
+                    policy = self._appraisal_policy(tx)
+                policy = dataclasses.replace(policy, report_data=bind_report_data(nonce, key))
+                ev = parse_evidence(evidence)
+                verified = verify_only(ev, anchors=self.anchors,
+                                       collateral=self._parse_collateral(cert_table),
+                                       now=datetime.fromtimestamp(self.clock(), UTC),
+                                       require_crl=self.settings.require_crl,
+                                       cache=self.chain_cache)
+                appraisal = appraise(verified, policy)
+        except Problem as problem:
+            raise self._refuse_attest(problem, subject, base) from None
         except FormatError as exc:
             raise self._refuse_attest(Problem(400, "evidence.malformed", str(exc)), subject,
                                       base) from None
@@ -290,15 +327,21 @@ class Broker:
         token = sign_ear(claims, self.signing_key.private_key, kid=self.signing_key.kid)
         result = EarResult(header={"kid": self.signing_key.kid}, claims=claims)
         detail = {**base, "jti": claims["jti"], "status": result.status,
-                  "policy_id": appraisal.policy_id,
+                  "tee": appraisal.tee, "policy_id": appraisal.policy_id,
                   "measurement": appraisal.claims.get("measurement"),
+                  **({"mrtd": appraisal.claims.get("mrtd")} if appraisal.tee == "tdx" else {}),
                   "vector": result.submod["ear.trustworthiness-vector"],
                   "failures": appraisal.codes()}
         self.metrics.verdicts.labels(result.status).inc()
         if not appraisal.accepted:
+            hint = ""
+            if appraisal.tee == "tdx" and self.intel_collateral is None:
+                hint = (" (no intel_collateral_dir is configured: the TDX TCB status is unknown,"
+                        " so no TDX quote can be accepted)")
             raise self._refuse_attest(Problem(
                 403, "attestation.rejected",
-                f"{len(appraisal.failures)} check(s) failed: {', '.join(appraisal.codes())}",
+                f"{len(appraisal.failures)} check(s) failed: {', '.join(appraisal.codes())}"
+                + hint,
                 failures=[f.to_dict() for f in appraisal.failures], ear=token),
                 subject, detail)
         self._audit("attestation", "accepted", subject, detail)

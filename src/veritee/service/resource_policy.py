@@ -6,8 +6,13 @@ token's claims. Evaluation lists every check as a :class:`~veritee.findings.Find
 (``resource.<field>.<what>``), like appraisal, so a refusal names all that was wrong.
 
 Secure defaults: the token's status must be ``affirming``, debug guests are refused, and a
-policy must pin the workload (``measurements``) unless it says ``allow_any_workload = true``
-explicitly: there is no accept-all default.
+policy must pin the workload (``measurements`` for SEV-SNP, ``mrtd`` for Intel TDX) unless it
+says ``allow_any_workload = true`` explicitly: there is no accept-all default.
+
+TEE-specific fields fail closed on the other TEE's tokens: ``measurements``, ``host_data``,
+``chip_ids`` and a non-zero ``min_guest_svn`` are SEV-SNP claims and *fail* for a ``tdx``
+token; ``mrtd`` is a TDX claim and fails for an ``sevsnp`` token. A token of any other TEE
+fails ``resource.tee.unsupported``.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ from veritee.results import TIERS, EarResult
 
 __all__ = ["ResourcePolicy"]
 
-_FIELDS = ("measurements", "allow_any_workload", "appraisal_policy_ids", "min_guest_svn",
-           "allow_debug", "host_data", "chip_ids", "required_status")
+_FIELDS = ("measurements", "mrtd", "allow_any_workload", "appraisal_policy_ids",
+           "min_guest_svn", "allow_debug", "host_data", "chip_ids", "required_status")
+_TEES = ("sevsnp", "tdx")
 
 
 def _hex_set(value: object, name: str, length: int) -> frozenset[str] | None:
@@ -51,6 +57,7 @@ class ResourcePolicy:
     """What a token's claims must show for one resource to be released."""
 
     measurements: frozenset[str] | None = None  # allowed launch digests (hex, 48 bytes)
+    mrtd: frozenset[str] | None = None  # allowed Intel TDX MRTDs (hex, 48 bytes)
     allow_any_workload: bool = False
     appraisal_policy_ids: frozenset[str] | None = None  # verifier policies accepted
     min_guest_svn: int = 0
@@ -68,6 +75,7 @@ class ResourcePolicy:
         if unknown:
             raise ConfigError(f"policy.{unknown[0]}: unknown key (known: {', '.join(_FIELDS)})")
         measurements = _hex_set(data.get("measurements"), "policy.measurements", 48)
+        mrtd = _hex_set(data.get("mrtd"), "policy.mrtd", 48)
         chip_ids = _hex_set(data.get("chip_ids"), "policy.chip_ids", 64)
         host = _hex_set([data["host_data"]] if data.get("host_data") is not None else None,
                         "policy.host_data", 32)
@@ -89,10 +97,11 @@ class ResourcePolicy:
         if status not in ("affirming", "warning"):
             raise ConfigError(f"policy.required_status: got {status!r}, want 'affirming' or "
                               "'warning'")
-        if measurements is None and not flags["allow_any_workload"]:
-            raise ConfigError("policy.measurements: required (a list of launch digests), or "
-                              "set allow_any_workload = true explicitly")
-        return cls(measurements=measurements, appraisal_policy_ids=(
+        if measurements is None and mrtd is None and not flags["allow_any_workload"]:
+            raise ConfigError("policy.measurements: required (a list of SEV-SNP launch "
+                              "digests) or policy.mrtd (Intel TDX MRTDs), or set "
+                              "allow_any_workload = true explicitly")
+        return cls(measurements=measurements, mrtd=mrtd, appraisal_policy_ids=(
             frozenset(ids) if ids is not None else None), min_guest_svn=svn,
             host_data=next(iter(host)) if host else None, chip_ids=chip_ids,
             required_status=status, **flags)
@@ -101,6 +110,7 @@ class ResourcePolicy:
         """The JSON form; :meth:`from_mapping` inverts it."""
         return {
             "measurements": sorted(self.measurements) if self.measurements else None,
+            "mrtd": sorted(self.mrtd) if self.mrtd else None,
             "allow_any_workload": self.allow_any_workload,
             "appraisal_policy_ids": (sorted(self.appraisal_policy_ids)
                                      if self.appraisal_policy_ids else None),
@@ -124,16 +134,48 @@ class ResourcePolicy:
         def skip(code: str, fld: str, why: str) -> None:
             out.append(Finding(code, Outcome.SKIP, fld, message=why))
 
+        tee = result.tee
+        if tee not in _TEES:
+            check("resource.tee.unsupported", "tee", tee, list(_TEES), False,
+                  "token from a TEE this resource policy cannot evaluate")
+
+        def other_tee(code: str, fld: str, owner: str, want: Any) -> None:
+            # A field pinning another TEE's claim: the token cannot satisfy it. Fail closed.
+            check(code, fld, f"<{tee} token>", want, False,
+                  f"{fld} pins a {owner} claim; a {tee} token has none")
+
         status = result.status
         allowed = TIERS[1:TIERS.index(self.required_status) + 1]
         check("resource.status.insufficient", "ear.status", status, list(allowed),
               status in allowed, "the attestation result is not good enough for this resource")
-        if self.measurements is None:
-            skip("resource.measurement.mismatch", "measurement", "allow_any_workload is true")
-        else:
+        # The workload pin: measurements (SEV-SNP launch digest) and mrtd (Intel TDX).
+        if self.measurements is not None and tee != "sevsnp":
+            other_tee("resource.measurement.mismatch", "measurement", "sevsnp",
+                      sorted(self.measurements))
+        elif self.measurements is not None:
             got = c.get("measurement")
             check("resource.measurement.mismatch", "measurement", got, sorted(self.measurements),
                   got in self.measurements, "workload not allowed to read this resource")
+        elif tee == "sevsnp" and not self.allow_any_workload:
+            check("resource.measurement.mismatch", "measurement", c.get("measurement"),
+                  "an SEV-SNP measurement pin", False,
+                  "this resource pins no SEV-SNP workload (only mrtd)")
+        else:
+            skip("resource.measurement.mismatch", "measurement",
+                 "allow_any_workload is true" if self.allow_any_workload
+                 else "measurements is unset")
+        if self.mrtd is not None and tee != "tdx":
+            other_tee("resource.mrtd.mismatch", "mrtd", "tdx", sorted(self.mrtd))
+        elif self.mrtd is not None:
+            got = c.get("mrtd")
+            check("resource.mrtd.mismatch", "mrtd", got, sorted(self.mrtd), got in self.mrtd,
+                  "TD not allowed to read this resource")
+        elif tee == "tdx" and not self.allow_any_workload:
+            check("resource.mrtd.mismatch", "mrtd", c.get("mrtd"), "a TDX MRTD pin", False,
+                  "this resource pins no TDX workload (only measurements)")
+        else:
+            skip("resource.mrtd.mismatch", "mrtd",
+                 "allow_any_workload is true" if self.allow_any_workload else "mrtd is unset")
         if self.appraisal_policy_ids is None:
             skip("resource.appraisal_policy.not_allowed", "ear.appraisal-policy-id",
                  "appraisal_policy_ids is unset")
@@ -142,23 +184,42 @@ class ResourcePolicy:
             check("resource.appraisal_policy.not_allowed", "ear.appraisal-policy-id", got,
                   sorted(self.appraisal_policy_ids), got in self.appraisal_policy_ids,
                   "appraised under a policy this resource does not accept")
-        svn = c.get("guest_svn")
-        check("resource.guest_svn.below_minimum", "guest_svn", svn, self.min_guest_svn,
-              isinstance(svn, int) and svn >= self.min_guest_svn, "guest SVN below the minimum")
-        debug = c.get("guest_policy", {}).get("debug")
-        if self.allow_debug:
-            skip("resource.debug", "guest_policy.debug", "allow_debug is true")
+        if tee == "sevsnp":
+            svn = c.get("guest_svn")
+            check("resource.guest_svn.below_minimum", "guest_svn", svn, self.min_guest_svn,
+                  isinstance(svn, int) and svn >= self.min_guest_svn,
+                  "guest SVN below the minimum")
+        elif self.min_guest_svn:
+            other_tee("resource.guest_svn.below_minimum", "guest_svn", "sevsnp",
+                      self.min_guest_svn)
         else:
-            check("resource.debug", "guest_policy.debug", debug, False, debug is False,
+            skip("resource.guest_svn.below_minimum", "guest_svn",
+                 f"min_guest_svn is 0 (a {tee} token has no guest SVN)")
+        if tee == "tdx":
+            attrs = c.get("td_attributes")
+            debug: Any = (bool(int(attrs[:2], 16) & 1) if isinstance(attrs, str)
+                          and len(attrs) >= 2 else None)
+            fld = "td_attributes.debug"
+        else:
+            debug = c.get("guest_policy", {}).get("debug")
+            fld = "guest_policy.debug"
+        if self.allow_debug:
+            skip("resource.debug", fld, "allow_debug is true")
+        else:
+            check("resource.debug", fld, debug, False, debug is False,
                   "debug guest: its memory is readable by the host")
         if self.host_data is None:
             skip("resource.host_data.mismatch", "host_data", "host_data is unset")
+        elif tee != "sevsnp":
+            other_tee("resource.host_data.mismatch", "host_data", "sevsnp", self.host_data)
         else:
             got = c.get("host_data")
             check("resource.host_data.mismatch", "host_data", got, self.host_data,
                   got == self.host_data, "host data differs")
         if self.chip_ids is None:
             skip("resource.chip_id.mismatch", "chip_id", "chip_ids is unset")
+        elif tee != "sevsnp":
+            other_tee("resource.chip_id.mismatch", "chip_id", "sevsnp", sorted(self.chip_ids))
         else:
             got = c.get("chip_id")
             check("resource.chip_id.mismatch", "chip_id", got, sorted(self.chip_ids),

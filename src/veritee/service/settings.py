@@ -10,6 +10,12 @@ unless ``dev_mode`` is set explicitly:
 * ``token_ttl`` above 1 hour or ``nonce_ttl`` above 10 minutes (results must be short-lived;
   challenges must be fresh).
 
+Intel TDX quotes are verified against the pinned production Intel SGX Root CA (no setting
+widens it). ``intel_collateral_dir`` names a directory of Intel DCAP collateral (TCB Info, QE
+Identity, CRLs; read once at start with :func:`veritee.collateral.intel.load_directory`);
+without it a quote's TCB status is unknown and the TDX appraisal refuses every quote.
+``tdx_allowed_tcb_statuses`` lists the TCB statuses accepted (default ``UpToDate`` only).
+
 Environment variables are the upper-case names prefixed with ``VERITEE_``
 (``VERITEE_DATABASE_URL``, ``VERITEE_DEV_MODE=1``, ``VERITEE_TRUST_ROOTS=a.pem,b.pem``).
 """
@@ -54,6 +60,8 @@ class Settings:
     emulated_machine_dir: str | None = None
     master_key_file: str = "veritee-master.key.sealed"
     log_level: str = "info"
+    intel_collateral_dir: str | None = None
+    tdx_allowed_tcb_statuses: tuple[str, ...] = ("UpToDate",)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def insecure_reasons(self) -> list[str]:
@@ -140,7 +148,8 @@ _KINDS: dict[str, Any] = {
     "tls_certfile": "str | None", "tls_keyfile": "str | None", "issuer": str, "ear_alg": str,
     "token_ttl": int, "nonce_ttl": int, "appraisal_policy_id": str, "trust_roots": "tuple",
     "require_crl": bool, "key_source": str, "emulated_machine_dir": "str | None",
-    "master_key_file": str, "log_level": str,
+    "master_key_file": str, "log_level": str, "intel_collateral_dir": "str | None",
+    "tdx_allowed_tcb_statuses": "tuple",
 }
 
 
@@ -180,6 +189,15 @@ def _validate(s: Settings) -> None:
         raise ConfigError("tls_certfile/tls_keyfile: set both or neither")
     if s.log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level: got {s.log_level!r}, want debug/info/warning/error")
+    from veritee.formats.intel import TcbStatus
+
+    known = [t.value for t in TcbStatus if t is not TcbStatus.REVOKED]  # never acceptable
+    if not s.tdx_allowed_tcb_statuses:
+        raise ConfigError("tdx_allowed_tcb_statuses: want at least one TCB status")
+    for status in s.tdx_allowed_tcb_statuses:
+        if status not in known:
+            raise ConfigError(f"tdx_allowed_tcb_statuses: got {status!r}, want one of "
+                              f"{', '.join(known)}")
     if not s.dev_mode:
         reasons = s.insecure_reasons()
         if reasons:
@@ -199,7 +217,8 @@ def load_settings(path: str | Path | None = None, *, env: Mapping[str, str] | No
     if path is not None:
         data = dict(load_mapping(path))
         base = Path(path).resolve().parent
-        for key in ("emulated_machine_dir", "master_key_file", "tls_certfile", "tls_keyfile"):
+        for key in ("emulated_machine_dir", "master_key_file", "tls_certfile", "tls_keyfile",
+                    "intel_collateral_dir"):
             if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
                 data[key] = str(base / data[key])
         if isinstance(data.get("trust_roots"), list):
