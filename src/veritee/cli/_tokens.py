@@ -77,12 +77,12 @@ def verify_token(args: argparse.Namespace, data: bytes, kind: str, *, appraise: 
 
             roots = None
             if args.trust_root:
-                from pathlib import Path
-
                 from cryptography import x509
 
+                from veritee.cli import _read
+
                 roots = [x509.load_der_x509_certificate(c.der) for path in args.trust_root
-                         for c in load_certificates(Path(path).read_bytes(), source=path)]
+                         for c in load_certificates(_read(path, "trust root"), source=path)]
             verified = verify_document(data, now=now, trusted_roots=roots)
             name, judge = "AWS Nitro attestation document", lambda: appraise_nitro(
                 verified, NitroPolicy())

@@ -9,19 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from veritee.cli import AddCommand
+from veritee.cli import AddCommand, _read
 from veritee.errors import ConfigError
 
 __all__ = ["register"]
-
-
-def _read(path: str, what: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{what} {path}: cannot read ({exc.strerror})") from None
 
 
 def _nonce(text: str) -> bytes:
