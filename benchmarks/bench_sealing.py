@@ -58,7 +58,7 @@ def _phase(name: str, workdir: Path) -> dict[str, float]:
         if name == "seal":
             seal_file(guest, src, sealed, SealingPolicy.measurement(), chunk_size=CHUNK)
         else:
-            unseal_file(guest, sealed, out)
+            unseal_file(guest, sealed, out, SealingPolicy.measurement())
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"seconds": seconds, "peak_mib": peak}
