@@ -22,7 +22,14 @@ from veritee.platform.emulated.snp import (
     EmulatedSnpGuest,
     InsecureEmulatedSnpMachine,
 )
-from veritee.sealing import SealingPolicy, seal_to_path, unseal_path
+from veritee.sealing import (
+    Sealer,
+    SealingPolicy,
+    counter_id_for,
+    seal,
+    seal_to_path,
+    unseal_path,
+)
 
 IMAGE = simple_guest_image(b"R" * 4096)
 POLICY = SealingPolicy.measurement()
@@ -38,8 +45,8 @@ class CrashingCounters:
     def __init__(self, machine: InsecureEmulatedSnpMachine, crash_at: int) -> None:
         self.machine, self.crash_at, self.advances = machine, crash_at, 0
 
-    def counter_create(self) -> bytes:
-        return self.machine.counter_create()
+    def counter_create(self, counter_id: bytes | None = None) -> bytes:
+        return self.machine.counter_create(counter_id)
 
     def counter_read(self, counter_id: bytes) -> int:
         return self.machine.counter_read(counter_id)
@@ -121,12 +128,56 @@ def test_unprotected_seal_refused_where_rollback_declared(machine: InsecureEmula
 
 def test_file_from_a_replaced_counter_refused(machine: InsecureEmulatedSnpMachine,
                                               tmp_path: Path) -> None:
-    """The host deletes the file so the writer starts a new counter, then restores it."""
+    """The host deletes the file so the writer would start a new counter, then restores the
+    old file, which still matches its own (abandoned) counter: a declared counter id stops
+    it."""
     guest = machine.launch(IMAGE)
     path = tmp_path / "state.sealed"
-    seal_to_path(guest, path, b"balance=100", POLICY, counters=machine)
+    cid = counter_id_for(b"test-namespace", str(path))
+    seal_to_path(guest, path, b"balance=100", POLICY, counters=machine, counter_id=cid)
     shutil.copy(path, tmp_path / "copy")
     path.unlink()
-    seal_to_path(guest, path, b"balance=0", POLICY, counters=machine)
+    seal_to_path(guest, path, b"balance=0", POLICY, counters=machine, counter_id=cid)
+    assert unseal_path(guest, path, POLICY, counters=machine, counter_id=cid) == b"balance=0"
     shutil.copy(tmp_path / "copy", path)
-    pytest.skip("counter identity is taken from the header: see docs/sealing.md")
+    refused(lambda: unseal_path(guest, path, POLICY, counters=machine, counter_id=cid))
+
+
+def test_sealer_declares_its_counters(machine: InsecureEmulatedSnpMachine,
+                                      tmp_path: Path) -> None:
+    """What the key store uses: the Sealer picks the counter, not the file's header."""
+    guest = machine.launch(IMAGE)
+    sealer = Sealer(guest, POLICY, counters=machine)
+    path = tmp_path / "meta.sealed"
+    sealer.seal_to_path(path, b"destroyed=false", rollback=True)
+    shutil.copy(path, tmp_path / "copy")
+    path.unlink()  # the host hides the file: a writer without a declared id starts afresh
+    sealer.seal_to_path(path, b"destroyed=true", rollback=True)
+    shutil.copy(tmp_path / "copy", path)
+    refused(lambda: sealer.unseal_path(path, rollback=True))
+    # A file made under another (random) counter, current there, is refused as well.
+    path.write_bytes(seal(guest, b"destroyed=false", POLICY, counters=machine))
+    refused(lambda: sealer.unseal_path(path, rollback=True))
+
+
+def test_declared_counter_survives_a_crash_after_commit(machine: InsecureEmulatedSnpMachine,
+                                                        tmp_path: Path) -> None:
+    guest = machine.launch(IMAGE)
+    sealer = Sealer(guest, POLICY, counters=machine)
+    path = tmp_path / "s"
+    sealer.seal_to_path(path, b"v1", rollback=True)
+    crashing = CrashingCounters(machine, crash_at=0)  # never crashes: count the advances
+    real_replace = os.replace
+
+    def killed_before_rename(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        if Path(dst) == path:
+            raise Crash
+        real_replace(src, dst)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "replace", killed_before_rename)
+        with contextlib.suppress(Crash):
+            seal_to_path(guest, path, b"v2", POLICY, counters=crashing,  # type: ignore[arg-type]
+                         counter_id=sealer.counter_for(path))
+    assert crashing.advances == 2  # reserved and committed, then killed
+    assert sealer.unseal_path(path, rollback=True) == b"v2"  # the pending version opens

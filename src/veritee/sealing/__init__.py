@@ -30,7 +30,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from veritee.errors import ConfigError, SealingError
-from veritee.formats.sealed import HEADER_SIZE, SealedHeader, SealKind
+from veritee.formats.sealed import HEADER_SIZE, SealedHeader, SealKind, SealPolicyKind
 from veritee.sealing._core import (
     KeySource,
     MonotonicCounters,
@@ -38,6 +38,7 @@ from veritee.sealing._core import (
     SealingPolicy,
     check_rollback,
     complete_publish,
+    counter_id_for,
     data_key,
     header_for,
     no_oracle,
@@ -62,6 +63,7 @@ __all__ = [
     "SealedHeader",
     "Sealer",
     "SealingPolicy",
+    "counter_id_for",
     "inspect",
     "open_sealed",
     "reseal",
@@ -96,11 +98,13 @@ def seal(source: KeySource, data: bytes, policy: SealingPolicy, *, aad: bytes = 
          counters: MonotonicCounters | None = None, counter_id: bytes | None = None) -> bytes:
     """Seal ``data`` so that only workloads ``policy`` names can unseal it.
 
-    With ``counters`` the seal is a new version of ``counter_id`` (a new counter when None)
-    and becomes the current version at once, so every earlier version is refused from now
-    on. Prefer :func:`seal_to_path`, which commits only once the new version is durable.
+    With ``counters`` the seal is a new version of ``counter_id`` (the caller's declared id,
+    created on first use; a new random counter when None) and becomes the current version at
+    once, so every earlier version is refused from now on. Prefer :func:`seal_to_path`,
+    which commits only once the new version is durable.
     """
-    slot = RollbackSlot.next_for(counters, counter_id) if counters is not None else None
+    slot = (RollbackSlot.next_for(counters, counter_id, declared=counter_id is not None)
+            if counters is not None else None)
     blob = _seal(source, data, policy, aad, slot)
     if slot is not None:
         slot.commit()
@@ -108,49 +112,58 @@ def seal(source: KeySource, data: bytes, policy: SealingPolicy, *, aad: bytes = 
 
 
 def unseal(source: KeySource, blob: bytes, policy: SealingPolicy, *, aad: bytes = b"",
-           counters: MonotonicCounters | None = None) -> bytes:
+           counters: MonotonicCounters | None = None,
+           counter_id: bytes | None = None) -> bytes:
     """Open a sealed blob, or raise the one :class:`SealingError`.
 
     ``policy`` is what the *reader* expects (:meth:`SealingPolicy.check`): a blob whose
     header is weaker in any way (another policy kind, a field not selected, another VMPL, an
     SVN or TCB below the floors) is refused even though its key derives. ``counters``
-    declares the blob rollback-protected: it must then carry exactly the committed version.
+    declares the blob rollback-protected: it must then carry exactly the committed version
+    (of ``counter_id``, when the caller declares which counter guards it).
     """
     with no_oracle():
         header = SealedHeader.from_bytes(blob)
         if header.kind is not SealKind.BLOB:
             raise SealingError()
-        check_rollback(header, counters)
+        check_rollback(header, counters, counter_id)
         key = data_key(reader_key(source, header, policy), header, _LABEL)
         return AESGCM(key).decrypt(header.nonce, blob[HEADER_SIZE:], blob[:HEADER_SIZE] + aad)
 
 
 def reseal(source: KeySource, blob: bytes, policy: SealingPolicy, *, expected: SealingPolicy,
-           aad: bytes = b"", counters: MonotonicCounters | None = None) -> bytes:
+           aad: bytes = b"", counters: MonotonicCounters | None = None,
+           counter_id: bytes | None = None) -> bytes:
     """Move sealed data that meets ``expected`` to ``policy`` (e.g. a raised SVN floor)."""
-    data = unseal(source, blob, expected, aad=aad, counters=counters)
-    old = SealedHeader.from_bytes(blob)
-    cid = old.counter_id if old.rollback_protected else None
+    data = unseal(source, blob, expected, aad=aad, counters=counters, counter_id=counter_id)
+    if counters is None:
+        return seal(source, data, policy, aad=aad)
+    cid = counter_id or SealedHeader.from_bytes(blob).counter_id
     return seal(source, data, policy, aad=aad, counters=counters, counter_id=cid)
 
 
 def seal_to_path(source: KeySource, path: Path, data: bytes, policy: SealingPolicy, *,
-                 aad: bytes = b"", counters: MonotonicCounters | None = None) -> None:
+                 aad: bytes = b"", counters: MonotonicCounters | None = None,
+                 counter_id: bytes | None = None) -> None:
     """Seal ``data`` into ``path`` atomically (temp file, fsync, rename, directory fsync).
 
     With ``counters``, the new file is a new version of the file it replaces, committed in
     the counter before it becomes visible (:func:`~veritee.sealing._core.publish`): from the
     commit on, only the new version opens; a crash before it leaves the old version.
+    ``counter_id`` declares the path's counter (see :func:`counter_id_for`); without it the
+    counter named by the file being replaced is continued (a new one if there is none).
     """
     path = Path(path)
-    slot = (RollbackSlot.next_for(counters, existing_counter(path))
+    slot = (RollbackSlot.next_for(counters, counter_id or existing_counter(path),
+                                  declared=counter_id is not None)
             if counters is not None else None)
     blob = _seal(source, data, policy, aad, slot)
     publish(path, lambda fh: fh.write(blob), slot)
 
 
 def unseal_path(source: KeySource, path: Path, policy: SealingPolicy, *, aad: bytes = b"",
-                counters: MonotonicCounters | None = None) -> bytes:
+                counters: MonotonicCounters | None = None,
+                counter_id: bytes | None = None) -> bytes:
     """Read and unseal a blob written by :func:`seal_to_path` (``policy``, ``counters``: as
     for :func:`unseal`). A version committed by a writer that crashed before its rename is
     found in the pending file, and the rename is completed."""
@@ -158,21 +171,23 @@ def unseal_path(source: KeySource, path: Path, policy: SealingPolicy, *, aad: by
     try:
         with no_oracle():
             blob = path.read_bytes()
-        return unseal(source, blob, policy, aad=aad, counters=counters)
+        return unseal(source, blob, policy, aad=aad, counters=counters, counter_id=counter_id)
     except SealingError:
         if counters is None:
             raise
         pending = pending_path(path)
         with no_oracle():
             staged = pending.read_bytes()
-        data = unseal(source, staged, policy, aad=aad, counters=counters)
+        data = unseal(source, staged, policy, aad=aad, counters=counters,
+                      counter_id=counter_id)
         complete_publish(pending, path)
         return data
 
 
 def reseal_path(source: KeySource, path: Path, policy: SealingPolicy, *,
                 expected: SealingPolicy, aad: bytes = b"",
-                counters: MonotonicCounters | None = None) -> None:
+                counters: MonotonicCounters | None = None,
+                counter_id: bytes | None = None) -> None:
     """Reseal the blob or sealed file at ``path`` (which must meet ``expected``) under
     ``policy``, atomically in place."""
     path = Path(path)
@@ -181,11 +196,11 @@ def reseal_path(source: KeySource, path: Path, policy: SealingPolicy, *,
     if header.kind is SealKind.STREAM:
         from veritee.sealing.stream import reseal_file
 
-        reseal_file(source, path, policy, expected=expected, counters=counters)
+        reseal_file(source, path, policy, expected=expected, counters=counters,
+                    counter_id=counter_id)
         return
-    seal_to_path(source, path,
-                 unseal_path(source, path, expected, aad=aad, counters=counters), policy,
-                 aad=aad, counters=counters)
+    data = unseal_path(source, path, expected, aad=aad, counters=counters, counter_id=counter_id)
+    seal_to_path(source, path, data, policy, aad=aad, counters=counters, counter_id=counter_id)
 
 
 @dataclass(frozen=True)
@@ -194,12 +209,16 @@ class Sealer:
 
     ``policy`` is both how new data is sealed and what reading expects (so a signer policy
     that must survive upgrades states its ``min_svn``). ``counters`` makes
-    ``rollback=True`` possible; asking for rollback protection without them raises.
+    ``rollback=True`` possible; asking for rollback protection without them raises. A
+    rollback-protected path is guarded by a counter the Sealer declares itself
+    (:func:`counter_id_for` of ``counter_namespace`` and the absolute path; the namespace
+    defaults to the workload identity the policy binds), never by the id in the file.
     """
 
     source: KeySource
     policy: SealingPolicy
     counters: MonotonicCounters | None = None
+    counter_namespace: bytes | None = None
 
     def seal(self, data: bytes, *, aad: bytes = b"") -> bytes:
         """Seal a blob (no rollback counter: the caller decides where it lives)."""
@@ -218,13 +237,27 @@ class Sealer:
                               "read without it")
         return self.counters
 
+    def counter_for(self, path: Path) -> bytes:
+        """The counter id this Sealer declares for a rollback-protected ``path``."""
+        namespace = self.counter_namespace
+        if namespace is None:
+            own = own_report(self.source)
+            if self.policy.kind is SealPolicyKind.MEASUREMENT:
+                namespace = b"measurement:" + own.measurement
+            else:  # the state survives upgrades: the signer and family, not the image
+                namespace = (b"signer:" + own.author_key_digest + own.id_key_digest
+                             + own.family_id)
+        return counter_id_for(namespace, str(Path(path).resolve()))
+
     def seal_to_path(self, path: Path, data: bytes, *, aad: bytes = b"",
                      rollback: bool = False) -> None:
         """Seal atomically into ``path`` (a new rollback-protected version if asked)."""
-        seal_to_path(self.source, path, data, self.policy, aad=aad,
-                     counters=self._counters(rollback))
+        counters = self._counters(rollback)
+        seal_to_path(self.source, path, data, self.policy, aad=aad, counters=counters,
+                     counter_id=self.counter_for(path) if counters is not None else None)
 
     def unseal_path(self, path: Path, *, aad: bytes = b"", rollback: bool = False) -> bytes:
         """Open a file written by :meth:`seal_to_path` (with the same ``rollback``)."""
-        return unseal_path(self.source, path, self.policy, aad=aad,
-                           counters=self._counters(rollback))
+        counters = self._counters(rollback)
+        return unseal_path(self.source, path, self.policy, aad=aad, counters=counters,
+                           counter_id=self.counter_for(path) if counters is not None else None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -53,8 +54,11 @@ class MonotonicCounters(Protocol):
     """Monotonic counters kept outside the sealed data: in the secure processor's NV state
     (emulated) or an external counter service. Values only ever go up."""
 
-    def counter_create(self) -> bytes:
-        """Allocate a counter at 0; return its 16-byte id."""
+    def counter_create(self, counter_id: bytes | None = None) -> bytes:
+        """Allocate a counter at 0 under a fresh random 16-byte id; or, given
+        ``counter_id`` (a caller-declared id, like a TPM NV index the caller picks), make
+        sure that counter exists (created at 0 if absent, left as it is otherwise). Return
+        the id."""
         ...
 
     def counter_read(self, counter_id: bytes) -> int:
@@ -249,13 +253,20 @@ class RollbackSlot:
     value: int
 
     @classmethod
-    def next_for(cls, counters: MonotonicCounters, counter_id: bytes | None) -> RollbackSlot:
-        """Reserve the next version of ``counter_id`` (a new counter when ``None``).
+    def next_for(cls, counters: MonotonicCounters, counter_id: bytes | None, *,
+                 declared: bool = False) -> RollbackSlot:
+        """Reserve the next version of ``counter_id`` (a new counter when ``None``; with
+        ``declared``, the caller's own id, created on first use).
 
         The reservation is recorded in the counter at once, so this number is never handed
         out again, whether or not this write completes.
         """
-        cid = counter_id if counter_id is not None else counters.counter_create()
+        if declared:
+            if counter_id is None or len(counter_id) != 16 or not any(counter_id):
+                raise ConfigError("counter_id: want 16 bytes, not all zero")
+            cid = counters.counter_create(counter_id)
+        else:
+            cid = counter_id if counter_id is not None else counters.counter_create()
         reserved, committed = _halves(counters.counter_read(cid))
         value = reserved + 1
         if value > _LOW:
@@ -273,19 +284,32 @@ class RollbackSlot:
         self.counters.counter_advance(self.counter_id, dead << _HALF | dead)
 
 
-def check_rollback(header: SealedHeader, counters: MonotonicCounters | None) -> None:
+def counter_id_for(namespace: bytes, name: str) -> bytes:
+    """A caller-declared counter id: SHA-256 over a label, ``namespace`` (e.g. the
+    workload's identity) and ``name`` (e.g. the absolute path), cut to 16 bytes."""
+    h = hashlib.sha256(b"veritee-rollback-counter-v1\0" + namespace + b"\0" + name.encode())
+    return h.digest()[:16]
+
+
+def check_rollback(header: SealedHeader, counters: MonotonicCounters | None,
+                   counter_id: bytes | None = None) -> None:
     """Refuse a version that is not exactly the counter's committed one.
 
     ``counters`` is the caller's declaration that the object is rollback-protected: then
     the header must carry a counter and exactly its committed version (anything else is an
     older, a failed or an unprotected copy). Without ``counters`` a header that carries a
-    counter is refused too: its freshness cannot be checked.
+    counter is refused too: its freshness cannot be checked. ``counter_id`` declares *which*
+    counter: without it the header names its own counter, so a copy made under a counter
+    the writer later abandoned (the host deleted the file before a write) would still match
+    its old counter.
     """
     if counters is None:
         if header.rollback_protected:
             raise SealingError()
         return
     if not header.rollback_protected:
+        raise SealingError()
+    if counter_id is not None and header.counter_id != counter_id:
         raise SealingError()
     if header.counter_value != committed_version(counters, header.counter_id):
         raise SealingError()

@@ -96,11 +96,14 @@ def existing_counter(path: Path) -> bytes | None:
 
 
 def _seal_chunks(source: KeySource, chunks: Iterable[bytes], dst: Path, policy: SealingPolicy,
-                 *, chunk_size: int, counters: MonotonicCounters | None) -> None:
+                 *, chunk_size: int, counters: MonotonicCounters | None,
+                 counter_id: bytes | None) -> None:
     if not 1 <= chunk_size <= 1 << 30:
         raise ConfigError(f"chunk_size: got {chunk_size}, want 1..2**30")
     request = policy.key_request(own_report(source))
-    slot = RollbackSlot.next_for(counters, existing_counter(dst)) if counters else None
+    slot = (RollbackSlot.next_for(counters, counter_id or existing_counter(dst),
+                                  declared=counter_id is not None)
+            if counters is not None else None)
     header = with_counter(header_for(request, policy.kind, SealKind.STREAM,
                                      salt=os.urandom(32), nonce=os.urandom(7) + bytes(5),
                                      chunk_size=chunk_size), slot)
@@ -120,11 +123,13 @@ def _seal_chunks(source: KeySource, chunks: Iterable[bytes], dst: Path, policy: 
 
 def seal_file(source: KeySource, src: Path, dst: Path, policy: SealingPolicy, *,
               chunk_size: int = DEFAULT_CHUNK_SIZE,
-              counters: MonotonicCounters | None = None) -> None:
-    """Seal the file ``src`` into ``dst`` (atomically), streaming: memory is O(chunk_size)."""
+              counters: MonotonicCounters | None = None,
+              counter_id: bytes | None = None) -> None:
+    """Seal the file ``src`` into ``dst`` (atomically), streaming: memory is O(chunk_size).
+    ``counters`` / ``counter_id``: as for :func:`~veritee.sealing.seal_to_path`."""
     with Path(src).open("rb") as fh:
         _seal_chunks(source, _read_chunks(fh, chunk_size), Path(dst), policy,
-                     chunk_size=chunk_size, counters=counters)
+                     chunk_size=chunk_size, counters=counters, counter_id=counter_id)
 
 
 class SealedFileReader:
@@ -134,24 +139,25 @@ class SealedFileReader:
     touches."""
 
     def __init__(self, source: KeySource, path: Path, policy: SealingPolicy,
-                 counters: MonotonicCounters | None = None) -> None:
+                 counters: MonotonicCounters | None = None,
+                 counter_id: bytes | None = None) -> None:
         self._fh: BinaryIO | None = None
         self._last: bytes | None = None  # the final chunk, authenticated once at open
         try:
-            self._open(source, Path(path), policy, counters)
+            self._open(source, Path(path), policy, counters, counter_id)
         except BaseException:
             self.close()
             raise
 
     def _open(self, source: KeySource, path: Path, policy: SealingPolicy,
-              counters: MonotonicCounters | None) -> None:
+              counters: MonotonicCounters | None, counter_id: bytes | None) -> None:
         with no_oracle():
             self._fh = path.open("rb")
             raw = self._fh.read(HEADER_SIZE)
             header = SealedHeader.from_bytes(raw)
             if header.kind is not SealKind.STREAM:
                 raise SealingError()
-            check_rollback(header, counters)
+            check_rollback(header, counters, counter_id)
             self._raw = raw
             self._prefix = header.nonce[:7]
             self._chunk = header.chunk_size
@@ -217,37 +223,41 @@ class SealedFileReader:
 
 
 def open_sealed(source: KeySource, path: Path, policy: SealingPolicy,
-                counters: MonotonicCounters | None = None) -> SealedFileReader:
+                counters: MonotonicCounters | None = None,
+                counter_id: bytes | None = None) -> SealedFileReader:
     """Open a sealed file for random access (raises the one SealingError on any failure).
 
     ``policy`` is what the reader expects; ``counters`` declares the file rollback-protected
     (exact committed version only; a committed version left pending by a crash is found and
-    its rename completed).
+    its rename completed); ``counter_id`` declares which counter guards it.
     """
     path = Path(path)
     try:
-        return SealedFileReader(source, path, policy, counters)
+        return SealedFileReader(source, path, policy, counters, counter_id)
     except SealingError:
         if counters is None:
             raise
         pending = pending_path(path)
-        reader = SealedFileReader(source, pending, policy, counters)
+        reader = SealedFileReader(source, pending, policy, counters, counter_id)
         complete_publish(pending, path)  # the open file descriptor stays valid
         return reader
 
 
 def unseal_file(source: KeySource, src: Path, dst: Path, policy: SealingPolicy, *,
-                counters: MonotonicCounters | None = None) -> None:
+                counters: MonotonicCounters | None = None,
+                counter_id: bytes | None = None) -> None:
     """Unseal ``src`` into ``dst``; ``dst`` appears only once every chunk authenticated."""
-    with open_sealed(source, src, policy, counters) as reader, atomic_open(Path(dst)) as out:
+    with open_sealed(source, src, policy, counters, counter_id) as reader, \
+            atomic_open(Path(dst)) as out:
         for chunk in reader.chunks():
             out.write(chunk)
 
 
 def reseal_file(source: KeySource, path: Path, policy: SealingPolicy, *,
-                expected: SealingPolicy, counters: MonotonicCounters | None = None) -> None:
+                expected: SealingPolicy, counters: MonotonicCounters | None = None,
+                counter_id: bytes | None = None) -> None:
     """Reseal a sealed file that meets ``expected`` under ``policy`` in place (atomically)."""
     path = Path(path)
-    with open_sealed(source, path, expected, counters) as reader:
+    with open_sealed(source, path, expected, counters, counter_id) as reader:
         _seal_chunks(source, reader.chunks(), path, policy, chunk_size=reader.chunk_size,
-                     counters=counters)
+                     counters=counters, counter_id=counter_id)
