@@ -14,6 +14,7 @@ from veritee.sealing import (
     KeySource,
     MonotonicCounters,
     SealingPolicy,
+    counter_id_for,
     reseal_path,
     seal_file,
     unseal_file,
@@ -88,9 +89,18 @@ def _cmd_seal(args: argparse.Namespace) -> int:
     if not src.is_file():
         raise ConfigError(f"{src}: no such file")
     seal_file(work.source, src, Path(args.output), _policy(args), chunk_size=args.chunk_size,
-              counters=counters)
+              counters=counters, counter_id=_counter_id(args.output, counters))
     print(f"sealed {src} -> {args.output} on {work.description}")
     return 0
+
+
+def _counter_id(path: str | Path, counters: MonotonicCounters | None) -> bytes | None:
+    # The CLI declares the counter of a protected file from its absolute path, so a copy made
+    # under an abandoned counter (the file was hidden before a write) is refused. Moving a
+    # protected file therefore makes it unreadable: move it with reseal, not mv.
+    if counters is None:
+        return None
+    return counter_id_for(b"veritee-cli", str(Path(path).resolve()))
 
 
 def _counters(args: argparse.Namespace,
@@ -113,9 +123,11 @@ def _cmd_unseal(args: argparse.Namespace) -> int:
     counters = _counters(args, work.counters)
     expected = _expected(args, work.source)
     if header.kind is SealKind.STREAM:
-        unseal_file(work.source, src, dst, expected, counters=counters)
+        unseal_file(work.source, src, dst, expected, counters=counters,
+                    counter_id=_counter_id(src, counters))
     else:
-        atomic_write(dst, unseal_path(work.source, src, expected, counters=counters))
+        atomic_write(dst, unseal_path(work.source, src, expected, counters=counters,
+                                      counter_id=_counter_id(src, counters)))
     print(f"unsealed {src} -> {dst}")
     return 0
 
@@ -126,8 +138,9 @@ def _cmd_reseal(args: argparse.Namespace) -> int:
     work = open_workload(args)
     path = Path(args.input)
     _read_header(path)  # a typed error for an unreadable file, before the platform is used
+    counters = _counters(args, work.counters)
     reseal_path(work.source, path, _policy(args), expected=_expected(args, work.source),
-                counters=_counters(args, work.counters))
+                counters=counters, counter_id=_counter_id(path, counters))
     print(f"resealed {path} under the {args.policy} policy")
     return 0
 
