@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from veritee.errors import SealingError
 from veritee.formats.sealed import SealKind, SealPolicyKind
-from veritee.formats.sevsnp import GuestFieldSelect, GuestPolicy, MsgKeyReq
+from veritee.formats.sevsnp import AttestationReport, GuestFieldSelect, GuestPolicy, MsgKeyReq
 from veritee.platform.emulated.measurement import measure, simple_guest_image
 from veritee.platform.emulated.snp import (
     EmulatedAmdVendor,
@@ -133,7 +133,5 @@ def test_unsigned_reader_refuses_signer_blobs(machine: InsecureEmulatedSnpMachin
     refused(victim, blob, SealingPolicy.signer(min_svn=0))
 
 
-def _own(guest: EmulatedSnpGuest):  # type: ignore[no-untyped-def]
-    from veritee.formats.sevsnp import AttestationReport
-
+def _own(guest: EmulatedSnpGuest) -> AttestationReport:
     return AttestationReport.from_bytes(guest.attestation_report(bytes(64)))

@@ -1151,8 +1151,11 @@ _INPUT_ALPHA_LOG2 = 40
 
 
 def _after_fork_in_child() -> None:
+    # A lock another parent thread held at fork() is held forever in the child: replace it.
     for drbg in list(_LIVE):
         drbg._lock = threading.Lock()
+        if isinstance(drbg._source, HealthTestedSource):
+            drbg._source._lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
