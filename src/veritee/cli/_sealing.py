@@ -103,6 +103,15 @@ def _counter_id(path: str | Path, counters: MonotonicCounters | None) -> bytes |
     return counter_id_for(b"veritee-cli", str(Path(path).resolve()))
 
 
+def _hint_rollback(args: argparse.Namespace, header: SealedHeader) -> None:
+    # The header is public, so saying what it carries leaks nothing. The converse (--rollback
+    # on a file without a counter) is what an attacker's substitute looks like: refused as
+    # sealed data that cannot be opened, without a hint.
+    if header.rollback_protected and not args.rollback:
+        raise ConfigError(f"{args.input} carries a rollback counter: open it with --rollback "
+                          "(only its current version opens)")
+
+
 def _counters(args: argparse.Namespace,
               available: MonotonicCounters | None) -> MonotonicCounters | None:
     if not getattr(args, "rollback", False):
@@ -120,6 +129,7 @@ def _cmd_unseal(args: argparse.Namespace) -> int:
     src, dst = Path(args.input), Path(args.output)
     header = _read_header(src)
     # The caller declares rollback protection (--rollback), never the file's header.
+    _hint_rollback(args, header)
     counters = _counters(args, work.counters)
     expected = _expected(args, work.source)
     if header.kind is SealKind.STREAM:
@@ -137,7 +147,7 @@ def _cmd_reseal(args: argparse.Namespace) -> int:
 
     work = open_workload(args)
     path = Path(args.input)
-    _read_header(path)  # a typed error for an unreadable file, before the platform is used
+    _hint_rollback(args, _read_header(path))
     counters = _counters(args, work.counters)
     reseal_path(work.source, path, _policy(args), expected=_expected(args, work.source),
                 counters=counters, counter_id=_counter_id(path, counters))
