@@ -64,9 +64,10 @@ def test_rollback_via_cli(state: Path, tmp_path: Path) -> None:
     assert main(["seal", str(src), str(sealed), "--rollback", *common]) == 0
     assert main(["unseal", str(sealed), str(tmp_path / "o"), "--rollback", *common]) == 0
     # the caller declares protection: without --rollback a counter-carrying file is refused
-    assert main(["unseal", str(sealed), str(tmp_path / "o"), *common]) == 3
+    assert main(["unseal", str(sealed), str(tmp_path / "o"), "--force", *common]) == 3
     sealed.write_bytes(old)
-    assert main(["unseal", str(sealed), str(tmp_path / "o"), "--rollback", *common]) == 8
+    assert main(["unseal", str(sealed), str(tmp_path / "o"), "--rollback", "--force",
+                 *common]) == 8
 
 
 def test_cli_unseal_with_rollback_refuses_an_unprotected_file(state: Path,
@@ -90,7 +91,7 @@ def test_signer_policy_and_reseal_via_cli(state: Path, tmp_path: Path) -> None:
     assert main(["unseal", str(sealed), str(tmp_path / "o3"), *signer(2), *v(3)]) == 0
     # the reader states its floor: by default its own SVN, so SVN-2 data is refused
     assert main(["unseal", str(sealed), str(tmp_path / "o3"), "--policy", "signer",
-                 *v(3)]) == 8
+                 "--force", *v(3)]) == 8
     assert main(["unseal", str(sealed), str(tmp_path / "o"), *v(3)]) == 8  # not measurement
     assert main(["unseal", str(sealed), str(tmp_path / "o1"), *signer(1), *v(1)]) == 8
     assert main(["reseal", str(sealed), "--policy", "signer", "--expect-min-svn", "2",

@@ -332,8 +332,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_emulate(args: argparse.Namespace) -> int:
-    from veritee.cli._emulate import run_emulate
+    from veritee.cli._emulate import export_roots, run_emulate
 
+    if getattr(args, "action", None) == "export-roots":
+        return export_roots(state=args.state, out=Path(args.out))
     return run_emulate(out=Path(args.out), product=args.product,
                        report_data=args.report_data, key_size=args.key_size,
                        debug=args.debug_guest)
@@ -419,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="up to 64 bytes of report data, hex")
     p.add_argument("--debug-guest", action="store_true", help="launch with the DEBUG policy bit")
     p.add_argument("--key-size", type=int, default=4096, choices=(2048, 3072, 4096))
+    importlib.import_module("veritee.cli._emulate").add_export_roots_args(p)
 
     # Feature modules register their own commands: each has ``register(add)``.
     for module in _COMMAND_MODULES:

@@ -11,6 +11,9 @@
     veritee cert attested --out DIR   (an emulated guest makes a key and an attested cert)
 
 Private keys are written unencrypted with mode 0600; keep them inside the TEE or seal them.
+``--key store:NAME`` (ca, csr, leaf) uses a key of the sealed key store instead of making one,
+and ``--ca-key store:NAME`` signs leaves with one: nothing private is written then (the
+``--store`` and platform options say which store, as for ``veritee keys``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import argparse
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from veritee._fs import atomic_write
 from veritee.cli import (
@@ -70,24 +74,28 @@ def register(add: AddCommand) -> None:
     p.add_argument("--subject", required=True, help='RFC 4514 name, e.g. "CN=Example CA"')
     p.add_argument("--days", type=int, default=3650)
     p.add_argument("--path-length", type=int, default=0)
+    _store_key_args(p)
     p.set_defaults(fn=_cmd_issue_ca)
 
     p = kinds.add_parser("csr", help="a key and a PKCS#10 request (key.pem, csr.pem)")
     _key_args(p)
     p.add_argument("--subject", required=True)
     _san_args(p)
+    _store_key_args(p)
     p.set_defaults(fn=_cmd_issue_csr)
 
     p = kinds.add_parser("leaf", help="a leaf signed by a CA, from a CSR or a new key")
     _key_args(p)
     p.add_argument("--ca-cert", required=True, metavar="PEM")
-    p.add_argument("--ca-key", required=True, metavar="PEM")
+    p.add_argument("--ca-key", required=True, metavar="PEM", help="the CA's key: a PEM file "
+                   "or store:NAME (a key in the key store)")
     p.add_argument("--csr", metavar="FILE", help="issue for this CSR (else a new key is made)")
     p.add_argument("--subject", help="subject (required without --csr; overrides the CSR's)")
     _san_args(p)
     p.add_argument("--usage", action="append", choices=sorted(_USAGES),
                    help="extended key usage (repeatable; default: server and client)")
     p.add_argument("--days", type=int, default=90)
+    _store_key_args(p)
     p.set_defaults(fn=_cmd_issue_leaf)
 
     p = actions.add_parser("check", help="check a leaf against its CA (signature, validity, "
@@ -137,6 +145,28 @@ def _key_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--out", required=True, metavar="DIR")
 
 
+def _store_key_args(p: argparse.ArgumentParser) -> None:
+    from veritee.cli._keys import add_store_args
+
+    p.add_argument("--key", metavar="store:NAME", help="use this key of the sealed key store "
+                   "(a sign key) instead of generating one; no private key is written")
+    add_store_args(p)
+
+
+def _store_name(ref: str | None, flag: str) -> str | None:
+    if ref is None:
+        return None
+    if not ref.startswith("store:") or len(ref) == len("store:"):
+        raise ConfigError(f"{flag}: got {ref!r}, want store:NAME (a key in the key store)")
+    return ref.removeprefix("store:")
+
+
+def _store_private(args: argparse.Namespace, name: str) -> Any:
+    from veritee.cli._keys import store_from_args
+
+    return store_from_args(args).signing_key(name)
+
+
 def _san_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dns", action="append", default=[], metavar="NAME")
     p.add_argument("--ip", action="append", default=[], metavar="ADDRESS")
@@ -154,12 +184,16 @@ def _write_key(path: Path, data: bytes) -> None:
 
 def _cmd_issue_ca(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    key = generate_private_key(args.key_type)
+    stored = _store_name(args.key, "--key")
+    key = _store_private(args, stored) if stored else generate_private_key(args.key_type)
     ca = create_ca(key, args.subject, now=datetime.now(UTC), valid_for=_days(args.days),
                    path_length=args.path_length)
-    _write_key(out / "ca.key", private_key_pem(key))
     atomic_write(out / "ca.pem", certificate_pem(ca.certificate), 0o644)
-    print(f"wrote {out / 'ca.pem'} and {out / 'ca.key'} (mode 0600)")
+    if stored:
+        print(f"wrote {out / 'ca.pem'} (its key stays in the key store: {stored})")
+    else:
+        _write_key(out / "ca.key", private_key_pem(key))
+        print(f"wrote {out / 'ca.pem'} and {out / 'ca.key'} (mode 0600)")
     print(f"sha256 fingerprint: {fingerprint(ca.certificate)}")
     return EXIT_OK
 
@@ -168,11 +202,15 @@ def _cmd_issue_csr(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives.serialization import Encoding
 
     out = Path(args.out)
-    key = generate_private_key(args.key_type)
+    stored = _store_name(args.key, "--key")
+    key = _store_private(args, stored) if stored else generate_private_key(args.key_type)
     csr = build_csr(key, args.subject, dns_names=args.dns, ip_addresses=args.ip)
-    _write_key(out / "key.pem", private_key_pem(key))
     atomic_write(out / "csr.pem", csr.public_bytes(Encoding.PEM), 0o644)
-    print(f"wrote {out / 'csr.pem'} and {out / 'key.pem'} (mode 0600)")
+    if stored:
+        print(f"wrote {out / 'csr.pem'} (its key stays in the key store: {stored})")
+    else:
+        _write_key(out / "key.pem", private_key_pem(key))
+        print(f"wrote {out / 'csr.pem'} and {out / 'key.pem'} (mode 0600)")
     return EXIT_OK
 
 
@@ -180,14 +218,29 @@ def _cmd_issue_leaf(args: argparse.Namespace) -> int:
     from veritee.crypto.certs import CertificateAuthority
 
     out = Path(args.out)
+    ca_stored = _store_name(args.ca_key, "--ca-key") if args.ca_key.startswith("store:") \
+        else None
     ca = CertificateAuthority(
         certificate=load_certificate(_read(args.ca_cert, "CA certificate"), source=args.ca_cert),
-        key=load_private_key(_read(args.ca_key, "CA key"), source=args.ca_key))
+        key=(_store_private(args, ca_stored) if ca_stored else
+             load_private_key(_read(args.ca_key, "CA key"), source=args.ca_key)))
+    stored = _store_name(args.key, "--key")
     usages = [_USAGES[u] for u in (args.usage or sorted(_USAGES))]
     now = datetime.now(UTC)
     dns: list[str] | None = args.dns or None  # None: keep the CSR's SAN
     ips: list[str] | None = args.ip or None
-    if args.csr:
+    if args.csr and stored:
+        raise ConfigError("--csr and --key: give one (the CSR names its own key)")
+    if stored:
+        if not args.subject:
+            raise ConfigError("--subject: required without --csr")
+        from veritee.cli._keys import store_from_args
+
+        public: Any = store_from_args(args).public_key(stored)  # EC, Ed25519 or RSA
+        cert = issue_leaf(ca, public, now=now,
+                          subject=args.subject, usages=usages, valid_for=_days(args.days),
+                          dns_names=dns, ip_addresses=ips)
+    elif args.csr:
         csr = load_csr(_read(args.csr, "CSR"), source=args.csr)
         cert = issue_leaf(ca, csr, now=now, subject=args.subject, usages=usages,
                           valid_for=_days(args.days), dns_names=dns, ip_addresses=ips)

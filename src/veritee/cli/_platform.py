@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -53,7 +54,10 @@ def add_platform_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("platform")
     g.add_argument("--platform", choices=("auto", "emulated", "sev-snp"), default="auto",
                    help="auto: /dev/sev-guest when present, else the emulated machine")
-    g.add_argument("--state", metavar="DIR", type=Path, help="emulated machine state directory")
+    g.add_argument("--state", metavar="DIR", type=Path, help="emulated machine state directory "
+                   "(must hold a machine unless --create)")
+    g.add_argument("--create", action="store_true", help="create a new emulated machine in "
+                   "--state DIR if none is there (a new chip: nothing sealed before opens)")
     g.add_argument("--image", metavar="FILE", type=Path,
                    help="emulated guest image (default: the demo firmware)")
     g.add_argument("--id-key", metavar="PEM", type=Path,
@@ -105,6 +109,14 @@ def open_workload(args: argparse.Namespace) -> Workload:
     from veritee.cli._demo import demo_image
 
     state = args.state or default_state_dir()
+    if not (state / InsecureEmulatedSnpMachine.STATE_FILE).exists():
+        # A mistyped --state must not silently become a new chip (whose keys open nothing).
+        # Only the default directory is created on first use.
+        explicit = args.state is not None or bool(os.environ.get("VERITEE_STATE_DIR"))
+        if explicit and not getattr(args, "create", False):
+            raise ConfigError(f"--state {state}: no emulated machine there (add --create to "
+                              "make a new one)")
+        print(f"veritee: created a new emulated SEV-SNP machine in {state}", file=sys.stderr)
     machine = InsecureEmulatedSnpMachine.open(state)
     if args.image is not None:
         try:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from veritee.cli import AddCommand
 from veritee.errors import ConfigError
-from veritee.formats.sealed import HEADER_SIZE, SealedHeader, SealKind
-from veritee.formats.sevsnp import TcbVersion
+from veritee.formats.sealed import HEADER_SIZE, SealedHeader, SealKind, SealPolicyKind
+from veritee.formats.sevsnp import GuestFieldSelect, TcbVersion
 from veritee.sealing import (
     KeySource,
     MonotonicCounters,
@@ -17,13 +17,14 @@ from veritee.sealing import (
     counter_id_for,
     reseal_path,
     seal_file,
+    seal_to_path,
     unseal_file,
     unseal_path,
 )
 from veritee.sealing._core import own_report
 from veritee.sealing.stream import DEFAULT_CHUNK_SIZE
 
-__all__ = ["register"]
+__all__ = ["bound_identity", "register"]
 
 
 def _make_policy(kind: str, min_svn: int | None, no_tcb: bool,
@@ -62,6 +63,39 @@ def _expected(args: argparse.Namespace, source: KeySource) -> SealingPolicy:
                         _tcb_floor(args.min_tcb, source, "--min-tcb"))
 
 
+# GUEST_FIELD_SELECT bits (SEV-SNP ABI 56860, "MSG_KEY_REQ Message Structure"),
+# described as what the sealed key is bound to.
+_FIELDS = ((GuestFieldSelect.MEASUREMENT, "the exact launch MEASUREMENT of the sealing guest"),
+           (GuestFieldSelect.FAMILY_ID, "its ID block's FAMILY_ID"),
+           (GuestFieldSelect.IMAGE_ID, "its ID block's IMAGE_ID"),
+           (GuestFieldSelect.GUEST_POLICY, "its guest POLICY"))
+
+
+def bound_identity(header: SealedHeader) -> dict[str, object]:
+    """What a sealed file's key is bound to, read from its (public) header.
+
+    The measurement and signer digests themselves are not in the header (the key derivation
+    mixes them in), so this names the fields; the values are those of the workload that
+    sealed it.
+    """
+    select = GuestFieldSelect(header.guest_field_select)
+    parts = [text for bit, text in _FIELDS if bit in select]
+    if header.policy is SealPolicyKind.SIGNER:
+        parts.insert(0, "the launch signer (ID / author key digest)")
+    if GuestFieldSelect.GUEST_SVN in select:
+        parts.append(f"guest SVN floor {header.guest_svn} (the sealer's --min-svn: readers "
+                     f"with SVN >= {header.guest_svn} may open it; --svn is the workload's own)")
+    if GuestFieldSelect.TCB_VERSION in select:
+        parts.append(f"firmware TCB >= 0x{header.tcb_version:016x}")
+    parts.append(f"VMPL {header.vmpl}")
+    root = "VM root key (this launch only)" if header.root_key_select else "chip (VCEK root)"
+    parts.append(f"key root: {root}")
+    return {"policy": header.policy.name.lower(), "fields": [f.name for f in GuestFieldSelect
+                                                              if f in select],
+            "guest_svn_floor": header.guest_svn, "rollback_protected": header.rollback_protected,
+            "summary": "; ".join(parts)}
+
+
 def _read_header(path: Path) -> SealedHeader:
     try:
         with path.open("rb") as fh:
@@ -75,9 +109,11 @@ def _cmd_seal(args: argparse.Namespace) -> int:
 
     if args.inspect:
         header = _read_header(Path(args.input))
+        binding = bound_identity(header)
         if args.format == "json":
-            print(json.dumps(header.to_dict(), indent=2))
+            print(json.dumps({**header.to_dict(), "bound_to": binding}, indent=2))
         else:
+            print(f"bound to: {binding['summary']}")
             for key, value in header.to_dict().items():
                 print(f"{key}: {value}")
         return 0
@@ -88,8 +124,14 @@ def _cmd_seal(args: argparse.Namespace) -> int:
     src = Path(args.input)
     if not src.is_file():
         raise ConfigError(f"{src}: no such file")
-    seal_file(work.source, src, Path(args.output), _policy(args), chunk_size=args.chunk_size,
-              counters=counters, counter_id=_counter_id(args.output, counters))
+    if args.aad is not None:  # associated data: only the blob form carries it
+        seal_to_path(work.source, Path(args.output), src.read_bytes(), _policy(args),
+                     aad=args.aad.encode(), counters=counters,
+                     counter_id=_counter_id(args.output, counters))
+    else:
+        seal_file(work.source, src, Path(args.output), _policy(args),
+                  chunk_size=args.chunk_size, counters=counters,
+                  counter_id=_counter_id(args.output, counters))
     print(f"sealed {src} -> {args.output} on {work.description}")
     return 0
 
@@ -125,18 +167,24 @@ def _cmd_unseal(args: argparse.Namespace) -> int:
     from veritee._fs import atomic_write
     from veritee.cli._platform import open_workload
 
-    work = open_workload(args)
     src, dst = Path(args.input), Path(args.output)
+    if (dst.exists() or dst.is_symlink()) and not args.force:
+        raise ConfigError(f"{dst} exists: give --force to overwrite it")
+    work = open_workload(args)
     header = _read_header(src)
     # The caller declares rollback protection (--rollback), never the file's header.
     _hint_rollback(args, header)
     counters = _counters(args, work.counters)
     expected = _expected(args, work.source)
+    aad = args.aad.encode() if args.aad is not None else b""
     if header.kind is SealKind.STREAM:
+        if aad:  # streams carry no associated data: refuse rather than ignore it
+            raise ConfigError(f"{src} is a sealed stream, which has no associated data: "
+                              "drop --aad")
         unseal_file(work.source, src, dst, expected, counters=counters,
                     counter_id=_counter_id(src, counters))
     else:
-        atomic_write(dst, unseal_path(work.source, src, expected, counters=counters,
+        atomic_write(dst, unseal_path(work.source, src, expected, aad=aad, counters=counters,
                                       counter_id=_counter_id(src, counters)))
     print(f"unsealed {src} -> {dst}")
     return 0
@@ -188,12 +236,17 @@ def register(adder: AddCommand) -> None:
                    "versions of OUT are refused once this one is written (then unseal and "
                    "reseal it with --rollback)")
     p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE)
+    p.add_argument("--aad", metavar="TEXT", help="associated data the reader must give "
+                   "(writes a blob, read whole into memory)")
     policy_args(p)
     add_platform_args(p)
 
     p = adder("unseal", "unseal a sealed file (blob or stream)", _cmd_unseal)
     p.add_argument("input", metavar="IN")
     p.add_argument("output", metavar="OUT")
+    p.add_argument("--aad", metavar="TEXT", help="the associated data the file was sealed "
+                   "with (`kbs get --seal` uses the resource path, e.g. --aad db/password)")
+    p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     policy_args(p, reading=True)
     rollback_arg(p)
     add_platform_args(p)

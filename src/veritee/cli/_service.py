@@ -91,6 +91,9 @@ def _cmd_kbs_get(args: argparse.Namespace) -> int:
         atomic_write(Path(args.out), secret, mode=0o600)
         what = "sealed secret" if args.seal else "secret"
         print(f"wrote {what} for {args.resource} to {args.out}", file=sys.stderr)
+        if args.seal:  # the resource path is the associated data: unseal must give it
+            print(f"open it with: veritee unseal {args.out} OUT --aad {args.resource}",
+                  file=sys.stderr)
     return 0
 
 

@@ -278,6 +278,15 @@ class KeyStore:
         return self._private(info, version, Usage.SIGN if Usage.SIGN in info.usages
                              else next(iter(info.usages))).public_key()
 
+    def signing_key(self, name: str, version: int | None = None) -> PrivateKeyTypes:
+        """The private key object of an asymmetric ``sign`` key's version (default: newest),
+        for in-process signers that need a key object (``cryptography``'s certificate and CSR
+        builders). Nothing is written, so ``exportable`` is not required."""
+        info = self.info(name)
+        if info.key_type is KeyType.AES_256:
+            raise KeyStoreError("wrong-usage", f"key {name!r} is symmetric: it cannot sign")
+        return self._private(info, version, Usage.SIGN)
+
     def sign(self, name: str, data: bytes) -> tuple[int, bytes]:
         """Sign with the newest version; return (version, signature)."""
         info = self.info(name)
