@@ -44,6 +44,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "veritee.cli._cert",
     "veritee.cli._isolation",
     "veritee.cli._service",
+    "veritee.cli._admin",
     "veritee.cli._tpm",
 )
 

@@ -122,7 +122,7 @@ def _settings_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(add: Add) -> None:
-    """Add ``serve``, ``audit``, ``kbs`` and ``admin`` to the ``veritee`` command."""
+    """Add ``serve``, ``audit`` and ``kbs`` to the ``veritee`` command."""
     p = add("serve", "run the verifier and key-broker service (uvicorn)", _cmd_serve)
     _settings_args(p)
     p.add_argument("--host")
@@ -149,12 +149,7 @@ def register(add: Add) -> None:
 
     add_platform_args(p)
 
-    p = add("admin", "service administration: 'admin token-create' makes a bearer token",
-            _cmd_token_create)
-    p.add_argument("action", choices=("token-create",))
-    _settings_args(p)
-    p.add_argument("--name", required=True)
-    p.add_argument("--role", choices=("admin", "reader"), default="admin")
+    # ``admin`` (the API client and the token-create bootstrap) is in veritee.cli._admin.
 
 
 def _dispatch_kbs(args: argparse.Namespace) -> int:

@@ -1,0 +1,208 @@
+"""``veritee admin`` against a running service (uvicorn on loopback, in-process).
+
+Every command goes through the admin HTTP API; the tests check what the service then holds
+through the same API or its store, and that refusals carry the problem's code and detail.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from veritee.cli import main
+from veritee.platform.emulated.snp import InsecureEmulatedSnpMachine
+from veritee.service import MasterKey
+
+from _service_support import (  # noqa: F401 - fixtures by name
+    Service,
+    machine,
+    start_service,
+    vendor,
+)
+
+MEASUREMENT = "ab" * 48
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory: pytest.TempPathFactory,
+        machine: InsecureEmulatedSnpMachine) -> Iterator[Service]:  # noqa: F811
+    db = tmp_path_factory.mktemp("admin") / "svc.db"
+    s = start_service(f"sqlite:///{db}", machine, master=MasterKey(b"\x22" * 32))
+    yield s
+    s.server.stop()
+    s.http.close()
+    s.store.close()
+
+
+@pytest.fixture
+def admin(svc: Service, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    monkeypatch.setenv("VERITEE_ADMIN_TOKEN", svc.admin)
+    return ["--url", svc.url]
+
+
+def _json(capsys: pytest.CaptureFixture[str]) -> object:
+    return json.loads(capsys.readouterr().out)
+
+
+def test_resource_put_list_get_meta_delete(admin: list[str], tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    secret, policy = tmp_path / "pw", tmp_path / "policy.json"
+    secret.write_bytes(b"hunter2\n")
+    policy.write_text(json.dumps({"measurements": [MEASUREMENT]}))
+    assert main(["admin", "resource", "put", "db/password", "--secret-file", str(secret),
+                 "--policy", str(policy), *admin]) == 0
+    assert "stored db/password version 1" in capsys.readouterr().out
+    assert main(["admin", "resource", "list", "--format", "json", *admin]) == 0
+    listed = _json(capsys)
+    assert isinstance(listed, dict)
+    assert [r["path"] for r in listed["resources"]] == ["db/password"]
+    assert main(["admin", "resource", "get-meta", "db/password", "--format", "json",
+                 *admin]) == 0
+    meta = _json(capsys)
+    assert isinstance(meta, dict) and meta["version"] == 1
+    assert MEASUREMENT in json.dumps(meta["policy"]) and "hunter2" not in json.dumps(meta)
+    assert main(["admin", "resource", "delete", "db/password", *admin]) == 0
+    capsys.readouterr()
+    assert main(["admin", "resource", "get-meta", "db/password", *admin]) == 3
+    assert "resource.not_found" in capsys.readouterr().err
+
+
+def test_resource_secret_from_stdin(admin: list[str], tmp_path: Path, svc: Service,
+                                    monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'measurements = ["{MEASUREMENT}"]\n')
+
+    class _Stdin:
+        buffer = io.BytesIO(b"from stdin")
+
+    monkeypatch.setattr(sys, "stdin", _Stdin())
+    assert main(["admin", "resource", "put", "app/key", "--secret-file", "-", "--policy",
+                 str(policy), *admin]) == 0
+    with svc.store.transaction(write=False) as tx:
+        assert [p for p, _, _ in tx.resource_list()] == ["app/key"]
+    assert main(["admin", "resource", "delete", "app/key", *admin]) == 0
+
+
+def test_refusal_prints_the_problem_code_and_detail(admin: list[str], tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    secret, policy = tmp_path / "pw", tmp_path / "policy.json"
+    secret.write_bytes(b"x")
+    policy.write_text(json.dumps({"measurements": ["not hex"]}))
+    assert main(["admin", "resource", "put", "db/x", "--secret-file", str(secret),
+                 "--policy", str(policy), *admin]) == 3
+    err = capsys.readouterr().err
+    assert "refused:" in err and "policy.measurements" in err and "HTTP 400" in err
+
+
+def test_policy_put_get_list_delete(admin: list[str], tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    doc = tmp_path / "strict.toml"
+    doc.write_text("min_guest_svn = 2\n")
+    assert main(["admin", "policy", "put", "strict", "--file", str(doc), *admin]) == 0
+    assert main(["admin", "policy", "get", "strict", "--format", "json", *admin]) == 0
+    capsys.readouterr()
+    assert main(["admin", "policy", "list", "--format", "json", *admin]) == 0
+    listed = _json(capsys)
+    assert isinstance(listed, dict) and "strict" in listed["policies"]
+    assert main(["admin", "policy", "delete", "strict", *admin]) == 0
+    capsys.readouterr()
+    assert main(["admin", "policy", "get", "strict", *admin]) == 3
+    assert "policy.not_found" in capsys.readouterr().err
+
+
+def test_reference_value_put_list_delete(admin: list[str],
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["admin", "reference-value", "put", "web-v3", "--value", MEASUREMENT,
+                 *admin]) == 0
+    capsys.readouterr()
+    assert main(["admin", "reference-value", "list", *admin]) == 0
+    assert f"name=web-v3  kind=measurement  value={MEASUREMENT}" in capsys.readouterr().out
+    assert main(["admin", "reference-value", "delete", "web-v3", *admin]) == 0
+    capsys.readouterr()
+    assert main(["admin", "reference-value", "list", "--format", "json", *admin]) == 0
+    listed = _json(capsys)
+    assert isinstance(listed, dict) and listed["reference_values"] == []
+
+
+def test_token_create_list_revoke(admin: list[str], svc: Service, tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["admin", "token", "create", "--name", "dashboard", "--role", "reader",
+                 *admin]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    token, token_id = out[-1], out[0].removeprefix("token_id: ")
+    assert token and " " not in token  # alone on its last line
+    assert main(["admin", "token", "list", "--format", "json", *admin]) == 0
+    listed = _json(capsys)
+    assert isinstance(listed, dict)
+    assert any(t["token_id"] == token_id and t["role"] == "reader" for t in listed["tokens"])
+    # The new reader token, from a file: it can look, not change.
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\n")
+    monkeypatch.delenv("VERITEE_ADMIN_TOKEN")
+    reader = ["--url", svc.url, "--token-file", str(token_file)]
+    assert main(["admin", "resource", "list", *reader]) == 0
+    capsys.readouterr()
+    assert main(["admin", "reference-value", "put", "x", "--value", MEASUREMENT,
+                 *reader]) == 4
+    assert "HTTP 403" in capsys.readouterr().err
+    monkeypatch.setenv("VERITEE_ADMIN_TOKEN", svc.admin)
+    assert main(["admin", "token", "revoke", token_id, *admin]) == 0
+    capsys.readouterr()
+    assert main(["admin", "resource", "list", *reader]) == 4  # a revoked token is refused
+    assert "HTTP 401" in capsys.readouterr().err
+
+
+def test_audit_list_and_verify(admin: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["admin", "reference-value", "put", "audited", "--value", MEASUREMENT,
+                 *admin]) == 0
+    capsys.readouterr()
+    assert main(["admin", "audit", "list", "--format", "json", "--limit", "1000",
+                 *admin]) == 0
+    listed = _json(capsys)
+    assert isinstance(listed, dict)
+    assert any(e["subject"].endswith("audited") for e in listed["entries"])
+    assert main(["admin", "audit", "verify", *admin]) == 0
+    assert capsys.readouterr().out.startswith("audit log OK:")
+
+
+def test_token_on_the_command_line_is_refused_and_not_echoed(
+        svc: Service, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("VERITEE_ADMIN_TOKEN", raising=False)
+    assert main(["admin", "resource", "list", "--url", svc.url, "--token", svc.admin]) == 3
+    err = capsys.readouterr().err
+    assert "refused" in err and svc.admin not in err  # not used, and not echoed either
+    assert main(["admin", "resource", "list", "--url", svc.url, "--token-f", "x"]) == 2
+    assert main(["admin", "resource", "list", "--url", svc.url]) == 3
+    assert "VERITEE_ADMIN_TOKEN" in capsys.readouterr().err
+
+
+def test_unreachable_service_is_exit_5(admin: list[str],
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["admin", "resource", "list", "--url", f"http://127.0.0.1:{port}",
+                 "--timeout", "5"]) == 5
+    assert "service.unreachable" in capsys.readouterr().err
+
+
+def test_keys_rotate_says_the_api_lacks_it(admin: list[str],
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["admin", "keys", "rotate", *admin]) == 3
+    assert "no signing-key rotation route" in capsys.readouterr().err
+
+
+def test_token_create_bootstrap_writes_the_database(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    db = f"sqlite:///{tmp_path}/boot.db"
+    assert main(["admin", "token-create", "--database-url", db, "--name", "ops"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()[-1]) > 20
