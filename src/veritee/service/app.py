@@ -185,6 +185,9 @@ def create_app(settings: Settings, *, master_key: MasterKey | None = None,
     app.state.settings = settings
     _install_error_handlers(app)
     _install_middleware(app, metrics)
+    from veritee.service._reqlog import RequestContext
+
+    app.add_middleware(RequestContext)  # outermost: the request id spans the whole request
     _routes(app)
     _admin_routes(app)
     log_event("service.start", settings=settings.public_view(), kid=signing.kid,

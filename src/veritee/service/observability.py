@@ -71,5 +71,10 @@ def fingerprint(value: str | bytes) -> str:
 def log_event(event: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log one JSON line: ``{"ts", "event", ...fields}``."""
     if logger.isEnabledFor(level):
+        from veritee.service._reqlog import current_request_id
+
+        rid = current_request_id()  # inside an HTTP request: its id joins the line
+        if rid is not None:
+            fields.setdefault("request_id", rid)
         logger.log(level, json.dumps({"ts": round(time.time(), 3), "event": event, **fields},
                                      default=str, sort_keys=True))

@@ -65,4 +65,9 @@ def problem_body(status: int, code: str, title: str, detail: str, instance: str,
     body: dict[str, Any] = {"type": PROBLEM_TYPE_BASE + code, "title": title, "status": status,
                             "detail": detail, "instance": instance, "code": code}
     body.update(extra)
+    from veritee.service._reqlog import current_request_id
+
+    rid = current_request_id()  # the id in the logs and the X-Request-ID header
+    if rid is not None:
+        body.setdefault("request_id", rid)
     return body

@@ -61,10 +61,16 @@ def serve(settings: Settings, settings_path: Path | None) -> None:
     os.environ["VERITEE_PORT"] = str(settings.port)
     os.environ["VERITEE_WORKERS"] = str(settings.workers)
     configure_logging(settings.log_level)
-    uvicorn.run("veritee.service.server:app_from_env", factory=True, host=settings.host,
-                port=settings.port, workers=settings.workers, log_level=settings.log_level,
-                ssl_certfile=settings.tls_certfile, ssl_keyfile=settings.tls_keyfile,
-                access_log=False, timeout_graceful_shutdown=10)
+
+    from veritee.service._reqlog import uvicorn_log_config, worker_metrics_dir
+
+    # /metrics sums every worker's counters by default (prometheus_client multiprocess mode).
+    with worker_metrics_dir(settings.workers):
+        uvicorn.run("veritee.service.server:app_from_env", factory=True, host=settings.host,
+                    port=settings.port, workers=settings.workers, log_level=settings.log_level,
+                    ssl_certfile=settings.tls_certfile, ssl_keyfile=settings.tls_keyfile,
+                    access_log=False, timeout_graceful_shutdown=10,
+                    log_config=uvicorn_log_config(settings.log_level))
 
 
 class LoopbackServer:
