@@ -451,6 +451,20 @@ class TpmPlatform:
                 self.esys.flush_context(session)
         return bytes(answer)
 
+    def certify_storage_key(self, nonce: bytes) -> tuple[TpmtPublic, bytes, TpmtSignature]:
+        """TPM2_Certify of the storage key that parents sealed objects, signed by the AK:
+        (its TPMT_PUBLIC, the TPMS_ATTEST, the signature), for ``verify_certify``. It proves
+        that key lives in the same TPM as the AK (Part 3, TPM2_Certify)."""
+        tss = _pytss()
+        srk, ak = self._srk_handle(), self._ak_handle()
+        with _tpm_errors("Certify"):
+            attest, sig = self.esys.certify(srk, ak, tss.types.TPM2B_DATA(bytes(nonce)),
+                                            tss.types.TPMT_SIG_SCHEME(
+                                                scheme=tss.constants.TPM2_ALG.NULL),
+                                            session1=tss.ESYS_TR.PASSWORD,
+                                            session2=tss.ESYS_TR.PASSWORD)
+        return (self._public_of(srk), bytes(attest), TpmtSignature.from_bytes(sig.marshal()))
+
     # attestation -----------------------------------------------------------------------------
     def quote(self, nonce: bytes,
               pcrs: Mapping[HashAlg, Sequence[int]] = DEFAULT_QUOTE_PCRS) -> TpmQuote:
