@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
+import time
 import uuid
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
@@ -277,11 +278,19 @@ class TpmPlatform:
         return cls("device", path, description=f"TPM 2.0 ({path})")
 
     # connection -----------------------------------------------------------------------------
+    _CONNECT_ATTEMPTS = 1
+
     def _connect(self) -> None:
         tss = _pytss()
-        with _tpm_errors("connect"):
-            self._tcti = tss.TCTILdr(*self._tcti_args)
-            self._esys = tss.ESAPI(self._tcti)
+        for attempt in range(self._CONNECT_ATTEMPTS):
+            try:
+                self._tcti = tss.TCTILdr(*self._tcti_args)
+                self._esys = tss.ESAPI(self._tcti)
+                break
+            except tss.TSS2_Exception as exc:
+                if attempt + 1 == self._CONNECT_ATTEMPTS:
+                    raise PlatformError(f"TPM connect: {exc}") from None
+                time.sleep(0.02)
         self._ak = self._srk = None
         self._banks = self._active_banks()
 
@@ -655,6 +664,9 @@ class InsecureSwtpmPlatform(TpmPlatform):
     :func:`default_boot_chain`), so the same boot gives the same PCRs in every process.
     :meth:`close` shuts the TPM down (TPM2_Shutdown, then swtpm's control channel).
     """
+
+    # swtpm's socket file appears when it binds, a moment before it accepts connections.
+    _CONNECT_ATTEMPTS = 250
 
     def __init__(self, process: SwtpmProcess, *, description: str) -> None:
         self._process = process
