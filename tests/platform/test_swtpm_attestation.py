@@ -21,16 +21,26 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from veritee.cli import main
 from veritee.crypto.random import PlatformTrngSource, ctr_drbg
 from veritee.errors import FormatError, PlatformError, VerificationError
 from veritee.formats.eventlog import EventLog, EventType
-from veritee.formats.tpm import HashAlg, ObjectAttr, TpmsAttest, TpmtPublic, TpmtSignature
+from veritee.formats.tpm import (
+    HashAlg,
+    ObjectAttr,
+    TpmsAttest,
+    TpmtPublic,
+    TpmtSignature,
+    parse_tpm2tools_pcrs,
+)
 from veritee.platform._swtpm_credential import make_credential
 from veritee.platform.tpm import (
     InsecureSwtpmPlatform,
     TpmQuote,
     default_boot_chain,
     encode_event_log,
+    encode_tpm2tools_pcrs,
+    register_ak,
     swtpm_unavailable_reason,
 )
 from veritee.policy.tpm import EventRule, TpmPolicy, appraise
@@ -363,3 +373,60 @@ def test_tpm_getrandom_feeds_the_drbg(tpm: InsecureSwtpmPlatform) -> None:
     assert len(a) == 100 and a != b
     drbg = ctr_drbg(PlatformTrngSource(tpm, name="tpm2-getrandom"))
     assert len(drbg.random_bytes(64)) == 64
+
+
+# -- the verifier's enrolment of the AK ---------------------------------------------------------
+def test_register_ak_with_the_swtpm_root(tpm: InsecureSwtpmPlatform) -> None:
+    registered = register_ak(tpm, roots=[tpm.ca_root()], intermediates=tpm.ca_intermediates(),
+                             now=datetime.now(UTC))
+    assert registered.ak_public.name() == tpm.ak_public().name()
+    assert registered.ek_chain.model == "swtpm"
+
+
+def test_register_ak_refused_under_a_root_not_passed(tpm: InsecureSwtpmPlatform) -> None:
+    # The emulated CA is never trusted implicitly: without it the EK does not chain.
+    other = _self_signed_root(x509.Name.from_rfc4514_string("CN=Some TPM Vendor Root"))
+    with pytest.raises(VerificationError) as err:
+        register_ak(tpm, roots=[other], intermediates=tpm.ca_intermediates(),
+                    now=datetime.now(UTC))
+    assert err.value.code == "tpm.ek.chain"
+
+
+def test_register_ak_refused_when_the_tpm_cannot_activate(tpm: InsecureSwtpmPlatform,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    # A relay that shows a genuine EK certificate but holds another AK: the TPM with the EK
+    # refuses the challenge bound to the impostor's Name.
+    key = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
+    impostor = replace(tpm.ak_public(), x=key.x.to_bytes(32, "big"), y=key.y.to_bytes(32, "big"),
+                       raw=b"")
+    monkeypatch.setattr(tpm, "ak_public", lambda: impostor)
+    with pytest.raises(VerificationError) as err:
+        register_ak(tpm, roots=[tpm.ca_root()], intermediates=tpm.ca_intermediates(),
+                    now=datetime.now(UTC))
+    assert err.value.code == "tpm.ak.credential"
+
+
+# -- interop: the files tpm2-tools writes, through `veritee tpm` -----------------------------
+def test_tpm2tools_pcr_file_roundtrips(quote: TpmQuote) -> None:
+    assert parse_tpm2tools_pcrs(encode_tpm2tools_pcrs(quote.pcrs)) == quote.pcrs
+
+
+def test_exported_quote_verifies_with_the_cli(quote: TpmQuote, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    files = quote.export(tmp_path)
+    argv = ["tpm", "quote", "--quote", str(files["quote"]), "--signature",
+            str(files["signature"]), "--ak", str(files["ak"]), "--nonce", NONCE.hex(),
+            "--pcrs", str(files["pcrs"]), "--eventlog", str(files["eventlog"])]
+    assert main(argv) == 0
+    assert "VERIFIED" in capsys.readouterr().out
+    assert main([*argv[:9], bytes(32).hex(), *argv[10:]]) == 4  # another nonce: refused
+
+
+def test_exported_ek_chain_verifies_with_the_cli(tpm: InsecureSwtpmPlatform, tmp_path: Path
+                                                ) -> None:
+    (tmp_path / "ek.der").write_bytes(tpm.ek_certificate())
+    (tmp_path / "ca.pem").write_bytes(tpm.ca_intermediates()[0])
+    (tmp_path / "root.pem").write_bytes(tpm.ca_root())
+    assert main(["tpm", "ek", "--ek-cert", str(tmp_path / "ek.der"), "--intermediate",
+                 str(tmp_path / "ca.pem"), "--root", str(tmp_path / "root.pem")]) == 0

@@ -173,6 +173,37 @@ def test_sealed_blob_from_another_tpm_is_refused(tpm: InsecureSwtpmPlatform,
         other.close()
 
 
+# -- derived keys ------------------------------------------------------------------------------
+def test_derived_key_is_stable_across_reboots_and_separated_by_context(
+        tpm: InsecureSwtpmPlatform) -> None:
+    a = tpm.derive_key(b"disk encryption")
+    assert len(a) == 32 and tpm.derive_key(b"disk encryption") == a
+    assert tpm.derive_key(b"tls identity") != a
+    tpm.reboot()
+    assert tpm.derive_key(b"disk encryption") == a
+
+
+def test_pcr_bound_derived_key_is_another_key_in_another_boot_state(
+        tpm: InsecureSwtpmPlatform) -> None:
+    bound = tpm.derive_key(b"disk encryption", pcrs=SEALED_PCRS)
+    assert bound != tpm.derive_key(b"disk encryption")
+    assert tpm.derive_key(b"disk encryption", pcrs=SEALED_PCRS) == bound
+    tpm.reboot(default_boot_chain(kernel=b"a kernel with a backdoor"))
+    # Another boot state: another template, so another key - never the sealed-state one.
+    assert tpm.derive_key(b"disk encryption", pcrs=SEALED_PCRS) != bound
+    tpm.reboot()
+    assert tpm.derive_key(b"disk encryption", pcrs=SEALED_PCRS) == bound
+
+
+def test_derived_key_from_another_tpm_differs(tpm: InsecureSwtpmPlatform, tmp_path: Path
+                                             ) -> None:
+    other = InsecureSwtpmPlatform.open(tmp_path / "another-tpm")
+    try:
+        assert other.derive_key(b"disk encryption") != tpm.derive_key(b"disk encryption")
+    finally:
+        other.close()
+
+
 # -- NV counters: rollback protection ----------------------------------------------------------
 def test_tpm_is_a_monotonic_counter_store(tpm: InsecureSwtpmPlatform) -> None:
     assert isinstance(tpm, MonotonicCounters)

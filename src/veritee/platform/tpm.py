@@ -41,6 +41,7 @@ import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -48,10 +49,19 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from veritee.errors import FormatError, PlatformError, SealingError
+from veritee.errors import FormatError, PlatformError, SealingError, VerificationError
 from veritee.formats.eventlog import SPEC_ID_SIGNATURE, EventType
-from veritee.formats.tpm import HashAlg, PcrSelection, TpmtPublic, TpmtSignature, parse_tpm2b_public
+from veritee.formats.tpm import (
+    HashAlg,
+    ObjectAttr,
+    PcrSelection,
+    TpmtPublic,
+    TpmtSignature,
+    parse_tpm2b_public,
+)
 from veritee.platform._swtpm import SwtpmLayout, SwtpmProcess, manufacture, missing_tools
+from veritee.platform._swtpm_credential import make_credential
+from veritee.trust.tpm_ek import CertificateInput, VerifiedEkChain, verify_ek_chain
 
 __all__ = [
     "DEFAULT_QUOTE_PCRS",
@@ -59,11 +69,15 @@ __all__ = [
     "EK_HANDLE",
     "BootEvent",
     "InsecureSwtpmPlatform",
+    "RegisteredAk",
     "TpmPlatform",
     "TpmQuote",
     "default_boot_chain",
+    "default_swtpm_state_dir",
     "encode_event_log",
+    "encode_tpm2tools_pcrs",
     "policy_pcr_digest",
+    "register_ak",
     "swtpm_unavailable_reason",
 ]
 
@@ -81,6 +95,13 @@ _COUNTER_RANGE = (0x01500000, 0x015FFFFF)  # owner NV range (TCG Handles registr
 _SEAL_MAGIC = b"VTPMSEAL"
 _MAX_RANDOM = 32  # TPM2_GetRandom returns at most the largest digest; ask for 32 at a time
 _EFI_GLOBAL_VARIABLE = uuid.UUID("8be4df61-93ca-11d2-aa0d-00e098032b8c")
+
+
+def default_swtpm_state_dir() -> Path:
+    """Where a command keeps its software TPM unless told otherwise:
+    ``$VERITEE_SWTPM_STATE``, else ``~/.local/share/veritee/swtpm``."""
+    env = os.environ.get("VERITEE_SWTPM_STATE")
+    return Path(env) if env else Path.home() / ".local" / "share" / "veritee" / "swtpm"
 
 
 def swtpm_unavailable_reason() -> str | None:
@@ -210,6 +231,31 @@ def policy_pcr_digest(pcrs: Mapping[HashAlg, Mapping[int, bytes]],
                               + _tpml_pcr_selection(sel) + digest_tpm)
 
 
+def encode_tpm2tools_pcrs(pcrs: Mapping[HashAlg, Mapping[int, bytes]]) -> bytes:
+    """The PCR file ``tpm2_quote -o`` writes (tpm2-tools' host-endian C structures), the
+    inverse of :func:`veritee.formats.tpm.parse_tpm2tools_pcrs`: TPML_PCR_SELECTION (u32
+    count, 16 slots of u16 hash, u8 sizeofSelect, u8[4] pcrSelect, 1 pad byte), a u32 number
+    of TPML_DIGEST, each a u32 count and 8 slots of TPM2B_DIGEST (u16 size, u8[64])."""
+    sel = _selection_list({b: list(v) for b, v in pcrs.items()})
+    if len(sel) > 16:
+        raise PlatformError("tpm2-tools PCR file: at most 16 banks")
+    out = struct.pack("<I", len(sel))
+    for s in sel:
+        bitmap = bytearray(4)
+        for i in s.pcrs:
+            bitmap[i // 8] |= 1 << (i % 8)
+        out += struct.pack("<HB", s.hash_alg, 3) + bytes(bitmap) + b"\0"
+    out += bytes(8 * (16 - len(sel)))
+    values = [pcrs[s.hash_alg][i] for s in sel for i in s.pcrs]
+    lists = [values[k:k + 8] for k in range(0, len(values), 8)]
+    out += struct.pack("<I", len(lists))
+    for chunk in lists:
+        out += struct.pack("<I", len(chunk))
+        out += b"".join(struct.pack("<H", len(v)) + v.ljust(64, b"\0") for v in chunk)
+        out += bytes(66 * (8 - len(chunk)))
+    return out
+
+
 @dataclass(frozen=True)
 class TpmQuote:
     """A TPM2_Quote and what a verifier needs with it.
@@ -225,6 +271,25 @@ class TpmQuote:
     pcrs: dict[HashAlg, dict[int, bytes]]
     event_log: bytes
     nonce: bytes
+
+    def export(self, directory: Path) -> dict[str, Path]:
+        """Write the quote as tpm2-tools and the kernel write it (the files ``veritee tpm quote``
+        and any other TPM verifier read): ``quote.attest`` (``tpm2_quote -m``), ``quote.sig``
+        (``-s``), ``quote.pcrs`` (``-o``), ``ak.pub`` (TPM2B_PUBLIC), ``nonce`` (hex) and
+        ``binary_bios_measurements`` (the event log)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        ak = self.ak_public.raw or self.ak_public.to_bytes()
+        files = {"quote": ("quote.attest", self.attest),
+                 "signature": ("quote.sig", self.signature.to_bytes()),
+                 "pcrs": ("quote.pcrs", encode_tpm2tools_pcrs(self.pcrs)),
+                 "ak": ("ak.pub", struct.pack(">H", len(ak)) + ak),
+                 "nonce": ("nonce", self.nonce.hex().encode()),
+                 "eventlog": ("binary_bios_measurements", self.event_log)}
+        out = {}
+        for role, (name, data) in files.items():
+            (directory / name).write_bytes(data)
+            out[role] = directory / name
+        return out
 
 
 # -- the platform ----------------------------------------------------------------------------
@@ -474,6 +539,57 @@ class TpmPlatform:
                                             session2=tss.ESYS_TR.PASSWORD)
         return (self._public_of(srk), bytes(attest), TpmtSignature.from_bytes(sig.marshal()))
 
+    def derive_key(self, context: bytes, *,
+                   pcrs: Mapping[HashAlg, Sequence[int]] | None = None) -> bytes:
+        """A 32-byte key that only this TPM derives: TPM2_HMAC(K, ``context``) with K an HMAC
+        primary key of the owner hierarchy (fixedTPM; derived from the owner seed and its
+        template, so the same after every restart, Part 1, 27.6).
+
+        With ``pcrs`` K's template carries the PolicyPCR digest of their current values and no
+        userWithAuth: K is a different key for every PCR state, and the TPM computes the HMAC
+        only in a policy session where those PCRs still hold those values - the TPM analogue
+        of an SNP key derived with MEASUREMENT mixed in.
+        """
+        if len(context) > 1024:  # MAX_DIGEST_BUFFER (Part 2, TPM2B_MAX_BUFFER)
+            raise PlatformError(f"derive_key context: got {len(context)} bytes, want <= 1024")
+        tss = _pytss()
+        t, c = tss.types, tss.constants
+        a = c.TPMA_OBJECT
+        attrs = a.SIGN_ENCRYPT | a.FIXEDTPM | a.FIXEDPARENT | a.SENSITIVEDATAORIGIN | a.NODA
+        policy = b""
+        sel: tuple[PcrSelection, ...] = ()
+        if pcrs is None:
+            attrs |= a.USERWITHAUTH
+        else:
+            sel = _selection_list(pcrs)
+            policy = policy_pcr_digest(self.pcr_values({x.hash_alg: x.pcrs for x in sel}))
+        public = t.TPM2B_PUBLIC(publicArea=t.TPMT_PUBLIC(
+            type=c.TPM2_ALG.KEYEDHASH, nameAlg=c.TPM2_ALG.SHA256, objectAttributes=attrs,
+            authPolicy=t.TPM2B_DIGEST(policy)))
+        detail = public.publicArea.parameters.keyedHashDetail.scheme
+        detail.scheme = c.TPM2_ALG.HMAC
+        detail.details.hmac.hashAlg = c.TPM2_ALG.SHA256
+        with _tpm_errors("derive_key"):
+            key = self.esys.create_primary(t.TPM2B_SENSITIVE_CREATE(), public,
+                                           tss.ESYS_TR.OWNER)[0]
+            try:
+                if pcrs is None:
+                    return bytes(self.esys.hmac(key, bytes(context), c.TPM2_ALG.SHA256))
+                session = self.esys.start_auth_session(
+                    tss.ESYS_TR.NONE, tss.ESYS_TR.NONE, c.TPM2_SE.POLICY,
+                    t.TPMT_SYM_DEF(algorithm=c.TPM2_ALG.NULL), c.TPM2_ALG.SHA256)
+                try:
+                    spec = "+".join(f"{x.hash_alg.name.lower()}:{','.join(map(str, x.pcrs))}"
+                                    for x in sel)
+                    self.esys.policy_pcr(session, t.TPM2B_DIGEST(),
+                                         t.TPML_PCR_SELECTION.parse(spec))
+                    return bytes(self.esys.hmac(key, bytes(context), c.TPM2_ALG.SHA256,
+                                                session1=session))
+                finally:
+                    self.esys.flush_context(session)
+            finally:
+                self.esys.flush_context(key)
+
     # attestation -----------------------------------------------------------------------------
     def quote(self, nonce: bytes,
               pcrs: Mapping[HashAlg, Sequence[int]] = DEFAULT_QUOTE_PCRS) -> TpmQuote:
@@ -625,6 +741,46 @@ class TpmPlatform:
                 self.esys.nv_increment(nv, auth_handle=nv)
                 value += 1
         return self._nv_counter_value(nv) - base
+
+
+@dataclass(frozen=True)
+class RegisteredAk:
+    """An AK a verifier has enrolled: its EK certificate chained to a given root and the TPM
+    proved, by credential activation, that the AK sits next to that EK."""
+
+    ak_public: TpmtPublic
+    ek_chain: VerifiedEkChain
+
+
+def register_ak(tpm: TpmPlatform, *, roots: Sequence[CertificateInput],
+                intermediates: Sequence[CertificateInput] = (), now: datetime) -> RegisteredAk:
+    """The verifier's enrolment of a TPM's AK (what a registrar such as keylime's does):
+
+    1. ``tpm.ek.*``: the EK certificate chains to one of ``roots`` (there is no default: for
+       swtpm pass ``InsecureSwtpmPlatform.ca_root()``) and names the TPM's EK;
+    2. ``tpm.ak.attributes``: the AK is a restricted, fixedTPM signing key;
+    3. ``tpm.ak.credential``: a challenge encrypted to the EK for the AK's Name comes back.
+
+    The two parties talk in-process here; over a network the same three messages travel.
+    Raises :class:`VerificationError` with the code of the failed step.
+    """
+    ek = tpm.ek_public()
+    chain = verify_ek_chain(tpm.ek_certificate(), intermediates, roots=roots, now=now,
+                            ek_public=ek)
+    ak = tpm.ak_public()
+    need = ObjectAttr.RESTRICTED | ObjectAttr.SIGN_ENCRYPT | ObjectAttr.FIXED_TPM
+    if ak.attributes & need != need:
+        raise VerificationError("tpm.ak.attributes", f"TPMT_PUBLIC.objectAttributes: got "
+                                f"0x{ak.object_attributes:x}, want restricted|sign|fixedTPM")
+    challenge = make_credential(ek, ak.name())
+    try:
+        answer = tpm.activate_credential(challenge.credential_blob, challenge.encrypted_secret)
+    except PlatformError as exc:
+        raise VerificationError("tpm.ak.credential", f"ActivateCredential refused: {exc}"
+                                ) from None
+    if not challenge.check(answer):
+        raise VerificationError("tpm.ak.credential", "the TPM answered the wrong secret")
+    return RegisteredAk(ak, chain)
 
 
 def _encode_seal_header(selection: bytes, public: bytes, private: bytes) -> bytes:
