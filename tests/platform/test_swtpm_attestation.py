@@ -36,6 +36,7 @@ from veritee.formats.tpm import (
 from veritee.platform._swtpm_credential import make_credential
 from veritee.platform.tpm import (
     InsecureSwtpmPlatform,
+    TpmPlatform,
     TpmQuote,
     default_boot_chain,
     encode_event_log,
@@ -90,6 +91,22 @@ def test_ek_certificate_chains_to_the_swtpm_ca_passed_explicitly(tpm: InsecureSw
         ("tpm.ek.profile", "pass"), ("tpm.ek.public_key", "pass")]
     assert chain.manufacturer == "id:00001014" and chain.model == "swtpm"
     assert len(chain.path) == 3  # EK <- swtpm-localca <- swtpm-localca-rootca
+
+
+def test_swtpm_setup_ek_is_the_tcg_template_ek(tpm: InsecureSwtpmPlatform) -> None:
+    # A TPM without a persistent EK gets it from the TCG EK Credential Profile template; on
+    # swtpm both exist, and they must be the same key for the EK certificate to fit.
+    handle = tpm._ek_from_template()
+    try:
+        from_template = tpm._public_of(handle)
+    finally:
+        tpm.esys.flush_context(handle)
+    assert from_template.name() == tpm.ek_public().name()
+
+
+def test_device_tpm_absent_is_a_platform_error() -> None:
+    with pytest.raises(PlatformError):
+        TpmPlatform.device("/nonexistent/tpmrm0")
 
 
 def test_ek_certificate_without_an_anchor_is_refused(tpm: InsecureSwtpmPlatform) -> None:

@@ -67,6 +67,7 @@ __all__ = [
     "DEFAULT_QUOTE_PCRS",
     "EK_CERT_NV_INDEX",
     "EK_HANDLE",
+    "FIRMWARE_LOG",
     "BootEvent",
     "InsecureSwtpmPlatform",
     "RegisteredAk",
@@ -85,6 +86,8 @@ EK_HANDLE = 0x81010001
 """The RSA-2048 EK's persistent handle (TCG EK Credential Profile 2.0, 2.2.1.5.1)."""
 EK_CERT_NV_INDEX = 0x01C00002
 """NV index of the RSA-2048 EK certificate (TCG EK Credential Profile 2.0, 2.2.1.4)."""
+FIRMWARE_LOG = Path("/sys/kernel/security/tpm0/binary_bios_measurements")
+"""Where Linux exposes the firmware's event log of a hardware TPM."""
 DEFAULT_QUOTE_PCRS: Mapping[HashAlg, tuple[int, ...]] = {HashAlg.SHA256: tuple(range(10))}
 """Firmware PCRs 0-7 and the boot loader's 8-9, SHA-256 bank."""
 
@@ -324,8 +327,10 @@ class TpmPlatform:
     ``PlatformTrngSource(platform)`` works).
     """
 
-    def __init__(self, tcti_name: str, tcti_conf: str, *, description: str = "TPM 2.0") -> None:
+    def __init__(self, tcti_name: str, tcti_conf: str, *, description: str = "TPM 2.0",
+                 firmware_log: Path | None = None) -> None:
         self.description = description
+        self._firmware_log = firmware_log
         self._tcti_args = (tcti_name, tcti_conf)
         self._esys: Any = None
         self._tcti: Any = None
@@ -340,7 +345,7 @@ class TpmPlatform:
         """The TPM of this machine through the kernel's resource manager."""
         if not Path(path).exists():
             raise PlatformError(f"{path} not found: no TPM, or no access to it")
-        return cls("device", path, description=f"TPM 2.0 ({path})")
+        return cls("device", path, description=f"TPM 2.0 ({path})", firmware_log=FIRMWARE_LOG)
 
     # connection -----------------------------------------------------------------------------
     _CONNECT_ATTEMPTS = 1
@@ -454,7 +459,14 @@ class TpmPlatform:
             self.extend(event)
 
     def event_log(self) -> bytes:
-        """The crypto-agile event log of everything extended since this boot began."""
+        """The event log of this boot: on a device TPM the firmware's (the kernel's
+        ``binary_bios_measurements``), else the crypto-agile log of everything
+        :meth:`extend` measured since power-on."""
+        if self._firmware_log is not None:
+            try:
+                return self._firmware_log.read_bytes()
+            except OSError as exc:
+                raise PlatformError(f"{self._firmware_log}: {exc.strerror}") from None
         return encode_event_log(self._banks, self._events)
 
     # keys ----------------------------------------------------------------------------------
@@ -463,16 +475,11 @@ class TpmPlatform:
             pub, _, _ = self.esys.read_public(handle)
         return parse_tpm2b_public(pub.marshal())
 
-    def ek_public(self) -> TpmtPublic:
-        """The RSA EK (persistent handle :data:`EK_HANDLE`)."""
-        with _tpm_errors("EK"):
-            handle = self.esys.tr_from_tpmpublic(EK_HANDLE)
-        return self._public_of(handle)
-
-    def ek_certificate(self) -> bytes:
-        """The EK certificate (DER) from NV index :data:`EK_CERT_NV_INDEX`."""
-        with _tpm_errors("EK certificate NV read"):
-            nv = self.esys.tr_from_tpmpublic(EK_CERT_NV_INDEX)
+    def _nv_read(self, index: int) -> bytes:
+        """The whole of NV index ``index`` (TPM2_NV_Read in chunks; authorised by the index's
+        own empty auth value, as EK certificate indices are)."""
+        with _tpm_errors(f"NV_Read(0x{index:08x})"):
+            nv = self.esys.tr_from_tpmpublic(index)
             pub, _ = self.esys.nv_read_public(nv)
             size = int(pub.nvPublic.dataSize)
             data = bytearray()
@@ -480,6 +487,51 @@ class TpmPlatform:
                 chunk = min(512, size - len(data))
                 data += bytes(self.esys.nv_read(nv, chunk, len(data), auth_handle=nv))
         return bytes(data)
+
+    @contextmanager
+    def _ek(self) -> Iterator[Any]:
+        """The RSA EK: the persistent one at :data:`EK_HANDLE`, or (a TPM whose owner did not
+        persist it) CreatePrimary of the TCG template, flushed after use."""
+        tss = _pytss()
+        try:
+            handle = self.esys.tr_from_tpmpublic(EK_HANDLE)
+        except tss.TSS2_Exception:
+            handle = None
+        if handle is not None:
+            yield handle
+            return
+        handle = self._ek_from_template()
+        try:
+            yield handle
+        finally:
+            self.esys.flush_context(handle)
+
+    def _ek_from_template(self) -> Any:
+        """CreatePrimary(endorsement) of the EK template of the TCG EK Credential Profile
+        (B.3.3 template L-1, or the template/nonce the manufacturer stored in NV), via
+        tpm2-pytss' ``create_ek_template``."""
+        tss = _pytss()
+        from tpm2_pytss.utils import NoSuchIndex, create_ek_template
+
+        def nv_read(index: int) -> bytes:
+            try:
+                return self._nv_read(int(index))
+            except PlatformError:
+                raise NoSuchIndex(index) from None
+
+        _, template = create_ek_template("EK-RSA2048", nv_read)
+        with _tpm_errors("CreatePrimary(EK)"):
+            return self.esys.create_primary(tss.types.TPM2B_SENSITIVE_CREATE(), template,
+                                            tss.ESYS_TR.ENDORSEMENT)[0]
+
+    def ek_public(self) -> TpmtPublic:
+        """The RSA-2048 EK (see :meth:`_ek`)."""
+        with self._ek() as handle:
+            return self._public_of(handle)
+
+    def ek_certificate(self) -> bytes:
+        """The EK certificate (DER) from NV index :data:`EK_CERT_NV_INDEX`."""
+        return self._nv_read(EK_CERT_NV_INDEX)
 
     def _ak_handle(self) -> Any:
         if self._ak is None:
@@ -509,8 +561,7 @@ class TpmPlatform:
         tss = _pytss()
         t, c = tss.types, tss.constants
         ak = self._ak_handle()
-        with _tpm_errors("ActivateCredential"):
-            ek = self.esys.tr_from_tpmpublic(EK_HANDLE)
+        with _tpm_errors("ActivateCredential"), self._ek() as ek:
             blob, _ = t.TPM2B_ID_OBJECT.unmarshal(bytes(credential_blob))
             secret, _ = t.TPM2B_ENCRYPTED_SECRET.unmarshal(bytes(encrypted_secret))
             session = self.esys.start_auth_session(
