@@ -273,3 +273,11 @@ def test_swtpm_process_is_gone_after_close(template: Path, tmp_path: Path) -> No
     assert not process.running and not process.socket.exists()
     with pytest.raises(PlatformError):
         platform.trng(1)
+
+
+def test_second_swtpm_on_the_same_state_is_refused(tpm: InsecureSwtpmPlatform) -> None:
+    # Two TPMs on one NV file would fork its counters: swtpm's lock refuses the second.
+    with pytest.raises(PlatformError) as err:
+        InsecureSwtpmPlatform.open(tpm.layout.root)
+    assert "lock" in str(err.value)
+    assert tpm.trng(4)  # the first one is unaffected

@@ -161,21 +161,24 @@ class SwtpmProcess:
         """Power on: start swtpm and wait until both sockets accept connections."""
         if self.running:
             return
-        log = self.layout.root / "swtpm.log"
+        # swtpm's stderr goes to a file (a pipe nobody reads could fill and stall it); no
+        # --log: at level 1 it writes a line per client connection, i.e. per command.
+        errors = self.layout.root / "swtpm.stderr"
         argv = [_tool("swtpm"), "socket", "--tpm2", "--tpmstate", f"dir={self.layout.tpm_state}",
                 "--server", f"type=unixio,path={self.socket}",
                 "--ctrl", f"type=unixio,path={self.socket}.ctrl",
-                "--flags", "startup-clear", "--log", f"file={log},level=1"]
+                "--flags", "startup-clear"]
         try:
-            self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,  # noqa: S603
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            with errors.open("wb") as err_file:
+                self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,  # noqa: S603
+                                              stdout=subprocess.DEVNULL, stderr=err_file)
         except OSError as exc:
             raise PlatformError(f"cannot start swtpm: {exc}") from None
         deadline = time.monotonic() + _START_TIMEOUT
         ctrl = Path(f"{self.socket}.ctrl")
         while not (self.socket.exists() and ctrl.exists()):
             if self._proc.poll() is not None:
-                err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
+                err = errors.read_text(errors="replace")
                 self._proc = None
                 raise PlatformError(f"swtpm exited at start: {err.strip()[:300]}")
             if time.monotonic() > deadline:
@@ -201,8 +204,6 @@ class SwtpmProcess:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-        if proc is not None and proc.stderr is not None:
-            proc.stderr.close()
         for p in (self.socket, Path(f"{self.socket}.ctrl")):
             with contextlib.suppress(OSError):
                 p.unlink()
