@@ -199,6 +199,17 @@ def test_quote_verifies_and_replays_the_measured_boot(quote: TpmQuote) -> None:
     assert verified.unquoted_log_pcrs == frozenset()
 
 
+def test_quote_over_chosen_pcrs_in_two_banks(tpm: InsecureSwtpmPlatform) -> None:
+    chosen = {HashAlg.SHA1: (0, 7), HashAlg.SHA256: (4, 16, 23)}
+    q = tpm.quote(NONCE, chosen)
+    assert {b: sorted(v) for b, v in q.pcrs.items()} == {b: list(v) for b, v in chosen.items()}
+    verified = _verify(q)
+    # PCRs the log extends are replayed in each bank; 16 and 23 (never extended) are not.
+    assert set(verified.replayed) == {(HashAlg.SHA1, 0), (HashAlg.SHA1, 7),
+                                      (HashAlg.SHA256, 4)}
+    assert q.pcrs[HashAlg.SHA256][16] == bytes(32)
+
+
 def test_event_log_is_crypto_agile_and_replays_to_the_tpm_pcrs_in_both_banks(
         tpm: InsecureSwtpmPlatform) -> None:
     log = EventLog.from_bytes(tpm.event_log())

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from veritee.errors import PlatformError, SealingError
 from veritee.formats.eventlog import EventLog, EventType
@@ -159,6 +161,15 @@ def test_tampered_sealed_blob_is_refused_with_one_error(tpm: InsecureSwtpmPlatfo
     with pytest.raises(SealingError) as err:
         tpm.unseal(bytes(blob))
     assert str(err.value) == str(SealingError())
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_after_the_magic_only_ever_raise_sealing_error(
+        tpm: InsecureSwtpmPlatform, tail: bytes) -> None:
+    with pytest.raises(SealingError):
+        tpm.unseal(b"VTPMSEAL" + tail)
 
 
 def test_sealed_blob_from_another_tpm_is_refused(tpm: InsecureSwtpmPlatform,
