@@ -7,7 +7,7 @@ signing key, created on first use) lives in the platform's state directory, neve
 ``/var/lib/swtpm-localca``. ``swtpm_setup --create-ek-cert`` creates the RSA-2048 and ECC P-384
 EKs (persistent 0x81010001 and 0x81010016), has ``swtpm_localca`` sign their certificates and
 stores them in the TPM's NV indices 0x01C00002 and 0x01C00016 (TCG EK Credential Profile 2.0,
-2.2.1.4), as a TPM vendor does at manufacturing.
+"EK certificate NV indices"), as a TPM vendor does at manufacturing.
 
 Nothing here talks TPM commands: that is :mod:`veritee.platform.tpm` through tpm2-pytss.
 """

@@ -3,8 +3,9 @@
 A verifier that trusts an EK (its certificate chains to a TPM vendor's root) learns that an AK
 lives in the *same* TPM by encrypting a random challenge to the EK, bound to the AK's Name; only
 that TPM can run TPM2_ActivateCredential and return the challenge, and it does so only when an
-object with that Name is loaded in it (TPM 2.0 Part 1, 24 "Credential Protection"; Part 3,
-TPM2_MakeCredential / TPM2_ActivateCredential). Steps, with an RSA EK (Part 1, B.10.3 and 24.4):
+object with that Name is loaded in it (TPM 2.0 Part 1, "Credential Protection"; Part 3,
+TPM2_MakeCredential / TPM2_ActivateCredential). Steps, with an RSA EK (Part 1, "Credential
+Protection", and its annex on RSA secret sharing):
 
 1. ``seed``: random, the size of the EK's nameAlg digest.
 2. ``secret`` (TPM2B_ENCRYPTED_SECRET) = RSA-OAEP(EK, seed), hash = nameAlg, label
@@ -95,7 +96,8 @@ def make_credential(ek: TpmtPublic, ak_name: bytes, secret: bytes | None = None)
                                                label=b"IDENTITY\x00"))
     sym_bits = int.from_bytes(ek.symmetric_detail[:2], "big")
     sym_key = kdfa(name_alg, seed, b"STORAGE", context_u=ak_name, bits=sym_bits)
-    # AES-CFB is what the TPM uses here (Part 1, 24.4), hence cryptography's decrepit module.
+    # AES-CFB is what the TPM uses here (Part 1, "Credential Protection"): hence the decrepit
+    # module of cryptography.
     enc = Cipher(algorithms.AES(sym_key), CFB(bytes(16))).encryptor()
     enc_identity = enc.update(_tpm2b(challenge)) + enc.finalize()
     hmac_key = kdfa(name_alg, seed, b"INTEGRITY", bits=name_alg.digest_size * 8)

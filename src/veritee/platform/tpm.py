@@ -10,7 +10,7 @@ What a TPM gives the four pillars:
 
 * **Attestation**: an attestation key (AK) - a restricted ECC P-256 signing key, the primary of
   the endorsement hierarchy for a fixed template, so the same AK comes back after every restart
-  (TPM 2.0 Part 1, 27.6 "Primary keys": derived from the hierarchy seed and the template).
+  (TPM 2.0 Part 1, "Primary Keys": derived from the hierarchy seed and the template).
   The verifier ties it to the EK by credential activation
   (:mod:`veritee.platform._swtpm_credential`); TPM2_Quote over chosen PCRs with the verifier's
   nonce as qualifyingData; a measured boot written as a TCG crypto-agile event log (PC Client
@@ -83,9 +83,9 @@ __all__ = [
 ]
 
 EK_HANDLE = 0x81010001
-"""The RSA-2048 EK's persistent handle (TCG EK Credential Profile 2.0, 2.2.1.5.1)."""
+"""The RSA-2048 EK's persistent handle (TCG TPM v2.0 Provisioning Guidance)."""
 EK_CERT_NV_INDEX = 0x01C00002
-"""NV index of the RSA-2048 EK certificate (TCG EK Credential Profile 2.0, 2.2.1.4)."""
+"""NV index of the RSA-2048 EK certificate (TCG EK Credential Profile 2.0, low range)."""
 FIRMWARE_LOG = Path("/sys/kernel/security/tpm0/binary_bios_measurements")
 """Where Linux exposes the firmware's event log of a hardware TPM."""
 DEFAULT_QUOTE_PCRS: Mapping[HashAlg, tuple[int, ...]] = {HashAlg.SHA256: tuple(range(10))}
@@ -145,7 +145,7 @@ def _efi_variable(guid: uuid.UUID, name: str, data: bytes) -> bytes:
 
 
 def _image_load_event(address: int, length: int) -> bytes:
-    """UEFI_IMAGE_LOAD_EVENT (PFP 10.4.3) with an empty device path."""
+    """UEFI_IMAGE_LOAD_EVENT (PFP, "UEFI_IMAGE_LOAD_EVENT") with an empty device path."""
     return struct.pack("<QQQQ", address, length, 0, 0)
 
 
@@ -408,7 +408,7 @@ class TpmPlatform:
 
     # randomness ----------------------------------------------------------------------------
     def trng(self, n: int) -> bytes:
-        """``n`` bytes from TPM2_GetRandom (the TPM's RNG; Part 1, 11.4.10)."""
+        """``n`` bytes from TPM2_GetRandom (the TPM's RNG; Part 3, TPM2_GetRandom)."""
         out = bytearray()
         with _tpm_errors("GetRandom"):
             while len(out) < n:
@@ -508,7 +508,7 @@ class TpmPlatform:
 
     def _ek_from_template(self) -> Any:
         """CreatePrimary(endorsement) of the EK template of the TCG EK Credential Profile
-        (B.3.3 template L-1, or the template/nonce the manufacturer stored in NV), via
+        (template L-1, or the template/nonce the manufacturer stored in NV), via
         tpm2-pytss' ``create_ek_template``."""
         tss = _pytss()
         from tpm2_pytss.utils import NoSuchIndex, create_ek_template
@@ -556,7 +556,7 @@ class TpmPlatform:
         only if this TPM holds both the EK and an object with the AK's Name.
 
         The EK's authPolicy is PolicySecret(TPM_RH_ENDORSEMENT) (EK Credential Profile,
-        B.3.3 "policy A"), so the EK is authorised by a policy session that runs it.
+        "policy A"), so the EK is authorised by a policy session that runs it.
         """
         tss = _pytss()
         t, c = tss.types, tss.constants
@@ -594,7 +594,7 @@ class TpmPlatform:
                    pcrs: Mapping[HashAlg, Sequence[int]] | None = None) -> bytes:
         """A 32-byte key that only this TPM derives: TPM2_HMAC(K, ``context``) with K an HMAC
         primary key of the owner hierarchy (fixedTPM; derived from the owner seed and its
-        template, so the same after every restart, Part 1, 27.6).
+        template, so the same after every restart: Part 1, "Primary Keys").
 
         With ``pcrs`` K's template carries the PolicyPCR digest of their current values and no
         userWithAuth: K is a different key for every PCR state, and the TPM computes the HMAC
@@ -753,7 +753,7 @@ class TpmPlatform:
         """Define an NV counter index and return its 16-byte id (value 0).
 
         A new TPM counter starts at the highest count any counter of this TPM ever had (Part 1,
-        37.3.4 "NV Counters"), not at 0: the first TPM2_NV_Increment sets it, and that value
+        "NV Counters"), not at 0: the first TPM2_NV_Increment sets it, and that value
         is recorded in the id as this counter's zero.
         """
         tss = _pytss()
