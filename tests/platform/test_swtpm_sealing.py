@@ -288,7 +288,10 @@ def test_swtpm_process_is_gone_after_close(template: Path, tmp_path: Path) -> No
 
 def test_second_swtpm_on_the_same_state_is_refused(tpm: InsecureSwtpmPlatform) -> None:
     # Two TPMs on one NV file would fork its counters: swtpm's lock refuses the second.
+    run_dirs = set(Path(tempfile.gettempdir()).glob("veritee-swtpm-*"))
     with pytest.raises(PlatformError) as err:
         InsecureSwtpmPlatform.open(tpm.layout.root)
     assert "lock" in str(err.value)
+    # ... and the refused start leaves no private socket directory behind.
+    assert set(Path(tempfile.gettempdir()).glob("veritee-swtpm-*")) == run_dirs
     assert tpm.trng(4)  # the first one is unaffected

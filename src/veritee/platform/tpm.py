@@ -895,7 +895,11 @@ class InsecureSwtpmPlatform(TpmPlatform):
         layout = SwtpmLayout(Path(state_dir))
         manufacture(layout)
         process = SwtpmProcess(layout)
-        process.start()
+        try:
+            process.start()
+        except BaseException:
+            process.cleanup()  # no socket directory left behind by a refused start
+            raise
         platform = cls(process, description=f"swtpm TPM 2.0 (state {state_dir}, INSECURE)")
         platform.measured_boot(default_boot_chain() if boot is None else boot)
         return platform
