@@ -188,6 +188,9 @@ def create_app(settings: Settings, *, master_key: MasterKey | None = None,
     from veritee.service._reqlog import RequestContext
 
     app.add_middleware(RequestContext)  # outermost: the request id spans the whole request
+    from veritee.service._ui import router as console
+
+    app.include_router(console)  # the web console at /ui (docs/operations.md)
     _routes(app)
     _admin_routes(app)
     log_event("service.start", settings=settings.public_view(), kid=signing.kid,
