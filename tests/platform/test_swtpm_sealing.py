@@ -409,6 +409,30 @@ def test_counter_swapped_for_a_writable_nv_index_is_refused(tpm: InsecureSwtpmPl
         tpm.counter_read(cid)
 
 
+def test_host_that_deletes_and_recreates_the_counters_cannot_lower_them(
+        tpm: InsecureSwtpmPlatform) -> None:
+    # The owner (empty authValue) may undefine both NV counters and define new ones at the
+    # same handles; a new TPM counter starts at the highest count the TPM ever had, so the
+    # id's bases still give values at least as high: an old version stays refused.
+    import tpm2_pytss as tss
+
+    t, c = tss.types, tss.constants
+    cid = tpm.counter_create()
+    tpm.counter_advance(cid, 5 << 32 | 5)
+    esys = tpm.esys
+    attrs = (c.TPMA_NV.AUTHREAD | c.TPMA_NV.AUTHWRITE | c.TPMA_NV.NO_DA
+             | (c.TPM2_NT.COUNTER << c.TPMA_NV.TPM2_NT_SHIFT))
+    for off in (cid[2:5], cid[5:8]):
+        index = 0x01500000 + int.from_bytes(off, "big")
+        esys.nv_undefine_space(esys.tr_from_tpmpublic(index), auth_handle=tss.ESYS_TR.OWNER)
+        nv = esys.nv_define_space(t.TPM2B_AUTH(), t.TPM2B_NV_PUBLIC(nvPublic=t.TPMS_NV_PUBLIC(
+            nvIndex=index, nameAlg=c.TPM2_ALG.SHA256, attributes=attrs, dataSize=8)),
+            auth_handle=tss.ESYS_TR.OWNER)
+        esys.nv_increment(nv, auth_handle=nv)
+    value = tpm.counter_read(cid)
+    assert value >> 32 >= 5 and value & 0xFFFFFFFF >= 5
+
+
 # -- the platform itself ----------------------------------------------------------------------
 def test_reboot_resets_the_pcrs_and_the_log(tpm: InsecureSwtpmPlatform) -> None:
     before = tpm.pcr_values({HashAlg.SHA256: (4, 10)})

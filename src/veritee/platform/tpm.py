@@ -20,7 +20,8 @@ What a TPM gives the four pillars:
   in which TPM2_PolicyPCR succeeded, i.e. while the PCRs hold the sealed values. The object
   holds a 256-bit key; the data is AES-256-GCM under it, so data of any size can be sealed.
 * **Counters**: NV indices of type TPM_NT_COUNTER (Part 2, 13.2 TPMA_NV): the TPM itself only
-  ever increments them, which is what rollback protection needs.
+  ever increments them, which is what rollback protection needs. One veritee counter is a
+  pair of them (sealing's RESERVED and COMMITTED halves), so each step is one increment.
 * **Randomness**: TPM2_GetRandom.
 
 What it does not protect: swtpm is a process of the same user, its state directory holds the
