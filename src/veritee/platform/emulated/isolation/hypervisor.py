@@ -517,7 +517,7 @@ def _attempt(mode: Mode, attack: Attack, victim: SecretKeepingWorkload,
     try:
         outcome = body(trace)
     except GuestTerminated as exc:
-        trace(str(exc))
+        trace(f"guest: {exc}")
         outcome = trace.decide(Outcome.DETECTED_BY_GUEST, exc.rule, exc.source)
     except PlatformLocked as exc:
         trace(str(exc))
