@@ -47,7 +47,7 @@ def bench_mode(mode: Mode, pages: int, seconds: float, seed: int,
                generation: CpuGeneration | None = None) -> dict[str, float]:
     """Build, launch and fill one guest; return MiB/s per access kind."""
     t0 = time.perf_counter()
-    machine = Machine.for_guest(mode, pages, generation=None if mode.sgx else generation)
+    machine = Machine.for_guest(mode, pages, generation=generation if mode.amd else None)
     guest = machine.launch(pages)
     data = bytes(range(256)) * (PAGE_SIZE // 256)
     for page in range(pages):

@@ -84,8 +84,8 @@ def test_cli_text_prints_both_guests_tcbs_and_not_modelled(
     assert "Isolation TCB" in out and "Attestation TCB" in out
     assert "EPYC 7003 (Zen 3)      AES-128-XTS" in out
     for name in ("CacheWarp", "BadRAM", "Heckler / WeSee", "SEV-Step and controlled channels",
-                 "DMA / IOMMU",
-                 "SEV-ES register state", "2 MiB pages"):
+                 "DMA / IOMMU", "SEV-ES register state", "2 MiB pages",
+                 "TDX beyond private memory"):
         assert f"* {name}:" in out
 
 

@@ -15,8 +15,8 @@ from veritee.platform.emulated.isolation import Attack, Mode, Outcome, run_attac
 
 A = Attack
 O = Outcome  # noqa: E741 - short table
-PLAIN, SEV, SNP, SGXC, SGXS = (Mode.PLAIN, Mode.SEV, Mode.SEV_SNP, Mode.SGX_CLIENT,
-                               Mode.SGX_SCALABLE)
+PLAIN, SEV, SNP, SGXC, SGXS, TDX = (Mode.PLAIN, Mode.SEV, Mode.SEV_SNP, Mode.SGX_CLIENT,
+                                    Mode.SGX_SCALABLE, Mode.TDX)
 
 
 def _run(attack: Attack, mode: Mode, guest: str = "careful", **kw: bool) -> Outcome:
@@ -158,53 +158,86 @@ def test_sgx_eaug_alias_undetected_by_naive_enclave() -> None:
     assert _run(A.ALIAS, SGXC, "naive") is O.UNDETECTED_CORRUPTION
 
 
+# -- TDX: the Secure EPT and logical integrity ---------------------------------------------
+
+@pytest.mark.parametrize("attack", [A.REMAP, A.SWAP, A.ALIAS, A.SERVICE_LEAK])
+def test_tdx_remapping_is_refused_by_the_secure_ept(attack: Attack) -> None:
+    """The host cannot write the Secure EPT; AUG at a mapped GPA fails."""
+    assert _run(attack, TDX, "naive") is O.FAULT_TO_HYPERVISOR
+
+
+def test_tdx_host_write_is_a_machine_check_for_the_td() -> None:
+    """Logical integrity: the write clears the TD-owner bit; the TD's read is a #MC."""
+    assert _run(A.WRITE, TDX) is O.MACHINE_CHECK
+    assert _run(A.REPLAY, TDX) is O.MACHINE_CHECK
+
+
+def test_tdx_page_remove_and_aug_detected_by_careful_td() -> None:
+    assert _run(A.PAGE_STATE, TDX, "careful") is O.DETECTED_BY_GUEST
+
+
+def test_tdx_page_remove_and_aug_undetected_by_naive_td() -> None:
+    """A TD that accepts every #VE'd pending page takes a zero page for its secret."""
+    assert _run(A.PAGE_STATE, TDX, "naive") is O.UNDETECTED_CORRUPTION
+
+
+def test_tdx_dram_replay_undetected() -> None:
+    """No physical replay protection: ciphertext and TD-owner bits restored together."""
+    assert _run(A.DRAM_REPLAY, TDX) is O.UNDETECTED_CORRUPTION
+
+
+def test_tdx_dram_ciphertext_pattern_leaks() -> None:
+    assert _run(A.DRAM_CIPHERTEXT_COMPARE, TDX) is O.CIPHERTEXT_PATTERN_LEAKED
+
+
 # -- every cell -----------------------------------------------------------------------------
-# Row: attack -> outcome per (plain, sev, sev-snp, sgx-client, sgx-scalable), careful guest
+# Row: attack -> outcome per (plain, sev, sev-snp, sgx-client, sgx-scalable, tdx), careful guest
 # then naive guest where they differ.
 CAREFUL = {
     A.READ: (O.OBSERVED_PLAINTEXT, O.OBSERVED_CIPHERTEXT_ONLY, O.OBSERVED_CIPHERTEXT_ONLY,
-             O.BLOCKED, O.BLOCKED),
+             O.BLOCKED, O.BLOCKED, O.BLOCKED),
     A.WRITE: (O.UNDETECTED_CORRUPTION, O.UNDETECTED_CORRUPTION, O.FAULT_TO_HYPERVISOR,
-              O.BLOCKED, O.BLOCKED),
+              O.BLOCKED, O.BLOCKED, O.MACHINE_CHECK),
     A.REMAP: (O.UNDETECTED_CORRUPTION, O.UNDETECTED_CORRUPTION, O.DETECTED_BY_GUEST,
-              O.FAULT_TO_HYPERVISOR, O.FAULT_TO_HYPERVISOR),
+              O.FAULT_TO_HYPERVISOR, O.FAULT_TO_HYPERVISOR, O.FAULT_TO_HYPERVISOR),
     A.SWAP: (O.UNDETECTED_CORRUPTION, O.UNDETECTED_CORRUPTION, O.DETECTED_BY_GUEST,
-             O.FAULT_TO_HYPERVISOR, O.FAULT_TO_HYPERVISOR),
+             O.FAULT_TO_HYPERVISOR, O.FAULT_TO_HYPERVISOR, O.FAULT_TO_HYPERVISOR),
     A.REPLAY: (O.UNDETECTED_CORRUPTION, O.UNDETECTED_CORRUPTION, O.FAULT_TO_HYPERVISOR,
-               O.FAULT_TO_HYPERVISOR, O.FAULT_TO_HYPERVISOR),
+               O.FAULT_TO_HYPERVISOR, O.FAULT_TO_HYPERVISOR, O.MACHINE_CHECK),
     A.ALIAS: (O.UNDETECTED_CORRUPTION, O.UNDETECTED_CORRUPTION, O.DETECTED_BY_GUEST,
-              O.DETECTED_BY_GUEST, O.DETECTED_BY_GUEST),
+              O.DETECTED_BY_GUEST, O.DETECTED_BY_GUEST, O.FAULT_TO_HYPERVISOR),
     A.PAGE_STATE: (O.NOT_APPLICABLE, O.NOT_APPLICABLE, O.DETECTED_BY_GUEST,
-                   O.DETECTED_BY_GUEST, O.DETECTED_BY_GUEST),
+                   O.DETECTED_BY_GUEST, O.DETECTED_BY_GUEST, O.DETECTED_BY_GUEST),
     A.PSC_SUBSTITUTION: (O.NOT_APPLICABLE, O.UNDETECTED_CORRUPTION, O.DETECTED_BY_GUEST,
-                         O.NOT_APPLICABLE, O.NOT_APPLICABLE),
+                         O.NOT_APPLICABLE, O.NOT_APPLICABLE, O.FAULT_TO_HYPERVISOR),
     A.SERVICE_LEAK: (O.OBSERVED_PLAINTEXT, O.OBSERVED_PLAINTEXT, O.DETECTED_BY_GUEST,
-                     O.FAULT_TO_HYPERVISOR, O.FAULT_TO_HYPERVISOR),
+                     O.FAULT_TO_HYPERVISOR, O.FAULT_TO_HYPERVISOR, O.FAULT_TO_HYPERVISOR),
     A.CIPHERTEXT_COMPARE: (O.OBSERVED_PLAINTEXT, O.CIPHERTEXT_PATTERN_LEAKED,
-                           O.CIPHERTEXT_PATTERN_LEAKED, O.BLOCKED, O.BLOCKED),
+                           O.CIPHERTEXT_PATTERN_LEAKED, O.BLOCKED, O.BLOCKED, O.BLOCKED),
     A.DRAM_READ: (O.OBSERVED_PLAINTEXT, O.OBSERVED_CIPHERTEXT_ONLY,
                   O.OBSERVED_CIPHERTEXT_ONLY, O.OBSERVED_CIPHERTEXT_ONLY,
-                  O.OBSERVED_CIPHERTEXT_ONLY),
+                  O.OBSERVED_CIPHERTEXT_ONLY, O.OBSERVED_CIPHERTEXT_ONLY),
     A.DRAM_CIPHERTEXT_COMPARE: (O.OBSERVED_PLAINTEXT, O.CIPHERTEXT_PATTERN_LEAKED,
                                 O.CIPHERTEXT_PATTERN_LEAKED, O.OBSERVED_CIPHERTEXT_ONLY,
-                                O.CIPHERTEXT_PATTERN_LEAKED),
+                                O.CIPHERTEXT_PATTERN_LEAKED, O.CIPHERTEXT_PATTERN_LEAKED),
     A.DRAM_REPLAY: (O.UNDETECTED_CORRUPTION, O.UNDETECTED_CORRUPTION,
-                    O.UNDETECTED_CORRUPTION, O.PLATFORM_LOCKED, O.UNDETECTED_CORRUPTION),
+                    O.UNDETECTED_CORRUPTION, O.PLATFORM_LOCKED, O.UNDETECTED_CORRUPTION,
+                    O.UNDETECTED_CORRUPTION),
 }
 NAIVE = dict(CAREFUL) | {
     A.REMAP: (O.UNDETECTED_CORRUPTION, O.UNDETECTED_CORRUPTION, O.UNDETECTED_CORRUPTION,
-              O.FAULT_TO_HYPERVISOR, O.FAULT_TO_HYPERVISOR),
+              O.FAULT_TO_HYPERVISOR, O.FAULT_TO_HYPERVISOR, O.FAULT_TO_HYPERVISOR),
     A.SWAP: (O.UNDETECTED_CORRUPTION, O.UNDETECTED_CORRUPTION, O.UNDETECTED_CORRUPTION,
-             O.FAULT_TO_HYPERVISOR, O.FAULT_TO_HYPERVISOR),
-    A.ALIAS: (O.UNDETECTED_CORRUPTION,) * 5,
+             O.FAULT_TO_HYPERVISOR, O.FAULT_TO_HYPERVISOR, O.FAULT_TO_HYPERVISOR),
+    A.ALIAS: (O.UNDETECTED_CORRUPTION,) * 5 + (O.FAULT_TO_HYPERVISOR,),
     A.PAGE_STATE: (O.NOT_APPLICABLE, O.NOT_APPLICABLE, O.UNDETECTED_CORRUPTION,
-                   O.UNDETECTED_CORRUPTION, O.UNDETECTED_CORRUPTION),
+                   O.UNDETECTED_CORRUPTION, O.UNDETECTED_CORRUPTION, O.UNDETECTED_CORRUPTION),
     A.PSC_SUBSTITUTION: (O.NOT_APPLICABLE, O.UNDETECTED_CORRUPTION, O.UNDETECTED_CORRUPTION,
-                         O.NOT_APPLICABLE, O.NOT_APPLICABLE),
+                         O.NOT_APPLICABLE, O.NOT_APPLICABLE, O.FAULT_TO_HYPERVISOR),
     A.SERVICE_LEAK: (O.OBSERVED_PLAINTEXT, O.OBSERVED_PLAINTEXT, O.OBSERVED_PLAINTEXT,
-                     O.FAULT_TO_HYPERVISOR, O.FAULT_TO_HYPERVISOR),
+                     O.FAULT_TO_HYPERVISOR, O.FAULT_TO_HYPERVISOR, O.FAULT_TO_HYPERVISOR),
 }
-COLUMNS = (PLAIN, SEV, SNP, SGXC, SGXS)
+COLUMNS = (PLAIN, SEV, SNP, SGXC, SGXS, TDX)
 CELLS = [(attack, mode, guest, table[attack][i])
          for guest, table in (("careful", CAREFUL), ("naive", NAIVE))
          for attack in Attack for i, mode in enumerate(COLUMNS)]

@@ -1,4 +1,5 @@
-"""SGX's rules: abort-page semantics, EPCM checks, EWB/ELDU, and the MEE integrity tree."""
+"""SGX's rules (abort-page semantics, EPCM, EWB/ELDU, SGX2, the MEE) and TDX's (Secure EPT,
+logical integrity, PENDING pages)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ from veritee.platform.emulated.isolation import (
     HypervisorFault,
     IntegrityViolation,
     Machine,
+    MachineCheck,
     Mode,
     PhysicalMemory,
     PlatformLocked,
 )
 from veritee.platform.emulated.isolation.epc import ABORT_PAGE, EpcPerm, SgxRules
 from veritee.platform.emulated.isolation.integrity import CounterTree
+from veritee.platform.emulated.isolation.tdx import TdxRules
 
 PAGES = 16
 DATA = bytes(range(256)) * (PAGE_SIZE // 256)
@@ -190,3 +193,43 @@ def test_integrity_tree_detects_a_forged_counter() -> None:
     with pytest.raises(IntegrityViolation):
         tree.version(0)
     assert tree.version(8) == 0  # another node is untouched
+
+
+# -- TDX (the same Secure-EPT / PENDING discipline, different integrity) --------------------
+
+def _tdx() -> tuple[Machine, TdxRules]:
+    machine = Machine.for_guest(Mode.TDX, PAGES)
+    machine.launch(PAGES)
+    assert isinstance(machine.rules, TdxRules)
+    return machine, machine.rules
+
+
+def test_tdx_host_reads_zeros_and_its_write_poisons_the_td_read() -> None:
+    machine, rules = _tdx()
+    td = machine.guests[0]
+    machine.guest_store(td, 1, DATA)
+    frame = td.table[1]
+    assert frame is not None
+    assert rules.host_load(frame) == bytes(PAGE_SIZE)
+    rules.host_store(frame, DATA)
+    with pytest.raises(MachineCheck, match="TD-owner bit"):
+        machine.guest_load(td, 1)
+
+
+def test_tdx_aug_at_a_mapped_gpa_is_refused() -> None:
+    machine, rules = _tdx()
+    (spare,) = machine.hypervisor.allocate(1, protected=False)
+    with pytest.raises(HypervisorFault, match="Secure EPT"):
+        rules.page_aug(machine.guests[0], 2, spare)
+
+
+def test_tdx_removed_then_augmented_page_is_pending_until_accepted_once() -> None:
+    machine, rules = _tdx()
+    td = machine.guests[0]
+    frame = rules.page_remove(td, 3)
+    rules.page_aug(td, 3, frame)
+    with pytest.raises(GuestException, match="#VE"):
+        machine.guest_load(td, 3)
+    assert rules.accept(td, 3) is True
+    assert rules.accept(td, 3) is False  # TDX_PAGE_ALREADY_ACCEPTED
+    assert machine.guest_load(td, 3) == bytes(PAGE_SIZE)

@@ -84,6 +84,14 @@ def test_isolation_and_attestation_tcbs_differ() -> None:
     assert {Technology.SGX_CLIENT, Technology.TDX, Technology.SEV} <= set(differ)
 
 
+def test_tdx_hypervisor_outside_and_dram_partial_as_the_tdx_column_shows() -> None:
+    row = _row(ISOLATION_TCB, Technology.TDX)
+    assert row.mode is Mode.TDX
+    assert row.trust[Component.HYPERVISOR] is Trust.UNTRUSTED
+    assert row.trust[Component.DRAM] is Trust.PARTIAL
+    assert MATRIX.outcome(Attack.DRAM_REPLAY, Mode.TDX) is Outcome.UNDETECTED_CORRUPTION
+
+
 def test_tdx_module_is_software_in_seam_mode_not_a_secure_processor() -> None:
     cell = _row(ISOLATION_TCB, Technology.TDX).cells[Component.SECURITY_MODULE]
     assert cell.trust is Trust.TRUSTED and "SEAM" in cell.source

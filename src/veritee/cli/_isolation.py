@@ -35,8 +35,7 @@ def render_isolation(*, fmt: str = "text", pages: int = 64,
 
     if not 2 <= pages <= 65536:
         raise ConfigError(f"--pages: got {pages}, want 2..65536")
-    amd = {g.name.lower(): g for g in CpuGeneration
-           if g not in (CpuGeneration.SGX_CLIENT_MEE, CpuGeneration.ICELAKE_TME_MK)}
+    amd = {g.name.lower(): g for g in CpuGeneration if g.amd}
     gen = None
     if generation is not None:
         if generation not in amd:

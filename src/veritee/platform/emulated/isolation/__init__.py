@@ -9,7 +9,8 @@ effect can be run and measured:
 * :mod:`.modes`, :mod:`.rmp`, :mod:`.epc` (+ :mod:`.integrity`): the hardware rules of
   ``plain``, ``sev``, ``sev-snp`` (RMP, SNP_LAUNCH_UPDATE, PVALIDATE, RMPADJUST, VMPLs,
   ciphertext hiding), ``sgx-client`` (EPC, EPCM, SGX2, the MEE's counter-mode encryption
-  and integrity tree, drop-and-lock) and ``sgx-scalable`` (the same with TME-MK).
+  and integrity tree, drop-and-lock), ``sgx-scalable`` (the same with TME-MK) and, in
+  :mod:`.tdx`, ``tdx`` (Secure EPT, MKTME with logical integrity, PENDING pages).
 * :mod:`.kernel`: guest code, where detection is decided: a careful guest (validate each
   page once) and a naive one (re-validate on #VC).
 * :mod:`.stack`: the component stack, the isolation and attestation TCBs per technology
@@ -29,6 +30,7 @@ from veritee.platform.emulated.isolation.faults import (
     HardwareFault,
     HypervisorFault,
     IntegrityViolation,
+    MachineCheck,
     Outcome,
     PlatformLocked,
     UndefinedInstruction,
@@ -105,6 +107,7 @@ __all__ = [
     "HypervisorFault",
     "IntegrityViolation",
     "Machine",
+    "MachineCheck",
     "MaliciousHypervisor",
     "MemoryEncryptionEngine",
     "Mode",

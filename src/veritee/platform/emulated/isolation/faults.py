@@ -25,6 +25,7 @@ __all__ = [
     "HardwareFault",
     "HypervisorFault",
     "IntegrityViolation",
+    "MachineCheck",
     "Outcome",
     "PlatformLocked",
     "UndefinedInstruction",
@@ -59,6 +60,9 @@ class Outcome(Enum):
     """The memory encryption engine's integrity check failed and the memory controller
     locked the platform (client SGX "drop and lock"): nothing is consumed, nobody is told,
     the machine needs a reset."""
+    MACHINE_CHECK = "machine check"
+    """The memory controller flagged the line (TDX: TD-owner bit cleared by a host write)
+    and the TD that consumed it took a machine check: it is torn down, nothing consumed."""
     UNDETECTED_CORRUPTION = "undetected corruption"
     """The guest consumed data other than what it last wrote, and nothing told it."""
     NOT_APPLICABLE = "not applicable"
@@ -104,6 +108,11 @@ class IntegrityViolation(HardwareFault):
 class PlatformLocked(IntegrityViolation):
     """Client SGX's MEE on an integrity failure: "drop and lock". The memory controller
     locks until reset; the enclave never consumes the data and is not told why."""
+
+
+class MachineCheck(IntegrityViolation):
+    """TDX: a TD read a line whose TD-owner bit is clear (written by non-TD software): the
+    line is poisoned and the TD takes a #MC; the TDX module tears the TD down."""
 
 
 class UndefinedInstruction(HardwareFault):

@@ -26,6 +26,16 @@ class Mode(Enum):
     """Scalable Intel SGX (3rd-gen Xeon Scalable on): EPC and EPCM, encrypted by TME-MK
     (AES-XTS, address tweak), no MAC, no integrity tree."""
 
+    TDX = "tdx"
+    """Intel TDX: private memory under MKTME (AES-XTS-128, TD key ID) with logical
+    integrity (a TD-owner bit per line), mapped by the Secure EPT that only the TDX module
+    writes; no physical replay protection."""
+
+    @property
+    def amd(self) -> bool:
+        """Whether the mode runs on an AMD EPYC model (plain VMs included)."""
+        return self in (Mode.PLAIN, Mode.SEV, Mode.SEV_SNP)
+
     @property
     def sgx(self) -> bool:
         """Whether this is one of the SGX modes (an enclave, not a VM)."""

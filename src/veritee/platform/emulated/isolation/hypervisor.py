@@ -27,6 +27,7 @@ from veritee.platform.emulated.isolation.faults import (
     GuestTerminated,
     HypervisorFault,
     IntegrityViolation,
+    MachineCheck,
     Outcome,
     PlatformLocked,
     UndefinedInstruction,
@@ -34,6 +35,7 @@ from veritee.platform.emulated.isolation.faults import (
 from veritee.platform.emulated.isolation.guest import Guest, Mode
 from veritee.platform.emulated.isolation.memory import PAGE_SIZE
 from veritee.platform.emulated.isolation.rmp import SnpRules
+from veritee.platform.emulated.isolation.tdx import TdxRules
 from veritee.platform.emulated.isolation.workload import SLOT_OFFSET
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -187,6 +189,8 @@ def _weakness(mode: Mode, victim: SecretKeepingWorkload, start: int) -> tuple[st
         Mode.SGX_CLIENT: ("no check fired", sources.MEE),
         Mode.SGX_SCALABLE: ("TME-MK: AES-XTS without MAC or integrity tree",
                             sources.TME_MK),
+        Mode.TDX: ("logical integrity has no replay protection: ciphertext and TD-owner "
+                   "bits restored together read as valid", sources.TDX_LI),
     }[mode]
 
 
@@ -210,6 +214,10 @@ def _observed(data: bytes, secret: bytes, trace: _Trace, mode: Mode) -> Outcome:
         trace(f"observed bytes contain the secret ({secret[:4].hex()}...)")
         return trace.decide(Outcome.OBSERVED_PLAINTEXT, "reads return plaintext",
                             sources.PLAIN)
+    if mode is Mode.TDX and data == bytes(len(data)):
+        trace("observed all zeros: nothing learned")
+        return trace.decide(Outcome.BLOCKED, "logical integrity: non-TD reads of TD-owned "
+                            "lines return zeros", sources.TDX_LI)
     if data == ABORT_PAGE:
         trace("observed all ones: nothing learned")
         if mode.sgx:
@@ -218,8 +226,8 @@ def _observed(data: bytes, secret: bytes, trace: _Trace, mode: Mode) -> Outcome:
         return trace.decide(Outcome.BLOCKED, "ciphertext hiding: host reads of SNP private "
                             "memory return 0xff", sources.CTH)
     trace(f"observed {data[:8].hex()}...: no trace of the secret")
-    source = sources.MEE if mode is Mode.SGX_CLIENT else (
-        sources.TME_MK if mode is Mode.SGX_SCALABLE else sources.APM_SEV)
+    source = {Mode.SGX_CLIENT: sources.MEE, Mode.SGX_SCALABLE: sources.TME_MK,
+              Mode.TDX: sources.TDX_LI}.get(mode, sources.APM_SEV)
     return trace.decide(Outcome.OBSERVED_CIPHERTEXT_ONLY,
                         "memory is encrypted under a key the attacker lacks", source)
 
@@ -319,7 +327,7 @@ class MaliciousHypervisor(Hypervisor):
             (frame,) = self.allocate(1, protected=False)
             self.machine.rules.host_store(frame, ATTACKER_BYTES)
             trace(f"NPT: guest page {page:#x} -> host frame {frame:#x} (attacker bytes)")
-            guest.table[page] = frame
+            self._map(guest, page, frame)
             return self._consume_or_fix(victim, victim.secret_page, {page: frame}, trace,
                                         start)
         return self._attempt(Attack.REMAP, victim, body)
@@ -331,10 +339,15 @@ class MaliciousHypervisor(Hypervisor):
             start = len(victim.kernel.log)
             fa, fb = guest.table[a], guest.table[b]
             assert fa is not None and fb is not None
-            guest.table[a], guest.table[b] = fb, fa
+            self._map(guest, a, fb)
+            self._map(guest, b, fa)
             trace(f"NPT: guest page {a:#x} -> frame {fb:#x}, page {b:#x} -> frame {fa:#x}")
             return self._consume_or_fix(victim, a, {a: fb, b: fa}, trace, start)
         return self._attempt(Attack.SWAP, victim, body)
+
+    def _map(self, guest: Guest, page: int, frame: int | None) -> None:
+        """Point a guest page at a frame through whatever the mode lets the host use."""
+        self.machine.rules.host_map(guest, page, frame)
 
     def _fix_rmp(self, victim: SecretKeepingWorkload, mapping: dict[int, int],
                  trace: _Trace) -> None:
@@ -400,17 +413,21 @@ class MaliciousHypervisor(Hypervisor):
                 (new,) = self.allocate(1, protected=True)
                 rules.eaug(guest, new, page)
                 trace(f"EAUG EPC frame {new:#x} at linear page {page:#x} (PENDING)")
+            elif isinstance(rules, TdxRules):
+                (new,) = self.allocate(1, protected=False)
+                trace(f"TDH.MEM.PAGE.AUG frame {new:#x} at GPA page {page:#x}")
+                rules.page_aug(guest, page, new)
             else:
                 (new,) = self.allocate(1, protected=False)
                 if isinstance(rules, SnpRules):
                     rules.rmpupdate(new, asid=guest.guest_id, gpn=page)
                     trace(f"RMPUPDATE frame {new:#x} -> ASID {guest.guest_id} GPA page "
                           f"{page:#x}; frame {old:#x} stays assigned and validated there")
-            guest.table[page] = new
+            self._map(guest, page, new)
             trace(f"NPT: page {page:#x} -> frame {new:#x}")
             victim.update(page)
             trace(f"guest wrote the page (through frame {new:#x})")
-            guest.table[page] = old
+            self._map(guest, page, old)
             trace(f"NPT: page {page:#x} -> frame {old:#x} again (the older copy)")
             return _consume(victim, page, trace, self.machine.mode, start)
         return self._attempt(Attack.ALIAS, victim, body)
@@ -426,6 +443,13 @@ class MaliciousHypervisor(Hypervisor):
         def body(trace: _Trace) -> Outcome:
             rules, guest = self.machine.rules, victim.guest
             page, frame, start = victim.secret_page, victim.secret_frame(), len(victim.kernel.log)
+            if isinstance(rules, TdxRules):
+                rules.page_remove(guest, page)
+                trace(f"TDH.MEM.RANGE.BLOCK/TRACK/PAGE.REMOVE GPA page {page:#x}")
+                rules.page_aug(guest, page, frame)
+                trace(f"TDH.MEM.PAGE.AUG frame {frame:#x} at GPA page {page:#x}: a zero page, "
+                      "PENDING")
+                return _consume(victim, page, trace, self.machine.mode, start)
             if isinstance(rules, SgxRules):
                 rules.eremove(frame)
                 trace(f"EREMOVE EPC frame {frame:#x} (no thread inside the enclave)")
@@ -457,7 +481,7 @@ class MaliciousHypervisor(Hypervisor):
             (sub,) = self.allocate(1, protected=False)
             if isinstance(rules, SnpRules):
                 rules.rmpupdate(sub, asid=guest.guest_id, gpn=page)
-            guest.table[page] = sub
+            self._map(guest, page, sub)
             trace(f"NPT: page {page:#x} -> substitute frame {sub:#x} before the guest "
                   "rescinds it")
             kernel.set_shared(page, True)
@@ -468,7 +492,7 @@ class MaliciousHypervisor(Hypervisor):
             trace("guest converted it back to private and validated it")
             victim.update(page)
             trace(f"guest wrote the page (through frame {sub:#x})")
-            guest.table[page] = old
+            self._map(guest, page, old)
             trace(f"NPT: page {page:#x} -> original frame {old:#x} (still valid there)")
             return _consume(victim, page, trace, self.machine.mode, start)
         return self._attempt(Attack.PSC_SUBSTITUTION, victim, body)
@@ -478,7 +502,7 @@ class MaliciousHypervisor(Hypervisor):
         the service for it. Under SEV-SNP the hypervisor fixes the RMP after the #NPF."""
         def body(trace: _Trace) -> Outcome:
             guest, page, frame = victim.guest, victim.other_page, victim.secret_frame()
-            guest.table[page] = frame
+            self._map(guest, page, frame)
             trace(f"NPT: service page {page:#x} -> the secret's frame {frame:#x}")
             try:
                 reply = victim.serve()
@@ -519,6 +543,9 @@ def _attempt(mode: Mode, attack: Attack, victim: SecretKeepingWorkload,
     except GuestTerminated as exc:
         trace(f"guest: {exc}")
         outcome = trace.decide(Outcome.DETECTED_BY_GUEST, exc.rule, exc.source)
+    except MachineCheck as exc:
+        trace(str(exc))
+        outcome = trace.decide(Outcome.MACHINE_CHECK, exc.rule, exc.source)
     except PlatformLocked as exc:
         trace(str(exc))
         outcome = trace.decide(Outcome.PLATFORM_LOCKED, exc.rule, exc.source)

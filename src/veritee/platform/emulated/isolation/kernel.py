@@ -7,14 +7,16 @@ runs every access of the workload through the hardware and hands each exception 
 
 * :class:`CarefulGuest` keeps a bitmap of the pages it knows are validated (launch pages
   validated by the firmware with SNP_LAUNCH_UPDATE, pages it PVALIDATEd itself; for an
-  enclave: EADDed or EACCEPTed pages). On a #VC NOT_VALIDATED (0x404) for a page in the
-  bitmap it terminates (GHCB termination request): the page changed behind its back. It
-  refuses to validate a page twice, and treats a PVALIDATE that reports "no update"
-  (rFLAGS.CF=1) as tampering. This is the "validate each GPA once" discipline of the
-  SEV-SNP whitepaper ("Page Validation") and of Linux's SNP guest code.
+  enclave: EADDed or EACCEPTed pages; for a TD: TDH.MEM.PAGE.ADDed or accepted pages). On
+  a #VC NOT_VALIDATED (0x404) for a page in the bitmap (a #PF on a PENDING page for an
+  enclave, a #VE for a TD) it terminates (GHCB termination request): the page changed
+  behind its back. It refuses to validate a page twice, and treats a PVALIDATE that
+  reports "no update" (rFLAGS.CF=1) as tampering. This is the "validate each GPA once"
+  discipline of the SEV-SNP whitepaper ("Page Validation") and of Linux's SNP guest code.
 * :class:`NaiveGuest` does what a minimal #VC handler does (the KVM SEV selftests' handler
   PVALIDATEs on every SVM_EXIT_NOT_VALIDATED): validate and retry, ignore "no update". An
-  enclave runtime that EACCEPTs every pending page it faults on is the SGX2 equivalent.
+  enclave runtime that EACCEPTs every pending page it faults on is the SGX2 equivalent, a
+  TD that TDG.MEM.PAGE.ACCEPTs every #VE'd page the TDX one.
 
 A cell is ``DETECTED_BY_GUEST`` only when this code raised :class:`.GuestTerminated`.
 """
@@ -36,6 +38,7 @@ from veritee.platform.emulated.isolation.faults import (
 )
 from veritee.platform.emulated.isolation.guest import Guest, Mode
 from veritee.platform.emulated.isolation.rmp import SnpRules
+from veritee.platform.emulated.isolation.tdx import TdxRules
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from veritee.platform.emulated.isolation.stack import Machine
@@ -88,6 +91,12 @@ class CarefulGuest(GuestPolicy):
     def on_unaccepted(self, kernel: GuestKernel, page: int, exc: GuestException) -> None:
         """Terminate if the page is one the guest already validated; else accept it once."""
         if page in kernel.guest.validated:
+            if isinstance(kernel.machine.rules, TdxRules):
+                raise GuestTerminated(
+                    f"careful TD: {exc}, on page {page:#x}, which it already accepted: the "
+                    "page was removed and re-added; terminating",
+                    rule="TD policy: #VE on a page already accepted -> terminate, never "
+                    "re-accept", source=sources.TDX_SEPT)
             if isinstance(kernel.machine.rules, SgxRules):
                 raise GuestTerminated(
                     f"careful enclave: {exc}, but it never asked for page {page:#x} (its "
@@ -176,6 +185,13 @@ class GuestKernel:
             rules.eaccept(self.guest, page)
             self.guest.validated.add(page)
             return
+        if isinstance(rules, TdxRules):
+            changed = rules.accept(self.guest, page)
+            self.trace(f"TDG.MEM.PAGE.ACCEPT page {page:#x}: "
+                       f"{'accepted' if changed else 'TDX_PAGE_ALREADY_ACCEPTED'}")
+            self.policy.after_pvalidate(self, page, True, changed)
+            self.guest.validated.add(page)
+            return
         self.pvalidate(page, validate=True)
 
     def pvalidate(self, page: int, *, validate: bool) -> None:
@@ -199,10 +215,10 @@ class GuestKernel:
         Private -> shared: rescind validation, then ask the hypervisor. Shared -> private:
         ask the hypervisor, then validate. Under ``sev`` only the C-bit changes; ``plain``
         and the SGX modes have no shared pages (an enclave uses untrusted memory outside
-        its ELRANGE instead).
+        its ELRANGE instead); TDX's shared memory (MapGPA, the shared EPT) is not modelled.
         """
         mode = self.machine.mode
-        if mode.sgx or mode is Mode.PLAIN:
+        if mode.sgx or mode in (Mode.PLAIN, Mode.TDX):
             raise UndefinedInstruction(f"{mode.value}: no private/shared page states",
                                        rule="no private/shared page-state protocol",
                                        source=sources.UD)

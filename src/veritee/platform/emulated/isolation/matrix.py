@@ -63,7 +63,7 @@ DEFAULT_PAGES = 64
 def _machine(mode: Mode, pages: int, rng: Callable[[int], bytes], *,
              generation: CpuGeneration | None, ciphertext_hiding: bool) -> Machine:
     hiding = ciphertext_hiding and mode is Mode.SEV_SNP
-    if mode.sgx:
+    if not mode.amd:
         generation = None
     elif hiding and generation is None:
         generation = CpuGeneration.TURIN
@@ -119,7 +119,7 @@ class OutcomeMatrix:
 
     def machine_of(self, mode: Mode) -> str:
         """The processor generation a mode's column ran on."""
-        if mode.sgx:
+        if not mode.amd:
             return DEFAULT_GENERATION[mode].value
         if self.ciphertext_hiding and mode is Mode.SEV_SNP and self.generation is None:
             return CpuGeneration.TURIN.value + ", ciphertext hiding"
@@ -189,7 +189,7 @@ def run_matrix(modes: Iterable[Mode] = MODES, attacks: Iterable[Attack] = ATTACK
     modes, attacks, guests = tuple(modes), tuple(attacks), tuple(guests)
     secret = secret or p384_private_key_secret()
     results = {(a, m, g): run_attack(a, m, pages=pages, guest=g, secret=secret,
-                                     generation=None if m.sgx else generation,
+                                     generation=generation if m.amd else None,
                                      ciphertext_hiding=ciphertext_hiding, rng=rng)
                for g in guests for a in attacks for m in modes}
     scan = {m: len(secret_scan(m, pages=pages, secret=secret, rng=rng)) for m in modes}

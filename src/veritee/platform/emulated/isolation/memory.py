@@ -129,8 +129,10 @@ class CpuGeneration(Enum):
     (host reads of SNP private memory return all ones) is a Zen 5 feature (Linux 6.18
     ``kvm-amd.ciphertext_hiding_asids``).
 
-    Intel: client SGX's MEE (AES-128 in counter mode; Gueron, ePrint 2016/204) and TME-MK on
-    3rd-gen Xeon Scalable (AES-XTS-128; Intel "Multi-Key Total Memory Encryption" spec).
+    Intel: client SGX's MEE (AES-128 in counter mode; Gueron, ePrint 2016/204), TME-MK on
+    3rd-gen Xeon Scalable (AES-XTS-128; Intel "Multi-Key Total Memory Encryption" spec) and
+    TDX's MKTME with logical integrity (Intel TDX whitepaper, "Memory Confidentiality and
+    Integrity").
     """
 
     NAPLES = "EPYC 7001 (Zen 1)"
@@ -140,6 +142,12 @@ class CpuGeneration(Enum):
     TURIN = "EPYC 9005 (Zen 5)"
     SGX_CLIENT_MEE = "client SGX MEE"
     ICELAKE_TME_MK = "Xeon Scalable TME-MK"
+    SAPPHIRE_RAPIDS_TDX = "Xeon 4th gen TDX (MKTME)"
+
+    @property
+    def amd(self) -> bool:
+        """Whether this is an AMD EPYC generation."""
+        return self.value.startswith("EPYC")
 
     @property
     def cipher(self) -> str:
@@ -165,6 +173,8 @@ _CIPHERS = {
     CpuGeneration.TURIN: "AES-256-XTS, address tweak",
     CpuGeneration.SGX_CLIENT_MEE: "AES-128-CTR, counter seeded by address and version",
     CpuGeneration.ICELAKE_TME_MK: "AES-128-XTS, address tweak",
+    CpuGeneration.SAPPHIRE_RAPIDS_TDX: "AES-128-XTS, address tweak, TD-owner bit per line "
+                                       "(logical integrity)",
 }
 
 _BLOCK = 16

@@ -67,6 +67,10 @@ class MemoryRules(ABC):
         """A store by host software to a physical frame (default: reaches DRAM)."""
         self.memory.store(frame, data)
 
+    def host_map(self, guest: Guest, page: int, frame: int | None) -> None:
+        """The host points a guest page at a frame: its nested (or OS) page table."""
+        guest.table[page] = frame
+
     # -- host instructions the mode may lack ----------------------------------------------
     def rmpupdate(self, frame: int, *, asid: int | None, gpn: int = 0) -> None:
         """RMPUPDATE exists only under SEV-SNP: anywhere else it is #UD."""

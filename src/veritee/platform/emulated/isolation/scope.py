@@ -32,6 +32,7 @@ NOT_MODELLED: tuple[tuple[str, str, str], ...] = (
     ("Zen 1 block moves", "SEVurity moved ciphertext blocks under Zen 1's linear tweak to "
      "inject code", "the engine models Zen 1's tweak (CpuGeneration.NAPLES) but no matrix "
      "row moves blocks (Wilke et al., IEEE S&P 2020)"),
-    ("TDX", "Secure EPT, TDX module, no physical replay protection", "TDX is in the TCB "
-     "tables, not emulated"),
+    ("TDX beyond private memory", "shared memory (MapGPA, the shared EPT), cryptographic "
+     "integrity (Ci), SEPT_VE_DISABLE, TD partitioning", "the tdx column models private "
+     "memory with logical integrity only"),
 )

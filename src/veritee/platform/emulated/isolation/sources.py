@@ -26,7 +26,9 @@ __all__ = [
     "SEVURITY",
     "SNP_ABI_LAUNCH",
     "SNP_WHITEPAPER",
+    "TDX_LI",
     "TDX_MODULE",
+    "TDX_SEPT",
     "TME_MK",
     "UD",
 ]
@@ -68,6 +70,13 @@ MEE = ("Gueron, 'A Memory Encryption Engine Suitable for General Purpose Process
 TME_MK = ("Intel 'Multi-Key Total Memory Encryption' spec; scalable SGX (3rd-gen Xeon "
           "Scalable) encrypts the EPC with TME-MK AES-XTS: no integrity tree, no replay "
           "protection")
+TDX_SEPT = ("Intel TDX Module Base Architecture spec: the Secure EPT is written only by the "
+            "TDX module (TDH.MEM.PAGE.AUG/REMOVE); PAMT lets a page belong to one TD at one "
+            "GPA; TDG.MEM.PAGE.ACCEPT by the TD; a PENDING page raises #VE")
+TDX_LI = ("Intel TDX whitepaper 'Memory Confidentiality and Integrity': MKTME AES-XTS-128 "
+          "per TD key ID; logical integrity: non-TD reads of TD lines return zeros, non-TD "
+          "writes clear the TD-owner bit and a TD read of such a line is a #MC; no replay "
+          "protection against physical attacks")
 TDX_MODULE = ("Intel TDX Module Base Architecture spec: the TDX module runs in SEAM mode; "
               "TD quotes come from the SGX-based TD Quoting Enclave")
 PHYSICAL = ("a DRAM interposer or cold-boot attacker reads and writes DRAM directly, "

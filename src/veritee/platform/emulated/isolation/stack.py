@@ -39,6 +39,7 @@ from veritee.platform.emulated.isolation.memory import (
 )
 from veritee.platform.emulated.isolation.modes import MemoryRules, PlainRules, SevRules
 from veritee.platform.emulated.isolation.rmp import SnpRules, check_vmpl
+from veritee.platform.emulated.isolation.tdx import TdxRules
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from veritee.platform.emulated.isolation.hypervisor import Hypervisor
@@ -72,7 +73,7 @@ class Component(Enum):
 
 
 class Technology(Enum):
-    """Technologies in the TCB tables (TDX is tabled, not emulated)."""
+    """Technologies in the TCB tables, one per emulated mode."""
 
     PLAIN_VM = "plain VM"
     SEV = "SEV"
@@ -199,11 +200,11 @@ ISOLATION_TCB: tuple[TcbRow, ...] = (
          "Y:sgx-cpu P:sgx-tmemk N:sgx-os -:sgx-none -:na N:sgx-os N:sgx-os -:sgx-none "
          "N:sgx-os Y:sgx-cpu",
          "DRAM is partial: TME-MK encrypts but a physical replay goes undetected"),
-    _row(Technology.TDX, None,
+    _row(Technology.TDX, Mode.TDX,
          "Y:tdx-cpu P:tdx-phys N:tdx-host Y:tdx-module -:na N:tdx-host N:tdx-host "
          "Y:tdx-tdvf Y:sev-guest Y:sev-guest",
-         "not emulated here: listed for comparison (Secure EPT, no physical replay "
-         "protection)"),
+         "the Secure EPT stops remapping in the TDX module; a host write is a #MC for the "
+         "TD; a physical replay goes undetected (DRAM partial)"),
 )
 
 #: Who can forge or taint the evidence a verifier appraises.
@@ -227,7 +228,7 @@ ATTESTATION_TCB: tuple[TcbRow, ...] = (
          "Y:sgx-cpu -:na N:sgx-os -:sgx-none Y:sgx-qe N:sgx-os N:sgx-os -:sgx-none "
          "N:sgx-os Y:sgx-cpu",
          "as client SGX (DCAP QE and PCE)"),
-    _row(Technology.TDX, None,
+    _row(Technology.TDX, Mode.TDX,
          "Y:tdx-cpu -:na N:tdx-host Y:tdx-module Y:tdx-qe N:tdx-host N:tdx-host "
          "Y:tdx-tdvf Y:sev-guest Y:sev-guest",
          "the TDX module makes the TDREPORT; the SGX-based TD Quoting Enclave signs it"),
@@ -241,6 +242,7 @@ DEFAULT_GENERATION: Mapping[Mode, CpuGeneration] = MappingProxyType({
     Mode.SEV_SNP: CpuGeneration.MILAN,
     Mode.SGX_CLIENT: CpuGeneration.SGX_CLIENT_MEE,
     Mode.SGX_SCALABLE: CpuGeneration.ICELAKE_TME_MK,
+    Mode.TDX: CpuGeneration.SAPPHIRE_RAPIDS_TDX,
 })
 
 
@@ -272,8 +274,8 @@ class Machine:
 
         self.mode = mode
         self.generation = generation or DEFAULT_GENERATION[mode]
-        if mode.sgx != (self.generation in (CpuGeneration.SGX_CLIENT_MEE,
-                                            CpuGeneration.ICELAKE_TME_MK)):
+        if (self.generation.amd != mode.amd
+                or (not mode.amd and self.generation is not DEFAULT_GENERATION[mode])):
             raise PlatformError(f"{mode.value} cannot run on {self.generation.value}")
         if ciphertext_hiding and not (mode is Mode.SEV_SNP
                                       and self.generation.ciphertext_hiding):
@@ -290,6 +292,8 @@ class Machine:
             self.rules = SevRules(self.memory, self.engine)
         elif mode is Mode.SEV_SNP:
             self.rules = SnpRules(self.memory, self.engine, ciphertext_hiding=ciphertext_hiding)
+        elif mode is Mode.TDX:
+            self.rules = TdxRules(self.memory, self.engine)
         else:
             epc = range(epc_frames if epc_frames is not None else frames)
             flavour = SgxFlavour.CLIENT if mode is Mode.SGX_CLIENT else SgxFlavour.SCALABLE
