@@ -230,3 +230,17 @@ def test_guest_terminates_on_an_unhandled_vc_code() -> None:
     machine.guest_load = raise_other  # type: ignore[method-assign, assignment]
     with pytest.raises(GuestTerminated, match="unhandled"):
         kernel.load(1)
+
+
+def test_snp_launch_update_of_a_vmsa_page_gives_the_context_state() -> None:
+    machine = Machine.for_guest(Mode.SEV_SNP, 4)
+    rules = machine.rules
+    assert isinstance(rules, SnpRules)
+    guest = machine.launch(2)
+    frame = guest.table[1]
+    assert frame is not None
+    rules.rmpupdate(frame, asid=guest.guest_id, gpn=1)
+    rules.snp_launch_update(guest, 1, vmsa=True)
+    assert rules.rmp[frame].state == "Context"
+    with pytest.raises(HypervisorFault, match="Pre-Guest"):
+        rules.snp_launch_update(guest, 1)
