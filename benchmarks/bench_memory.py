@@ -82,7 +82,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=2.0,
                     help="time cap per measurement (default 2)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--generation", choices=("rome", "milan", "genoa", "turin"),
+    ap.add_argument("--generation", choices=("milan", "genoa", "turin"),
                     default="milan", help="AMD generation for plain/sev/sev-snp")
     args = ap.parse_args()
     generation = CpuGeneration[args.generation.upper()]

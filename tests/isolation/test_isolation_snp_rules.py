@@ -244,3 +244,13 @@ def test_snp_launch_update_of_a_vmsa_page_gives_the_context_state() -> None:
     assert rules.rmp[frame].state == "Context"
     with pytest.raises(HypervisorFault, match="Pre-Guest"):
         rules.snp_launch_update(guest, 1)
+
+
+def test_snp_refuses_to_run_on_zen1_or_zen2() -> None:
+    from veritee.errors import PlatformError
+    from veritee.platform.emulated.isolation import CpuGeneration
+
+    for gen in (CpuGeneration.NAPLES, CpuGeneration.ROME):
+        with pytest.raises(PlatformError, match="SEV-SNP needs"):
+            Machine.for_guest(Mode.SEV_SNP, 4, generation=gen)
+    assert Machine.for_guest(Mode.SEV, 4, generation=CpuGeneration.NAPLES).engine.key_bytes == 16

@@ -35,7 +35,9 @@ def render_isolation(*, fmt: str = "text", pages: int = 64,
 
     if not 2 <= pages <= 65536:
         raise ConfigError(f"--pages: got {pages}, want 2..65536")
-    amd = {g.name.lower(): g for g in CpuGeneration if g.amd}
+    # SEV-SNP (a column of the matrix) needs Zen 3 or later.
+    amd = {g.name.lower(): g for g in CpuGeneration
+           if g.amd and g not in (CpuGeneration.NAPLES, CpuGeneration.ROME)}
     gen = None
     if generation is not None:
         if generation not in amd:
@@ -84,5 +86,6 @@ def register(add: AddCommand) -> None:
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--ciphertext-hiding", action="store_true",
                    help="run SEV-SNP on Zen 5 (EPYC 9005) with ciphertext hiding on")
-    p.add_argument("--generation", choices=("naples", "rome", "milan", "genoa", "turin"),
-                   help="AMD processor generation for plain/sev/sev-snp (default milan)")
+    p.add_argument("--generation", choices=("milan", "genoa", "turin"),
+                   help="AMD processor generation for plain/sev/sev-snp (default milan; "
+                   "SEV-SNP needs Zen 3 or later)")

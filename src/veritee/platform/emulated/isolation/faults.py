@@ -66,8 +66,9 @@ class Outcome(Enum):
     UNDETECTED_CORRUPTION = "undetected corruption"
     """The guest consumed data other than what it last wrote, and nothing told it."""
     NOT_APPLICABLE = "not applicable"
-    """The attacker's instruction does not exist in this mode: the hardware raised #UD
-    (e.g. RMPUPDATE without SEV-SNP). Computed from that exception, never declared."""
+    """The mechanism attacked does not exist in this mode: the attacker's instruction raised
+    #UD (RMPUPDATE without SEV-SNP), or the guest has no such protocol (a private/shared
+    conversion in a plain VM or an enclave). Computed from that exception, never declared."""
 
 
 class VcCode(IntEnum):

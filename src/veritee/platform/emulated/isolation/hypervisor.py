@@ -172,6 +172,12 @@ class _Trace:
         return outcome
 
 
+#: The document holding each mode's access rules.
+_RULES_OF = {Mode.PLAIN: sources.PLAIN, Mode.SEV: sources.APM_SEV, Mode.SEV_SNP: sources.APM_RMP,
+             Mode.SGX_CLIENT: sources.SDM_SGX_EPCM, Mode.SGX_SCALABLE: sources.SDM_SGX_EPCM,
+             Mode.TDX: sources.TDX_SEPT}
+
+
 def _weakness(mode: Mode, victim: SecretKeepingWorkload, start: int) -> tuple[str, str]:
     """Why nothing stopped the guest from consuming other bytes."""
     if any(line.startswith("naive guest") for line in victim.kernel.log[start:]):
@@ -204,7 +210,7 @@ def _consume(victim: SecretKeepingWorkload, page: int, trace: _Trace, mode: Mode
     if data == victim.expected(page):
         trace("guest read exactly what it last wrote: the attack had no effect")
         return trace.decide(Outcome.BLOCKED, "the guest read back what it wrote",
-                            sources.PLAIN if mode is Mode.PLAIN else sources.APM_RMP)
+                            _RULES_OF[mode])
     trace(f"guest read {data[:8].hex()}... instead of what it wrote, with no fault")
     return trace.decide(Outcome.UNDETECTED_CORRUPTION, *_weakness(mode, victim, start))
 

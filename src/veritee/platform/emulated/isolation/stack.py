@@ -277,6 +277,10 @@ class Machine:
         if (self.generation.amd != mode.amd
                 or (not mode.amd and self.generation is not DEFAULT_GENERATION[mode])):
             raise PlatformError(f"{mode.value} cannot run on {self.generation.value}")
+        if mode is Mode.SEV_SNP and self.generation in (CpuGeneration.NAPLES,
+                                                        CpuGeneration.ROME):
+            raise PlatformError(f"SEV-SNP needs {CpuGeneration.MILAN.value} or later, not "
+                                f"{self.generation.value}")
         if ciphertext_hiding and not (mode is Mode.SEV_SNP
                                       and self.generation.ciphertext_hiding):
             raise PlatformError(f"ciphertext hiding needs sev-snp on "
