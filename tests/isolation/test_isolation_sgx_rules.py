@@ -233,3 +233,12 @@ def test_tdx_removed_then_augmented_page_is_pending_until_accepted_once() -> Non
     assert rules.accept(td, 3) is True
     assert rules.accept(td, 3) is False  # TDX_PAGE_ALREADY_ACCEPTED
     assert machine.guest_load(td, 3) == bytes(PAGE_SIZE)
+
+
+def test_careful_td_refuses_an_accept_of_a_page_it_already_accepted() -> None:
+    from veritee.platform.emulated.isolation import CarefulGuest, GuestKernel, GuestTerminated
+
+    machine, _ = _tdx()
+    kernel = GuestKernel(machine, machine.guests[0], CarefulGuest())
+    with pytest.raises(GuestTerminated, match="ALREADY_ACCEPTED"):
+        kernel.accept(0)

@@ -115,6 +115,11 @@ class CarefulGuest(GuestPolicy):
                         changed: bool) -> None:
         """A no-update result means the RMP disagrees with the bitmap: terminate."""
         if not changed:
+            if isinstance(kernel.machine.rules, TdxRules):
+                raise GuestTerminated(
+                    f"careful TD: TDG.MEM.PAGE.ACCEPT of page {page:#x} reported "
+                    "TDX_PAGE_ALREADY_ACCEPTED; terminating",
+                    rule="TD policy: accept each page once", source=sources.TDX_SEPT)
             what = "validate" if validate else "rescind"
             raise GuestTerminated(
                 f"careful guest: PVALIDATE ({what}) of page {page:#x} reported no update: "

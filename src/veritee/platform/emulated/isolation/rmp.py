@@ -188,7 +188,9 @@ class SnpRules(SevRules):
 
         The target page is checked as for an access: assigned to this guest at this GPA
         (else #NPF) and validated (else #VC NOT_VALIDATED): permissions cannot be handed
-        out on a page the guest has not accepted (APM Vol. 3 RMPADJUST).
+        out on a page the guest has not accepted (APM Vol. 3 RMPADJUST). The refusal is
+        certain; that the hardware reports it as #VC 0x404 rather than an RAX error code is
+        this model's reading, not checked against the APM's pseudocode in this session.
         """
         if not guest.vmpl < target_vmpl < VMPLS:
             raise GuestException(f"#GP: RMPADJUST from VMPL{guest.vmpl} to VMPL{target_vmpl}",
