@@ -251,8 +251,9 @@ def tcb_table_text() -> str:
 
 def generations_text() -> str:
     """Memory encryption per processor generation, as the engine runs it."""
-    lines = [f"  {g.value:<22} {g.cipher}" + (" (ciphertext hiding available)"
-                                              if g.ciphertext_hiding else "")
+    width = max(len(g.value) for g in CpuGeneration) + 2
+    lines = [f"  {g.value:<{width}}{g.cipher}" + (" (ciphertext hiding available)"
+                                                  if g.ciphertext_hiding else "")
              for g in CpuGeneration]
     return "\n".join(lines)
 
