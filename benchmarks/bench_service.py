@@ -154,7 +154,7 @@ def run_one(backend: str, workers: int, *, seconds: float, clients: int,
             http.put(f"{url}/v1/admin/reference-values/bench", headers=h, json={
                 "kind": "measurement", "value": guest.measurement.hex()}).raise_for_status()
             # Warm up every worker (chain cache, connection pools).
-            with AttesterClient(url, guest) as c:
+            with AttesterClient(url, guest, dev_mode=True) as c:
                 for _ in range(4 * workers):
                     c.fetch("bench/key")
             before = http.get(f"{url}/metrics").text
@@ -167,7 +167,8 @@ def run_one(backend: str, workers: int, *, seconds: float, clients: int,
 
         def client_loop() -> None:
             # Each client its own connection, as 50 separate attesters would have.
-            with httpx.Client(timeout=30) as http, AttesterClient(url, guest, http=http) as c:
+            with httpx.Client(timeout=30) as http, \
+                    AttesterClient(url, guest, http=http, dev_mode=True) as c:
                 while time.monotonic() < stop_at:
                     t0 = time.perf_counter()
                     try:
