@@ -44,12 +44,16 @@ def _open_state(args: argparse.Namespace, *, create: bool = False) -> Any:
 
     settings = _settings(args)
     store = open_store(settings.database_url)
+    master: Any = None
     try:
-        data = load_data_key(store, service_master_key(settings), now=time.time(),
-                             create=create)
+        master = service_master_key(settings)
+        data = load_data_key(store, master, now=time.time(), create=create)
     except BaseException:
         store.close()
         raise
+    finally:
+        if master is not None and hasattr(master, "close"):
+            master.close()
     store.integrity = StateIntegrity(data.key)
     return store
 
@@ -144,12 +148,18 @@ def _cmd_rotate(args: argparse.Namespace) -> int:
     old_settings = _settings(args)
     new_settings = load_settings(Path(args.new_settings))
     store = open_store(old_settings.database_url)
+    keys: list[Any] = []
     try:
         old = service_master_key(old_settings)
+        keys.append(old)
         new = service_master_key(new_settings)
+        keys.append(new)
         key_id = rotate_master_key(store, old, new, now=time.time())
     finally:
         store.close()
+        for key in keys:
+            if hasattr(key, "close"):
+                key.close()
     print(f"data key re-wrapped: master key {old.key_id} -> {key_id}; start the service with "
           f"{args.new_settings}", file=sys.stderr)
     return 0

@@ -227,7 +227,11 @@ def create_app(settings: Settings, *, master_key: KeyWrapper | None = None,
     master = master_key or service_master_key(settings)
     # Everything stored is under the data key (wrapped by the master key); the row MACs and
     # the audit chain are keyed from it, and every read of the trust state is checked.
-    data = load_data_key(store, master, now=clock())
+    try:
+        data = load_data_key(store, master, now=clock())
+    finally:
+        if master_key is None and hasattr(master, "close"):
+            master.close()  # an HSM session is needed only for this unwrap
     store.integrity = StateIntegrity(data.key)
     signing = load_signing_key(store, data, alg=settings.ear_alg, now=clock())
     metrics = Metrics()

@@ -41,7 +41,7 @@ class Pkcs11MasterKey:
         except ImportError:
             raise ConfigError("key_source = 'pkcs11' needs the python-pkcs11 package") from None
         self._lock = threading.Lock()
-        self._pkcs11 = pkcs11
+        self._session: Any = None
         try:
             lib = pkcs11.lib(module)
             token = lib.get_token(token_label=token_label)
@@ -67,12 +67,32 @@ class Pkcs11MasterKey:
     def __repr__(self) -> str:
         return f"Pkcs11MasterKey(key_id={self.key_id!r})"
 
+    def close(self) -> None:
+        """Close the session (the last one closed logs the token out, PKCS#11 C_CloseSession).
+
+        The service needs the HSM only to unwrap the data key at start (and to rotate), so
+        it closes the session right after.
+        """
+        with self._lock:
+            if self._session is not None:
+                self._session.close()
+                self._session = None
+                self._key = None
+
+    def __enter__(self) -> Pkcs11MasterKey:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     def _gcm(self, encrypt: bool, data: bytes, nonce: bytes, aad: bytes) -> bytes:
         from pkcs11 import Mechanism
         from pkcs11.mechanisms import GCMParams
 
         param = GCMParams(nonce, aad, 128)
         with self._lock:
+            if self._key is None:
+                raise SealingError()
             if encrypt:
                 return bytes(self._key.encrypt(data, mechanism=Mechanism.AES_GCM,
                                                mechanism_param=param))
