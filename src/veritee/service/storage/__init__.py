@@ -449,6 +449,60 @@ class Tx:
         return [self._audit_row(r) for r in self.all(sql, params)]
 
 
+class _Watchdog:
+    """Cuts the socket of a PostgreSQL transaction that outlives its deadline.
+
+    ``statement_timeout`` is enforced by the server, so a server that is frozen (SIGSTOP, a
+    hung VM, a black-holed network) never enforces it, and libpq waits forever. One thread
+    per store checks the open transactions twice a second and shuts down the socket of any
+    past its deadline; the blocked call then fails with OperationalError, which the store
+    turns into :class:`DatabaseUnavailable` (HTTP 503), and the connection is discarded.
+    """
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._open: dict[int, tuple[float, Any]] = {}
+        self._cut: set[int] = set()
+        self._next = 0
+        threading.Thread(target=self._run, name="veritee-db-watchdog", daemon=True).start()
+
+    def arm(self, conn: Any) -> int:
+        import time
+
+        with self._lock:
+            self._next += 1
+            self._open[self._next] = (time.monotonic() + self.limit, conn)
+            return self._next
+
+    def disarm(self, ticket: int) -> bool:
+        """Forget ``ticket``; True when its connection was cut."""
+        with self._lock:
+            self._open.pop(ticket, None)
+            if ticket in self._cut:
+                self._cut.discard(ticket)
+                return True
+            return False
+
+    def _run(self) -> None:
+        import socket
+        import time
+
+        while True:
+            time.sleep(0.5)
+            now = time.monotonic()
+            with self._lock:
+                late = [(t, c) for t, (d, c) in self._open.items() if d < now]
+                for ticket, _ in late:
+                    self._open.pop(ticket, None)
+                    self._cut.add(ticket)
+            for _, conn in late:
+                with contextlib.suppress(Exception):
+                    sock = socket.socket(fileno=os.dup(conn.fileno()))
+                    with sock:
+                        sock.shutdown(socket.SHUT_RDWR)
+
+
 class Store:
     """A database: a connection source plus the migrations. Thread-safe."""
 
@@ -480,6 +534,7 @@ class Store:
         # SQLite: one writer per process at a time, queued here instead of in SQLite's busy
         # handler, which sleeps with growing back-off and wrecks latency under load.
         self._write_lock = threading.Lock()
+        self._watchdog: _Watchdog | None = None
 
     # -- connections ------------------------------------------------------------------------
     def _connect(self) -> Any:
@@ -547,6 +602,9 @@ class Store:
             else:
                 import psycopg
 
+                if self._watchdog is None:
+                    self._watchdog = _Watchdog(self.statement_timeout_ms / 1000 + 2.0)
+                ticket = self._watchdog.arm(conn)
                 try:
                     with conn.transaction():
                         yield Tx(self, conn)
@@ -556,6 +614,9 @@ class Store:
                     raise DatabaseUnavailable(f"postgresql: {type(exc).__name__}: "
                                               f"{str(exc).splitlines()[0] if str(exc) else ''}"
                                               ) from None
+                finally:
+                    if self._watchdog.disarm(ticket):
+                        broken = True  # its socket was cut: never reuse it
         finally:
             self._release(conn, broken=broken or getattr(conn, "closed", False) is True)
 
