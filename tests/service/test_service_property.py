@@ -72,7 +72,7 @@ _param = st.text(st.characters(exclude_categories=["Cs"]), min_size=0, max_size=
 def _state(app: Any) -> dict[str, int]:
     store = app.state.broker.store
     with store.transaction(write=False) as tx:
-        return {t: int(tx.one(f"SELECT COUNT(*) FROM {t}")[0]) for t in _TABLES}  # noqa: S608
+        return {t: int(tx.one(f"SELECT COUNT(*) FROM {t}")[0]) for t in _TABLES}
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
