@@ -5,8 +5,9 @@ Protocol (see docs/service.md for the sequence diagram):
 * ``POST /v1/challenge`` -> ``{nonce, expires_at, expires_in}``: a single-use nonce.
 * ``POST /v1/attest`` ``{evidence, cert_table?, runtime_data: {nonce, key}}`` -> ``{token, ...}``:
   an EAR JWT; 403 problem+json (with the failures and a contraindicated EAR) on rejection.
-* ``GET /v1/resources/{path}`` with ``Authorization: Bearer <EAR>`` -> ``{jwe, version}``: the
-  secret as a compact JWE (ECDH-ES + A256GCM) to the key in the EAR's ``cnf``.
+* ``GET /v1/resources/{path}`` with ``Authorization: Bearer <EAR>`` -> ``{release, version}``:
+  the secret as a compact JWE (ECDH-ES + A256GCM) to the key in the EAR's ``cnf``, inside a
+  JWS signed with the EAR key (the JWE header names the resource and the EAR's ``jti``).
 * ``GET /v1/jwks`` (and ``/.well-known/jwks.json``): the EAR signing keys, for passports.
 * ``/v1/admin/...``: policies, reference values, resources, tokens, audit (bearer tokens,
   roles admin/reader).

@@ -9,7 +9,13 @@ agreement, RFC 7518 section 4.6) and ``enc = A256GCM`` (RFC 7518 section 5.3), t
 ephemeral public key that the EAR's ``cnf.jwk`` carries (RFC 7800) and that REPORT_DATA bound
 to the verifier's nonce. A stolen token is therefore useless: only the holder of that private
 key, inside the attested TEE, can decrypt what is released with it. The protected header
-names the resource and its version, and is authenticated as JWE AAD.
+names the resource, its version and the ``jti`` of the EAR it answers, and is authenticated
+as JWE AAD. The JWE is then signed (JWS, RFC 7515) with the EAR signing key, because anyone
+can encrypt to the public ``cnf`` key: see :meth:`Broker._seal_release`.
+
+Every read of the trust state (policies, reference values, resources, admin tokens, signing
+keys) is authenticated by the store (:mod:`veritee.service.integrity`); a row that fails is
+an :class:`~veritee.service.integrity.IntegrityViolation`, raised loudly and never used.
 """
 
 from __future__ import annotations
