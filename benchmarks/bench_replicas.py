@@ -58,7 +58,7 @@ def run_one(replicas: int, *, seconds: float, clients: int,
     try:
         with Cluster(db, replicas, vendor=vendor) as cluster:
             with httpx.Client(timeout=30) as http, \
-                    AttesterClient(cluster.url, cluster.guest, http=http) as c:
+                    AttesterClient(cluster.url, cluster.guest, http=http, dev_mode=True) as c:
                 for _ in range(4 * replicas):  # warm every replica
                     assert c.fetch(RESOURCE) == SECRET
             latencies: list[float] = []
@@ -68,7 +68,7 @@ def run_one(replicas: int, *, seconds: float, clients: int,
 
             def loop() -> None:
                 with httpx.Client(timeout=60) as http, \
-                        AttesterClient(cluster.url, cluster.guest, http=http) as c:
+                        AttesterClient(cluster.url, cluster.guest, http=http, dev_mode=True) as c:
                     while time.monotonic() < stop_at:
                         t0 = time.perf_counter()
                         try:

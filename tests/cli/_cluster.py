@@ -30,7 +30,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from veritee.formats.sevsnp import Product
 from veritee.platform.emulated.measurement import simple_guest_image
 from veritee.platform.emulated.snp import EmulatedAmdVendor, InsecureEmulatedSnpMachine
+from veritee.service.app import service_master_key
 from veritee.service.core import create_admin_token
+from veritee.service.integrity import StateIntegrity
+from veritee.service.keys import load_data_key
+from veritee.service.settings import load_settings
 from veritee.service.storage import open_store
 
 SECRET = b"replicated secret 0123456789"
@@ -78,6 +82,7 @@ class Cluster:
         self.haproxy: subprocess.Popen[bytes] | None = None
         self.url = ""
         self.admin = ""
+        self.integrity: StateIntegrity | None = None
         machine = InsecureEmulatedSnpMachine(self.vendor)
         self.guest = machine.launch(simple_guest_image(b"cluster workload".ljust(4096, b"\0")))
 
@@ -106,7 +111,12 @@ class Cluster:
             "master_key_file": str(self.tmp / "master.sealed"), "log_level": "warning",
             "nonce_ttl": 600, "token_ttl": 600}))
         InsecureEmulatedSnpMachine.open(self.tmp / "svc-machine", key_size=2048)
-        store = open_store(self.database_url)  # migrates once, before the replicas start
+        # Migrate once, before the replicas start; the token row is authenticated under the
+        # service's data key, as `veritee admin token-create` writes it.
+        store = open_store(self.database_url)
+        master = service_master_key(load_settings(settings))
+        store.integrity = StateIntegrity(load_data_key(store, master, now=time.time()).key)
+        self.integrity = store.integrity
         _, self.admin = create_admin_token(store, "cluster", "admin")
         store.close()
         env = {k: v for k, v in os.environ.items()

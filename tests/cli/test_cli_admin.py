@@ -201,8 +201,22 @@ def test_keys_rotate_says_the_api_lacks_it(admin: list[str],
     assert "no signing-key rotation route" in capsys.readouterr().err
 
 
-def test_token_create_bootstrap_writes_the_database(tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    db = f"sqlite:///{tmp_path}/boot.db"
-    assert main(["admin", "token-create", "--database-url", db, "--name", "ops"]) == 0
+def test_local_tools_make_a_master_key_and_bootstrap_a_token(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key = tmp_path / "master.key"
+    assert main(["admin", "master-key-new", "--out", str(key)]) == 0
+    assert key.stat().st_mode & 0o077 == 0
+    settings = tmp_path / "service.toml"
+    settings.write_text(f'database_url = "sqlite:///{tmp_path}/boot.db"\n'
+                        f'key_source = "file"\nmaster_key_file = "{key}"\n')
+    capsys.readouterr()
+    assert main(["admin", "token-create", "--settings", str(settings), "--name", "ops"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()[-1]) > 20
+
+
+def test_token_is_not_sent_in_clear_off_loopback(monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("VERITEE_ADMIN_TOKEN", "vt_secret-token-value")
+    assert main(["admin", "resource", "list", "--url", "http://192.0.2.1:8080"]) == 3
+    err = capsys.readouterr().err
+    assert "https" in err and "vt_secret-token-value" not in err

@@ -45,7 +45,8 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class _FakeBroker:
     """Stands in for the HTTP exchange: the sealing step after it is what is under test."""
 
-    def __init__(self, url: str, source: object, *, timeout: float) -> None:
+    def __init__(self, url: str, source: object, *, timeout: float,
+                 dev_mode: bool = False) -> None:
         self.source = source
 
     def __enter__(self) -> _FakeBroker:

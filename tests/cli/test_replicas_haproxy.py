@@ -35,7 +35,7 @@ def _exchange(url: str, guest: Any, http: httpx.Client) -> tuple[bytes, int]:
     fails it; returns the secret and how many attempts it took."""
     for attempt in range(1, 21):
         try:
-            with AttesterClient(url, guest, http=http) as client:
+            with AttesterClient(url, guest, http=http, dev_mode=True) as client:
                 return client.fetch(RESOURCE), attempt
         except (httpx.HTTPError, VeriteeError):
             continue
@@ -89,11 +89,13 @@ def test_replica_killed_mid_traffic_loses_no_exchange(pg_database: str) -> None:
                 assert replay.status_code == 403, replay.text
                 assert replay.json()["code"].startswith("nonce.")
 
+        integrity = cluster.integrity
     store = open_store(db, migrate=False)
+    store.integrity = integrity
     try:
         with store.transaction(write=False) as tx:
             rows = tx.audit_rows()
-        report = verify_chain(rows)
+        report = verify_chain(rows, integrity)
         assert report.ok, report
         accepted = [r.detail["nonce"] for r in rows
                     if r.event == "attestation" and r.outcome == "accepted"]

@@ -54,10 +54,10 @@ def svc(tmp_path_factory: pytest.TempPathFactory, machine: InsecureEmulatedSnpMa
     db = tmp_path_factory.mktemp("ui") / "svc.db"
     s = start_service(f"sqlite:///{db}", machine, master=MasterKey(b"\x33" * 32))
     provision(s, guests)
-    with AttesterClient(s.url, guests.a) as client:
+    with AttesterClient(s.url, guests.a, dev_mode=True) as client:
         for _ in range(3):
             client.fetch("apps/a/key")
-    with AttesterClient(s.url, guests.unknown) as client:
+    with AttesterClient(s.url, guests.unknown, dev_mode=True) as client:
         for _ in range(2):
             with pytest.raises(VeriteeError):
                 client.fetch("apps/a/key")
@@ -91,7 +91,16 @@ def _sign_in(browser: Any, url: str, token: str) -> None:
     field = browser.find_element(By.ID, "token")
     field.send_keys(token)
     browser.find_element(By.CSS_SELECTOR, "form[action='/ui/login'] button").click()
-    browser.find_element(By.ID, "h-audit")  # the dashboard is there
+    _wait_for(browser, lambda b: b.find_elements(By.ID, "h-audit"))  # the dashboard
+
+
+def _wait_for(browser: Any, condition: Any) -> None:
+    """Wait for the page the browser navigated to (a click does not wait for it)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 60, ignored_exceptions=(StaleElementReferenceException,)
+                  ).until(condition)
 
 
 def _png_size(path: Path) -> tuple[int, int]:
@@ -172,11 +181,14 @@ def test_admin_revokes_a_token_from_the_console(svc: Service, browser: Any) -> N
     assert "API tokens" in _shot(browser, "03-dashboard-admin")
     browser.find_element(By.CSS_SELECTOR,
                          f"form[action='/ui/tokens/{token_id}/revoke'] button").click()
-    browser.find_element(By.ID, "h-tok")
-    row = [r.text for r in browser.find_elements(By.CSS_SELECTOR,
-                                                 "section[aria-labelledby=h-tok] tbody tr")
-           if token_id in r.text]
-    assert row and "revoked" in row[0]
+
+    def revoked_row(b: Any) -> bool:
+        rows = [r.text for r in b.find_elements(By.CSS_SELECTOR,
+                                                "section[aria-labelledby=h-tok] tbody tr")
+                if token_id in r.text]
+        return bool(rows) and "revoked" in rows[0]
+
+    _wait_for(browser, revoked_row)
     _shot(browser, "04-token-revoked")
     r = httpx.get(f"{svc.url}/v1/admin/resources", headers={"Authorization": f"Bearer {victim}"})
     assert r.status_code == 401

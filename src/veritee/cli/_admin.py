@@ -9,6 +9,7 @@
     veritee admin token create --name N [--role admin|reader] | list | revoke TOKEN_ID
     veritee admin audit list [--after SEQ] [--limit N] | verify
     veritee admin token-create --settings FILE --name N   (bootstrap: writes the database)
+    veritee admin master-key-new --out FILE | rotate-master-key --settings F --new-settings G
 
 ``--url URL`` (default ``$VERITEE_URL`` or http://127.0.0.1:8080); the bearer token comes from
 ``$VERITEE_ADMIN_TOKEN`` or ``--token-file FILE``, never from an argument (arguments show in
@@ -17,7 +18,9 @@ refusal prints the problem's ``code`` and ``detail`` (RFC 9457) and exits 3 (bad
 (authentication or authorisation refused) or 5 (service unreachable or failing).
 
 ``token-create`` is the one command that writes the database directly: it bootstraps the
-first admin token before there is any token to call the API with.
+first admin token before there is any token to call the API with. ``master-key-new`` and
+``rotate-master-key`` are local key tools (issue 9's key sources). The URL must be https, or
+http to a loopback address: the token never crosses a network in clear.
 """
 
 from __future__ import annotations
@@ -58,7 +61,11 @@ class AdminClient:
     def __init__(self, url: str, token: str, *, timeout: float = 30.0) -> None:
         import httpx
 
-        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout,
+        from veritee.client import check_service_url
+
+        # The bearer token never crosses a network in clear: https, or http to loopback only.
+        url = check_service_url(url, dev_mode=True)
+        self._http = httpx.Client(base_url=url, timeout=timeout,
                                   headers={"Authorization": f"Bearer {token}"})
 
     def close(self) -> None:
@@ -299,10 +306,13 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bootstrap(args: argparse.Namespace) -> int:
-    from veritee.cli._service import _cmd_token_create
+def _local(args: argparse.Namespace) -> int:
+    # The local tools (database and key files, not the API): token-create, master-key-new,
+    # rotate-master-key, implemented with the service commands.
+    from veritee.cli._service import _cmd_admin
 
-    return _cmd_token_create(args)
+    args.action = args.group
+    return _cmd_admin(args)
 
 
 def register(add: AddCommand) -> None:
@@ -346,12 +356,23 @@ def register(add: AddCommand) -> None:
             p.add_argument("--limit", type=int, default=100, metavar="N")
         p.set_defaults(fn=_run)
 
-    p = groups.add_parser("token-create", help="bootstrap: create a token directly in the "
-                          "database (before any token exists)")
-    p.add_argument("--settings", metavar="FILE", help="settings file (TOML or JSON); "
-                   "VERITEE_* environment variables apply on top")
-    p.add_argument("--database-url", dest="database_url", metavar="URL",
-                   help="sqlite:///path or postgresql://... (overrides the settings)")
-    p.add_argument("--name", required=True)
-    p.add_argument("--role", choices=("admin", "reader"), default="admin")
-    p.set_defaults(fn=_bootstrap)
+    local = (("token-create", "bootstrap: create a token directly in the database (before "
+              "any token exists)"),
+             ("master-key-new", "write a new master key file (key_source = \"file\")"),
+             ("rotate-master-key", "re-wrap the data key under the master key that "
+              "--new-settings names"))
+    for name, help_ in local:
+        p = groups.add_parser(name, help=help_, description=help_, allow_abbrev=False)
+        p.add_argument("--settings", metavar="FILE", help="settings file (TOML or JSON); "
+                       "VERITEE_* environment variables apply on top")
+        p.add_argument("--database-url", dest="database_url", metavar="URL",
+                       help="sqlite:///path or postgresql://... (overrides the settings)")
+        if name == "token-create":
+            p.add_argument("--name", required=True)
+            p.add_argument("--role", choices=("admin", "reader"), default="admin")
+        elif name == "master-key-new":
+            p.add_argument("--out", required=True, metavar="FILE", help="the key file to create")
+        else:
+            p.add_argument("--new-settings", dest="new_settings", required=True,
+                           metavar="FILE", help="settings naming the new master key source")
+        p.set_defaults(fn=_local)

@@ -204,7 +204,7 @@ def dashboard(request: Request) -> Response:
         tokens = tx.token_list() if who[2] == "admin" else []
         keys = tx.all("SELECT kid, alg, created_at, retired_at FROM signing_keys "
                       "ORDER BY created_at")
-    chain = verify_chain(rows)
+    chain = verify_chain(rows, broker.store.integrity)
     recent = rows[-_MAX_AUDIT:]
     parts = [_chain_section(chain), _chart_section(recent, now), _refusals_section(recent),
              _resources_section(resources, references), _references_section(references),
