@@ -545,6 +545,14 @@ class EmulatedEnclave:
         return qe.quote_report(self.ereport(qe.target_info(), report_data), version=version)
 
 
+    def extended_report(self, report_data: bytes, vmpl: int | None = None
+                        ) -> tuple[bytes, bytes]:
+        """Evidence for ``report_data``: a v3 quote and an empty certificate table."""
+        if vmpl is not None:
+            raise PlatformError("an enclave has no VMPL")
+        return self.quote(report_data), b""
+
+
 class _QeEnclave:
     """The Quoting Enclave as a local-attestation target (checks the MAC, then quotes)."""
 

@@ -271,6 +271,15 @@ class EmulatedTd:
         """A TD quote (v4, or v5) for ``report_data``, from the TD QE of this machine."""
         return self.machine.quote(self.tdreport(report_data), version=version)
 
+    def extended_report(self, report_data: bytes, vmpl: int | None = None
+                        ) -> tuple[bytes, bytes]:
+        """Evidence for ``report_data`` as the attester client wants it: a v4 quote (it
+        carries its own PCK chain, so the certificate table is empty). ``vmpl`` must be
+        ``None``: TDX has no VMPLs."""
+        if vmpl is not None:
+            raise PlatformError("a TD has no VMPL")
+        return self.quote(report_data), b""
+
     def derived_key(self, policy: str = "mrtd", context: bytes = b"") -> bytes:
         """A 32-byte key from the machine's :class:`TdKeyService` (see the module docstring):
         ``mrtd`` (this firmware and TD attributes), ``mrtd+rtmr`` (also RTMR0-2: the boot
