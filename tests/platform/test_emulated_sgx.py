@@ -383,18 +383,71 @@ def test_sgx_sealing_table(machine: InsecureEmulatedSgxMachine, signer: rsa.RSAP
     older = machine.load(CODE + b"v1", signer, isv_svn=1)
     stranger = machine.load(CODE, other_signer, isv_svn=2)
     debug = machine.load(CODE, signer, isv_svn=2, debug=True)
-    table = [  # (policy, who unseals A's blob, opens?)
-        (KeyPolicy.MRENCLAVE, a, True), (KeyPolicy.MRENCLAVE, upgraded, False),
-        (KeyPolicy.MRSIGNER, upgraded, True), (KeyPolicy.MRSIGNER, older, False),
-        (KeyPolicy.MRSIGNER, stranger, False), (KeyPolicy.MRSIGNER, debug, False),
-        (KeyPolicy.MRENCLAVE, debug, False)]
-    for policy, who, opens in table:
+    mre, mrs = KeyPolicy.MRENCLAVE, KeyPolicy.MRSIGNER
+    table = [  # (policy, who unseals A's blob, the reader's ISVSVN floor, opens?)
+        (mre, a, None, True), (mre, upgraded, 2, False), (mrs, upgraded, 2, True),
+        (mrs, upgraded, None, False), (mrs, older, 0, False), (mrs, stranger, 2, False),
+        (mrs, debug, 2, False), (mre, debug, 2, False)]
+    for policy, who, floor, opens in table:
         blob = sgx_seal(a, b"db key", policy)
         if opens:
-            assert sgx_unseal(who, blob) == b"db key"
+            assert sgx_unseal(who, blob, policy=policy, min_isv_svn=floor) == b"db key"
         else:
             with pytest.raises(SealingError):
-                sgx_unseal(who, blob)
+                sgx_unseal(who, blob, policy=policy, min_isv_svn=floor)
+
+
+def test_older_release_cannot_forge_state_for_a_newer_one(
+        machine: InsecureEmulatedSgxMachine, signer: rsa.RSAPrivateKey) -> None:
+    """An SVN-1 release (a known-vulnerable one) writes state under MRSIGNER; the SVN-3
+    release could derive that key, but its floor (its own SVN by default) refuses it."""
+    old = machine.load(CODE + b"v1", signer, isv_svn=1)
+    new = machine.load(CODE + b"v3", signer, isv_svn=3)
+    forged = sgx_seal(old, b"attacker state", KeyPolicy.MRSIGNER)
+    with pytest.raises(SealingError):
+        sgx_unseal(new, forged, policy=KeyPolicy.MRSIGNER)
+    assert sgx_unseal(new, forged, policy=KeyPolicy.MRSIGNER, min_isv_svn=1) == \
+        b"attacker state"  # only when the reader says it accepts SVN 1
+
+
+def test_signer_blob_is_refused_by_an_mrenclave_reader(
+        machine: InsecureEmulatedSgxMachine, signer: rsa.RSAPrivateKey) -> None:
+    """Another enclave of the same signer writes an MRSIGNER blob for a reader that expects
+    its own MRENCLAVE-sealed data (the key would derive: the header must not decide)."""
+    victim = machine.load(CODE, signer, isv_svn=2)
+    sibling = machine.load(CODE + b"sibling", signer, isv_svn=2)
+    forged = sgx_seal(sibling, b"attacker state", KeyPolicy.MRSIGNER)
+    with pytest.raises(SealingError):
+        sgx_unseal(victim, forged, policy=KeyPolicy.MRENCLAVE)
+
+
+def test_weakened_key_request_is_refused(machine: InsecureEmulatedSgxMachine,
+                                         signer: rsa.RSAPrivateKey) -> None:
+    """A writer that drops ISVPRODID or the attribute mask from the key request."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    victim = machine.load(CODE, signer, isv_prod_id=1, isv_svn=2)
+    other_product = machine.load(CODE + b"p", signer, isv_prod_id=9, isv_svn=2)
+    for weak in (replace(other_product.seal_key_request(KeyPolicy.MRSIGNER),
+                         key_policy=KeyPolicy.MRSIGNER | KeyPolicy.NOISVPRODID),
+                 replace(other_product.seal_key_request(KeyPolicy.MRSIGNER),
+                         attribute_mask=bytes(16))):
+        head = b"VTSGXSL1" + weak.to_bytes()
+        nonce = bytes(12)
+        blob = head + nonce + AESGCM(other_product.egetkey(weak)).encrypt(nonce, b"x", head)
+        with pytest.raises(SealingError):
+            sgx_unseal(victim, blob, policy=KeyPolicy.MRSIGNER)
+
+
+def test_cpusvn_floor_refuses_data_sealed_under_old_microcode(
+        machine: InsecureEmulatedSgxMachine, signer: rsa.RSAPrivateKey) -> None:
+    a = machine.load(CODE, signer, isv_svn=2)
+    machine.cpu.update_microcode(2)
+    old = sgx_seal(a, b"sealed on revoked microcode")
+    machine.cpu.update_microcode(3)
+    assert sgx_unseal(a, old) == b"sealed on revoked microcode"
+    with pytest.raises(SealingError):
+        sgx_unseal(a, old, min_cpu_svn=machine.cpu.cpusvn)
 
 
 def test_tampered_sealed_blob_is_one_error(machine: InsecureEmulatedSgxMachine,

@@ -308,6 +308,56 @@ class EmulatedIntelVendor:
         return cls(root_key=root_key, root=root, ca_key=ca_key, ca=ca, tcb_signing_key=tcb_key,
                    tcb_signing=tcb, qe_mrsigner=qe_signer, created=now)
 
+    # -- persistence -----------------------------------------------------------------------
+    def save(self, directory: Path) -> None:
+        """Write the vendor (private keys included: it is an emulation) to ``directory``."""
+        from cryptography.hazmat.primitives.serialization import (
+            NoEncryption,
+            PrivateFormat,
+        )
+
+        def key(k: ec.EllipticCurvePrivateKey) -> str:
+            return k.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
+
+        def cert(c: x509.Certificate) -> str:
+            return c.public_bytes(Encoding.PEM).decode()
+
+        state = {"root_key": key(self.root_key), "root": cert(self.root),
+                 "ca_key": key(self.ca_key), "ca": cert(self.ca),
+                 "tcb_signing_key": key(self.tcb_signing_key),
+                 "tcb_signing": cert(self.tcb_signing), "qe_mrsigner": self.qe_mrsigner.hex(),
+                 "created": _iso(self.created), "fmspc": self.fmspc.hex(),
+                 "revoked_pck_serials": sorted(self.revoked_pck_serials)}
+        atomic_write(directory / "intel-vendor.json", json.dumps(state).encode(), 0o600)
+
+    @classmethod
+    def load(cls, directory: Path) -> EmulatedIntelVendor:
+        """Read a vendor written by :meth:`save` (PlatformError when it is unreadable)."""
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        path = directory / "intel-vendor.json"
+        try:
+            state = json.loads(path.read_bytes())
+
+            def key(name: str) -> ec.EllipticCurvePrivateKey:
+                k = load_pem_private_key(state[name].encode(), None)
+                if not isinstance(k, ec.EllipticCurvePrivateKey):
+                    raise TypeError(name)
+                return k
+
+            def cert(name: str) -> x509.Certificate:
+                return x509.load_pem_x509_certificate(state[name].encode())
+
+            return cls(root_key=key("root_key"), root=cert("root"), ca_key=key("ca_key"),
+                       ca=cert("ca"), tcb_signing_key=key("tcb_signing_key"),
+                       tcb_signing=cert("tcb_signing"),
+                       qe_mrsigner=bytes.fromhex(state["qe_mrsigner"]),
+                       created=datetime.fromisoformat(state["created"].replace("Z", "+00:00")),
+                       fmspc=bytes.fromhex(state["fmspc"]),
+                       revoked_pck_serials=set(state["revoked_pck_serials"]))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise PlatformError(f"{path}: not a saved emulated Intel vendor ({exc})") from None
+
     # -- certificates ----------------------------------------------------------------------
     def certify_pck(self, key: ec.EllipticCurvePublicKey, *, ppid: bytes, cpusvn: bytes,
                     pcesvn: int, now: datetime) -> x509.Certificate:
@@ -458,6 +508,37 @@ class EmulatedIntelCpu:
 
     def _pcesvn_for(self, release: int) -> int:
         return next((lv.pcesvn for lv in self.vendor.tcb_levels if lv.release == release), 10)
+
+    def save(self, directory: Path) -> None:
+        """Write the CPU's fused secret and microcode state (it is an emulation)."""
+        state = {"secret": self._secret.hex(), "release": self.release, "pcesvn": self.pcesvn,
+                 "now": _iso(self.now)}
+        atomic_write(directory / "intel-cpu.json", json.dumps(state).encode(), 0o600)
+
+    @classmethod
+    def load(cls, vendor: EmulatedIntelVendor, directory: Path) -> EmulatedIntelCpu:
+        """Read a CPU written by :meth:`save`."""
+        path = directory / "intel-cpu.json"
+        try:
+            state = json.loads(path.read_bytes())
+            return cls(vendor, release=int(state["release"]), pcesvn=int(state["pcesvn"]),
+                       secret=bytes.fromhex(state["secret"]),
+                       now=datetime.fromisoformat(state["now"].replace("Z", "+00:00")))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise PlatformError(f"{path}: not a saved emulated Intel CPU ({exc})") from None
+
+    @classmethod
+    def open(cls, directory: Path) -> EmulatedIntelCpu:
+        """The CPU (and its vendor) kept in ``directory``, created there on first use."""
+        if (directory / "intel-cpu.json").exists():
+            vendor = EmulatedIntelVendor.load(directory)
+            return cls.load(vendor, directory)
+        vendor = EmulatedIntelVendor.generate()
+        cpu = cls(vendor)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        vendor.save(directory)
+        cpu.save(directory)
+        return cpu
 
     @property
     def cpusvn(self) -> bytes:

@@ -682,13 +682,33 @@ def sgx_seal(enclave: EmulatedEnclave, data: bytes, policy: KeyPolicy = KeyPolic
     return head + nonce + AESGCM(key).encrypt(nonce, data, head + aad)
 
 
-def sgx_unseal(enclave: EmulatedEnclave, blob: bytes, *, aad: bytes = b"") -> bytes:
-    """Open a :func:`sgx_seal` blob; every failure is the same :class:`SealingError`."""
+def sgx_unseal(enclave: EmulatedEnclave, blob: bytes, *,
+               policy: KeyPolicy = KeyPolicy.MRENCLAVE, min_isv_svn: int | None = None,
+               min_cpu_svn: bytes | None = None, aad: bytes = b"") -> bytes:
+    """Open a :func:`sgx_seal` blob as the *reader* expects it; every failure is the same
+    :class:`SealingError`.
+
+    The KEYREQUEST in the blob is not trusted (issue 16, finding 1): it must name exactly
+    ``policy`` with the standard masks, its ISVSVN must be at least ``min_isv_svn`` (default:
+    this enclave's own ISVSVN; pass a lower floor to read an older release's data) and its
+    CPUSVN at least ``min_cpu_svn`` component-wise when given. Otherwise a weaker writer (an
+    older release of the same signer, or any enclave of the signer for an MRENCLAVE reader)
+    could forge data the reader accepts as its own.
+    """
+    floor = enclave.isv_svn if min_isv_svn is None else min_isv_svn
     try:
         if blob[:8] != _SEAL_MAGIC or len(blob) < 8 + KEYREQUEST_SIZE + 12 + 16:
             raise ValueError
         head = blob[:8 + KEYREQUEST_SIZE]
-        key = enclave.egetkey(KeyRequest.from_bytes(head[8:]))
+        req = KeyRequest.from_bytes(head[8:])
+        canonical = enclave.seal_key_request(policy, isv_svn=req.isv_svn, cpu_svn=req.cpu_svn,
+                                             key_id=req.key_id)
+        if req != canonical or req.isv_svn < floor:
+            raise ValueError
+        if min_cpu_svn is not None and any(
+                r < m for r, m in zip(req.cpu_svn, min_cpu_svn, strict=True)):
+            raise ValueError
+        key = enclave.egetkey(req)
         nonce = blob[len(head):len(head) + 12]
         return AESGCM(key).decrypt(nonce, blob[len(head) + 12:], head + aad)
     except (ValueError, PlatformError, InvalidTag) as exc:  # one message: no oracle
