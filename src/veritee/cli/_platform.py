@@ -5,6 +5,10 @@ The emulated machine keeps its state (chip secret, firmware, NV counters) in a d
 that sealing in one command and unsealing in the next happen on "the same chip". The guest
 is launched from ``--image`` (default: the demo firmware); ``--id-key`` with ``--svn`` adds an
 ID block, which gives the workload a signer identity for signer sealing policies.
+
+``--tee tdx|sgx`` selects an emulated Intel TD or enclave instead (:func:`open_platform`),
+whose CPU and vendor live in ``--state`` (default ``~/.local/share/veritee/emulated-intel``);
+``--tee tpm`` and sealing on the Intel platforms answer "not yet".
 """
 
 from __future__ import annotations
