@@ -362,3 +362,53 @@ def test_td_key_service_refuses_a_forged_tdreport(machine: InsecureEmulatedTdxMa
         machine.key_service.derive(bytes(raw), "mrtd")
     with pytest.raises(PlatformError):
         td.derived_key("sealing-by-magic")
+
+
+# -- tampered collateral and certification data --------------------------------------------
+
+
+def test_tampered_emulated_collateral_is_refused(vendor: EmulatedIntelVendor,
+                                                 machine: InsecureEmulatedTdxMachine) -> None:
+    raw = machine.launch(FIRMWARE).quote(bytes(64))
+    col = vendor.collateral("TDX", NOW)
+    assert col.tcb_info is not None and col.qe_identity is not None
+    other = EmulatedIntelVendor.generate(now=NOW)
+    cases = [  # (attack, collateral, code)
+        ("OutOfDate level relabelled UpToDate", replace(col, tcb_info=col.tcb_info.replace(
+            b'"tcbStatus":"OutOfDate"', b'"tcbStatus":"UpToDate"', 1)),
+         "intel.tcb_info.signature"),
+        ("QE identity edited", replace(col, qe_identity=col.qe_identity.replace(
+            b'"isvprodid":2', b'"isvprodid":3')), "intel.qe_identity.signature"),
+        ("TCB Info claimed signed by the PCK CA", replace(
+            col, tcb_info_issuer_chain=(vendor.ca,)), "intel.tcb_info.signature"),
+        ("TCB Info signed by another vendor", replace(
+            col, **{k: getattr(other.collateral("TDX", NOW), k) for k in (
+                "tcb_info", "tcb_info_signature", "tcb_info_issuer_chain")}),
+         "intel.tcb_info.chain"),
+    ]
+    for attack, bad, code in cases:
+        with pytest.raises(VerificationError) as e:
+            verify_quote(raw, bad, now=NOW, trusted_roots=[vendor.root])
+        assert e.value.code == code, attack
+
+
+def test_pck_chain_of_another_cpu_breaks_the_qe_report_signature(
+        vendor: EmulatedIntelVendor, machine: InsecureEmulatedTdxMachine) -> None:
+    """A host swaps in another platform's PCK chain (e.g. one with a better TCB)."""
+    other = EmulatedIntelCpu(vendor, now=NOW)
+    q = Quote.from_bytes(machine.launch(FIRMWARE).quote(bytes(64)))
+    qe = q.signature_data.qe
+    swapped = replace(qe, certification_data=replace(qe.certification_data,
+                                                     data=other.pck_chain_pem()))
+    forged = replace(q, signature_data=replace(q.signature_data, qe=swapped))
+    with pytest.raises(VerificationError) as e:
+        _verify(vendor, forged.to_bytes())
+    assert e.value.code == "intel.qe_report.signature"
+
+
+def test_revoked_processor_ca_is_refused(vendor: EmulatedIntelVendor) -> None:
+    v2 = replace(vendor, revoked_ca=True)
+    m = InsecureEmulatedTdxMachine(v2, cpu=EmulatedIntelCpu(v2, now=NOW))
+    with pytest.raises(VerificationError) as e:
+        _verify(v2, m.launch(FIRMWARE).quote(bytes(64)))
+    assert e.value.code == "intel.chain.revoked"
