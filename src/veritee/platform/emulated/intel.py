@@ -503,6 +503,7 @@ class EmulatedIntelCpu:
         self.release = release
         self.pcesvn = pcesvn if pcesvn is not None else self._pcesvn_for(release)
         self._pck_cert: x509.Certificate | None = None
+        self._pck_key: tuple[bytes, ec.EllipticCurvePrivateKey] | None = None
         self.qe = QuotingEnclave(self, tdx=False)
         self.td_qe = QuotingEnclave(self, tdx=True)
 
@@ -558,8 +559,10 @@ class EmulatedIntelCpu:
 
     def pck_key(self) -> ec.EllipticCurvePrivateKey:
         """The PCK private key for the current TCB (derived, as the PCE derives it)."""
-        return _p256_from_seed(self.derive(b"PCK " + self.cpusvn
-                                           + self.pcesvn.to_bytes(2, "little")))
+        tcb = self.cpusvn + self.pcesvn.to_bytes(2, "little")
+        if self._pck_key is None or self._pck_key[0] != tcb:
+            self._pck_key = (tcb, _p256_from_seed(self.derive(b"PCK " + tcb)))
+        return self._pck_key[1]
 
     def pck_certificate(self) -> x509.Certificate:
         """The PCK certificate for the current TCB (issued once per TCB by the vendor)."""

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import struct
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -75,14 +76,17 @@ DEFAULT_XFAM = 0x0618E7  # x87, SSE, AVX, AVX-512 state, PK, AMX: a common QEMU 
 _TDX_REPORT_TYPE = 0x81
 
 
+_OP_BUFFER = struct.Struct("<16sQ104x")  # name @0 (zero padded), GPA u64 @16, zero to 128
+
+
 def mem_page_add_buffer(gpa: int) -> bytes:
     """The 128-byte buffer TDH.MEM.PAGE.ADD extends MRTD with."""
-    return b"MEM.PAGE.ADD".ljust(16, b"\0") + gpa.to_bytes(8, "little") + bytes(104)
+    return _OP_BUFFER.pack(b"MEM.PAGE.ADD", gpa)
 
 
 def mr_extend_buffer(gpa: int) -> bytes:
     """The first 128-byte buffer of TDH.MR.EXTEND (the chunk's two buffers follow it)."""
-    return b"MR.EXTEND".ljust(16, b"\0") + gpa.to_bytes(8, "little") + bytes(104)
+    return _OP_BUFFER.pack(b"MR.EXTEND", gpa)
 
 
 def _check_gpa(gpa: int, align: int) -> None:
@@ -136,11 +140,15 @@ class TdBuilder:
         """Add ``data`` (padded to pages) at ``gpa``; with ``measure``, MR.EXTEND every chunk
         of each page right after adding it (KVM's order)."""
         data = data.ljust(-(-max(len(data), 1) // PAGE_SIZE) * PAGE_SIZE, b"\0")
+        update = self._mrtd.update
         for i in range(0, len(data), PAGE_SIZE):
-            self.page_add(gpa + i, data[i:i + PAGE_SIZE])
-            if measure:
+            page = data[i:i + PAGE_SIZE]
+            self.page_add(gpa + i, page)
+            if measure:  # mr_extend's buffers, inline (the page was just added, aligned)
+                view = memoryview(page)
                 for c in range(0, PAGE_SIZE, CHUNK):
-                    self.mr_extend(gpa + i + c)
+                    update(_OP_BUFFER.pack(b"MR.EXTEND", gpa + i + c))
+                    update(view[c:c + CHUNK])
 
     def finalize(self) -> EmulatedTd:
         """TDH.MR.FINALIZE: MRTD is fixed and the TD can run."""
