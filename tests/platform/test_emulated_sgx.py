@@ -4,7 +4,8 @@ MRENCLAVE oracle: an independent replay written here with ``struct`` from the re
 of SDM Vol. 3D "Enclave Measurement" as Gramine's ``sgx_sign`` packs them
 (``'<8sLQ44s'`` ECREATE, ``'<8sQQ40s'`` EADD, ``'<8sQ48s'`` EEXTEND + 256 bytes). No published
 SIGSTRUCT/layout pair small enough to rebuild here was found, so this checks the algorithm
-against that independent implementation's description, not a published digest.
+against that independent implementation's description, not a published digest. MRSIGNER is
+checked against a published value: the SGX SDK sample signing key's ``83d719e7...``.
 """
 
 from __future__ import annotations
@@ -476,3 +477,34 @@ def test_enclave_identity_fields_are_what_the_quote_reports(
     body = e.body(bytes(64))
     assert replace(body, report_data=bytes(64)) == body
     assert body.isv_svn == 6 and body.attributes[0] & 0x05 == 0x05  # INIT | MODE64BIT
+
+
+# The public modulus of the Intel SGX SDK's sample enclave signing key (RSA-3072, e = 3;
+# SampleCode/*/Enclave_private_test.pem, public half only), big endian. Its MRSIGNER,
+# 83d719e7...c7ce9e, is published independently: Project Oak's ``kDebugMrSigner`` ("derived
+# from the SGX test key"), Intel Trust Authority's SGX policy examples and hushmesh's
+# ``test_sgx_mr_signer``.
+SDK_TEST_MODULUS = int(
+    "ae83a882fb23fdf643658f1715d925e9d266932d2546f9d6326a5e1f8d4195ae"
+    "94d6a2d902666ec8817e9900bf720a2322cac13330716f590aab3013178f97c0"
+    "fc202b3edf9a275d987c98cf658325f02322f78966374c8cce3e132b46964909"
+    "e764fc57c76cd3f2f6a8a7b127e3412f191e40b7d5f27d66224ef35fb8e0bb06"
+    "c21b53eb9c431d27749ec36d2f9e37be46c9e003374f0a1a09a55b168bf2bb71"
+    "eb6d5ffb5b9eb7b50cbd36197739a89a10624edbdf3926873df54e016b77d555"
+    "b66506c855c0cacb9201bdc437ee559c71abd312a47a0f2eb44ade6b614db4d2"
+    "20b9af0738d7e6f448b269abf54952b33c7972a8bb5c7711f723c5a0ef2a8cb1"
+    "aa6b6759f9035bff95ebf19cbf3e22dd362ac783e47a95e2b7ff708992942b77"
+    "969460f14e44d69c85436215102fd74c332223773e011fb0da34910770709fdc"
+    "c9b459562871b79b5c46238724f8b722d49bd658b5d06a04123ed653b2e6f14d"
+    "0371d60b2066182fd491d564c75b56501b6d1302d674ae24d97b28f012fd57f3", 16)
+SDK_TEST_MRSIGNER = "83d719e77deaca1470f6baf62a4d774303c899db69020f9c70ee1dfc08c7ce9e"
+
+
+def test_mrsigner_matches_the_published_value_for_the_sdk_test_key() -> None:
+    s = Sigstruct(vendor=0, date=0, sw_defined=0,
+                  modulus=SDK_TEST_MODULUS.to_bytes(384, "little"), exponent=3,
+                  signature=bytes(384), misc_select=0, misc_mask=0,
+                  isv_family_id=bytes(16), attributes=bytes(16), attribute_mask=bytes(16),
+                  enclave_hash=bytes(32), isv_ext_prod_id=bytes(16), isv_prod_id=0, isv_svn=0)
+    assert s.mrsigner.hex() == SDK_TEST_MRSIGNER
+    assert Sigstruct.from_bytes(s.to_bytes()).mrsigner.hex() == SDK_TEST_MRSIGNER
