@@ -167,6 +167,13 @@ def open_platform(args: argparse.Namespace) -> Platform:
         work = open_workload(args)
         return SnpPlatform(work.source, counters=work.counters, description=work.description,
                            trng=work.counters)
+    if tee == "tdx" and args.platform == "auto":
+        from veritee.platform.tdx import TdxGuestDevice, tdx_guest_available
+
+        if tdx_guest_available():
+            from veritee.platform.adapters import TdxGuestPlatform
+
+            return TdxGuestPlatform(TdxGuestDevice())
     from veritee.platform.emulated.intel import EmulatedIntelCpu
 
     state = intel_state_dir(args)

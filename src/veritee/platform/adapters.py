@@ -19,8 +19,9 @@ from veritee.formats.sevsnp import AttestationReport, GuestFieldSelect, MsgKeyRe
 from veritee.platform.base import Evidence
 from veritee.platform.emulated.sgx import EmulatedEnclave, KeyPolicy
 from veritee.platform.emulated.tdx import EmulatedTd
+from veritee.platform.tdx import TdxGuestDevice
 
-__all__ = ["SgxPlatform", "SnpPlatform", "TdxPlatform"]
+__all__ = ["SgxPlatform", "SnpPlatform", "TdxGuestPlatform", "TdxPlatform"]
 
 
 def _expand(key: bytes, name: str, policy: str, context: bytes) -> bytes:
@@ -126,6 +127,40 @@ class TdxPlatform:
 
     def random(self, n: int) -> bytes:
         """RDSEED inside the TD, emulated by the host CSPRNG."""
+        return os.urandom(n)
+
+
+class TdxGuestPlatform:
+    """The real TD this process runs in (configfs-tsm) as a :class:`Platform`."""
+
+    name = "tdx"
+
+    def __init__(self, device: TdxGuestDevice,
+                 description: str = "Intel TDX guest (configfs-tsm)") -> None:
+        self.device = device
+        self.description = description
+
+    @property
+    def counters(self) -> object | None:
+        """TDX 1.x has no monotonic counters: ``None``."""
+        return None
+
+    def evidence(self, report_data: bytes) -> Evidence:
+        """A TD quote from the platform's quoting service."""
+        return Evidence("tdx", self.device.quote(_report_data(report_data)))
+
+    def extended_report(self, report_data: bytes, vmpl: int | None = None
+                        ) -> tuple[bytes, bytes]:
+        """The quote and an empty certificate table."""
+        return self.device.extended_report(report_data, vmpl)
+
+    def derive_key(self, policy: str, context: bytes = b"") -> bytes:
+        """A real TD has no sealing key: refused with what to use instead."""
+        raise PlatformError("a TDX 1.x TD has no hardware sealing key: fetch keys from a key "
+                            "broker after attestation (veritee kbs get --tee tdx) or a vTPM")
+
+    def random(self, n: int) -> bytes:
+        """The kernel RNG, fed by RDSEED inside the TD."""
         return os.urandom(n)
 
 

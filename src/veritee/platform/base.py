@@ -1,7 +1,8 @@
 """One attester interface for every platform: evidence, derived keys, counters, randomness.
 
 Every platform - the emulated SEV-SNP guest, the emulated TDX TD, the emulated SGX enclave,
-a real SEV-SNP guest (``/dev/sev-guest``) - answers the same four calls through
+a real SEV-SNP guest (``/dev/sev-guest``), a real TD (configfs-tsm; no sealing key, so its
+``derive_key`` refuses and points to the key broker) - answers the same four calls through
 :class:`Platform`; the adapters in :mod:`veritee.platform.adapters` wrap each one. What each
 call means on each TEE:
 
