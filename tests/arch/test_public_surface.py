@@ -19,7 +19,7 @@ PINNED = {
     "veritee.cli": ["EXIT_CODES", "main"],
     "veritee.platform.base": ["Evidence", "Platform"],
     "veritee.platform.adapters": ["SgxPlatform", "SnpPlatform", "TdxGuestPlatform",
-                                  "TdxPlatform"],
+                                  "TdxPlatform", "TpmAdapter"],
 }
 
 

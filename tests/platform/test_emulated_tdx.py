@@ -412,3 +412,28 @@ def test_revoked_processor_ca_is_refused(vendor: EmulatedIntelVendor) -> None:
     with pytest.raises(VerificationError) as e:
         _verify(v2, m.launch(FIRMWARE).quote(bytes(64)))
     assert e.value.code == "intel.chain.revoked"
+
+
+def test_td_sealing_table(machine: InsecureEmulatedTdxMachine) -> None:
+    from veritee.errors import SealingError
+    from veritee.platform.emulated.tdx import td_seal, td_unseal
+
+    owner = hashlib.sha384(b"owner").digest()
+    a = machine.launch(FIRMWARE, mr_owner=owner)
+    new_fw = machine.launch(FIRMWARE[:-1] + b"\x01", mr_owner=owner)
+    debug = machine.launch(FIRMWARE, mr_owner=owner, debug=True)
+    table = [("mrtd", a, "mrtd", True), ("mrtd", new_fw, "mrtd", False),
+             ("mrowner", new_fw, "mrowner", True), ("mrowner", debug, "mrowner", False),
+             # a blob sealed under a weaker policy is refused by a reader expecting mrtd
+             ("mrowner", new_fw, "mrtd", False)]
+    for sealed_as, reader, expects, opens in table:
+        blob = td_seal(a, b"TD state", sealed_as)
+        if opens:
+            assert td_unseal(reader, blob, policy=expects) == b"TD state"
+        else:
+            with pytest.raises(SealingError):
+                td_unseal(reader, blob, policy=expects)
+    bad = bytearray(td_seal(a, b"x"))
+    bad[-1] ^= 1
+    with pytest.raises(SealingError):
+        td_unseal(a, bytes(bad))

@@ -90,3 +90,31 @@ def test_randomness_and_counters(tee: str, platforms: dict[str, Platform]) -> No
     assert len(p.random(48)) == 48 and p.random(16) != p.random(16)
     # Only the SEV-SNP secure processor keeps monotonic counters; TDX 1.x and SGX have none.
     assert (p.counters is not None) is (tee == "sevsnp")
+
+
+def test_tpm_answers_the_same_calls(tmp_path: object) -> None:
+    """The swtpm TPM through the same interface; its evidence through ``trust.tpm``."""
+    from pathlib import Path
+
+    from veritee.formats.tpm import TpmtSignature
+    from veritee.platform.adapters import TpmAdapter
+    from veritee.platform.tpm import InsecureSwtpmPlatform, swtpm_unavailable_reason
+    from veritee.trust.tpm import verify_quote as verify_tpm_quote
+
+    reason = swtpm_unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    assert isinstance(tmp_path, Path)
+    with InsecureSwtpmPlatform.open(tmp_path / "tpm") as tpm:
+        p = TpmAdapter(tpm)
+        assert isinstance(p, Platform) and p.name == "tpm"
+        ev = p.evidence(bytes(range(64)))
+        verify_tpm_quote(ev.data, TpmtSignature.from_bytes(ev.endorsements), tpm.ak_public(),
+                         nonce=bytes(range(64)), pcrs=None)
+        k = p.derive_key("pcr", b"ctx")
+        assert k == p.derive_key("pcr", b"ctx") != p.derive_key("tpm", b"ctx")
+        assert len(p.random(16)) == 16 and p.counters is tpm
+        with pytest.raises(PlatformError):
+            p.derive_key("mrenclave")
+        with pytest.raises(PlatformError):
+            p.extended_report(bytes(64))

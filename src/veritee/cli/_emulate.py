@@ -27,7 +27,8 @@ def run_emulate(*, out: Path, product: str, report_data: str, key_size: int,
 
     ``tee`` ``tdx``/``sgx``: write ``quote.dat`` and ``collateral/`` (TCB Info, QE identity,
     CRLs, TCB Signing certificate, and ``root_ca.pem``, the emulated root to pass to
-    ``verify --trust-root``) instead.
+    ``verify --trust-root``) instead. ``tpm``: a swtpm quote in tpm2-tools' files and the EK
+    chain (``veritee tpm quote`` / ``veritee tpm ek`` verify them).
     """
     try:
         data = bytes.fromhex(report_data.removeprefix("0x"))
@@ -38,10 +39,7 @@ def run_emulate(*, out: Path, product: str, report_data: str, key_size: int,
     if tee in ("tdx", "sgx"):
         return _emulate_intel(out, tee, data.ljust(64, b"\0"), debug)
     if tee == "tpm":
-        from veritee.errors import PlatformError
-
-        raise PlatformError("--tee tpm: not yet: the swtpm platform (issue 12, part 4) has not "
-                            "landed in this build")
+        return _emulate_tpm(out, data)
     machine = InsecureEmulatedSnpMachine.create(Product(product), key_size=key_size)
     guest = machine.launch(simple_guest_image(demo_image()),
                            policy=GuestPolicy(smt=True, debug=debug))
@@ -87,4 +85,30 @@ def _emulate_intel(out: Path, tee: str, report_data: bytes, debug: bool) -> int:
     print(what)
     print(f"verify with: veritee verify {out / 'quote.dat'} --certs {out / 'collateral'} "
           f"--trust-root {out / 'collateral' / 'root_ca.pem'}")
+    return 0
+
+
+def _emulate_tpm(out: Path, report_data: bytes) -> int:
+    import os
+    import shutil
+    import tempfile
+
+    from veritee.platform.tpm import InsecureSwtpmPlatform
+
+    nonce = report_data or os.urandom(32)
+    state = Path(tempfile.mkdtemp(prefix="veritee-emulate-swtpm-"))
+    try:
+        with InsecureSwtpmPlatform.open(state) as tpm:
+            files = tpm.quote(nonce).export(out)
+            atomic_write(out / "ek.der", tpm.ek_certificate(), 0o644)
+            atomic_write(out / "ca.pem", b"".join(tpm.ca_intermediates()), 0o644)
+            atomic_write(out / "root.pem", tpm.ca_root(), 0o644)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+    print(f"wrote a swtpm quote and its EK chain to {out}/")
+    print(f"verify with: veritee tpm quote --quote {files['quote']} --signature "
+          f"{files['signature']} --ak {files['ak']} --nonce {nonce.hex()} --pcrs "
+          f"{files['pcrs']} --eventlog {files['eventlog']}")
+    print(f"       and: veritee tpm ek --ek-cert {out / 'ek.der'} --intermediate "
+          f"{out / 'ca.pem'} --root {out / 'root.pem'}")
     return 0

@@ -17,7 +17,7 @@ import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import (
@@ -39,6 +39,9 @@ from veritee.crypto.random import (
 from veritee.errors import ConfigError, PlatformError
 from veritee.formats.sevsnp import GuestPolicy
 from veritee.platform.base import Platform
+
+if TYPE_CHECKING:
+    from veritee.platform.tpm import TpmPlatform
 from veritee.platform.emulated.measurement import PAGE_SIZE, measure, simple_guest_image
 from veritee.platform.emulated.snp import (
     IdBlock,
@@ -113,8 +116,9 @@ def _hex16(text: str, name: str) -> bytes:
 def _not_yet(args: argparse.Namespace, what: str) -> None:
     tee = getattr(args, "tee", None)
     if tee == "tpm":
-        raise PlatformError("--tee tpm: not yet: the swtpm platform (issue 12, part 4) has not "
-                            "landed in this build")
+        raise PlatformError(f"--tee tpm: not yet for {what}: the key store and RA-TLS run on "
+                            "the SEV-SNP sealing API; the TPM seals with PCR policies "
+                            "('veritee seal --tee tpm')")
     if tee in ("tdx", "sgx"):
         raise PlatformError(f"--tee {tee}: not yet for {what}: sealing and the key store on "
                             "the emulated Intel platforms wait for the new sealing API "
@@ -154,15 +158,26 @@ def _sgx_signing_key(state: Path) -> rsa.RSAPrivateKey:
     return key
 
 
+def open_tpm(args: argparse.Namespace) -> TpmPlatform:
+    """The TPM ``--tee tpm`` selects: ``/dev/tpmrm0`` with ``--platform auto`` when present,
+    else the software TPM (swtpm) kept in ``--state`` (default ``$VERITEE_SWTPM_STATE`` or
+    ``~/.local/share/veritee/swtpm``). The caller closes it."""
+    from veritee.platform.tpm import InsecureSwtpmPlatform, TpmPlatform, default_swtpm_state_dir
+
+    if args.platform == "auto" and Path("/dev/tpmrm0").exists():
+        return TpmPlatform.device()
+    return InsecureSwtpmPlatform.open(args.state or default_swtpm_state_dir())
+
+
 def open_platform(args: argparse.Namespace) -> Platform:
     """The :class:`~veritee.platform.base.Platform` that ``--tee`` (and ``--platform``)
     select: SEV-SNP (real or emulated), or an emulated Intel TDX TD / SGX enclave whose CPU
     and vendor are kept in the state directory."""
-    from veritee.platform.adapters import SgxPlatform, SnpPlatform, TdxPlatform
+    from veritee.platform.adapters import SgxPlatform, SnpPlatform, TdxPlatform, TpmAdapter
 
     tee = getattr(args, "tee", None) or "snp"
     if tee == "tpm":
-        _not_yet(args, "this command")
+        return TpmAdapter(open_tpm(args))
     if tee == "snp":
         work = open_workload(args)
         return SnpPlatform(work.source, counters=work.counters, description=work.description,

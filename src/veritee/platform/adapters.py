@@ -9,7 +9,7 @@ with HKDF-SHA-256 over ``context``, so one platform key serves many purposes.
 from __future__ import annotations
 
 import os
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -21,7 +21,10 @@ from veritee.platform.emulated.sgx import EmulatedEnclave, KeyPolicy
 from veritee.platform.emulated.tdx import EmulatedTd
 from veritee.platform.tdx import TdxGuestDevice
 
-__all__ = ["SgxPlatform", "SnpPlatform", "TdxGuestPlatform", "TdxPlatform"]
+if TYPE_CHECKING:  # the TPM binding (tpm2-pytss) is imported only when a TPM is used
+    from veritee.platform.tpm import TpmPlatform
+
+__all__ = ["SgxPlatform", "SnpPlatform", "TdxGuestPlatform", "TdxPlatform", "TpmAdapter"]
 
 
 def _expand(key: bytes, name: str, policy: str, context: bytes) -> bytes:
@@ -201,3 +204,52 @@ class SgxPlatform:
     def random(self, n: int) -> bytes:
         """RDSEED inside the enclave, emulated by the host CSPRNG."""
         return os.urandom(n)
+
+
+class TpmAdapter:
+    """A TPM 2.0 (swtpm or ``/dev/tpmrm0``, :mod:`veritee.platform.tpm`) as a
+    :class:`Platform`.
+
+    Evidence is a TPM2_Quote of PCRs 0-7 whose qualifyingData is the report data: ``data`` is
+    the TPMS_ATTEST as signed and ``endorsements`` the AK's TPMT_SIGNATURE (the verifier also
+    needs the AK, enrolled by credential activation, and the PCR values: use
+    ``TpmPlatform.quote`` for the whole :class:`~veritee.platform.tpm.TpmQuote`).
+    """
+
+    name = "tpm"
+    POLICIES = ("tpm", "pcr")
+
+    def __init__(self, tpm: TpmPlatform) -> None:
+        self.tpm = tpm
+        self.description = tpm.description
+
+    @property
+    def counters(self) -> object | None:
+        """NV counters (TPM_NT_COUNTER): the TPM is a ``MonotonicCounters``."""
+        return self.tpm
+
+    def evidence(self, report_data: bytes) -> Evidence:
+        """TPM2_Quote with ``report_data`` as qualifyingData."""
+        q = self.tpm.evidence(_report_data(report_data))
+        return Evidence("tpm", q.attest, q.signature.to_bytes())
+
+    def extended_report(self, report_data: bytes, vmpl: int | None = None
+                        ) -> tuple[bytes, bytes]:
+        """Not for the key broker: the service does not accept TPM evidence yet."""
+        raise PlatformError("the verifier service does not accept TPM evidence yet; verify "
+                            "TPM quotes with 'veritee tpm quote'")
+
+    def derive_key(self, policy: str, context: bytes = b"") -> bytes:
+        """TPM2_HMAC under an owner-hierarchy primary: ``tpm`` (this TPM) or ``pcr`` (this
+        TPM while SHA-256 PCRs 0-7 hold their current values)."""
+        from veritee.formats.tpm import HashAlg
+
+        if policy not in self.POLICIES:
+            raise PlatformError(f"TPM key policy {policy!r}: want one of {self.POLICIES}")
+        pcrs = {HashAlg.SHA256: list(range(8))} if policy == "pcr" else None
+        key = self.tpm.derive_key(b"veritee platform key|" + context, pcrs=pcrs)
+        return _expand(key, self.name, policy, context)
+
+    def random(self, n: int) -> bytes:
+        """TPM2_GetRandom."""
+        return self.tpm.trng(n)

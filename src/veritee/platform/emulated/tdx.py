@@ -36,15 +36,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import struct
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from veritee._wire import Reader, Writer
-from veritee.errors import FormatError, PlatformError
+from veritee.errors import FormatError, PlatformError, SealingError
 from veritee.formats.intel import TdReportBody
 from veritee.platform.emulated.intel import (
     MR_SIGNER_SEAM,
@@ -65,6 +68,8 @@ __all__ = [
     "TdReport",
     "mem_page_add_buffer",
     "mr_extend_buffer",
+    "td_seal",
+    "td_unseal",
 ]
 
 PAGE_SIZE = 4096
@@ -412,3 +417,36 @@ class InsecureEmulatedTdxMachine:
         """The TD QE: verify the TDREPORT locally, then sign a quote of ``version``."""
         return self.cpu.td_qe.quote(self.verify_report(tdreport).body(), version=version)
 
+
+
+_TD_SEAL_MAGIC = b"VTTDXSL1"
+
+
+def td_seal(td: EmulatedTd, data: bytes, policy: str = "mrtd", *, aad: bytes = b"") -> bytes:
+    """Seal ``data`` with a key from the key-service TD (see the module docstring).
+
+    Layout: magic, the policy name (u8 length, ASCII), a 12-byte nonce, AES-256-GCM with the
+    magic and policy as associated data. The key is derived for ``policy`` over this TD's
+    identity, so only a TD matching it on the same CPU gets it again.
+    """
+    if policy not in TdKeyService.POLICIES:
+        raise PlatformError(f"TD seal policy {policy!r}: want one of {TdKeyService.POLICIES}")
+    head = _TD_SEAL_MAGIC + bytes([len(policy)]) + policy.encode()
+    nonce = os.urandom(12)
+    key = td.derived_key(policy, b"veritee td_seal")
+    return head + nonce + AESGCM(key).encrypt(nonce, data, head + aad)
+
+
+def td_unseal(td: EmulatedTd, blob: bytes, *, policy: str = "mrtd", aad: bytes = b"") -> bytes:
+    """Open a :func:`td_seal` blob as the reader expects it: the blob must name exactly
+    ``policy`` (a header naming a weaker one is refused, not followed). Every failure is the
+    same :class:`SealingError`."""
+    try:
+        head = _TD_SEAL_MAGIC + bytes([len(policy)]) + policy.encode()
+        if not blob.startswith(head) or len(blob) < len(head) + 12 + 16:
+            raise ValueError
+        key = td.derived_key(policy, b"veritee td_seal")
+        nonce = blob[len(head):len(head) + 12]
+        return AESGCM(key).decrypt(nonce, blob[len(head) + 12:], head + aad)
+    except (ValueError, PlatformError, InvalidTag) as exc:  # one message: no oracle
+        raise SealingError("sealed data cannot be opened") from exc
