@@ -122,7 +122,8 @@ def run_demo(*, product: str = "Milan", key_size: int = 4096, tee: str = "snp") 
              "attested guest")
     ok &= _key_broker(out, machine, guest)
 
-    out.step("Isolation: a malicious hypervisor remaps a guest page (emulated memory model)")
+    out.step("Isolation: a malicious hypervisor remaps a guest page (emulated memory model; "
+             "a careful and a naive SEV-SNP guest)")
     from veritee.platform.emulated.isolation import demo_lines
 
     for line in demo_lines():
