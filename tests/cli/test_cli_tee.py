@@ -158,12 +158,13 @@ def test_kbs_get_from_an_emulated_td(tmp_path: Path) -> None:
                       json={"secret": base64.b64encode(b"s3cret").decode(),
                             "policy": {"mrtd": [mrtd.hex()]}}).raise_for_status()
             assert main(["kbs", "get", "tds/k", "--url", server.url, "--out", str(out),
-                         "--tee", "tdx", "--state", str(state)]) == EXIT_OK
+                         "--tee", "tdx", "--state", str(state), "--dev-mode"]) == EXIT_OK
             assert out.read_bytes() == b"s3cret"
             # Another image: another MRTD, refused by the resource policy.
             image = tmp_path / "other.img"
             image.write_bytes(b"another firmware")
             assert main(["kbs", "get", "tds/k", "--url", server.url, "--out", str(out),
-                         "--tee", "tdx", "--state", str(state), "--image", str(image)]) == 4
+                         "--tee", "tdx", "--state", str(state), "--image", str(image),
+                         "--dev-mode"]) == 4
     finally:
         store.close()

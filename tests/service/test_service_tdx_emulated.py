@@ -68,7 +68,7 @@ def test_emulated_td_gets_its_secret_with_a_fresh_nonce(
         tmp_path: Path) -> None:
     svc = _start(service_factory, intel_vendor, tmp_path)
     _provision(svc, td.mr_td)
-    with AttesterClient(svc.url, td) as client:
+    with AttesterClient(svc.url, td, dev_mode=True) as client:
         passport = client.attest()
         assert client.get_resource("tds/db/key", passport) == SECRET
     ear = verify_ear(passport.token, svc.http.get(f"{svc.url}/v1/jwks").json())
@@ -85,7 +85,7 @@ def test_td_with_another_mrtd_is_refused_the_secret(
     svc = _start(service_factory, intel_vendor, tmp_path)
     _provision(svc, td.mr_td)
     impostor = tdx_machine.launch(FIRMWARE[:-1] + b"\x01")
-    with AttesterClient(svc.url, impostor) as client:
+    with AttesterClient(svc.url, impostor, dev_mode=True) as client:
         passport = client.attest()  # a genuine TD: attestation passes
         with pytest.raises(ServiceRefused) as info:
             client.get_resource("tds/db/key", passport)
@@ -99,7 +99,8 @@ def test_debug_td_is_refused(service_factory: Callable[..., Service],
     svc = _start(service_factory, intel_vendor, tmp_path)
     debug = tdx_machine.launch(FIRMWARE, debug=True)
     _provision(svc, debug.mr_td)
-    with AttesterClient(svc.url, debug) as client, pytest.raises(ServiceRefused) as info:
+    with AttesterClient(svc.url, debug, dev_mode=True) as client, \
+            pytest.raises(ServiceRefused) as info:
         client.attest()
     assert info.value.status == 403 and _codes(info) == ["tdx.debug"]
 
@@ -112,11 +113,12 @@ def test_td_on_revoked_or_out_of_date_microcode_is_refused(
     svc = _start(service_factory, intel_vendor, tmp_path)
     _provision(svc, td.mr_td)
     tdx_machine.cpu.update_microcode(release)
-    with AttesterClient(svc.url, td) as client, pytest.raises(ServiceRefused) as info:
+    with AttesterClient(svc.url, td, dev_mode=True) as client, \
+            pytest.raises(ServiceRefused) as info:
         client.attest()
     assert _codes(info) == ["tdx.tcb.status"]
-    assert verify_ear(info.value.problem["ear"], svc.http.get(f"{svc.url}/v1/jwks").json()
-                      ).verified_claims["tcb_status"] == status
+    assert verify_ear(info.value.problem["ear"], svc.http.get(f"{svc.url}/v1/jwks").json(),
+                      accept=("contraindicated",)).verified_claims["tcb_status"] == status
 
 
 def test_quote_bound_to_an_old_nonce_is_refused(
@@ -124,7 +126,7 @@ def test_quote_bound_to_an_old_nonce_is_refused(
         tmp_path: Path) -> None:
     svc = _start(service_factory, intel_vendor, tmp_path)
     key = ec.generate_private_key(ec.SECP384R1())
-    with AttesterClient(svc.url, td) as client:
+    with AttesterClient(svc.url, td, dev_mode=True) as client:
         old = evidence_for(td, client.challenge(), key)
         fresh = evidence_for(td, client.challenge(), key)
     replay = {**fresh, "evidence": old["evidence"]}
@@ -137,7 +139,8 @@ def test_emulated_root_is_not_trusted_without_the_setting(
         service_factory: Callable[..., Service], intel_vendor: EmulatedIntelVendor, td: EmulatedTd,
         tmp_path: Path) -> None:
     svc = _start(service_factory, intel_vendor, tmp_path, trust=False)
-    with AttesterClient(svc.url, td) as client, pytest.raises(ServiceRefused) as info:
+    with AttesterClient(svc.url, td, dev_mode=True) as client, \
+            pytest.raises(ServiceRefused) as info:
         client.attest()
     assert info.value.code == "intel.chain.root_untrusted"
 

@@ -207,21 +207,21 @@ def _key_broker(out: _Printer, machine: InsecureEmulatedSnpMachine,
                                "policy": {"measurements": [guest.measurement.hex()]}})
             r.raise_for_status()
             out.info("admin: resource apps/demo/model-key, released only to this measurement")
-            with AttesterClient(server.url, guest) as client:
+            with AttesterClient(server.url, guest, dev_mode=True) as client:
                 passport = client.attest()
                 out.info(f"guest: challenge -> evidence -> EAR token, status {passport.status}")
                 got = client.get_resource("apps/demo/model-key", passport)
             out.info(f"guest: secret decrypted with its ephemeral key: {got!r}")
             other = machine.launch(simple_guest_image(demo_image()[::-1]))
             try:
-                with AttesterClient(server.url, other) as client:
+                with AttesterClient(server.url, other, dev_mode=True) as client:
                     client.get_resource("apps/demo/model-key", client.attest())
                 refused = "NOT REFUSED"
             except ServiceRefused as exc:
                 refused = f"refused ({exc.status}, {exc.code})"
             out.info(f"a guest with another measurement: {refused}")
         with store.transaction(write=False) as tx:
-            chain = verify_chain(tx.audit_rows())
+            chain = verify_chain(tx.audit_rows(), store.integrity)
         store.close()
         out.info(f"audit log: {chain.entries} entries, hash chain "
                  f"{'intact' if chain.ok else 'BROKEN'}")

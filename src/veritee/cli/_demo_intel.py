@@ -198,12 +198,12 @@ def _key_broker(out: _Printer, vendor: EmulatedIntelVendor, td: object,
                      headers={"Authorization": f"Bearer {admin}"},
                      json={"secret": base64.b64encode(secret).decode(),
                            "policy": {"mrtd": [mrtd.hex()]}}).raise_for_status()
-            with AttesterClient(server.url, td) as client:  # type: ignore[arg-type]
+            with AttesterClient(server.url, td, dev_mode=True) as client:  # type: ignore[arg-type]
                 got = client.get_resource("tds/demo/disk-key", client.attest())
             out.info(f"TD: challenge -> quote -> EAR -> secret {got!r}")
             other = machine.launch(_firmware()[::-1])
             try:
-                with AttesterClient(server.url, other) as client:
+                with AttesterClient(server.url, other, dev_mode=True) as client:
                     client.get_resource("tds/demo/disk-key", client.attest())
                 refused = "NOT REFUSED"
             except ServiceRefused as exc:
