@@ -119,6 +119,10 @@ def _cmd_seal(args: argparse.Namespace) -> int:
         return 0
     if args.output is None:
         raise ConfigError("seal needs IN and OUT (or --inspect FILE)")
+    if getattr(args, "tee", None) not in (None, "snp"):  # SGX/TDX/TPM seal their own way
+        from veritee.cli._tee_sealing import seal_on_tee
+
+        return seal_on_tee(args)
     work = open_workload(args)
     counters = _counters(args, work.counters)
     src = Path(args.input)
@@ -170,6 +174,10 @@ def _cmd_unseal(args: argparse.Namespace) -> int:
     src, dst = Path(args.input), Path(args.output)
     if (dst.exists() or dst.is_symlink()) and not args.force:
         raise ConfigError(f"{dst} exists: give --force to overwrite it")
+    if getattr(args, "tee", None) not in (None, "snp"):  # SGX/TDX/TPM seal their own way
+        from veritee.cli._tee_sealing import unseal_on_tee
+
+        return unseal_on_tee(args)
     work = open_workload(args)
     header = _read_header(src)
     # The caller declares rollback protection (--rollback), never the file's header.
