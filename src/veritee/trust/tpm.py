@@ -120,6 +120,7 @@ class VerifiedTpmQuote:
     replayed: tuple[tuple[HashAlg, int], ...] = ()
     unquoted_log_pcrs: frozenset[int] = frozenset()
     hcl_report: HclReport | None = field(default=None, repr=False)
+    ak_attributes: int | None = None  # TPMA_OBJECT when the AK was given as a TPMT_PUBLIC
 
     @property
     def quote(self) -> TpmsQuoteInfo:
@@ -326,7 +327,9 @@ def verify_quote(attest_bytes: bytes, signature: TpmtSignature, ak_public: AkPub
                               message="no event log supplied"))
     return VerifiedTpmQuote(attest=attest, signature=signature, ak_public=key, ak_name=ak_name,
                             pcrs=selected, checks=tuple(checks), event_log=event_log,
-                            replayed=tuple(replayed), unquoted_log_pcrs=unquoted)
+                            replayed=tuple(replayed), unquoted_log_pcrs=unquoted,
+                            ak_attributes=(ak_public.object_attributes
+                                           if isinstance(ak_public, TpmtPublic) else None))
 
 
 def _replay(log: EventLog, quoted: Mapping[HashAlg, Mapping[int, bytes]]
