@@ -383,3 +383,14 @@ def test_emulated_machine_meets_the_shipped_defaults(
     a = verify_evidence(report, collateral=machine.certificates(), anchors=machine.anchors(),
                         now=machine.now() + timedelta(days=1))
     assert a.accepted
+
+
+@evidence
+def test_separate_launch_tcb_floor_applies_to_launch_tcb_only() -> None:
+    """go-sev-guest has MinimumTCB and MinimumLaunchTCB; the launch floor was not separable."""
+    v = _real_snp("snp/milan-v3-oak-milan-oc-release/report.bin", Product.MILAN)
+    stricter = TcbFloor(bootloader=4, snp=25, microcode=219)
+    a = appraise(v, SevSnpPolicy(min_launch_tcb=stricter))
+    assert a.codes() == ["sevsnp.launch_tcb.below_minimum"]
+    assert appraise(v, SevSnpPolicy(min_launch_tcb={Product.GENOA: stricter})).codes() == [
+        "sevsnp.launch_tcb.below_minimum"]  # no launch floor for Milan: fail closed

@@ -37,7 +37,7 @@ and the finding is :attr:`Outcome.SKIP`.
 23    sevsnp.tcb.microcode.below_minimum        REPORTED_TCB.MICROCODE
 24    sevsnp.tcb.fmc.below_minimum              REPORTED_TCB.FMC (Turin layout only)
 25    sevsnp.committed_tcb.below_minimum        COMMITTED_TCB
-26    sevsnp.launch_tcb.below_minimum           LAUNCH_TCB
+26    sevsnp.launch_tcb.below_minimum           LAUNCH_TCB (``min_launch_tcb`` when set)
 27    sevsnp.firmware.below_minimum             CURRENT_MAJOR/MINOR/BUILD
 28    sevsnp.firmware.provisional               COMMITTED_* vs CURRENT_* (TCB and version)
 29    sevsnp.platform.smt                       PLATFORM_INFO.SMT_EN (bit 0)
@@ -349,6 +349,10 @@ class SevSnpPolicy:
     # Platform TCB and firmware.
     min_tcb: Mapping[Product, TcbFloor] | TcbFloor | None = field(
         default_factory=lambda: DEFAULT_TCB_FLOOR, hash=False)
+    # LAUNCH_TCB floor when it must differ from min_tcb (go-sev-guest: MinimumLaunchTCB);
+    # None: min_tcb applies to LAUNCH_TCB too.
+    min_launch_tcb: Mapping[Product, TcbFloor] | TcbFloor | None = field(default=None,
+                                                                         hash=False)
     min_firmware: tuple[int, int, int] | None = None
     require_committed_equals_current: bool = True
     allow_reported_tcb_above_current: bool = False
@@ -427,6 +431,7 @@ class SevSnpPolicy:
         self._freeze("min_abi", _version(self.min_abi, "min_abi", 2))
         self._freeze("min_firmware", _version(self.min_firmware, "min_firmware", 3))
         self._freeze("min_tcb", _check_min_tcb(self.min_tcb))
+        self._freeze("min_launch_tcb", _check_min_tcb(self.min_launch_tcb))
 
     def _freeze(self, name: str, value: object) -> None:
         # Frozen dataclass: normalise (list -> frozenset, dict -> read-only view) in place.
@@ -664,8 +669,18 @@ def _check_tcb(v: VerifiedReport, p: SevSnpPolicy) -> Iterable[Finding]:
         yield _ok(code, fld, reported[c], want, reported[c] >= want,
                   why=f"{c} security patch level below the floor")
     for code, fld, tcb in rest:
-        below = floor.below(tcb)
-        want_c = {k: x for k, x in floor.components().items() if k in tcb.components()}
+        use: TcbFloor | None = floor
+        if fld == "launch_tcb" and p.min_launch_tcb is not None:
+            launch = p.min_launch_tcb
+            use = launch if isinstance(launch, TcbFloor) else launch.get(v.product)
+            if use is None:
+                known = [] if isinstance(launch, TcbFloor) else sorted(x.value for x in launch)
+                yield _ok(code, fld, v.product, known, False,
+                          why=f"the policy has no launch TCB floor for {v.product.value}")
+                continue
+        assert use is not None
+        below = use.below(tcb)
+        want_c = {k: x for k, x in use.components().items() if k in tcb.components()}
         yield _ok(code, fld, tcb.components(), want_c, not below,
                   why=f"below the floor: {', '.join(below)}")
 
@@ -981,6 +996,7 @@ _READERS: dict[str, Callable[[object, str], Any]] = {
     "require_single_socket": _load.read_bool,
     "min_abi": _read_abi,
     "min_tcb": _read_min_tcb,
+    "min_launch_tcb": _read_min_tcb,
     "min_firmware": _read_firmware,
     **dict.fromkeys(("require_committed_equals_current", "allow_reported_tcb_above_current",
                      "require_smt_disabled", "require_tsme", "require_ecc",
@@ -996,5 +1012,5 @@ _READERS: dict[str, Callable[[object, str], Any]] = {
 _OPTIONAL: frozenset[str] = frozenset({
     "measurements", "report_data", "host_data", "id_key_digests", "author_key_digests",
     "family_id", "image_id", "chip_ids", "allowed_products", "min_abi", "min_tcb",
-    "min_firmware",
+    "min_launch_tcb", "min_firmware",
 })
