@@ -45,7 +45,7 @@ def test_finding_codes_are_pinned() -> None:
         "tpm.eventlog.missing", "tpm.eventlog.unquoted",
         "tpm.eventlog.required_event_missing", "tpm.eventlog.forbidden_event",
         "tpm.ak.properties", "tpm.qualified_signer.mismatch", "tpm.clock.unsafe",
-        "tpm.firmware.below_minimum",
+        "tpm.firmware.below_minimum", "tpm.ak.uncertified",
     }) == FINDING_CODES
 
 
@@ -205,3 +205,45 @@ def test_qualified_signer_clock_and_firmware_can_be_pinned() -> None:
 def test_bad_tpm_policy_values_are_refused(kw: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         _policy(**kw)
+
+
+# -- issue 18: an AK-to-EK binding by certificate ------------------------------------------------
+@pytest.mark.evidence
+@pytest.mark.filterwarnings("ignore:Attribute's length:UserWarning")  # Google's long CNs
+def test_ak_certified_by_the_ek_ca_binds_and_another_key_is_refused() -> None:
+    """GCE's COS quote carries an AK certificate issued by the CA that issues GCE's EK
+    certificates (tpm_ek_intermediate_2 -> tpm_ek_root_1). Required by policy, a quote whose
+    AK was not bound to it is refused; a certificate for another key is a verification error."""
+    from datetime import UTC, datetime
+
+    from cryptography import x509
+
+    from veritee.collateral.tpm import load_go_tpm_tools_attestation
+    from veritee.errors import VerificationError
+    from veritee.trust.tpm import verify_ak_certificate
+
+    from _tpm_support import file_of
+
+    cos = next((s for s in samples("gcp-vtpm") if s["id"] == "gce-cos-85-no-nonce"), None)
+    cas = next((s for s in samples("gcp-vtpm") if s["id"] == "gce-vtpm-ek-ak-certs"), None)
+    if cos is None or cas is None:
+        pytest.skip("no evidence")
+    ev = load_go_tpm_tools_attestation(file_of(cos, "attestation_protobuf").read_bytes())[0]
+    assert ev.ak_cert is not None and ev.ak is not None
+    case = next(c for c in quote_cases(cos) if c.pcrs and HashAlg.SHA256 in c.pcrs)
+    assert case.ak is not None
+    v = verify_quote(case.attest, case.signature, case.ak, nonce=case.nonce, pcrs=case.pcrs)
+    policy = _quoted_policy(v, require_ak_certificate=True)
+    assert appraise(v, policy).codes() == ["tpm.ak.uncertified"]
+    root = file_of(cas, "ca_tpm_ek_root_1").read_bytes()
+    inter = file_of(cas, "ca_tpm_ek_intermediate_2").read_bytes()
+    at = datetime(2025, 1, 1, tzinfo=UTC)
+    bound = verify_ak_certificate(v, ev.ak_cert, [inter], roots=[root], now=at)
+    a = appraise(bound, policy)
+    assert a.accepted, a.to_text()
+    assert bound.ak_certificate_path[-1].subject == x509.load_der_x509_certificate(
+        root).subject
+    _, other = _keylime("keylime-tpm2tools-quote-files")
+    with pytest.raises(VerificationError) as exc:
+        verify_ak_certificate(other, ev.ak_cert, [inter], roots=[root], now=at)
+    assert exc.value.code == "tpm.ak.certificate"

@@ -25,6 +25,9 @@ least one :class:`Finding` (one per PCR or event rule where it has several subje
 10    tpm.qualified_signer.mismatch     TPMS_ATTEST.qualifiedSigner in ``qualified_signers``
 11    tpm.clock.unsafe                  TPMS_CLOCK_INFO.safe (``require_clock_safe``)
 12    tpm.firmware.below_minimum        TPMS_ATTEST.firmwareVersion >= ``min_firmware_version``
+13    tpm.ak.uncertified                the AK was bound to a certificate chain
+                                        (``trust.tpm.verify_ak_certificate``) when
+                                        ``require_ak_certificate``
 ====  ================================  ===================================================
 
 Why the AK properties are required by default (TPM 2.0 Part 1, "Object Attributes" and
@@ -35,8 +38,10 @@ encryptedDuplication), and one whose sensitive part was imported may be known ou
 A bare public key carries no attributes, so it fails the check unless the policy waives it
 (``require_ak_properties=False``) or the AK is vouched for by an Azure HCL report (skipped).
 go-tpm-tools' server refuses AKs that are not fixedTPM|fixedParent|sensitiveDataOrigin|
-restricted|sign the same way. Nothing here ties the AK to an EK: see "not done" in
-docs/policy.md.
+restricted|sign the same way. ``require_ak_certificate`` (off by default: most TPMs have no
+AK certificate) demands that the AK was bound to a certificate chain by
+``veritee.trust.tpm.verify_ak_certificate``, e.g. GCE's AK certificate from the CA that also
+issues its EK certificates; credential activation is not implemented.
 
 Replay mismatches are not a policy matter: ``veritee.trust.tpm`` raises
 ``tpm.eventlog.replay_mismatch`` for them, so a log that disagrees with the quote never reaches
@@ -86,6 +91,7 @@ FINDING_CODES: frozenset[str] = frozenset({
     "tpm.qualified_signer.mismatch",
     "tpm.clock.unsafe",
     "tpm.firmware.below_minimum",
+    "tpm.ak.uncertified",
 })
 
 
@@ -132,6 +138,7 @@ class TpmPolicy:
     qualified_signers: frozenset[bytes] | None = None  # TPM2B_NAME values of known signers
     require_clock_safe: bool = False
     min_firmware_version: int | None = None
+    require_ak_certificate: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.pcrs, Mapping):
@@ -160,7 +167,8 @@ class TpmPolicy:
             object.__setattr__(self, name, rules)
         if self.nonce is not None and not isinstance(self.nonce, bytes):
             raise ConfigError("TpmPolicy.nonce: want bytes or None")
-        for name in ("allow_sha1", "require_ak_properties", "require_clock_safe"):
+        for name in ("allow_sha1", "require_ak_properties", "require_clock_safe",
+                     "require_ak_certificate"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"TpmPolicy.{name}: want true or false")
         if self.qualified_signers is not None:
@@ -333,9 +341,20 @@ def _check_firmware(v: VerifiedTpmQuote, p: TpmPolicy) -> Iterable[Finding]:
               got >= p.min_firmware_version, "TPM firmware older than the minimum")
 
 
+def _check_ak_certificate(v: VerifiedTpmQuote, p: TpmPolicy) -> Iterable[Finding]:
+    code, fld = "tpm.ak.uncertified", "AK certificate"
+    if not p.require_ak_certificate:
+        yield _skip(code, fld, "require_ak_certificate is false")
+        return
+    path = v.ak_certificate_path
+    got = path[-1].subject.rfc4514_string() if path else None
+    yield _ok(code, fld, got, "a verified chain to a trusted root", bool(path),
+              "no AK certificate was verified (trust.tpm.verify_ak_certificate)")
+
+
 _CHECKS = (_check_hash, _check_nonce, _check_pcrs, _check_log_present, _check_log_quoted,
            _check_required, _check_forbidden, _check_ak, _check_signer, _check_clock,
-           _check_firmware)
+           _check_firmware, _check_ak_certificate)
 
 
 def claims(verified: VerifiedTpmQuote) -> dict[str, Any]:
