@@ -6,7 +6,10 @@ trustworthiness vector (draft-ietf-rats-ar4si, section 2.3), the appraisal polic
 here also the verified claims and a per-check trace. This module only *encodes*: it never
 decides acceptance. The vector is derived mechanically from findings the policy layer already
 produced (a failed ``sevsnp.tcb.*`` check becomes ``hardware = 32``), so the relying party sees
-the same verdict the verifier reached, in the vocabulary of AR4SI.
+the same verdict the verifier reached, in the vocabulary of AR4SI. A claim is affirming only
+when the check behind it ran and passed; one nothing checked is 0 ("no claim"), and when the
+policy lists it in ``required_claims`` the status is at best ``none`` (docs/policy.md, "Trust
+vector").
 
 Claim set (JSON serialisation, draft-ietf-rats-ear section 3)::
 
