@@ -174,6 +174,8 @@ def test_policy_of_the_other_tee_fails_the_type_check() -> None:
     {"mrtd": b"\x00" * 48}, {"mrtd": [b"\x00" * 47]}, {"mrtd": []},
     {"report_data": b"x"}, {"allowed_tcb_statuses": "UpToDate"},
     {"allowed_tcb_statuses": ["Great"]}, {"allow_debug": 1},
+    {"required_claims": {"hardwear"}}, {"denied_advisories": "INTEL-SA-00001"},
+    {"require_qe_identity": 0}, {"xfam_mask": -1}, {"require_sept_ve_disable": None},
 ])
 def test_bad_tdx_policy_values_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):

@@ -116,9 +116,16 @@ def _advisories(value: Iterable[str]) -> frozenset[str]:
     return frozenset(value)
 
 
+_AR4SI_CLAIMS = frozenset({"instance-identity", "configuration", "executables", "file-system",
+                           "hardware", "runtime-opaque", "storage-opaque", "sourced-data"})
+
+
 def _claims(value: Iterable[str]) -> frozenset[str]:
     if isinstance(value, str) or not all(isinstance(v, str) for v in value):
         raise ConfigError("required_claims must be a collection of AR4SI claim names")
+    unknown = sorted(set(value) - _AR4SI_CLAIMS)
+    if unknown:
+        raise ConfigError(f"required_claims: unknown AR4SI claims {unknown}")
     return frozenset(value)
 
 
