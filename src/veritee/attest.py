@@ -197,9 +197,10 @@ def verify_intel_evidence(data: bytes, *, collateral: IntelCollateral | None = N
                           trusted_roots: Iterable[x509.Certificate] | None = None) -> Appraisal:
     """Parse, verify and appraise an Intel DCAP quote (TDX or SGX); raise on rejection.
 
-    ``collateral`` (TCB Info, QE Identity, CRLs) makes the TCB status known; without it the
-    status is unknown and the default policies reject. ``trusted_roots`` replaces the pinned
-    Intel SGX Root CA (e.g. for Intel's non-production sample root).
+    ``collateral`` (TCB Info, QE Identity, CRLs) makes the TCB status known; the default
+    policies refuse a quote without TCB Info, without a verified QE Identity or without both
+    CRLs checked (issue 18). ``trusted_roots`` replaces the pinned Intel SGX Root CA (e.g. for
+    Intel's non-production sample root).
     """
     from veritee.errors import PolicyRejected
     from veritee.policy.intel import appraise as appraise_intel

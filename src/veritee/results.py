@@ -6,7 +6,10 @@ trustworthiness vector (draft-ietf-rats-ar4si, section 2.3), the appraisal polic
 here also the verified claims and a per-check trace. This module only *encodes*: it never
 decides acceptance. The vector is derived mechanically from findings the policy layer already
 produced (a failed ``sevsnp.tcb.*`` check becomes ``hardware = 32``), so the relying party sees
-the same verdict the verifier reached, in the vocabulary of AR4SI.
+the same verdict the verifier reached, in the vocabulary of AR4SI. A claim is affirming only
+when the check behind it ran and passed; one nothing checked is 0 ("no claim"), and when the
+policy lists it in ``required_claims`` the status is at best ``none`` (docs/policy.md, "Trust
+vector").
 
 Claim set (JSON serialisation, draft-ietf-rats-ear section 3)::
 
@@ -79,20 +82,30 @@ CRYPTO_FAILED = 99  # "cryptographic validation of the Evidence has failed"
 
 # Which findings feed which vector entry. Codes not listed (skips aside) still make the
 # overall status contraindicated, because the verdict is the policy layer's, not ours.
-# Intel TDX findings (veritee.policy.intel) map the same way: TCB status -> hardware, MRTD /
-# RTMRs / MRSEAM -> executables, debug TD -> configuration and runtime-opaque, MRCONFIGID /
-# MROWNER -> configuration.
+# Intel TDX/SGX findings (veritee.policy.intel) map the same way: TCB status -> hardware, MRTD /
+# RTMRs / MRSEAM / MRENCLAVE / MRSIGNER -> executables, debug -> configuration and
+# runtime-opaque, MRCONFIGID / MROWNER / TD ATTRIBUTES / XFAM -> configuration.
 _HARDWARE_UNSAFE = ("sevsnp.tcb.", "sevsnp.committed_tcb.", "sevsnp.launch_tcb.",
-                    "sevsnp.firmware.", "sevsnp.report_version.", "tdx.tcb.")
-_HARDWARE_UNRECOGNISED = ("sevsnp.product.", "sevsnp.signing_key.", "tdx.tee.type")
+                    "sevsnp.firmware.", "sevsnp.report_version.", "sevsnp.reported_tcb.",
+                    "tdx.tcb.", "sgx.tcb.")
+_HARDWARE_UNRECOGNISED = ("sevsnp.product.", "sevsnp.signing_key.", "tdx.tee.type",
+                          "sgx.tee.type", "tdx.qe_vendor_id", "sgx.qe_vendor_id")
+# Checks that did not run although the policy asked for them: the verifier cannot say.
+_HARDWARE_UNKNOWN = ("sevsnp.revocation.", "tdx.revocation.", "sgx.revocation.",
+                     "tdx.qe_identity.", "sgx.qe_identity.")
 _EXECUTABLES = ("sevsnp.measurement.", "sevsnp.id_key.", "sevsnp.author_key.",
                 "sevsnp.family_id.", "sevsnp.image_id.", "sevsnp.guest_svn.",
-                "tdx.mrtd.", "tdx.rtmr", "tdx.mrseam.")
-_CONFIG_CONTRAINDICATED = ("sevsnp.policy.debug", "sevsnp.policy.migrate_ma", "tdx.debug")
+                "tdx.mrtd.", "tdx.rtmr", "tdx.mrseam.", "sgx.mrenclave.", "sgx.mrsigner.",
+                "sgx.isvprodid.", "sgx.isvsvn.")
+_CONFIG_CONTRAINDICATED = ("sevsnp.policy.debug", "sevsnp.policy.migrate_ma", "tdx.debug",
+                           "sgx.debug")
 _CONFIG_UNSAFE = ("sevsnp.policy.", "sevsnp.vmpl.", "sevsnp.host_data.", "sevsnp.platform.",
-                  "tdx.mrconfigid.", "tdx.mrowner.")
-# The check whose pass means "a reference measurement matched", per TEE.
-_REFERENCE = {"sevsnp": "sevsnp.measurement.mismatch", "tdx": "tdx.mrtd.mismatch"}
+                  "tdx.mrconfigid.", "tdx.mrowner.", "tdx.td_attributes.", "tdx.xfam.")
+# The checks whose pass means "a reference measurement matched", per TEE.
+_REFERENCE = {"sevsnp": ("sevsnp.measurement.mismatch",), "tdx": ("tdx.mrtd.mismatch",),
+              "sgx": ("sgx.mrenclave.mismatch", "sgx.mrsigner.mismatch")}
+# The check whose pass means "this configuration was appraised" (debug refused), per TEE.
+_CONFIG_CHECK = {"sevsnp": "sevsnp.policy.debug", "tdx": "tdx.debug", "sgx": "sgx.debug"}
 
 
 def tier(value: int) -> str:
@@ -119,37 +132,66 @@ def _outcome(findings: Iterable[Finding], code: str) -> Outcome | None:
     return next((f.outcome for f in findings if f.code == code), None)
 
 
-def trust_vector(appraisal: Appraisal) -> dict[str, int]:
-    """The AR4SI trustworthiness vector for an SEV-SNP (or Intel TDX) appraisal.
+def _hardware(tee: str, f: tuple[Finding, ...]) -> int:
+    """Affirming only when the platform's TCB was appraised against something that can fail.
 
-    Only built for evidence that *verified* (signature and VCEK chain to a trusted root), so
-    ``hardware`` and ``instance-identity`` start affirming and are lowered by failed checks.
-    ``storage-opaque`` and ``sourced-data`` are absent: SEV-SNP evidence says nothing of them.
+    SEV-SNP: a TCB floor with a non-zero component passed (a zero floor cannot fail). Intel:
+    the TCB status check ran with the QE Identity verified, and the status is UpToDate; any
+    other accepted status (OutOfDate, SWHardeningNeeded, ...) is AR4SI's "known
+    vulnerabilities" (32), whatever the policy accepted.
+    """
+    if _failed(f, _HARDWARE_UNRECOGNISED):
+        return NOT_RECOGNIZED
+    if _failed(f, _HARDWARE_UNSAFE):
+        return WARNING_UNSAFE
+    if _failed(f, _HARDWARE_UNKNOWN):
+        return NO_CLAIM
+    if tee == "sevsnp":
+        floors = [x for x in f if x.code.startswith("sevsnp.tcb.") and
+                  x.code.endswith(".below_minimum") and x.outcome is Outcome.PASS]
+        meaningful = any(isinstance(x.want, int) and x.want > 0 for x in floors)
+        return AFFIRMING if meaningful else NO_CLAIM
+    if tee in ("tdx", "sgx"):
+        status = next((x for x in f if x.code == f"{tee}.tcb.status"), None)
+        if status is None or status.outcome is not Outcome.PASS:
+            return NO_CLAIM
+        if _outcome(f, f"{tee}.qe_identity.required") is not Outcome.PASS:
+            return NO_CLAIM  # the TCB status did not include the QE's
+        return AFFIRMING if status.got == "UpToDate" else WARNING_UNSAFE
+    return NO_CLAIM
+
+
+def trust_vector(appraisal: Appraisal) -> dict[str, int]:
+    """The AR4SI trustworthiness vector for an SEV-SNP or Intel TDX/SGX appraisal.
+
+    Computed from what was checked: a claim is affirming only when the check behind it ran
+    and passed, a failed check lowers it, and a claim nothing checked is 0 ("no claim").
+    ``hardware``: the TCB floor / TCB status (see :func:`_hardware`); ``instance-identity``:
+    REPORT_DATA matched the verifier's expected nonce/key binding; ``executables``: a
+    reference measurement matched; ``configuration``: the debug check ran and passed and no
+    configuration check failed; ``runtime-opaque``: memory encryption not defeated by a debug
+    guest. ``storage-opaque`` and ``sourced-data`` are absent: the evidence says nothing of them.
     """
     f = appraisal.findings
+    tee = appraisal.tee
     claims = appraisal.claims
-    vector: dict[str, int] = {}
-
-    if _failed(f, _HARDWARE_UNRECOGNISED):
-        vector["hardware"] = NOT_RECOGNIZED
-    elif _failed(f, _HARDWARE_UNSAFE):
-        vector["hardware"] = WARNING_UNSAFE
-    else:
-        vector["hardware"] = AFFIRMING
+    vector: dict[str, int] = {"hardware": _hardware(tee, f)}
 
     if _failed(f, ("sevsnp.chip_id.",)):
         vector["instance-identity"] = NOT_RECOGNIZED
-    elif _outcome(f, f"{appraisal.tee}.report_data.mismatch") is Outcome.FAIL:
+    elif _outcome(f, f"{tee}.report_data.mismatch") is Outcome.FAIL:
         # REPORT_DATA not binding the verifier's nonce and the TEE key: the evidence does not
         # prove this instance in this session. The closest AR4SI value is "cryptographic
         # validation of the evidence failed".
         vector["instance-identity"] = CRYPTO_FAILED
-    else:
+    elif _outcome(f, f"{tee}.report_data.mismatch") is Outcome.PASS:
         vector["instance-identity"] = AFFIRMING
+    else:
+        vector["instance-identity"] = NO_CLAIM  # no freshness/key binding was checked
 
     if _failed(f, _EXECUTABLES):
         vector["executables"] = UNRECOGNIZED_RUNTIME
-    elif _outcome(f, _REFERENCE.get(appraisal.tee, "")) is Outcome.PASS:
+    elif any(_outcome(f, c) is Outcome.PASS for c in _REFERENCE.get(tee, ())):
         vector["executables"] = APPROVED_BOOT
     else:
         vector["executables"] = NO_CLAIM  # no reference measurement: the verifier cannot say
@@ -158,28 +200,44 @@ def trust_vector(appraisal: Appraisal) -> dict[str, int]:
         vector["configuration"] = CONTRAINDICATED
     elif _failed(f, _CONFIG_UNSAFE):
         vector["configuration"] = WARNING_UNSAFE
-    else:
+    elif _outcome(f, _CONFIG_CHECK.get(tee, "")) is Outcome.PASS:
         vector["configuration"] = AFFIRMING
+    else:
+        vector["configuration"] = NO_CLAIM
 
     # SEV-SNP encrypts guest memory; a DEBUG guest lets the hypervisor decrypt it, whatever
     # the policy said about allowing debug.
     debug = bool(claims.get("guest_policy", {}).get("debug", False))
-    if appraisal.tee == "tdx":  # TD ATTRIBUTES bit 0 (hex of the little-endian bytes)
+    if tee == "tdx":  # TD ATTRIBUTES bit 0 (hex of the little-endian bytes)
         debug = bool(int(str(claims.get("td_attributes") or "00")[:2], 16) & 1)
+    elif tee == "sgx":  # ATTRIBUTES.FLAGS bit 1 (DEBUG), SGX SDM "SECS.ATTRIBUTES"
+        debug = bool(int(str(claims.get("attributes") or "00")[:2], 16) & 2)
     vector["runtime-opaque"] = CONTRAINDICATED if debug else AFFIRMING
     return vector
 
 
-def ear_status(vector: Mapping[str, int], *, accepted: bool = True) -> str:
+# Worst last: a required claim with no value ranks between affirming and warning.
+_STATUS_ORDER = ("affirming", "none", "warning", "contraindicated")
+
+
+def ear_status(vector: Mapping[str, int], *, accepted: bool = True,
+               required: Iterable[str] = ()) -> str:
     """The submodule status: the worst tier in the vector; contraindicated if not accepted.
 
-    Forcing contraindicated on rejection keeps the EAR consistent with the appraisal even for
-    a failed check no vector entry covers.
+    A claim named in ``required`` (the policy's ``required_claims``) that is absent or has
+    no value ("none") makes the status at best ``none``: the verifier cannot affirm what it
+    did not check. Unrequired "none" claims do not lower it. Forcing contraindicated on
+    rejection keeps the EAR consistent with the appraisal even for a failed check no vector
+    entry covers.
     """
     if not accepted:
         return "contraindicated"
-    worst = max((TIERS.index(tier(v)) for v in vector.values()), default=0)
-    return TIERS[worst]
+    tiers = [tier(v) for v in vector.values()]
+    tiers = [t for t in tiers if t != "none"]
+    tiers += ["none" for c in required if tier(vector.get(c, NO_CLAIM)) == "none"]
+    if not tiers:
+        return "none"
+    return max(tiers, key=_STATUS_ORDER.index)
 
 
 def _b64url(data: bytes) -> str:
@@ -202,7 +260,8 @@ def ear_claims(appraisal: Appraisal, *, issuer: str, now: float, ttl: int,
     """The EAR claim set for ``appraisal`` (see the module docstring for every claim)."""
     vector = trust_vector(appraisal)
     submod: dict[str, Any] = {
-        "ear.status": ear_status(vector, accepted=appraisal.accepted),
+        "ear.status": ear_status(vector, accepted=appraisal.accepted,
+                                 required=appraisal.required_claims),
         "ear.trustworthiness-vector": vector,
         "ear.appraisal-policy-id": appraisal.policy_id,
         "veritee.verified-claims": jsonable(appraisal.claims),

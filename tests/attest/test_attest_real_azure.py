@@ -46,16 +46,35 @@ def test_valid_azure_sample_verifies(sample: dict[str, Any]) -> None:
     assert verified.report == ev.report
 
 
+_REFUSED_BY_DEFAULT = {"azure-snp-milan-v2-trustee-hcl": [
+    "sevsnp.tcb.bootloader.below_minimum", "sevsnp.tcb.snp.below_minimum",
+    "sevsnp.tcb.microcode.below_minimum", "sevsnp.committed_tcb.below_minimum",
+    "sevsnp.launch_tcb.below_minimum", "sevsnp.firmware.provisional",
+    "sevsnp.revocation.unchecked"]}
+
+
 @pytest.mark.parametrize("sample", [s for s in SAMPLES if s["expected"] == "valid"],
                          ids=lambda s: s["id"])
 def test_azure_sample_appraised_under_measurement_policy(sample: dict[str, Any]) -> None:
     evidence, certs = _files(sample)
     report = parse_evidence(evidence).report
+    # The secure defaults (issue 18) refuse every sample for a stated reason: none ships the
+    # ARK's CRL, and the 2023 trustee HCL report runs 1.52 firmware below the shipped Milan
+    # floor with microcode committed below current (provisional).
     good = SevSnpPolicy(measurements=frozenset({report.measurement}))
+    with pytest.raises(PolicyRejected) as refused:
+        verify_evidence(evidence, policy=good, collateral=load_files(*certs),
+                        now=sample_time(sample))
+    assert refused.value.appraisal.codes() == _REFUSED_BY_DEFAULT.get(
+        sample["id"], ["sevsnp.revocation.unchecked"])
+    lax: dict[str, Any] = {"allow_unchecked_revocation": True}
+    if sample["id"] == "azure-snp-milan-v2-trustee-hcl":
+        lax |= {"min_tcb": None, "require_committed_equals_current": False}
+    good = SevSnpPolicy(measurements=frozenset({report.measurement}), **lax)
     appraisal = verify_evidence(evidence, policy=good, collateral=load_files(*certs),
                                 now=sample_time(sample))
     assert appraisal.accepted
-    other = SevSnpPolicy(measurements=frozenset({bytes(48)}))
+    other = SevSnpPolicy(measurements=frozenset({bytes(48)}), **lax)
     with pytest.raises(PolicyRejected) as exc:
         verify_evidence(evidence, policy=other, collateral=load_files(*certs),
                         now=sample_time(sample))

@@ -42,6 +42,10 @@ def test_finding_codes_are_pinned() -> None:
         "sgx.tee.type", "sgx.debug", "sgx.tcb.status", "sgx.report_data.mismatch",
         "sgx.mrenclave.mismatch", "sgx.mrsigner.mismatch", "sgx.isvprodid.mismatch",
         "sgx.isvsvn.below_min",
+        "tdx.td_attributes.sept_ve_disable", "tdx.td_attributes.mismatch", "tdx.xfam.mismatch",
+        *(f"{t}.{c}" for t in ("tdx", "sgx") for c in (
+            "qe_identity.required", "qe_vendor_id", "revocation.unchecked",
+            "tcb.advisory_denied")),
     }) == FINDING_CODES
 
 
@@ -50,7 +54,8 @@ def test_up_to_date_td_is_accepted_by_the_default_policy() -> None:
     assert a.accepted, a.to_text()
     assert {f.code for f in a.findings} <= FINDING_CODES
     assert a.claims["tcb_status"] == "UpToDate" and a.claims["fmspc"] == "b0c06f000000"
-    assert len(a.skipped) == 9  # 8 measurement allow-lists + report_data
+    # 8 measurement allow-lists + report_data + the TD ATTRIBUTES/XFAM masks + advisories.
+    assert len(a.skipped) == 12
 
 
 def test_debug_td_is_rejected_by_the_default_policy() -> None:
@@ -74,12 +79,22 @@ def test_debug_enclave_is_rejected_by_the_default_policy() -> None:
     assert "sgx.debug" in appraise(debug, SgxPolicy()).codes()
 
 
+# Defaults issue 18 added that refuse these samples besides the TCB status: neither ships
+# Intel's CRLs (revocation unchecked), and the Azure TD, which runs under a paravisor, has
+# SEPT_VE_DISABLE clear and comes with TCB Info but no QE Identity.
+_OOD_EXTRA = {"tdx/v4-trustee-gnr-a06d08": ["tdx.revocation.unchecked"],
+              "azure-tdx/v4-trustee": ["tdx.td_attributes.sept_ve_disable",
+                                       "tdx.qe_identity.required", "tdx.revocation.unchecked"]}
+
+
 @pytest.mark.parametrize("d", ["tdx/v4-trustee-gnr-a06d08", "azure-tdx/v4-trustee"])
 def test_out_of_date_tcb_is_rejected_unless_opted_in(d: str) -> None:
     v = _verified(d)
-    assert appraise(v, TdxPolicy()).codes() == ["tdx.tcb.status"]
+    assert appraise(v, TdxPolicy()).codes() == ["tdx.tcb.status", *_OOD_EXTRA[d]]
+    lax = {"allow_unchecked_revocation": True, "require_sept_ve_disable": False,
+           "require_qe_identity": False}
     assert appraise(v, TdxPolicy(allowed_tcb_statuses={TcbStatus.UP_TO_DATE,
-                                                       TcbStatus.OUT_OF_DATE})).accepted
+                                                       TcbStatus.OUT_OF_DATE}, **lax)).accepted
 
 
 def test_no_matching_tcb_level_is_rejected_whatever_the_opt_in() -> None:
@@ -100,14 +115,19 @@ def test_real_debug_enclave_is_rejected_by_the_default_policy() -> None:
     # The trustee Occlum sample is a real quote of a debug enclave (ATTRIBUTES.FLAGS = 0x07).
     v = _verified("sgx/v3-trustee-occlum-00606a")
     assert isinstance(v.quote.body, SgxReportBody) and v.quote.body.debug
-    assert appraise(v, SgxPolicy()).codes() == ["sgx.debug", "sgx.tcb.status"]
+    # No collateral ships with it: QE Identity and CRLs are missing too (issue 18 defaults).
+    assert appraise(v, SgxPolicy()).codes() == ["sgx.debug", "sgx.tcb.status",
+                                                "sgx.qe_identity.required",
+                                                "sgx.revocation.unchecked"]
 
 
 def test_missing_tcb_info_fails_the_tcb_check_unless_not_asked() -> None:
     v = _verified("sgx/v3-trustee-occlum-00606a")
-    a = appraise(v, SgxPolicy(allow_debug=True))
+    lax = {"require_qe_identity": False, "allow_unchecked_revocation": True}
+    a = appraise(v, SgxPolicy(allow_debug=True, **lax))  # type: ignore[arg-type]
     assert a.codes() == ["sgx.tcb.status"] and a.failures[0].got == "unknown"
-    a = appraise(v, SgxPolicy(allow_debug=True, allowed_tcb_statuses=None))
+    a = appraise(v, SgxPolicy(allow_debug=True, allowed_tcb_statuses=None,
+                              **lax))  # type: ignore[arg-type]
     assert a.accepted and _outcomes(a)["sgx.tcb.status"] is Outcome.SKIP
 
 
@@ -118,7 +138,10 @@ def test_tdx_measurement_allow_lists() -> None:
     good = TdxPolicy(mrtd={body.mr_td}, rtmr0={body.rtmrs[0]}, rtmr1={body.rtmrs[1]},
                      rtmr2={body.rtmrs[2]}, rtmr3={body.rtmrs[3]}, mrseam={body.mr_seam},
                      mrconfigid={body.mr_config_id}, mrowner={body.mr_owner},
-                     report_data=body.report_data)
+                     report_data=body.report_data, denied_advisories={"INTEL-SA-00000"},
+                     td_attributes_mask=(1 << 64) - 1,
+                     td_attributes_value=int.from_bytes(body.td_attributes, "little"),
+                     xfam_mask=(1 << 64) - 1, xfam_value=int.from_bytes(body.xfam, "little"))
     a = appraise(v, good)
     assert a.accepted and not a.skipped
     bad = TdxPolicy(mrtd={bytes(48)}, rtmr2={bytes(48), b"\x01" * 48}, report_data=bytes(64))
@@ -151,6 +174,8 @@ def test_policy_of_the_other_tee_fails_the_type_check() -> None:
     {"mrtd": b"\x00" * 48}, {"mrtd": [b"\x00" * 47]}, {"mrtd": []},
     {"report_data": b"x"}, {"allowed_tcb_statuses": "UpToDate"},
     {"allowed_tcb_statuses": ["Great"]}, {"allow_debug": 1},
+    {"required_claims": {"hardwear"}}, {"denied_advisories": "INTEL-SA-00001"},
+    {"require_qe_identity": 0}, {"xfam_mask": -1}, {"require_sept_ve_disable": None},
 ])
 def test_bad_tdx_policy_values_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -33,7 +34,8 @@ SAN_PCRS = {
 
 def test_finding_codes_are_pinned() -> None:
     assert sorted(FINDING_CODES) == sorted([
-        "nitro.debug", "nitro.pcr0.mismatch", "nitro.pcr1.mismatch", "nitro.pcr2.mismatch",
+        "nitro.debug", "nitro.image.unpinned", "nitro.pcr0.mismatch", "nitro.pcr1.mismatch",
+        "nitro.pcr2.mismatch",
         "nitro.pcr3.mismatch", "nitro.pcr4.mismatch", "nitro.pcr8.mismatch",
         "nitro.nonce.mismatch", "nitro.user_data.mismatch", "nitro.public_key.mismatch",
         "nitro.timestamp.stale",
@@ -60,6 +62,11 @@ def _verified(sample_id: str, file: str) -> VerifiedNitroDocument:
     return verify_document(raw, now=now)
 
 
+def _lax(**kw: Any) -> NitroPolicy:
+    """Debug allowed and no image pin: for tests of the other checks on debug documents."""
+    return NitroPolicy(allow_debug=True, require_image_pin=False, **kw)
+
+
 def _san_nondebug() -> VerifiedNitroDocument:
     return _verified("evervault-beta-doc-in-tls-cert-san", "extracted_doc_nondebug.cbor")
 
@@ -69,11 +76,15 @@ def _failed(appraisal_codes: list[str]) -> list[str]:
 
 
 @evidence
-def test_default_policy_accepts_a_production_enclave_and_lists_skips() -> None:
+def test_default_policy_refuses_an_unpinned_production_enclave_and_lists_skips() -> None:
+    # Issue 18: the default pinned nothing but "not debug"; now an image pin is required.
     appraisal = appraise(_san_nondebug(), NitroPolicy())
+    assert appraisal.codes() == ["nitro.image.unpinned"]
+    appraisal = appraise(_san_nondebug(), NitroPolicy(pcr0={bytes.fromhex(SAN_PCRS[0])}))
     assert appraisal.accepted, appraisal.to_text()
     assert {f.code for f in appraisal.findings} == FINDING_CODES
-    assert {f.code for f in appraisal.skipped} == FINDING_CODES - {"nitro.debug"}
+    assert {f.code for f in appraisal.skipped} == FINDING_CODES - {
+        "nitro.debug", "nitro.image.unpinned", "nitro.pcr0.mismatch"}
     assert appraisal.tee == "nitro"
     assert len(appraisal.verification) == 8
 
@@ -121,23 +132,23 @@ def test_pcr_allow_list_with_several_values() -> None:
 ])
 def test_debug_mode_enclave_is_rejected_by_default(sample_id: str, file: str) -> None:
     v = _verified(sample_id, file)
-    assert appraise(v, NitroPolicy()).codes() == ["nitro.debug"]
-    assert appraise(v, NitroPolicy(allow_debug=True)).accepted
+    assert appraise(v, NitroPolicy(require_image_pin=False)).codes() == ["nitro.debug"]
+    assert appraise(v, _lax()).accepted
 
 
 @evidence
 def test_nonce_matches_and_wrong_nonce_is_one_finding() -> None:
     v = _verified("brave-nitro-utils-example-doc", "attestation_doc.cbor")
     nonce = bytes.fromhex("831493346b44132e2ffb7988bce351f593eeb8dd")  # manifest known_fields
-    assert appraise(v, NitroPolicy(allow_debug=True, nonce=nonce)).accepted
-    wrong = appraise(v, NitroPolicy(allow_debug=True, nonce=nonce[:-1] + b"\x00"))
+    assert appraise(v, _lax(nonce=nonce)).accepted
+    wrong = appraise(v, _lax(nonce=nonce[:-1] + b"\x00"))
     assert wrong.codes() == ["nitro.nonce.mismatch"]
 
 
 @evidence
 def test_expected_nonce_when_the_document_has_none() -> None:
     v = _verified("evervault-beta-docs-debug-and-prod", "debug-mode-attestation-doc-bytes")
-    appraisal = appraise(v, NitroPolicy(allow_debug=True, nonce=b"challenge"))
+    appraisal = appraise(v, _lax(nonce=b"challenge"))
     assert appraisal.codes() == ["nitro.nonce.mismatch"]
 
 
@@ -147,17 +158,16 @@ def test_user_data_binds_the_evervault_tls_certificate() -> None:
     tls = x509.load_der_x509_certificate((c.path.parent / "valid-certificate.der").read_bytes())
     spki = tls.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     v = _verified(c.sample_id, c.file)
-    assert appraise(v, NitroPolicy(allow_debug=True, user_data=spki)).accepted
-    other = appraise(v, NitroPolicy(allow_debug=True, user_data=spki[:-1]))
+    assert appraise(v, _lax(user_data=spki)).accepted
+    other = appraise(v, _lax(user_data=spki[:-1]))
     assert other.codes() == ["nitro.user_data.mismatch"]
 
 
 @evidence
 def test_public_key_expected_value() -> None:
     v = _verified("evervault-beta-docs-debug-and-prod", "debug-mode-attestation-doc-bytes")
-    assert appraise(v, NitroPolicy(allow_debug=True,
-                                   public_key=b"my super secret key")).accepted
-    assert appraise(v, NitroPolicy(allow_debug=True, public_key=b"other")).codes() == [
+    assert appraise(v, _lax(public_key=b"my super secret key")).accepted
+    assert appraise(v, _lax(public_key=b"other")).codes() == [
         "nitro.public_key.mismatch"]
 
 
@@ -166,7 +176,7 @@ def test_max_age() -> None:
     raw, doc, _ = case("brave-nitro-utils-example-doc", "attestation_doc.cbor").load()
     fresh = verify_document(raw, now=doc.payload.timestamp + timedelta(seconds=30))
     stale = verify_document(raw, now=doc.payload.timestamp + timedelta(minutes=10))
-    policy = NitroPolicy(allow_debug=True, max_age_seconds=60)
+    policy = _lax(max_age_seconds=60)
     assert appraise(fresh, policy).accepted
     assert appraise(stale, policy).codes() == ["nitro.timestamp.stale"]
 
@@ -175,9 +185,9 @@ def test_max_age() -> None:
 def test_several_failures_are_all_listed() -> None:
     v = _verified("brave-nitro-utils-example-doc", "attestation_doc.cbor")
     appraisal = appraise(v, NitroPolicy(pcr4={bytes(48)}, nonce=b"x", user_data=b"y"))
-    assert appraisal.codes() == ["nitro.debug", "nitro.pcr4.mismatch", "nitro.nonce.mismatch",
-                                 "nitro.user_data.mismatch"]
-    assert "REJECTED (4 failed)" in appraisal.to_text()
+    assert appraisal.codes() == ["nitro.debug", "nitro.image.unpinned", "nitro.pcr4.mismatch",
+                                 "nitro.nonce.mismatch", "nitro.user_data.mismatch"]
+    assert "REJECTED (5 failed)" in appraisal.to_text()
 
 
 @evidence

@@ -61,13 +61,17 @@ def make_report(product: Product = Product.MILAN, **changes: Any) -> Attestation
     base = AttestationReport(
         version=3,
         guest_svn=7,
-        policy=GuestPolicy(abi_major=1, abi_minor=55, smt=False, single_socket=True),
+        policy=GuestPolicy(abi_major=1, abi_minor=55, smt=False, single_socket=True,
+                           mem_aes_256_xts=True, rapl_dis=True, ciphertext_hiding=True,
+                           page_swap_disable=True),
         family_id=b"\x11" * 16,
         image_id=b"\x22" * 16,
         vmpl=0,
         signature_algo=1,
         current_tcb=tcb,
-        platform_info=PlatformInfo(smt_enabled=False, tsme_enabled=True, ecc_enabled=True),
+        platform_info=PlatformInfo(smt_enabled=False, tsme_enabled=True, ecc_enabled=True,
+                                   rapl_disabled=True, ciphertext_hiding_enabled=True,
+                                   alias_check_complete=True),
         signer_info=SignerInfo(author_key_en=True, signing_key=SigningKey.VCEK),
         report_data=NONCE,
         measurement=bytes.fromhex("a5" * 48),
@@ -97,7 +101,7 @@ def make_verified(product: Product = Product.MILAN, **changes: Any) -> VerifiedR
                   tcb=report.reported_tcb, hwid=report.chip_id[:8] if turin else report.chip_id,
                   csp_id=None)
     return VerifiedReport(report=report, product=product, vek=vek, chain=(),
-                          ark_fingerprint="ab" * 32, checks=())
+                          ark_fingerprint="ab" * 32, checks=(), crl_checked=True)
 
 
 def strict_policy(verified: VerifiedReport) -> SevSnpPolicy:
@@ -128,6 +132,15 @@ def strict_policy(verified: VerifiedReport) -> SevSnpPolicy:
         require_committed_equals_current=True,
         require_smt_disabled=True,
         require_tsme=True,
+        require_ecc=True,
+        require_rapl_disabled=True,
+        require_platform_ciphertext_hiding=True,
+        require_alias_check_complete=True,
+        allow_cxl=False,
+        require_mem_aes_256_xts=True,
+        require_rapl_dis=True,
+        require_ciphertext_hiding=True,
+        require_page_swap_disable=True,
     )
 
 
@@ -252,6 +265,24 @@ CASES: list[Case] = [
          rep_with(lambda r: {"platform_info": replace(r.platform_info, smt_enabled=True)})),
     Case("host_without_tsme", "sevsnp.platform.tsme",
          rep_with(lambda r: {"platform_info": replace(r.platform_info, tsme_enabled=False)})),
+    Case("host_reports_tcb_above_what_it_runs", "sevsnp.reported_tcb.above_current",
+         rep_with(lambda r: {"current_tcb": lower(r.current_tcb, "snp"),
+                             "committed_tcb": lower(r.current_tcb, "snp")}),
+         {"require_committed_equals_current": False,
+          "min_tcb": TcbFloor(**lower(MILAN_TCB, "snp").components())}),
+    *(Case(f"guest_policy_{bit}_{'set' if not want else 'clear'}", f"sevsnp.policy.{bit}",
+           rep_with(lambda r, bit=bit, want=want: {"policy": replace(r.policy,
+                                                                     **{bit: not want})}))
+      for bit, want in (("cxl_allow", False), ("mem_aes_256_xts", True), ("rapl_dis", True),
+                        ("ciphertext_hiding", True), ("page_swap_disable", True))),
+    *(Case(f"host_{code}_missing", f"sevsnp.platform.{code}",
+           rep_with(lambda r, bit=bit: {"platform_info": replace(r.platform_info,
+                                                                 **{bit: False})}))
+      for code, bit in (("ecc", "ecc_enabled"), ("rapl_disabled", "rapl_disabled"),
+                        ("ciphertext_hiding", "ciphertext_hiding_enabled"),
+                        ("alias_check_complete", "alias_check_complete"))),
+    Case("chain_not_checked_for_revocation", "sevsnp.revocation.unchecked",
+         lambda v: replace(v, crl_checked=False)),
 ]
 
 
@@ -355,20 +386,26 @@ def test_unchecked_fields_are_listed_as_skipped() -> None:
         "sevsnp.host_data.mismatch", "sevsnp.id_key.mismatch", "sevsnp.author_key.mismatch",
         "sevsnp.family_id.mismatch", "sevsnp.image_id.mismatch", "sevsnp.report_data.mismatch",
         "sevsnp.policy.smt", "sevsnp.policy.single_socket", "sevsnp.policy.abi.below_minimum",
-        "sevsnp.tcb.no_floor", "sevsnp.tcb.fmc.below_minimum", "sevsnp.firmware.below_minimum",
-        "sevsnp.firmware.provisional", "sevsnp.platform.smt", "sevsnp.platform.tsme",
+        "sevsnp.tcb.fmc.below_minimum", "sevsnp.firmware.below_minimum",
+        "sevsnp.platform.smt", "sevsnp.platform.tsme", "sevsnp.policy.cxl_allow",
+        "sevsnp.policy.mem_aes_256_xts", "sevsnp.policy.rapl_dis",
+        "sevsnp.policy.ciphertext_hiding", "sevsnp.policy.page_swap_disable",
+        "sevsnp.platform.ecc", "sevsnp.platform.rapl_disabled",
+        "sevsnp.platform.ciphertext_hiding", "sevsnp.platform.alias_check_complete",
     }
     assert all(f.message.startswith("not checked") for f in appraisal.skipped)
     # The secure defaults run: version, signing key, svn, VMPL, debug, migration agent, TCB.
     ran = {f.code for f in appraisal.findings if f.outcome is Outcome.PASS}
     assert {"sevsnp.policy.debug", "sevsnp.policy.migrate_ma", "sevsnp.vmpl.not_allowed",
-            "sevsnp.tcb.bootloader.below_minimum", "sevsnp.committed_tcb.below_minimum",
-            "sevsnp.launch_tcb.below_minimum"} <= ran
+            "sevsnp.tcb.no_floor", "sevsnp.tcb.bootloader.below_minimum",
+            "sevsnp.committed_tcb.below_minimum", "sevsnp.launch_tcb.below_minimum",
+            "sevsnp.firmware.provisional", "sevsnp.reported_tcb.above_current",
+            "sevsnp.revocation.unchecked"} <= ran
 
 
 def test_no_tcb_floor_skips_every_tcb_check() -> None:
     appraisal = appraise(make_verified(), SevSnpPolicy(min_tcb=None))
-    tcb_codes = {c for c in FINDING_CODES if "tcb" in c}
+    tcb_codes = {c for c in FINDING_CODES if "tcb" in c and "above_current" not in c}
     assert tcb_codes <= {f.code for f in appraisal.skipped}
 
 
@@ -437,6 +474,17 @@ def test_finding_codes_are_pinned() -> None:
         "sevsnp.firmware.provisional",
         "sevsnp.platform.smt",
         "sevsnp.platform.tsme",
+        "sevsnp.reported_tcb.above_current",
+        "sevsnp.policy.cxl_allow",
+        "sevsnp.policy.mem_aes_256_xts",
+        "sevsnp.policy.rapl_dis",
+        "sevsnp.policy.ciphertext_hiding",
+        "sevsnp.policy.page_swap_disable",
+        "sevsnp.platform.ecc",
+        "sevsnp.platform.rapl_disabled",
+        "sevsnp.platform.ciphertext_hiding",
+        "sevsnp.platform.alias_check_complete",
+        "sevsnp.revocation.unchecked",
     })
     assert pinned == FINDING_CODES
 
@@ -504,11 +552,22 @@ def test_policy_rejected_carries_whole_appraisal() -> None:
 
 # -- real evidence: the default policy on reports from real machines ----------------------------
 
+_BELOW_MILAN_FLOOR = ["sevsnp.tcb.snp.below_minimum", "sevsnp.tcb.microcode.below_minimum",
+                      "sevsnp.committed_tcb.below_minimum", "sevsnp.launch_tcb.below_minimum"]
 _REAL = [
-    ("snp/milan-v2-go-sev-guest/attestation.bin", Product.MILAN, ["sevsnp.policy.debug"]),
-    ("snp/milan-v3-dstack/report.bin", Product.MILAN, []),
+    # A 2022 debug guest on 1.49 firmware (SNP SPL 5, ucode 68): debug, and below every
+    # component of the shipped Milan floor (issue 18: a default floor that can fail).
+    ("snp/milan-v2-go-sev-guest/attestation.bin", Product.MILAN,
+     ["sevsnp.policy.debug", "sevsnp.tcb.bootloader.below_minimum", *_BELOW_MILAN_FLOOR]),
+    # Its source's README marks this TCB OutOfDate (SNP 23, ucode 0xd5); the old zero floor
+    # accepted it. The host also reports a TCB below the one it runs (SNP 23 < 24): allowed.
+    ("snp/milan-v3-dstack/report.bin", Product.MILAN, _BELOW_MILAN_FLOOR),
     ("snp/genoa-v5-oak-genoa-oc/report.bin", Product.GENOA, []),
-    ("azure-snp/milan-v2-trustee-hcl/snp_report.bin", Product.MILAN, []),
+    # 1.52 firmware (SNP 8, ucode 115), committed below current (0xd2 > 0x73 ucode): the
+    # shipped Milan floor refuses it.
+    ("azure-snp/milan-v2-trustee-hcl/snp_report.bin", Product.MILAN,
+     ["sevsnp.tcb.bootloader.below_minimum", *_BELOW_MILAN_FLOOR,
+      "sevsnp.firmware.provisional"]),
 ]
 
 
@@ -516,13 +575,13 @@ _REAL = [
 @pytest.mark.parametrize(("rel", "product", "codes"), _REAL, ids=[r[0] for r in _REAL])
 def test_default_policy_on_real_reports(evidence_dir: Path, rel: str, product: Product,
                                         codes: list[str]) -> None:
-    # Appraisal only (signatures are the trust layer's tests): the go-sev-guest sample is a
-    # debug guest and must be the only one rejected.
+    # Appraisal only (signatures are the trust layer's tests, so revocation counts as
+    # checked here): what the shipped defaults refuse on each real report, and why.
     report = AttestationReport.from_bytes((evidence_dir / rel).read_bytes())
     vek = VekInfo(kind=SigningKey.VCEK, product=product, product_name=f"{product.value}-B0",
                   struct_version=1, tcb=report.reported_tcb, hwid=report.chip_id, csp_id=None)
     verified = VerifiedReport(report=report, product=product, vek=vek, chain=(),
-                              ark_fingerprint="00" * 32, checks=())
+                              ark_fingerprint="00" * 32, checks=(), crl_checked=True)
     assert appraise(verified, SevSnpPolicy()).codes() == codes
 
 

@@ -46,7 +46,9 @@ def test_secure_defaults() -> None:
     assert p.min_report_version == 2
     assert p.allowed_signing_keys == {SigningKey.VCEK, SigningKey.VLEK}
     assert p.min_tcb == DEFAULT_TCB_FLOOR  # a TCB floor always applies unless removed
-    assert p.require_committed_equals_current is False
+    assert p.require_committed_equals_current is True  # issue 18: provisional firmware refused
+    assert p.allow_unchecked_revocation is False  # issue 18: revocation checked or refused
+    assert set(p.min_tcb) == {Product.MILAN, Product.GENOA}  # type: ignore[arg-type]
     assert policy_from_mapping({}) == p
 
 

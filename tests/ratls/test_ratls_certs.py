@@ -49,6 +49,7 @@ from veritee.ratls import (
     report_data_for,
     verify_attested_certificate,
 )
+from veritee.trust.sevsnp import AmdCertificates
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)  # the conftest machine's clock
 
@@ -71,8 +72,11 @@ def _policy(guest: EmulatedSnpGuest) -> SevSnpPolicy:
 
 def _verify(cert: x509.Certificate, machine: InsecureEmulatedSnpMachine,
             guest: EmulatedSnpGuest, **kw: object) -> object:
+    # The ARK's CRL is the relying party's own collateral (the certificate carries none);
+    # without it the default policy refuses (sevsnp.revocation.unchecked).
     args: dict[str, object] = {"policy": _policy(guest), "anchors": machine.anchors(),
-                               "now": NOW}
+                               "now": NOW, "collateral": AmdCertificates(
+                                   crl=machine.vendor.crl(NOW))}
     args.update(kw)
     return verify_attested_certificate(cert, **args)  # type: ignore[arg-type]
 
@@ -243,7 +247,9 @@ def test_debug_guest_is_rejected_by_the_default_policy(
         key: PrivateKey) -> None:
     c = issue_attested_certificate(debug_guest, key, now=NOW)
     with pytest.raises(PolicyRejected) as exc:
-        verify_attested_certificate(c, anchors=ratls_machine.anchors(), now=NOW)
+        verify_attested_certificate(c, anchors=ratls_machine.anchors(), now=NOW,
+                                    collateral=AmdCertificates(
+                                        crl=ratls_machine.vendor.crl(NOW)))
     assert exc.value.appraisal.codes() == ["sevsnp.policy.debug"]
 
 

@@ -50,7 +50,8 @@ def test_attested_then_inspect(tmp_path: Path, capsys: pytest.CaptureFixture[str
     ark = str(out / "certs" / "ark.pem")
     cert = str(out / "cert.pem")
     assert main(["cert", "inspect", cert, "--trust-root", ark, "--policy",
-                 str(out / "policy.json"), "--format", "json"]) == 0
+                 str(out / "policy.json"), "--crl", str(out / "certs" / "crl.pem"),
+                 "--format", "json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["certificate"]["evidence_extension"] is True
     assert shown["appraisal"]["accepted"] is True

@@ -82,14 +82,14 @@ def test_appraisal_policy_managed_through_admin_applies(service: Service,
                                                         guests: Guests) -> None:
     h = service.admin_headers()
     r = service.http.put(f"{service.url}/v1/admin/policies/default", headers=h,
-                         json={"min_guest_svn": 5})
+                         json={"allowed_vmpls": [1]})  # min_guest_svn needs an ID key
     assert r.status_code == 201, r.text
     from veritee.client import ServiceRefused
 
     with AttesterClient(service.url, guests.a, dev_mode=True) as client, \
             pytest.raises(ServiceRefused) as e:
         client.attest()
-    assert [f["code"] for f in e.value.problem["failures"]] == ["sevsnp.guest_svn.below_minimum"]
+    assert [f["code"] for f in e.value.problem["failures"]] == ["sevsnp.vmpl.not_allowed"]
     assert service.http.delete(f"{service.url}/v1/admin/policies/default",
                                headers=h).status_code == 204
     with AttesterClient(service.url, guests.a, dev_mode=True) as client:

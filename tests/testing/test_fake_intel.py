@@ -37,7 +37,8 @@ def test_sgx_quote_with_chosen_fields_verifies(intel: FakeIntel) -> None:
 
 
 def test_debug_td_body_is_refused_by_policy(intel: FakeIntel) -> None:
-    q = intel.td_quote(td_attributes=bytes([1]) + bytes(7))
+    # DEBUG with SEPT_VE_DISABLE (bit 28) still set, so debug is the one refusal.
+    q = intel.td_quote(td_attributes=bytes([1, 0, 0, 0x10]) + bytes(4))
     with pytest.raises(PolicyRejected) as e:
         verify_intel_evidence(q, collateral=intel.collateral("TDX"), now=NOW,
                               trusted_roots=intel.roots, policy=TdxPolicy())

@@ -29,6 +29,7 @@ from veritee.tls import (
     connect_attested,
     pinned_context,
 )
+from veritee.trust.sevsnp import AmdCertificates
 
 TIMEOUT = 5.0
 GOOD_IMAGE = bytes(range(256)) * 16 * 4
@@ -53,6 +54,11 @@ def bad(machine: InsecureEmulatedSnpMachine) -> EmulatedSnpGuest:
 @pytest.fixture(scope="module")
 def policy(good: EmulatedSnpGuest) -> SevSnpPolicy:
     return SevSnpPolicy(policy_id="good-workload", measurements=frozenset({good.measurement}))
+
+
+def _crl(machine: InsecureEmulatedSnpMachine) -> AmdCertificates:
+    """The relying party's own revocation collateral (the certificate carries no CRL)."""
+    return AmdCertificates(crl=machine.vendor.crl(datetime.now(UTC)))
 
 
 def _serve(guest: EmulatedSnpGuest, **kw: object) -> AttestedHttpsServer:
@@ -89,6 +95,7 @@ def test_accepted_guest_is_served(kt: KeyType, good: EmulatedSnpGuest,
     with _serve(good, key_type=kt) as srv:
         host, port = srv.address
         with connect_attested(host, port, policy=policy, anchors=machine.anchors(),
+                              collateral=_crl(machine),
                               timeout=TIMEOUT) as conn:
             assert conn.appraisal.accepted
             assert conn.sock.version() == "TLSv1.3"
@@ -107,6 +114,7 @@ def test_guest_with_wrong_measurement_is_refused(bad: EmulatedSnpGuest,
         host, port = srv.address
         with pytest.raises(PolicyRejected) as exc:
             connect_attested(host, port, policy=policy, anchors=machine.anchors(),
+                             collateral=_crl(machine),
                              timeout=TIMEOUT)
         assert exc.value.appraisal.codes() == ["sevsnp.measurement.mismatch"]
         srv.stop()  # joins the serving thread, so the count is final
@@ -119,6 +127,7 @@ def test_httpx_client_refuses_wrong_measurement(bad: EmulatedSnpGuest,
     with _serve(bad) as srv:
         with pytest.raises(PolicyRejected):
             attested_httpx_client(srv.url, policy=policy, anchors=machine.anchors(),
+                                  collateral=_crl(machine),
                                   timeout=TIMEOUT)
         srv.stop()
         assert srv.requests_served == 0
@@ -136,7 +145,8 @@ def test_httpx_client_is_pinned_to_the_attested_certificate(
         good: EmulatedSnpGuest, machine: InsecureEmulatedSnpMachine,
         policy: SevSnpPolicy, good_server: AttestedHttpsServer) -> None:
     client, appraisal = attested_httpx_client(good_server.url, policy=policy,
-                                              anchors=machine.anchors(), timeout=TIMEOUT)
+                                              anchors=machine.anchors(),
+                                              collateral=_crl(machine), timeout=TIMEOUT)
     assert appraisal.accepted
     with client:
         r = client.get("/")
@@ -158,6 +168,7 @@ def test_ca_signed_attested_server(good: EmulatedSnpGuest, machine: InsecureEmul
     with _serve(good, ca=ca) as srv:
         host, port = srv.address
         with connect_attested(host, port, policy=policy, anchors=machine.anchors(),
+                              collateral=_crl(machine),
                               ca=ca.certificate, timeout=TIMEOUT) as conn:
             assert conn.certificate.issuer == ca.certificate.subject
             checks = {f.code: f.outcome.value for f in conn.appraisal.verification}
@@ -176,6 +187,7 @@ def test_plain_tls_server_without_evidence_is_refused(policy: SevSnpPolicy,
         host, port = srv.address
         with pytest.raises(VerificationError) as exc:
             connect_attested(host, port, policy=policy, anchors=machine.anchors(),
+                             collateral=_crl(machine),
                              timeout=TIMEOUT)
         assert exc.value.code == "ratls.evidence.missing"
         srv.stop()

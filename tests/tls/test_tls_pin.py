@@ -20,6 +20,7 @@ from veritee.platform.emulated.snp import (
 from veritee.policy.sevsnp import SevSnpPolicy
 from veritee.ratls import issue_attested_certificate, verify_attested_certificate
 from veritee.tls import AttestedHttpsServer, attested_httpx_client, connect_attested
+from veritee.trust.sevsnp import AmdCertificates
 
 TIMEOUT = 5.0
 ATTACKER_IMAGE = b"\xee" * 4096 * 4
@@ -77,7 +78,9 @@ def test_stale_attested_certificate_refused(machine: InsecureEmulatedSnpMachine,
     cert = issue_attested_certificate(attacker, generate_private_key(KeyType.P256), now=issued,
                                       valid_for=timedelta(days=3650))
     policy = SevSnpPolicy(policy_id="w", measurements=frozenset({attacker.measurement}))
-    verify_attested_certificate(cert, policy=policy, anchors=machine.anchors(), now=issued)
+    crl = AmdCertificates(crl=machine.vendor.crl(issued))  # issue 18: revocation is checked
+    verify_attested_certificate(cert, policy=policy, anchors=machine.anchors(), now=issued,
+                                collateral=crl)
     with pytest.raises(VerificationError) as exc:  # a 10-year certificate, 5 years later
         verify_attested_certificate(cert, policy=policy, anchors=machine.anchors(),
                                     now=issued + timedelta(days=5 * 365))

@@ -10,11 +10,17 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from veritee.errors import ConfigError
 from veritee.findings import Outcome
 from veritee.formats.eventlog import EventType
-from veritee.formats.tpm import HashAlg
-from veritee.policy.tpm import FINDING_CODES, EventRule, TpmPolicy, appraise
+from veritee.formats.tpm import HashAlg, ObjectAttr, TpmtPublic
+from veritee.policy.tpm import (
+    AK_REQUIRED_ATTRIBUTES,
+    FINDING_CODES,
+    EventRule,
+    TpmPolicy,
+    appraise,
+)
 from veritee.trust.tpm import VerifiedTpmQuote, verify_quote
 
-from _tpm_support import make_attest, pcr_values, quote_cases, samples, sign
+from _tpm_support import QuoteCase, make_attest, pcr_values, quote_cases, samples, sign
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 PCRS = {HashAlg.SHA256: pcr_values(HashAlg.SHA256, [0, 4, 7])}
@@ -24,7 +30,9 @@ def _verified(nonce: bytes = b"n", pcrs: dict[HashAlg, dict[int, bytes]] | None 
               ) -> VerifiedTpmQuote:
     values = pcrs or PCRS
     attest = make_attest(values, nonce, HashAlg.SHA256).to_bytes()
-    return verify_quote(attest, sign(KEY, attest), KEY.public_key(), nonce=nonce, pcrs=values)
+    v = verify_quote(attest, sign(KEY, attest), KEY.public_key(), nonce=nonce, pcrs=values)
+    # As if the AK had come as a TPMT_PUBLIC with an attestation key's attributes.
+    return replace(v, ak_attributes=int(AK_REQUIRED_ATTRIBUTES))
 
 
 def _policy(**kw: object) -> TpmPolicy:
@@ -36,6 +44,8 @@ def test_finding_codes_are_pinned() -> None:
         "tpm.hash.weak", "tpm.nonce.mismatch", "tpm.pcr.not_quoted", "tpm.pcr.mismatch",
         "tpm.eventlog.missing", "tpm.eventlog.unquoted",
         "tpm.eventlog.required_event_missing", "tpm.eventlog.forbidden_event",
+        "tpm.ak.properties", "tpm.qualified_signer.mismatch", "tpm.clock.unsafe",
+        "tpm.firmware.below_minimum", "tpm.ak.uncertified",
     }) == FINDING_CODES
 
 
@@ -130,3 +140,110 @@ def test_rule_on_a_pcr_not_replayed_is_flagged() -> None:
     assert appraisal.codes() == ["tpm.eventlog.unquoted"]
     assert next(f for f in appraisal.findings if f.code == "tpm.eventlog.forbidden_event") \
         .outcome is Outcome.PASS
+
+
+# -- issue 18: the AK must be an attestation key this TPM holds ----------------------------------
+def _keylime(sid: str) -> tuple[QuoteCase, VerifiedTpmQuote]:
+    s = next((s for s in samples("tpm") if s["id"] == sid), None)
+    if s is None:
+        pytest.skip("no evidence")
+    case = quote_cases(s)[0]
+    assert case.ak is not None
+    return case, verify_quote(case.attest, case.signature, case.ak, nonce=case.nonce,
+                              pcrs=case.pcrs)
+
+
+def _quoted_policy(v: VerifiedTpmQuote, **kw: object) -> TpmPolicy:
+    return TpmPolicy(pcrs=v.pcrs, nonce=v.nonce, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.evidence
+def test_bare_public_key_ak_is_refused_by_default() -> None:
+    """keylime's checkquote sample gives the AK as a PEM key: nothing says it is restricted,
+    fixedTPM or even a TPM key (old code skipped the attribute checks and accepted)."""
+    _, v = _keylime("keylime-checkquote-rsa2048-sha256")
+    a = appraise(v, _quoted_policy(v))
+    assert a.codes() == ["tpm.ak.properties"]
+    assert "bare public key" in str(a.failures[0].got)
+    assert appraise(v, _quoted_policy(v, require_ak_properties=False)).accepted
+
+
+@pytest.mark.evidence
+def test_duplicable_ak_is_refused() -> None:
+    """keylime's tpm2-tools AK (0x50072) with fixedTPM and fixedParent cleared: the key could
+    have been duplicated to another TPM, yet verification (restricted|sign) still passes."""
+    case, v = _keylime("keylime-tpm2tools-quote-files")
+    assert appraise(v, _quoted_policy(v)).accepted  # the genuine attributes pass
+    assert isinstance(case.ak, TpmtPublic)
+    raw = bytearray(case.ak.raw)
+    # TPMT_PUBLIC: type (2) || nameAlg (2) || objectAttributes (4, big endian) (Part 2, 12.2.4).
+    attrs = int.from_bytes(raw[4:8], "big") & ~int(ObjectAttr.FIXED_TPM | ObjectAttr.FIXED_PARENT)
+    raw[4:8] = attrs.to_bytes(4, "big")
+    duplicable = TpmtPublic.from_bytes(bytes(raw))
+    dv = verify_quote(case.attest, case.signature, duplicable, nonce=case.nonce, pcrs=case.pcrs)
+    a = appraise(dv, _quoted_policy(dv))
+    assert a.codes() == ["tpm.ak.properties"]
+    assert "FIXED_TPM" in a.failures[0].message and "FIXED_PARENT" in a.failures[0].message
+
+
+@pytest.mark.evidence
+def test_qualified_signer_clock_and_firmware_can_be_pinned() -> None:
+    _, v = _keylime("keylime-tpm2tools-quote-files")
+    a = v.attest
+    ok = _quoted_policy(v, qualified_signers=frozenset({a.qualified_signer}),
+                        min_firmware_version=a.firmware_version,
+                        require_clock_safe=bool(a.clock_info.safe))
+    assert appraise(v, ok).accepted
+    bad = _quoted_policy(v, qualified_signers=frozenset({b"\x00\x0b" + bytes(32)}),
+                         min_firmware_version=a.firmware_version + 1)
+    assert appraise(v, bad).codes() == ["tpm.qualified_signer.mismatch",
+                                        "tpm.firmware.below_minimum"]
+
+
+@pytest.mark.parametrize("kw", [{"qualified_signers": frozenset()}, {"min_firmware_version": -1},
+                                {"require_ak_properties": 1}])
+def test_bad_tpm_policy_values_are_refused(kw: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        _policy(**kw)
+
+
+# -- issue 18: an AK-to-EK binding by certificate ------------------------------------------------
+@pytest.mark.evidence
+@pytest.mark.filterwarnings("ignore:Attribute's length:UserWarning")  # Google's long CNs
+def test_ak_certified_by_the_ek_ca_binds_and_another_key_is_refused() -> None:
+    """GCE's COS quote carries an AK certificate issued by the CA that issues GCE's EK
+    certificates (tpm_ek_intermediate_2 -> tpm_ek_root_1). Required by policy, a quote whose
+    AK was not bound to it is refused; a certificate for another key is a verification error."""
+    from datetime import UTC, datetime
+
+    from cryptography import x509
+
+    from veritee.collateral.tpm import load_go_tpm_tools_attestation
+    from veritee.errors import VerificationError
+    from veritee.trust.tpm import verify_ak_certificate
+
+    from _tpm_support import file_of
+
+    cos = next((s for s in samples("gcp-vtpm") if s["id"] == "gce-cos-85-no-nonce"), None)
+    cas = next((s for s in samples("gcp-vtpm") if s["id"] == "gce-vtpm-ek-ak-certs"), None)
+    if cos is None or cas is None:
+        pytest.skip("no evidence")
+    ev = load_go_tpm_tools_attestation(file_of(cos, "attestation_protobuf").read_bytes())[0]
+    assert ev.ak_cert is not None and ev.ak is not None
+    case = next(c for c in quote_cases(cos) if c.pcrs and HashAlg.SHA256 in c.pcrs)
+    assert case.ak is not None
+    v = verify_quote(case.attest, case.signature, case.ak, nonce=case.nonce, pcrs=case.pcrs)
+    policy = _quoted_policy(v, require_ak_certificate=True)
+    assert appraise(v, policy).codes() == ["tpm.ak.uncertified"]
+    root = file_of(cas, "ca_tpm_ek_root_1").read_bytes()
+    inter = file_of(cas, "ca_tpm_ek_intermediate_2").read_bytes()
+    at = datetime(2025, 1, 1, tzinfo=UTC)
+    bound = verify_ak_certificate(v, ev.ak_cert, [inter], roots=[root], now=at)
+    a = appraise(bound, policy)
+    assert a.accepted, a.to_text()
+    assert bound.ak_certificate_path[-1].subject == x509.load_der_x509_certificate(
+        root).subject
+    _, other = _keylime("keylime-tpm2tools-quote-files")
+    with pytest.raises(VerificationError) as exc:
+        verify_ak_certificate(other, ev.ak_cert, [inter], roots=[root], now=at)
+    assert exc.value.code == "tpm.ak.certificate"

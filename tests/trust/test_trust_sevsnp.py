@@ -79,7 +79,7 @@ def test_mask_chip_key_is_recorded_not_matched(milan: FakeAmd) -> None:
     report = milan.make_report(signer_info=SignerInfo(mask_chip_key=True), chip_id=bytes(64))
     v = verify(milan, report)
     skipped = [c for c in v.checks if c.code == "sevsnp.vek.hwid_mismatch"]
-    assert skipped[0].outcome is Outcome.SKIP and "MASK_CHIP_KEY" in skipped[0].message
+    assert skipped[0].outcome is Outcome.SKIP and "MASK_CHIP_ID" in skipped[0].message
 
 
 # -- the report itself -------------------------------------------------------------------------

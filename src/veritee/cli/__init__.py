@@ -280,9 +280,13 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     lines = [f"verified SEV-SNP report ({verified.product}, signed by "
              f"{verified.vek.kind.name})"]
     lines += [f"  {c}" for c in verified.checks]
-    lines.append("verdict: VERIFIED")
+    revocation = "checked against the ARK's CRL" if verified.crl_checked else (
+        "NOT checked (no CRL: pass --crl FILE, a CRL in --certs, or --fetch --require-crl;"
+        " the default appraisal policy refuses an unchecked chain)")
+    lines += [f"revocation: {revocation}", "verdict: VERIFIED"]
     _emit(args, "\n".join(lines), {"verdict": "verified", "product": str(verified.product),
                                    "signing_key": verified.vek.kind.name,
+                                   "revocation_checked": verified.crl_checked,
                                    "checks": [c.to_dict() for c in verified.checks]})
     return EXIT_OK
 

@@ -354,6 +354,8 @@ def _cmd_attested(args: argparse.Namespace) -> int:
     for name, c in (("ark", certs.ark), ("ask", certs.ask), ("vcek", certs.vek)):
         assert c is not None
         atomic_write(out / "certs" / f"{name}.pem", c.public_bytes(Encoding.PEM), 0o644)
+    assert certs.crl is not None  # the ARK's CRL: the default policy refuses without it
+    atomic_write(out / "certs" / "crl.pem", certs.crl.public_bytes(Encoding.PEM), 0o644)
     policy = SevSnpPolicy(policy_id="emulated-workload",
                           measurements=frozenset({guest.measurement}))
     atomic_write(out / "policy.json",
@@ -361,5 +363,6 @@ def _cmd_attested(args: argparse.Namespace) -> int:
     print(f"wrote {out / 'cert.pem'}, {out / 'key.pem'} (mode 0600), {out / 'certs'}/ and "
           f"{out / 'policy.json'} (pins measurement {guest.measurement.hex()[:16]}...)")
     print(f"inspect with: veritee cert inspect {out / 'cert.pem'} --trust-root "
-          f"{out / 'certs' / 'ark.pem'} --policy {out / 'policy.json'}")
+          f"{out / 'certs' / 'ark.pem'} --crl {out / 'certs' / 'crl.pem'} "
+          f"--policy {out / 'policy.json'}")
     return EXIT_OK

@@ -81,7 +81,9 @@ def run_emulate(*, out: Path, product: str, report_data: str, key_size: int,
     for name, cert in (("ark", certs.ark), ("ask", certs.ask), ("vcek", certs.vek)):
         assert cert is not None
         atomic_write(out / "certs" / f"{name}.pem", cert.public_bytes(Encoding.PEM), 0o644)
-    print(f"wrote {out / 'report.bin'} and {out / 'certs'}/{{ark,ask,vcek}}.pem")
+    assert certs.crl is not None  # the ARK's CRL: the default policy refuses without it
+    atomic_write(out / "certs" / "crl.pem", certs.crl.public_bytes(Encoding.PEM), 0o644)
+    print(f"wrote {out / 'report.bin'} and {out / 'certs'}/{{ark,ask,vcek,crl}}.pem")
     print(f"measurement: {guest.measurement.hex()}")
     print(f"verify with: veritee verify {out / 'report.bin'} --certs {out / 'certs'} "
           f"--trust-root {out / 'certs' / 'ark.pem'}")

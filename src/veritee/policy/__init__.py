@@ -24,7 +24,9 @@ class Appraisal:
 
     ``verification`` holds the findings of the cryptographic verification that preceded the
     appraisal (signature, chain, revocation), ``findings`` those of the policy, and ``claims``
-    the verified claims a relying party may use (measurement, TCB, ...).
+    the verified claims a relying party may use (measurement, TCB, ...). ``required_claims``
+    names the AR4SI trustworthiness claims the policy requires: an EAR whose vector has no
+    claim ("none") for one of them is not ``affirming`` (:func:`veritee.results.ear_status`).
     """
 
     tee: str
@@ -32,6 +34,7 @@ class Appraisal:
     findings: tuple[Finding, ...]
     verification: tuple[Finding, ...] = ()
     claims: dict[str, Any] = field(default_factory=dict)
+    required_claims: frozenset[str] = frozenset()
 
     @property
     def accepted(self) -> bool:
@@ -83,6 +86,7 @@ class Appraisal:
     def with_verification(self, checks: Iterable[Finding]) -> Appraisal:
         """A copy with ``checks`` recorded as the verification trace."""
         return Appraisal(tee=self.tee, policy_id=self.policy_id, findings=self.findings,
-                         verification=tuple(checks), claims=self.claims)
+                         verification=tuple(checks), claims=self.claims,
+                         required_claims=self.required_claims)
 
 

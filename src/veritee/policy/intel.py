@@ -2,9 +2,16 @@
 
 Secure defaults: debug TDs / enclaves are rejected (TD ATTRIBUTES bit 0, SGX ATTRIBUTES.DEBUG),
 only the ``UpToDate`` TCB status is accepted (other statuses need an explicit opt-in list; a
-quote with no TCB Info collateral or no matching TCB level fails ``*.tcb.status``), and every
-allow-list left as ``None`` is not checked (listed as skipped). Every check runs; each finding
-has a stable code from :data:`FINDING_CODES`.
+quote with no TCB Info collateral or no matching TCB level fails ``*.tcb.status``), the QE
+Identity must have been verified (``*.qe_identity.required``: without it nothing proves that
+the enclave that certified the attestation key is Intel's Quoting Enclave -- Intel QVL's
+``QuoteVerifier`` refuses a quote without it), both CRLs must have been checked
+(``*.revocation.unchecked`` unless ``allow_unchecked_revocation``), the QE vendor ID must be
+Intel's, and a TD must have SEPT_VE_DISABLE set (``require_sept_ve_disable``: with it clear the
+VMM can make the TD take #VE on its own private pages, which a guest kernel that does not
+handle them -- the Linux TDX guest refuses to boot without it -- cannot defend against).
+Every allow-list left as ``None`` is not checked (listed as skipped). Every check runs; each
+finding has a stable code from :data:`FINDING_CODES`.
 
 =========================  ====================================================================
 code                       check
@@ -18,7 +25,18 @@ code                       check
 ``sgx.isvprodid.mismatch`` ISVPRODID equals the policy's
 ``sgx.isvsvn.below_min``   ISVSVN >= ``min_isv_svn``
 ``<tee>.report_data...``   REPORTDATA equals the expected 64 bytes (``report_data.mismatch``)
+``<tee>.qe_identity...``   the QE Identity was verified (``qe_identity.required``)
+``<tee>.qe_vendor_id``     the quote header's QE vendor ID is Intel's
+``<tee>.revocation...``    the root CA and PCK CRLs were both checked (``revocation.unchecked``)
+``<tee>.tcb.advisory...``  no advisory ID in ``denied_advisories`` (``tcb.advisory_denied``)
+``tdx.td_attributes...``   SEPT_VE_DISABLE (bit 28) set (``td_attributes.sept_ve_disable``);
+                           TD ATTRIBUTES & mask == value (``td_attributes.mismatch``)
+``tdx.xfam.mismatch``      XFAM & mask == value
 =========================  ====================================================================
+
+TD ATTRIBUTES bits (Intel TDX Module ABI spec, "TDATTRIBUTES"): 0 DEBUG, 28 SEPT_VE_DISABLE,
+29 MIGRATABLE, 30 PKS, 31 KL, 63 PERFMON; the 8 bytes are little-endian, so the policy's
+masks are integers over ``int.from_bytes(td_attributes, "little")`` (likewise XFAM).
 """
 
 from __future__ import annotations
@@ -30,7 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from veritee.errors import ConfigError
-from veritee.findings import Finding
+from veritee.findings import Finding, Outcome
 from veritee.formats.intel import SgxReportBody, TcbStatus, TdReportBody
 from veritee.policy import Appraisal
 from veritee.policy._checks import contains as _in
@@ -38,18 +56,32 @@ from veritee.policy._checks import finding as _ok
 from veritee.policy._checks import skipped as _skip
 from veritee.trust.intel import VerifiedQuote
 
-__all__ = ["FINDING_CODES", "SgxPolicy", "TdxPolicy", "appraise", "claims"]
+__all__ = ["FINDING_CODES", "INTEL_QE_VENDOR_ID", "SEPT_VE_DISABLE", "SgxPolicy", "TdxPolicy",
+           "appraise", "claims"]
+
+INTEL_QE_VENDOR_ID = bytes.fromhex("939a7233f79c4ca9940a0db3957f0607")
+"""QE_VENDOR_ID of Intel's Quoting Enclave (Intel SGX ECDSA QuoteLibReference, "Quote Header")."""
+
+SEPT_VE_DISABLE = 1 << 28
+"""TD ATTRIBUTES bit 28: EPT violations on private pages do not become #VE in the TD."""
+
+_DEFAULT_CLAIMS = frozenset({"hardware", "instance-identity", "configuration", "runtime-opaque"})
 
 _TDX_MEASUREMENTS = ("mrtd", "rtmr0", "rtmr1", "rtmr2", "rtmr3", "mrseam", "mrconfigid",
                      "mrowner")
 _SGX_MEASUREMENTS = ("mrenclave", "mrsigner")
 
+_COMMON = ("qe_identity.required", "qe_vendor_id", "revocation.unchecked",
+           "tcb.advisory_denied")
+
 FINDING_CODES: frozenset[str] = frozenset({
     "tdx.tee.type", "tdx.debug", "tdx.tcb.status", "tdx.report_data.mismatch",
     *(f"tdx.{m}.mismatch" for m in _TDX_MEASUREMENTS),
+    "tdx.td_attributes.sept_ve_disable", "tdx.td_attributes.mismatch", "tdx.xfam.mismatch",
     "sgx.tee.type", "sgx.debug", "sgx.tcb.status", "sgx.report_data.mismatch",
     *(f"sgx.{m}.mismatch" for m in _SGX_MEASUREMENTS),
     "sgx.isvprodid.mismatch", "sgx.isvsvn.below_min",
+    *(f"{t}.{c}" for t in ("tdx", "sgx") for c in _COMMON),
 })
 """Every finding code this module emits (pinned by a test)."""
 
@@ -76,6 +108,41 @@ def _digests(name: str, value: Iterable[bytes] | None, size: int) -> frozenset[b
     if not out or any(len(v) != size for v in out):
         raise ConfigError(f"{name}: want a non-empty collection of {size}-byte values")
     return out
+
+
+def _advisories(value: Iterable[str]) -> frozenset[str]:
+    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        raise ConfigError("denied_advisories must be a collection of advisory IDs (strings)")
+    return frozenset(value)
+
+
+_AR4SI_CLAIMS = frozenset({"instance-identity", "configuration", "executables", "file-system",
+                           "hardware", "runtime-opaque", "storage-opaque", "sourced-data"})
+
+
+def _claims(value: Iterable[str]) -> frozenset[str]:
+    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        raise ConfigError("required_claims must be a collection of AR4SI claim names")
+    unknown = sorted(set(value) - _AR4SI_CLAIMS)
+    if unknown:
+        raise ConfigError(f"required_claims: unknown AR4SI claims {unknown}")
+    return frozenset(value)
+
+
+def _u64(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 64:
+        raise ConfigError(f"{name} must be an integer 0..2**64-1")
+    return value
+
+
+def _check_common(p: TdxPolicy | SgxPolicy) -> None:
+    for name in ("allow_debug", "require_qe_identity", "allow_unchecked_revocation"):
+        if not isinstance(getattr(p, name), bool):
+            raise ConfigError(f"{name} must be true or false")
+    object.__setattr__(p, "allowed_tcb_statuses", _statuses(p.allowed_tcb_statuses))
+    object.__setattr__(p, "denied_advisories", _advisories(p.denied_advisories))
+    object.__setattr__(p, "required_claims", _claims(p.required_claims))
+    object.__setattr__(p, "report_data", _report_data(p.report_data))
 
 
 def _report_data(value: bytes | None) -> bytes | None:
@@ -105,14 +172,27 @@ class TdxPolicy:
     mrconfigid: AbstractSet[bytes] | None = None
     mrowner: AbstractSet[bytes] | None = None
     report_data: bytes | None = None
+    require_qe_identity: bool = True
+    allow_unchecked_revocation: bool = False
+    denied_advisories: AbstractSet[str] = frozenset()
+    require_sept_ve_disable: bool = True
+    td_attributes_mask: int = 0  # 0: not checked; e.g. PKS|KL|PERFMON with value 0 forbids them
+    td_attributes_value: int = 0
+    xfam_mask: int = 0
+    xfam_value: int = 0
+    required_claims: AbstractSet[str] = _DEFAULT_CLAIMS
 
     def __post_init__(self) -> None:
-        if not isinstance(self.allow_debug, bool):
-            raise ConfigError("allow_debug must be true or false")
-        object.__setattr__(self, "allowed_tcb_statuses", _statuses(self.allowed_tcb_statuses))
+        _check_common(self)
+        if not isinstance(self.require_sept_ve_disable, bool):
+            raise ConfigError("require_sept_ve_disable must be true or false")
         for name in _TDX_MEASUREMENTS:
             object.__setattr__(self, name, _digests(name, getattr(self, name), 48))
-        object.__setattr__(self, "report_data", _report_data(self.report_data))
+        for mask, value in (("td_attributes_mask", "td_attributes_value"),
+                            ("xfam_mask", "xfam_value")):
+            m, v = _u64(mask, getattr(self, mask)), _u64(value, getattr(self, value))
+            if v & ~m:
+                raise ConfigError(f"{value} has bits outside {mask}: {v & ~m:#x}")
 
 
 @dataclass(frozen=True)
@@ -128,11 +208,13 @@ class SgxPolicy:
     isv_prod_id: int | None = None
     min_isv_svn: int | None = None
     report_data: bytes | None = None
+    require_qe_identity: bool = True
+    allow_unchecked_revocation: bool = False
+    denied_advisories: AbstractSet[str] = frozenset()
+    required_claims: AbstractSet[str] = _DEFAULT_CLAIMS
 
     def __post_init__(self) -> None:
-        if not isinstance(self.allow_debug, bool):
-            raise ConfigError("allow_debug must be true or false")
-        object.__setattr__(self, "allowed_tcb_statuses", _statuses(self.allowed_tcb_statuses))
+        _check_common(self)
         for name in _SGX_MEASUREMENTS:
             object.__setattr__(self, name, _digests(name, getattr(self, name), 32))
         for name in ("isv_prod_id", "min_isv_svn"):
@@ -140,13 +222,52 @@ class SgxPolicy:
             if v is not None and (not isinstance(v, int) or isinstance(v, bool)
                                   or not 0 <= v <= 0xFFFF):
                 raise ConfigError(f"{name} must be an integer 0..65535")
-        object.__setattr__(self, "report_data", _report_data(self.report_data))
 
 
+def _common(tee: str, v: VerifiedQuote, p: TdxPolicy | SgxPolicy) -> list[Finding]:
+    """The checks every Intel quote gets: QE identity, QE vendor, revocation, advisories."""
+    out = []
+    code = f"{tee}.qe_identity.required"
+    if not p.require_qe_identity:
+        out.append(_skip(code, "QE Identity", "require_qe_identity is false"))
+    else:
+        out.append(_ok(code, "QE Identity", "verified" if v.qe_identity else "absent",
+                       "verified", v.qe_identity is not None,
+                       "no QE Identity in the collateral: nothing proves the attestation key was"
+                       " certified by Intel's Quoting Enclave (pass the qe_identity JSON)"))
+    vendor = v.quote.header.qe_vendor_id
+    out.append(_ok(f"{tee}.qe_vendor_id", "QE_VENDOR_ID", vendor, INTEL_QE_VENDOR_ID,
+                   hmac.compare_digest(vendor, INTEL_QE_VENDOR_ID), "not Intel's Quoting Enclave"))
+    code = f"{tee}.revocation.unchecked"
+    done = {f.code for f in v.checks if f.outcome is Outcome.PASS}
+    missing = [c.split(".")[-1] for c in ("intel.crl.root", "intel.crl.pck") if c not in done]
+    if not missing:
+        out.append(_ok(code, "CRLs", "checked", "checked", True))
+    elif p.allow_unchecked_revocation:
+        out.append(_skip(code, "CRLs", f"no {'/'.join(missing)} CRL; allow_unchecked_revocation"
+                                       " is true"))
+    else:
+        out.append(_ok(code, "CRLs", f"not checked: {', '.join(missing)}", "root and pck",
+                       False, "the PCK chain was not checked against Intel's CRLs: put the"
+                       " root CA and PCK CRLs in the collateral or set"
+                       " allow_unchecked_revocation"))
+    code = f"{tee}.tcb.advisory_denied"
+    if not p.denied_advisories:
+        out.append(_skip(code, "advisory IDs", "denied_advisories is empty"))
+    else:
+        got = list(v.tcb.advisory_ids) if v.tcb else []
+        hit = sorted(set(got) & set(p.denied_advisories))
+        out.append(_ok(code, "advisory IDs", got, f"none of {sorted(p.denied_advisories)}",
+                       not hit, f"the TCB level is affected by denied advisories {hit}"))
+    return out
 
 
-
-
+def _masked(code: str, fld: str, raw: bytes, mask: int, value: int) -> Finding:
+    if not mask:
+        return _skip(code, fld, f"no {fld} mask in the policy")
+    got = int.from_bytes(raw, "little")
+    return _ok(code, fld, f"{got:#018x}", f"{value:#x} under mask {mask:#x}",
+               got & mask == value, f"bits {(got & mask) ^ value:#x} differ under the mask")
 
 
 def _tcb(tee: str, v: VerifiedQuote, allowed: AbstractSet[str] | None) -> Finding:
@@ -189,7 +310,16 @@ def _appraise_tdx(v: VerifiedQuote, p: TdxPolicy) -> list[Finding]:
     out += [_measure(f"tdx.{m}.mismatch", m.upper(), values[m], getattr(p, m))
             for m in _TDX_MEASUREMENTS]
     out.append(_report("tdx.report_data.mismatch", body.report_data, p.report_data))
-    return out
+    attrs = int.from_bytes(body.td_attributes, "little")
+    out.append(_skip("tdx.td_attributes.sept_ve_disable", "TD ATTRIBUTES.SEPT_VE_DISABLE",
+                     "require_sept_ve_disable is false") if not p.require_sept_ve_disable else
+               _ok("tdx.td_attributes.sept_ve_disable", "TD ATTRIBUTES.SEPT_VE_DISABLE",
+                   bool(attrs & SEPT_VE_DISABLE), True, bool(attrs & SEPT_VE_DISABLE),
+                   "the VMM can inject #VE on the TD's private pages (bit 28 clear)"))
+    out.append(_masked("tdx.td_attributes.mismatch", "TD ATTRIBUTES", body.td_attributes,
+                       p.td_attributes_mask, p.td_attributes_value))
+    out.append(_masked("tdx.xfam.mismatch", "XFAM", body.xfam, p.xfam_mask, p.xfam_value))
+    return out + _common("tdx", v, p)
 
 
 def _appraise_sgx(v: VerifiedQuote, p: SgxPolicy) -> list[Finding]:
@@ -209,7 +339,7 @@ def _appraise_sgx(v: VerifiedQuote, p: SgxPolicy) -> list[Finding]:
                _ok("sgx.isvsvn.below_min", "ISVSVN", body.isv_svn, f">= {p.min_isv_svn}",
                    body.isv_svn >= p.min_isv_svn))
     out.append(_report("sgx.report_data.mismatch", body.report_data, p.report_data))
-    return out
+    return out + _common("sgx", v, p)
 
 
 def appraise(verified: VerifiedQuote, policy: TdxPolicy | SgxPolicy) -> Appraisal:
@@ -219,7 +349,8 @@ def appraise(verified: VerifiedQuote, policy: TdxPolicy | SgxPolicy) -> Appraisa
     else:
         tee, findings = "sgx", _appraise_sgx(verified, policy)
     return Appraisal(tee=tee, policy_id=policy.policy_id, findings=tuple(findings),
-                     verification=verified.checks, claims=claims(verified))
+                     verification=verified.checks, claims=claims(verified),
+                     required_claims=frozenset(policy.required_claims))
 
 
 def claims(verified: VerifiedQuote) -> dict[str, Any]:
@@ -232,6 +363,7 @@ def claims(verified: VerifiedQuote) -> dict[str, Any]:
         "tcb_status": (tcb.status.value if tcb and tcb.status else
                        ("TcbNotSupported" if tcb else None)),
         "advisory_ids": list(tcb.advisory_ids) if tcb else [],
+        "qe_identity_verified": verified.qe_identity is not None,
         "report_data": body.report_data.hex(),
     }
     if isinstance(body, TdReportBody):

@@ -37,12 +37,36 @@ and the finding is :attr:`Outcome.SKIP`.
 23    sevsnp.tcb.microcode.below_minimum        REPORTED_TCB.MICROCODE
 24    sevsnp.tcb.fmc.below_minimum              REPORTED_TCB.FMC (Turin layout only)
 25    sevsnp.committed_tcb.below_minimum        COMMITTED_TCB
-26    sevsnp.launch_tcb.below_minimum           LAUNCH_TCB
+26    sevsnp.launch_tcb.below_minimum           LAUNCH_TCB (``min_launch_tcb`` when set)
 27    sevsnp.firmware.below_minimum             CURRENT_MAJOR/MINOR/BUILD
 28    sevsnp.firmware.provisional               COMMITTED_* vs CURRENT_* (TCB and version)
 29    sevsnp.platform.smt                       PLATFORM_INFO.SMT_EN (bit 0)
 30    sevsnp.platform.tsme                      PLATFORM_INFO.TSME_EN (bit 1)
+31    sevsnp.reported_tcb.above_current         REPORTED_TCB <= CURRENT_TCB (per component)
+32    sevsnp.policy.cxl_allow                   POLICY.CXL_ALLOW (bit 21)
+33    sevsnp.policy.mem_aes_256_xts             POLICY.MEM_AES_256_XTS (bit 22)
+34    sevsnp.policy.rapl_dis                    POLICY.RAPL_DIS (bit 23)
+35    sevsnp.policy.ciphertext_hiding           POLICY.CIPHERTEXT_HIDING (bit 24)
+36    sevsnp.policy.page_swap_disable           POLICY.PAGE_SWAP_DISABLE (bit 25)
+37    sevsnp.platform.ecc                       PLATFORM_INFO.ECC_EN (bit 2)
+38    sevsnp.platform.rapl_disabled             PLATFORM_INFO.RAPL_DIS (bit 3)
+39    sevsnp.platform.ciphertext_hiding         PLATFORM_INFO.CIPHERTEXT_HIDING_EN (bit 4)
+40    sevsnp.platform.alias_check_complete      PLATFORM_INFO.ALIAS_CHECK_COMPLETE (bit 5)
+41    sevsnp.revocation.unchecked               the ARK's CRL was checked (trust layer)
 ====  ========================================  =============================================
+
+Secure defaults (issue 18; the table in ``docs/policy.md`` says which anchor does the same):
+
+* **TCB floor** (:data:`DEFAULT_TCB_FLOOR`): a floor per product, so the TCB checks can fail.
+  A product without a floor fails ``sevsnp.tcb.no_floor`` (Turin: no public floor shipped).
+* **Provisional firmware refused** (``require_committed_equals_current=True``), as
+  go-sev-guest's ``validate`` does unless ``PermitProvisionalFirmware``.
+* **Revocation**: a report whose chain was not checked against the ARK's CRL fails
+  ``sevsnp.revocation.unchecked`` unless ``allow_unchecked_revocation=True``.
+* **ID block**: ``family_id``, ``image_id`` and ``min_guest_svn`` come from the ID block, which
+  anyone who launches the guest can sign; setting them without ``id_key_digests`` or
+  ``author_key_digests`` is a :class:`~veritee.errors.ConfigError`.
+* ``REPORTED_TCB <= CURRENT_TCB`` (go-sev-guest checks the VEK TCB against CURRENT_TCB).
 
 Why the TCB floor is applied where it is: REPORTED_TCB is the TCB the VCEK is derived from, so
 the trust layer has already bound it to the signing key -- firmware older than a component's
@@ -56,12 +80,10 @@ Checks deliberately left out, and why:
 
 * Signature, chain, CRL, VEK TCB == REPORTED_TCB, hwID == CHIP_ID, SIGNATURE_ALGO: these are
   verification, done (and raised on) by ``veritee.trust.sevsnp`` before appraisal.
-* REPORTED_TCB <= CURRENT_TCB and COMMITTED_TCB <= CURRENT_TCB: invariants the AMD-SP firmware
-  maintains itself; REPORTED_TCB is already bound to the VEK, so violating them buys nothing.
-* REPORT_ID / REPORT_ID_MA, CPUID stepping, mitigation vectors, the remaining GUEST_POLICY bits
-  (CXL_ALLOW, MEM_AES_256_XTS, RAPL_DIS, CIPHERTEXT_HIDING, PAGE_SWAP_DISABLE) and the other
-  PLATFORM_INFO bits: no agreed meaning for a generic relying party yet; they are reported in
-  the claims so an application can decide.
+* COMMITTED_TCB <= CURRENT_TCB: an invariant the AMD-SP firmware maintains itself.
+* REPORT_ID / REPORT_ID_MA, CPUID stepping, mitigation vectors and the PLATFORM_INFO bits not
+  listed above (IOMMU_WRITE_SAFE, TIO_EN): no agreed meaning for a generic relying party yet;
+  they are reported in the claims so an application can decide.
 """
 
 from __future__ import annotations
@@ -133,6 +155,17 @@ FINDING_CODES: frozenset[str] = frozenset({
     "sevsnp.firmware.provisional",
     "sevsnp.platform.smt",
     "sevsnp.platform.tsme",
+    "sevsnp.reported_tcb.above_current",
+    "sevsnp.policy.cxl_allow",
+    "sevsnp.policy.mem_aes_256_xts",
+    "sevsnp.policy.rapl_dis",
+    "sevsnp.policy.ciphertext_hiding",
+    "sevsnp.policy.page_swap_disable",
+    "sevsnp.platform.ecc",
+    "sevsnp.platform.rapl_disabled",
+    "sevsnp.platform.ciphertext_hiding",
+    "sevsnp.platform.alias_check_complete",
+    "sevsnp.revocation.unchecked",
 })
 """Every code :func:`appraise` can emit (pinned by a test: changing it is an API change)."""
 
@@ -208,6 +241,19 @@ def _check_min_tcb(value: object) -> Mapping[Product, TcbFloor] | TcbFloor | Non
 
 # -- policy data -----------------------------------------------------------------------------
 
+_AR4SI_CLAIMS: frozenset[str] = frozenset({
+    "instance-identity", "configuration", "executables", "file-system", "hardware",
+    "runtime-opaque", "storage-opaque", "sourced-data"})
+
+_BOOL_FIELDS: tuple[str, ...] = (
+    "allow_debug", "allow_migration_agent", "allow_smt", "require_single_socket",
+    "require_committed_equals_current", "allow_reported_tcb_above_current",
+    "require_smt_disabled", "require_tsme", "require_ecc", "require_rapl_disabled",
+    "require_platform_ciphertext_hiding", "require_alias_check_complete", "allow_cxl",
+    "require_mem_aes_256_xts", "require_rapl_dis", "require_ciphertext_hiding",
+    "require_page_swap_disable", "allow_unchecked_revocation")
+
+
 
 @dataclass(frozen=True)
 class TcbFloor:
@@ -215,8 +261,8 @@ class TcbFloor:
 
     A component's SPL in the report must be ``>=`` the floor. ``fmc`` applies only to products
     whose TCB layout has an FMC field (Turin); for Milan/Genoa that check is listed as skipped.
-    The defaults are 0: the check runs but cannot fail. Real deployments should set the SPLs
-    named in AMD's security bulletins for each product.
+    A component left at 0 cannot fail; :data:`DEFAULT_TCB_FLOOR` holds the shipped per-product
+    floors. Real deployments should set the SPLs named in AMD's security bulletins.
     """
 
     bootloader: int = 0
@@ -238,12 +284,23 @@ class TcbFloor:
         return [name for name, got in tcb.components().items() if got < getattr(self, name)]
 
 
-DEFAULT_TCB_FLOOR = TcbFloor()
-"""The default floor: every component >= 0, so the TCB checks run and are listed."""
-
-
 def _frozen_floors(value: Mapping[Product, TcbFloor]) -> Mapping[Product, TcbFloor]:
     return MappingProxyType(dict(value))
+
+
+DEFAULT_TCB_FLOOR: Mapping[Product, TcbFloor] = _frozen_floors({
+    # Milan: the TCB of the 2024-25 Azure and Project Oak fleet reports (TCB_VERSION
+    # 0xdb18000000000004: BL 4, SNP 24, ucode 0xdb). Below it is what the dstack fixture's
+    # source calls OutOfDate (SNP 23, ucode 0xd5). Raise it per AMD's security bulletins.
+    Product.MILAN: TcbFloor(bootloader=4, tee=0, snp=24, microcode=219),
+    # Genoa: the boot loader and SNP SPLs of the public Genoa reports (BL 10, SNP 23). The
+    # microcode SPL is per CPU model (Genoa 0x11 and Siena/Bergamo 0xA0 reports carry 84 and
+    # 25 at the same firmware), so one microcode floor per product would be wrong: left at 0.
+    Product.GENOA: TcbFloor(bootloader=10, tee=0, snp=23, microcode=0),
+    # Turin: no public floor yet, so none is shipped and Turin fails sevsnp.tcb.no_floor until
+    # the relying party sets one (fail closed rather than a floor that cannot fail).
+})
+"""The shipped per-product TCB floors (documented in docs/policy.md, with their sources)."""
 
 
 @dataclass(frozen=True)
@@ -252,7 +309,10 @@ class SevSnpPolicy:
 
     ``None`` means "not checked" (the appraisal lists it as skipped). The defaults reject debug
     guests, guests with a migration agent, reports from VMPLs other than 0 and report versions
-    below 2, and apply a TCB floor (:data:`DEFAULT_TCB_FLOOR`). Nothing about the *workload*
+    below 2, provisional firmware, a REPORTED_TCB above CURRENT_TCB and chains whose revocation
+    was not checked, and apply per-product TCB floors (:data:`DEFAULT_TCB_FLOOR`; a product
+    without one fails). ``required_claims`` names the AR4SI claims whose absence ("no claim")
+    keeps the EAR below ``affirming`` (see :mod:`veritee.results`). Nothing about the *workload*
     is pinned by default: a relying party that does not set ``measurements`` accepts any
     launch digest, and the appraisal says so (``sevsnp.measurement.mismatch`` is skipped).
 
@@ -288,13 +348,36 @@ class SevSnpPolicy:
 
     # Platform TCB and firmware.
     min_tcb: Mapping[Product, TcbFloor] | TcbFloor | None = field(
-        default=DEFAULT_TCB_FLOOR, hash=False)
+        default_factory=lambda: DEFAULT_TCB_FLOOR, hash=False)
+    # LAUNCH_TCB floor when it must differ from min_tcb (go-sev-guest: MinimumLaunchTCB);
+    # None: min_tcb applies to LAUNCH_TCB too.
+    min_launch_tcb: Mapping[Product, TcbFloor] | TcbFloor | None = field(default=None,
+                                                                         hash=False)
     min_firmware: tuple[int, int, int] | None = None
-    require_committed_equals_current: bool = False
+    require_committed_equals_current: bool = True
+    allow_reported_tcb_above_current: bool = False
 
     # Host configuration (PLATFORM_INFO).
     require_smt_disabled: bool = False
     require_tsme: bool = False
+    require_ecc: bool = False
+    require_rapl_disabled: bool = False
+    require_platform_ciphertext_hiding: bool = False
+    require_alias_check_complete: bool = False
+
+    # Guest policy bits a relying party may require (ABI 56860, Table 9 "GUEST_POLICY").
+    allow_cxl: bool = True
+    require_mem_aes_256_xts: bool = False
+    require_rapl_dis: bool = False
+    require_ciphertext_hiding: bool = False
+    require_page_swap_disable: bool = False
+
+    # Revocation: False refuses a chain not checked against the ARK's CRL.
+    allow_unchecked_revocation: bool = False
+
+    # AR4SI claims that must be present ("none" otherwise lowers the EAR status).
+    required_claims: frozenset[str] = frozenset(
+        {"hardware", "instance-identity", "configuration", "runtime-opaque"})
 
     def __post_init__(self) -> None:
         if not isinstance(self.policy_id, str) or not self.policy_id:
@@ -327,14 +410,28 @@ class SevSnpPolicy:
         for v in vmpls:
             _check_int(v, "allowed_vmpls[]", 0, 3)
         self._freeze("allowed_vmpls", vmpls)
-        for name in ("allow_debug", "allow_migration_agent", "allow_smt",
-                     "require_single_socket", "require_committed_equals_current",
-                     "require_smt_disabled", "require_tsme"):
+        for name in _BOOL_FIELDS:
             if not isinstance(getattr(self, name), bool):
                 raise _err(name, getattr(self, name), "true or false")
+        # FAMILY_ID, IMAGE_ID and GUEST_SVN come from the ID block, which whoever launches the
+        # guest signs with a key of their choice: they mean something only under a pinned key.
+        id_block = [n for n in ("family_id", "image_id") if getattr(self, n) is not None]
+        if self.min_guest_svn:
+            id_block.append("min_guest_svn")
+        if id_block and self.id_key_digests is None and self.author_key_digests is None:
+            raise _err(", ".join(id_block), "set without a pinned ID or author key",
+                       "id_key_digests or author_key_digests (the ID block is signed by"
+                       " whoever launches the guest)")
+        claims_ = _nonempty_frozenset(self.required_claims, "required_claims") if \
+            self.required_claims else frozenset()
+        unknown = sorted(c for c in claims_ if c not in _AR4SI_CLAIMS)
+        if unknown:
+            raise _err("required_claims", unknown, f"names from {sorted(_AR4SI_CLAIMS)}")
+        self._freeze("required_claims", frozenset(claims_))
         self._freeze("min_abi", _version(self.min_abi, "min_abi", 2))
         self._freeze("min_firmware", _version(self.min_firmware, "min_firmware", 3))
         self._freeze("min_tcb", _check_min_tcb(self.min_tcb))
+        self._freeze("min_launch_tcb", _check_min_tcb(self.min_launch_tcb))
 
     def _freeze(self, name: str, value: object) -> None:
         # Frozen dataclass: normalise (list -> frozenset, dict -> read-only view) in place.
@@ -362,7 +459,8 @@ def appraise(verified: VerifiedReport, policy: SevSnpPolicy) -> Appraisal:
     for check in _CHECKS:
         findings.extend(check(verified, policy))
     return Appraisal(tee=TEE, policy_id=policy.policy_id, findings=tuple(findings),
-                     verification=tuple(verified.checks), claims=claims(verified))
+                     verification=tuple(verified.checks), claims=claims(verified),
+                     required_claims=policy.required_claims)
 
 
 def claims(verified: VerifiedReport) -> dict[str, Any]:
@@ -571,8 +669,18 @@ def _check_tcb(v: VerifiedReport, p: SevSnpPolicy) -> Iterable[Finding]:
         yield _ok(code, fld, reported[c], want, reported[c] >= want,
                   why=f"{c} security patch level below the floor")
     for code, fld, tcb in rest:
-        below = floor.below(tcb)
-        want_c = {k: x for k, x in floor.components().items() if k in tcb.components()}
+        use: TcbFloor | None = floor
+        if fld == "launch_tcb" and p.min_launch_tcb is not None:
+            launch = p.min_launch_tcb
+            use = launch if isinstance(launch, TcbFloor) else launch.get(v.product)
+            if use is None:
+                known = [] if isinstance(launch, TcbFloor) else sorted(x.value for x in launch)
+                yield _ok(code, fld, v.product, known, False,
+                          why=f"the policy has no launch TCB floor for {v.product.value}")
+                continue
+        assert use is not None
+        below = use.below(tcb)
+        want_c = {k: x for k, x in use.components().items() if k in tcb.components()}
         yield _ok(code, fld, tcb.components(), want_c, not below,
                   why=f"below the floor: {', '.join(below)}")
 
@@ -617,6 +725,48 @@ def _check_platform_tsme(v: VerifiedReport, p: SevSnpPolicy) -> Iterable[Finding
     yield _ok(code, fld, got, True, got, why="TSME is not enabled on the host")
 
 
+def _check_reported_above_current(v: VerifiedReport, p: SevSnpPolicy) -> Iterable[Finding]:
+    code, fld = "sevsnp.reported_tcb.above_current", "reported_tcb"
+    if p.allow_reported_tcb_above_current:
+        yield _skip(code, fld, "allow_reported_tcb_above_current is true")
+        return
+    r = v.report
+    cur = r.current_tcb.components()
+    # The VEK is derived from REPORTED_TCB; go-sev-guest refuses a VEK TCB above CURRENT_TCB.
+    above = [c for c, x in r.reported_tcb.components().items() if x > cur.get(c, x)]
+    yield _ok(code, fld, r.reported_tcb.components(), {"<=": cur}, not above,
+              why=f"REPORTED_TCB above CURRENT_TCB in {', '.join(above)}")
+
+
+def _bit_check(code: str, fld: str, flag: str, attr: str, want: bool) -> _Check:
+    """A check that one GUEST_POLICY / PLATFORM_INFO bit has the value ``want`` when the
+    policy flag asks for it (``allow_*`` flags ask when false, ``require_*`` when true)."""
+    asks_when = not flag.startswith("allow_")
+    section, bit = attr.split(".")
+
+    def check(v: VerifiedReport, p: SevSnpPolicy) -> Iterable[Finding]:
+        if getattr(p, flag) is not asks_when:
+            yield _skip(code, fld, f"{flag} is {str(not asks_when).lower()}")
+            return
+        got = bool(getattr(getattr(v.report, section), bit))
+        yield _ok(code, fld, got, want, got is want,
+                  why=f"{fld} is {str(got).lower()}, the policy wants {str(want).lower()}")
+    return check
+
+
+def _check_revocation(v: VerifiedReport, p: SevSnpPolicy) -> Iterable[Finding]:
+    code, fld = "sevsnp.revocation.unchecked", "crl"
+    if v.crl_checked:
+        yield _ok(code, fld, "checked", "checked", True)
+    elif p.allow_unchecked_revocation:
+        yield _skip(code, fld, "no CRL; allow_unchecked_revocation is true")
+    else:
+        yield _ok(code, fld, "not checked", "checked", False,
+                  why="the VEK chain was not checked against the ARK's CRL: pass the CRL"
+                      " (--crl FILE, --fetch --require-crl) or set"
+                      " allow_unchecked_revocation")
+
+
 # The order here is the documented order of findings (module docstring table).
 _CHECKS: tuple[_Check, ...] = (
     _check_report_version,
@@ -649,6 +799,27 @@ _CHECKS: tuple[_Check, ...] = (
     _check_provisional,
     _check_platform_smt,
     _check_platform_tsme,
+    _check_reported_above_current,
+    _bit_check("sevsnp.policy.cxl_allow", "policy.cxl_allow", "allow_cxl",
+               "policy.cxl_allow", False),
+    _bit_check("sevsnp.policy.mem_aes_256_xts", "policy.mem_aes_256_xts",
+               "require_mem_aes_256_xts", "policy.mem_aes_256_xts", True),
+    _bit_check("sevsnp.policy.rapl_dis", "policy.rapl_dis", "require_rapl_dis",
+               "policy.rapl_dis", True),
+    _bit_check("sevsnp.policy.ciphertext_hiding", "policy.ciphertext_hiding",
+               "require_ciphertext_hiding", "policy.ciphertext_hiding", True),
+    _bit_check("sevsnp.policy.page_swap_disable", "policy.page_swap_disable",
+               "require_page_swap_disable", "policy.page_swap_disable", True),
+    _bit_check("sevsnp.platform.ecc", "platform_info.ecc_enabled", "require_ecc",
+               "platform_info.ecc_enabled", True),
+    _bit_check("sevsnp.platform.rapl_disabled", "platform_info.rapl_disabled",
+               "require_rapl_disabled", "platform_info.rapl_disabled", True),
+    _bit_check("sevsnp.platform.ciphertext_hiding", "platform_info.ciphertext_hiding_enabled",
+               "require_platform_ciphertext_hiding",
+               "platform_info.ciphertext_hiding_enabled", True),
+    _bit_check("sevsnp.platform.alias_check_complete", "platform_info.alias_check_complete",
+               "require_alias_check_complete", "platform_info.alias_check_complete", True),
+    _check_revocation,
 )
 
 
@@ -797,6 +968,13 @@ def _read_min_tcb(value: object, path: str) -> Mapping[Product, TcbFloor] | TcbF
     return {_PRODUCTS[k]: _read_floor(v, f"{path}.{k}") for k, v in table.items()}
 
 
+def _read_claims(value: object, path: str) -> frozenset[str]:
+    if isinstance(value, list) and not value:
+        return frozenset()
+    items = _load.read_list(value, path, "a list of AR4SI claim names")
+    return frozenset(_load.read_str(v, f"{path}[{i}]") for i, v in enumerate(items))
+
+
 _READERS: dict[str, Callable[[object, str], Any]] = {
     "policy_id": _read_policy_id,
     "measurements": _hex_set_reader(_MEASUREMENT_LEN),
@@ -818,15 +996,21 @@ _READERS: dict[str, Callable[[object, str], Any]] = {
     "require_single_socket": _load.read_bool,
     "min_abi": _read_abi,
     "min_tcb": _read_min_tcb,
+    "min_launch_tcb": _read_min_tcb,
     "min_firmware": _read_firmware,
-    "require_committed_equals_current": _load.read_bool,
-    "require_smt_disabled": _load.read_bool,
-    "require_tsme": _load.read_bool,
+    **dict.fromkeys(("require_committed_equals_current", "allow_reported_tcb_above_current",
+                     "require_smt_disabled", "require_tsme", "require_ecc",
+                     "require_rapl_disabled", "require_platform_ciphertext_hiding",
+                     "require_alias_check_complete", "allow_cxl", "require_mem_aes_256_xts",
+                     "require_rapl_dis", "require_ciphertext_hiding",
+                     "require_page_swap_disable", "allow_unchecked_revocation"),
+                    _load.read_bool),
+    "required_claims": _read_claims,
 }
 
 # Fields whose type admits None ("not checked"); JSON null is accepted only for these.
 _OPTIONAL: frozenset[str] = frozenset({
     "measurements", "report_data", "host_data", "id_key_digests", "author_key_digests",
     "family_id", "image_id", "chip_ids", "allowed_products", "min_abi", "min_tcb",
-    "min_firmware",
+    "min_launch_tcb", "min_firmware",
 })

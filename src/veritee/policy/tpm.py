@@ -19,16 +19,39 @@ least one :class:`Finding` (one per PCR or event rule where it has several subje
                                         quote (an event in an unquoted PCR proves nothing)
  7    tpm.eventlog.required_event_missing  each required event is in the replayed log
  8    tpm.eventlog.forbidden_event      no forbidden event is in the replayed log
+ 9    tpm.ak.properties                 the AK is a TPMT_PUBLIC with fixedTPM, fixedParent,
+                                        sensitiveDataOrigin, restricted, sign and not
+                                        decrypt (``require_ak_properties``)
+10    tpm.qualified_signer.mismatch     TPMS_ATTEST.qualifiedSigner in ``qualified_signers``
+11    tpm.clock.unsafe                  TPMS_CLOCK_INFO.safe (``require_clock_safe``)
+12    tpm.firmware.below_minimum        TPMS_ATTEST.firmwareVersion >= ``min_firmware_version``
+13    tpm.ak.uncertified                the AK was bound to a certificate chain
+                                        (``trust.tpm.verify_ak_certificate``) when
+                                        ``require_ak_certificate``
 ====  ================================  ===================================================
+
+Why the AK properties are required by default (TPM 2.0 Part 1, "Object Attributes" and
+"Restricted signing keys"): ``restricted|sign`` is what makes TPM_GENERATED meaningful, and
+``fixedTPM|fixedParent`` with ``sensitiveDataOrigin`` is what makes the key *this* TPM's: a key
+without fixedTPM can be duplicated to another TPM (or to software, if it has no
+encryptedDuplication), and one whose sensitive part was imported may be known outside the TPM.
+A bare public key carries no attributes, so it fails the check unless the policy waives it
+(``require_ak_properties=False``) or the AK is vouched for by an Azure HCL report (skipped).
+go-tpm-tools' server refuses AKs that are not fixedTPM|fixedParent|sensitiveDataOrigin|
+restricted|sign the same way. ``require_ak_certificate`` (off by default: most TPMs have no
+AK certificate) demands that the AK was bound to a certificate chain by
+``veritee.trust.tpm.verify_ak_certificate``, e.g. GCE's AK certificate from the CA that also
+issues its EK certificates; credential activation is not implemented.
 
 Replay mismatches are not a policy matter: ``veritee.trust.tpm`` raises
 ``tpm.eventlog.replay_mismatch`` for them, so a log that disagrees with the quote never reaches
 appraisal.
 
 Secure defaults: ``pcrs`` has no default and must name at least one PCR (no accept-all policy);
-SHA-1 is rejected unless ``allow_sha1=True``. Deliberately left out: AK provenance (EK/AK
-certificates), clock and reset-count checks, and interpreting events (Secure Boot state,
-kernel command lines): rules match event digests, which is what the TPM vouches for.
+SHA-1 is rejected unless ``allow_sha1=True``; the AK must be a non-duplicable restricted
+signing key (above). Deliberately left out: AK provenance (EK/AK certificates), reset-count
+checks, and interpreting events (Secure Boot state, kernel command lines): rules match event
+digests, which is what the TPM vouches for.
 """
 
 from __future__ import annotations
@@ -41,13 +64,19 @@ from typing import Any
 
 from veritee.errors import ConfigError
 from veritee.formats.eventlog import EventType
-from veritee.formats.tpm import HashAlg
+from veritee.formats.tpm import HashAlg, ObjectAttr
 from veritee.policy import Appraisal, Finding, Outcome
 from veritee.policy._checks import finding as _ok
 from veritee.policy._checks import skipped as _skip
 from veritee.trust.tpm import VerifiedTpmQuote
 
-__all__ = ["FINDING_CODES", "EventRule", "TpmPolicy", "appraise", "claims"]
+__all__ = ["AK_REQUIRED_ATTRIBUTES", "FINDING_CODES", "EventRule", "TpmPolicy", "appraise",
+           "claims"]
+
+AK_REQUIRED_ATTRIBUTES = (ObjectAttr.FIXED_TPM | ObjectAttr.FIXED_PARENT
+                          | ObjectAttr.SENSITIVE_DATA_ORIGIN | ObjectAttr.RESTRICTED
+                          | ObjectAttr.SIGN_ENCRYPT)
+"""TPMA_OBJECT bits an attestation key must have (and ``decrypt`` it must not)."""
 
 FINDING_CODES: frozenset[str] = frozenset({
     "tpm.hash.weak",
@@ -58,6 +87,11 @@ FINDING_CODES: frozenset[str] = frozenset({
     "tpm.eventlog.unquoted",
     "tpm.eventlog.required_event_missing",
     "tpm.eventlog.forbidden_event",
+    "tpm.ak.properties",
+    "tpm.qualified_signer.mismatch",
+    "tpm.clock.unsafe",
+    "tpm.firmware.below_minimum",
+    "tpm.ak.uncertified",
 })
 
 
@@ -100,6 +134,11 @@ class TpmPolicy:
     required_events: frozenset[EventRule] = frozenset()
     forbidden_events: frozenset[EventRule] = frozenset()
     allow_sha1: bool = False
+    require_ak_properties: bool = True
+    qualified_signers: frozenset[bytes] | None = None  # TPM2B_NAME values of known signers
+    require_clock_safe: bool = False
+    min_firmware_version: int | None = None
+    require_ak_certificate: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.pcrs, Mapping):
@@ -128,6 +167,20 @@ class TpmPolicy:
             object.__setattr__(self, name, rules)
         if self.nonce is not None and not isinstance(self.nonce, bytes):
             raise ConfigError("TpmPolicy.nonce: want bytes or None")
+        for name in ("allow_sha1", "require_ak_properties", "require_clock_safe",
+                     "require_ak_certificate"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"TpmPolicy.{name}: want true or false")
+        if self.qualified_signers is not None:
+            signers = self.qualified_signers
+            if isinstance(signers, bytes) or not signers or not all(
+                    isinstance(x, bytes) and x for x in signers):
+                raise ConfigError("TpmPolicy.qualified_signers: want a non-empty set of Names")
+            object.__setattr__(self, "qualified_signers", frozenset(signers))
+        fw = self.min_firmware_version
+        if fw is not None and (isinstance(fw, bool) or not isinstance(fw, int)
+                               or not 0 <= fw < 1 << 64):
+            raise ConfigError("TpmPolicy.min_firmware_version: want an integer 0..2**64-1")
 
 
 
@@ -236,8 +289,72 @@ def _check_forbidden(v: VerifiedTpmQuote, p: TpmPolicy) -> Iterable[Finding]:
         yield _ok(code, str(rule), "present" if found else "absent", "absent", not found)
 
 
+def _check_ak(v: VerifiedTpmQuote, p: TpmPolicy) -> Iterable[Finding]:
+    code, fld = "tpm.ak.properties", "AK TPMA_OBJECT"
+    want = "fixedTPM|fixedParent|sensitiveDataOrigin|restricted|sign, not decrypt"
+    if not p.require_ak_properties:
+        yield _skip(code, fld, "require_ak_properties is false")
+        return
+    if v.ak_attributes is None:
+        if v.hcl_report is not None:
+            yield _skip(code, fld, "the AK is vouched for by the Azure HCL report, which"
+                                   " carries no attributes")
+            return
+        yield _ok(code, fld, "unknown (a bare public key)", want, False,
+                  "pass the AK as a TPMT_PUBLIC so its attributes can be checked")
+        return
+    attrs = ObjectAttr(v.ak_attributes)
+    missing = AK_REQUIRED_ATTRIBUTES & ~attrs
+    bad = [m.name or "" for m in ObjectAttr if m in missing]
+    if attrs & ObjectAttr.DECRYPT:
+        bad.append("DECRYPT set")
+    yield _ok(code, fld, f"0x{v.ak_attributes:08x}", want, not bad,
+              f"not an attestation key this TPM holds: {', '.join(bad)}")
+
+
+def _check_signer(v: VerifiedTpmQuote, p: TpmPolicy) -> Iterable[Finding]:
+    code, fld = "tpm.qualified_signer.mismatch", "TPMS_ATTEST.qualifiedSigner"
+    if p.qualified_signers is None:
+        yield _skip(code, fld, "qualified_signers is unset")
+        return
+    got = v.attest.qualified_signer
+    yield _ok(code, fld, got, sorted(p.qualified_signers), got in p.qualified_signers,
+              "the quote was signed under an unknown hierarchy/key Name")
+
+
+def _check_clock(v: VerifiedTpmQuote, p: TpmPolicy) -> Iterable[Finding]:
+    code, fld = "tpm.clock.unsafe", "TPMS_CLOCK_INFO.safe"
+    if not p.require_clock_safe:
+        yield _skip(code, fld, "require_clock_safe is false")
+        return
+    got = bool(v.attest.clock_info.safe)
+    yield _ok(code, fld, got, True, got, "the TPM clock may have been rolled back")
+
+
+def _check_firmware(v: VerifiedTpmQuote, p: TpmPolicy) -> Iterable[Finding]:
+    code, fld = "tpm.firmware.below_minimum", "TPMS_ATTEST.firmwareVersion"
+    if p.min_firmware_version is None:
+        yield _skip(code, fld, "min_firmware_version is unset")
+        return
+    got = v.attest.firmware_version
+    yield _ok(code, fld, f"0x{got:016x}", f">= 0x{p.min_firmware_version:016x}",
+              got >= p.min_firmware_version, "TPM firmware older than the minimum")
+
+
+def _check_ak_certificate(v: VerifiedTpmQuote, p: TpmPolicy) -> Iterable[Finding]:
+    code, fld = "tpm.ak.uncertified", "AK certificate"
+    if not p.require_ak_certificate:
+        yield _skip(code, fld, "require_ak_certificate is false")
+        return
+    path = v.ak_certificate_path
+    got = path[-1].subject.rfc4514_string() if path else None
+    yield _ok(code, fld, got, "a verified chain to a trusted root", bool(path),
+              "no AK certificate was verified (trust.tpm.verify_ak_certificate)")
+
+
 _CHECKS = (_check_hash, _check_nonce, _check_pcrs, _check_log_present, _check_log_quoted,
-           _check_required, _check_forbidden)
+           _check_required, _check_forbidden, _check_ak, _check_signer, _check_clock,
+           _check_firmware, _check_ak_certificate)
 
 
 def claims(verified: VerifiedTpmQuote) -> dict[str, Any]:
@@ -252,6 +369,10 @@ def claims(verified: VerifiedTpmQuote) -> dict[str, Any]:
         "restart_count": a.clock_info.restart_count,
         "firmware_version": f"0x{a.firmware_version:016x}",
         "ak_name": verified.ak_name.hex() if verified.ak_name else None,
+        "ak_attributes": (None if verified.ak_attributes is None
+                          else f"0x{verified.ak_attributes:08x}"),
+        "qualified_signer": a.qualified_signer.hex(),
+        "clock_safe": bool(a.clock_info.safe),
         "event_log_replayed": [f"{b.name.lower()}:{i}" for b, i in verified.replayed],
     }
 

@@ -326,7 +326,8 @@ class Broker:
         policy = TdxPolicy(policy_id=f"tdx-{self.settings.appraisal_policy_id}",
                            allowed_tcb_statuses=frozenset(
                                self.settings.tdx_allowed_tcb_statuses),
-                           report_data=report_data)
+                           report_data=report_data,
+                           allow_unchecked_revocation=not self.settings.require_crl)
         return appraise_intel(verified, policy)
 
     def _parse_collateral(self, cert_table: bytes | None) -> AmdCertificates | None:
@@ -384,7 +385,13 @@ class Broker:
             else:
                 with self.store.transaction(write=False) as tx:
                     policy = self._appraisal_policy(tx)
-                policy = dataclasses.replace(policy, report_data=bind_report_data(nonce, key))
+                # The service has no SEV-SNP CRL source besides what require_crl demands, so
+                # with require_crl off it waives the policy's revocation check (the EAR trace
+                # still records sevsnp.revocation.unchecked as skipped).
+                policy = dataclasses.replace(
+                    policy, report_data=bind_report_data(nonce, key),
+                    allow_unchecked_revocation=(policy.allow_unchecked_revocation
+                                                or not self.settings.require_crl))
                 ev = parse_evidence(evidence)
                 verified = verify_only(ev, anchors=self.anchors,
                                        collateral=self._parse_collateral(cert_table),

@@ -518,10 +518,18 @@ def evaluate_tcb(quote: Quote, pck: PckExtensions, tcb_info: TcbInfo,
 
 def _tdx_module(body: TdReportBody, tcb_info: TcbInfo,
                 module_id: str | None) -> tuple[TcbStatus | None, tuple[str, ...]]:
-    """TDX module identity (Intel QVL ``TdxModuleCheck.cpp``)."""
+    """TDX module identity (Intel QVL ``TdxModuleCheck.cpp``).
+
+    SEAMATTRIBUTES must be all zero (QVL rejects any other value outright; no mask applies),
+    and a module identity ``TDX_<TEE_TCB_SVN[1]>`` the TCB Info does not list -- including a
+    TCB Info with no ``tdxModuleIdentities`` at all -- is a mismatch, not a pass.
+    """
     def attrs_match(want: bytes, mask: bytes) -> bool:
         return all((a & m) == (w & m) for a, w, m in zip(body.seam_attributes, want, mask,
                                                          strict=True))
+    if any(body.seam_attributes):
+        raise VerificationError("intel.tdx_module.mismatch",
+                                f"SEAMATTRIBUTES {body.seam_attributes.hex()} are not zero")
     if module_id is None:
         mod = tcb_info.tdx_module
         if mod is not None and (body.mr_signer_seam != mod.mrsigner
@@ -531,8 +539,8 @@ def _tdx_module(body: TdReportBody, tcb_info: TcbInfo,
         return None, ()
     ident = next((i for i in tcb_info.tdx_module_identities if i.id == module_id), None)
     if ident is None:
-        if not tcb_info.tdx_module_identities:
-            return None, ()
+        # Fail closed (QVL: TDX module mismatch): a TCB Info without module identities cannot
+        # vouch for a module whose SVN is carried only by its identity.
         raise VerificationError("intel.tdx_module.mismatch",
                                 f"TCB Info has no TDX module identity {module_id}")
     if body.mr_signer_seam != ident.module.mrsigner or not attrs_match(

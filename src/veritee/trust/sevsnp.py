@@ -533,11 +533,13 @@ def verify_report(report: AttestationReport, certs: AmdCertificates, *,
 
     # 8. A VCEK belongs to this chip: hwID = CHIP_ID (Turin: the 8-byte hwID = CHIP_ID[0:8], as
     #    AMD's KDS identifies Turin chips; the rest of CHIP_ID is covered by the signature, not
-    #    by the VCEK). MASK_CHIP_KEY zeroes CHIP_ID, so then it cannot be matched: recorded.
+    #    by the VCEK). A guest launched with MASK_CHIP_ID gets an all-zero CHIP_ID, which then
+    #    cannot be matched: recorded, as go-sev-guest keys this skip on a zero CHIP_ID (keying
+    #    it on MASK_CHIP_KEY, which masks the signing key, wrongly rejected such hosts).
     if info.kind is SigningKey.VCEK and info.hwid is not None:
-        if report.signer_info.mask_chip_key:
+        if not any(report.chip_id):
             checks.append(Finding("sevsnp.vek.hwid_mismatch", Outcome.SKIP, "CHIP_ID",
-                                  message="MASK_CHIP_KEY set: CHIP_ID is zero, hwID not matched"))
+                                  message="CHIP_ID is zero (MASK_CHIP_ID): hwID not matched"))
         else:
             n = len(info.hwid)
             if report.chip_id[:n] != info.hwid:

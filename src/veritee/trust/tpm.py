@@ -30,17 +30,22 @@ report's hardware REPORT_DATA is the hash of its runtime claims) and ``tpm.azure
 (a verified SEV-SNP report, when given, is the one inside the HCL report), then verifies the
 quote with the claims' ``HCLAkPub`` key.
 
-Deliberately not checked here: whether the AK belongs to a genuine TPM (AK/EK certificates or a
-registration database: the caller supplies a trusted AK), clock/resetCount freshness (the nonce
-covers freshness), and whether the PCR values are acceptable (``veritee.policy.tpm``).
+:func:`verify_ak_certificate` then binds the AK to a certificate chain (``tpm.ak.certificate``),
+when the caller has one.
+
+Deliberately not checked here: whether the AK belongs to a genuine TPM without such a
+certificate (credential activation or a registration database: the caller supplies a trusted
+AK), clock/resetCount freshness (the nonce covers freshness), and whether the PCR values are
+acceptable (``veritee.policy.tpm``).
 """
 
 from __future__ import annotations
 
 import base64
 import hmac
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -76,6 +81,7 @@ __all__ = [
     "VerifiedTpmQuote",
     "jwk_public_key",
     "public_key",
+    "verify_ak_certificate",
     "verify_azure_vtpm_quote",
     "verify_certify",
     "verify_quote",
@@ -120,6 +126,8 @@ class VerifiedTpmQuote:
     replayed: tuple[tuple[HashAlg, int], ...] = ()
     unquoted_log_pcrs: frozenset[int] = frozenset()
     hcl_report: HclReport | None = field(default=None, repr=False)
+    ak_attributes: int | None = None  # TPMA_OBJECT when the AK was given as a TPMT_PUBLIC
+    ak_certificate_path: tuple[Any, ...] = field(default=(), repr=False)  # leaf..root, verified
 
     @property
     def quote(self) -> TpmsQuoteInfo:
@@ -281,6 +289,43 @@ def _verify_signed(prefix: str, attest_bytes: bytes, signature: TpmtSignature,
     return attest, key, ak_name
 
 
+# -- the AK certificate ------------------------------------------------------------------------
+def verify_ak_certificate(verified: VerifiedTpmQuote, ak_certificate: object,
+                          intermediates: Sequence[object] = (), *, roots: Sequence[object],
+                          now: datetime, allow_sha1: bool = False) -> VerifiedTpmQuote:
+    """Bind the quote's AK to a certificate chain ending at one of ``roots``.
+
+    The AK certificate (e.g. the one GCE's vTPM carries, issued by the CA that issues the EK
+    certificates) must chain to a given root -- path, signatures and validity as
+    :func:`veritee.trust.tpm_ek.verify_tpm_cert_chain` checks them -- and certify exactly the
+    key that signed the quote (``tpm.ak.certificate``). Returns ``verified`` with the path in
+    ``ak_certificate_path`` and the checks appended; raises :class:`VerificationError`.
+    This is the AK-to-EK binding by certificate; TPM2_ActivateCredential is not done here.
+    """
+    from cryptography.hazmat.primitives import serialization
+
+    from veritee.trust.tpm_ek import verify_tpm_cert_chain
+
+    chain = verify_tpm_cert_chain(ak_certificate, intermediates,  # type: ignore[arg-type]
+                                  roots=roots, now=now,  # type: ignore[arg-type]
+                                  allow_sha1=allow_sha1)
+
+    def spki(key: object) -> bytes:
+        if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+            raise _fail("tpm.ak.certificate", "AK certificate key", type(key).__name__,
+                        "an RSA or EC key")
+        return key.public_bytes(serialization.Encoding.DER,
+                                serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    if not hmac.compare_digest(spki(chain.certificate.public_key()), spki(verified.ak_public)):
+        raise _fail("tpm.ak.certificate", "AK certificate key", "another key",
+                    "the AK that signed the quote")
+    done = _ok("tpm.ak.certificate", "AK certificate", chain.root.subject.rfc4514_string(),
+               message="the AK is certified by a chain to a trusted root")
+    return replace(verified, checks=(*verified.checks, *chain.checks, done),
+                   ak_certificate_path=chain.path)
+
+
 # -- the quote -----------------------------------------------------------------------------
 def verify_quote(attest_bytes: bytes, signature: TpmtSignature, ak_public: AkPublic, *,
                  nonce: bytes, pcrs: PcrValues | None,
@@ -326,7 +371,9 @@ def verify_quote(attest_bytes: bytes, signature: TpmtSignature, ak_public: AkPub
                               message="no event log supplied"))
     return VerifiedTpmQuote(attest=attest, signature=signature, ak_public=key, ak_name=ak_name,
                             pcrs=selected, checks=tuple(checks), event_log=event_log,
-                            replayed=tuple(replayed), unquoted_log_pcrs=unquoted)
+                            replayed=tuple(replayed), unquoted_log_pcrs=unquoted,
+                            ak_attributes=(ak_public.object_attributes
+                                           if isinstance(ak_public, TpmtPublic) else None))
 
 
 def _replay(log: EventLog, quoted: Mapping[HashAlg, Mapping[int, bytes]]

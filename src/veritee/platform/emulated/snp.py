@@ -25,10 +25,12 @@ import hmac
 import json
 import os
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -80,7 +82,8 @@ _CPUID = {
     Product.TURIN: Cpuid(family=0x1A, model=0x02, stepping=0x01),
 }
 _DEFAULT_TCB = {
-    Product.MILAN: TcbVersion(bootloader=4, tee=0, snp=23, microcode=213),
+    # The TCB of 2024-25 Milan fleet reports: meets the shipped default floor (issue 18).
+    Product.MILAN: TcbVersion(bootloader=4, tee=0, snp=24, microcode=219),
     Product.GENOA: TcbVersion(bootloader=10, tee=0, snp=23, microcode=84),
     Product.TURIN: TcbVersion(fmc=1, bootloader=1, tee=1, snp=4, microcode=76),
 }
@@ -163,6 +166,8 @@ class EmulatedAmdVendor:
     ask_key: rsa.RSAPrivateKey
     ark: AmdCertificate
     ask: AmdCertificate
+    _crls: dict[tuple[int, ...], x509.CertificateRevocationList] = field(
+        default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def generate(cls, product: Product = Product.MILAN, *, key_size: int = 4096,
@@ -180,6 +185,19 @@ class EmulatedAmdVendor:
     def anchors(self) -> TrustAnchors:
         """Trust anchors that accept this emulated vendor's ARK (explicit opt-in)."""
         return TrustAnchors.from_certificates(self.ark, product=self.product)
+
+    def crl(self, now: datetime, revoked: Iterable[int] = ()) -> x509.CertificateRevocationList:
+        """The ARK's CRL as KDS serves it, current at ``now`` (issued a day before, valid for
+        a year; the unrevoked one is cached while it stays current)."""
+        serials = tuple(revoked)
+        cached = self._crls.get(serials)
+        if cached is not None and cached.last_update_utc <= now <= (
+                cached.next_update_utc or now):
+            return cached
+        crl = amd_certs.make_crl(self.ark_key, self.ark, serials, now - timedelta(days=1),
+                                 now + timedelta(days=365))
+        self._crls[serials] = crl
+        return crl
 
     def certify_vcek(self, public_key: ec.EllipticCurvePublicKey, tcb: TcbVersion,
                      hwid: bytes, *, now: datetime) -> AmdCertificate:
@@ -436,9 +454,9 @@ class InsecureEmulatedSnpMachine:
         return self._vcek_certs[key]
 
     def certificates(self, tcb: TcbVersion | None = None) -> AmdCertificates:
-        """ARK, ASK and VCEK as a verifier needs them."""
+        """ARK, ASK, VCEK and the ARK's CRL as a verifier needs them."""
         return AmdCertificates(ark=self.vendor.ark, ask=self.vendor.ask,
-                               vek=self.vcek_certificate(tcb), crl=None)
+                               vek=self.vcek_certificate(tcb), crl=self.vendor.crl(self.now()))
 
     def anchors(self) -> TrustAnchors:
         """Explicit trust in this machine's emulated vendor root."""
