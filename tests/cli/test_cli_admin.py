@@ -104,7 +104,7 @@ def test_refusal_prints_the_problem_code_and_detail(admin: list[str], tmp_path: 
 def test_policy_put_get_list_delete(admin: list[str], tmp_path: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     doc = tmp_path / "strict.toml"
-    doc.write_text("min_guest_svn = 2\n")
+    doc.write_text(f'measurements = ["{MEASUREMENT}"]\n')
     assert main(["admin", "policy", "put", "strict", "--file", str(doc), *admin]) == 0
     assert main(["admin", "policy", "get", "strict", "--format", "json", *admin]) == 0
     capsys.readouterr()
