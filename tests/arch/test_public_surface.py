@@ -17,6 +17,16 @@ PINNED = {
                        "verify_evidence", "verify_intel_evidence", "verify_only"],
     "veritee.policy": ["Appraisal", "Finding", "Outcome"],
     "veritee.cli": ["EXIT_CODES", "main"],
+    # The Confidential Containers KBS protocol (issue 13).
+    "veritee.client_coco": ["CocoKbsClient", "snp_evidence"],
+    "veritee.crypto.kbs_jwe": ["ALG", "ENC", "decrypt_response", "encrypt_response",
+                               "protected_header_json"],
+    "veritee.formats.coco": ["ADDITIONAL_TEES", "HASH_ALGORITHMS", "KBS_PROTOCOL_VERSION",
+                             "KNOWN_TEES", "SUPPORTED_TEES", "canonical_json",
+                             "init_data_digest", "regularize", "runtime_data_digest",
+                             "snp_report_from_object", "snp_report_to_object", "tee_pubkey"],
+    "veritee.service.kbs_protocol": ["ERROR_TYPE_PREFIX", "SESSION_COOKIE", "KbsError",
+                                     "router"],
 }
 
 

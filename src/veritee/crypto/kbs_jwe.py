@@ -78,11 +78,18 @@ def _public_key(jwk: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
 
 
 def protected_header_json(header: Mapping[str, Any]) -> bytes:
-    """The protected header as the client re-serialises it: alg, enc, then others sorted."""
-    rest = {k: header[k] for k in sorted(header) if k not in ("alg", "enc")}
-    ordered = {"alg": header["alg"], "enc": header["enc"], **rest}
-    return json.dumps(ordered, separators=(",", ":"), ensure_ascii=False,
-                      sort_keys=False).encode()
+    """The protected header as the client re-serialises it: alg, enc, then the others.
+
+    kbs-types' ``ProtectedHeader`` is ``{alg, enc, #[serde(flatten)] other_fields}`` and
+    ``other_fields`` a serde_json ``Map``: sorted keys, at every depth (``epk`` too).
+    """
+    def dump(value: object) -> str:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+
+    members = [f"{dump(k)}:{dump(header[k])}" for k in ("alg", "enc")]
+    members += [f"{dump(k)}:{dump(header[k])}" for k in sorted(header)
+                if k not in ("alg", "enc")]
+    return ("{" + ",".join(members) + "}").encode()
 
 
 def encrypt_response(plaintext: bytes, tee_pubkey: Mapping[str, Any],

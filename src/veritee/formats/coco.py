@@ -152,6 +152,9 @@ _SNP_REPORT_SIZE = 0x4A0
 _TCB = (("bootloader", 0, 1), ("tee", 1, 1), ("_reserved", 2, 4), ("snp", 6, 1),
         ("microcode", 7, 1))
 _SIG = (("r", 0, 72), ("s", 72, 72), ("_reserved", 144, 368))
+# Report version 3 and later put the CPUID family, model and stepping in bytes 0x188-0x18A
+# of what version 2 reserved; newer ``sev`` crates name them.
+_CPUID = (("cpuid_fam_id", 0x188), ("cpuid_mod_id", 0x189), ("cpuid_step", 0x18A))
 
 
 def _bytes_member(value: object, where: str, size: int) -> bytes:
@@ -218,6 +221,9 @@ def snp_report_from_object(report: object) -> bytes:
             out[off:off + size] = _bytes_member(value, where, size)
         else:
             out[off:off + size] = _sub(value, where, _TCB if kind == "tcb" else _SIG)
+    for name, off in _CPUID:
+        if name in report:
+            out[off:off + 1] = _int_member(report[name], f"attestation_report.{name}", 1)
     return bytes(out)
 
 
@@ -236,4 +242,5 @@ def snp_report_to_object(raw: bytes) -> dict[str, Any]:
             parts = _TCB if kind == "tcb" else _SIG
             obj[name] = {n: (chunk[o] if s == 1 else list(chunk[o:o + s]))
                          for n, o, s in parts}
+    obj.update({name: raw[off] for name, off in _CPUID})
     return obj
