@@ -66,6 +66,8 @@ def test_emulated_snp_guest_fetches_a_resource_through_kbs_v0(service: Service,
         assert kbs.get_resource("apps/a/key") == SECRET_A
     events = [(r.event, r.outcome) for r in service.audit()]
     assert ("attestation", "accepted") in events and ("release", "granted") in events
+    accepted = [r for r in service.audit() if r.event == "attestation"][-1]
+    assert accepted.detail["front"] == "kbs" and accepted.detail["tee"] == "sevsnp"
 
 
 def test_guest_with_the_wrong_measurement_is_refused(service: Service, guests: Guests) -> None:

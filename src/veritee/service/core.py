@@ -334,13 +334,14 @@ class Broker:
 
     def attest(self, evidence_b64: object, cert_table_b64: object, nonce_b64: object,
                key_jwk: object, *, binding: bytes | None = None,
-               host_data: bytes | None = None, mrconfigid: bytes | None = None
-               ) -> AttestOutcome:
+               host_data: bytes | None = None, mrconfigid: bytes | None = None,
+               front: str = "v1") -> AttestOutcome:
         """Verify evidence bound to a nonce and a TEE key; return a signed EAR or raise.
 
         ``binding`` replaces the /v1 REPORT_DATA rule with another front's (the KBS
         protocol's, :mod:`veritee.service.kbs_protocol`); ``host_data`` (SEV-SNP) and
-        ``mrconfigid`` (TDX) are init-data digests the evidence must carry.
+        ``mrconfigid`` (TDX) are init-data digests the evidence must carry; ``front`` names
+        the protocol in the audit entries (omitted for /v1).
         """
         evidence = _unb64(evidence_b64, "evidence")
         cert_table = _unb64(cert_table_b64, "cert_table") if cert_table_b64 is not None else None
@@ -350,7 +351,8 @@ class Broker:
         thumb = jwk.thumbprint()
         nonce_id = fingerprint(nonce)
         subject = f"key:{thumb[:16]}"
-        base = {"nonce": nonce_id, "key_thumbprint": thumb}
+        base = {"nonce": nonce_id, "key_thumbprint": thumb,
+                **({"front": front} if front != "v1" else {})}
 
         # 1. Burn the nonce first, even if verification then fails: a nonce never serves
         #    two attempts, so a rejected guest cannot retry with the same challenge.

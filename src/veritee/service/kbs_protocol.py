@@ -387,7 +387,8 @@ def _attest(broker: Broker, session: _Session, raw_body: bytes) -> str:
         out = broker.attest(base64.b64encode(report).decode(),
                             base64.b64encode(table).decode() if table is not None else None,
                             _b64url(base64.b64decode(session.nonce)), pubkey,
-                            binding=binding, host_data=host_data, mrconfigid=mrconfigid)
+                            binding=binding, host_data=host_data, mrconfigid=mrconfigid,
+                            front="kbs")
     except Problem as problem:
         raise _from_problem(problem, where="attest") from None
     return out.token
