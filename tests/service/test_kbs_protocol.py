@@ -142,6 +142,8 @@ def test_other_protocol_versions_are_refused(sqlite_service: Service, version: s
     assert r.status_code == 401
     assert r.json()["type"] == ERR + "AttestationError"
     assert "Version Mismatch" in r.json()["detail"] and "set-cookie" not in r.headers
+    # ErrorInformation is an RFC 7807 problem, as the protocol document says.
+    assert r.headers["content-type"] == "application/problem+json"
 
 
 @pytest.mark.parametrize("tee", ["sgx", "azsnpvtpm", "aztdxvtpm", "tpm", "cca", "nvidia",

@@ -53,6 +53,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from veritee.attest import is_intel_quote
 from veritee.crypto.kbs_jwe import encrypt_response
 from veritee.errors import FormatError
 from veritee.formats.coco import (
@@ -91,8 +92,10 @@ class KbsError(Exception):
 
     def response(self) -> JSONResponse:
         """The kbs-types ``ErrorInformation`` body (plus veritee's explanation members)."""
-        body = {"type": ERROR_TYPE_PREFIX + self.name, "detail": self.detail, **self.extra}
-        return JSONResponse(body, status_code=self.status,
+        body = {"type": ERROR_TYPE_PREFIX + self.name, "detail": self.detail,
+                "status": self.status, **self.extra}
+        # The protocol document names RFC 7807 problem details as the error format.
+        return JSONResponse(body, status_code=self.status, media_type="application/problem+json",
                             headers={"Cache-Control": "no-store"})
 
 
@@ -282,10 +285,14 @@ def _primary_evidence(tee: str, primary: object) -> tuple[bytes, bytes | None]:
             raise FormatError("TdxEvidence", "quote", got=type(quote).__name__,
                               want="base64 of a TDX quote")
         try:
-            return base64.b64decode(quote, validate=True), None
+            raw = base64.b64decode(quote, validate=True)
         except ValueError:
             raise FormatError("TdxEvidence", "quote", got="invalid base64",
                               want="base64 of a TDX quote") from None
+        if not is_intel_quote(raw):  # the session's TEE decides what the evidence must be
+            raise FormatError("TdxEvidence", "quote", got=f"{len(raw)} bytes, not a DCAP quote",
+                              want="a TDX quote (header version 4 or 5)")
+        return raw, None
     # attestation-agent SnpEvidence: {attestation_report, cert_chain?: [{cert_type, data}]}
     report = snp_report_from_object(primary.get("attestation_report"))
     chain = primary.get("cert_chain")
