@@ -40,7 +40,7 @@ from veritee.formats.coco import (
 )
 from veritee.formats.sevsnp import CertTable
 
-__all__ = ["CocoKbsClient", "snp_evidence"]
+__all__ = ["CocoKbsClient", "snp_evidence", "tdx_evidence"]
 
 
 def _b64url(data: bytes) -> str:
@@ -54,6 +54,12 @@ def snp_evidence(report: bytes, cert_table: bytes | None) -> dict[str, Any]:
         chain = [{"cert_type": e.kind, "data": list(e.data)}
                  for e in CertTable.from_bytes(cert_table).entries if e.kind is not None]
     return {"attestation_report": snp_report_to_object(report), "cert_chain": chain}
+
+
+def tdx_evidence(quote: bytes) -> dict[str, Any]:
+    """attestation-agent's ``TdxEvidence`` JSON for a quote (no event logs)."""
+    return {"cc_eventlog": None, "quote": base64.b64encode(quote).decode(),
+            "aa_eventlog": None}
 
 
 def _check(response: httpx.Response) -> dict[str, Any]:
@@ -76,8 +82,9 @@ class CocoKbsClient:
     def __init__(self, url: str, source: EvidenceSource, *, timeout: float = 10.0,
                  http: httpx.Client | None = None, dev_mode: bool = False,
                  hash_algorithms: tuple[str, ...] = ("sha256", "sha384", "sha512"),
-                 version: str = KBS_PROTOCOL_VERSION) -> None:
+                 version: str = KBS_PROTOCOL_VERSION, tee: str = "snp") -> None:
         self.url = check_service_url(url, dev_mode=dev_mode)
+        self.tee = tee  # kbs-types name: "snp", "tdx" (the service refuses others by name)
         self.source = source
         self.hash_algorithms = hash_algorithms
         self.version = version
@@ -97,10 +104,10 @@ class CocoKbsClient:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def auth(self, tee: str = "snp") -> dict[str, Any]:
+    def auth(self) -> dict[str, Any]:
         """POST /kbs/v0/auth; the Challenge (the session cookie is kept)."""
         return _check(self._http.post(f"{self.url}/kbs/v0/auth", json={
-            "version": self.version, "tee": tee,
+            "version": self.version, "tee": self.tee,
             "extra-params": {"supported-hash-algorithms": list(self.hash_algorithms)}}))
 
     def attestation(self, challenge: dict[str, Any], *,
@@ -120,7 +127,8 @@ class CocoKbsClient:
             runtime_data_digest(nonce, pubkey, "", str(alg).lower()))
         body: dict[str, Any] = {
             "runtime-data": {"nonce": nonce, "tee-pubkey": pubkey},
-            "tee-evidence": {"primary_evidence": snp_evidence(report, table),
+            "tee-evidence": {"primary_evidence": snp_evidence(report, table)
+                             if self.tee == "snp" else tdx_evidence(report),
                              "additional_evidence": ""}}
         if init_data is not None:
             body["init-data"] = init_data

@@ -18,7 +18,7 @@ PINNED = {
     "veritee.policy": ["Appraisal", "Finding", "Outcome"],
     "veritee.cli": ["EXIT_CODES", "main"],
     # The Confidential Containers KBS protocol (issue 13).
-    "veritee.client_coco": ["CocoKbsClient", "snp_evidence"],
+    "veritee.client_coco": ["CocoKbsClient", "snp_evidence", "tdx_evidence"],
     "veritee.crypto.kbs_jwe": ["ALG", "ENC", "decrypt_response", "encrypt_response",
                                "protected_header_json"],
     "veritee.formats.coco": ["ADDITIONAL_TEES", "HASH_ALGORITHMS", "KBS_PROTOCOL_VERSION",
@@ -27,6 +27,9 @@ PINNED = {
                              "snp_report_from_object", "snp_report_to_object", "tee_pubkey"],
     "veritee.service.kbs_protocol": ["ERROR_TYPE_PREFIX", "SESSION_COOKIE", "KbsError",
                                      "router"],
+    "veritee.platform.base": ["Evidence", "Platform"],
+    "veritee.platform.adapters": ["SgxPlatform", "SnpPlatform", "TdxGuestPlatform",
+                                  "TdxPlatform", "TpmAdapter"],
 }
 
 

@@ -431,3 +431,31 @@ def test_cli_kbs_get_protocol_coco(sqlite_service: Service, tmp_path: Path,
                  sqlite_service.url, "--state", str(state), "--out", str(out),
                  "--dev-mode"]) == 0
     assert out.read_bytes() == b"disk key 42"
+
+
+# -- an emulated TDX TD through /kbs/v0 (main's emulated Intel platform) ------------------------
+def test_emulated_tdx_td_fetches_through_kbs_v0_and_a_wrong_td_is_refused(
+        service_factory: Callable[..., Service], tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from veritee.platform.emulated.intel import EmulatedIntelCpu, EmulatedIntelVendor
+    from veritee.platform.emulated.tdx import InsecureEmulatedTdxMachine
+
+    vendor = EmulatedIntelVendor.generate(now=datetime.now(UTC))
+    tdx = InsecureEmulatedTdxMachine(vendor, cpu=EmulatedIntelCpu(vendor))
+    td = tdx.launch(b"TDVF for the KBS test".ljust(8192, b"\0"))
+    other = tdx.launch(b"another TDVF".ljust(8192, b"\0"))
+    col = tmp_path / "intel"
+    vendor.write_collateral(col, "TDX", datetime.now(UTC))
+    svc = service_factory(f"sqlite:///{tmp_path}/tdx.db", intel_collateral_dir=str(col),
+                          intel_trust_roots=(str(col / "root_ca.pem"),))
+    r = svc.http.put(f"{svc.url}/v1/admin/resources/tds/db/key", headers=svc.admin_headers(),
+                     json={"secret": base64.b64encode(b"TD key").decode(),
+                           "policy": {"mrtd": [td.mr_td.hex()]}})
+    assert r.status_code == 200, r.text
+    with CocoKbsClient(svc.url, td, dev_mode=True, tee="tdx") as kbs:
+        assert kbs.get_resource("tds/db/key") == b"TD key"
+    with CocoKbsClient(svc.url, other, dev_mode=True, tee="tdx") as kbs, \
+            pytest.raises(ServiceRefused) as exc:
+        kbs.get_resource("tds/db/key")
+    assert _refusal(exc, 403, "PolicyDeny")["code"] == "resource.policy"

@@ -47,8 +47,20 @@ class _Printer:
         print(f"    {text}")
 
 
-def run_demo(*, product: str = "Milan", key_size: int = 4096) -> int:
-    """Run the demo; return 0 when every expected outcome happened, else 1."""
+def run_demo(*, product: str = "Milan", key_size: int = 4096, tee: str = "snp") -> int:
+    """Run the demo; return 0 when every expected outcome happened, else 1.
+
+    ``tee`` ``tdx`` or ``sgx`` runs the Intel flow (``veritee.cli._demo_intel``) instead,
+    ``tpm`` the swtpm flow (``veritee.cli._demo_tpm``).
+    """
+    if tee in ("tdx", "sgx"):
+        from veritee.cli._demo_intel import run_demo_intel
+
+        return run_demo_intel(tee)
+    if tee == "tpm":
+        from veritee.cli._demo_tpm import run_demo_tpm
+
+        return run_demo_tpm()
     out = _Printer()
     prod = Product(product)
     ok = True
@@ -110,7 +122,8 @@ def run_demo(*, product: str = "Milan", key_size: int = 4096) -> int:
              "attested guest")
     ok &= _key_broker(out, machine, guest)
 
-    out.step("Isolation: a malicious hypervisor remaps a guest page (emulated memory model)")
+    out.step("Isolation: a malicious hypervisor remaps a guest page (emulated memory model; "
+             "a careful and a naive SEV-SNP guest)")
     from veritee.platform.emulated.isolation import demo_lines
 
     for line in demo_lines():

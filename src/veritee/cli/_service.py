@@ -96,21 +96,23 @@ def _cmd_kbs_measurement(args: argparse.Namespace) -> int:
 
 def _cmd_kbs_get(args: argparse.Namespace) -> int:
     from veritee._fs import atomic_write
-    from veritee.cli._platform import open_workload
+    from veritee.cli._platform import open_platform, open_workload
     from veritee.client import AttesterClient
 
-    guest = open_workload(args).source
+    # --seal needs the SEV-SNP sealing path (open_workload says "not yet" for other TEEs).
+    guest = open_workload(args).source if args.seal else None
+    source = guest or open_platform(args)
     if args.protocol == "coco":  # the Confidential Containers KBS protocol (/kbs/v0)
         from veritee.client_coco import CocoKbsClient
 
-        with CocoKbsClient(args.url, guest, timeout=args.timeout,
-                           dev_mode=args.dev_mode) as kbs:
+        with CocoKbsClient(args.url, source, timeout=args.timeout, dev_mode=args.dev_mode,
+                           tee=getattr(args, "tee", None) or "snp") as kbs:
             secret = kbs.get_resource(args.resource)
     else:
-        with AttesterClient(args.url, guest, timeout=args.timeout,
+        with AttesterClient(args.url, source, timeout=args.timeout,
                             dev_mode=args.dev_mode) as client:
             secret = client.fetch(args.resource)
-    if args.seal:
+    if guest is not None:
         from veritee.sealing import SealingPolicy, seal
 
         secret = seal(guest, secret, SealingPolicy.measurement(),

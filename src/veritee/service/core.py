@@ -32,8 +32,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc import jwe, jws
 from joserfc.jwk import ECKey
@@ -60,7 +62,12 @@ from veritee.service.problems import Problem
 from veritee.service.resource_policy import ResourcePolicy
 from veritee.service.settings import Settings
 from veritee.service.storage import NonceState, Store, Tx
-from veritee.trust.intel import IntelCollateral, verify_quote
+from veritee.trust.intel import (
+    INTEL_SGX_ROOT_CA_SHA256,
+    IntelCollateral,
+    load_certificates,
+    verify_quote,
+)
 from veritee.trust.roots import TrustAnchors
 from veritee.trust.sevsnp import AmdCertificates, ChainCache
 
@@ -212,6 +219,15 @@ class Broker:
             from veritee.collateral.intel import load_directory
 
             self.intel_collateral = load_directory(settings.intel_collateral_dir)
+        # Extra Intel roots (an emulated vendor's, dev_mode only) beside the production pin.
+        self.intel_roots: list[str | x509.Certificate] | None = None
+        if settings.intel_trust_roots:
+            self.intel_roots = [INTEL_SGX_ROOT_CA_SHA256]
+            for path in settings.intel_trust_roots:
+                try:
+                    self.intel_roots += load_certificates(Path(path).read_bytes())
+                except (OSError, FormatError) as exc:
+                    raise ConfigError(f"intel_trust_roots: {path}: {exc}") from None
 
     # -- keys -------------------------------------------------------------------------------
     _JWKS_REFRESH = 60.0  # seconds: another replica's new key is published within a minute
@@ -303,7 +319,8 @@ class Broker:
         ``intel_collateral_dir`` (unknown without it, which the policy refuses).
         """
         verified = verify_quote(evidence, self.intel_collateral,
-                                now=datetime.fromtimestamp(self.clock(), UTC))
+                                now=datetime.fromtimestamp(self.clock(), UTC),
+                                trusted_roots=self.intel_roots)
         if verified.tee != "tdx":
             raise Problem(400, "evidence.unsupported", f"evidence: an Intel {verified.tee} "
                           "quote; this service accepts Intel TDX and AMD SEV-SNP evidence only")

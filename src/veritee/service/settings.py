@@ -11,8 +11,10 @@ unless ``dev_mode`` is set explicitly:
 * ``token_ttl`` above 1 hour or ``nonce_ttl`` above 10 minutes (results must be short-lived;
   challenges must be fresh).
 
-Intel TDX quotes are verified against the pinned production Intel SGX Root CA (no setting
-widens it). ``intel_collateral_dir`` names a directory of Intel DCAP collateral (TCB Info, QE
+Intel TDX quotes are verified against the pinned production Intel SGX Root CA;
+``intel_trust_roots`` (PEM files, e.g. an emulated Intel vendor's root) adds roots to it and,
+like ``trust_roots``, is refused outside ``dev_mode``.
+``intel_collateral_dir`` names a directory of Intel DCAP collateral (TCB Info, QE
 Identity, CRLs; read once at start with :func:`veritee.collateral.intel.load_directory`);
 without it a quote's TCB status is unknown and the TDX appraisal refuses every quote.
 ``tdx_allowed_tcb_statuses`` lists the TCB statuses accepted (default ``UpToDate`` only).
@@ -63,6 +65,7 @@ class Settings:
     log_level: str = "info"
     intel_collateral_dir: str | None = None
     tdx_allowed_tcb_statuses: tuple[str, ...] = ("UpToDate",)
+    intel_trust_roots: tuple[str, ...] = ()
     pkcs11_module: str | None = None
     pkcs11_token: str = "veritee"  # noqa: S105 - a token *label*, not a secret
     pkcs11_pin_file: str | None = None
@@ -78,6 +81,8 @@ class Settings:
             reasons.append("key_source: 'emulated' keeps the sealing key in ordinary memory")
         if self.trust_roots:
             reasons.append("trust_roots: roots other than the pinned AMD ARKs are trusted")
+        if self.intel_trust_roots:
+            reasons.append("intel_trust_roots: Intel roots besides the pinned one are trusted")
         if self.tls_certfile is None and not _is_loopback(self.host):
             reasons.append(f"host: plain HTTP on non-loopback address {self.host!r} "
                            "(set tls_certfile and tls_keyfile)")
@@ -156,7 +161,8 @@ _KINDS: dict[str, Any] = {
     "token_ttl": int, "nonce_ttl": int, "appraisal_policy_id": str, "trust_roots": "tuple",
     "require_crl": bool, "key_source": str, "emulated_machine_dir": "str | None",
     "master_key_file": str, "log_level": str, "intel_collateral_dir": "str | None",
-    "tdx_allowed_tcb_statuses": "tuple", "pkcs11_module": "str | None", "pkcs11_token": str,
+    "tdx_allowed_tcb_statuses": "tuple", "intel_trust_roots": "tuple",
+    "pkcs11_module": "str | None", "pkcs11_token": str,
     "pkcs11_pin_file": "str | None", "pkcs11_key_label": str, "db_connect_timeout": int,
     "db_statement_timeout_ms": int,
 }
@@ -238,9 +244,10 @@ def load_settings(path: str | Path | None = None, *, env: Mapping[str, str] | No
                     "intel_collateral_dir", "pkcs11_pin_file"):
             if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
                 data[key] = str(base / data[key])
-        if isinstance(data.get("trust_roots"), list):
-            data["trust_roots"] = [str(base / p) if isinstance(p, str) and not Path(p).is_absolute()
-                                   else p for p in data["trust_roots"]]
+        for key in ("trust_roots", "intel_trust_roots"):
+            if isinstance(data.get(key), list):
+                data[key] = [str(base / p) if isinstance(p, str) and not Path(p).is_absolute()
+                             else p for p in data[key]]
     try:
         return settings_from_mapping(data, os.environ if env is None else env)
     except ConfigError as exc:
