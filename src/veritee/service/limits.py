@@ -47,6 +47,19 @@ class BoundedRequest:
         self.max_path_bytes = max_path_bytes
         self.audited_prefix = "/v1/resources/"
 
+    async def _drain(self, receive: Any) -> None:
+        """Read (and drop) a body of at most ``max_body`` bytes before refusing the request
+        for its path or headers: closing a socket with unread data makes the kernel answer
+        with a reset, and the client may then never see the problem."""
+        total = 0
+        while total <= self.max_body:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            total += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
+
     async def _refuse(self, send: Any, status: int, code: str, detail: str,
                       path: str) -> None:
         body = _problem(status, code, detail, path)
@@ -65,6 +78,7 @@ class BoundedRequest:
         path = str(scope.get("path", ""))
         shown = raw_path.decode("latin-1")
         if len(raw_path) > self.max_path_bytes:
+            await self._drain(receive)
             await self._refuse(send, 414, "request.uri_too_long",
                                f"path: want at most {self.max_path_bytes} bytes", shown)
             return
@@ -72,12 +86,14 @@ class BoundedRequest:
         if not path.startswith(self.audited_prefix) and any(
                 ord(c) < 0x20 or ord(c) == 0x7F or 0xD800 <= ord(c) <= 0xDFFF
                 or c == "\ufffd" for c in path):
+            await self._drain(receive)
             await self._refuse(send, 400, "request.invalid",
                                "path: control characters, NUL or invalid UTF-8 are not allowed",
                                shown)
             return
         headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
         if sum(len(k) + len(v) for k, v in headers) > self.max_header_bytes:
+            await self._drain(receive)
             await self._refuse(send, 431, "request.headers_too_large",
                                f"headers: want at most {self.max_header_bytes} bytes in all",
                                shown)
