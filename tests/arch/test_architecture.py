@@ -40,6 +40,8 @@ ALLOWED: dict[str, set[str]] = {
     "veritee.client": BASE | {"veritee.formats", "veritee.crypto", "veritee.trust",
                               "veritee.policy", "veritee.attest", "veritee.results"},
 }
+# client_coco: the CoCo KBS protocol client, beside client (no service internals).
+ALLOWED["veritee.client_coco"] = BASE | {"veritee.formats", "veritee.crypto", "veritee.client"}
 FORBIDDEN_EVERYWHERE_BUT_TESTING = "veritee.testing"
 
 
