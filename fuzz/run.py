@@ -5,6 +5,7 @@
     python -m fuzz.run smoke [--seconds N]          # every target N s each (CI: 2 s)
     python -m fuzz.run long [--parse-runs N] [--verify-runs N] [TARGET...]  # the long run
     python -m fuzz.run replay                       # every kept crash input, in process
+    python -m fuzz.run sweep [TARGET...]            # every byte flip of every signed region
 
 ``fuzz`` instruments ``veritee`` for coverage (``atheris.instrument_imports``), writes the
 seeds to ``fuzz/corpus/<target>/`` (gitignored) and starts libFuzzer there; a crash input is
@@ -124,6 +125,26 @@ def _long(parse_runs: int, verify_runs: int, only: list[str]) -> int:
     return code
 
 
+def _sweep(only: list[str]) -> int:
+    """Every single-byte flip of every signed region of every verify seed, through verify."""
+    import warnings
+
+    from fuzz.targets import sweep, targets
+
+    warnings.simplefilter("ignore")
+    accepted = 0
+    for t in targets().values():
+        if t.kind != "verify" or (only and t.name not in only):
+            continue
+        t0 = time.monotonic()
+        c = sweep(t)
+        accepted += c["accepted"]
+        print(f"{t.name:20s} samples {c['samples']:3d} mutants {c['mutants']:7d} refused "
+              f"{c['refused']:7d} accepted {c['accepted']} ({time.monotonic() - t0:.0f} s)",
+              flush=True)
+    return 1 if accepted else 0
+
+
 def _replay() -> int:
     from fuzz.targets import crash_inputs, targets
 
@@ -154,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--verify-runs", type=int, default=100_000)
     p.add_argument("targets", nargs="*")
     sub.add_parser("replay")
+    p = sub.add_parser("sweep")
+    p.add_argument("targets", nargs="*")
     if args[:1] == ["fuzz"]:  # libFuzzer flags pass through untouched
         if len(args) < 2:
             parser.error("fuzz TARGET")
@@ -169,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         return _smoke(ns.seconds, ns.targets)
     if ns.cmd == "long":
         return _long(ns.parse_runs, ns.verify_runs, ns.targets)
+    if ns.cmd == "sweep":
+        return _sweep(ns.targets)
     return _replay()
 
 

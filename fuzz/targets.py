@@ -255,6 +255,8 @@ def _parse_targets() -> list[Target]:
 class _Context:
     verify: Callable[[bytes], bytes]  # verifies; returns the signed bytes it accepted
     seed: bytes
+    # The signed bytes as they lie in the evidence, when ``verify`` returns a re-encoding.
+    region: Callable[[bytes], bytes] | None = None
 
 
 def _verify_target(name: str, contexts: Callable[[], list[_Context]], doc: str) -> Target:
@@ -277,7 +279,33 @@ def _verify_target(name: str, contexts: Callable[[], list[_Context]], doc: str) 
         found, _ = ctx()
         return [bytes([i]) + c.seed for i, c in enumerate(found)] or [b"\x00"]
 
-    return Target(name, "verify", run, seeds, allowed=(VeriteeError,), doc=doc)
+    return Target(name, "verify", run, seeds, allowed=(VeriteeError,), doc=doc,
+                  extra={"contexts": lambda: ctx()[0]})
+
+
+def sweep(target: Target, xors: tuple[int, ...] = (0x01,)) -> dict[str, int]:
+    """Flip every byte of the signed region of every seed of a verify target (XOR each of
+    ``xors``) and verify each mutant: count the mutants, the typed refusals, and the accepted
+    ones (must be 0). Any other exception escapes (a finding)."""
+    counts = {"samples": 0, "mutants": 0, "refused": 0, "accepted": 0}
+    for c in target.extra["contexts"]():
+        signed = c.region(c.seed) if c.region is not None else c.verify(c.seed)
+        start = c.seed.find(signed)
+        if start < 0:  # the signed bytes are not contiguous in the evidence (re-encoded)
+            continue
+        counts["samples"] += 1
+        for pos in range(start, start + len(signed)):
+            for x in xors:
+                mutant = bytearray(c.seed)
+                mutant[pos] ^= x
+                counts["mutants"] += 1
+                try:
+                    c.verify(bytes(mutant))
+                except VeriteeError:
+                    counts["refused"] += 1
+                else:
+                    counts["accepted"] += 1
+    return counts
 
 
 def _intel_contexts() -> list[_Context]:
@@ -332,7 +360,8 @@ def _nitro_contexts() -> list[_Context]:
                 verify(data)
             except VeriteeError:
                 continue
-            out.append(_Context(verify, data))
+            out.append(_Context(verify, data,
+                                region=lambda d: NitroDocument.from_bytes(d).payload.raw))
             break
     return out[:8]
 
