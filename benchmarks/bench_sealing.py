@@ -10,6 +10,10 @@ Each phase runs in its own process so its peak RSS (``ru_maxrss``) is its own:
 * baseline open / unseal likewise in the other direction.
 
 Targets: seal and unseal >= 0.8 of the baseline; peak memory < 64 MiB for a 1 GiB file.
+
+``--small N`` instead times N small-blob operations (issue 16): ``unseal`` with the reader's
+policy check (one own report per call) against the bare key derivation + AES-GCM it used to
+be, and rollback-protected ``seal_to_path`` / ``unseal_path`` (reserve, pending, commit).
 """
 
 from __future__ import annotations
@@ -58,10 +62,55 @@ def _phase(name: str, workdir: Path) -> dict[str, float]:
         if name == "seal":
             seal_file(guest, src, sealed, SealingPolicy.measurement(), chunk_size=CHUNK)
         else:
-            unseal_file(guest, sealed, out)
+            unseal_file(guest, sealed, out, SealingPolicy.measurement())
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"seconds": seconds, "peak_mib": peak}
+
+
+def _small(n: int, workdir: Path) -> None:
+    """Per-operation cost of small blobs: the expected-policy check and the rollback protocol."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from veritee.formats.sealed import HEADER_SIZE, SealedHeader
+    from veritee.platform.emulated.measurement import simple_guest_image
+    from veritee.platform.emulated.snp import InsecureEmulatedSnpMachine
+    from veritee.sealing import SealingPolicy, seal, seal_to_path, unseal, unseal_path
+    from veritee.sealing._core import data_key, request_from_header
+
+    machine = InsecureEmulatedSnpMachine.open(workdir / "small-machine", key_size=2048)
+    guest = machine.launch(simple_guest_image(bytes(4096)))
+    policy = SealingPolicy.measurement()
+    blob = seal(guest, b"x" * 64, policy)
+    header = SealedHeader.from_bytes(blob)
+
+    def bare() -> None:  # what unseal did before the reader's check: derive + decrypt
+        key = data_key(guest.derived_key(request_from_header(header)), header,
+                       b"veritee-seal-blob-v1")
+        AESGCM(key).decrypt(header.nonce, blob[HEADER_SIZE:], blob[:HEADER_SIZE])
+
+    path = workdir / "small.sealed"
+    ops = {
+        "unseal, bare derive+decrypt": bare,
+        "unseal (reader's check)": lambda: unseal(guest, blob, policy),
+        "seal blob": lambda: seal(guest, b"x" * 64, policy),
+        "seal_to_path, no counter": lambda: seal_to_path(guest, path, b"x" * 64, policy),
+        "seal_to_path, rollback": lambda: seal_to_path(guest, path, b"x" * 64, policy,
+                                                       counters=machine),
+        "unseal_path, rollback": lambda: unseal_path(guest, path, policy, counters=machine),
+    }
+    times: dict[str, float] = {}
+    for name, op in ops.items():
+        op()  # warm up (and leave a protected file for the unseal_path run)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            op()
+        times[name] = (time.perf_counter() - t0) / n
+    base = times["unseal, bare derive+decrypt"]
+    print(f"{n} operations each, emulated machine state in {workdir}")
+    print(f"{'operation':30} {'ms/op':>8} {'x bare unseal':>14}")
+    for name, t in times.items():
+        print(f"{name:30} {t * 1e3:8.3f} {t / base:14.2f}")
 
 
 def _default_dir() -> Path | None:
@@ -77,11 +126,18 @@ def main() -> None:
                     help="work directory, 3x the file size (default: /dev/shm when present, "
                     "so the figures compare CPU cost rather than disk noise)")
     ap.add_argument("--repeat", type=int, default=2, help="runs per phase; the best counts")
+    ap.add_argument("--small", type=int, metavar="N",
+                    help="time N small-blob operations instead (reader's check, rollback)")
     ap.add_argument("--phase", help=argparse.SUPPRESS)
     ap.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.phase:
         print(json.dumps(_phase(args.phase, args.workdir)))
+        return
+
+    if args.small:
+        with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+            _small(args.small, Path(tmp))
         return
 
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:

@@ -72,6 +72,7 @@ from veritee.trust.roots import TrustAnchors
 from veritee.trust.sevsnp import AmdCertificates, ChainCache
 
 __all__ = [
+    "DEFAULT_MAX_AGE",
     "MEDIA_TYPE_SNP_CERT_TABLE",
     "MEDIA_TYPE_SNP_REPORT",
     "OID_TCG_DICE_CMW",
@@ -103,6 +104,9 @@ _MAX_EXTENSION = 64 * 1024  # a report is 1184 bytes, a cert table a few KiB; re
 
 DEFAULT_VALIDITY = timedelta(days=1)
 """Attested certificates are short-lived: the evidence is a snapshot, with no nonce."""
+DEFAULT_MAX_AGE = timedelta(days=1)
+"""How old (``now - notBefore``) a verifier accepts an attested certificate by default:
+the attester chooses the validity period, so the verifier bounds staleness itself."""
 
 
 class SnpAttester(Protocol):
@@ -285,10 +289,13 @@ def verify_attested_certificate(cert: x509.Certificate, *, policy: SevSnpPolicy 
                                 now: datetime | None = None,
                                 ca: x509.Certificate | None = None,
                                 require_crl: bool = False,
-                                cache: ChainCache | None = None) -> Appraisal:
+                                cache: ChainCache | None = None,
+                                max_age: timedelta = DEFAULT_MAX_AGE) -> Appraisal:
     """Verify an attested certificate and appraise its evidence; return the appraisal or raise.
 
-    1. The certificate is valid at ``now`` (``certs.leaf.expired`` / ``.not_yet_valid``).
+    1. The certificate is valid at ``now`` (``certs.leaf.expired`` / ``.not_yet_valid``) and
+       was issued at most ``max_age`` before ``now`` (``ratls.certificate.too_old``): the
+       evidence carries no nonce, and its validity period is the attester's choice.
     2. Its signature verifies: against ``ca`` when given (full :func:`verify_leaf`), else its
        self-signature when self-issued; otherwise it is recorded as not checked.
     3. The evidence extension parses (:class:`FormatError` otherwise; missing:
@@ -304,6 +311,12 @@ def verify_attested_certificate(cert: x509.Certificate, *, policy: SevSnpPolicy 
     now = now or datetime.now(UTC)
     policy = policy or SevSnpPolicy()
     check_validity(cert, now=now, what="leaf")
+    age = now - cert.not_valid_before_utc
+    if age > max_age:
+        raise VerificationError("ratls.certificate.too_old",
+                                f"certificate issued {age} ago (notBefore "
+                                f"{cert.not_valid_before_utc.isoformat()}); the verifier "
+                                f"accepts at most {max_age}")
     checks = [Finding("ratls.certificate.validity", Outcome.PASS, "validity",
                       got=f"{cert.not_valid_before_utc.isoformat()} .. "
                           f"{cert.not_valid_after_utc.isoformat()}",

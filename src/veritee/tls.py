@@ -16,8 +16,14 @@ the certificate *before writing a single byte of request data*, and closes the c
 any failure. The session keys come from the ephemeral (EC)DHE exchange authenticated by that
 signature, so nobody without the key can read or alter the channel.
 
-What it does not give: freshness (the evidence has no verifier nonce; a certificate's short
-validity bounds how stale it may be) and protection if the TEE leaks its key.
+Who is accepted is the caller's policy, and it must pin the workload: a policy that pins no
+MEASUREMENT, ID key, author key or HOST_DATA would accept any genuine SEV-SNP VM (an
+attacker's own cloud VM included), so every entry point refuses it with ConfigError before
+connecting.
+
+What it does not give: freshness (the evidence has no verifier nonce; the verifier bounds
+staleness with ``max_age``, default :data:`~veritee.ratls.DEFAULT_MAX_AGE`, whatever validity
+the attester chose) and protection if the TEE leaks its key.
 
 For httpx, :func:`attested_httpx_client` verifies a server once with :func:`connect_attested`,
 then pins that exact certificate (the only trust anchor of the returned client's context, with
@@ -38,7 +44,7 @@ import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -59,7 +65,12 @@ from veritee.crypto.certs import (
 from veritee.errors import ConfigError, PlatformError, VerificationError
 from veritee.policy import Appraisal
 from veritee.policy.sevsnp import SevSnpPolicy
-from veritee.ratls import SnpAttester, issue_attested_certificate, verify_attested_certificate
+from veritee.ratls import (
+    DEFAULT_MAX_AGE,
+    SnpAttester,
+    issue_attested_certificate,
+    verify_attested_certificate,
+)
 from veritee.trust.roots import TrustAnchors
 from veritee.trust.sevsnp import AmdCertificates
 
@@ -73,6 +84,7 @@ __all__ = [
     "client_context",
     "connect_attested",
     "pinned_context",
+    "require_workload_pin",
     "server_context",
     "verify_peer",
 ]
@@ -134,34 +146,50 @@ def pinned_context(certificate: x509.Certificate) -> ssl.SSLContext:
     return ctx
 
 
+def require_workload_pin(policy: SevSnpPolicy | None) -> SevSnpPolicy:
+    """Return ``policy`` if it pins the workload (measurements, ID or author key digests,
+    or HOST_DATA), else raise ConfigError: without a pin any genuine SEV-SNP VM passes."""
+    if policy is None or (policy.measurements is None and policy.id_key_digests is None
+                          and policy.author_key_digests is None and policy.host_data is None):
+        raise ConfigError("attested TLS needs a policy that pins the workload (measurements, "
+                          "id_key_digests, author_key_digests or host_data): without a pin "
+                          "any genuine SEV-SNP VM, an attacker's own included, is accepted")
+    return policy
+
+
 @dataclass(frozen=True)
 class _Verifier:
-    policy: SevSnpPolicy | None
+    policy: SevSnpPolicy
     collateral: AmdCertificates | None
     anchors: TrustAnchors | None
     now: datetime | None
     ca: x509.Certificate | None
+    max_age: timedelta
 
     def __call__(self, cert: x509.Certificate) -> Appraisal:
         return verify_attested_certificate(cert, policy=self.policy, collateral=self.collateral,
-                                           anchors=self.anchors, now=self.now, ca=self.ca)
+                                           anchors=self.anchors, now=self.now, ca=self.ca,
+                                           max_age=self.max_age)
 
 
 def verify_peer(sock: ssl.SSLSocket, *, policy: SevSnpPolicy | None = None,
                 collateral: AmdCertificates | None = None,
                 anchors: TrustAnchors | None = None, now: datetime | None = None,
-                ca: x509.Certificate | None = None) -> tuple[x509.Certificate, Appraisal]:
+                ca: x509.Certificate | None = None,
+                max_age: timedelta = DEFAULT_MAX_AGE) -> tuple[x509.Certificate, Appraisal]:
     """Verify the certificate the peer of a *completed* TLS 1.3 handshake presented.
 
-    Raises like :func:`~veritee.ratls.verify_attested_certificate`; does not close ``sock``.
+    ``policy`` must pin the workload (:func:`require_workload_pin`). Raises like
+    :func:`~veritee.ratls.verify_attested_certificate`; does not close ``sock``.
     """
+    pinned = require_workload_pin(policy)
     if sock.version() != "TLSv1.3":
         raise VerificationError("tls.version", f"got {sock.version()}, want TLSv1.3")
     der = sock.getpeercert(binary_form=True)
     if not der:
         raise VerificationError("tls.peer.no_certificate", "the peer sent no certificate")
     cert = load_certificate(der, source="TLS peer certificate")
-    return cert, _Verifier(policy, collateral, anchors, now, ca)(cert)
+    return cert, _Verifier(pinned, collateral, anchors, now, ca, max_age)(cert)
 
 
 @dataclass
@@ -187,12 +215,15 @@ def connect_attested(host: str, port: int, *, policy: SevSnpPolicy | None = None
                      collateral: AmdCertificates | None = None,
                      anchors: TrustAnchors | None = None, now: datetime | None = None,
                      ca: x509.Certificate | None = None,
-                     timeout: float = DEFAULT_TIMEOUT) -> AttestedConnection:
+                     timeout: float = DEFAULT_TIMEOUT,
+                     max_age: timedelta = DEFAULT_MAX_AGE) -> AttestedConnection:
     """Connect, handshake, and verify the server's attested certificate before any data.
 
-    On any verification failure the connection is closed and the error re-raised, so no
-    request byte ever reaches an unaccepted server.
+    ``policy`` must pin the workload (checked before connecting). On any verification
+    failure the connection is closed and the error re-raised, so no request byte ever
+    reaches an unaccepted server.
     """
+    require_workload_pin(policy)
     raw = socket.create_connection((host, port), timeout=timeout)
     try:
         sock = client_context().wrap_socket(raw, server_hostname=None)
@@ -201,7 +232,7 @@ def connect_attested(host: str, port: int, *, policy: SevSnpPolicy | None = None
         raise
     try:
         cert, appraisal = verify_peer(sock, policy=policy, collateral=collateral,
-                                      anchors=anchors, now=now, ca=ca)
+                                      anchors=anchors, now=now, ca=ca, max_age=max_age)
     except BaseException:
         sock.close()
         raise
@@ -213,6 +244,7 @@ def attested_httpx_client(base_url: str, *, policy: SevSnpPolicy | None = None,
                           anchors: TrustAnchors | None = None, now: datetime | None = None,
                           ca: x509.Certificate | None = None,
                           timeout: float = DEFAULT_TIMEOUT,
+                          max_age: timedelta = DEFAULT_MAX_AGE,
                           **client_kwargs: Any) -> tuple[httpx.Client, Appraisal]:
     """An ``httpx.Client`` for ``base_url`` that talks only to the attested, accepted server.
 
@@ -221,11 +253,13 @@ def attested_httpx_client(base_url: str, *, policy: SevSnpPolicy | None = None,
     """
     import httpx
 
+    require_workload_pin(policy)
     url = httpx.URL(base_url)
     if url.scheme != "https" or url.host is None:
         raise ConfigError(f"base_url: got {base_url!r}, want https://host:port")
     with connect_attested(url.host, url.port or 443, policy=policy, collateral=collateral,
-                          anchors=anchors, now=now, ca=ca, timeout=timeout) as conn:
+                          anchors=anchors, now=now, ca=ca, timeout=timeout,
+                          max_age=max_age) as conn:
         cert, appraisal = conn.certificate, conn.appraisal
     client = httpx.Client(base_url=base_url, verify=pinned_context(cert), timeout=timeout,
                           **client_kwargs)

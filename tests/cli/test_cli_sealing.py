@@ -62,8 +62,20 @@ def test_rollback_via_cli(state: Path, tmp_path: Path) -> None:
     old = sealed.read_bytes()
     src.write_bytes(b"v2")
     assert main(["seal", str(src), str(sealed), "--rollback", *common]) == 0
+    assert main(["unseal", str(sealed), str(tmp_path / "o"), "--rollback", *common]) == 0
+    # the caller declares protection: without --rollback a counter-carrying file is refused
+    assert main(["unseal", str(sealed), str(tmp_path / "o"), *common]) == 3
     sealed.write_bytes(old)
-    assert main(["unseal", str(sealed), str(tmp_path / "o"), *common]) == 8
+    assert main(["unseal", str(sealed), str(tmp_path / "o"), "--rollback", *common]) == 8
+
+
+def test_cli_unseal_with_rollback_refuses_an_unprotected_file(state: Path,
+                                                              tmp_path: Path) -> None:
+    src, sealed = tmp_path / "in", tmp_path / "in.sealed"
+    src.write_bytes(b"v1")
+    common = ["--state", str(state)]
+    assert main(["seal", str(src), str(sealed), *common]) == 0  # no counter
+    assert main(["unseal", str(sealed), str(tmp_path / "o"), "--rollback", *common]) == 8
 
 
 def test_signer_policy_and_reseal_via_cli(state: Path, tmp_path: Path) -> None:
@@ -74,10 +86,18 @@ def test_signer_policy_and_reseal_via_cli(state: Path, tmp_path: Path) -> None:
     src.write_bytes(b"weights")
     v = lambda n: ["--state", str(state), "--id-key", str(key), "--svn", str(n)]  # noqa: E731
     assert main(["seal", str(src), str(sealed), "--policy", "signer", *v(2)]) == 0
-    assert main(["unseal", str(sealed), str(tmp_path / "o3"), *v(3)]) == 0
-    assert main(["unseal", str(sealed), str(tmp_path / "o1"), *v(1)]) == 8
-    assert main(["reseal", str(sealed), "--policy", "signer", *v(3)]) == 0
-    assert main(["unseal", str(sealed), str(tmp_path / "o2"), *v(2)]) == 8
+    signer = lambda n: ["--policy", "signer", "--min-svn", str(n)]  # noqa: E731
+    assert main(["unseal", str(sealed), str(tmp_path / "o3"), *signer(2), *v(3)]) == 0
+    # the reader states its floor: by default its own SVN, so SVN-2 data is refused
+    assert main(["unseal", str(sealed), str(tmp_path / "o3"), "--policy", "signer",
+                 *v(3)]) == 8
+    assert main(["unseal", str(sealed), str(tmp_path / "o"), *v(3)]) == 8  # not measurement
+    assert main(["unseal", str(sealed), str(tmp_path / "o1"), *signer(1), *v(1)]) == 8
+    assert main(["reseal", str(sealed), "--policy", "signer", "--expect-min-svn", "2",
+                 *v(3)]) == 0
+    assert main(["unseal", str(sealed), str(tmp_path / "o2"), *signer(2), *v(2)]) == 8
+    assert main(["unseal", str(sealed), str(tmp_path / "o4"), "--policy", "signer",
+                 *v(3)]) == 0
     assert (tmp_path / "o3").read_bytes() == b"weights"
 
 

@@ -177,7 +177,7 @@ def test_ctr_without_df_needs_full_entropy_and_no_nonce() -> None:
 
 def test_low_entropy_claims_draw_more_entropy() -> None:
     src = InsecureDeterministicSourceForTests.scripted(
-        [b"e" * 64, b"n" * 32], min_entropy_per_sample=4.0
+        [bytes(range(64)), bytes(range(32))], min_entropy_per_sample=4.0
     )
     hmac_drbg(src, "SHA-256")  # 256-bit strength at 4 bits/byte: 64 + 32 bytes
     assert src.remaining_chunks == 0

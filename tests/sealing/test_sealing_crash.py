@@ -1,5 +1,8 @@
 """Crash safety: a writer SIGKILLed at any point leaves a sealed file that still opens.
 
+(A writer killed after its counter commit and before its rename leaves the new version in
+the pending file; opening the path finds it there and completes the rename.)
+
 A child process keeps resealing a multi-megabyte file (rollback-protected, so the counter
 in the emulated secure processor's persisted NV state advances with every version) while the
 parent kills it at random moments. After each kill the file at the path must open and hold
@@ -22,7 +25,7 @@ import pytest
 
 from veritee.platform.emulated.measurement import simple_guest_image
 from veritee.platform.emulated.snp import InsecureEmulatedSnpMachine
-from veritee.sealing import open_sealed
+from veritee.sealing import SealingPolicy, open_sealed
 
 CHILD = textwrap.dedent("""
     import sys
@@ -46,7 +49,7 @@ CHILD = textwrap.dedent("""
 def _digest_of(machine: InsecureEmulatedSnpMachine, path: Path) -> bytes:
     guest = machine.launch(simple_guest_image(b"K" * 4096))
     h = hashlib.sha256()
-    with open_sealed(guest, path, machine) as reader:
+    with open_sealed(guest, path, SealingPolicy.measurement(), machine) as reader:
         for chunk in reader.chunks():
             h.update(chunk)
     return h.digest()

@@ -25,6 +25,8 @@ IMAGE_B = simple_guest_image(b"B" * 4096 * 2)
 SECRET = b"the model decryption key"
 ID_KEY = ec.derive_private_key(7, ec.SECP384R1())
 OTHER_ID_KEY = ec.derive_private_key(8, ec.SECP384R1())
+M = SealingPolicy.measurement()
+S5 = SealingPolicy.signer(min_svn=5)
 
 
 def launch(machine: InsecureEmulatedSnpMachine, image: object = IMAGE_A, *,
@@ -45,15 +47,16 @@ def machine(vendor: EmulatedAmdVendor) -> InsecureEmulatedSnpMachine:
     return InsecureEmulatedSnpMachine(vendor)
 
 
-def refused(guest: EmulatedSnpGuest, blob: bytes, **kw: object) -> None:
+def refused(guest: EmulatedSnpGuest, blob: bytes, expected: SealingPolicy | None = None,
+            **kw: object) -> None:
     with pytest.raises(SealingError) as exc:
-        unseal(guest, blob, **kw)  # type: ignore[arg-type]
+        unseal(guest, blob, expected or M, **kw)  # type: ignore[arg-type]
     assert str(exc.value) == SealingError.MESSAGE  # one message: no oracle
 
 
 def test_same_workload_unseals_after_relaunch(machine: InsecureEmulatedSnpMachine) -> None:
     blob = seal(launch(machine), SECRET, SealingPolicy.measurement())
-    assert unseal(launch(machine), blob) == SECRET
+    assert unseal(launch(machine), blob, M) == SECRET
 
 
 def test_different_measurement_cannot_unseal(machine: InsecureEmulatedSnpMachine) -> None:
@@ -76,22 +79,22 @@ def test_another_chip_cannot_unseal(vendor: EmulatedAmdVendor,
 def test_signer_policy_newer_svn_can_unseal(machine: InsecureEmulatedSnpMachine) -> None:
     blob = seal(launch(machine, svn=5), SECRET, SealingPolicy.signer())
     assert inspect(blob).guest_svn == 5
-    assert unseal(launch(machine, IMAGE_B, svn=6), blob) == SECRET  # new image, same signer
+    assert unseal(launch(machine, IMAGE_B, svn=6), blob, S5) == SECRET  # new image, same signer
 
 
 def test_signer_policy_older_svn_cannot_unseal(machine: InsecureEmulatedSnpMachine) -> None:
     blob = seal(launch(machine, svn=5), SECRET, SealingPolicy.signer())
-    refused(launch(machine, svn=4), blob)
+    refused(launch(machine, svn=4), blob, S5)
 
 
 def test_signer_policy_other_signer_cannot_unseal(machine: InsecureEmulatedSnpMachine) -> None:
     blob = seal(launch(machine, svn=5), SECRET, SealingPolicy.signer())
-    refused(launch(machine, svn=9, id_key=OTHER_ID_KEY), blob)
+    refused(launch(machine, svn=9, id_key=OTHER_ID_KEY), blob, S5)
 
 
 def test_signer_policy_other_family_cannot_unseal(machine: InsecureEmulatedSnpMachine) -> None:
     blob = seal(launch(machine, svn=5), SECRET, SealingPolicy.signer())
-    refused(launch(machine, svn=5, family=b"G" * 16), blob)
+    refused(launch(machine, svn=5, family=b"G" * 16), blob, S5)
 
 
 def test_signer_policy_needs_an_id_key(machine: InsecureEmulatedSnpMachine) -> None:
@@ -106,8 +109,9 @@ def test_signer_cannot_seal_above_its_own_svn(machine: InsecureEmulatedSnpMachin
 
 def test_signer_min_svn_floor_below_own(machine: InsecureEmulatedSnpMachine) -> None:
     blob = seal(launch(machine, svn=5), SECRET, SealingPolicy.signer(min_svn=3))
-    assert unseal(launch(machine, svn=3), blob) == SECRET
-    refused(launch(machine, svn=2), blob)
+    s3 = SealingPolicy.signer(min_svn=3)
+    assert unseal(launch(machine, svn=3), blob, s3) == SECRET
+    refused(launch(machine, svn=2), blob, s3)
 
 
 def test_firmware_downgrade_cannot_unseal(machine: InsecureEmulatedSnpMachine) -> None:
@@ -120,8 +124,11 @@ def test_firmware_downgrade_cannot_unseal(machine: InsecureEmulatedSnpMachine) -
 def test_firmware_upgrade_can_unseal(machine: InsecureEmulatedSnpMachine) -> None:
     blob = seal(launch(machine), SECRET, SealingPolicy.measurement())
     old = machine.tcb
-    machine.update_firmware(replace(old, microcode=old.microcode + 1))
-    assert unseal(launch(machine), blob) == SECRET
+    machine.update_firmware(replace(old, microcode=old.microcode + 1), commit=False)
+    assert unseal(launch(machine), blob, M) == SECRET  # provisional: COMMITTED_TCB is old
+    machine.update_firmware(machine.tcb)  # SNP_COMMIT: the default floor is now the new TCB
+    refused(launch(machine), blob)
+    assert unseal(launch(machine), blob, SealingPolicy.measurement(tcb_floor=old)) == SECRET
 
 
 def test_without_tcb_binding_key_survives_any_firmware(
@@ -129,30 +136,31 @@ def test_without_tcb_binding_key_survives_any_firmware(
     blob = seal(launch(machine), SECRET, SealingPolicy.measurement(bind_tcb=False))
     old = machine.tcb
     machine.update_firmware(replace(old, snp=old.snp - 1))
-    assert unseal(launch(machine), blob) == SECRET
+    assert unseal(launch(machine), blob, SealingPolicy.measurement(bind_tcb=False)) == SECRET
 
 
 def test_vm_root_key_does_not_survive_relaunch(machine: InsecureEmulatedSnpMachine) -> None:
     guest = launch(machine)
     policy = replace(SealingPolicy.measurement(), root=RootKeySelect.VMRK)
     blob = seal(guest, SECRET, policy)
-    assert unseal(guest, blob) == SECRET
-    refused(launch(machine), blob)
+    assert unseal(guest, blob, policy) == SECRET
+    refused(launch(machine), blob, policy)
 
 
 def test_reseal_raises_the_svn_floor(machine: InsecureEmulatedSnpMachine) -> None:
     blob = seal(launch(machine, svn=3), SECRET, SealingPolicy.signer())
     upgraded = launch(machine, svn=4)
-    blob2 = reseal(upgraded, blob, SealingPolicy.signer())
+    blob2 = reseal(upgraded, blob, SealingPolicy.signer(),
+                   expected=SealingPolicy.signer(min_svn=3))
     assert inspect(blob2).guest_svn == 4
-    assert unseal(upgraded, blob2) == SECRET
-    refused(launch(machine, svn=3), blob2)
+    assert unseal(upgraded, blob2, SealingPolicy.signer()) == SECRET
+    refused(launch(machine, svn=3), blob2, SealingPolicy.signer(min_svn=3))
 
 
 def test_aad_is_bound(machine: InsecureEmulatedSnpMachine) -> None:
     guest = launch(machine)
     blob = seal(guest, SECRET, SealingPolicy.measurement(), aad=b"db/users")
-    assert unseal(guest, blob, aad=b"db/users") == SECRET
+    assert unseal(guest, blob, M, aad=b"db/users") == SECRET
     refused(guest, blob, aad=b"db/admins")
 
 

@@ -28,6 +28,7 @@ from veritee.sealing import (
 CHUNK = 1024
 STEP = CHUNK + 16
 IMAGE = simple_guest_image(b"S" * 4096)
+P = SealingPolicy.measurement()
 
 
 @pytest.fixture
@@ -43,7 +44,7 @@ def _sealed(guest: EmulatedSnpGuest, tmp_path: Path, data: bytes, name: str = "f
 
 
 def _refused_open(guest: EmulatedSnpGuest, path: Path) -> None:
-    with pytest.raises(SealingError) as exc, open_sealed(guest, path) as reader:
+    with pytest.raises(SealingError) as exc, open_sealed(guest, path, P) as reader:
         b"".join(reader.chunks())
     assert str(exc.value) == SealingError.MESSAGE
 
@@ -55,16 +56,16 @@ def test_round_trip(guest: EmulatedSnpGuest, tmp_path: Path, size: int) -> None:
     chunks = max(1, -(-size // CHUNK))  # even empty input has one (empty, last) chunk
     assert sealed.stat().st_size == HEADER_SIZE + size + 16 * chunks
     out = tmp_path / "out"
-    unseal_file(guest, sealed, out)
+    unseal_file(guest, sealed, out, P)
     assert out.read_bytes() == data
-    with open_sealed(guest, sealed) as reader:
+    with open_sealed(guest, sealed, P) as reader:
         assert reader.size == size
 
 
 def test_random_access_reads(guest: EmulatedSnpGuest, tmp_path: Path) -> None:
     data = os.urandom(5 * CHUNK + 123)
     sealed = _sealed(guest, tmp_path, data)
-    with open_sealed(guest, sealed) as reader:
+    with open_sealed(guest, sealed, P) as reader:
         for offset, length in [(0, 10), (CHUNK - 3, 6), (2 * CHUNK, CHUNK), (0, len(data)),
                                (len(data) - 5, 100), (len(data), 10), (4 * CHUNK + 7, 1)]:
             assert reader.read(offset, length) == data[offset:offset + length]
@@ -96,14 +97,14 @@ def test_truncation_detected_on_open(guest: EmulatedSnpGuest, tmp_path: Path, cu
     raw = sealed.read_bytes()
     sealed.write_bytes(raw[:-cut])
     with pytest.raises(SealingError):
-        open_sealed(guest, sealed)
+        open_sealed(guest, sealed, P)
 
 
 def test_truncation_at_chunk_boundary_detected(guest: EmulatedSnpGuest, tmp_path: Path) -> None:
     sealed = _sealed(guest, tmp_path, os.urandom(3 * CHUNK))
     sealed.write_bytes(sealed.read_bytes()[:HEADER_SIZE + 2 * STEP])
     with pytest.raises(SealingError):
-        open_sealed(guest, sealed)
+        open_sealed(guest, sealed, P)
 
 
 def test_extension_detected(guest: EmulatedSnpGuest, tmp_path: Path) -> None:
@@ -111,7 +112,7 @@ def test_extension_detected(guest: EmulatedSnpGuest, tmp_path: Path) -> None:
     raw = sealed.read_bytes()
     sealed.write_bytes(raw + raw[HEADER_SIZE:HEADER_SIZE + STEP])
     with pytest.raises(SealingError):
-        open_sealed(guest, sealed)
+        open_sealed(guest, sealed, P)
 
 
 def test_flipped_byte_in_middle_chunk_detected_when_read(guest: EmulatedSnpGuest,
@@ -121,12 +122,12 @@ def test_flipped_byte_in_middle_chunk_detected_when_read(guest: EmulatedSnpGuest
     raw = bytearray(sealed.read_bytes())
     raw[HEADER_SIZE + STEP + 5] ^= 1
     sealed.write_bytes(bytes(raw))
-    with open_sealed(guest, sealed) as reader:  # header and last chunk are fine
+    with open_sealed(guest, sealed, P) as reader:  # header and last chunk are fine
         assert reader.read(0, 10) == data[:10]
         with pytest.raises(SealingError):
             reader.read(CHUNK, 10)
     with pytest.raises(SealingError):
-        unseal_file(guest, sealed, tmp_path / "out")
+        unseal_file(guest, sealed, tmp_path / "out", P)
     assert not (tmp_path / "out").exists(), "no partial plaintext is left behind"
 
 
@@ -141,7 +142,7 @@ def test_any_header_byte_tampered_detected(guest: EmulatedSnpGuest, tmp_path: Pa
     bad = tmp_path / "bad.sealed"
     bad.write_bytes(bytes(raw))
     with pytest.raises(SealingError):
-        open_sealed(guest, bad)
+        open_sealed(guest, bad, P)
 
 
 def test_stream_is_not_accepted_as_blob_and_vice_versa(guest: EmulatedSnpGuest,
@@ -150,11 +151,11 @@ def test_stream_is_not_accepted_as_blob_and_vice_versa(guest: EmulatedSnpGuest,
 
     sealed = _sealed(guest, tmp_path, b"abc")
     with pytest.raises(SealingError):
-        unseal(guest, sealed.read_bytes())
+        unseal(guest, sealed.read_bytes(), P)
     blob = tmp_path / "blob"
     blob.write_bytes(seal(guest, b"abc", SealingPolicy.measurement()))
     with pytest.raises(SealingError):
-        open_sealed(guest, blob)
+        open_sealed(guest, blob, P)
 
 
 def test_reseal_file_in_place(vendor: EmulatedAmdVendor, tmp_path: Path) -> None:
@@ -163,10 +164,11 @@ def test_reseal_file_in_place(vendor: EmulatedAmdVendor, tmp_path: Path) -> None
     data = os.urandom(3 * CHUNK + 1)
     sealed = _sealed(guest, tmp_path, data)
     before = hashlib.sha256(sealed.read_bytes()).digest()
-    reseal_path(guest, sealed, SealingPolicy.measurement(bind_tcb=False))
+    untied = SealingPolicy.measurement(bind_tcb=False)
+    reseal_path(guest, sealed, untied, expected=P)
     assert hashlib.sha256(sealed.read_bytes()).digest() != before
     assert inspect(sealed.read_bytes()).tcb_version == 0
-    with open_sealed(guest, sealed) as reader:
+    with open_sealed(guest, sealed, untied) as reader:
         assert b"".join(reader.chunks()) == data
 
 
@@ -179,8 +181,8 @@ def test_sealed_file_with_rollback_counter(vendor: EmulatedAmdVendor, tmp_path: 
     old = dst.read_bytes()
     src.write_bytes(b"v2" * 1000)
     seal_file(guest, src, dst, SealingPolicy.measurement(), chunk_size=CHUNK, counters=machine)
-    with open_sealed(guest, dst, machine) as reader:
+    with open_sealed(guest, dst, P, machine) as reader:
         assert reader.read(0, 2) == b"v2"
     dst.write_bytes(old)
     with pytest.raises(SealingError):
-        open_sealed(guest, dst, machine)
+        open_sealed(guest, dst, P, machine)

@@ -167,11 +167,12 @@ def test_cli_kbs_get_and_audit_verify(tmp_path: Path, spawn: object,
     from veritee.cli._demo import demo_image
     from veritee.formats.sevsnp import GuestPolicy
     from veritee.platform.emulated.measurement import simple_guest_image
-    from veritee.sealing import unseal
+    from veritee.sealing import SealingPolicy, unseal
 
     guest = InsecureEmulatedSnpMachine.open(client_dir).launch(
         simple_guest_image(demo_image()), policy=GuestPolicy(smt=True))
-    assert unseal(guest, sealed.read_bytes(), aad=b"disk/key") == b"disk key 42"
+    assert unseal(guest, sealed.read_bytes(), SealingPolicy.measurement(),
+                  aad=b"disk/key") == b"disk key 42"
     r = _cli("kbs", "get", "disk/key", "--url", url, "--state", str(client_dir),
              "--out", str(out), "--debug-guest")
     assert r.returncode == 6 or r.returncode == 4, r.stderr  # refused: debug guest

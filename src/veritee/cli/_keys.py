@@ -22,7 +22,8 @@ def _store(args: argparse.Namespace) -> KeyStore:
     directory = args.store or (Path(env) if env else
                                Path.home() / ".local" / "share" / "veritee" / "keys")
     return KeyStore(directory, Sealer(work.source, SealingPolicy.measurement(),
-                                      counters=work.counters), rng=work.drbg().random_bytes)
+                                      counters=work.counters), rng=work.drbg().random_bytes,
+                    unsafe_allow_no_rollback_protection=args.unsafe_no_rollback_protection)
 
 
 def _show(args: argparse.Namespace, infos: list[KeyInfo]) -> None:
@@ -77,4 +78,7 @@ def register(add: AddCommand) -> None:
     p.add_argument("--store", type=Path, metavar="DIR", help="key store directory "
                    "(default: $VERITEE_KEYSTORE_DIR or ~/.local/share/veritee/keys)")
     p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--unsafe-no-rollback-protection", action="store_true",
+                   help="UNSAFE: run without monotonic counters (a real SEV-SNP guest has "
+                   "none); restoring old files can then revive destroyed keys")
     add_platform_args(p)

@@ -5,8 +5,10 @@ A :class:`KeyStore` lives in a directory. Each key has a name, a type, a usage p
 
 * ``rotate`` adds a version; new work (sign, encrypt, wrap) uses the newest, while every
   version still verifies, decrypts and unwraps (ciphertexts and signatures name the version);
-* ``destroy`` removes a key's material for good (and with rollback counters, an old copy of
-  the metadata cannot bring it back).
+* ``destroy`` removes a key's material for good: the metadata is rollback-protected by a
+  monotonic counter, so an old copy of it cannot bring the key back. A store refuses to
+  run without a counter source unless ``unsafe_allow_no_rollback_protection=True`` (then
+  restoring old files can undo a destroy, a rotation or a usage change).
 
 Nothing is written in the clear: key material and metadata go through a :class:`Sealer`
 (``veritee.sealing.Sealer`` binds them to the workload and platform), and every write is
@@ -32,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from veritee.errors import KeyStoreError, SealingError, VerificationError
+from veritee.errors import ConfigError, KeyStoreError, SealingError, VerificationError
 
 __all__ = ["KeyInfo", "KeyStore", "KeyType", "Sealer", "Usage"]
 
@@ -43,14 +45,23 @@ _P384_ORDER = int("ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372
 
 
 class Sealer(Protocol):
-    """How the store keeps things at rest (``veritee.sealing.Sealer`` implements it)."""
+    """How the store keeps things at rest (``veritee.sealing.Sealer`` implements it).
+
+    ``rollback=True`` must raise ConfigError when there is no counter source (``counters``
+    is None), never silently write or read without one.
+    """
+
+    @property
+    def counters(self) -> object | None:
+        """The monotonic counter source, or None (then rollback protection is impossible)."""
+        ...
 
     def seal_to_path(self, path: Path, data: bytes, *, aad: bytes = b"",
                      rollback: bool = False) -> None:
         """Seal ``data`` into ``path`` atomically."""
         ...
 
-    def unseal_path(self, path: Path, *, aad: bytes = b"") -> bytes:
+    def unseal_path(self, path: Path, *, aad: bytes = b"", rollback: bool = False) -> bytes:
         """Open what :meth:`seal_to_path` wrote; raise SealingError otherwise."""
         ...
 
@@ -147,10 +158,17 @@ class KeyStore:
     """A directory of sealed keys, used by name (see the module docstring)."""
 
     def __init__(self, directory: Path, sealer: Sealer, *,
-                 rng: Callable[[int], bytes] = os.urandom) -> None:
+                 rng: Callable[[int], bytes] = os.urandom,
+                 unsafe_allow_no_rollback_protection: bool = False) -> None:
+        if sealer.counters is None and not unsafe_allow_no_rollback_protection:
+            raise ConfigError("the key store needs monotonic counters (rollback protection): "
+                              "without them a restored copy of old metadata revives destroyed "
+                              "keys. Give the sealer counters, or pass "
+                              "unsafe_allow_no_rollback_protection=True to accept that")
         self.directory = Path(directory)
         self._sealer = sealer
         self._rng = rng
+        self._rollback = sealer.counters is not None
 
     # -- metadata ------------------------------------------------------------------------
     def _dir(self, name: str) -> Path:
@@ -169,7 +187,8 @@ class KeyStore:
         if not meta.exists():
             raise KeyStoreError("unknown-key", f"no key named {name!r} in {self.directory}")
         try:
-            data = self._sealer.unseal_path(meta, aad=self._aad(name, "meta"))
+            data = self._sealer.unseal_path(meta, aad=self._aad(name, "meta"),
+                                            rollback=self._rollback)
         except SealingError:
             raise KeyStoreError("locked", f"key {name!r} in {self.directory} cannot be opened "
                                 "by this workload on this platform (another measurement, "
@@ -179,7 +198,7 @@ class KeyStore:
     def _write_info(self, info: KeyInfo) -> None:
         self._sealer.seal_to_path(self._dir(info.name) / "meta.sealed",
                                   json.dumps(info.to_dict()).encode(),
-                                  aad=self._aad(info.name, "meta"), rollback=True)
+                                  aad=self._aad(info.name, "meta"), rollback=self._rollback)
 
     def entries(self) -> list[KeyInfo]:
         """Every key in the store (keys this workload cannot open are reported as locked)."""

@@ -36,6 +36,7 @@ import hashlib
 import math
 import os
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -917,6 +918,14 @@ class Drbg:
     :class:`EntropyHealthError` until :meth:`reseed` succeeds from a healthy source (the same
     source after ``reset()``, or another one passed to :meth:`reseed`).
 
+    Beyond section 9 (issue 16): ``prediction_resistance=True`` makes *every* generate reseed
+    (including :meth:`random_bytes`), so a source that dies after seeding is noticed at the
+    next request; a DRBG used in a process forked from the one that instantiated it reseeds
+    first, with the new process id as additional input, so parent and child never share
+    output; and every (re)seed input from a source that is not a
+    :class:`HealthTestedSource` goes through a gross-failure check (a run of identical
+    samples at alpha = 2^-40, or the same input as last time), halting the DRBG on failure.
+
     ``entropy_input_bytes`` overrides how many bytes are requested per (re)seed; by default
     ``ceil(security_strength / H)`` bytes (section 8.6.5: entropy_input carries at least
     security_strength bits of min-entropy), or exactly seedlen for CTR_DRBG without a df
@@ -947,11 +956,14 @@ class Drbg:
         self._entropy_override = entropy_input_bytes
         self._halted: EntropyHealthError | None = None
         self._instantiated = False
+        self._last_input: bytes | None = None  # digest of the last entropy input
+        self._pid = os.getpid()
         strength = mechanism.security_strength
         inputs = self._inputs(source)
         # 9.1 step 6: entropy_input; step 8: nonce (8.6.7: >= security_strength/2 bits of
         # entropy); CTR_DRBG without a df takes no nonce (10.2.1.3.1).
         entropy = self._read(source, inputs.entropy_bytes)
+        self._check_input(source, entropy)
         if nonce is None:
             nonce = b"" if self._no_df else self._read(source, inputs.nonce_bytes)
         elif self._no_df and nonce:
@@ -959,6 +971,7 @@ class Drbg:
         mechanism.instantiate(entropy, nonce, personalization)
         self._instantiated = True
         self.security_strength = strength
+        _LIVE.add(self)
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -979,6 +992,30 @@ class Drbg:
         if len(data) != n:
             raise PlatformError(f"{source.name}: short entropy read ({len(data)} of {n})")
         return data
+
+    def _check_input(self, source: EntropySource, entropy: bytes) -> None:
+        """Gross-failure test of an entropy input from a source with no health tests of its
+        own (a :class:`HealthTestedSource` already ran SP 800-90B 4.4 on every sample)."""
+        if isinstance(source, HealthTestedSource):
+            return
+        cutoff = rct_cutoff(source.min_entropy_per_sample, _INPUT_ALPHA_LOG2)
+        run, prev = 0, -1
+        for x in entropy:
+            run = run + 1 if x == prev else 1
+            prev = x
+            if run >= cutoff:
+                raise self._halt(EntropyHealthError(
+                    source.name, "RCT", f"sample value 0x{x:02x} repeated {run} times in one "
+                    f"entropy input (cutoff {cutoff})", cutoff=cutoff, value=x))
+        digest = hashlib.sha256(entropy).digest()
+        if digest == self._last_input:
+            raise self._halt(EntropyHealthError(
+                source.name, "REPEAT", "the entropy input repeats the previous one"))
+        self._last_input = digest
+
+    def _halt(self, exc: EntropyHealthError) -> EntropyHealthError:
+        self._halted = exc
+        return exc
 
     def _check_usable(self) -> None:
         if not self._instantiated:
@@ -1007,6 +1044,7 @@ class Drbg:
         except EntropyHealthError as exc:
             self._halted = exc
             raise
+        self._check_input(source, entropy)
         self._mech.reseed(entropy, additional_input)
         self._source = source
         self._halted = None
@@ -1054,15 +1092,30 @@ class Drbg:
             self._reseed_locked(additional_input, src)
 
     def generate(
-        self, n: int, additional_input: bytes = b"", *, prediction_resistance: bool = False
+        self, n: int, additional_input: bytes = b"", *, prediction_resistance: bool | None = None
     ) -> bytes:
-        """SP 800-90A 9.3.1: ``n`` pseudorandom bytes (at most 2^19 bits per request)."""
+        """SP 800-90A 9.3.1: ``n`` pseudorandom bytes (at most 2^19 bits per request).
+
+        ``prediction_resistance`` defaults to the instance's flag, so a DRBG instantiated
+        with prediction resistance reseeds before every request unless a caller explicitly
+        passes False for one request.
+        """
         if not 0 <= n <= MAX_BYTES_PER_REQUEST:
             raise ValueError(f"request of {n} bytes outside 0..{MAX_BYTES_PER_REQUEST} (2^19 bits)")
         if len(additional_input) > _MAX_INPUT_BYTES:
             raise ValueError("additional input longer than 2^35 bits (9.3.1 step 4)")
+        if prediction_resistance is None:
+            prediction_resistance = self.prediction_resistance
         with self._lock:
             self._check_usable()
+            pid = os.getpid()
+            if pid != self._pid:
+                # A forked child holds a copy of the parent's state: reseed, with the new PID
+                # as additional input so outputs differ even if the source repeats itself.
+                self._check_health()
+                self._reseed_locked(b"veritee-drbg-fork" + pid.to_bytes(8, "little"),
+                                    self._source)
+                self._pid = pid
             if prediction_resistance and not self.prediction_resistance:
                 # 9.3.1 step 5: PR requested from an instantiation that does not support it.
                 raise DrbgStateError(f"{self.name} was instantiated without prediction resistance")
@@ -1088,6 +1141,25 @@ class Drbg:
         with self._lock:
             self._mech.wipe()
             self._instantiated = False
+
+
+# Instances alive in this process, so a fork child can replace locks a parent thread held.
+_LIVE: weakref.WeakSet[Drbg] = weakref.WeakSet()
+# The in-DRBG check on raw inputs is only a gross-failure detector (stuck-at sources): a much
+# smaller alpha than SP 800-90B's 2^-20 keeps false alarms negligible on short inputs.
+_INPUT_ALPHA_LOG2 = 40
+
+
+def _after_fork_in_child() -> None:
+    # A lock another parent thread held at fork() is held forever in the child: replace it.
+    for drbg in list(_LIVE):
+        drbg._lock = threading.Lock()
+        if isinstance(drbg._source, HealthTestedSource):
+            drbg._source._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class DrbgOptions(TypedDict, total=False):

@@ -3,6 +3,8 @@
 Every sealed blob and sealed file starts with this 112-byte header (little-endian integers).
 It is stored in the clear, so ``veritee seal --inspect`` can show it without the key, and it is
 authenticated: the whole header is part of the AEAD associated data of every ciphertext.
+Authenticated is not trusted: whoever sealed chose these fields, so a reader compares them
+with the policy it expects (``veritee.sealing.SealingPolicy.check``) before using them.
 
 ======  ====  ===========================================================================
 offset  size  field

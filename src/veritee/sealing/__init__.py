@@ -5,17 +5,20 @@ real hardware via ``/dev/sev-guest``, or the emulated secure processor) from the
 and the guest fields the :class:`SealingPolicy` selects. The header records those selections
 and is authenticated, so a tampered header only yields another key.
 
-Every unseal failure raises one :class:`~veritee.errors.SealingError` with one message,
-whatever the cause (wrong chip, wrong measurement, lower SVN, tampered or truncated data,
-rollback): the error is not an oracle.
+Every unseal takes the policy the *reader* expects and refuses a header weaker than it
+(the header is written by whoever sealed: it cannot vouch for itself). Every unseal failure
+raises one :class:`~veritee.errors.SealingError` with one message, whatever the cause (wrong
+chip, wrong measurement, lower SVN, weaker header, tampered or truncated data, rollback): the
+error is not an oracle.
 
 ::
 
-    blob = seal(guest, b"secret", SealingPolicy.measurement())
-    assert unseal(guest, blob) == b"secret"
-    seal_to_path(guest, Path("db.key.sealed"), key, SealingPolicy.signer(), counters=machine)
-    seal_file(guest, Path("model.bin"), Path("model.sealed"), SealingPolicy.measurement())
-    with open_sealed(guest, Path("model.sealed")) as f: f.read(offset, length)
+    policy = SealingPolicy.measurement()
+    blob = seal(guest, b"secret", policy)
+    assert unseal(guest, blob, policy) == b"secret"      # the reader states what it expects
+    seal_to_path(guest, Path("db.key.sealed"), key, policy, counters=machine)
+    seal_file(guest, Path("model.bin"), Path("model.sealed"), policy)
+    with open_sealed(guest, Path("model.sealed"), policy) as f: f.read(offset, length)
 """
 
 from __future__ import annotations
@@ -26,20 +29,23 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from veritee._fs import atomic_write
-from veritee.errors import SealingError
-from veritee.formats.sealed import HEADER_SIZE, SealedHeader, SealKind
+from veritee.errors import ConfigError, SealingError
+from veritee.formats.sealed import HEADER_SIZE, SealedHeader, SealKind, SealPolicyKind
 from veritee.sealing._core import (
     KeySource,
     MonotonicCounters,
     RollbackSlot,
     SealingPolicy,
     check_rollback,
+    complete_publish,
+    counter_id_for,
     data_key,
     header_for,
     no_oracle,
     own_report,
-    request_from_header,
+    pending_path,
+    publish,
+    reader_key,
     with_counter,
 )
 from veritee.sealing.stream import (
@@ -57,6 +63,7 @@ __all__ = [
     "SealedHeader",
     "Sealer",
     "SealingPolicy",
+    "counter_id_for",
     "inspect",
     "open_sealed",
     "reseal",
@@ -91,89 +98,127 @@ def seal(source: KeySource, data: bytes, policy: SealingPolicy, *, aad: bytes = 
          counters: MonotonicCounters | None = None, counter_id: bytes | None = None) -> bytes:
     """Seal ``data`` so that only workloads ``policy`` names can unseal it.
 
-    With ``counters`` the seal is a new version of ``counter_id`` (a new counter when None)
-    and the counter advances at once, so every earlier version is refused from now on.
-    Prefer :func:`seal_to_path`, which advances only once the new version is durable.
+    With ``counters`` the seal is a new version of ``counter_id`` (the caller's declared id,
+    created on first use; a new random counter when None) and becomes the current version at
+    once, so every earlier version is refused from now on. Prefer :func:`seal_to_path`,
+    which commits only once the new version is durable.
     """
-    slot = RollbackSlot.next_for(counters, counter_id) if counters is not None else None
+    slot = (RollbackSlot.next_for(counters, counter_id, declared=counter_id is not None)
+            if counters is not None else None)
     blob = _seal(source, data, policy, aad, slot)
     if slot is not None:
         slot.commit()
     return blob
 
 
-def unseal(source: KeySource, blob: bytes, *, aad: bytes = b"",
-           counters: MonotonicCounters | None = None) -> bytes:
-    """Open a sealed blob, or raise the one :class:`SealingError`."""
+def unseal(source: KeySource, blob: bytes, policy: SealingPolicy, *, aad: bytes = b"",
+           counters: MonotonicCounters | None = None,
+           counter_id: bytes | None = None) -> bytes:
+    """Open a sealed blob, or raise the one :class:`SealingError`.
+
+    ``policy`` is what the *reader* expects (:meth:`SealingPolicy.check`): a blob whose
+    header is weaker in any way (another policy kind, a field not selected, another VMPL, an
+    SVN or TCB below the floors) is refused even though its key derives. ``counters``
+    declares the blob rollback-protected: it must then carry exactly the committed version
+    (of ``counter_id``, when the caller declares which counter guards it).
+    """
     with no_oracle():
         header = SealedHeader.from_bytes(blob)
         if header.kind is not SealKind.BLOB:
             raise SealingError()
-        roll_forward = check_rollback(header, counters)
-        key = data_key(source.derived_key(request_from_header(header)), header, _LABEL)
-        data = AESGCM(key).decrypt(header.nonce, blob[HEADER_SIZE:],
-                                   blob[:HEADER_SIZE] + aad)
-        roll_forward()
-        return data
+        check_rollback(header, counters, counter_id)
+        key = data_key(reader_key(source, header, policy), header, _LABEL)
+        return AESGCM(key).decrypt(header.nonce, blob[HEADER_SIZE:], blob[:HEADER_SIZE] + aad)
 
 
-def reseal(source: KeySource, blob: bytes, policy: SealingPolicy, *, aad: bytes = b"",
-           counters: MonotonicCounters | None = None) -> bytes:
-    """Move sealed data to a new policy (e.g. a raised SVN floor) in one step."""
-    data = unseal(source, blob, aad=aad, counters=counters)
-    old = SealedHeader.from_bytes(blob)
-    cid = old.counter_id if old.rollback_protected else None
+def reseal(source: KeySource, blob: bytes, policy: SealingPolicy, *, expected: SealingPolicy,
+           aad: bytes = b"", counters: MonotonicCounters | None = None,
+           counter_id: bytes | None = None) -> bytes:
+    """Move sealed data that meets ``expected`` to ``policy`` (e.g. a raised SVN floor)."""
+    data = unseal(source, blob, expected, aad=aad, counters=counters, counter_id=counter_id)
+    if counters is None:
+        return seal(source, data, policy, aad=aad)
+    cid = counter_id or SealedHeader.from_bytes(blob).counter_id
     return seal(source, data, policy, aad=aad, counters=counters, counter_id=cid)
 
 
 def seal_to_path(source: KeySource, path: Path, data: bytes, policy: SealingPolicy, *,
-                 aad: bytes = b"", counters: MonotonicCounters | None = None) -> None:
+                 aad: bytes = b"", counters: MonotonicCounters | None = None,
+                 counter_id: bytes | None = None) -> None:
     """Seal ``data`` into ``path`` atomically (temp file, fsync, rename, directory fsync).
 
-    With ``counters``, the new file is a new version of the file it replaces: the counter
-    advances only after the rename, so a crash at any point leaves a file that opens.
+    With ``counters``, the new file is a new version of the file it replaces, committed in
+    the counter before it becomes visible (:func:`~veritee.sealing._core.publish`): from the
+    commit on, only the new version opens; a crash before it leaves the old version.
+    ``counter_id`` declares the path's counter (see :func:`counter_id_for`); without it the
+    counter named by the file being replaced is continued (a new one if there is none).
     """
     path = Path(path)
-    slot = (RollbackSlot.next_for(counters, existing_counter(path))
+    slot = (RollbackSlot.next_for(counters, counter_id or existing_counter(path),
+                                  declared=counter_id is not None)
             if counters is not None else None)
-    atomic_write(path, _seal(source, data, policy, aad, slot))
-    if slot is not None:
-        slot.commit()
+    blob = _seal(source, data, policy, aad, slot)
+    publish(path, lambda fh: fh.write(blob), slot)
 
 
-def unseal_path(source: KeySource, path: Path, *, aad: bytes = b"",
-                counters: MonotonicCounters | None = None) -> bytes:
-    """Read and unseal a blob written by :func:`seal_to_path`."""
-    with no_oracle():
-        blob = Path(path).read_bytes()
-    return unseal(source, blob, aad=aad, counters=counters)
+def unseal_path(source: KeySource, path: Path, policy: SealingPolicy, *, aad: bytes = b"",
+                counters: MonotonicCounters | None = None,
+                counter_id: bytes | None = None) -> bytes:
+    """Read and unseal a blob written by :func:`seal_to_path` (``policy``, ``counters``: as
+    for :func:`unseal`). A version committed by a writer that crashed before its rename is
+    found in the pending file, and the rename is completed."""
+    path = Path(path)
+    try:
+        with no_oracle():
+            blob = path.read_bytes()
+        return unseal(source, blob, policy, aad=aad, counters=counters, counter_id=counter_id)
+    except SealingError:
+        if counters is None:
+            raise
+        pending = pending_path(path)
+        with no_oracle():
+            staged = pending.read_bytes()
+        data = unseal(source, staged, policy, aad=aad, counters=counters,
+                      counter_id=counter_id)
+        complete_publish(pending, path)
+        return data
 
 
-def reseal_path(source: KeySource, path: Path, policy: SealingPolicy, *, aad: bytes = b"",
-                counters: MonotonicCounters | None = None) -> None:
-    """Reseal the blob or sealed file at ``path`` under ``policy``, atomically in place."""
+def reseal_path(source: KeySource, path: Path, policy: SealingPolicy, *,
+                expected: SealingPolicy, aad: bytes = b"",
+                counters: MonotonicCounters | None = None,
+                counter_id: bytes | None = None) -> None:
+    """Reseal the blob or sealed file at ``path`` (which must meet ``expected``) under
+    ``policy``, atomically in place."""
     path = Path(path)
     with no_oracle(), path.open("rb") as fh:
         header = SealedHeader.from_bytes(fh.read(HEADER_SIZE))
     if header.kind is SealKind.STREAM:
         from veritee.sealing.stream import reseal_file
 
-        reseal_file(source, path, policy, counters=counters)
+        reseal_file(source, path, policy, expected=expected, counters=counters,
+                    counter_id=counter_id)
         return
-    seal_to_path(source, path, unseal_path(source, path, aad=aad, counters=counters), policy,
-                 aad=aad, counters=counters)
+    data = unseal_path(source, path, expected, aad=aad, counters=counters, counter_id=counter_id)
+    seal_to_path(source, path, data, policy, aad=aad, counters=counters, counter_id=counter_id)
 
 
 @dataclass(frozen=True)
 class Sealer:
     """Sealing bound to one workload and policy: what a key store or service holds.
 
-    ``counters`` (optional) adds rollback protection to :meth:`seal_to_path`.
+    ``policy`` is both how new data is sealed and what reading expects (so a signer policy
+    that must survive upgrades states its ``min_svn``). ``counters`` makes
+    ``rollback=True`` possible; asking for rollback protection without them raises. A
+    rollback-protected path is guarded by a counter the Sealer declares itself
+    (:func:`counter_id_for` of ``counter_namespace`` and the absolute path; the namespace
+    defaults to the workload identity the policy binds), never by the id in the file.
     """
 
     source: KeySource
     policy: SealingPolicy
     counters: MonotonicCounters | None = None
+    counter_namespace: bytes | None = None
 
     def seal(self, data: bytes, *, aad: bytes = b"") -> bytes:
         """Seal a blob (no rollback counter: the caller decides where it lives)."""
@@ -181,14 +226,38 @@ class Sealer:
 
     def unseal(self, blob: bytes, *, aad: bytes = b"") -> bytes:
         """Open a blob sealed by :meth:`seal`."""
-        return unseal(self.source, blob, aad=aad)
+        return unseal(self.source, blob, self.policy, aad=aad)
+
+    def _counters(self, rollback: bool) -> MonotonicCounters | None:
+        if not rollback:
+            return None
+        if self.counters is None:
+            raise ConfigError("rollback protection was asked for, but this Sealer has no "
+                              "monotonic counters (MonotonicCounters): refusing to write or "
+                              "read without it")
+        return self.counters
+
+    def counter_for(self, path: Path) -> bytes:
+        """The counter id this Sealer declares for a rollback-protected ``path``."""
+        namespace = self.counter_namespace
+        if namespace is None:
+            own = own_report(self.source)
+            if self.policy.kind is SealPolicyKind.MEASUREMENT:
+                namespace = b"measurement:" + own.measurement
+            else:  # the state survives upgrades: the signer and family, not the image
+                namespace = (b"signer:" + own.author_key_digest + own.id_key_digest
+                             + own.family_id)
+        return counter_id_for(namespace, str(Path(path).resolve()))
 
     def seal_to_path(self, path: Path, data: bytes, *, aad: bytes = b"",
                      rollback: bool = False) -> None:
         """Seal atomically into ``path`` (a new rollback-protected version if asked)."""
-        seal_to_path(self.source, path, data, self.policy, aad=aad,
-                     counters=self.counters if rollback else None)
+        counters = self._counters(rollback)
+        seal_to_path(self.source, path, data, self.policy, aad=aad, counters=counters,
+                     counter_id=self.counter_for(path) if counters is not None else None)
 
-    def unseal_path(self, path: Path, *, aad: bytes = b"") -> bytes:
-        """Open a file written by :meth:`seal_to_path`."""
-        return unseal_path(self.source, path, aad=aad, counters=self.counters)
+    def unseal_path(self, path: Path, *, aad: bytes = b"", rollback: bool = False) -> bytes:
+        """Open a file written by :meth:`seal_to_path` (with the same ``rollback``)."""
+        counters = self._counters(rollback)
+        return unseal_path(self.source, path, self.policy, aad=aad, counters=counters,
+                           counter_id=self.counter_for(path) if counters is not None else None)

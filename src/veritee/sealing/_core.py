@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import BinaryIO, Protocol, runtime_checkable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from veritee._fs import atomic_open, fsync_dir
 from veritee.errors import ConfigError, FormatError, PlatformError, SealingError
 from veritee.formats.sealed import SealedHeader, SealKind, SealPolicyKind
 from veritee.formats.sevsnp import (
@@ -50,8 +54,11 @@ class MonotonicCounters(Protocol):
     """Monotonic counters kept outside the sealed data: in the secure processor's NV state
     (emulated) or an external counter service. Values only ever go up."""
 
-    def counter_create(self) -> bytes:
-        """Allocate a counter at 0; return its 16-byte id."""
+    def counter_create(self, counter_id: bytes | None = None) -> bytes:
+        """Allocate a counter at 0 under a fresh random 16-byte id; or, given
+        ``counter_id`` (a caller-declared id, like a TPM NV index the caller picks), make
+        sure that counter exists (created at 0 if absent, left as it is otherwise). Return
+        the id."""
         ...
 
     def counter_read(self, counter_id: bytes) -> int:
@@ -76,6 +83,13 @@ class SealingPolicy:
 
     ``bind_tcb`` mixes in a TCB floor (``tcb_floor``, default: the sealer's current TCB):
     firmware at that TCB or newer can unseal, a downgraded one cannot.
+
+    The same object is what a *reader* expects (:meth:`check`): the header's policy kind and
+    root must match, every field the policy binds must be selected, the VMPL must be the
+    reader's own, and GUEST_SVN and TCB must be at or above the reader's floors
+    (``min_svn``, default the reader's own SVN; ``tcb_floor``, default the reader's
+    COMMITTED_TCB). The header is written by whoever sealed, so it is never trusted to say
+    how strong its own key is.
     """
 
     kind: SealPolicyKind
@@ -101,6 +115,46 @@ class SealingPolicy:
             raise ConfigError(f"min_svn: got {min_svn}, want 0..2**32-1")
         return cls(SealPolicyKind.SIGNER, min_svn=min_svn, bind_tcb=bind_tcb,
                    tcb_floor=tcb_floor, bind_image_id=bind_image_id)
+
+    def required_fields(self) -> GuestFieldSelect:
+        """The GUEST_FIELD_SELECT bits a seal must select to satisfy this policy."""
+        sel = GuestFieldSelect(0)
+        if self.bind_guest_policy:
+            sel |= GuestFieldSelect.GUEST_POLICY
+        if self.kind is SealPolicyKind.MEASUREMENT:
+            sel |= GuestFieldSelect.MEASUREMENT
+        else:
+            sel |= GuestFieldSelect.FAMILY_ID | GuestFieldSelect.GUEST_SVN
+            if self.bind_image_id:
+                sel |= GuestFieldSelect.IMAGE_ID
+        if self.bind_tcb:
+            sel |= GuestFieldSelect.TCB_VERSION
+        return sel
+
+    def check(self, header: SealedHeader, own: AttestationReport) -> None:
+        """Refuse (the one SealingError) a header weaker than this policy, for the reader
+        ``own``. The firmware enforces only that the reader *can* derive the header's key;
+        this enforces that the key is one only the intended workloads can derive."""
+        if header.policy is not self.kind or header.root_key_select != int(self.root):
+            raise SealingError()
+        required = int(self.required_fields())
+        if header.guest_field_select & required != required:
+            raise SealingError()  # e.g. "measurement" selecting no field: any guest's key
+        if header.vmpl != own.vmpl:
+            raise SealingError()  # a less privileged VMPL derives its own keys
+        if self.kind is SealPolicyKind.SIGNER:
+            if not any(own.author_key_digest) and not any(own.id_key_digest):
+                raise SealingError()  # unsigned readers share the all-zero "signer"
+            floor = own.guest_svn if self.min_svn is None else self.min_svn
+            if header.guest_svn < floor:
+                raise SealingError()  # an older (vulnerable) release wrote it
+        if self.bind_tcb:
+            floor_tcb = self.tcb_floor or own.committed_tcb
+            got = TcbVersion.from_u64(header.tcb_version, own.tcb_layout,
+                                      structure="SEALED_HEADER", offset=0x18)
+            want = floor_tcb.components()
+            if any(got.components().get(k, -1) < v for k, v in want.items()):
+                raise SealingError()  # sealed under firmware below the reader's floor
 
     def key_request(self, own: AttestationReport) -> MsgKeyReq:
         """The MSG_KEY_REQ that derives this policy's key for the workload that ``own`` is."""
@@ -164,45 +218,151 @@ def own_report(source: KeySource) -> AttestationReport:
     return AttestationReport.from_bytes(source.attestation_report(bytes(64)))
 
 
+def reader_key(source: KeySource, header: SealedHeader, expected: SealingPolicy) -> bytes:
+    """The derived key for ``header``, once the header meets the reader's ``expected`` policy
+    (raises the one SealingError otherwise). Call inside :func:`no_oracle`."""
+    expected.check(header, own_report(source))
+    return source.derived_key(request_from_header(header))
+
+
+# A rollback counter holds two 32-bit halves, so one monotonic value records both:
+#   bits 63..32  RESERVED  the last version number handed to a writer (never reused)
+#   bits 31..0   COMMITTED the version that is current (the only one that opens)
+# Reserving raises the high half, committing raises the low half to it: the value only
+# grows. A write that never committed burned its number, so its file can never match.
+_HALF = 32
+_LOW = (1 << _HALF) - 1
+
+
+def _halves(value: int) -> tuple[int, int]:
+    committed = value & _LOW
+    return max(value >> _HALF, committed), committed
+
+
+def committed_version(counters: MonotonicCounters, counter_id: bytes) -> int:
+    """The version of ``counter_id`` that is current (the only one that opens)."""
+    return _halves(counters.counter_read(counter_id))[1]
+
+
 @dataclass(frozen=True)
 class RollbackSlot:
-    """A monotonic counter and the value a seal in progress will write."""
+    """A reserved version number of a monotonic counter, for one seal in progress."""
 
     counters: MonotonicCounters
     counter_id: bytes
     value: int
 
     @classmethod
-    def next_for(cls, counters: MonotonicCounters, counter_id: bytes | None) -> RollbackSlot:
-        """The next version for ``counter_id`` (a new counter when ``None``)."""
-        cid = counter_id if counter_id is not None else counters.counter_create()
-        return cls(counters, cid, counters.counter_read(cid) + 1)
+    def next_for(cls, counters: MonotonicCounters, counter_id: bytes | None, *,
+                 declared: bool = False) -> RollbackSlot:
+        """Reserve the next version of ``counter_id`` (a new counter when ``None``; with
+        ``declared``, the caller's own id, created on first use).
+
+        The reservation is recorded in the counter at once, so this number is never handed
+        out again, whether or not this write completes.
+        """
+        if declared:
+            if counter_id is None or len(counter_id) != 16 or not any(counter_id):
+                raise ConfigError("counter_id: want 16 bytes, not all zero")
+            cid = counters.counter_create(counter_id)
+        else:
+            cid = counter_id if counter_id is not None else counters.counter_create()
+        reserved, committed = _halves(counters.counter_read(cid))
+        value = reserved + 1
+        if value > _LOW:
+            raise ConfigError("rollback counter exhausted (2**32 versions)")
+        counters.counter_advance(cid, value << _HALF | committed)
+        return cls(counters, cid, value)
 
     def commit(self) -> None:
-        """Record that this version is now the newest: older ones are refused from now on."""
-        self.counters.counter_advance(self.counter_id, self.value)
+        """Make this version the current one: every other version is refused from now on."""
+        self.counters.counter_advance(self.counter_id, self.value << _HALF | self.value)
+
+    def burn(self) -> None:
+        """Make no version current (after a failed publish): integrity over availability."""
+        dead = self.value + 1
+        self.counters.counter_advance(self.counter_id, dead << _HALF | dead)
 
 
-def check_rollback(header: SealedHeader,
-                   counters: MonotonicCounters | None) -> Callable[[], object]:
-    """Check a seal's version against its counter; return the roll-forward to run after the
-    payload authenticated.
+def counter_id_for(namespace: bytes, name: str) -> bytes:
+    """A caller-declared counter id: SHA-256 over a label, ``namespace`` (e.g. the
+    workload's identity) and ``name`` (e.g. the absolute path), cut to 16 bytes."""
+    h = hashlib.sha256(b"veritee-rollback-counter-v1\0" + namespace + b"\0" + name.encode())
+    return h.digest()[:16]
 
-    The version is accepted when it equals the counter, or is exactly one ahead: a writer that
-    crashed between renaming the new file into place and advancing the counter left the
-    newest data with an un-advanced counter, and that data must still open (crash safety);
-    opening it completes the advance. Anything older is a rollback and is refused.
+
+def check_rollback(header: SealedHeader, counters: MonotonicCounters | None,
+                   counter_id: bytes | None = None) -> None:
+    """Refuse a version that is not exactly the counter's committed one.
+
+    ``counters`` is the caller's declaration that the object is rollback-protected: then
+    the header must carry a counter and exactly its committed version (anything else is an
+    older, a failed or an unprotected copy). Without ``counters`` a header that carries a
+    counter is refused too: its freshness cannot be checked. ``counter_id`` declares *which*
+    counter: without it the header names its own counter, so a copy made under a counter
+    the writer later abandoned (the host deleted the file before a write) would still match
+    its old counter.
     """
-    if not header.rollback_protected:
-        return lambda: None
     if counters is None:
+        if header.rollback_protected:
+            raise SealingError()
+        return
+    if not header.rollback_protected:
         raise SealingError()
-    current = counters.counter_read(header.counter_id)
-    if header.counter_value == current:
-        return lambda: None
-    if header.counter_value == current + 1:
-        return lambda: counters.counter_advance(header.counter_id, header.counter_value)
-    raise SealingError()
+    if counter_id is not None and header.counter_id != counter_id:
+        raise SealingError()
+    if header.counter_value != committed_version(counters, header.counter_id):
+        raise SealingError()
+
+
+def pending_path(path: Path) -> Path:
+    """Where a rollback-protected write stages its new version before committing it."""
+    return path.with_name(f".{path.name}.pending")
+
+
+def publish(path: Path, write: Callable[[BinaryIO], object],
+            slot: RollbackSlot | None) -> None:
+    """Write a new version of ``path`` crash-safely.
+
+    Without ``slot``: ``write`` fills a temp file that is renamed over ``path``. With a
+    slot (rollback protection): ``write`` fills the pending file (fsynced), the counter
+    commits the new version (the commit point: the old file is refused from here on), then
+    the pending file is renamed over ``path``. A crash after the commit leaves the committed
+    version in the pending file, and the next open completes the rename; a write that fails
+    before the commit leaves a burned version number that never opens; a rename that fails
+    after the commit burns the counter, so the caller that saw the error never sees that
+    data accepted later (the path then opens nothing: availability, never integrity).
+    """
+    path = Path(path)
+    if slot is None:
+        with atomic_open(path) as fh:
+            write(fh)
+        return
+    pending = pending_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with atomic_open(pending) as fh:
+            write(fh)
+    except BaseException:
+        with suppress(OSError):
+            pending.unlink()
+        raise
+    slot.commit()
+    try:
+        os.replace(pending, path)
+        fsync_dir(path.parent)
+    except OSError:
+        slot.burn()
+        with suppress(OSError):
+            pending.unlink()
+        raise
+
+
+def complete_publish(pending: Path, path: Path) -> None:
+    """Finish a committed write whose rename a crash interrupted (best effort)."""
+    with suppress(OSError):
+        os.replace(pending, path)
+        fsync_dir(path.parent)
 
 
 @contextmanager

@@ -33,11 +33,14 @@ from veritee.sealing._core import (
     RollbackSlot,
     SealingPolicy,
     check_rollback,
+    complete_publish,
     data_key,
     header_for,
     no_oracle,
     own_report,
-    request_from_header,
+    pending_path,
+    publish,
+    reader_key,
     with_counter,
 )
 
@@ -79,75 +82,86 @@ def _with_last(chunks: Iterable[bytes]) -> Iterator[tuple[bytes, bool]]:
 
 
 def existing_counter(path: Path) -> bytes | None:
-    """The rollback counter id of the sealed file at ``path`` (a new version keeps it)."""
-    try:
-        with path.open("rb") as fh:
-            header = SealedHeader.from_bytes(fh.read(HEADER_SIZE))
-    except (OSError, FormatError):
-        return None
-    return header.counter_id if header.rollback_protected else None
+    """The rollback counter id of the sealed file at ``path`` (a new version keeps it), or of
+    its pending version when a crash interrupted the rename."""
+    for candidate in (path, pending_path(path)):
+        try:
+            with candidate.open("rb") as fh:
+                header = SealedHeader.from_bytes(fh.read(HEADER_SIZE))
+        except (OSError, FormatError):
+            continue
+        if header.rollback_protected:
+            return header.counter_id
+    return None
 
 
 def _seal_chunks(source: KeySource, chunks: Iterable[bytes], dst: Path, policy: SealingPolicy,
-                 *, chunk_size: int, counters: MonotonicCounters | None) -> None:
+                 *, chunk_size: int, counters: MonotonicCounters | None,
+                 counter_id: bytes | None) -> None:
     if not 1 <= chunk_size <= 1 << 30:
         raise ConfigError(f"chunk_size: got {chunk_size}, want 1..2**30")
     request = policy.key_request(own_report(source))
-    slot = RollbackSlot.next_for(counters, existing_counter(dst)) if counters else None
+    slot = (RollbackSlot.next_for(counters, counter_id or existing_counter(dst),
+                                  declared=counter_id is not None)
+            if counters is not None else None)
     header = with_counter(header_for(request, policy.kind, SealKind.STREAM,
                                      salt=os.urandom(32), nonce=os.urandom(7) + bytes(5),
                                      chunk_size=chunk_size), slot)
     raw = header.to_bytes()
     aead = AESGCM(data_key(source.derived_key(request), header, _LABEL))
     prefix = header.nonce[:7]
-    with atomic_open(dst) as out:
+
+    def write(out: BinaryIO) -> None:
         out.write(raw)
         for index, (chunk, last) in enumerate(_with_last(chunks)):
             if index >= _MAX_CHUNKS:
                 raise ConfigError("input too large for this chunk size (2**32 chunks)")
             out.write(aead.encrypt(_nonce(prefix, index, last), chunk, _aad(raw, index, last)))
-    if slot is not None:
-        slot.commit()  # only once the new version is durable: see check_rollback
+
+    publish(dst, write, slot)  # commits only once the new version is durable
 
 
 def seal_file(source: KeySource, src: Path, dst: Path, policy: SealingPolicy, *,
               chunk_size: int = DEFAULT_CHUNK_SIZE,
-              counters: MonotonicCounters | None = None) -> None:
-    """Seal the file ``src`` into ``dst`` (atomically), streaming: memory is O(chunk_size)."""
+              counters: MonotonicCounters | None = None,
+              counter_id: bytes | None = None) -> None:
+    """Seal the file ``src`` into ``dst`` (atomically), streaming: memory is O(chunk_size).
+    ``counters`` / ``counter_id``: as for :func:`~veritee.sealing.seal_to_path`."""
     with Path(src).open("rb") as fh:
         _seal_chunks(source, _read_chunks(fh, chunk_size), Path(dst), policy,
-                     chunk_size=chunk_size, counters=counters)
+                     chunk_size=chunk_size, counters=counters, counter_id=counter_id)
 
 
 class SealedFileReader:
-    """Random access to a sealed file. Opening authenticates the header, the rollback
-    counter and the final chunk (so truncation is caught before any read); each read then
-    authenticates the chunks it touches."""
+    """Random access to a sealed file. Opening checks the header against the reader's
+    expected policy and the rollback counter, and authenticates the final chunk (so
+    truncation is caught before any read); each read then authenticates the chunks it
+    touches."""
 
-    def __init__(self, source: KeySource, path: Path,
-                 counters: MonotonicCounters | None = None) -> None:
+    def __init__(self, source: KeySource, path: Path, policy: SealingPolicy,
+                 counters: MonotonicCounters | None = None,
+                 counter_id: bytes | None = None) -> None:
         self._fh: BinaryIO | None = None
         self._last: bytes | None = None  # the final chunk, authenticated once at open
         try:
-            self._open(source, Path(path), counters)
+            self._open(source, Path(path), policy, counters, counter_id)
         except BaseException:
             self.close()
             raise
 
-    def _open(self, source: KeySource, path: Path,
-              counters: MonotonicCounters | None) -> None:
+    def _open(self, source: KeySource, path: Path, policy: SealingPolicy,
+              counters: MonotonicCounters | None, counter_id: bytes | None) -> None:
         with no_oracle():
             self._fh = path.open("rb")
             raw = self._fh.read(HEADER_SIZE)
             header = SealedHeader.from_bytes(raw)
             if header.kind is not SealKind.STREAM:
                 raise SealingError()
-            roll_forward = check_rollback(header, counters)
+            check_rollback(header, counters, counter_id)
             self._raw = raw
             self._prefix = header.nonce[:7]
             self._chunk = header.chunk_size
-            self._aead = AESGCM(data_key(source.derived_key(request_from_header(header)),
-                                         header, _LABEL))
+            self._aead = AESGCM(data_key(reader_key(source, header, policy), header, _LABEL))
             body = os.fstat(self._fh.fileno()).st_size - HEADER_SIZE
             step = self._chunk + _TAG
             self._count = -(-body // step)
@@ -157,7 +171,6 @@ class SealedFileReader:
             self.size = (self._count - 1) * self._chunk + last_len - _TAG
             """Plaintext size in bytes."""
             self._last = self._decrypt(self._count - 1)
-            roll_forward()
 
     def _decrypt(self, index: int) -> bytes:
         assert self._fh is not None
@@ -209,24 +222,42 @@ class SealedFileReader:
         self.close()
 
 
-def open_sealed(source: KeySource, path: Path,
-                counters: MonotonicCounters | None = None) -> SealedFileReader:
-    """Open a sealed file for random access (raises the one SealingError on any failure)."""
-    return SealedFileReader(source, path, counters)
+def open_sealed(source: KeySource, path: Path, policy: SealingPolicy,
+                counters: MonotonicCounters | None = None,
+                counter_id: bytes | None = None) -> SealedFileReader:
+    """Open a sealed file for random access (raises the one SealingError on any failure).
+
+    ``policy`` is what the reader expects; ``counters`` declares the file rollback-protected
+    (exact committed version only; a committed version left pending by a crash is found and
+    its rename completed); ``counter_id`` declares which counter guards it.
+    """
+    path = Path(path)
+    try:
+        return SealedFileReader(source, path, policy, counters, counter_id)
+    except SealingError:
+        if counters is None:
+            raise
+        pending = pending_path(path)
+        reader = SealedFileReader(source, pending, policy, counters, counter_id)
+        complete_publish(pending, path)  # the open file descriptor stays valid
+        return reader
 
 
-def unseal_file(source: KeySource, src: Path, dst: Path, *,
-                counters: MonotonicCounters | None = None) -> None:
+def unseal_file(source: KeySource, src: Path, dst: Path, policy: SealingPolicy, *,
+                counters: MonotonicCounters | None = None,
+                counter_id: bytes | None = None) -> None:
     """Unseal ``src`` into ``dst``; ``dst`` appears only once every chunk authenticated."""
-    with open_sealed(source, src, counters) as reader, atomic_open(Path(dst)) as out:
+    with open_sealed(source, src, policy, counters, counter_id) as reader, \
+            atomic_open(Path(dst)) as out:
         for chunk in reader.chunks():
             out.write(chunk)
 
 
 def reseal_file(source: KeySource, path: Path, policy: SealingPolicy, *,
-                counters: MonotonicCounters | None = None) -> None:
-    """Reseal a sealed file under ``policy`` in place (atomically), streaming."""
+                expected: SealingPolicy, counters: MonotonicCounters | None = None,
+                counter_id: bytes | None = None) -> None:
+    """Reseal a sealed file that meets ``expected`` under ``policy`` in place (atomically)."""
     path = Path(path)
-    with open_sealed(source, path, counters) as reader:
+    with open_sealed(source, path, expected, counters, counter_id) as reader:
         _seal_chunks(source, reader.chunks(), path, policy, chunk_size=reader.chunk_size,
-                     counters=counters)
+                     counters=counters, counter_id=counter_id)

@@ -171,4 +171,5 @@ def load_master_key(path: Path, source: KeySource, *, policy: SealingPolicy | No
                 os.link(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
-    return MasterKey(unseal_path(source, path, aad=aad, counters=counters))
+    return MasterKey(unseal_path(source, path, policy or _Policy.measurement(), aad=aad,
+                                 counters=counters))

@@ -616,9 +616,18 @@ class InsecureEmulatedSnpMachine:
         return HKDF(algorithm=hashes.SHA384(), length=32, salt=None, info=info).derive(root)
 
     # -- non-volatile monotonic counters (rollback protection) -----------------------------
-    def counter_create(self) -> bytes:
-        """Allocate a monotonic counter in the secure processor's NV state; return its id."""
-        counter_id = secrets.token_bytes(16)
+    def counter_create(self, counter_id: bytes | None = None) -> bytes:
+        """Allocate a monotonic counter in the secure processor's NV state; return its id.
+
+        With ``counter_id`` (a caller-declared id) the counter is created at 0 only if it
+        does not exist yet; an existing one keeps its value (values never go down).
+        """
+        if counter_id is None:
+            counter_id = secrets.token_bytes(16)
+        elif len(counter_id) != 16:
+            raise PlatformError(f"counter id: got {len(counter_id)} bytes, want 16")
+        elif counter_id in self._counters:
+            return counter_id
         self._counters[counter_id] = 0
         self._persist()
         return counter_id

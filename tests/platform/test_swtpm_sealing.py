@@ -1,0 +1,297 @@
+"""PCR-policy sealing, NV counters and reboots on the swtpm platform (a real TPM 2.0).
+
+Each TPM here is copied from one manufactured state, so every test gets its own TPM (own NV,
+own seeds: the same seeds as its siblings, which is why "another TPM" below is a second,
+separately manufactured one).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from veritee.errors import PlatformError, SealingError
+from veritee.formats.eventlog import EventLog, EventType
+from veritee.formats.tpm import HashAlg
+from veritee.platform.tpm import (
+    BootEvent,
+    InsecureSwtpmPlatform,
+    default_boot_chain,
+    encode_event_log,
+    policy_pcr_digest,
+    swtpm_unavailable_reason,
+)
+from veritee.sealing import MonotonicCounters
+
+REASON = swtpm_unavailable_reason()
+pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
+
+SEALED_PCRS = {HashAlg.SHA256: (0, 4, 7, 8, 9)}
+
+
+@pytest.fixture(scope="module")
+def template() -> Iterator[Path]:
+    """One manufactured swtpm state (EKs, EK certificates, CA), copied per test."""
+    root = Path(tempfile.mkdtemp(prefix="veritee-swtpm-tpl-"))
+    InsecureSwtpmPlatform.open(root / "state").close()
+    yield root / "state"
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def tpm(template: Path, tmp_path: Path) -> Iterator[InsecureSwtpmPlatform]:
+    state = tmp_path / "tpm"
+    shutil.copytree(template, state)
+    platform = InsecureSwtpmPlatform.open(state)
+    yield platform
+    platform.close()
+
+
+# -- the sealing table (docs/tpm.md): what may change and still unseal ----------------------
+def test_unseal_on_the_same_boot(tpm: InsecureSwtpmPlatform) -> None:
+    blob = tpm.seal(b"db password", SEALED_PCRS)
+    assert tpm.unseal(blob) == b"db password"
+
+
+def test_unseal_after_a_reboot_into_the_same_chain(tpm: InsecureSwtpmPlatform) -> None:
+    blob = tpm.seal(b"db password", SEALED_PCRS)
+    tpm.reboot()
+    assert tpm.unseal(blob) == b"db password"
+
+
+def test_unseal_refused_after_a_pcr_is_extended(tpm: InsecureSwtpmPlatform) -> None:
+    blob = tpm.seal(b"db password", SEALED_PCRS)
+    tpm.extend(BootEvent(9, EventType.EV_IPL, b"/boot/initrd-of-an-attacker\0"))
+    with pytest.raises(SealingError):
+        tpm.unseal(blob)
+
+
+def test_unseal_refused_after_booting_another_kernel(tpm: InsecureSwtpmPlatform) -> None:
+    blob = tpm.seal(b"db password", SEALED_PCRS)
+    tpm.reboot(default_boot_chain(kernel=b"a kernel with a backdoor"))
+    with pytest.raises(SealingError):
+        tpm.unseal(blob)
+
+
+def test_unseal_refused_with_secure_boot_off(tpm: InsecureSwtpmPlatform) -> None:
+    blob = tpm.seal(b"db password", SEALED_PCRS)
+    tpm.reboot(default_boot_chain(secure_boot=False))
+    with pytest.raises(SealingError):
+        tpm.unseal(blob)
+
+
+def test_unseal_allowed_when_only_an_unsealed_pcr_changes(tpm: InsecureSwtpmPlatform) -> None:
+    blob = tpm.seal(b"db password", {HashAlg.SHA256: (0, 7)})
+    tpm.reboot(default_boot_chain(cmdline=b"console=ttyS0 ro quiet"))  # PCR 8 only
+    assert tpm.unseal(blob) == b"db password"
+
+
+def test_sealed_data_of_any_size_roundtrips(tpm: InsecureSwtpmPlatform) -> None:
+    data = bytes(range(256)) * 4096
+    assert tpm.unseal(tpm.seal(data, SEALED_PCRS)) == data
+
+
+def test_software_policy_digest_equals_the_tpm_trial_session(tpm: InsecureSwtpmPlatform
+                                                            ) -> None:
+    import tpm2_pytss as tss
+
+    t, c = tss.types, tss.constants
+    values = tpm.pcr_values(SEALED_PCRS)
+    esys = tpm.esys
+    session = esys.start_auth_session(tss.ESYS_TR.NONE, tss.ESYS_TR.NONE, c.TPM2_SE.TRIAL,
+                                      t.TPMT_SYM_DEF(algorithm=c.TPM2_ALG.NULL),
+                                      c.TPM2_ALG.SHA256)
+    try:
+        esys.policy_pcr(session, t.TPM2B_DIGEST(),
+                        t.TPML_PCR_SELECTION.parse("sha256:0,4,7,8,9"))
+        trial = bytes(esys.policy_get_digest(session))
+    finally:
+        esys.flush_context(session)
+    assert policy_pcr_digest(values) == trial
+
+
+def test_seal_to_a_predicted_boot_opens_only_after_the_update(tpm: InsecureSwtpmPlatform
+                                                             ) -> None:
+    # An update seals its secret to the PCRs the *next* boot will have, replayed from the
+    # event log that boot will write; the current boot cannot open it, the updated one can.
+    new_chain = default_boot_chain(kernel=b"veritee demo kernel 2")
+    predicted = EventLog.from_bytes(encode_event_log([HashAlg.SHA256], new_chain))
+    replayed = predicted.replay(HashAlg.SHA256)
+    expected = {HashAlg.SHA256: {i: replayed[i] for i in (0, 4, 7)}}
+    blob = tpm.seal(b"next release key", expected=expected)
+    with pytest.raises(SealingError):
+        tpm.unseal(blob)
+    tpm.reboot(new_chain)
+    assert tpm.unseal(blob) == b"next release key"
+
+
+def test_sealed_blob_with_other_associated_data_is_refused(tpm: InsecureSwtpmPlatform) -> None:
+    blob = tpm.seal(b"x", SEALED_PCRS, aad=b"volume 1")
+    assert tpm.unseal(blob, aad=b"volume 1") == b"x"
+    with pytest.raises(SealingError):
+        tpm.unseal(blob, aad=b"volume 2")
+
+
+@pytest.mark.parametrize("where", ["magic", "selection", "public", "private", "nonce",
+                                   "ciphertext", "tag", "truncated", "empty"])
+def test_tampered_sealed_blob_is_refused_with_one_error(tpm: InsecureSwtpmPlatform,
+                                                        where: str) -> None:
+    blob = bytearray(tpm.seal(b"db password", SEALED_PCRS))
+    sel_len = int.from_bytes(blob[8:10], "big")
+    pub_at = 10 + sel_len
+    pub_len = int.from_bytes(blob[pub_at:pub_at + 2], "big")
+    priv_at = pub_at + 2 + pub_len
+    priv_len = int.from_bytes(blob[priv_at:priv_at + 2], "big")
+    nonce_at = priv_at + 2 + priv_len
+    at = {"magic": 0, "selection": 10 + 1 + 4 + 2, "public": pub_at + 2 + 8,
+          "private": priv_at + 2 + 40, "nonce": nonce_at, "ciphertext": nonce_at + 12,
+          "tag": len(blob) - 1}
+    if where == "truncated":
+        blob = blob[:nonce_at + 12]
+    elif where == "empty":
+        blob = bytearray()
+    else:
+        blob[at[where]] ^= 0x01
+    with pytest.raises(SealingError) as err:
+        tpm.unseal(bytes(blob))
+    assert str(err.value) == str(SealingError())
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_after_the_magic_only_ever_raise_sealing_error(
+        tpm: InsecureSwtpmPlatform, tail: bytes) -> None:
+    with pytest.raises(SealingError):
+        tpm.unseal(b"VTPMSEAL" + tail)
+
+
+def test_sealed_blob_from_another_tpm_is_refused(tpm: InsecureSwtpmPlatform,
+                                                 tmp_path: Path) -> None:
+    blob = tpm.seal(b"db password", SEALED_PCRS)
+    other = InsecureSwtpmPlatform.open(tmp_path / "another-tpm")  # its own seeds
+    try:
+        assert other.pcr_values(SEALED_PCRS) == tpm.pcr_values(SEALED_PCRS)  # same boot
+        with pytest.raises(SealingError):
+            other.unseal(blob)
+    finally:
+        other.close()
+
+
+# -- derived keys ------------------------------------------------------------------------------
+def test_derived_key_is_stable_across_reboots_and_separated_by_context(
+        tpm: InsecureSwtpmPlatform) -> None:
+    a = tpm.derive_key(b"disk encryption")
+    assert len(a) == 32 and tpm.derive_key(b"disk encryption") == a
+    assert tpm.derive_key(b"tls identity") != a
+    tpm.reboot()
+    assert tpm.derive_key(b"disk encryption") == a
+
+
+def test_pcr_bound_derived_key_is_another_key_in_another_boot_state(
+        tpm: InsecureSwtpmPlatform) -> None:
+    bound = tpm.derive_key(b"disk encryption", pcrs=SEALED_PCRS)
+    assert bound != tpm.derive_key(b"disk encryption")
+    assert tpm.derive_key(b"disk encryption", pcrs=SEALED_PCRS) == bound
+    tpm.reboot(default_boot_chain(kernel=b"a kernel with a backdoor"))
+    # Another boot state: another template, so another key - never the sealed-state one.
+    assert tpm.derive_key(b"disk encryption", pcrs=SEALED_PCRS) != bound
+    tpm.reboot()
+    assert tpm.derive_key(b"disk encryption", pcrs=SEALED_PCRS) == bound
+
+
+def test_derived_key_from_another_tpm_differs(tpm: InsecureSwtpmPlatform, tmp_path: Path
+                                             ) -> None:
+    other = InsecureSwtpmPlatform.open(tmp_path / "another-tpm")
+    try:
+        assert other.derive_key(b"disk encryption") != tpm.derive_key(b"disk encryption")
+    finally:
+        other.close()
+
+
+# -- NV counters: rollback protection ----------------------------------------------------------
+def test_tpm_is_a_monotonic_counter_store(tpm: InsecureSwtpmPlatform) -> None:
+    assert isinstance(tpm, MonotonicCounters)
+    cid = tpm.counter_create()
+    assert len(cid) == 16 and tpm.counter_read(cid) == 0
+    assert tpm.counter_advance(cid, 3) == 3
+    assert tpm.counter_advance(cid, 1) == 3  # never lowered
+    second = tpm.counter_create()  # the TPM starts it at the highest count: shown as 0
+    assert tpm.counter_read(second) == 0 and tpm.counter_read(cid) == 3
+
+
+def test_counter_survives_a_reboot_and_cannot_be_rolled_back(tpm: InsecureSwtpmPlatform
+                                                            ) -> None:
+    cid = tpm.counter_create()
+    tpm.counter_advance(cid, 5)
+    tpm.reboot()
+    assert tpm.counter_read(cid) == 5
+
+
+def test_counter_id_that_is_not_a_tpm_counter_is_refused(tpm: InsecureSwtpmPlatform) -> None:
+    with pytest.raises(PlatformError):
+        tpm.counter_read(bytes(16))
+    with pytest.raises(PlatformError):
+        tpm.counter_read(b"VTPM" + (0x01C00002).to_bytes(4, "big") + bytes(8))
+
+
+def test_counter_that_does_not_exist_is_a_platform_error(tpm: InsecureSwtpmPlatform) -> None:
+    with pytest.raises(PlatformError):
+        tpm.counter_read(b"VTPM" + (0x015FFFFE).to_bytes(4, "big") + bytes(8))
+
+
+def test_tpm_counters_protect_veritee_sealed_blobs_from_rollback(
+        tpm: InsecureSwtpmPlatform) -> None:
+    # The TPM's NV counters behind veritee.sealing's rollback check (key source: an emulated
+    # SNP guest; the counter store: this TPM).
+    from veritee.platform.emulated.measurement import simple_guest_image
+    from veritee.platform.emulated.snp import InsecureEmulatedSnpMachine
+    from veritee.sealing import SealingPolicy, inspect, seal, unseal
+
+    machine = InsecureEmulatedSnpMachine.create(key_size=2048)
+    guest = machine.launch(simple_guest_image(b"K" * 4096))
+    v1 = seal(guest, b"balance=100", SealingPolicy.measurement(), counters=tpm)
+    cid = inspect(v1).counter_id
+    v2 = seal(guest, b"balance=0", SealingPolicy.measurement(), counters=tpm, counter_id=cid)
+    assert unseal(guest, v2, counters=tpm) == b"balance=0"
+    with pytest.raises(SealingError):
+        unseal(guest, v1, counters=tpm)
+
+
+# -- the platform itself ----------------------------------------------------------------------
+def test_reboot_resets_the_pcrs_and_the_log(tpm: InsecureSwtpmPlatform) -> None:
+    before = tpm.pcr_values({HashAlg.SHA256: (4, 10)})
+    tpm.extend(BootEvent(4, EventType.EV_EFI_ACTION, b"late measurement"))
+    tpm.reboot()
+    assert tpm.pcr_values({HashAlg.SHA256: (4, 10)}) == before
+    assert before[HashAlg.SHA256][10] == bytes(32)  # untouched PCRs at their reset value
+    assert len(EventLog.from_bytes(tpm.event_log()).events) == len(default_boot_chain())
+
+
+def test_swtpm_process_is_gone_after_close(template: Path, tmp_path: Path) -> None:
+    state = tmp_path / "tpm"
+    shutil.copytree(template, state)
+    platform = InsecureSwtpmPlatform.open(state)
+    process = platform._process
+    assert process.running and process.socket.exists()
+    platform.close()
+    assert not process.running and not process.socket.exists()
+    with pytest.raises(PlatformError):
+        platform.trng(1)
+
+
+def test_second_swtpm_on_the_same_state_is_refused(tpm: InsecureSwtpmPlatform) -> None:
+    # Two TPMs on one NV file would fork its counters: swtpm's lock refuses the second.
+    run_dirs = set(Path(tempfile.gettempdir()).glob("veritee-swtpm-*"))
+    with pytest.raises(PlatformError) as err:
+        InsecureSwtpmPlatform.open(tpm.layout.root)
+    assert "lock" in str(err.value)
+    # ... and the refused start leaves no private socket directory behind.
+    assert set(Path(tempfile.gettempdir()).glob("veritee-swtpm-*")) == run_dirs
+    assert tpm.trng(4)  # the first one is unaffected
