@@ -69,7 +69,7 @@ def load_certificate_chain(data: bytes | str, *, structure: str, field: str = "c
         raise FormatError(structure, field, got=type(data).__name__, want="bytes")
     raw = bytes(data).rstrip(b"\x00").strip()
     ders: list[bytes] = []
-    if b"-----BEGIN" in raw[:4096] or raw.startswith(b"-----"):
+    if raw[:1] != b"\x30":  # DER starts with a SEQUENCE; anything else is PEM text
         for m in _PEM_RE.finditer(raw):
             if m.group(1) != b"CERTIFICATE":
                 continue
