@@ -2,7 +2,7 @@
 
     python -m fuzz.run list                         # the targets
     python -m fuzz.run fuzz TARGET [libFuzzer args] # one coverage-guided run
-    python -m fuzz.run smoke [--seconds N]          # every target N s each (CI: 2 s)
+    python -m fuzz.run smoke [--seconds N] [--jobs J]  # every target N s each (CI: 1 s)
     python -m fuzz.run long [--parse-runs N] [--verify-runs N] [TARGET...]  # the long run
     python -m fuzz.run replay                       # every kept crash input, in process
     python -m fuzz.run sweep [TARGET...]            # every byte flip of every signed region
@@ -84,33 +84,43 @@ def _stats(stderr: str) -> dict[str, str]:
     return dict(re.findall(r"^stat::(\w+):\s*(\S+)", stderr, re.M))
 
 
-def _run_each(names: list[str], limit: list[str], timeout: int) -> int:
-    """Run every target in its own process (libFuzzer ends the process); print a table."""
+def _run_each(names: list[str], limit: list[str], timeout: int, jobs: int = 1) -> int:
+    """Run every target in its own process (libFuzzer ends the process), ``jobs`` at a time;
+    print a table."""
+    from concurrent.futures import ThreadPoolExecutor
+
     failed = []
     started = time.monotonic()
     print(f"{'target':24s} {'exit':>4s} {'executions':>11s} {'exec/s':>7s} "
           f"{'slowest s':>9s} {'peak MB':>7s} {'wall s':>6s}", flush=True)
-    for name in names:
+
+    def one(name: str) -> tuple[str, subprocess.CompletedProcess[str], float]:
         cmd = [sys.executable, "-m", "fuzz.run", "fuzz", name, *limit, "-print_final_stats=1",
                "-rss_limit_mb=2048", "-malloc_limit_mb=2048", f"-timeout={timeout}"]
         t0 = time.monotonic()
         res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,  # noqa: S603
                              check=False)
-        st = _stats(res.stderr)
-        print(f"{name:24s} {res.returncode:4d} {st.get('number_of_executed_units', '?'):>11s} "
-              f"{st.get('average_exec_per_sec', '?'):>7s} "
-              f"{st.get('slowest_unit_time_sec', '?'):>9s} {st.get('peak_rss_mb', '?'):>7s} "
-              f"{time.monotonic() - t0:6.0f}", flush=True)
-        if res.returncode != 0:
-            failed.append(name)
-            print(res.stderr[-3000:], file=sys.stderr, flush=True)
+        return name, res, time.monotonic() - t0
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for name, res, wall in pool.map(one, names):
+            st = _stats(res.stderr)
+            print(f"{name:24s} {res.returncode:4d} "
+                  f"{st.get('number_of_executed_units', '?'):>11s} "
+                  f"{st.get('average_exec_per_sec', '?'):>7s} "
+                  f"{st.get('slowest_unit_time_sec', '?'):>9s} {st.get('peak_rss_mb', '?'):>7s} "
+                  f"{wall:6.0f}", flush=True)
+            if res.returncode != 0:
+                failed.append(name)
+                print(res.stderr[-3000:], file=sys.stderr, flush=True)
     print(f"{len(names)} targets in {time.monotonic() - started:.0f} s, "
           f"{len(failed)} failed {failed}", flush=True)
     return 1 if failed else 0
 
 
-def _smoke(seconds: int, only: list[str]) -> int:
-    return _run_each(only or sorted(_targets()), [f"-max_total_time={seconds}"], timeout=10)
+def _smoke(seconds: int, only: list[str], jobs: int) -> int:
+    return _run_each(only or sorted(_targets()), [f"-max_total_time={seconds}"], timeout=10,
+                     jobs=jobs)
 
 
 def _long(parse_runs: int, verify_runs: int, only: list[str]) -> int:
@@ -169,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("target")
     p = sub.add_parser("smoke")
     p.add_argument("--seconds", type=int, default=int(os.environ.get("FUZZ_SMOKE_SECONDS", "1")))
+    p.add_argument("--jobs", type=int, default=int(os.environ.get("FUZZ_JOBS", "0")) or
+                   max(1, min(4, (os.cpu_count() or 2) // 2)),
+                   help="targets run at once (default: half the CPUs, at most 4)")
     p.add_argument("targets", nargs="*")
     p = sub.add_parser("long")
     p.add_argument("--parse-runs", type=int, default=1_000_000)
@@ -189,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{t.name:24s} {t.kind:6s} {t.doc}")
         return 0
     if ns.cmd == "smoke":
-        return _smoke(ns.seconds, ns.targets)
+        return _smoke(ns.seconds, ns.targets, ns.jobs)
     if ns.cmd == "long":
         return _long(ns.parse_runs, ns.verify_runs, ns.targets)
     if ns.cmd == "sweep":
