@@ -44,7 +44,11 @@ from veritee.client import AttesterClient
 from veritee.formats.sevsnp import Product
 from veritee.platform.emulated.measurement import simple_guest_image
 from veritee.platform.emulated.snp import EmulatedAmdVendor, InsecureEmulatedSnpMachine
+from veritee.service.app import service_master_key
 from veritee.service.core import create_admin_token
+from veritee.service.integrity import StateIntegrity
+from veritee.service.keys import load_data_key
+from veritee.service.settings import load_settings
 from veritee.service.storage import open_store
 
 PG_ADMIN = os.environ.get("VERITEE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -120,7 +124,10 @@ def run_one(backend: str, workers: int, *, seconds: float, clients: int,
             "master_key_file": str(tmp / "master.sealed"), "log_level": "warning",
             "nonce_ttl": 600, "token_ttl": 600}))
         InsecureEmulatedSnpMachine.open(tmp / "svc-machine", key_size=2048)
+        # The token row is authenticated under the service's data key, as the CLI writes it.
         store = open_store(db_url)
+        master = service_master_key(load_settings(settings))
+        store.integrity = StateIntegrity(load_data_key(store, master, now=time.time()).key)
         _, admin = create_admin_token(store, "bench", "admin")
         store.close()
         prom = tmp / "prom"
@@ -154,7 +161,7 @@ def run_one(backend: str, workers: int, *, seconds: float, clients: int,
             http.put(f"{url}/v1/admin/reference-values/bench", headers=h, json={
                 "kind": "measurement", "value": guest.measurement.hex()}).raise_for_status()
             # Warm up every worker (chain cache, connection pools).
-            with AttesterClient(url, guest) as c:
+            with AttesterClient(url, guest, dev_mode=True) as c:
                 for _ in range(4 * workers):
                     c.fetch("bench/key")
             before = http.get(f"{url}/metrics").text
@@ -167,7 +174,8 @@ def run_one(backend: str, workers: int, *, seconds: float, clients: int,
 
         def client_loop() -> None:
             # Each client its own connection, as 50 separate attesters would have.
-            with httpx.Client(timeout=30) as http, AttesterClient(url, guest, http=http) as c:
+            with httpx.Client(timeout=30) as http, \
+                    AttesterClient(url, guest, http=http, dev_mode=True) as c:
                 while time.monotonic() < stop_at:
                     t0 = time.perf_counter()
                     try:

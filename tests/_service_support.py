@@ -177,7 +177,7 @@ def start_service(database_url: str, machine: InsecureEmulatedSnpMachine, *,
     settings = Settings(database_url=database_url, dev_mode=True, key_source="emulated",
                         emulated_machine_dir="/nonexistent", **overrides)
     clock = clock or Clock()
-    store = open_store(database_url)
+    store = open_store(database_url, statement_timeout_ms=settings.db_statement_timeout_ms)
     app = create_app(settings, master_key=master, anchors=machine.anchors(), store=store,
                      clock=clock)
     server = LoopbackServer(app).start()

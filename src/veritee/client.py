@@ -8,8 +8,14 @@ Attester side (inside the TEE), passport model::
 
 Relying party, passport model: the attester hands over ``passport.token``;
 :func:`verify_passport` checks it offline against the service's published JWKS (fetched once
-with :func:`fetch_jwks`): signature, issuer, expiry, status, and that it is bound to the key
-the attester proves it holds.
+with :func:`fetch_jwks`): signature, issuer (required), expiry, status, and that it is bound
+to the key the attester proves it holds (required: without it a passport is a bearer token).
+
+Releases are authenticated (issue 16 finding 6): the service answers a resource request with
+a JWS signed by its EAR key over the JWE, and the JWE's protected header names the resource
+and the ``jti`` of the EAR it answers; :func:`decrypt_release` checks all three before it
+decrypts. The service's URL must be ``https://``: plain HTTP only to a loopback address and
+only with ``dev_mode=True``.
 
 Relying party, background-check model: :class:`RelyingParty` gets a challenge from the
 verifier, the attester answers it with evidence, and the relying party posts that evidence
@@ -21,21 +27,24 @@ Every key the TEE uses here is ephemeral: generated per exchange and never writt
 from __future__ import annotations
 
 import base64
+import ipaddress
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
-from joserfc import jwe
+from joserfc import jwe, jws
 from joserfc.errors import JoseError
-from joserfc.jwk import ECKey
+from joserfc.jwk import ECKey, KeySet
 
 from veritee.attest import bind_report_data
-from veritee.errors import VerificationError
-from veritee.results import EarResult, verify_ear
+from veritee.errors import ConfigError, VerificationError
+from veritee.results import SIGNING_ALGORITHMS, EarResult, verify_ear
+
+RELEASE_TYP = "veritee-release+jws"  # the service's release JWS "typ" (service.core)
 
 __all__ = [
     "AttesterClient",
@@ -43,6 +52,8 @@ __all__ = [
     "Passport",
     "RelyingParty",
     "ServiceRefused",
+    "check_service_url",
+    "decrypt_release",
     "fetch_jwks",
     "verify_passport",
 ]
@@ -63,6 +74,29 @@ class ServiceRefused(VerificationError):  # noqa: N818 - a refusal, named as cal
         self.problem = dict(problem)
         super().__init__(str(problem.get("code", f"http.{status}")),
                          f"HTTP {status}: {problem.get('detail', '')}")
+
+
+def check_service_url(url: str, *, dev_mode: bool = False) -> str:
+    """``url`` if it is https, or http to a loopback address with ``dev_mode``; else raise.
+
+    The secret's confidentiality rests on the TEE key, but which service answered (its JWKS,
+    its refusals) rests on TLS: plain HTTP would let anyone on the path play the service.
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return url.rstrip("/")
+    if parts.scheme == "http" and parts.hostname:
+        host = parts.hostname
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if loopback and dev_mode:
+            return url.rstrip("/")
+        why = "only to a loopback address with dev_mode=True" if loopback or not dev_mode \
+            else "only to a loopback address"
+        raise ConfigError(f"service url {url!r}: plain http is allowed {why}; use https://")
+    raise ConfigError(f"service url {url!r}: want an https:// URL")
 
 
 def _b64url(data: bytes) -> str:
@@ -92,6 +126,7 @@ class Passport:
     token: str
     key: ec.EllipticCurvePrivateKey = field(repr=False)
     status: str = "affirming"
+    jti: str = ""
 
 
 def evidence_for(source: EvidenceSource, nonce: bytes, key: ec.EllipticCurvePrivateKey
@@ -99,7 +134,8 @@ def evidence_for(source: EvidenceSource, nonce: bytes, key: ec.EllipticCurvePriv
     """The /v1/attest body: evidence with REPORT_DATA = SHA-512(nonce || SPKI(key))."""
     report, table = source.extended_report(bind_report_data(nonce, key.public_key()))
     return {"evidence": base64.b64encode(report).decode(),
-            "cert_table": base64.b64encode(table).decode(),
+            # An empty table (Intel quotes carry their PCK chain) is left out.
+            **({"cert_table": base64.b64encode(table).decode()} if table else {}),
             "runtime_data": {"nonce": _b64url(nonce),
                              "key": ECKey.import_key(key.public_key()).as_dict(private=False)}}
 
@@ -108,11 +144,20 @@ class AttesterClient:
     """The attester's side of challenge -> attest -> resource over HTTP."""
 
     def __init__(self, url: str, source: EvidenceSource, *, timeout: float = 10.0,
-                 http: httpx.Client | None = None) -> None:
-        self.url = url.rstrip("/")
+                 http: httpx.Client | None = None, dev_mode: bool = False,
+                 jwks: Mapping[str, Any] | None = None, issuer: str = "veritee") -> None:
+        self.url = check_service_url(url, dev_mode=dev_mode)
         self.source = source
+        self.issuer = issuer
+        self._jwks = dict(jwks) if jwks is not None else None
         self._http = http or httpx.Client(timeout=timeout)
         self._own = http is None
+
+    def jwks(self) -> dict[str, Any]:
+        """The service's EAR keys: as pinned by the caller, or fetched once over TLS."""
+        if self._jwks is None:
+            self._jwks = _check(self._http.get(f"{self.url}/v1/jwks"))
+        return self._jwks
 
     def close(self) -> None:
         """Close the HTTP client if this object created it."""
@@ -136,69 +181,104 @@ class AttesterClient:
         key = ec.generate_private_key(curve or ec.SECP384R1())
         body = _check(self._http.post(f"{self.url}/v1/attest",
                                       json=evidence_for(self.source, nonce, key)))
-        return Passport(token=str(body["token"]), key=key, status=str(body["status"]))
+        token = str(body.get("token"))
+        # The EAR must be the service's (its key, its issuer) and bound to our key.
+        result = verify_ear(token, self.jwks(), issuer=self.issuer,
+                            accept=("affirming", "warning"))
+        cnf = result.cnf_jwk
+        if cnf is None or ECKey.import_key(cnf).thumbprint() != \
+                ECKey.import_key(key.public_key()).thumbprint():
+            raise VerificationError("client.ear", "the EAR is not bound to this attester's key")
+        return Passport(token=token, key=key, status=result.status,
+                        jti=str(result.claims.get("jti", "")))
 
     def get_resource(self, path: str, passport: Passport) -> bytes:
         """Fetch a resource with the passport and decrypt it with the passport's key."""
         response = self._http.get(f"{self.url}/v1/resources/{quote(path)}",
                                   headers={"Authorization": f"Bearer {passport.token}"})
         body = _check(response)
-        return decrypt_release(str(body["jwe"]), passport.key, path=path)
+        jti = passport.jti or str(verify_ear(passport.token, self.jwks(), issuer=self.issuer,
+                                             accept=("affirming", "warning")).claims["jti"])
+        return decrypt_release(str(body.get("release")), passport.key, jwks=self.jwks(),
+                               path=path, jti=jti)
 
     def fetch(self, path: str) -> bytes:
         """The whole exchange for one resource."""
         return self.get_resource(path, self.attest())
 
 
-def decrypt_release(token: str, key: ec.EllipticCurvePrivateKey, *, path: str | None = None
-                    ) -> bytes:
-    """Decrypt a released secret (compact JWE, ECDH-ES + A256GCM) with the TEE key."""
+def decrypt_release(release: str, key: ec.EllipticCurvePrivateKey, *,
+                    jwks: Mapping[str, Any], path: str, jti: str) -> bytes:
+    """Check and decrypt a released secret; raise :class:`VerificationError` on any doubt.
+
+    In order: the JWS (RFC 7515) is signed by a key in the service's ``jwks`` with the
+    release ``typ``; its payload is a compact JWE (ECDH-ES + A256GCM) that decrypts with the
+    TEE key ``key``; the JWE protected header (authenticated as GCM AAD) names ``path`` and
+    the ``jti`` of the EAR this release answers. Anyone can encrypt to the EAR's public
+    ``cnf`` key, so decryption alone proves nothing about who sent the secret.
+    """
+    if not isinstance(release, str) or release.count(".") != 2:
+        raise VerificationError("client.release", "the release is not a compact JWS")
     try:
-        obj = jwe.decrypt_compact(token, ECKey.import_key(key), registry=jwe.JWERegistry(
-            algorithms=["ECDH-ES", "A256GCM"], strict_check_header=False))
+        keys = KeySet.import_key_set(dict(jwks))  # type: ignore[arg-type]
+        signed = jws.deserialize_compact(release, keys, algorithms=list(SIGNING_ALGORITHMS))
+    except (JoseError, ValueError, KeyError, TypeError) as exc:
+        raise VerificationError("client.release", "the release is not signed by the "
+                                f"service's key ({type(exc).__name__})") from None
+    if signed.protected.get("typ") != RELEASE_TYP:
+        raise VerificationError("client.release", "the signed object is not a release")
+    try:
+        obj = jwe.decrypt_compact(bytes(signed.payload).decode("ascii"),
+                                  ECKey.import_key(key), registry=jwe.JWERegistry(
+                                      algorithms=["ECDH-ES", "A256GCM"],
+                                      strict_check_header=False))
     except (JoseError, ValueError) as exc:
         raise VerificationError("client.jwe", f"released secret does not decrypt "
                                 f"({type(exc).__name__})") from None
-    if path is not None and obj.protected.get("veritee.resource") != path:
+    if obj.protected.get("veritee.resource") != path:
         raise VerificationError("client.jwe", "the released secret is for another resource")
+    if obj.protected.get("veritee.jti") != jti:
+        raise VerificationError("client.jwe", "the release answers another EAR (jti)")
     if obj.plaintext is None:
         raise VerificationError("client.jwe", "empty JWE")
     return bytes(obj.plaintext)
 
 
-def fetch_jwks(url: str, *, timeout: float = 10.0) -> dict[str, Any]:
-    """The service's published EAR keys (fetch once, then verify passports offline)."""
+def fetch_jwks(url: str, *, timeout: float = 10.0, dev_mode: bool = False) -> dict[str, Any]:
+    """The service's published EAR keys (fetch once over TLS, then verify offline)."""
+    url = check_service_url(url, dev_mode=dev_mode)
     with httpx.Client(timeout=timeout) as http:
-        return _check(http.get(f"{url.rstrip('/')}/v1/jwks"))
+        return _check(http.get(f"{url}/v1/jwks"))
 
 
-def verify_passport(token: str, jwks: Mapping[str, Any], *, issuer: str | None = None,
-                    now: float | None = None, holder_key: ec.EllipticCurvePublicKey | None = None,
+def verify_passport(token: str, jwks: Mapping[str, Any], *, issuer: str,
+                    holder_key: ec.EllipticCurvePublicKey, now: float | None = None,
                     require_status: str = "affirming") -> EarResult:
     """Relying party, passport model: verify an EAR without contacting the verifier.
 
-    Signature against ``jwks``, ``iss``, ``exp``; the status must be ``require_status``;
-    with ``holder_key`` the token must be bound (``cnf.jwk``) to that key, which the
-    attester proves it holds in the relying party's own protocol (e.g. a TLS handshake).
+    Signature against ``jwks``, ``iss`` (required), ``exp``; the status must be
+    ``require_status``; the token must be bound (``cnf.jwk``) to ``holder_key`` (required),
+    which the attester proves it holds in the relying party's own protocol (e.g. a TLS
+    handshake): a passport without that proof would be a bearer token anyone could replay.
     """
-    result = verify_ear(token, jwks, now=time.time() if now is None else now, issuer=issuer)
-    if result.status != require_status:
-        raise VerificationError("ear.status", f"ear.status: got {result.status!r}, want "
-                                f"{require_status!r}")
-    if holder_key is not None:
-        cnf = result.cnf_jwk
-        want = ECKey.import_key(holder_key).thumbprint()
-        if cnf is None or ECKey.import_key(cnf).thumbprint() != want:
-            raise VerificationError("ear.cnf", "the token is not bound to the presenter's key")
+    if not issuer or not isinstance(holder_key, ec.EllipticCurvePublicKey):
+        raise ConfigError("verify_passport: issuer and holder_key are required")
+    result = verify_ear(token, jwks, now=time.time() if now is None else now, issuer=issuer,
+                        accept=(require_status,))
+    cnf = result.cnf_jwk
+    want = ECKey.import_key(holder_key).thumbprint()
+    if cnf is None or ECKey.import_key(cnf).thumbprint() != want:
+        raise VerificationError("ear.cnf", "the token is not bound to the presenter's key")
     return result
 
 
 class RelyingParty:
     """Background-check model: the relying party sends the attester's evidence itself."""
 
-    def __init__(self, url: str, *, jwks: Mapping[str, Any] | None = None,
-                 timeout: float = 10.0, issuer: str | None = None) -> None:
-        self.url = url.rstrip("/")
+    def __init__(self, url: str, *, issuer: str, jwks: Mapping[str, Any] | None = None,
+                 timeout: float = 10.0, dev_mode: bool = False) -> None:
+        self.url = check_service_url(url, dev_mode=dev_mode)
+        self.dev_mode = dev_mode
         self.timeout = timeout
         self.issuer = issuer
         self._jwks = dict(jwks) if jwks is not None else None
@@ -219,6 +299,6 @@ class RelyingParty:
         with httpx.Client(timeout=self.timeout) as http:
             answer = _check(http.post(f"{self.url}/v1/attest", json=body))
         if self._jwks is None:
-            self._jwks = fetch_jwks(self.url, timeout=self.timeout)
+            self._jwks = fetch_jwks(self.url, timeout=self.timeout, dev_mode=self.dev_mode)
         return verify_passport(str(answer["token"]), self._jwks, issuer=self.issuer,
                                holder_key=key)

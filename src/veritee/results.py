@@ -293,17 +293,22 @@ def _fail(code: str, message: str) -> VerificationError:
 
 
 def verify_ear(token: str, jwks: Mapping[str, Any], *, now: float | None = None,
-               issuer: str | None = None, leeway: int = 0) -> EarResult:
+               issuer: str | None = None, leeway: int = 0,
+               accept: Iterable[str] = ("affirming",)) -> EarResult:
     """Verify an EAR JWT offline (passport model) and return it; raise on any failure.
 
     Checks, in order: compact JWS form with an ES256/ES384 header naming a ``kid`` in
     ``jwks`` (a JWK Set, RFC 7517 section 5); the signature; ``eat_profile``; ``iss`` when
     ``issuer`` is given; ``iat`` not in the future and ``exp`` not past (``leeway`` seconds);
-    exactly one submodule with a status. Raises :class:`VerificationError` with code
-    ``ear.<what>``.
+    exactly one submodule with a status, and that status in ``accept`` (default: only
+    ``affirming``: the service also signs EARs for *rejected* evidence, for the record, and
+    those must not pass as results; pass :data:`TIERS` to read any); ``cnf.jwk``, when
+    present, an EC public JWK; the verified claims an object. Raises
+    :class:`VerificationError` with code ``ear.<what>``.
     """
     now = time.time() if now is None else now
-    if token.count(".") != 2:
+    accepted = tuple(accept)
+    if not isinstance(token, str) or token.count(".") != 2:
         # Five parts would be a JWE, which joserfc's jwt.decode would also accept.
         raise _fail("format", "not a compact JWS (three dot-separated parts)")
     try:
@@ -311,7 +316,7 @@ def verify_ear(token: str, jwks: Mapping[str, Any], *, now: float | None = None,
         decoded = jwt.decode(token, keys, algorithms=list(SIGNING_ALGORITHMS))
     except JoseError as exc:
         raise _fail("signature", f"token signature or header invalid ({exc.error})") from None
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise _fail("format", f"malformed token ({type(exc).__name__})") from None
     claims = dict(decoded.claims)
     header = dict(decoded.header)
@@ -333,4 +338,18 @@ def verify_ear(token: str, jwks: Mapping[str, Any], *, now: float | None = None,
     sub = next(iter(submods.values()))
     if not isinstance(sub, dict) or sub.get("ear.status") not in TIERS:
         raise _fail("format", "submods: ear.status missing or unknown")
+    if not isinstance(sub.get("veritee.verified-claims", {}), dict):
+        raise _fail("format", "veritee.verified-claims: want an object")
+    if "cnf" in claims:
+        cnf = claims["cnf"]
+        jwk_doc = cnf.get("jwk") if isinstance(cnf, dict) else None
+        if not isinstance(jwk_doc, dict) or jwk_doc.get("kty") != "EC" or "d" in jwk_doc:
+            raise _fail("format", "cnf.jwk: want an EC public JWK")
+        try:
+            ECKey.import_key({k: jwk_doc[k] for k in ("kty", "crv", "x", "y")})
+        except Exception:
+            raise _fail("format", "cnf.jwk: not a valid EC public key") from None
+    if sub["ear.status"] not in accepted:
+        raise _fail("status", f"ear.status: got {sub['ear.status']!r}, want "
+                    f"{' or '.join(repr(a) for a in accepted)}")
     return EarResult(header=header, claims=claims)

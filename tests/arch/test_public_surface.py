@@ -17,6 +17,9 @@ PINNED = {
                        "verify_evidence", "verify_intel_evidence", "verify_only"],
     "veritee.policy": ["Appraisal", "Finding", "Outcome"],
     "veritee.cli": ["EXIT_CODES", "main"],
+    "veritee.platform.base": ["Evidence", "Platform"],
+    "veritee.platform.adapters": ["SgxPlatform", "SnpPlatform", "TdxGuestPlatform",
+                                  "TdxPlatform", "TpmAdapter"],
 }
 
 

@@ -42,7 +42,8 @@ def test_plain_secret_scan_finds_the_sealing_key(sealing_key: bytes) -> None:
     assert hits == [victim.secret_frame() * PAGE_SIZE + SECRET_OFFSET]
 
 
-@pytest.mark.parametrize("mode", [Mode.SEV, Mode.SEV_SNP, Mode.SGX], ids=lambda m: m.value)
+@pytest.mark.parametrize("mode", [Mode.SEV, Mode.SEV_SNP, Mode.SGX_CLIENT, Mode.SGX_SCALABLE],
+                         ids=lambda m: m.value)
 def test_encrypted_secret_scan_never_finds_the_sealing_key(mode: Mode,
                                                            sealing_key: bytes) -> None:
     hits, _ = _scan(mode, sealing_key)
@@ -58,7 +59,7 @@ def test_secret_scan_of_a_tls_private_key(mode: Mode) -> None:
 
 def test_secret_scan_covers_hardware_metadata_too() -> None:
     """The scan reads every byte of DRAM, including MACs and integrity-tree nodes."""
-    machine = Machine.for_guest(Mode.SGX, PAGES)
+    machine = Machine.for_guest(Mode.SGX_CLIENT, PAGES)
     assert machine.memory.metadata_size > 0
     assert machine.memory.size == machine.memory.frames * PAGE_SIZE + machine.memory.metadata_size
     needle = machine.memory.meta_load(machine.memory.metadata_size - 40, 40)

@@ -234,16 +234,26 @@ def test_counter_survives_a_reboot_and_cannot_be_rolled_back(tpm: InsecureSwtpmP
     assert tpm.counter_read(cid) == 5
 
 
+def _pair_id(hi_off: int, lo_off: int, hi_base: int = 0, lo_base: int = 0) -> bytes:
+    """A counter-pair id: "V2", two u24 offsets from NV index 0x01500000, two u32 bases."""
+    return (b"V2" + hi_off.to_bytes(3, "big") + lo_off.to_bytes(3, "big")
+            + hi_base.to_bytes(4, "big") + lo_base.to_bytes(4, "big"))
+
+
 def test_counter_id_that_is_not_a_tpm_counter_is_refused(tpm: InsecureSwtpmPlatform) -> None:
     with pytest.raises(PlatformError):
         tpm.counter_read(bytes(16))
-    with pytest.raises(PlatformError):
+    with pytest.raises(PlatformError):  # the single-counter id format of before: refused
         tpm.counter_read(b"VTPM" + (0x01C00002).to_bytes(4, "big") + bytes(8))
+    with pytest.raises(PlatformError):  # an offset one past the owner range 0x015xxxxx
+        tpm.counter_read(_pair_id(0x100000, 1))
+    with pytest.raises(PlatformError):  # both halves on one index: not two counters
+        tpm.counter_read(_pair_id(7, 7))
 
 
 def test_counter_that_does_not_exist_is_a_platform_error(tpm: InsecureSwtpmPlatform) -> None:
     with pytest.raises(PlatformError):
-        tpm.counter_read(b"VTPM" + (0x015FFFFE).to_bytes(4, "big") + bytes(8))
+        tpm.counter_read(_pair_id(0xFFFFE, 0xFFFFD))
 
 
 def test_tpm_counters_protect_veritee_sealed_blobs_from_rollback(
@@ -259,9 +269,168 @@ def test_tpm_counters_protect_veritee_sealed_blobs_from_rollback(
     v1 = seal(guest, b"balance=100", SealingPolicy.measurement(), counters=tpm)
     cid = inspect(v1).counter_id
     v2 = seal(guest, b"balance=0", SealingPolicy.measurement(), counters=tpm, counter_id=cid)
-    assert unseal(guest, v2, counters=tpm) == b"balance=0"
+    policy = SealingPolicy.measurement()
+    assert unseal(guest, v2, policy, counters=tpm) == b"balance=0"
     with pytest.raises(SealingError):
-        unseal(guest, v1, counters=tpm)
+        unseal(guest, v1, policy, counters=tpm)
+
+
+class _CountingIncrements:
+    """Wraps the TPM's TPM2_NV_Increment: counts the calls and can fail the n-th one (a
+    crash between two increments). More than ``limit`` calls fail at once, so a counter
+    that increments once per unit of a 2**32 jump fails here instead of hanging."""
+
+    def __init__(self, tpm: InsecureSwtpmPlatform, monkeypatch: pytest.MonkeyPatch,
+                 limit: int = 16) -> None:
+        self.calls = 0
+        self.fail_at: int | None = None
+        self.limit = limit
+        real = tpm.esys.nv_increment
+
+        def counted(*args: object, **kwargs: object) -> object:
+            self.calls += 1
+            if self.calls > self.limit:
+                raise AssertionError(f"more than {self.limit} NV increments")
+            if self.fail_at is not None and self.calls == self.fail_at:
+                raise PlatformError("power lost between two increments")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(tpm.esys, "nv_increment", counted)
+
+
+def _guest() -> tuple[object, object]:
+    from veritee.platform.emulated.measurement import simple_guest_image
+    from veritee.platform.emulated.snp import InsecureEmulatedSnpMachine
+    from veritee.sealing import SealingPolicy
+
+    machine = InsecureEmulatedSnpMachine.create(key_size=2048)
+    return machine.launch(simple_guest_image(b"K" * 4096)), SealingPolicy.measurement()
+
+
+def test_a_rollback_protected_seal_costs_two_nv_increments_not_a_2_to_32_jump(
+        tpm: InsecureSwtpmPlatform, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Sealing packs (reserved, committed) into one 64-bit value: reserving jumps it by
+    # 2**32. One TPM counter incremented per unit hung here; a pair moves one step each.
+    from veritee.sealing import inspect, seal, unseal
+
+    guest, policy = _guest()
+    cid = tpm.counter_create()
+    counting = _CountingIncrements(tpm, monkeypatch)
+    blob = seal(guest, b"v1", policy, counters=tpm, counter_id=cid)  # type: ignore[arg-type]
+    assert counting.calls == 2  # reserve: the high counter; commit: the low one
+    assert inspect(blob).counter_value == 1 and tpm.counter_read(cid) == 1 << 32 | 1
+    for n in range(2, 5):
+        seal(guest, b"v%d" % n, policy, counters=tpm, counter_id=cid)  # type: ignore[arg-type]
+    assert counting.calls == 8
+    with pytest.raises(SealingError):
+        unseal(guest, blob, policy, counters=tpm)  # type: ignore[arg-type]
+
+
+def test_counter_halves_only_grow_and_the_result_says_where_it_is(
+        tpm: InsecureSwtpmPlatform) -> None:
+    cid = tpm.counter_create()
+    assert tpm.counter_advance(cid, 2 << 32 | 1) == 2 << 32 | 1
+    # Asking to lower the high half (and raise the low one) raises the low one only: the
+    # result is above the request, never below the previous value.
+    assert tpm.counter_advance(cid, 1 << 32 | 2) == 2 << 32 | 2
+    assert tpm.counter_read(cid) == 2 << 32 | 2
+    with pytest.raises(PlatformError):
+        tpm.counter_advance(cid, 1 << 64)
+
+
+def test_reserve_commit_burn_on_the_tpm_follow_sealing_s_protocol(
+        tpm: InsecureSwtpmPlatform) -> None:
+    from veritee.sealing._core import RollbackSlot, committed_version
+
+    cid = tpm.counter_create()
+    slot = RollbackSlot.next_for(tpm, cid)
+    assert slot.value == 1 and committed_version(tpm, cid) == 0  # reserved, not current
+    slot.commit()
+    assert committed_version(tpm, cid) == 1
+    slot.burn()
+    assert committed_version(tpm, cid) == 2  # a version nobody was given: nothing opens
+    assert RollbackSlot.next_for(tpm, cid).value == 3  # the burned number is never reused
+
+
+def test_crash_between_the_halves_of_a_burn_opens_neither_version(
+        tpm: InsecureSwtpmPlatform, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A publish whose rename failed burns its committed version; power lost between the
+    # two increments must not leave that (burned) version current, nor the older one.
+    from veritee.sealing import seal, unseal
+    from veritee.sealing._core import RollbackSlot
+
+    guest, policy = _guest()
+    cid = tpm.counter_create()
+    v1 = seal(guest, b"balance=100", policy, counters=tpm, counter_id=cid)  # type: ignore[arg-type]
+    v2 = seal(guest, b"balance=0", policy, counters=tpm, counter_id=cid)  # type: ignore[arg-type]
+    counting = _CountingIncrements(tpm, monkeypatch)
+    counting.fail_at = 2  # the burn's first increment lands, the second never happens
+    with pytest.raises(PlatformError):
+        RollbackSlot(tpm, cid, 2).burn()
+    assert counting.calls == 2
+    for old in (v1, v2):
+        with pytest.raises(SealingError):
+            unseal(guest, old, policy, counters=tpm)  # type: ignore[arg-type]
+    assert RollbackSlot.next_for(tpm, cid).value == 4  # 3 was half-burned: never handed out
+
+
+def test_declared_counter_id_is_one_this_tpm_created_or_refused(
+        tpm: InsecureSwtpmPlatform) -> None:
+    from veritee.sealing import counter_id_for
+
+    cid = tpm.counter_create()
+    tpm.counter_advance(cid, 1 << 32)
+    assert tpm.counter_create(cid) == cid and tpm.counter_read(cid) == 1 << 32  # kept
+    with pytest.raises(PlatformError, match="this TPM created"):
+        tpm.counter_create(counter_id_for(b"workload", "/var/lib/app/state.sealed"))
+    with pytest.raises(PlatformError):  # well-formed, but no such counters on this TPM
+        tpm.counter_create(_pair_id(0xFFFFE, 0xFFFFD))
+
+
+def test_counter_swapped_for_a_writable_nv_index_is_refused(tpm: InsecureSwtpmPlatform
+                                                           ) -> None:
+    # The host (owner) deletes the low counter and defines an ordinary index at the same
+    # handle, whose contents it can lower at will: the id still names it, the TPM refuses.
+    import tpm2_pytss as tss
+
+    t, c = tss.types, tss.constants
+    cid = tpm.counter_create()
+    tpm.counter_advance(cid, 3 << 32 | 3)
+    index = 0x01500000 + int.from_bytes(cid[5:8], "big")
+    esys = tpm.esys
+    esys.nv_undefine_space(esys.tr_from_tpmpublic(index), auth_handle=tss.ESYS_TR.OWNER)
+    attrs = c.TPMA_NV.AUTHREAD | c.TPMA_NV.AUTHWRITE | c.TPMA_NV.NO_DA
+    nv = esys.nv_define_space(t.TPM2B_AUTH(), t.TPM2B_NV_PUBLIC(nvPublic=t.TPMS_NV_PUBLIC(
+        nvIndex=index, nameAlg=c.TPM2_ALG.SHA256, attributes=attrs, dataSize=8)),
+        auth_handle=tss.ESYS_TR.OWNER)
+    esys.nv_write(nv, t.TPM2B_MAX_NV_BUFFER(int.from_bytes(cid[12:], "big").to_bytes(8, "big")),
+                  0, auth_handle=nv)
+    with pytest.raises(PlatformError, match="not an NV counter"):
+        tpm.counter_read(cid)
+
+
+def test_host_that_deletes_and_recreates_the_counters_cannot_lower_them(
+        tpm: InsecureSwtpmPlatform) -> None:
+    # The owner (empty authValue) may undefine both NV counters and define new ones at the
+    # same handles; a new TPM counter starts at the highest count the TPM ever had, so the
+    # id's bases still give values at least as high: an old version stays refused.
+    import tpm2_pytss as tss
+
+    t, c = tss.types, tss.constants
+    cid = tpm.counter_create()
+    tpm.counter_advance(cid, 5 << 32 | 5)
+    esys = tpm.esys
+    attrs = (c.TPMA_NV.AUTHREAD | c.TPMA_NV.AUTHWRITE | c.TPMA_NV.NO_DA
+             | (c.TPM2_NT.COUNTER << c.TPMA_NV.TPM2_NT_SHIFT))
+    for off in (cid[2:5], cid[5:8]):
+        index = 0x01500000 + int.from_bytes(off, "big")
+        esys.nv_undefine_space(esys.tr_from_tpmpublic(index), auth_handle=tss.ESYS_TR.OWNER)
+        nv = esys.nv_define_space(t.TPM2B_AUTH(), t.TPM2B_NV_PUBLIC(nvPublic=t.TPMS_NV_PUBLIC(
+            nvIndex=index, nameAlg=c.TPM2_ALG.SHA256, attributes=attrs, dataSize=8)),
+            auth_handle=tss.ESYS_TR.OWNER)
+        esys.nv_increment(nv, auth_handle=nv)
+    value = tpm.counter_read(cid)
+    assert value >> 32 >= 5 and value & 0xFFFFFFFF >= 5
 
 
 # -- the platform itself ----------------------------------------------------------------------

@@ -86,21 +86,22 @@ def test_appraisal_policy_managed_through_admin_applies(service: Service,
     assert r.status_code == 201, r.text
     from veritee.client import ServiceRefused
 
-    with AttesterClient(service.url, guests.a) as client, pytest.raises(ServiceRefused) as e:
+    with AttesterClient(service.url, guests.a, dev_mode=True) as client, \
+            pytest.raises(ServiceRefused) as e:
         client.attest()
     assert [f["code"] for f in e.value.problem["failures"]] == ["sevsnp.guest_svn.below_minimum"]
     assert service.http.delete(f"{service.url}/v1/admin/policies/default",
                                headers=h).status_code == 204
-    with AttesterClient(service.url, guests.a) as client:
+    with AttesterClient(service.url, guests.a, dev_mode=True) as client:
         assert client.fetch("apps/a/key") == SECRET_A
 
 
 def test_audit_chain_verifies_and_detects_tampering(service: Service, guests: Guests,
                                                     tmp_path: object) -> None:
-    with AttesterClient(service.url, guests.a) as client:
+    with AttesterClient(service.url, guests.a, dev_mode=True) as client:
         client.fetch("apps/a/key")
     with service.store.transaction(write=False) as tx:
-        report = verify_chain(tx.audit_rows())
+        report = verify_chain(tx.audit_rows(), service.store.integrity)
     assert report.ok and report.entries >= 5
     r = service.http.get(f"{service.url}/v1/admin/audit/verify",
                          headers=service.admin_headers())
@@ -116,15 +117,15 @@ def test_audit_chain_verifies_and_detects_tampering(service: Service, guests: Gu
             tx.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_change")
         tx.execute("UPDATE audit_log SET outcome = 'granted' WHERE seq = 3")
     with service.store.transaction(write=False) as tx:
-        report = verify_chain(tx.audit_rows())
-    assert not report.ok and report.bad_seq == 3 and "modified" in report.problem
+        report = verify_chain(tx.audit_rows(), service.store.integrity)
+    assert not report.ok and report.bad_seq == 3 and "changed" in report.problem
 
 
 def test_ops_endpoints(service: Service, guests: Guests) -> None:
     assert service.http.get(f"{service.url}/healthz").json() == {"status": "ok"}
     ready = service.http.get(f"{service.url}/readyz").json()
-    assert ready["status"] == "ready" and ready["schema_version"] == 1
-    with AttesterClient(service.url, guests.a) as client:
+    assert ready["status"] == "ready" and ready["schema_version"] == 2
+    with AttesterClient(service.url, guests.a, dev_mode=True) as client:
         client.fetch("apps/a/key")
     text = service.http.get(f"{service.url}/metrics").text
     assert 'veritee_attestations_total{outcome="accepted"} 1.0' in text
@@ -142,7 +143,7 @@ def test_ops_endpoints(service: Service, guests: Guests) -> None:
 def test_logs_never_contain_secrets_or_tokens(service: Service, guests: Guests,
                                               caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="veritee.service")
-    with AttesterClient(service.url, guests.a) as client:
+    with AttesterClient(service.url, guests.a, dev_mode=True) as client:
         passport = client.attest()
         assert client.get_resource("apps/a/key", passport) == SECRET_A
     text = caplog.text

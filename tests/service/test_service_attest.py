@@ -38,7 +38,7 @@ def _last_refusal(svc: Service, code: str) -> None:
 
 
 def test_good_guest_gets_its_secret(service: Service, guests: Guests) -> None:
-    with AttesterClient(service.url, guests.a) as client:
+    with AttesterClient(service.url, guests.a, dev_mode=True) as client:
         passport = client.attest()
         assert passport.status == "affirming"
         assert client.get_resource("apps/a/key", passport) == SECRET_A
@@ -48,7 +48,7 @@ def test_good_guest_gets_its_secret(service: Service, guests: Guests) -> None:
 
 
 def test_guest_with_wrong_measurement_is_refused(service: Service, guests: Guests) -> None:
-    with AttesterClient(service.url, guests.unknown) as client, \
+    with AttesterClient(service.url, guests.unknown, dev_mode=True) as client, \
             pytest.raises(ServiceRefused) as info:
         client.attest()
     assert info.value.status == 403
@@ -59,7 +59,7 @@ def test_guest_with_wrong_measurement_is_refused(service: Service, guests: Guest
 
 
 def test_debug_guest_is_refused(service: Service, guests: Guests) -> None:
-    with AttesterClient(service.url, guests.debug) as client, \
+    with AttesterClient(service.url, guests.debug, dev_mode=True) as client, \
             pytest.raises(ServiceRefused) as info:
         client.attest()
     assert [f["code"] for f in info.value.problem["failures"]] == ["sevsnp.policy.debug"]
@@ -80,12 +80,14 @@ def test_contraindicated_ear_from_a_refusal_opens_no_resource(service: Service,
     r = _attest_raw(service, evidence_for(guests.debug, _nonce(service), key))
     assert r.status_code == 403
     ear = r.json()["ear"]
-    with AttesterClient(service.url, guests.debug) as client, \
+    with AttesterClient(service.url, guests.debug, dev_mode=True) as client, \
             pytest.raises(ServiceRefused) as info:
         client.get_resource("open/any", Passport(token=ear, key=key))
-    assert info.value.problem["code"] == "resource.policy"
-    assert "resource.status.insufficient" in str(info.value.problem["failures"])
-    _last_refusal(service, "resource.policy")
+    # Refused before any resource policy runs: verify_ear now checks the status itself.
+    assert info.value.status == 401
+    assert info.value.problem["code"] == "token.invalid"
+    assert "ear.status" in info.value.problem["detail"]
+    _last_refusal(service, "token.invalid")
 
 
 def test_replayed_nonce_is_refused(service: Service, guests: Guests) -> None:
@@ -116,7 +118,7 @@ def test_expired_nonce_is_refused(service: Service, guests: Guests) -> None:
 
 
 def test_stale_token_is_refused(service: Service, guests: Guests) -> None:
-    with AttesterClient(service.url, guests.a) as client:
+    with AttesterClient(service.url, guests.a, dev_mode=True) as client:
         passport = client.attest()
         service.clock.offset += service.app.state.settings.token_ttl + 1
         with pytest.raises(ServiceRefused) as info:
@@ -126,7 +128,7 @@ def test_stale_token_is_refused(service: Service, guests: Guests) -> None:
 
 
 def test_forged_token_is_refused(service: Service, guests: Guests) -> None:
-    with AttesterClient(service.url, guests.a) as client:
+    with AttesterClient(service.url, guests.a, dev_mode=True) as client:
         genuine = client.attest()
         # Same claims and kid, signed by a key the service never published.
         from veritee.results import verify_ear
@@ -142,7 +144,7 @@ def test_forged_token_is_refused(service: Service, guests: Guests) -> None:
 
 
 def test_token_with_edited_claims_is_refused(service: Service, guests: Guests) -> None:
-    with AttesterClient(service.url, guests.a) as client:
+    with AttesterClient(service.url, guests.a, dev_mode=True) as client:
         genuine = client.attest()
     head, payload, sig = genuine.token.split(".")
     import json
@@ -158,7 +160,7 @@ def test_token_with_edited_claims_is_refused(service: Service, guests: Guests) -
 
 def test_token_for_another_resources_policy_is_refused(service: Service,
                                                        guests: Guests) -> None:
-    with AttesterClient(service.url, guests.a) as client:
+    with AttesterClient(service.url, guests.a, dev_mode=True) as client:
         passport = client.attest()  # A is a known workload: attestation passes
         with pytest.raises(ServiceRefused) as info:
             client.get_resource("apps/b/password", passport)  # B's resource pins B
@@ -188,7 +190,7 @@ def test_report_data_not_binding_the_key_is_refused(service: Service, guests: Gu
 def test_missing_token_and_unknown_resource(service: Service, guests: Guests) -> None:
     r = service.http.get(f"{service.url}/v1/resources/apps/a/key")
     assert (r.status_code, r.json()["code"]) == (401, "token.missing")
-    with AttesterClient(service.url, guests.a) as client:
+    with AttesterClient(service.url, guests.a, dev_mode=True) as client:
         passport = client.attest()
         with pytest.raises(ServiceRefused) as info:
             client.get_resource("no/such/thing", passport)
@@ -215,7 +217,7 @@ def test_malformed_evidence_gets_problem_naming_the_field(service: Service) -> N
 def test_the_token_is_an_ear_with_vector_and_trace(service: Service, guests: Guests) -> None:
     from veritee.client import verify_passport
 
-    with AttesterClient(service.url, guests.a) as client:
+    with AttesterClient(service.url, guests.a, dev_mode=True) as client:
         passport = client.attest()
     jwks = service.http.get(f"{service.url}/v1/jwks").json()
     result = verify_passport(passport.token, jwks, issuer="veritee",

@@ -31,26 +31,48 @@ from _service_support import SECRET_A, Guests, Service, image
 
 def test_passport_model_relying_party_verifies_offline(service: Service,
                                                        guests: Guests) -> None:
-    jwks = fetch_jwks(service.url)  # once, ahead of time
-    with AttesterClient(service.url, guests.a) as client:
+    jwks = fetch_jwks(service.url, dev_mode=True)  # once, ahead of time
+    with AttesterClient(service.url, guests.a, dev_mode=True) as client:
         passport = client.attest()
     service.server.stop()  # the verifier is gone: the relying party does not need it
     result = verify_passport(passport.token, jwks, issuer="veritee",
                              holder_key=passport.key.public_key())
     assert result.verified_claims["measurement"] == guests.a.measurement.hex()
     with pytest.raises(VerificationError, match=r"ear\.cnf"):
-        verify_passport(passport.token, jwks,
+        verify_passport(passport.token, jwks, issuer="veritee",
                         holder_key=ec.generate_private_key(ec.SECP384R1()).public_key())
+    holder = passport.key.public_key()
     with pytest.raises(VerificationError, match=r"ear\.expired"):
-        verify_passport(passport.token, jwks, now=time.time() + 301)
+        verify_passport(passport.token, jwks, issuer="veritee", holder_key=holder,
+                        now=time.time() + 301)
     other = {"keys": [dict(jwks["keys"][0], x=jwks["keys"][0]["y"])]}
     with pytest.raises(VerificationError, match=r"ear"):
-        verify_passport(passport.token, other)
+        verify_passport(passport.token, other, issuer="veritee", holder_key=holder)
+    with pytest.raises(VerificationError, match=r"ear\.issuer"):
+        verify_passport(passport.token, jwks, issuer="someone else", holder_key=holder)
+
+
+def test_passport_without_holder_key_or_issuer_refused(service: Service,
+                                                       guests: Guests) -> None:
+    """A passport checked without the holder's key is a bearer token: refused up front."""
+    from veritee.errors import ConfigError
+
+    jwks = fetch_jwks(service.url, dev_mode=True)
+    with AttesterClient(service.url, guests.a, dev_mode=True) as client:
+        passport = client.attest()
+    with pytest.raises(TypeError):
+        verify_passport(passport.token, jwks)  # type: ignore[call-arg]
+    with pytest.raises(ConfigError):
+        verify_passport(passport.token, jwks, issuer="",
+                        holder_key=passport.key.public_key())
+    with pytest.raises(ConfigError):
+        verify_passport(passport.token, jwks, issuer="veritee",
+                        holder_key=None)  # type: ignore[arg-type]
 
 
 def test_background_check_model_relying_party_posts_evidence(service: Service,
                                                              guests: Guests) -> None:
-    rp = RelyingParty(service.url, issuer="veritee")
+    rp = RelyingParty(service.url, issuer="veritee", dev_mode=True)
     nonce = rp.challenge()  # handed to the attester
     key = ec.generate_private_key(ec.SECP384R1())  # the attester's session key
     report, table = guests.a.extended_report(bind_report_data(nonce, key.public_key()))
@@ -63,7 +85,7 @@ def test_background_check_model_relying_party_posts_evidence(service: Service,
 def test_nonce_single_use_across_restart(service_factory: Callable[..., Service],
                                          database_url: str, guests: Guests) -> None:
     first = service_factory(database_url)
-    with AttesterClient(first.url, guests.a) as client:
+    with AttesterClient(first.url, guests.a, dev_mode=True) as client:
         nonce = client.challenge()
     body = evidence_for(guests.a, nonce, ec.generate_private_key(ec.SECP384R1()))
     assert first.http.post(f"{first.url}/v1/attest", json=body).status_code == 200
@@ -158,17 +180,22 @@ def test_secret_released_decrypts_only_with_the_tee_key(service: Service,
                                                         guests: Guests) -> None:
     from veritee.client import decrypt_release
 
-    with AttesterClient(service.url, guests.a) as client:
+    with AttesterClient(service.url, guests.a, dev_mode=True) as client:
         passport = client.attest()
         r = service.http.get(f"{service.url}/v1/resources/apps/a/key",
                              headers={"Authorization": f"Bearer {passport.token}"})
     assert r.headers["cache-control"] == "no-store"
-    jwe = r.json()["jwe"]
-    assert decrypt_release(jwe, passport.key, path="apps/a/key") == SECRET_A
+    release = r.json()["release"]
+    jwks = fetch_jwks(service.url, dev_mode=True)
+    kw = {"jwks": jwks, "jti": passport.jti}
+    assert decrypt_release(release, passport.key, path="apps/a/key", **kw) == SECRET_A
     with pytest.raises(VerificationError, match=r"does not decrypt"):
-        decrypt_release(jwe, ec.generate_private_key(ec.SECP384R1()))
+        decrypt_release(release, ec.generate_private_key(ec.SECP384R1()), path="apps/a/key",
+                        **kw)
     with pytest.raises(VerificationError, match=r"another resource"):
-        decrypt_release(jwe, passport.key, path="apps/b/password")
+        decrypt_release(release, passport.key, path="apps/b/password", **kw)
+    with pytest.raises(VerificationError, match=r"another EAR"):
+        decrypt_release(release, passport.key, path="apps/a/key", jwks=jwks, jti="other")
 
 
 def test_sevsnp_key_source_outside_a_guest_is_a_platform_error(tmp_path: Path) -> None:

@@ -24,8 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from veritee.client import evidence_for
 from veritee.platform.emulated.snp import EmulatedAmdVendor, InsecureEmulatedSnpMachine
-from veritee.service.core import create_admin_token
-from veritee.service.storage import open_store
+from veritee.service.storage import Store, open_store
 
 from _service_support import pg_schema_url
 
@@ -114,14 +113,30 @@ def test_two_processes_on_one_postgresql_share_nonces(
         body = evidence_for(guest, nonce, ec.generate_private_key(ec.SECP384R1()))
         assert http.post(f"{one}/v1/attest", json=body).status_code == 200
         assert http.get(f"{one}/v1/jwks").json() == http.get(f"{two}/v1/jwks").json()
-    store = open_store(url)
+    store = open_state(settings)
     with store.transaction(write=False) as tx:
         rows = tx.audit_rows()
-    store.close()
     from veritee.service.audit import verify_chain
 
-    assert verify_chain(rows).ok
+    assert verify_chain(rows, store.integrity).ok
+    store.close()
     assert [r.detail.get("code") for r in rows if r.outcome == "refused"] == ["nonce.used"]
+
+
+def open_state(settings: Path) -> Store:
+    """The service's store with its integrity keys, opened as the CLI does."""
+    import time
+
+    from veritee.service.app import service_master_key
+    from veritee.service.integrity import StateIntegrity
+    from veritee.service.keys import load_data_key
+    from veritee.service.settings import load_settings
+
+    loaded = load_settings(settings)
+    store = open_store(loaded.database_url)
+    data = load_data_key(store, service_master_key(loaded), now=time.time(), create=False)
+    store.integrity = StateIntegrity(data.key)
+    return store
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -144,9 +159,9 @@ def test_cli_kbs_get_and_audit_verify(tmp_path: Path, spawn: object,
     m = _cli("kbs", "measurement", "--state", str(client_dir))
     assert m.returncode == 0, m.stderr
     measurement = m.stdout.strip()
-    store = open_store(db)
-    _, admin = create_admin_token(store, "cli test", "admin")
-    store.close()
+    made = _cli("admin", "token-create", "--settings", str(settings), "--name", "cli test")
+    assert made.returncode == 0, made.stderr
+    admin = made.stdout.strip()
     h = {"Authorization": f"Bearer {admin}"}
     with httpx.Client(timeout=10) as http:
         http.put(f"{url}/v1/admin/reference-values/client", headers=h,
@@ -156,12 +171,12 @@ def test_cli_kbs_get_and_audit_verify(tmp_path: Path, spawn: object,
             "policy": {"measurements": [measurement]}}).raise_for_status()
     out = tmp_path / "secret.bin"
     r = _cli("kbs", "get", "disk/key", "--url", url, "--state", str(client_dir),
-             "--out", str(out))
+             "--out", str(out), "--dev-mode")
     assert r.returncode == 0, r.stderr
     assert out.read_bytes() == b"disk key 42" and out.stat().st_mode & 0o777 == 0o600
     sealed = tmp_path / "secret.sealed"
     r = _cli("kbs", "get", "disk/key", "--url", url, "--state", str(client_dir),
-             "--out", str(sealed), "--seal")
+             "--out", str(sealed), "--seal", "--dev-mode")
     assert r.returncode == 0, r.stderr
     assert b"disk key 42" not in sealed.read_bytes()
     from veritee.cli._demo import demo_image
@@ -174,10 +189,10 @@ def test_cli_kbs_get_and_audit_verify(tmp_path: Path, spawn: object,
     assert unseal(guest, sealed.read_bytes(), SealingPolicy.measurement(),
                   aad=b"disk/key") == b"disk key 42"
     r = _cli("kbs", "get", "disk/key", "--url", url, "--state", str(client_dir),
-             "--out", str(out), "--debug-guest")
+             "--out", str(out), "--debug-guest", "--dev-mode")
     assert r.returncode == 6 or r.returncode == 4, r.stderr  # refused: debug guest
     assert "sevsnp.policy.debug" in r.stderr or "attestation.rejected" in r.stderr
-    ok = _cli("audit", "verify", "--database-url", db)
+    ok = _cli("audit", "verify", "--settings", str(settings))
     assert ok.returncode == 0 and "audit log OK" in ok.stdout
     import sqlite3
 
@@ -186,5 +201,9 @@ def test_cli_kbs_get_and_audit_verify(tmp_path: Path, spawn: object,
     con.execute("UPDATE audit_log SET subject = 'resource:other' WHERE seq = 2")
     con.commit()
     con.close()
-    bad = _cli("audit", "verify", "--database-url", db)
+    bad = _cli("audit", "verify", "--settings", str(settings))
     assert bad.returncode == 4 and "BROKEN at seq 2" in bad.stderr
+    # Without the master key the keyed chain cannot be checked at all (nor forged).
+    http_only = _cli("kbs", "get", "disk/key", "--url", url, "--state", str(client_dir),
+                     "--out", str(out))
+    assert http_only.returncode != 0 and "http" in http_only.stderr

@@ -24,7 +24,7 @@ from veritee.collateral.intel import read_quote
 from veritee.errors import ConfigError
 from veritee.findings import Outcome
 from veritee.formats.intel import Quote, TdReportBody
-from veritee.results import EarResult, verify_ear
+from veritee.results import TIERS, EarResult, verify_ear
 from veritee.service.core import Broker
 from veritee.service.resource_policy import ResourcePolicy
 from veritee.service.settings import settings_from_mapping
@@ -85,7 +85,8 @@ def test_real_tdx_quote_verifies_and_is_refused_for_not_binding_the_nonce(
     assert problem["code"] == "attestation.rejected"
     assert [f["code"] for f in problem["failures"]] == ["tdx.report_data.mismatch"]
     # The contraindicated EAR for the record: a tdx submodule with the verified TD claims.
-    ear = verify_ear(problem["ear"], svc.http.get(f"{svc.url}/v1/jwks").json(), now=at)
+    ear = verify_ear(problem["ear"], svc.http.get(f"{svc.url}/v1/jwks").json(), now=at,
+                     accept=TIERS)
     assert ear.tee == "tdx" and ear.status == "contraindicated"
     sub = ear.submod
     assert sub["ear.appraisal-policy-id"] == "tdx-default"

@@ -356,7 +356,7 @@ def _cmd_appraise(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from veritee.cli._demo import run_demo
 
-    return run_demo(product=args.product, key_size=args.key_size)
+    return run_demo(product=args.product, key_size=args.key_size, tee=args.tee)
 
 
 def _cmd_emulate(args: argparse.Namespace) -> int:
@@ -364,7 +364,7 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
 
     return run_emulate(out=Path(args.out), product=args.product,
                        report_data=args.report_data, key_size=args.key_size,
-                       debug=args.debug_guest)
+                       debug=args.debug_guest, tee=args.tee)
 
 
 def _add_collateral_args(p: argparse.ArgumentParser) -> None:
@@ -438,6 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--product", choices=("Milan", "Genoa", "Turin"), default="Milan")
     p.add_argument("--key-size", type=int, default=4096, choices=(2048, 3072, 4096),
                    help="RSA size of the emulated AMD roots")
+    p.add_argument("--tee", choices=("snp", "tdx", "sgx", "tpm"), default="snp",
+                   help="the emulated TEE to run the flow on")
 
     p = add("emulate", "launch an emulated SEV-SNP guest and write its report and "
             "certificates to a directory", _cmd_emulate)
@@ -447,6 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="up to 64 bytes of report data, hex")
     p.add_argument("--debug-guest", action="store_true", help="launch with the DEBUG policy bit")
     p.add_argument("--key-size", type=int, default=4096, choices=(2048, 3072, 4096))
+    p.add_argument("--tee", choices=("snp", "tdx", "sgx", "tpm"), default="snp",
+                   help="the emulated TEE (tdx/sgx: a quote and Intel collateral)")
 
     # Feature modules register their own commands: each has ``register(add)``.
     for module in _COMMAND_MODULES:

@@ -124,6 +124,8 @@ def register(add: AddCommand) -> None:
     p.add_argument("--key-size", type=int, default=4096, choices=(2048, 3072, 4096),
                    help="RSA size of the emulated AMD roots")
     p.add_argument("--debug-guest", action="store_true", help="launch with the DEBUG bit")
+    p.add_argument("--tee", choices=("snp", "tdx", "sgx", "tpm"), default="snp",
+                   help="the TEE whose evidence goes in the certificate (snp only, for now)")
     p.set_defaults(fn=_cmd_attested)
 
 
@@ -276,6 +278,12 @@ def _cmd_attested(args: argparse.Namespace) -> int:
     from veritee.policy.sevsnp import SevSnpPolicy, policy_to_mapping
     from veritee.ratls import issue_attested_certificate
 
+    if args.tee != "snp":
+        from veritee.errors import PlatformError
+
+        raise PlatformError(f"--tee {args.tee}: not yet: attested (RA-TLS) certificates carry "
+                            "SEV-SNP reports only; Intel quotes need their own evidence media "
+                            "type in veritee.ratls")
     if args.hours < 1:
         raise ConfigError(f"--hours: got {args.hours}, want >= 1")
     out = Path(args.out)

@@ -47,8 +47,20 @@ class _Printer:
         print(f"    {text}")
 
 
-def run_demo(*, product: str = "Milan", key_size: int = 4096) -> int:
-    """Run the demo; return 0 when every expected outcome happened, else 1."""
+def run_demo(*, product: str = "Milan", key_size: int = 4096, tee: str = "snp") -> int:
+    """Run the demo; return 0 when every expected outcome happened, else 1.
+
+    ``tee`` ``tdx`` or ``sgx`` runs the Intel flow (``veritee.cli._demo_intel``) instead,
+    ``tpm`` the swtpm flow (``veritee.cli._demo_tpm``).
+    """
+    if tee in ("tdx", "sgx"):
+        from veritee.cli._demo_intel import run_demo_intel
+
+        return run_demo_intel(tee)
+    if tee == "tpm":
+        from veritee.cli._demo_tpm import run_demo_tpm
+
+        return run_demo_tpm()
     out = _Printer()
     prod = Product(product)
     ok = True
@@ -110,7 +122,8 @@ def run_demo(*, product: str = "Milan", key_size: int = 4096) -> int:
              "attested guest")
     ok &= _key_broker(out, machine, guest)
 
-    out.step("Isolation: a malicious hypervisor remaps a guest page (emulated memory model)")
+    out.step("Isolation: a malicious hypervisor remaps a guest page (emulated memory model; "
+             "a careful and a naive SEV-SNP guest)")
     from veritee.platform.emulated.isolation import demo_lines
 
     for line in demo_lines():
@@ -194,21 +207,21 @@ def _key_broker(out: _Printer, machine: InsecureEmulatedSnpMachine,
                                "policy": {"measurements": [guest.measurement.hex()]}})
             r.raise_for_status()
             out.info("admin: resource apps/demo/model-key, released only to this measurement")
-            with AttesterClient(server.url, guest) as client:
+            with AttesterClient(server.url, guest, dev_mode=True) as client:
                 passport = client.attest()
                 out.info(f"guest: challenge -> evidence -> EAR token, status {passport.status}")
                 got = client.get_resource("apps/demo/model-key", passport)
             out.info(f"guest: secret decrypted with its ephemeral key: {got!r}")
             other = machine.launch(simple_guest_image(demo_image()[::-1]))
             try:
-                with AttesterClient(server.url, other) as client:
+                with AttesterClient(server.url, other, dev_mode=True) as client:
                     client.get_resource("apps/demo/model-key", client.attest())
                 refused = "NOT REFUSED"
             except ServiceRefused as exc:
                 refused = f"refused ({exc.status}, {exc.code})"
             out.info(f"a guest with another measurement: {refused}")
         with store.transaction(write=False) as tx:
-            chain = verify_chain(tx.audit_rows())
+            chain = verify_chain(tx.audit_rows(), store.integrity)
         store.close()
         out.info(f"audit log: {chain.entries} entries, hash chain "
                  f"{'intact' if chain.ok else 'BROKEN'}")

@@ -5,6 +5,10 @@ The emulated machine keeps its state (chip secret, firmware, NV counters) in a d
 that sealing in one command and unsealing in the next happen on "the same chip". The guest
 is launched from ``--image`` (default: the demo firmware); ``--id-key`` with ``--svn`` adds an
 ID block, which gives the workload a signer identity for signer sealing policies.
+
+``--tee tdx|sgx`` selects an emulated Intel TD or enclave instead (:func:`open_platform`),
+whose CPU and vendor live in ``--state`` (default ``~/.local/share/veritee/emulated-intel``);
+``--tee tpm`` and sealing on the Intel platforms answer "not yet".
 """
 
 from __future__ import annotations
@@ -13,10 +17,15 @@ import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    load_pem_private_key,
+)
 
 from veritee.client import EvidenceSource
 from veritee.crypto.random import (
@@ -27,8 +36,12 @@ from veritee.crypto.random import (
     PlatformTrngSource,
     ctr_drbg,
 )
-from veritee.errors import ConfigError
+from veritee.errors import ConfigError, PlatformError
 from veritee.formats.sevsnp import GuestPolicy
+from veritee.platform.base import Platform
+
+if TYPE_CHECKING:
+    from veritee.platform.tpm import TpmPlatform
 from veritee.platform.emulated.measurement import PAGE_SIZE, measure, simple_guest_image
 from veritee.platform.emulated.snp import (
     IdBlock,
@@ -39,7 +52,9 @@ from veritee.platform.emulated.snp import (
 from veritee.platform.sevsnp import SevGuestDevice, sev_guest_available
 from veritee.sealing import KeySource, MonotonicCounters
 
-__all__ = ["Workload", "add_platform_args", "open_workload"]
+__all__ = ["Workload", "add_platform_args", "open_platform", "open_workload"]
+
+TEES = ("snp", "tdx", "sgx", "tpm")
 
 
 def default_state_dir() -> Path:
@@ -53,6 +68,8 @@ def add_platform_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("platform")
     g.add_argument("--platform", choices=("auto", "emulated", "sev-snp"), default="auto",
                    help="auto: /dev/sev-guest when present, else the emulated machine")
+    g.add_argument("--tee", choices=TEES, default=None,
+                   help="which TEE: snp (default), or the emulated Intel tdx / sgx")
     g.add_argument("--state", metavar="DIR", type=Path, help="emulated machine state directory")
     g.add_argument("--image", metavar="FILE", type=Path,
                    help="emulated guest image (default: the demo firmware)")
@@ -96,8 +113,104 @@ def _hex16(text: str, name: str) -> bytes:
     return value
 
 
+def _not_yet(args: argparse.Namespace, what: str) -> None:
+    tee = getattr(args, "tee", None)
+    if tee == "tpm":
+        raise PlatformError(f"--tee tpm: not yet for {what}: the key store and RA-TLS run on "
+                            "the SEV-SNP sealing API; the TPM seals with PCR policies "
+                            "('veritee seal --tee tpm')")
+    if tee in ("tdx", "sgx"):
+        raise PlatformError(f"--tee {tee}: not yet for {what}: sealing and the key store on "
+                            "the emulated Intel platforms wait for the new sealing API "
+                            "(issue 16); use the Python API (platform.emulated.sgx.sgx_seal, "
+                            "EmulatedTd.derived_key) meanwhile")
+
+
+def intel_state_dir(args: argparse.Namespace) -> Path:
+    """Where the emulated Intel vendor and CPU live (``--state`` or beside the SNP one)."""
+    return args.state or default_state_dir().parent / "emulated-intel"
+
+
+def _firmware(args: argparse.Namespace) -> bytes:
+    from veritee.cli._demo import demo_image
+
+    if args.image is None:
+        return demo_image()
+    try:
+        return bytes(args.image.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"--image {args.image}: cannot read ({exc.strerror})") from None
+
+
+def _sgx_signing_key(state: Path) -> rsa.RSAPrivateKey:
+    """The workload author's enclave signing key kept in the state directory."""
+    from veritee._fs import atomic_write
+
+    path = state / "sgx-enclave-signing-key.pem"
+    if path.exists():
+        key = load_pem_private_key(path.read_bytes(), None)
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise ConfigError(f"{path}: not an RSA key")
+        return key
+    key = rsa.generate_private_key(public_exponent=3, key_size=3072)
+    atomic_write(path, key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()),
+                 0o600)
+    return key
+
+
+def open_tpm(args: argparse.Namespace) -> TpmPlatform:
+    """The TPM ``--tee tpm`` selects: ``/dev/tpmrm0`` with ``--platform auto`` when present,
+    else the software TPM (swtpm) kept in ``--state`` (default ``$VERITEE_SWTPM_STATE`` or
+    ``~/.local/share/veritee/swtpm``). The caller closes it."""
+    from veritee.platform.tpm import InsecureSwtpmPlatform, TpmPlatform, default_swtpm_state_dir
+
+    if args.platform == "auto" and Path("/dev/tpmrm0").exists():
+        return TpmPlatform.device()
+    return InsecureSwtpmPlatform.open(args.state or default_swtpm_state_dir())
+
+
+def open_platform(args: argparse.Namespace) -> Platform:
+    """The :class:`~veritee.platform.base.Platform` that ``--tee`` (and ``--platform``)
+    select: SEV-SNP (real or emulated), or an emulated Intel TDX TD / SGX enclave whose CPU
+    and vendor are kept in the state directory."""
+    from veritee.platform.adapters import SgxPlatform, SnpPlatform, TdxPlatform, TpmAdapter
+
+    tee = getattr(args, "tee", None) or "snp"
+    if tee == "tpm":
+        return TpmAdapter(open_tpm(args))
+    if tee == "snp":
+        work = open_workload(args)
+        return SnpPlatform(work.source, counters=work.counters, description=work.description,
+                           trng=work.counters)
+    if tee == "tdx" and args.platform == "auto":
+        from veritee.platform.tdx import TdxGuestDevice, tdx_guest_available
+
+        if tdx_guest_available():
+            from veritee.platform.adapters import TdxGuestPlatform
+
+            return TdxGuestPlatform(TdxGuestDevice())
+    from veritee.platform.emulated.intel import EmulatedIntelCpu
+
+    state = intel_state_dir(args)
+    cpu = EmulatedIntelCpu.open(state)
+    debug = bool(getattr(args, "debug_guest", False))
+    if tee == "tdx":
+        from veritee.platform.emulated.tdx import InsecureEmulatedTdxMachine
+
+        td = InsecureEmulatedTdxMachine(cpu.vendor, cpu=cpu).launch(_firmware(args),
+                                                                    debug=debug)
+        return TdxPlatform(td, description=f"emulated TDX TD (state {state}, INSECURE)")
+    from veritee.platform.emulated.sgx import InsecureEmulatedSgxMachine
+
+    enclave = InsecureEmulatedSgxMachine(cpu.vendor, cpu=cpu).load(
+        _firmware(args), _sgx_signing_key(state), isv_svn=args.svn, debug=debug)
+    return SgxPlatform(enclave, description=f"emulated SGX enclave (state {state}, INSECURE)")
+
+
 def open_workload(args: argparse.Namespace) -> Workload:
-    """The workload the platform options describe."""
+    """The workload the platform options describe (SEV-SNP: what sealing and the key store
+    run on)."""
+    _not_yet(args, "sealing and the key store")
     if args.platform == "sev-snp" or (args.platform == "auto" and sev_guest_available()):
         # In an SNP guest the kernel RNG is fed by RDSEED, inside the TEE.
         return Workload(SevGuestDevice(), None, "SEV-SNP guest (/dev/sev-guest)",

@@ -83,6 +83,10 @@ def _cmd_seal(args: argparse.Namespace) -> int:
         return 0
     if args.output is None:
         raise ConfigError("seal needs IN and OUT (or --inspect FILE)")
+    if getattr(args, "tee", None) not in (None, "snp"):  # SGX/TDX/TPM seal their own way
+        from veritee.cli._tee_sealing import seal_on_tee
+
+        return seal_on_tee(args)
     work = open_workload(args)
     counters = _counters(args, work.counters)
     src = Path(args.input)
@@ -125,6 +129,10 @@ def _cmd_unseal(args: argparse.Namespace) -> int:
     from veritee._fs import atomic_write
     from veritee.cli._platform import open_workload
 
+    if getattr(args, "tee", None) not in (None, "snp"):  # SGX/TDX/TPM seal their own way
+        from veritee.cli._tee_sealing import unseal_on_tee
+
+        return unseal_on_tee(args)
     work = open_workload(args)
     src, dst = Path(args.input), Path(args.output)
     header = _read_header(src)

@@ -4,7 +4,13 @@
 * ``veritee audit verify`` - check the audit log's hash chain
 * ``veritee kbs get RESOURCE --url ...`` - the whole exchange from an emulated guest
 * ``veritee kbs measurement`` - the launch digest of that guest (for resource policies)
-* ``veritee admin token create`` - bootstrap an admin token directly in the database
+* ``veritee admin token-create`` - bootstrap an admin token directly in the database
+* ``veritee admin master-key-new --out FILE`` - a fresh 32-byte key file (0600) for
+  ``key_source = "file"``
+* ``veritee admin rotate-master-key --settings OLD --new-settings NEW`` - re-wrap the data key
+
+The database tools need the service's master key (``--settings``): the rows they write are
+authenticated with a key derived from it, and the audit chain is keyed.
 """
 
 from __future__ import annotations
@@ -27,11 +33,29 @@ def _settings(args: argparse.Namespace) -> Any:
     return dataclasses.replace(settings, **overrides) if overrides else settings
 
 
-def _database_url(args: argparse.Namespace) -> str:
-    """--database-url alone is enough for database tools (no full settings needed)."""
-    if args.database_url and not args.settings:
-        return str(args.database_url)
-    return str(_settings(args).database_url)
+def _open_state(args: argparse.Namespace, *, create: bool = False) -> Any:
+    """The store, with its integrity keys (unwrapped with the configured master key)."""
+    import time
+
+    from veritee.service.app import service_master_key
+    from veritee.service.integrity import StateIntegrity
+    from veritee.service.keys import load_data_key
+    from veritee.service.storage import open_store
+
+    settings = _settings(args)
+    store = open_store(settings.database_url)
+    master: Any = None
+    try:
+        master = service_master_key(settings)
+        data = load_data_key(store, master, now=time.time(), create=create)
+    except BaseException:
+        store.close()
+        raise
+    finally:
+        if master is not None and hasattr(master, "close"):
+            master.close()
+    store.integrity = StateIntegrity(data.key)
+    return store
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -44,13 +68,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
     from veritee.service.audit import verify_chain
-    from veritee.service.storage import open_store
 
-    store = open_store(_database_url(args), migrate=False)
+    store = _open_state(args)
     try:
-        store.schema_version()
         with store.transaction(write=False) as tx:
-            report = verify_chain(tx.audit_rows(), expect_head=args.expect_head)
+            report = verify_chain(tx.audit_rows(), store.integrity,
+                                  expect_head=args.expect_head)
     finally:
         store.close()
     if report.ok:
@@ -73,13 +96,15 @@ def _cmd_kbs_measurement(args: argparse.Namespace) -> int:
 
 def _cmd_kbs_get(args: argparse.Namespace) -> int:
     from veritee._fs import atomic_write
-    from veritee.cli._platform import open_workload
+    from veritee.cli._platform import open_platform, open_workload
     from veritee.client import AttesterClient
 
-    guest = open_workload(args).source
-    with AttesterClient(args.url, guest, timeout=args.timeout) as client:
+    # --seal needs the SEV-SNP sealing path (open_workload says "not yet" for other TEEs).
+    guest = open_workload(args).source if args.seal else None
+    with AttesterClient(args.url, guest or open_platform(args), timeout=args.timeout,
+                        dev_mode=args.dev_mode) as client:
         secret = client.fetch(args.resource)
-    if args.seal:
+    if guest is not None:
         from veritee.sealing import SealingPolicy, seal
 
         secret = seal(guest, secret, SealingPolicy.measurement(),
@@ -94,11 +119,60 @@ def _cmd_kbs_get(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_token_create(args: argparse.Namespace) -> int:
-    from veritee.service.core import create_admin_token
+def _cmd_admin(args: argparse.Namespace) -> int:
+    if args.action == "master-key-new":
+        from veritee.errors import ConfigError
+        from veritee.service.keys import create_master_key_file
+
+        if not args.out:
+            raise ConfigError("admin master-key-new: needs --out FILE")
+        key = create_master_key_file(Path(args.out))
+        print(f"master key {key.key_id} written to {args.out} (mode 0600)", file=sys.stderr)
+        return 0
+    if args.action == "rotate-master-key":
+        return _cmd_rotate(args)
+    return _cmd_token_create(args)
+
+
+def _cmd_rotate(args: argparse.Namespace) -> int:
+    import time
+
+    from veritee.errors import ConfigError
+    from veritee.service.app import service_master_key
+    from veritee.service.keys import rotate_master_key
+    from veritee.service.settings import load_settings
     from veritee.service.storage import open_store
 
-    store = open_store(_database_url(args))
+    if not args.new_settings:
+        raise ConfigError("admin rotate-master-key: needs --new-settings FILE (the settings "
+                          "naming the new key source)")
+    old_settings = _settings(args)
+    new_settings = load_settings(Path(args.new_settings))
+    store = open_store(old_settings.database_url)
+    keys: list[Any] = []
+    try:
+        old = service_master_key(old_settings)
+        keys.append(old)
+        new = service_master_key(new_settings)
+        keys.append(new)
+        key_id = rotate_master_key(store, old, new, now=time.time())
+    finally:
+        store.close()
+        for key in keys:
+            if hasattr(key, "close"):
+                key.close()
+    print(f"data key re-wrapped: master key {old.key_id} -> {key_id}; start the service with "
+          f"{args.new_settings}", file=sys.stderr)
+    return 0
+
+
+def _cmd_token_create(args: argparse.Namespace) -> int:
+    from veritee.errors import ConfigError
+    from veritee.service.core import create_admin_token
+
+    if not args.name:
+        raise ConfigError("admin token-create: needs --name")
+    store = _open_state(args, create=True)
     try:
         token_id, token = create_admin_token(store, args.name, args.role)
     finally:
@@ -142,16 +216,22 @@ def register(add: Add) -> None:
     p.add_argument("--seal", action="store_true", help="seal the secret to this guest's "
                    "measurement before writing it")
     p.add_argument("--timeout", type=float, default=30.0)
+    p.add_argument("--dev-mode", dest="dev_mode", action="store_true",
+                   help="allow a plain http:// URL to a loopback address (development)")
     from veritee.cli._platform import add_platform_args
 
     add_platform_args(p)
 
-    p = add("admin", "service administration: 'admin token-create' makes a bearer token",
-            _cmd_token_create)
-    p.add_argument("action", choices=("token-create",))
+    p = add("admin", "service administration: 'token-create' makes a bearer token, "
+            "'master-key-new' a key file, 'rotate-master-key' re-wraps the data key",
+            _cmd_admin)
+    p.add_argument("action", choices=("token-create", "master-key-new", "rotate-master-key"))
     _settings_args(p)
-    p.add_argument("--name", required=True)
+    p.add_argument("--name")
     p.add_argument("--role", choices=("admin", "reader"), default="admin")
+    p.add_argument("--out", metavar="FILE", help="master-key-new: the key file to create")
+    p.add_argument("--new-settings", dest="new_settings", metavar="FILE",
+                   help="rotate-master-key: settings naming the new master key source")
 
 
 def _dispatch_kbs(args: argparse.Namespace) -> int:

@@ -20,7 +20,8 @@ What a TPM gives the four pillars:
   in which TPM2_PolicyPCR succeeded, i.e. while the PCRs hold the sealed values. The object
   holds a 256-bit key; the data is AES-256-GCM under it, so data of any size can be sealed.
 * **Counters**: NV indices of type TPM_NT_COUNTER (Part 2, 13.2 TPMA_NV): the TPM itself only
-  ever increments them, which is what rollback protection needs.
+  ever increments them, which is what rollback protection needs. One veritee counter is a
+  pair of them (sealing's RESERVED and COMMITTED halves), so each step is one increment.
 * **Randomness**: TPM2_GetRandom.
 
 What it does not protect: swtpm is a process of the same user, its state directory holds the
@@ -93,7 +94,8 @@ DEFAULT_QUOTE_PCRS: Mapping[HashAlg, tuple[int, ...]] = {HashAlg.SHA256: tuple(r
 
 _TPM_CC_POLICY_PCR = 0x0000017F  # Part 2, Table 12 (TPM_CC_PolicyPCR)
 _EV_NO_ACTION = 0x00000003
-_COUNTER_TAG = b"VTPM"
+_COUNTER_TAG = b"V2"  # a pair of NV counters (b"VTPM" was one: refused, see _decode)
+_HALF_MAX = (1 << 32) - 1  # sealing packs two 32-bit halves into one counter value
 _COUNTER_RANGE = (0x01500000, 0x015FFFFF)  # owner NV range (TCG Handles registry 2.2)
 _SEAL_MAGIC = b"VTPMSEAL"
 _MAX_RANDOM = 32  # TPM2_GetRandom returns at most the largest digest; ask for 32 at a time
@@ -736,35 +738,53 @@ class TpmPlatform:
             raise SealingError() from None
 
     # NV counters (veritee.sealing.MonotonicCounters) ----------------------------------------
-    def _counter_index(self, counter_id: bytes) -> tuple[Any, int]:
-        if len(counter_id) != 16 or counter_id[:4] != _COUNTER_TAG:
-            raise PlatformError(f"counter id {counter_id.hex()}: not a TPM NV counter id")
-        index, base = struct.unpack(">IQ", counter_id[4:])
-        if not _COUNTER_RANGE[0] <= index <= _COUNTER_RANGE[1]:
-            raise PlatformError(f"counter id: NV index 0x{index:08x} outside the owner range")
-        with _tpm_errors("NV counter"):
-            return self.esys.tr_from_tpmpublic(index), base
+    # One veritee counter is a PAIR of TPM NV counters, because sealing packs two 32-bit
+    # halves into one value (veritee.sealing._core: RESERVED in bits 63..32, COMMITTED in
+    # bits 31..0) and a TPM counter only ever moves by one (TPM2_NV_Increment). Reserving
+    # raises the high counter, committing raises the low one, burning raises both: one or
+    # two increments per step instead of ~2**32.
+    def _counter_pair(self, counter_id: bytes) -> tuple[tuple[Any, int], tuple[Any, int]]:
+        """((high NV, base), (low NV, base)) for a counter id, once both indices are checked
+        to still be NV counters (a host that redefines one as an ordinary, writable index
+        could lower it)."""
+        hi_off, lo_off, hi_base, lo_base = _decode_counter_id(counter_id)
+        tss = _pytss()
+        c = tss.constants
+        out = []
+        for off, base in ((hi_off, hi_base), (lo_off, lo_base)):
+            with _tpm_errors("NV counter"):
+                nv = self.esys.tr_from_tpmpublic(_COUNTER_RANGE[0] + off)
+                public, _ = self.esys.nv_read_public(nv)
+            attrs = int(public.nvPublic.attributes)
+            kind = (attrs & int(c.TPMA_NV.TPM2_NT_MASK)) >> int(c.TPMA_NV.TPM2_NT_SHIFT)
+            if kind != int(c.TPM2_NT.COUNTER):
+                raise PlatformError(f"counter id {counter_id.hex()}: NV index "
+                                    f"0x{_COUNTER_RANGE[0] + off:08x} is not an NV counter")
+            out.append((nv, base))
+        return out[0], out[1]
 
     def _nv_counter_value(self, nv: Any) -> int:
         with _tpm_errors("NV_Read(counter)"):
             return int.from_bytes(bytes(self.esys.nv_read(nv, 8, 0, auth_handle=nv)), "big")
 
-    def counter_create(self) -> bytes:
-        """Define an NV counter index and return its 16-byte id (value 0).
+    def _half(self, nv: Any, base: int) -> int:
+        value = self._nv_counter_value(nv) - base
+        if not 0 <= value <= _HALF_MAX:
+            raise PlatformError(f"NV counter: {value} is outside one 32-bit half")
+        return value
 
-        A new TPM counter starts at the highest count any counter of this TPM ever had (Part 1,
-        "NV Counters"), not at 0: the first TPM2_NV_Increment sets it, and that value
-        is recorded in the id as this counter's zero.
-        """
+    def _define_counter(self) -> tuple[int, int]:
+        """Define one NV counter at a free owner index; return (index offset, base)."""
         tss = _pytss()
         t, c = tss.types, tss.constants
         attrs = (c.TPMA_NV.AUTHREAD | c.TPMA_NV.AUTHWRITE | c.TPMA_NV.NO_DA
                  | (c.TPM2_NT.COUNTER << c.TPMA_NV.TPM2_NT_SHIFT))
+        span = _COUNTER_RANGE[1] - _COUNTER_RANGE[0] + 1
         for _ in range(64):
-            index = _COUNTER_RANGE[0] + int.from_bytes(self.trng(3), "big") % (
-                _COUNTER_RANGE[1] - _COUNTER_RANGE[0])
+            offset = int.from_bytes(self.trng(3), "big") % span
             info = t.TPM2B_NV_PUBLIC(nvPublic=t.TPMS_NV_PUBLIC(
-                nvIndex=index, nameAlg=c.TPM2_ALG.SHA256, attributes=attrs, dataSize=8))
+                nvIndex=_COUNTER_RANGE[0] + offset, nameAlg=c.TPM2_ALG.SHA256,
+                attributes=attrs, dataSize=8))
             try:
                 nv = self.esys.nv_define_space(t.TPM2B_AUTH(), info,
                                                auth_handle=tss.ESYS_TR.OWNER)
@@ -772,26 +792,83 @@ class TpmPlatform:
                 if exc.error == c.TPM2_RC.NV_DEFINED:
                     continue
                 raise PlatformError(f"TPM NV_DefineSpace: {exc}") from None
+            # A counter cannot be read before its first write (TPMA_NV_WRITTEN).
             with _tpm_errors("NV_Increment"):
                 self.esys.nv_increment(nv, auth_handle=nv)
             base = self._nv_counter_value(nv)
-            return _COUNTER_TAG + struct.pack(">IQ", index, base)
+            if base > _HALF_MAX:
+                raise PlatformError(f"NV counter starts at {base}: a counter id records "
+                                    "its base in 32 bits (this TPM's counts are too high)")
+            return offset, base
         raise PlatformError("no free NV index for a counter")
 
+    def counter_create(self, counter_id: bytes | None = None) -> bytes:
+        """Define a pair of NV counters and return their 16-byte id (value 0).
+
+        A new TPM counter starts at the highest count any counter of this TPM ever had (Part 1,
+        "NV Counters"), not at 0: the first TPM2_NV_Increment sets it, and that value is
+        recorded in the id as the counter's zero. The id is
+        ``"V2" || high offset (3) || low offset (3) || high base (4) || low base (4)``, the
+        offsets from NV index 0x01500000, big-endian; sealing authenticates it (it is in the
+        sealed header).
+
+        ``counter_id`` (a caller-declared id) is accepted only when it is an id this TPM
+        handed out and its counters still exist: it is returned as it is. Any other declared
+        id (e.g. :func:`veritee.sealing.counter_id_for`) is a :class:`PlatformError`: the
+        TPM chooses a new counter's starting value, so the id must record it.
+        """
+        if counter_id is not None:
+            try:
+                _decode_counter_id(counter_id)
+            except PlatformError:
+                raise PlatformError(
+                    "TPM counters: a caller-declared counter id must be one this TPM created "
+                    "(counter_create() without an id); other ids cannot name a TPM NV counter "
+                    "pair soundly (the TPM picks a new counter's start value, the id records "
+                    "it)") from None
+            self._counter_pair(counter_id)  # exists and is still a pair of NV counters
+            return bytes(counter_id)
+        hi_off, hi_base = self._define_counter()
+        try:
+            lo_off, lo_base = self._define_counter()
+        except BaseException:
+            self._undefine(hi_off)
+            raise
+        return _encode_counter_id(hi_off, lo_off, hi_base, lo_base)
+
+    def _undefine(self, offset: int) -> None:
+        tss = _pytss()
+        with contextlib.suppress(tss.TSS2_Exception):
+            nv = self.esys.tr_from_tpmpublic(_COUNTER_RANGE[0] + offset)
+            self.esys.nv_undefine_space(nv, auth_handle=tss.ESYS_TR.OWNER)
+
     def counter_read(self, counter_id: bytes) -> int:
-        """The counter's value (TPM2_NV_Read less the recorded zero)."""
-        nv, base = self._counter_index(counter_id)
-        return self._nv_counter_value(nv) - base
+        """The counter's value: high half << 32 | low half (each TPM2_NV_Read less its base)."""
+        (hi, hi_base), (lo, lo_base) = self._counter_pair(counter_id)
+        return self._half(hi, hi_base) << 32 | self._half(lo, lo_base)
 
     def counter_advance(self, counter_id: bytes, to: int) -> int:
-        """TPM2_NV_Increment until the value reaches ``to``; never lowers it."""
-        nv, base = self._counter_index(counter_id)
-        value = self._nv_counter_value(nv) - base
-        with _tpm_errors("NV_Increment"):
-            while value < to:
-                self.esys.nv_increment(nv, auth_handle=nv)
-                value += 1
-        return self._nv_counter_value(nv) - base
+        """Increment each half of the counter up to its half of ``to``; return the new value.
+
+        Each half only grows: a ``to`` whose half is below the current one leaves that half
+        as it is, so the result can be above ``to`` (still monotone; the return value says
+        where the counter is). Sealing's protocol only ever raises both halves.
+
+        The low half (COMMITTED) moves first: a crash between the two halves of a burn
+        (``v<<32|v`` to ``v+1<<32|v+1``) leaves committed = v+1, a version no writer was
+        ever given (sealing reads RESERVED as the larger half), so nothing opens; the other
+        order would leave the burned version v current.
+        """
+        if not 0 <= to < 1 << 64:
+            raise PlatformError(f"counter value: got {to}, want 0..2**64-1")
+        (hi, hi_base), (lo, lo_base) = self._counter_pair(counter_id)
+        for nv, base, target in ((lo, lo_base, to & _HALF_MAX), (hi, hi_base, to >> 32)):
+            value = self._half(nv, base)
+            with _tpm_errors("NV_Increment"):
+                while value < target:
+                    self.esys.nv_increment(nv, auth_handle=nv)
+                    value += 1
+        return self.counter_read(counter_id)
 
 
 @dataclass(frozen=True)
@@ -832,6 +909,26 @@ def register_ak(tpm: TpmPlatform, *, roots: Sequence[CertificateInput],
     if not challenge.check(answer):
         raise VerificationError("tpm.ak.credential", "the TPM answered the wrong secret")
     return RegisteredAk(ak, chain)
+
+
+def _encode_counter_id(hi_off: int, lo_off: int, hi_base: int, lo_base: int) -> bytes:
+    """``"V2" || u24 high offset || u24 low offset || u32 high base || u32 low base``."""
+    return (_COUNTER_TAG + hi_off.to_bytes(3, "big") + lo_off.to_bytes(3, "big")
+            + struct.pack(">II", hi_base, lo_base))
+
+
+def _decode_counter_id(counter_id: bytes) -> tuple[int, int, int, int]:
+    """(high offset, low offset, high base, low base) of a TPM counter id, or PlatformError."""
+    cid = bytes(counter_id)
+    if len(cid) != 16 or cid[:2] != _COUNTER_TAG:
+        raise PlatformError(f"counter id {cid.hex()}: not a TPM NV counter-pair id")
+    hi_off, lo_off = int.from_bytes(cid[2:5], "big"), int.from_bytes(cid[5:8], "big")
+    hi_base, lo_base = struct.unpack(">II", cid[8:])
+    span = _COUNTER_RANGE[1] - _COUNTER_RANGE[0]
+    if hi_off > span or lo_off > span or hi_off == lo_off:
+        raise PlatformError(f"counter id {cid.hex()}: NV index offsets outside the owner "
+                            "range or equal")
+    return hi_off, lo_off, hi_base, lo_base
 
 
 def _encode_seal_header(selection: bytes, public: bytes, private: bytes) -> bytes:

@@ -5,8 +5,9 @@ Protocol (see docs/service.md for the sequence diagram):
 * ``POST /v1/challenge`` -> ``{nonce, expires_at, expires_in}``: a single-use nonce.
 * ``POST /v1/attest`` ``{evidence, cert_table?, runtime_data: {nonce, key}}`` -> ``{token, ...}``:
   an EAR JWT; 403 problem+json (with the failures and a contraindicated EAR) on rejection.
-* ``GET /v1/resources/{path}`` with ``Authorization: Bearer <EAR>`` -> ``{jwe, version}``: the
-  secret as a compact JWE (ECDH-ES + A256GCM) to the key in the EAR's ``cnf``.
+* ``GET /v1/resources/{path}`` with ``Authorization: Bearer <EAR>`` -> ``{release, version}``:
+  the secret as a compact JWE (ECDH-ES + A256GCM) to the key in the EAR's ``cnf``, inside a
+  JWS signed with the EAR key (the JWE header names the resource and the EAR's ``jti``).
 * ``GET /v1/jwks`` (and ``/.well-known/jwks.json``): the EAR signing keys, for passports.
 * ``/v1/admin/...``: policies, reference values, resources, tokens, audit (bearer tokens,
   roles admin/reader).
@@ -15,6 +16,7 @@ Protocol (see docs/service.md for the sequence diagram):
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -30,16 +32,18 @@ from veritee import __version__
 from veritee.errors import ConfigError, VeriteeError
 from veritee.service.core import Broker
 from veritee.service.deps import AdminActor, BrokerDep, ReaderActor, bearer, get_broker
-from veritee.service.keys import MasterKey, load_signing_key
+from veritee.service.integrity import IntegrityViolation, StateIntegrity
+from veritee.service.keys import KeyWrapper, load_data_key, load_signing_key
+from veritee.service.limits import MAX_BODY, BoundedRequest
 from veritee.service.observability import Metrics, log_event
 from veritee.service.problems import Problem, problem_body, status_for
 from veritee.service.settings import Settings
-from veritee.service.storage import Store, open_store
+from veritee.service.storage import DatabaseUnavailable, Store, open_store
 from veritee.trust.roots import TrustAnchors
 
 __all__ = ["create_app"]
 
-_MAX_BODY = 2 << 20  # 2 MiB: a 1 MiB secret in base64 plus slack; evidence is ~1-10 KiB
+_MAX_BODY = MAX_BODY
 _PROBLEM = "application/problem+json"
 
 
@@ -92,8 +96,32 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _problem_response(request, exc.status_code, f"http.{exc.status_code}",
                                  str(exc.detail), str(exc.detail))
 
+    async def on_integrity(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, IntegrityViolation)
+        request.app.state.broker.integrity_violation(exc)
+        # Which row failed is in the log and the audit entry, not in the answer.
+        return _problem_response(request, 500, IntegrityViolation.code,
+                                 "stored state failed its integrity check",
+                                 "the service refused to use tampered state")
+
+    async def on_unavailable(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, DatabaseUnavailable)
+        request.app.state.broker.metrics.unavailable.inc()
+        log_event("database.unavailable", logging.ERROR, error=exc.reason)
+        return _problem_response(request, 503, "service.unavailable", "service unavailable",
+                                 "the service cannot reach its database; retry later",
+                                 headers={"Retry-After": "2"})
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        log_event("http.unexpected", logging.ERROR, error=type(exc).__name__,
+                  route=getattr(request.scope.get("route"), "path", "unmatched"))
+        return _problem_response(request, 500, "internal", "internal error", "internal error")
+
     app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(IntegrityViolation, on_integrity)
+    app.add_exception_handler(DatabaseUnavailable, on_unavailable)
     app.add_exception_handler(VeriteeError, on_veritee)
+    app.add_exception_handler(Exception, on_unexpected)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
 
@@ -102,10 +130,6 @@ def _install_middleware(app: FastAPI, metrics: Metrics) -> None:
     @app.middleware("http")
     async def observe(request: Request,
                       call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > _MAX_BODY):
-            return _problem_response(request, 413, "request.too_large", "request too large",
-                                     f"body: want at most {_MAX_BODY} bytes")
         t0 = time.perf_counter()
         response = await call_next(request)
         elapsed = time.perf_counter() - t0
@@ -117,6 +141,9 @@ def _install_middleware(app: FastAPI, metrics: Metrics) -> None:
         log_event("http.request", method=request.method, route=name,
                   status=response.status_code, ms=round(elapsed * 1000, 2))
         return response
+
+    # Outermost: bodies, headers and paths are bounded before routing or authentication.
+    app.add_middleware(BoundedRequest, max_body=_MAX_BODY)
 
 
 def _default_anchors(settings: Settings) -> TrustAnchors:
@@ -136,34 +163,58 @@ def _default_anchors(settings: Settings) -> TrustAnchors:
 SERVICE_IMAGE_LABEL = b"veritee verifier and key broker service"
 
 
-def service_master_key(settings: Settings) -> MasterKey:
-    """Unseal (or create and seal) the master key with the configured key source.
+def service_master_key(settings: Settings) -> KeyWrapper:
+    """Open (or on first start create) the master key with the configured key source.
 
-    ``sevsnp``: the secure processor of the SEV-SNP guest the service runs in
-    (``/dev/sev-guest``); a PlatformError when absent.
-    ``emulated``: the service runs as a guest of the emulated SEV-SNP machine kept in
-    ``emulated_machine_dir``, launched from a fixed image, so its measurement (and so the
-    sealing key) is the same at every start and in every worker process.
+    ``sevsnp``: sealed with the SEV-SNP guest's derived key (``/dev/sev-guest``).
+    ``file``: a 32-byte key file, owner-only and owned by the service user
+    (``veritee admin master-key-new --out FILE`` makes one); never created implicitly.
+    ``pkcs11``: the master key is an AES key inside an HSM token and never leaves it
+    (:mod:`veritee.service.pkcs11`).
+    ``emulated`` (dev_mode only): a guest of the emulated SEV-SNP machine kept in
+    ``emulated_machine_dir``, launched from a fixed image, so its measurement (and the
+    sealing key) is the same at every start and in every worker.
+
+    The whole sequence runs under :func:`~veritee.service.keys.startup_lock`, so workers and
+    replicas starting together create one key and all open that one.
     """
-    from veritee.service.keys import load_master_key
+    from veritee.service.keys import (
+        check_private_file,
+        load_master_key,
+        load_master_key_file,
+        startup_lock,
+    )
 
-    if settings.key_source == "sevsnp":
-        # The service itself runs in an SEV-SNP guest: its firmware derives the sealing key.
-        from veritee.platform.sevsnp import SevGuestDevice
+    key_file = Path(settings.master_key_file)
+    if settings.key_source == "file":
+        return load_master_key_file(key_file, dev_mode=settings.dev_mode)
+    if settings.key_source == "pkcs11":
+        from veritee.service.pkcs11 import pkcs11_master_key
 
-        return load_master_key(Path(settings.master_key_file), SevGuestDevice())
-    from veritee.formats.sevsnp import GuestPolicy
-    from veritee.platform.emulated.measurement import simple_guest_image
-    from veritee.platform.emulated.snp import InsecureEmulatedSnpMachine
+        with startup_lock(key_file):
+            return pkcs11_master_key(settings)
+    with startup_lock(key_file):
+        if key_file.exists():
+            check_private_file(key_file, what="master_key_file", dev_mode=settings.dev_mode)
+        if settings.key_source == "sevsnp":
+            # The service itself runs in an SEV-SNP guest: its firmware derives the key.
+            from veritee.platform.sevsnp import SevGuestDevice
 
-    assert settings.emulated_machine_dir is not None
-    machine = InsecureEmulatedSnpMachine.open(Path(settings.emulated_machine_dir))
-    image = simple_guest_image(SERVICE_IMAGE_LABEL.ljust(4096, b"\0"))
-    guest = machine.launch(image, policy=GuestPolicy(smt=True))
-    return load_master_key(Path(settings.master_key_file), guest)
+            return load_master_key(key_file, SevGuestDevice())
+        from veritee.formats.sevsnp import GuestPolicy
+        from veritee.platform.emulated.measurement import simple_guest_image
+        from veritee.platform.emulated.snp import InsecureEmulatedSnpMachine
+
+        assert settings.emulated_machine_dir is not None
+        machine_dir = Path(settings.emulated_machine_dir)
+        machine_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        machine = InsecureEmulatedSnpMachine.open(machine_dir)
+        image = simple_guest_image(SERVICE_IMAGE_LABEL.ljust(4096, b"\0"))
+        guest = machine.launch(image, policy=GuestPolicy(smt=True))
+        return load_master_key(key_file, guest)
 
 
-def create_app(settings: Settings, *, master_key: MasterKey | None = None,
+def create_app(settings: Settings, *, master_key: KeyWrapper | None = None,
                anchors: TrustAnchors | None = None, store: Store | None = None,
                clock: Callable[[], float] = time.time) -> FastAPI:
     """Build the application: open and migrate the database, load keys, wire routes.
@@ -171,11 +222,21 @@ def create_app(settings: Settings, *, master_key: MasterKey | None = None,
     ``master_key``, ``anchors``, ``store`` and ``clock`` default to what ``settings`` says
     (pass them to embed the service or to test it).
     """
-    store = store or open_store(settings.database_url)
+    store = store or open_store(settings.database_url,
+                                connect_timeout=settings.db_connect_timeout,
+                                statement_timeout_ms=settings.db_statement_timeout_ms)
     master = master_key or service_master_key(settings)
-    signing = load_signing_key(store, master, alg=settings.ear_alg, now=clock())
+    # Everything stored is under the data key (wrapped by the master key); the row MACs and
+    # the audit chain are keyed from it, and every read of the trust state is checked.
+    try:
+        data = load_data_key(store, master, now=clock())
+    finally:
+        if master_key is None and hasattr(master, "close"):
+            master.close()  # an HSM session is needed only for this unwrap
+    store.integrity = StateIntegrity(data.key)
+    signing = load_signing_key(store, data, alg=settings.ear_alg, now=clock())
     metrics = Metrics()
-    broker = Broker(settings=settings, store=store, master=master, signing_key=signing,
+    broker = Broker(settings=settings, store=store, master=data, signing_key=signing,
                     anchors=anchors or _default_anchors(settings), clock=clock,
                     metrics=metrics)
     app = FastAPI(title="veritee verifier and key broker", version=__version__,
@@ -215,10 +276,11 @@ def _routes(app: FastAPI) -> None:
     @app.get("/v1/resources/{path:path}", tags=["attestation"])
     def resource(path: str, request: Request, response: Response) -> dict[str, Any]:
         """Release a secret, encrypted to the TEE key, if this resource's policy passes."""
-        jwe, version = get_broker(request).release(path, bearer(request))
+        release, version = get_broker(request).release(path, bearer(request))
         response.headers["Cache-Control"] = "no-store"
-        return {"resource": path, "version": version, "jwe": jwe,
-                "enc": "JWE compact, alg ECDH-ES, enc A256GCM (RFC 7516, RFC 7518 4.6)"}
+        return {"resource": path, "version": version, "release": release,
+                "enc": "JWS compact (EAR signing key, RFC 7515) over a JWE compact "
+                       "(ECDH-ES + A256GCM, RFC 7516, RFC 7518 4.6)"}
 
     @app.get("/v1/jwks", tags=["attestation"])
     @app.get("/.well-known/jwks.json", tags=["attestation"], include_in_schema=False)
@@ -237,8 +299,8 @@ def _routes(app: FastAPI) -> None:
         try:
             version = broker.store.schema_version()
         except Exception as exc:
-            return JSONResponse({"status": "unavailable", "reason": type(exc).__name__},
-                                status_code=503)
+            log_event("readyz.unavailable", logging.WARNING, error=type(exc).__name__)
+            raise DatabaseUnavailable("readyz: " + type(exc).__name__) from None
         return JSONResponse({"status": "ready", "schema_version": version,
                              "database": broker.store.dialect, "kid": broker.signing_key.kid})
 
@@ -341,8 +403,8 @@ def _admin_routes(app: FastAPI) -> None:
     def audit(_: ReaderActor, broker: BrokerDep, after: int = 0,
               limit: int = 100) -> dict[str, Any]:
         """Audit entries after ``after`` (at most ``limit``, max 1000)."""
-        if not 1 <= limit <= 1000 or after < 0:
-            raise Problem(400, "request.invalid", "limit: want 1..1000; after: want >= 0")
+        if not 1 <= limit <= 1000 or not 0 <= after < 1 << 62:
+            raise Problem(400, "request.invalid", "limit: want 1..1000; after: want 0..2^62")
         with broker.store.transaction(write=False) as tx:
             rows = tx.audit_rows(after, limit)
         return {"entries": [r.__dict__ for r in rows]}
@@ -352,6 +414,7 @@ def _admin_routes(app: FastAPI) -> None:
         """Check the whole hash chain."""
         from veritee.service.audit import verify_chain
 
+        assert broker.store.integrity is not None
         with broker.store.transaction(write=False) as tx:
-            report = verify_chain(tx.audit_rows())
+            report = verify_chain(tx.audit_rows(), broker.store.integrity)
         return report.__dict__

@@ -9,7 +9,13 @@ agreement, RFC 7518 section 4.6) and ``enc = A256GCM`` (RFC 7518 section 5.3), t
 ephemeral public key that the EAR's ``cnf.jwk`` carries (RFC 7800) and that REPORT_DATA bound
 to the verifier's nonce. A stolen token is therefore useless: only the holder of that private
 key, inside the attested TEE, can decrypt what is released with it. The protected header
-names the resource and its version, and is authenticated as JWE AAD.
+names the resource, its version and the ``jti`` of the EAR it answers, and is authenticated
+as JWE AAD. The JWE is then signed (JWS, RFC 7515) with the EAR signing key, because anyone
+can encrypt to the public ``cnf`` key: see :meth:`Broker._seal_release`.
+
+Every read of the trust state (policies, reference values, resources, admin tokens, signing
+keys) is authenticated by the store (:mod:`veritee.service.integrity`); a row that fails is
+an :class:`~veritee.service.integrity.IntegrityViolation`, raised loudly and never used.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import logging
 import os
 import secrets
 import threading
@@ -25,34 +32,50 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from joserfc import jwe
+from joserfc import jwe, jws
 from joserfc.jwk import ECKey
 
 from veritee import __version__
 from veritee.attest import bind_report_data, is_intel_quote, parse_evidence, verify_only
-from veritee.errors import CollateralError, ConfigError, FormatError, VerificationError
+from veritee.errors import (
+    CollateralError,
+    ConfigError,
+    FormatError,
+    VerificationError,
+    VeriteeError,
+)
 from veritee.findings import Outcome
 from veritee.policy import Appraisal
 from veritee.policy.intel import TdxPolicy
 from veritee.policy.intel import appraise as appraise_intel
 from veritee.policy.sevsnp import SevSnpPolicy, appraise, policy_from_mapping, policy_to_mapping
 from veritee.results import EarResult, ear_claims, sign_ear, verify_ear
+from veritee.service.integrity import IntegrityViolation
 from veritee.service.keys import MasterKey, SigningKey
 from veritee.service.observability import Metrics, fingerprint, log_event
 from veritee.service.problems import Problem
 from veritee.service.resource_policy import ResourcePolicy
 from veritee.service.settings import Settings
 from veritee.service.storage import NonceState, Store, Tx
-from veritee.trust.intel import IntelCollateral, verify_quote
+from veritee.trust.intel import (
+    INTEL_SGX_ROOT_CA_SHA256,
+    IntelCollateral,
+    load_certificates,
+    verify_quote,
+)
 from veritee.trust.roots import TrustAnchors
 from veritee.trust.sevsnp import AmdCertificates, ChainCache
 
-__all__ = ["AttestOutcome", "Broker", "Challenge", "create_admin_token", "hash_token"]
+__all__ = ["MAX_NAME", "MAX_PATH", "RELEASE_TYP", "AttestOutcome", "Broker", "Challenge",
+           "checked_text", "create_admin_token", "hash_token"]
 
 NONCE_BYTES = 32
+RELEASE_TYP = "veritee-release+jws"
 # The veritee.* protected-header members are private names (RFC 7516 section 4.3); joserfc
 # checks headers against its registry unless told not to. They are still authenticated AAD.
 _JWE_REGISTRY = jwe.JWERegistry(algorithms=["ECDH-ES", "A256GCM"], strict_check_header=False)
@@ -76,6 +99,28 @@ def _unb64(text: object, field: str, *, url: bool = False) -> bytes:
         raise Problem(400, "request.invalid", f"{field}: not valid base64") from None
 
 
+MAX_PATH = 1024  # resource paths
+MAX_NAME = 128  # policy ids, reference-value names, token ids and names
+
+
+def checked_text(value: object, field: str, max_len: int = MAX_NAME) -> str:
+    """``value`` as a bounded, printable string, or a 400 Problem naming ``field``.
+
+    NUL, other control characters and lone surrogates are refused here: PostgreSQL cannot
+    store NUL and no encoder takes a lone surrogate, so they would surface as a 500.
+    """
+    if not isinstance(value, str):
+        raise Problem(400, "request.invalid", f"{field}: got {type(value).__name__}, want a "
+                      "string")
+    if not 1 <= len(value) <= max_len:
+        raise Problem(400, "request.invalid", f"{field}: want 1..{max_len} characters, got "
+                      f"{len(value)}")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F or 0xD800 <= ord(c) <= 0xDFFF for c in value):
+        raise Problem(400, "request.invalid", f"{field}: control characters, NUL and lone "
+                      "surrogates are not allowed")
+    return value
+
+
 def hash_token(token: str) -> str:
     """SHA-256 hex of an admin bearer token.
 
@@ -90,8 +135,10 @@ def create_admin_token(store: Store, name: str, role: str, *, actor: str = "cli"
     """Create an admin token; return ``(token_id, token)``. The token is shown only once."""
     if role not in _ROLES:
         raise ConfigError(f"role: got {role!r}, want admin or reader")
-    if not name or len(name) > 100:
-        raise ConfigError("name: want 1..100 characters")
+    try:
+        name = checked_text(name, "name", 100)
+    except Problem as problem:
+        raise ConfigError(problem.detail) from None
     now = time.time() if now is None else now
     token_id = secrets.token_hex(8)
     token = "vt_" + secrets.token_urlsafe(32)
@@ -110,9 +157,10 @@ def public_key_from_jwk(jwk: object) -> ec.EllipticCurvePublicKey:
     """The TEE's ephemeral key from its JWK: EC P-256/P-384/P-521 public keys only."""
     if not isinstance(jwk, dict):
         raise Problem(400, "request.invalid", "runtime_data.key: want a JWK object")
-    if jwk.get("kty") != "EC" or jwk.get("crv") not in _EC_CURVES:
-        raise Problem(400, "request.invalid", f"runtime_data.key: got kty={jwk.get('kty')!r} "
-                      f"crv={jwk.get('crv')!r}, want an EC key on P-256, P-384 or P-521 "
+    kty, crv = jwk.get("kty"), jwk.get("crv")
+    if kty != "EC" or not isinstance(crv, str) or crv not in _EC_CURVES:
+        raise Problem(400, "request.invalid", f"runtime_data.key: got kty={str(kty)[:20]!r} "
+                      f"crv={str(crv)[:20]!r}, want an EC key on P-256, P-384 or P-521 "
                       "(ECDH-ES needs one)")
     if "d" in jwk:
         raise Problem(400, "request.invalid", "runtime_data.key: contains a private key (d); "
@@ -162,6 +210,7 @@ class Broker:
         self._collateral: OrderedDict[bytes, AmdCertificates] = OrderedDict()
         self._collateral_lock = threading.Lock()
         self._jwks_lock = threading.Lock()
+        self._jwks_loaded = 0.0
         self._jwks: dict[str, Any] = self._load_jwks()
         # Intel DCAP collateral, read once (ConfigError at start if the directory is bad).
         # Without it a TDX quote's TCB status is unknown and the TDX appraisal refuses.
@@ -170,17 +219,55 @@ class Broker:
             from veritee.collateral.intel import load_directory
 
             self.intel_collateral = load_directory(settings.intel_collateral_dir)
+        # Extra Intel roots (an emulated vendor's, dev_mode only) beside the production pin.
+        self.intel_roots: list[str | x509.Certificate] | None = None
+        if settings.intel_trust_roots:
+            self.intel_roots = [INTEL_SGX_ROOT_CA_SHA256]
+            for path in settings.intel_trust_roots:
+                try:
+                    self.intel_roots += load_certificates(Path(path).read_bytes())
+                except (OSError, FormatError) as exc:
+                    raise ConfigError(f"intel_trust_roots: {path}: {exc}") from None
 
     # -- keys -------------------------------------------------------------------------------
+    _JWKS_REFRESH = 60.0  # seconds: another replica's new key is published within a minute
+
     def _load_jwks(self) -> dict[str, Any]:
+        """The JWKS from *authenticated* signing-key rows only; a refused row raises alarms."""
         with self.store.transaction(write=False) as tx:
-            keys = tx.signing_keys_public()
+            keys, refused = tx.signing_keys_public()
+        for kid in refused:
+            self.integrity_violation(IntegrityViolation("signing_keys", kid))
+        self._jwks_loaded = time.monotonic()
         return {"keys": keys}
 
     def jwks(self) -> dict[str, Any]:
-        """The JWK Set relying parties verify EAR tokens with (passport model)."""
+        """The JWK Set relying parties verify EAR tokens with (passport model).
+
+        Refreshed on a timer, never because a token failed to verify: a failing token must
+        not be able to make the service re-read (and trust) what the database holds now.
+        """
         with self._jwks_lock:
+            if time.monotonic() - self._jwks_loaded > self._JWKS_REFRESH:
+                self._jwks = self._load_jwks()
             return {"keys": list(self._jwks["keys"])}
+
+    def integrity_violation(self, exc: IntegrityViolation) -> None:
+        """Raise the alarm for a refused row: metric, error log, and (if it can) an audit entry.
+
+        The audit append may itself fail (a forged audit head); the metric and the log
+        still record it.
+        """
+        self.metrics.integrity.labels(exc.table).inc()
+        log_event("state.integrity", logging.ERROR, table=exc.table, key=exc.key)
+        if exc.table == "audit_log":
+            return
+        try:
+            self._audit("integrity", "refused", f"{exc.table}:{exc.key}"[:200],
+                        {"code": IntegrityViolation.code, "table": exc.table})
+        except Exception as again:
+            log_event("state.integrity.audit_failed", logging.ERROR,
+                      error=type(again).__name__)
 
     # -- challenge --------------------------------------------------------------------------
     def challenge(self) -> Challenge:
@@ -231,7 +318,8 @@ class Broker:
         ``intel_collateral_dir`` (unknown without it, which the policy refuses).
         """
         verified = verify_quote(evidence, self.intel_collateral,
-                                now=datetime.fromtimestamp(self.clock(), UTC))
+                                now=datetime.fromtimestamp(self.clock(), UTC),
+                                trusted_roots=self.intel_roots)
         if verified.tee != "tdx":
             raise Problem(400, "evidence.unsupported", f"evidence: an Intel {verified.tee} "
                           "quote; this service accepts Intel TDX and AMD SEV-SNP evidence only")
@@ -354,31 +442,39 @@ class Broker:
     def verify_token(self, token: str) -> EarResult:
         """Verify an EAR issued by this service (signature, issuer, expiry, profile)."""
         try:
-            return verify_ear(token, self.jwks(), now=self.clock(), issuer=self.settings.issuer)
+            # Contraindicated (and "none") results never open anything; whether a warning
+            # is enough is the resource policy's call.
+            return verify_ear(token, self.jwks(), now=self.clock(), issuer=self.settings.issuer,
+                              accept=("affirming", "warning"))
         except VerificationError as exc:
-            if exc.code == "ear.signature":
-                # Maybe another process rotated the key since we loaded the JWKS.
-                with self._jwks_lock:
-                    self._jwks = self._load_jwks()
-                try:
-                    return verify_ear(token, self.jwks(), now=self.clock(),
-                                      issuer=self.settings.issuer)
-                except VerificationError as again:
-                    exc = again
             code = "token.expired" if exc.code == "ear.expired" else "token.invalid"
             raise Problem(401, code, str(exc),
                           headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
 
     def release(self, path: str, token: str | None) -> tuple[str, int]:
-        """The secret at ``path`` as a compact JWE to the token's key; raise on refusal."""
-        subject = f"resource:{path}"
+        """The secret at ``path`` as a signed release (see the module docstring); or raise.
+
+        Returns ``(release, version)``: ``release`` is a compact JWS (RFC 7515) signed with
+        the EAR signing key whose payload is the compact JWE (RFC 7516, ECDH-ES + A256GCM to
+        the EAR's ``cnf`` key) and whose JWE protected header names the resource, its version
+        and the ``jti`` of the EAR it answers.
+        """
+        try:
+            checked_text(path, "path", MAX_PATH)
+            subject = f"resource:{path}"
+        except Problem:
+            subject = f"resource-invalid:{fingerprint(path.encode('utf-8', 'surrogatepass'))}"
 
         def refuse(problem: Problem, detail: dict[str, Any]) -> Problem:
             self._audit("release", "refused", subject, {**detail, "code": problem.code})
             self.metrics.releases.labels("refused").inc()
-            log_event("release.refused", code=problem.code, resource=path)
+            log_event("release.refused", code=problem.code, resource=subject)
             return problem
 
+        try:
+            checked_text(path, "path", MAX_PATH)
+        except Problem as problem:
+            raise refuse(problem, {}) from None
         if not token:
             raise refuse(Problem(401, "token.missing", "Authorization: want 'Bearer <EAR>'",
                                  headers={"WWW-Authenticate": "Bearer"}), {})
@@ -386,7 +482,7 @@ class Broker:
             result = self.verify_token(token)
         except Problem as problem:
             raise refuse(problem, {"token": fingerprint(token)}) from None
-        jti = str(result.claims.get("jti"))
+        jti = str(result.claims.get("jti"))[:64]
         base: dict[str, Any] = {"jti": jti, "token": fingerprint(token)}
         cnf = result.cnf_jwk
         if cnf is None:
@@ -399,33 +495,67 @@ class Broker:
                 refusal = Problem(404, "resource.not_found", f"no resource {path!r}")
             else:
                 policy_doc, ciphertext, version = found
-                findings = ResourcePolicy.from_mapping(policy_doc).evaluate(result)
-                codes = [f.code for f in findings if f.outcome is Outcome.FAIL]
-                if codes:
-                    refusal = Problem(403, "resource.policy", "resource policy refused: "
-                                      f"{', '.join(codes)}", failures=[
-                                          f.to_dict() for f in findings
-                                          if f.outcome is Outcome.FAIL])
-                    base = {**base, "failures": codes}
+                try:
+                    findings = ResourcePolicy.from_mapping(policy_doc).evaluate(result)
+                except (TypeError, ValueError, KeyError, AttributeError, VeriteeError):
+                    # A correctly signed token whose claims have the wrong shapes: refused
+                    # as a bad token, never a 500.
+                    findings = None
+                if findings is None:
+                    refusal = Problem(401, "token.invalid", "token claims are malformed",
+                                      headers={"WWW-Authenticate":
+                                               'Bearer error="invalid_token"'})
+                else:
+                    codes = [f.code for f in findings if f.outcome is Outcome.FAIL]
+                    if codes:
+                        refusal = Problem(403, "resource.policy", "resource policy refused: "
+                                          f"{', '.join(codes)}", failures=[
+                                              f.to_dict() for f in findings
+                                              if f.outcome is Outcome.FAIL])
+                        base = {**base, "failures": codes}
             if refusal is not None:
                 # Recorded in this transaction (the only write), raised once it committed.
                 tx.audit_append("release", "refused", subject, {**base, "code": refusal.code},
                                 _iso(self.clock()))
             else:
                 secret = self.master.decrypt(ciphertext, path.encode())
-                header = {"alg": "ECDH-ES", "enc": "A256GCM", "kid": ECKey.import_key(
-                    cnf).thumbprint(), "veritee.resource": path, "veritee.version": version}
-                sealed = jwe.encrypt_compact(header, secret, ECKey.import_key(cnf),
-                                             registry=_JWE_REGISTRY)
+                sealed = self._seal_release(secret, cnf, path=path, version=version, jti=jti)
                 tx.audit_append("release", "granted", subject, {**base, "version": version},
                                 _iso(self.clock()))
         if refusal is not None:
             self.metrics.releases.labels("refused").inc()
-            log_event("release.refused", code=refusal.code, resource=path)
+            log_event("release.refused", code=refusal.code, resource=subject)
             raise refusal
         self.metrics.releases.labels("granted").inc()
         log_event("release.granted", resource=path, version=version, jti=jti)
         return sealed, version
+
+    def _seal_release(self, secret: bytes, cnf: dict[str, Any], *, path: str, version: int,
+                      jti: str) -> str:
+        """Encrypt to the TEE key, then sign with the broker's key (encrypt-then-sign).
+
+        ECDH-ES alone names no sender and the ``cnf`` key is public, so anyone could mint a
+        JWE the client decrypts (issue 16 finding 6). The JWS over the whole JWE (its
+        protected header included) authenticates the broker; the header binds the release to
+        the EAR (``jti``) and the resource. A nested token in the RFC 7519 section 5.2 sense
+        (``cty: JWE``). ECDH-1PU was not used: it needs the sender's static key on the
+        recipient's curve, and the TEE's curve is the client's choice.
+        """
+        try:
+            recipient = ECKey.import_key(cnf)
+            header = {"alg": "ECDH-ES", "enc": "A256GCM", "kid": recipient.thumbprint(),
+                      "veritee.resource": path, "veritee.version": version,
+                      "veritee.jti": jti}
+            inner = jwe.encrypt_compact(header, secret, recipient, registry=_JWE_REGISTRY)
+        except Exception:
+            raise Problem(401, "token.invalid", "token cnf.jwk cannot be encrypted to",
+                          headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+                          ) from None
+        key = self.signing_key
+        signed = jws.serialize_compact(
+            {"alg": key.alg, "kid": key.kid, "typ": RELEASE_TYP, "cty": "JWE"},
+            inner.encode(), ECKey.import_key(key.private_key), algorithms=[key.alg])
+        return str(signed)
 
     # -- admin ------------------------------------------------------------------------------
     def authenticate(self, token: str | None, *, need: str) -> str:
@@ -455,6 +585,7 @@ class Broker:
 
     def put_policy(self, actor: str, policy_id: str, body: object) -> tuple[dict[str, Any], bool]:
         """Create or replace an appraisal policy; return its normalised form and 'created'."""
+        checked_text(policy_id, "policy_id")
         if not isinstance(body, dict):
             raise Problem(400, "request.invalid", "body: want a policy object")
         body = {**body, "policy_id": body.get("policy_id", policy_id)}
@@ -469,6 +600,7 @@ class Broker:
 
     def put_reference(self, actor: str, name: str, body: object) -> bool:
         """Create or replace a reference value (a launch measurement)."""
+        checked_text(name, "name")
         if not isinstance(body, dict) or set(body) - {"kind", "value"}:
             raise Problem(400, "request.invalid", "body: want {kind, value}")
         kind = body.get("kind", "measurement")
@@ -489,6 +621,7 @@ class Broker:
 
     def put_resource(self, actor: str, path: str, body: object) -> int:
         """Create or update a resource: its policy and (optionally) its secret."""
+        checked_text(path, "path", MAX_PATH)
         if not isinstance(body, dict) or set(body) - {"secret", "policy"}:
             raise Problem(400, "request.invalid", "body: want {secret (base64), policy}")
         if "policy" not in body:
@@ -512,6 +645,8 @@ class Broker:
             "resource": lambda tx: tx.resource_delete(key),
         }
 
+        checked_text(key, kind, MAX_PATH if kind == "resource" else MAX_NAME)
+
         def run(tx: Tx) -> None:
             if not ops[kind](tx):
                 raise Problem(404, f"{kind}.not_found", f"no {kind} {key!r}")
@@ -522,11 +657,16 @@ class Broker:
         """A new admin token (returned once)."""
         if not isinstance(body, dict) or set(body) - {"name", "role"}:
             raise Problem(400, "request.invalid", "body: want {name, role}")
-        return create_admin_token(self.store, str(body.get("name", "")),
-                                  str(body.get("role", "")), actor=actor, now=self.clock())
+        name = checked_text(body.get("name"), "name", 100)
+        role = body.get("role")
+        if not isinstance(role, str) or role not in _ROLES:
+            raise Problem(400, "request.invalid", "role: want 'admin' or 'reader'")
+        return create_admin_token(self.store, name, role, actor=actor, now=self.clock())
 
     def revoke_token(self, actor: str, token_id: str) -> None:
         """Revoke a token; 404 if unknown or already revoked."""
+        checked_text(token_id, "token_id")
+
         def run(tx: Tx) -> None:
             if not tx.token_revoke(token_id, self.clock()):
                 raise Problem(404, "token.not_found", f"no live token {token_id!r}")

@@ -40,6 +40,12 @@ class Metrics:
         self.releases = Counter("veritee_releases", "Resource release decisions", ["outcome"],
                                 registry=r)
         self.challenges = Counter("veritee_challenges", "Nonces issued", registry=r)
+        self.integrity = Counter("veritee_integrity_violations",
+                                 "Stored rows refused because their MAC did not verify",
+                                 ["table"], registry=r)
+        self.unavailable = Counter("veritee_database_unavailable",
+                                   "Requests answered 503 because the database failed",
+                                   registry=r)
         self.latency = Histogram("veritee_request_seconds", "Request latency by route",
                                  ["route"], buckets=_LATENCY_BUCKETS, registry=r)
         self.verification = Histogram("veritee_verification_seconds",

@@ -20,9 +20,62 @@ from fastapi import FastAPI
 
 from veritee.service.settings import Settings, load_settings
 
-__all__ = ["LoopbackServer", "app_from_env", "configure_logging", "serve"]
+__all__ = ["LoopbackServer", "app_from_env", "check_port_free", "configure_logging", "serve"]
 
 SETTINGS_ENV = "VERITEE_SETTINGS_FILE"
+SUPERVISOR_ENV = "VERITEE_SUPERVISOR_PID"
+_PR_SET_PDEATHSIG = 1  # prctl(2), linux/prctl.h
+
+
+def _die_with_supervisor() -> None:
+    """In a worker: exit when the supervisor dies (issue 9 finding 7).
+
+    uvicorn's workers otherwise outlive a ``kill -9`` of their supervisor and keep the port.
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGTERM)`` (a graceful uvicorn shutdown), then a check
+    that the supervisor did not die before the call took effect; elsewhere a thread polls
+    the parent pid.
+    """
+    raw = os.environ.get(SUPERVISOR_ENV)
+    if not raw or not raw.isdigit() or int(raw) == os.getpid():
+        return
+    supervisor = int(raw)
+    armed = False
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import ctypes.util
+        import signal
+
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            armed = libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) == 0
+        except OSError:
+            armed = False
+    if os.getppid() != supervisor:
+        os._exit(3)  # the supervisor is already gone: do not serve as an orphan
+
+    def watch() -> None:
+        while os.getppid() == supervisor:
+            time.sleep(1.0)
+        os._exit(3)
+
+    if not armed:
+        threading.Thread(target=watch, name="veritee-supervisor-watch", daemon=True).start()
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise ConfigError with a clear message when ``host:port`` is already taken."""
+    from veritee.errors import ConfigError
+
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (is "
+                              "another 'veritee serve', or a leftover worker, using it?)"
+                              ) from None
 
 
 def configure_logging(level: str) -> None:
@@ -39,6 +92,7 @@ def app_from_env() -> FastAPI:
     """uvicorn factory: settings from ``$VERITEE_SETTINGS_FILE`` (if set) and ``VERITEE_*``."""
     from veritee.service.app import create_app
 
+    _die_with_supervisor()
     path = os.environ.get(SETTINGS_ENV)
     settings = load_settings(Path(path) if path else None)
     configure_logging(settings.log_level)
@@ -51,15 +105,21 @@ def serve(settings: Settings, settings_path: Path | None) -> None:
 
     from veritee.service.storage import open_store
 
-    # Fail fast in the parent (bad URL, unreachable database) and migrate once, before
-    # workers race to do it.
-    open_store(settings.database_url).close()
+    # Fail fast in the parent: a taken port, a bad URL, an unreachable database; and migrate
+    # once, before workers race to do it.
+    check_port_free(settings.host, settings.port)
+    open_store(settings.database_url, connect_timeout=settings.db_connect_timeout,
+               statement_timeout_ms=settings.db_statement_timeout_ms).close()
     if settings_path is not None:
         os.environ[SETTINGS_ENV] = str(Path(settings_path).resolve())
     # Command-line overrides must reach the workers too: they read the environment.
     os.environ["VERITEE_HOST"] = settings.host
     os.environ["VERITEE_PORT"] = str(settings.port)
     os.environ["VERITEE_WORKERS"] = str(settings.workers)
+    if settings.workers > 1:
+        os.environ[SUPERVISOR_ENV] = str(os.getpid())
+    else:
+        os.environ.pop(SUPERVISOR_ENV, None)
     configure_logging(settings.log_level)
     uvicorn.run("veritee.service.server:app_from_env", factory=True, host=settings.host,
                 port=settings.port, workers=settings.workers, log_level=settings.log_level,

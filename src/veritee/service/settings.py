@@ -5,13 +5,16 @@ Every setting has a secure default. :func:`load_settings` validates types and ra
 unless ``dev_mode`` is set explicitly:
 
 * ``key_source = "emulated"``: the emulated TEE holds the sealing key in ordinary memory;
+  (the production sources are ``sevsnp``, ``file`` and ``pkcs11``: see docs/service.md);
 * ``trust_roots``: any root besides the pinned genuine AMD ARKs (an emulated vendor's);
 * plain HTTP on a non-loopback address (no ``tls_certfile``/``tls_keyfile``);
 * ``token_ttl`` above 1 hour or ``nonce_ttl`` above 10 minutes (results must be short-lived;
   challenges must be fresh).
 
-Intel TDX quotes are verified against the pinned production Intel SGX Root CA (no setting
-widens it). ``intel_collateral_dir`` names a directory of Intel DCAP collateral (TCB Info, QE
+Intel TDX quotes are verified against the pinned production Intel SGX Root CA;
+``intel_trust_roots`` (PEM files, e.g. an emulated Intel vendor's root) adds roots to it and,
+like ``trust_roots``, is refused outside ``dev_mode``.
+``intel_collateral_dir`` names a directory of Intel DCAP collateral (TCB Info, QE
 Identity, CRLs; read once at start with :func:`veritee.collateral.intel.load_directory`);
 without it a quote's TCB status is unknown and the TDX appraisal refuses every quote.
 ``tdx_allowed_tcb_statuses`` lists the TCB statuses accepted (default ``UpToDate`` only).
@@ -62,6 +65,13 @@ class Settings:
     log_level: str = "info"
     intel_collateral_dir: str | None = None
     tdx_allowed_tcb_statuses: tuple[str, ...] = ("UpToDate",)
+    intel_trust_roots: tuple[str, ...] = ()
+    pkcs11_module: str | None = None
+    pkcs11_token: str = "veritee"  # noqa: S105 - a token *label*, not a secret
+    pkcs11_pin_file: str | None = None
+    pkcs11_key_label: str = "veritee-master-key"
+    db_connect_timeout: int = 5
+    db_statement_timeout_ms: int = 5000
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def insecure_reasons(self) -> list[str]:
@@ -71,6 +81,8 @@ class Settings:
             reasons.append("key_source: 'emulated' keeps the sealing key in ordinary memory")
         if self.trust_roots:
             reasons.append("trust_roots: roots other than the pinned AMD ARKs are trusted")
+        if self.intel_trust_roots:
+            reasons.append("intel_trust_roots: Intel roots besides the pinned one are trusted")
         if self.tls_certfile is None and not _is_loopback(self.host):
             reasons.append(f"host: plain HTTP on non-loopback address {self.host!r} "
                            "(set tls_certfile and tls_keyfile)")
@@ -149,7 +161,10 @@ _KINDS: dict[str, Any] = {
     "token_ttl": int, "nonce_ttl": int, "appraisal_policy_id": str, "trust_roots": "tuple",
     "require_crl": bool, "key_source": str, "emulated_machine_dir": "str | None",
     "master_key_file": str, "log_level": str, "intel_collateral_dir": "str | None",
-    "tdx_allowed_tcb_statuses": "tuple",
+    "tdx_allowed_tcb_statuses": "tuple", "intel_trust_roots": "tuple",
+    "pkcs11_module": "str | None", "pkcs11_token": str,
+    "pkcs11_pin_file": "str | None", "pkcs11_key_label": str, "db_connect_timeout": int,
+    "db_statement_timeout_ms": int,
 }
 
 
@@ -181,8 +196,16 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"token_ttl: got {s.token_ttl}, want 1..86400 seconds")
     if not 1 <= s.nonce_ttl <= 3600:
         raise ConfigError(f"nonce_ttl: got {s.nonce_ttl}, want 1..3600 seconds")
-    if s.key_source not in ("emulated", "sevsnp"):
-        raise ConfigError(f"key_source: got {s.key_source!r}, want 'emulated' or 'sevsnp'")
+    if s.key_source not in ("emulated", "sevsnp", "file", "pkcs11"):
+        raise ConfigError(f"key_source: got {s.key_source!r}, want 'sevsnp', 'file', 'pkcs11' "
+                          "or 'emulated'")
+    if s.key_source == "pkcs11" and (not s.pkcs11_module or not s.pkcs11_pin_file):
+        raise ConfigError("pkcs11_module, pkcs11_pin_file: required with key_source = 'pkcs11'")
+    if not 1 <= s.db_connect_timeout <= 60:
+        raise ConfigError(f"db_connect_timeout: got {s.db_connect_timeout}, want 1..60 seconds")
+    if not 100 <= s.db_statement_timeout_ms <= 60000:
+        raise ConfigError(f"db_statement_timeout_ms: got {s.db_statement_timeout_ms}, want "
+                          "100..60000")
     if s.key_source == "emulated" and not s.emulated_machine_dir:
         raise ConfigError("emulated_machine_dir: required with key_source = 'emulated'")
     if (s.tls_certfile is None) != (s.tls_keyfile is None):
@@ -218,12 +241,13 @@ def load_settings(path: str | Path | None = None, *, env: Mapping[str, str] | No
         data = dict(load_mapping(path))
         base = Path(path).resolve().parent
         for key in ("emulated_machine_dir", "master_key_file", "tls_certfile", "tls_keyfile",
-                    "intel_collateral_dir"):
+                    "intel_collateral_dir", "pkcs11_pin_file"):
             if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
                 data[key] = str(base / data[key])
-        if isinstance(data.get("trust_roots"), list):
-            data["trust_roots"] = [str(base / p) if isinstance(p, str) and not Path(p).is_absolute()
-                                   else p for p in data["trust_roots"]]
+        for key in ("trust_roots", "intel_trust_roots"):
+            if isinstance(data.get(key), list):
+                data[key] = [str(base / p) if isinstance(p, str) and not Path(p).is_absolute()
+                             else p for p in data[key]]
     try:
         return settings_from_mapping(data, os.environ if env is None else env)
     except ConfigError as exc:

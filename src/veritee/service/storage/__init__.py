@@ -19,7 +19,9 @@ Write transactions are serialised where it matters:
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
+import os
 import queue
 import sqlite3
 import threading
@@ -30,10 +32,25 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from veritee.errors import ConfigError
+from veritee.errors import ConfigError, VeriteeError
+from veritee.service.integrity import IntegrityViolation, StateIntegrity
 from veritee.service.storage.migrations import MIGRATIONS, render
 
-__all__ = ["AuditRow", "NonceState", "Store", "Tx", "open_store"]
+__all__ = ["AuditRow", "DatabaseUnavailable", "NonceState", "Store", "Tx", "open_store"]
+
+
+class DatabaseUnavailable(VeriteeError):  # noqa: N818 - a state, named as operators see it
+    """The database did not answer (down, frozen, timed out, locked): HTTP 503.
+
+    ``reason`` is for the log only; clients get ``service.unavailable`` without it (no host,
+    port or driver text).
+    """
+
+    code = "service.unavailable"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__("the database is unavailable")
 
 # Arbitrary constants naming this schema's advisory locks (PostgreSQL).
 _LOCK_MIGRATE = 0x7665_7269_0001
@@ -129,26 +146,48 @@ class Tx:
         """Forget nonces that expired before ``before`` (they would be refused anyway)."""
         return self.execute("DELETE FROM nonces WHERE expires_at < ?", (before,)).rowcount
 
+    # -- integrity --------------------------------------------------------------------------
+    def _integrity(self) -> StateIntegrity:
+        integrity = self._store.integrity
+        if integrity is None:
+            raise ConfigError("this database holds authenticated state: open it with the "
+                              "service's master key (--settings)")
+        return integrity
+
+    def _mac(self, table: str, values: Sequence[Any]) -> str:
+        return self._integrity().row_mac(table, values)
+
+    def _checked(self, table: str, row: Sequence[Any], width: int) -> Sequence[Any]:
+        """``row`` = (values..., mac): raise IntegrityViolation unless the MAC matches."""
+        self._integrity().check_row(table, row[:width], row[width])
+        return row[:width]
+
     # -- appraisal policies and reference values ---------------------------------------------
     def policy_get(self, policy_id: str) -> dict[str, Any] | None:
-        """A stored appraisal policy document, or None."""
-        row = self.one("SELECT body FROM appraisal_policies WHERE policy_id = ?", (policy_id,))
-        return None if row is None else dict(json.loads(row[0]))
+        """A stored appraisal policy document (authenticated), or None."""
+        row = self.one("SELECT policy_id, body, mac FROM appraisal_policies WHERE policy_id = ?",
+                       (policy_id,))
+        if row is None:
+            return None
+        return dict(json.loads(self._checked("appraisal_policies", row, 2)[1]))
 
     def policy_list(self) -> list[str]:
-        """Every stored appraisal policy id."""
-        return [r[0] for r in self.all("SELECT policy_id FROM appraisal_policies "
-                                       "ORDER BY policy_id")]
+        """Every stored appraisal policy id (each row authenticated)."""
+        return [str(self._checked("appraisal_policies", r, 2)[0]) for r in
+                self.all("SELECT policy_id, body, mac FROM appraisal_policies "
+                         "ORDER BY policy_id")]
 
     def policy_put(self, policy_id: str, body: dict[str, Any], now: float) -> bool:
         """Create or replace; True when it was created."""
+        text = json.dumps(body)
+        mac = self._mac("appraisal_policies", (policy_id, text))
         existed = self.one("SELECT 1 FROM appraisal_policies WHERE policy_id = ?", (policy_id,))
         if existed:
-            self.execute("UPDATE appraisal_policies SET body = ?, updated_at = ? "
-                         "WHERE policy_id = ?", (json.dumps(body), now, policy_id))
+            self.execute("UPDATE appraisal_policies SET body = ?, updated_at = ?, mac = ? "
+                         "WHERE policy_id = ?", (text, now, mac, policy_id))
         else:
-            self.execute("INSERT INTO appraisal_policies (policy_id, body, updated_at) "
-                         "VALUES (?, ?, ?)", (policy_id, json.dumps(body), now))
+            self.execute("INSERT INTO appraisal_policies (policy_id, body, updated_at, mac) "
+                         "VALUES (?, ?, ?, ?)", (policy_id, text, now, mac))
         return existed is None
 
     def policy_delete(self, policy_id: str) -> bool:
@@ -157,19 +196,23 @@ class Tx:
                             (policy_id,)).rowcount == 1
 
     def reference_list(self) -> list[tuple[str, str, str]]:
-        """``(name, kind, value)`` for every reference value."""
-        return [(r[0], r[1], r[2]) for r in
-                self.all("SELECT name, kind, value FROM reference_values ORDER BY name")]
+        """``(name, kind, value)`` for every reference value (each row authenticated)."""
+        out = []
+        for r in self.all("SELECT name, kind, value, mac FROM reference_values ORDER BY name"):
+            name, kind, value = self._checked("reference_values", r, 3)
+            out.append((str(name), str(kind), str(value)))
+        return out
 
     def reference_put(self, name: str, kind: str, value: str, now: float) -> bool:
         """Create or replace; True when it was created."""
+        mac = self._mac("reference_values", (name, kind, value))
         existed = self.one("SELECT 1 FROM reference_values WHERE name = ?", (name,))
         if existed:
-            self.execute("UPDATE reference_values SET kind = ?, value = ?, updated_at = ? "
-                         "WHERE name = ?", (kind, value, now, name))
+            self.execute("UPDATE reference_values SET kind = ?, value = ?, updated_at = ?, "
+                         "mac = ? WHERE name = ?", (kind, value, now, mac, name))
         else:
-            self.execute("INSERT INTO reference_values (name, kind, value, updated_at) "
-                         "VALUES (?, ?, ?, ?)", (name, kind, value, now))
+            self.execute("INSERT INTO reference_values (name, kind, value, updated_at, mac) "
+                         "VALUES (?, ?, ?, ?, ?)", (name, kind, value, now, mac))
         return existed is None
 
     def reference_delete(self, name: str) -> bool:
@@ -178,36 +221,55 @@ class Tx:
                             (name,)).rowcount == 1
 
     # -- resources --------------------------------------------------------------------------
+    def _resource_row(self, path: str) -> tuple[str, str, int] | None:
+        row = self.one("SELECT path, policy, secret_ciphertext, version, mac "
+                       "FROM resources WHERE path = ?", (path,))
+        if row is None:
+            return None
+        _, policy, ciphertext, version = self._checked("resources", row, 4)
+        return str(policy), str(ciphertext), int(version)
+
     def resource_get(self, path: str) -> tuple[dict[str, Any], str, int] | None:
-        """``(policy, secret_ciphertext, version)`` or None."""
-        row = self.one("SELECT policy, secret_ciphertext, version FROM resources WHERE path = ?",
-                       (path,))
-        return None if row is None else (dict(json.loads(row[0])), str(row[1]), int(row[2]))
+        """``(policy, secret_ciphertext, version)`` (authenticated) or None."""
+        found = self._resource_row(path)
+        if found is None:
+            return None
+        policy, ciphertext, version = found
+        return dict(json.loads(policy)), ciphertext, version
 
     def resource_list(self) -> list[tuple[str, dict[str, Any], int]]:
         """``(path, policy, version)`` for every resource (never the secret)."""
-        return [(r[0], dict(json.loads(r[1])), int(r[2])) for r in
-                self.all("SELECT path, policy, version FROM resources ORDER BY path")]
+        out = []
+        for r in self.all("SELECT path, policy, secret_ciphertext, version, mac "
+                          "FROM resources ORDER BY path"):
+            path, policy, _, version = self._checked("resources", r, 4)
+            out.append((str(path), dict(json.loads(policy)), int(version)))
+        return out
 
     def resource_put(self, path: str, policy: dict[str, Any], ciphertext: str | None,
                      now: float) -> int:
-        """Create or update (``ciphertext`` None keeps the secret); return the new version."""
-        row = self.one("SELECT version FROM resources WHERE path = ?", (path,))
-        if row is None:
+        """Create or update (``ciphertext`` None keeps the secret); return the new version.
+
+        The kept secret comes from the *authenticated* old row: an update never blesses a
+        ciphertext someone slipped into the database.
+        """
+        text = json.dumps(policy)
+        found = self._resource_row(path)
+        if found is None:
             if ciphertext is None:
                 raise ConfigError("secret: a new resource needs a secret")
             self.execute("INSERT INTO resources (path, policy, secret_ciphertext, version, "
-                         "updated_at) VALUES (?, ?, ?, 1, ?)",
-                         (path, json.dumps(policy), ciphertext, now))
+                         "updated_at, mac) VALUES (?, ?, ?, 1, ?, ?)",
+                         (path, text, ciphertext, now,
+                          self._mac("resources", (path, text, ciphertext, 1))))
             return 1
-        version = int(row[0]) + 1
-        if ciphertext is None:
-            self.execute("UPDATE resources SET policy = ?, version = ?, updated_at = ? "
-                         "WHERE path = ?", (json.dumps(policy), version, now, path))
-        else:
-            self.execute("UPDATE resources SET policy = ?, secret_ciphertext = ?, version = ?, "
-                         "updated_at = ? WHERE path = ?",
-                         (json.dumps(policy), ciphertext, version, now, path))
+        _, old_ciphertext, old_version = found
+        version = old_version + 1
+        ciphertext = old_ciphertext if ciphertext is None else ciphertext
+        self.execute("UPDATE resources SET policy = ?, secret_ciphertext = ?, version = ?, "
+                     "updated_at = ?, mac = ? WHERE path = ?",
+                     (text, ciphertext, version, now,
+                      self._mac("resources", (path, text, ciphertext, version)), path))
         return version
 
     def resource_delete(self, path: str) -> bool:
@@ -218,46 +280,108 @@ class Tx:
     def token_add(self, token_id: str, name: str, token_hash: str, role: str,
                   now: float) -> None:
         """Store a new admin token by its hash."""
-        self.execute("INSERT INTO admin_tokens (token_id, name, token_hash, role, created_at) "
-                     "VALUES (?, ?, ?, ?, ?)", (token_id, name, token_hash, role, now))
+        mac = self._mac("admin_tokens", (token_id, name, token_hash, role, None))
+        self.execute("INSERT INTO admin_tokens (token_id, name, token_hash, role, created_at, "
+                     "mac) VALUES (?, ?, ?, ?, ?, ?)",
+                     (token_id, name, token_hash, role, now, mac))
 
     def token_lookup(self, token_hash: str) -> tuple[str, str, str] | None:
-        """``(token_id, name, role)`` of a live token with this hash, or None."""
-        row = self.one("SELECT token_id, name, role FROM admin_tokens WHERE token_hash = ? AND "
-                       "revoked_at IS NULL", (token_hash,))
-        return None if row is None else (str(row[0]), str(row[1]), str(row[2]))
+        """``(token_id, name, role)`` of a live, authenticated token with this hash, or None."""
+        row = self.one("SELECT token_id, name, token_hash, role, revoked_at, mac "
+                       "FROM admin_tokens WHERE token_hash = ?",
+                       (token_hash,))
+        if row is None:
+            return None
+        token_id, name, _, role, revoked_at = self._checked("admin_tokens", row, 5)
+        if revoked_at is not None:
+            return None
+        return str(token_id), str(name), str(role)
 
     def token_list(self) -> list[dict[str, Any]]:
-        """Every token's metadata (never the hash)."""
-        return [{"token_id": r[0], "name": r[1], "role": r[2], "created_at": r[3],
-                 "revoked": r[4] is not None} for r in
-                self.all("SELECT token_id, name, role, created_at, revoked_at FROM admin_tokens "
-                         "ORDER BY created_at")]
+        """Every token's metadata (never the hash), each row authenticated."""
+        out = []
+        for r in self.all("SELECT token_id, name, token_hash, role, revoked_at, mac, created_at "
+                          "FROM admin_tokens "
+                          "ORDER BY created_at"):
+            token_id, name, _, role, revoked_at = self._checked("admin_tokens", r, 5)
+            out.append({"token_id": token_id, "name": name, "role": role, "created_at": r[6],
+                        "revoked": revoked_at is not None})
+        return out
 
     def token_revoke(self, token_id: str, now: float) -> bool:
         """Revoke; True when a live token was revoked."""
-        return self.execute("UPDATE admin_tokens SET revoked_at = ? WHERE token_id = ? AND "
-                            "revoked_at IS NULL", (now, token_id)).rowcount == 1
+        row = self.one("SELECT token_id, name, token_hash, role, revoked_at, mac "
+                       "FROM admin_tokens WHERE token_id = ?",
+                       (token_id,))
+        if row is None:
+            return False
+        _, name, token_hash, role, revoked_at = self._checked("admin_tokens", row, 5)
+        if revoked_at is not None:
+            return False
+        mac = self._mac("admin_tokens", (token_id, name, token_hash, role, float(now)))
+        return self.execute("UPDATE admin_tokens SET revoked_at = ?, mac = ? WHERE token_id = ? "
+                            "AND revoked_at IS NULL", (float(now), mac, token_id)).rowcount == 1
 
     # -- signing keys -----------------------------------------------------------------------
     def signing_key_active(self) -> tuple[str, str, str, str] | None:
-        """``(kid, alg, private_ciphertext, public_jwk)`` of the newest live key."""
+        """``(kid, alg, private_ciphertext, public_jwk)`` of the newest live key.
+
+        Only authenticated rows count: an injected key is refused (IntegrityViolation).
+        """
         self.lock(_LOCK_KEYS)
-        row = self.one("SELECT kid, alg, private_ciphertext, public_jwk FROM signing_keys WHERE "
-                       "retired_at IS NULL ORDER BY created_at DESC LIMIT 1")
-        return None if row is None else (str(row[0]), str(row[1]), str(row[2]), str(row[3]))
+        row = self.one("SELECT kid, alg, private_ciphertext, public_jwk, retired_at, mac "
+                       "FROM signing_keys WHERE retired_at IS NULL "
+                       "ORDER BY created_at DESC LIMIT 1")
+        if row is None:
+            return None
+        kid, alg, ciphertext, jwk, _ = self._checked("signing_keys", row, 5)
+        return str(kid), str(alg), str(ciphertext), str(jwk)
 
     def signing_key_add(self, kid: str, alg: str, private_ciphertext: str, public_jwk: str,
                         now: float) -> None:
         """Store a new signing key."""
+        mac = self._mac("signing_keys", (kid, alg, private_ciphertext, public_jwk, None))
         self.execute("INSERT INTO signing_keys (kid, alg, private_ciphertext, public_jwk, "
-                     "created_at) VALUES (?, ?, ?, ?, ?)",
-                     (kid, alg, private_ciphertext, public_jwk, now))
+                     "created_at, mac) VALUES (?, ?, ?, ?, ?, ?)",
+                     (kid, alg, private_ciphertext, public_jwk, now, mac))
 
-    def signing_keys_public(self) -> list[dict[str, Any]]:
-        """Public JWKs of every key, live or retired (old tokens still verify until exp)."""
-        return [dict(json.loads(r[0])) for r in
-                self.all("SELECT public_jwk FROM signing_keys ORDER BY created_at")]
+    def signing_keys_public(self) -> tuple[list[dict[str, Any]], list[str]]:
+        """Public JWKs of every *authenticated* key, live or retired, and the kids refused.
+
+        Retired keys stay published (old tokens still verify until exp); a row that fails
+        its MAC is left out and named in the second list so the caller can raise the alarm.
+        """
+        keys: list[dict[str, Any]] = []
+        refused: list[str] = []
+        for r in self.all("SELECT kid, alg, private_ciphertext, public_jwk, retired_at, mac "
+                          "FROM signing_keys ORDER BY created_at"):
+            try:
+                kid, _, _, jwk, _ = self._checked("signing_keys", r, 5)
+                doc = json.loads(jwk)
+            except (IntegrityViolation, ValueError):
+                refused.append(str(r[0]))
+                continue
+            if isinstance(doc, dict) and doc.get("kid") == kid:
+                keys.append(doc)
+            else:
+                refused.append(str(kid))
+        return keys, refused
+
+    # -- data key (wrapped by the master key) -----------------------------------------------
+    def service_key_get(self, name: str) -> tuple[str, str] | None:
+        """``(wrapped, master_key_id)`` of a wrapped service key, or None."""
+        row = self.one("SELECT wrapped, master_key_id FROM service_keys WHERE name = ?",
+                       (name,))
+        return None if row is None else (str(row[0]), str(row[1]))
+
+    def service_key_put(self, name: str, wrapped: str, master_key_id: str, now: float) -> None:
+        """Create or replace a wrapped service key (AES-GCM authenticates it itself)."""
+        if self.one("SELECT 1 FROM service_keys WHERE name = ?", (name,)):
+            self.execute("UPDATE service_keys SET wrapped = ?, master_key_id = ?, "
+                         "created_at = ? WHERE name = ?", (wrapped, master_key_id, now, name))
+        else:
+            self.execute("INSERT INTO service_keys (name, wrapped, master_key_id, created_at) "
+                         "VALUES (?, ?, ?, ?)", (name, wrapped, master_key_id, now))
 
     # -- audit log --------------------------------------------------------------------------
     def audit_head(self) -> tuple[int, str]:
@@ -269,19 +393,50 @@ class Tx:
 
     def audit_append(self, event: str, outcome: str, subject: str, detail: dict[str, Any],
                      at: str) -> AuditRow:
-        """Append one chained entry; the lock gives the chain its total order."""
-        from veritee.service.audit import entry_hash
+        """Append one chained entry; the lock gives the chain its total order.
 
+        The head entry is checked before the new one is chained to it, so the service never
+        extends (and so never vouches for) a row it did not write.
+        """
+        from veritee.service.audit import GENESIS, entry_hash
+
+        integrity = self._integrity()
         self.lock(_LOCK_AUDIT)
-        seq, prev = self.audit_head()
+        last = self.audit_rows_desc(1)
+        if last:
+            head = last[0]
+            want = entry_hash(integrity, head.prev_hash, seq=head.seq, at=head.at,
+                              event=head.event, outcome=head.outcome, subject=head.subject,
+                              detail=head.detail)
+            if not hmac.compare_digest(head.entry_hash.encode("utf-8", "surrogatepass"),
+                                       want.encode()):
+                raise IntegrityViolation("audit_log", str(head.seq))
+            seq, prev = head.seq, head.entry_hash
+        else:
+            seq, prev = 0, GENESIS
         seq += 1
-        digest = entry_hash(prev, seq=seq, at=at, event=event, outcome=outcome,
+        digest = entry_hash(integrity, prev, seq=seq, at=at, event=event, outcome=outcome,
                             subject=subject, detail=detail)
         self.execute("INSERT INTO audit_log (seq, at, event, outcome, subject, detail, "
                      "prev_hash, entry_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                      (seq, at, event, outcome, subject,
                       json.dumps(detail, sort_keys=True, separators=(",", ":")), prev, digest))
         return AuditRow(seq, at, event, outcome, subject, detail, prev, digest)
+
+    def _audit_row(self, r: Sequence[Any]) -> AuditRow:
+        try:
+            detail = json.loads(r[5])
+        except ValueError:
+            detail = {"unparsable": str(r[5])[:200]}
+        return AuditRow(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]),
+                        detail if isinstance(detail, dict) else {"not_an_object": detail},
+                        str(r[6]), str(r[7]))
+
+    def audit_rows_desc(self, limit: int) -> list[AuditRow]:
+        """The last ``limit`` entries, newest first."""
+        return [self._audit_row(r) for r in self.all(
+            "SELECT seq, at, event, outcome, subject, detail, prev_hash, entry_hash "
+            "FROM audit_log ORDER BY seq DESC LIMIT ?", (limit,))]
 
     def audit_rows(self, after: int = 0, limit: int | None = None) -> list[AuditRow]:
         """Entries with ``seq > after`` in order."""
@@ -291,16 +446,71 @@ class Tx:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return [AuditRow(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]),
-                         dict(json.loads(r[5])), str(r[6]), str(r[7]))
-                for r in self.all(sql, params)]
+        return [self._audit_row(r) for r in self.all(sql, params)]
+
+
+class _Watchdog:
+    """Cuts the socket of a PostgreSQL transaction that outlives its deadline.
+
+    ``statement_timeout`` is enforced by the server, so a server that is frozen (SIGSTOP, a
+    hung VM, a black-holed network) never enforces it, and libpq waits forever. One thread
+    per store checks the open transactions twice a second and shuts down the socket of any
+    past its deadline; the blocked call then fails with OperationalError, which the store
+    turns into :class:`DatabaseUnavailable` (HTTP 503), and the connection is discarded.
+    """
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._open: dict[int, tuple[float, Any]] = {}
+        self._cut: set[int] = set()
+        self._next = 0
+        threading.Thread(target=self._run, name="veritee-db-watchdog", daemon=True).start()
+
+    def arm(self, conn: Any) -> int:
+        import time
+
+        with self._lock:
+            self._next += 1
+            self._open[self._next] = (time.monotonic() + self.limit, conn)
+            return self._next
+
+    def disarm(self, ticket: int) -> bool:
+        """Forget ``ticket``; True when its connection was cut."""
+        with self._lock:
+            self._open.pop(ticket, None)
+            if ticket in self._cut:
+                self._cut.discard(ticket)
+                return True
+            return False
+
+    def _run(self) -> None:
+        import socket
+        import time
+
+        while True:
+            time.sleep(0.5)
+            now = time.monotonic()
+            with self._lock:
+                late = [(t, c) for t, (d, c) in self._open.items() if d < now]
+                for ticket, _ in late:
+                    self._open.pop(ticket, None)
+                    self._cut.add(ticket)
+            for _, conn in late:
+                with contextlib.suppress(Exception):
+                    sock = socket.socket(fileno=os.dup(conn.fileno()))
+                    with sock:
+                        sock.shutdown(socket.SHUT_RDWR)
 
 
 class Store:
     """A database: a connection source plus the migrations. Thread-safe."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, connect_timeout: int = 5,
+                 statement_timeout_ms: int = 5000) -> None:
         parts = urlsplit(url)
+        self.connect_timeout = connect_timeout
+        self.statement_timeout_ms = statement_timeout_ms
         self.url = url
         if parts.scheme == "sqlite":
             self.dialect = "sqlite"
@@ -319,27 +529,41 @@ class Store:
                               "postgresql://")
         self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
         self._closed = False
+        # The row-MAC and audit keys (set by create_app once the data key is unwrapped).
+        self.integrity: StateIntegrity | None = None
         # SQLite: one writer per process at a time, queued here instead of in SQLite's busy
         # handler, which sleeps with growing back-off and wrecks latency under load.
         self._write_lock = threading.Lock()
+        self._watchdog: _Watchdog | None = None
 
     # -- connections ------------------------------------------------------------------------
     def _connect(self) -> Any:
         if self.dialect == "sqlite":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+            if not self.path.parent.exists():
+                self.path.parent.mkdir(parents=True, mode=0o700)
+            if not self.path.exists():
+                # Created owner-only (0600): the database holds the wrapped keys and secrets.
+                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            timeout = self.statement_timeout_ms / 1000
+            conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
                                    check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(f"PRAGMA busy_timeout={int(self.statement_timeout_ms)}")
             conn.execute("PRAGMA foreign_keys=ON")
             return conn
         import psycopg
 
         try:
-            return psycopg.connect(self.url, autocommit=True, connect_timeout=10)
-        except psycopg.OperationalError as exc:
-            raise ConfigError(f"database_url: cannot connect to PostgreSQL "
-                              f"({str(exc).splitlines()[0]})") from None
+            pg = psycopg.connect(self.url, autocommit=True,
+                                 connect_timeout=self.connect_timeout)
+            # Server-side bounds: a statement or a lock wait never runs past the timeout.
+            pg.execute(f"SET statement_timeout = {int(self.statement_timeout_ms)}")
+            pg.execute(f"SET lock_timeout = {int(self.statement_timeout_ms)}")
+            return pg
+        except psycopg.Error as exc:
+            # The detail (host, port, driver text) goes to the log, never to a client.
+            raise DatabaseUnavailable(f"connect: {str(exc).splitlines()[0] if str(exc) else ''}"
+                                      ) from None
 
     def _acquire(self) -> Any:
         try:
@@ -363,22 +587,36 @@ class Store:
         try:
             if self.dialect == "sqlite":
                 with self._write_lock if write else contextlib.nullcontext():
-                    conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                     try:
-                        yield Tx(self, conn)
-                    except BaseException:
-                        conn.execute("ROLLBACK")
-                        raise
-                    conn.execute("COMMIT")
+                        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                        try:
+                            yield Tx(self, conn)
+                        except BaseException:
+                            conn.execute("ROLLBACK")
+                            raise
+                        conn.execute("COMMIT")
+                    except sqlite3.OperationalError as exc:
+                        # Locked past the busy timeout, disk I/O, a vanished file.
+                        broken = True
+                        raise DatabaseUnavailable(f"sqlite: {exc}") from None
             else:
                 import psycopg
 
+                if self._watchdog is None:
+                    self._watchdog = _Watchdog(self.statement_timeout_ms / 1000 + 2.0)
+                ticket = self._watchdog.arm(conn)
                 try:
                     with conn.transaction():
                         yield Tx(self, conn)
-                except psycopg.OperationalError:
+                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                    # Connection lost, server gone, statement or lock timeout.
                     broken = True
-                    raise
+                    raise DatabaseUnavailable(f"postgresql: {type(exc).__name__}: "
+                                              f"{str(exc).splitlines()[0] if str(exc) else ''}"
+                                              ) from None
+                finally:
+                    if self._watchdog.disarm(ticket):
+                        broken = True  # its socket was cut: never reuse it
         finally:
             self._release(conn, broken=broken or getattr(conn, "closed", False) is True)
 
@@ -425,9 +663,11 @@ class Store:
                 return
 
 
-def open_store(url: str, *, migrate: bool = True) -> Store:
+def open_store(url: str, *, migrate: bool = True, connect_timeout: int = 5,
+               statement_timeout_ms: int = 5000) -> Store:
     """Open the database at ``url`` and (by default) bring its schema up to date."""
-    store = Store(url)
+    store = Store(url, connect_timeout=connect_timeout,
+                  statement_timeout_ms=statement_timeout_ms)
     if migrate:
         store.migrate()
     return store

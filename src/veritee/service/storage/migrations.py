@@ -67,6 +67,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         "prev_hash TEXT NOT NULL, entry_hash TEXT NOT NULL)",
         "{audit_guard}",
     )),
+    # Integrity of the trust state (issue 9): a MAC per row under a key derived from the data
+    # key, which is stored wrapped by the master key. Rows written before this migration have
+    # no MAC and are refused on read (re-provision them; see docs/service.md).
+    Migration(2, "row integrity and the wrapped data key", (
+        "ALTER TABLE appraisal_policies ADD COLUMN mac TEXT",
+        "ALTER TABLE reference_values ADD COLUMN mac TEXT",
+        "ALTER TABLE resources ADD COLUMN mac TEXT",
+        "ALTER TABLE admin_tokens ADD COLUMN mac TEXT",
+        "ALTER TABLE signing_keys ADD COLUMN mac TEXT",
+        "CREATE TABLE service_keys (name TEXT PRIMARY KEY, wrapped TEXT NOT NULL, "
+        "master_key_id TEXT NOT NULL, created_at {real} NOT NULL)",
+    )),
 )
 
 

@@ -13,18 +13,33 @@ Array), V. Costan and S. Devadas, "Intel SGX Explained" (IACR ePrint 2016/086) a
    of its ELRANGE must translate (through the OS's page table) to an EPC frame whose EPCM
    entry is valid, owned by this enclave, at this linear address, with the permission;
    otherwise the CPU raises #PF (SGX error code) to the OS.
-3. On its way to DRAM every EPC page goes through the memory encryption engine: AES-XTS under
-   the MEE key with the physical address as tweak, a MAC over ciphertext, address and
-   version, and the version counters in an integrity tree (:mod:`.integrity`) whose root is
-   on die. Any replay or corruption of DRAM fails the check on the next read.
-4. The OS pages EPC frames out with EWB: the page leaves encrypted and MACed under a paging
+3. On its way to DRAM every EPC page is encrypted, and here the two products differ:
+
+   * **client SGX** (``sgx-client``): the memory encryption engine (MEE) encrypts with AES
+     in counter mode, the counter seeded by the physical address and the page's *version*,
+     MACs ciphertext, address and version, and keeps the versions in an integrity tree
+     (:mod:`.integrity`) whose root is on die. Rewriting the same data changes the
+     ciphertext; any replay or corruption of DRAM fails the check on the next read, and the
+     MEE then *locks the platform* ("drop and lock": the memory controller stops until
+     reset). The enclave is not told: nothing runs any more.
+   * **scalable SGX** (``sgx-scalable``, 3rd-gen Xeon Scalable on): TME-MK encrypts the EPC
+     with AES-XTS under a key ID, the physical address as tweak; no MAC, no tree. Equal
+     data at the same address gives equal ciphertext, and a physical replay goes
+     undetected. (The EPCM and abort-page semantics are the same.)
+4. SGX2 (EAUG, EMODPR, EACCEPT) is the page-state analogue of SEV-SNP's PVALIDATE: the OS
+   adds a page (EAUG) or restricts its permissions (EMODPR), the EPCM entry is then PENDING
+   or MODIFIED, and an enclave access to it is a #PF reported to the enclave until the
+   enclave EACCEPTs it. As with PVALIDATE, the hardware does not know whether the enclave
+   asked for the page: an enclave that EACCEPTs whatever faults accepts a substitute.
+   EREMOVE frees a page of an enclave no thread is executing in.
+5. The OS pages EPC frames out with EWB: the page leaves encrypted and MACed under a paging
    key, its metadata (PCMD: enclave, linear address, permissions) authenticated, and a fresh
    version stored in a Version Array (VA) slot inside the EPC. ELDU loads it back only if the
    MAC verifies *and* the version matches the VA slot, then clears the slot: an old blob
    cannot be loaded twice. (AES-GCM from ``cryptography`` stands in for the paging crypto.)
 
-Modelled is client SGX (SGX1 with the MEE integrity tree). Scalable SGX on 3rd-gen Xeon
-Scalable uses TME-MK without the integrity tree and does not detect physical replay.
+The MEE's data unit here is a 4 KiB page (real MEEs use 64-byte lines) and its MAC is
+HMAC-SHA-256; neither changes which attacks are detected.
 """
 
 from __future__ import annotations
@@ -32,14 +47,20 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from enum import IntFlag
+from enum import Enum, IntFlag
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from veritee.errors import PlatformError
-from veritee.platform.emulated.isolation.faults import HypervisorFault, IntegrityViolation
+from veritee.platform.emulated.isolation import sources
+from veritee.platform.emulated.isolation.faults import (
+    GuestException,
+    HypervisorFault,
+    IntegrityViolation,
+    PlatformLocked,
+)
 from veritee.platform.emulated.isolation.guest import Guest, Mode
 from veritee.platform.emulated.isolation.integrity import CounterTree
 from veritee.platform.emulated.isolation.memory import (
@@ -49,7 +70,7 @@ from veritee.platform.emulated.isolation.memory import (
 )
 from veritee.platform.emulated.isolation.modes import MemoryRules
 
-__all__ = ["ABORT_PAGE", "EpcPerm", "EpcmEntry", "EvictedPage", "SgxRules"]
+__all__ = ["ABORT_PAGE", "EpcPerm", "EpcmEntry", "EvictedPage", "SgxFlavour", "SgxRules"]
 
 ABORT_PAGE = b"\xff" * PAGE_SIZE
 MEE_KEY_ID = 0
@@ -65,6 +86,13 @@ class EpcPerm(IntFlag):
     X = 4
 
 
+class SgxFlavour(Enum):
+    """Client SGX (MEE) or scalable SGX (TME-MK)."""
+
+    CLIENT = "client"
+    SCALABLE = "scalable"
+
+
 @dataclass(slots=True)
 class EpcmEntry:
     """One EPCM entry (SDM Vol. 3D "Enclave Page Cache Map")."""
@@ -73,6 +101,8 @@ class EpcmEntry:
     enclave: int = 0
     linear: int = 0  # linear page number inside the enclave's ELRANGE
     perms: EpcPerm = EpcPerm.NONE
+    pending: bool = False  # SGX2: EAUGed, not yet EACCEPTed
+    modified: bool = False  # SGX2: EMODPRed, not yet EACCEPTed
 
 
 @dataclass(frozen=True)
@@ -93,22 +123,30 @@ class EvictedPage:
 
 
 class SgxRules(MemoryRules):
-    """SGX: EPC frames behind the EPCM and the MEE; the rest of DRAM is ordinary."""
+    """SGX: EPC frames behind the EPCM and the MEE (client) or TME-MK (scalable); the rest
+    of DRAM is ordinary."""
 
-    mode = Mode.SGX
+    mode = Mode.SGX_CLIENT
 
     def __init__(self, memory: PhysicalMemory, engine: MemoryEncryptionEngine, epc: range,
-                 *, rng: Callable[[int], bytes] = os.urandom) -> None:
+                 *, flavour: SgxFlavour = SgxFlavour.CLIENT,
+                 rng: Callable[[int], bytes] = os.urandom) -> None:
         super().__init__(memory, engine)
         if epc.step != 1 or epc.start < 0 or epc.stop > memory.frames or not epc:
             raise PlatformError(f"EPC {epc} does not fit {memory.frames} frames")
         self.epc = epc
+        self.flavour = flavour
+        self.mode = Mode.SGX_CLIENT if flavour is SgxFlavour.CLIENT else Mode.SGX_SCALABLE
+        self.locked = False
         # At boot the CPU generates the MEE keys and the paging key; none ever leaves it.
         engine.generate_key(MEE_KEY_ID)
         self._mac_key = rng(32)
         self._paging = AESGCM(rng(32))
-        self.tree = CounterTree(memory, len(epc), rng(32))
-        self._macs = memory.reserve(len(epc) * _MAC_BYTES)
+        self.tree: CounterTree | None = None
+        self._macs = 0
+        if flavour is SgxFlavour.CLIENT:
+            self.tree = CounterTree(memory, len(epc), rng(32))
+            self._macs = memory.reserve(len(epc) * _MAC_BYTES)
         self.epcm = [EpcmEntry() for _ in epc]
         self._va: dict[int, int] = {}  # Version Array slots (inside the EPC: not in DRAM here)
         self._next_slot = 0
@@ -131,24 +169,51 @@ class SgxRules(MemoryRules):
                  + version.to_bytes(8, "little") + ciphertext)
         return h
 
+    def _lock(self, exc: IntegrityViolation) -> PlatformLocked:
+        """Drop and lock: the memory controller stops; every later EPC access fails too."""
+        self.locked = True
+        return PlatformLocked(f"{exc} -> MEE drop-and-lock: platform locked until reset",
+                              rule="MEE integrity failure locks the platform (the enclave is "
+                              "not told)", source=sources.MEE)
+
+    def _check_lock(self) -> None:
+        if self.locked:
+            raise PlatformLocked("MEE: platform locked after an integrity failure",
+                                 rule="MEE integrity failure locks the platform",
+                                 source=sources.MEE)
+
     def _mee_read(self, frame: int) -> bytes:
-        leaf = frame - self.epc.start
-        version = self.tree.version(leaf)
+        self._check_lock()
         address = self.memory.address(frame)
         ciphertext = self.memory.load(frame)
+        if self.tree is None:  # TME-MK: decrypt whatever DRAM holds
+            return self.engine.decrypt(MEE_KEY_ID, address, ciphertext)
+        leaf = frame - self.epc.start
+        try:
+            version = self.tree.version(leaf)
+        except IntegrityViolation as exc:
+            raise self._lock(exc) from None
         mac = self.memory.meta_load(self._macs + leaf * _MAC_BYTES, _MAC_BYTES)
         try:
             self._data_mac(ciphertext, address, version).verify(mac)
         except InvalidSignature:
-            raise IntegrityViolation(f"MEE: MAC mismatch on EPC frame {frame:#x} "
-                                     "(corrupted or replayed data)") from None
-        return self.engine.decrypt(MEE_KEY_ID, address, ciphertext)
+            raise self._lock(IntegrityViolation(
+                f"MEE: MAC mismatch on EPC frame {frame:#x} (corrupted or replayed data)")) \
+                from None
+        return self.engine.decrypt(MEE_KEY_ID, address, ciphertext, version=version)
 
     def _mee_write(self, frame: int, plaintext: bytes) -> None:
-        leaf = frame - self.epc.start
-        version = self.tree.advance(leaf)
+        self._check_lock()
         address = self.memory.address(frame)
-        ciphertext = self.engine.encrypt(MEE_KEY_ID, address, plaintext)
+        if self.tree is None:
+            self.memory.store(frame, self.engine.encrypt(MEE_KEY_ID, address, plaintext))
+            return
+        leaf = frame - self.epc.start
+        try:
+            version = self.tree.advance(leaf)
+        except IntegrityViolation as exc:
+            raise self._lock(exc) from None
+        ciphertext = self.engine.encrypt(MEE_KEY_ID, address, plaintext, version=version)
         self.memory.store(frame, ciphertext)
         self.memory.meta_store(self._macs + leaf * _MAC_BYTES,
                                self._data_mac(ciphertext, address, version).finalize())
@@ -170,17 +235,71 @@ class SgxRules(MemoryRules):
         frame = self.translate(guest, page)
         if not self.in_epc(frame):
             raise HypervisorFault(f"#PF (SGX): ELRANGE page {page:#x} maps frame {frame:#x} "
-                                  "outside the EPC")
+                                  "outside the EPC",
+                                  rule="EPCM: an ELRANGE page must map an EPC frame",
+                                  source=sources.SDM_SGX_EPCM)
         entry = self.entry(frame)
         if not entry.valid or entry.enclave != guest.guest_id or entry.linear != page:
             raise HypervisorFault(
                 f"#PF (SGX, EPCM): linear page {page:#x} of enclave {guest.guest_id} maps EPC "
                 f"frame {frame:#x} whose EPCM says valid={entry.valid} "
-                f"enclave={entry.enclave} linear={entry.linear:#x}")
+                f"enclave={entry.enclave} linear={entry.linear:#x}",
+                rule="EPCM: owner enclave and linear address must match",
+                source=sources.SDM_SGX_EPCM)
+        if entry.pending or entry.modified:
+            state = "PENDING" if entry.pending else "MODIFIED"
+            raise GuestException(f"#PF (SGX2, EPCM {state}): linear page {page:#x} -> frame "
+                                 f"{frame:#x}, reported to the enclave", code=0,
+                                 rule=f"SGX2: access to a {state} page faults until EACCEPT",
+                                 source=sources.SDM_SGX2)
         if not entry.perms & need:
             raise HypervisorFault(f"#PF (SGX, EPCM): {need.name} not permitted on "
-                                  f"linear page {page:#x}")
+                                  f"linear page {page:#x}",
+                                  rule="EPCM: permission check", source=sources.SDM_SGX_EPCM)
         return frame
+
+    # -- SGX2: EAUG / EMODPR (OS), EACCEPT (enclave), EREMOVE (OS) -------------------------
+    def eaug(self, guest: Guest, frame: int, page: int) -> None:
+        """EAUG: add a zeroed page to a running enclave at ``page``; it is PENDING until the
+        enclave EACCEPTs it (SDM Vol. 3D, EAUG)."""
+        entry = self.entry(frame)
+        if entry.valid:
+            raise HypervisorFault(f"EAUG: EPC frame {frame:#x} is in use",
+                                  source=sources.SDM_SGX2)
+        entry.valid, entry.enclave, entry.linear = True, guest.guest_id, page
+        entry.perms, entry.pending, entry.modified = EpcPerm.R | EpcPerm.W, True, False
+        self._mee_write(frame, bytes(PAGE_SIZE))
+
+    def emodpr(self, frame: int, perms: EpcPerm) -> None:
+        """EMODPR: restrict a page's permissions; MODIFIED until the enclave EACCEPTs."""
+        entry = self.entry(frame)
+        if not entry.valid or entry.pending:
+            raise HypervisorFault(f"EMODPR: EPC frame {frame:#x} is not a regular page",
+                                  source=sources.SDM_SGX2)
+        entry.perms &= perms
+        entry.modified = True
+
+    def eaccept(self, guest: Guest, page: int) -> None:
+        """EACCEPT (enclave): accept the PENDING or MODIFIED page at ``page``; the EPCM entry
+        must belong to this enclave at this linear address."""
+        frame = self.translate(guest, page)
+        entry = self.entry(frame) if self.in_epc(frame) else EpcmEntry()
+        if not entry.valid or entry.enclave != guest.guest_id or entry.linear != page:
+            raise GuestException(f"EACCEPT: linear page {page:#x} is not this enclave's",
+                                 code=0, source=sources.SDM_SGX2)
+        if not (entry.pending or entry.modified):
+            raise GuestException(f"EACCEPT: linear page {page:#x} is neither PENDING nor "
+                                 "MODIFIED (SGX_PAGE_NOT_MODIFIABLE)", code=0,
+                                 source=sources.SDM_SGX2)
+        entry.pending = entry.modified = False
+
+    def eremove(self, frame: int) -> None:
+        """EREMOVE: free an EPC page (allowed while no thread executes in the enclave)."""
+        entry = self.entry(frame)
+        if not entry.valid:
+            raise HypervisorFault(f"EREMOVE: EPC frame {frame:#x} holds no page",
+                                  source=sources.SDM_SGX2)
+        self.epcm[frame - self.epc.start] = EpcmEntry()
 
     def guest_load(self, guest: Guest, page: int) -> bytes:
         """EPCM check, then the MEE's verified decryption."""
@@ -207,7 +326,8 @@ class SgxRules(MemoryRules):
         VA slot."""
         entry = self.entry(frame)
         if not entry.valid:
-            raise HypervisorFault(f"EWB: EPC frame {frame:#x} holds no page")
+            raise HypervisorFault(f"EWB: EPC frame {frame:#x} holds no page",
+                                  source=sources.SDM_SGX_PAGING)
         plaintext = self._mee_read(frame)
         slot, version = self._next_slot, self._next_version
         self._next_slot += 1
@@ -222,15 +342,20 @@ class SgxRules(MemoryRules):
         """ELDU: load an evicted page into a free EPC frame, if its MAC and version verify."""
         entry = self.entry(frame)
         if entry.valid:
-            raise HypervisorFault(f"ELDU: EPC frame {frame:#x} is in use")
+            raise HypervisorFault(f"ELDU: EPC frame {frame:#x} is in use",
+                                  source=sources.SDM_SGX_PAGING)
         if self._va.get(page.va_slot) != page.version:
             raise HypervisorFault(f"ELDU: version {page.version} does not match VA slot "
-                                  f"{page.va_slot} (replayed page)")
+                                  f"{page.va_slot} (replayed page)",
+                                  rule="ELDU: the blob's version must match its VA slot",
+                                  source=sources.SDM_SGX_PAGING)
         try:
             plaintext = self._paging.decrypt(page.version.to_bytes(12, "little"),
                                              page.ciphertext, page.pcmd())
         except InvalidTag:
-            raise HypervisorFault("ELDU: MAC compare failed (page or PCMD modified)") from None
+            raise HypervisorFault("ELDU: MAC compare failed (page or PCMD modified)",
+                                  rule="ELDU: the page and its PCMD are MACed",
+                                  source=sources.SDM_SGX_PAGING) from None
         del self._va[page.va_slot]
         entry.valid, entry.enclave, entry.linear, entry.perms = (
             True, page.enclave, page.linear, page.perms)

@@ -19,8 +19,27 @@ class Mode(Enum):
     """AMD SEV: AES-XTS per-guest key, physical-address tweak; no integrity."""
     SEV_SNP = "sev-snp"
     """AMD SEV-SNP: SEV plus the Reverse Map Table (ownership, GPA, Validated, VMPL perms)."""
-    SGX = "sgx"
-    """Intel SGX: enclave pages in the EPC, the EPCM, and the MEE's integrity tree."""
+    SGX_CLIENT = "sgx-client"
+    """Client Intel SGX: EPC, EPCM, and the MEE (counter-mode encryption seeded by address
+    and version, MACs, an integrity tree; an integrity failure locks the platform)."""
+    SGX_SCALABLE = "sgx-scalable"
+    """Scalable Intel SGX (3rd-gen Xeon Scalable on): EPC and EPCM, encrypted by TME-MK
+    (AES-XTS, address tweak), no MAC, no integrity tree."""
+
+    TDX = "tdx"
+    """Intel TDX: private memory under MKTME (AES-XTS-128, TD key ID) with logical
+    integrity (a TD-owner bit per line), mapped by the Secure EPT that only the TDX module
+    writes; no physical replay protection."""
+
+    @property
+    def amd(self) -> bool:
+        """Whether the mode runs on an AMD EPYC model (plain VMs included)."""
+        return self in (Mode.PLAIN, Mode.SEV, Mode.SEV_SNP)
+
+    @property
+    def sgx(self) -> bool:
+        """Whether this is one of the SGX modes (an enclave, not a VM)."""
+        return self in (Mode.SGX_CLIENT, Mode.SGX_SCALABLE)
 
 
 @dataclass(eq=False)
@@ -32,7 +51,9 @@ class Guest:
     *host* state: the nested page table (NPT) of a VM or the OS page table that maps an
     enclave's linear pages, and the hypervisor may rewrite it at will. ``shared`` and
     ``validated`` are the guest kernel's own bookkeeping (in its private memory): the pages
-    it maps with the C-bit clear, and the pages it has PVALIDATEd.
+    it maps with the C-bit clear, and the pages it knows are validated (PVALIDATEd by it,
+    or by the firmware at launch; for an enclave: EADDed or EACCEPTed). The hardware never
+    reads them; guest code (:mod:`.kernel`) does.
     """
 
     guest_id: int

@@ -14,25 +14,36 @@ check by definition; only cryptography can stand in its way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
 from veritee.errors import PlatformError
-from veritee.platform.emulated.isolation.epc import ABORT_PAGE, EpcPerm, SgxRules
+from veritee.platform.emulated.isolation import sources
+from veritee.platform.emulated.isolation.epc import ABORT_PAGE, SgxRules
 from veritee.platform.emulated.isolation.faults import (
     GuestException,
+    GuestTerminated,
     HypervisorFault,
     IntegrityViolation,
+    MachineCheck,
     Outcome,
+    PlatformLocked,
+    UndefinedInstruction,
 )
 from veritee.platform.emulated.isolation.guest import Guest, Mode
 from veritee.platform.emulated.isolation.memory import PAGE_SIZE
 from veritee.platform.emulated.isolation.rmp import SnpRules
+from veritee.platform.emulated.isolation.tdx import TdxRules
+from veritee.platform.emulated.isolation.workload import SLOT_OFFSET
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from veritee.platform.emulated.isolation.stack import Machine
     from veritee.platform.emulated.isolation.workload import SecretKeepingWorkload
+
+#: How many secret bits the ciphertext-compare attacks try to recover.
+LEAK_BITS = 32
 
 __all__ = ["Attack", "AttackResult", "Hypervisor", "MaliciousHypervisor", "PhysicalAttacker"]
 
@@ -41,21 +52,26 @@ ATTACKER_BYTES = (b"attacker-controlled page " * 200)[:PAGE_SIZE]
 
 
 class Attack(Enum):
-    """The attacks of the matrix: six by the hypervisor, two by a physical attacker."""
+    """The attacks of the matrix: ten by the hypervisor, three by a physical attacker."""
 
     READ = "read"
     WRITE = "write"
     REMAP = "remap"
     SWAP = "swap"
     REPLAY = "replay"
+    ALIAS = "alias"
     PAGE_STATE = "page-state"
+    PSC_SUBSTITUTION = "psc-substitution"
+    SERVICE_LEAK = "service-leak"
+    CIPHERTEXT_COMPARE = "ciphertext-compare"
     DRAM_READ = "dram-read"
+    DRAM_CIPHERTEXT_COMPARE = "dram-ciphertext-compare"
     DRAM_REPLAY = "dram-replay"
 
     @property
     def physical(self) -> bool:
         """Whether the attacker is physical (DRAM) rather than the hypervisor."""
-        return self in (Attack.DRAM_READ, Attack.DRAM_REPLAY)
+        return self.value.startswith("dram-")
 
     @property
     def description(self) -> str:
@@ -66,28 +82,44 @@ class Attack(Enum):
 _DESCRIPTIONS = {
     Attack.READ: "hypervisor reads the frame holding the secret",
     Attack.WRITE: "hypervisor writes its own bytes into that frame",
-    Attack.REMAP: "hypervisor points the secret's guest page at a frame it filled",
+    Attack.REMAP: "hypervisor substitutes a frame it filled for the secret's page",
     Attack.SWAP: "hypervisor swaps the frames behind two guest pages",
     Attack.REPLAY: "hypervisor puts back an older copy of the page after the guest wrote",
-    Attack.PAGE_STATE: "hypervisor flips the page private->shared->private behind the guest",
+    Attack.ALIAS: "hypervisor gets a second frame validated at the same GPA, lets the "
+                  "guest write there, then maps the old frame back (double validation)",
+    Attack.PAGE_STATE: "hypervisor changes the page's state behind the guest (SNP: "
+                       "RMPUPDATE private->shared->private; SGX2: EREMOVE + EAUG)",
+    Attack.PSC_SUBSTITUTION: "during a guest-requested private->shared->private change, "
+                             "the hypervisor substitutes the frame the guest rescinds",
+    Attack.SERVICE_LEAK: "hypervisor maps a guest service's reply page onto the secret's "
+                         "frame (SEVered)",
+    Attack.CIPHERTEXT_COMPARE: "hypervisor snapshots the ciphertext of a variable a "
+                               "constant-time loop sets per secret bit (CipherLeaks)",
     Attack.DRAM_READ: "physical attacker reads the DRAM chips (bus/cold boot)",
+    Attack.DRAM_CIPHERTEXT_COMPARE: "physical attacker compares DRAM ciphertext across "
+                                    "the same constant-time loop",
     Attack.DRAM_REPLAY: "physical attacker restores old DRAM contents, metadata included",
 }
 
 
 @dataclass(frozen=True)
 class AttackResult:
-    """One attempt: the attack, the mode, its outcome, and what happened step by step."""
+    """One attempt: the attack, the mode, the guest's policy, the outcome, the rule that
+    produced it and that rule's source, and what happened step by step."""
 
     attack: Attack
     mode: Mode
     outcome: Outcome
     trace: tuple[str, ...]
+    rule: str = ""
+    source: str = ""
+    guest: str = "careful"
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form."""
-        return {"attack": self.attack.value, "mode": self.mode.value,
-                "outcome": self.outcome.name, "trace": list(self.trace)}
+        return {"attack": self.attack.value, "mode": self.mode.value, "guest": self.guest,
+                "outcome": self.outcome.name, "rule": self.rule, "source": self.source,
+                "trace": list(self.trace)}
 
 
 class Hypervisor:
@@ -125,47 +157,123 @@ class Hypervisor:
 
 
 class _Trace:
+    """The steps of one attempt, and the rule (with its source) that decided it."""
+
     def __init__(self) -> None:
         self.lines: list[str] = []
+        self.rule = ""
+        self.source = ""
 
     def __call__(self, line: str) -> None:
         self.lines.append(line)
 
-
-def _observed(data: bytes, secret: bytes, trace: _Trace) -> Outcome:
-    if secret in data:
-        trace(f"observed bytes contain the secret ({secret[:4].hex()}...)")
-        return Outcome.OBSERVED_PLAINTEXT
-    if data == ABORT_PAGE:
-        trace("observed all ones (abort-page semantics): nothing learned")
-        return Outcome.BLOCKED
-    trace(f"observed {data[:8].hex()}...: no trace of the secret")
-    return Outcome.OBSERVED_CIPHERTEXT_ONLY
+    def decide(self, outcome: Outcome, rule: str, source: str) -> Outcome:
+        self.rule, self.source = rule, source
+        return outcome
 
 
-def _consume(victim: SecretKeepingWorkload, page: int, trace: _Trace) -> Outcome:
-    """The guest touches the page; classify what it got."""
-    try:
-        data = victim.read(page)
-    except GuestException as exc:
-        trace(f"guest access -> {exc}: the guest knows it validated this page, so it "
-              "stops instead of using it")
-        return Outcome.DETECTED_BY_GUEST
-    except IntegrityViolation as exc:
-        trace(f"guest access -> {exc}")
-        return Outcome.DETECTED_BY_GUEST
-    except HypervisorFault as exc:
-        trace(f"guest access -> {exc}")
-        return Outcome.FAULT_TO_HYPERVISOR
+#: The document holding each mode's access rules.
+_RULES_OF = {Mode.PLAIN: sources.PLAIN, Mode.SEV: sources.APM_SEV, Mode.SEV_SNP: sources.APM_RMP,
+             Mode.SGX_CLIENT: sources.SDM_SGX_EPCM, Mode.SGX_SCALABLE: sources.SDM_SGX_EPCM,
+             Mode.TDX: sources.TDX_SEPT}
+
+
+def _weakness(mode: Mode, victim: SecretKeepingWorkload, start: int) -> tuple[str, str]:
+    """Why nothing stopped the guest from consuming other bytes."""
+    if any(line.startswith("naive guest") for line in victim.kernel.log[start:]):
+        return ("guest policy: re-validate / EACCEPT on every fault, no bitmap: the "
+                "substitute was accepted", sources.KVM_SELFTEST_VC)
+    if any("FAIL_NOUPDATE" in line for line in victim.kernel.log[start:]):
+        return ("guest policy: PVALIDATE no-update ignored: the old frame stayed validated",
+                sources.APM_PVALIDATE)
+    return {
+        Mode.PLAIN: ("no protection: the hypervisor owns guest memory", sources.PLAIN),
+        Mode.SEV: ("SEV: encryption without integrity; the NPT is the hypervisor's",
+                   sources.APM_SEV),
+        Mode.SEV_SNP: ("the RMP checks CPU accesses only: DRAM written directly is not "
+                       "checked", sources.PHYSICAL),
+        Mode.SGX_CLIENT: ("no check fired", sources.MEE),
+        Mode.SGX_SCALABLE: ("TME-MK: AES-XTS without MAC or integrity tree",
+                            sources.TME_MK),
+        Mode.TDX: ("logical integrity has no replay protection: ciphertext and TD-owner "
+                   "bits restored together read as valid", sources.TDX_LI),
+    }[mode]
+
+
+def _consume(victim: SecretKeepingWorkload, page: int, trace: _Trace, mode: Mode,
+             start: int) -> Outcome:
+    """The guest touches the page through its own code; classify what it got.
+
+    Exceptions (the guest terminating, faults, a platform lock) propagate to
+    :meth:`MaliciousHypervisor._attempt`, which classifies them."""
+    data = victim.read(page)
     if data == victim.expected(page):
         trace("guest read exactly what it last wrote: the attack had no effect")
-        return Outcome.BLOCKED
+        return trace.decide(Outcome.BLOCKED, "the guest read back what it wrote",
+                            _RULES_OF[mode])
     trace(f"guest read {data[:8].hex()}... instead of what it wrote, with no fault")
-    return Outcome.UNDETECTED_CORRUPTION
+    return trace.decide(Outcome.UNDETECTED_CORRUPTION, *_weakness(mode, victim, start))
+
+
+def _observed(data: bytes, secret: bytes, trace: _Trace, mode: Mode) -> Outcome:
+    if secret in data:
+        trace(f"observed bytes contain the secret ({secret[:4].hex()}...)")
+        return trace.decide(Outcome.OBSERVED_PLAINTEXT, "reads return plaintext",
+                            sources.PLAIN)
+    if mode is Mode.TDX and data == bytes(len(data)):
+        trace("observed all zeros: nothing learned")
+        return trace.decide(Outcome.BLOCKED, "logical integrity: non-TD reads of TD-owned "
+                            "lines return zeros", sources.TDX_LI)
+    if data == ABORT_PAGE:
+        trace("observed all ones: nothing learned")
+        if mode.sgx:
+            return trace.decide(Outcome.BLOCKED, "abort-page semantics on the PRM",
+                                sources.SDM_SGX_EPCM)
+        return trace.decide(Outcome.BLOCKED, "ciphertext hiding: host reads of SNP private "
+                            "memory return 0xff", sources.CTH)
+    trace(f"observed {data[:8].hex()}...: no trace of the secret")
+    source = {Mode.SGX_CLIENT: sources.MEE, Mode.SGX_SCALABLE: sources.TME_MK,
+              Mode.TDX: sources.TDX_LI}.get(mode, sources.APM_SEV)
+    return trace.decide(Outcome.OBSERVED_CIPHERTEXT_ONLY,
+                        "memory is encrypted under a key the attacker lacks", source)
+
+
+def _compare(victim: SecretKeepingWorkload, snapshot: Callable[[], bytes], trace: _Trace,
+             mode: Mode) -> Outcome:
+    """Run the constant-time loop over secret bits, snapshotting after every iteration;
+    try to read the bits off ciphertext equality (the CipherLeaks primitive)."""
+    bits = victim.secret_bits(LEAK_BITS)
+    pages: list[bytes] = []
+    for bit in bits:
+        victim.constant_time_step(bit)
+        pages.append(snapshot())
+    trace(f"guest ran {len(bits)} iterations of a constant-time loop over secret bits; "
+          "attacker snapshotted the page after each")
+    first = _observed(pages[0], victim.secret, trace, mode)
+    if first in (Outcome.OBSERVED_PLAINTEXT, Outcome.BLOCKED):
+        return first
+    slots = [p[SLOT_OFFSET:SLOT_OFFSET + 16] for p in pages]
+    guess = [0 if slot == slots[0] else 1 for slot in slots]
+    distinct = len(set(slots))
+    trace(f"{distinct} distinct ciphertexts of the 16-byte variable over {len(slots)} writes")
+    if distinct == 2 and (guess == bits or guess == [1 - b for b in bits]):
+        trace(f"equal plaintext at one address gave equal ciphertext: recovered all "
+              f"{len(bits)} secret bits (up to complement) without the key")
+        return trace.decide(Outcome.CIPHERTEXT_PATTERN_LEAKED,
+                            "deterministic encryption: same plaintext, same address, same "
+                            "ciphertext", sources.CIPHERLEAKS)
+    trace("the ciphertext changed on every write: no pattern to read")
+    return trace.decide(Outcome.OBSERVED_CIPHERTEXT_ONLY,
+                        "encryption seeded by address and version: every write changes "
+                        "the ciphertext", sources.MEE)
 
 
 class MaliciousHypervisor(Hypervisor):
-    """The adversarial API: each method attacks a running workload and records the result."""
+    """The adversarial API: each method attacks a running workload and records the result.
+
+    Every attack runs through the hardware rules and the guest's own code; the outcome is
+    computed from what happened (an exception the hardware or the guest raised, or what the
+    guest or the attacker ended up seeing)."""
 
     def __init__(self, machine: Machine) -> None:
         super().__init__(machine)
@@ -180,11 +288,6 @@ class MaliciousHypervisor(Hypervisor):
         machine.hypervisor = evil
         return evil
 
-    def _record(self, attack: Attack, outcome: Outcome, trace: _Trace) -> AttackResult:
-        result = AttackResult(attack, self.machine.mode, outcome, tuple(trace.lines))
-        self.log.append(result)
-        return result
-
     def run(self, attack: Attack, victim: SecretKeepingWorkload) -> AttackResult:
         """Run one hypervisor attack by name."""
         if attack.physical:
@@ -193,70 +296,85 @@ class MaliciousHypervisor(Hypervisor):
         result: AttackResult = method(victim)
         return result
 
+    def _attempt(self, attack: Attack, victim: SecretKeepingWorkload,
+                 body: Callable[[_Trace], Outcome]) -> AttackResult:
+        result = _attempt(self.machine.mode, attack, victim, body)
+        self.log.append(result)
+        return result
+
     # -- the attacks -----------------------------------------------------------------------
     def read(self, victim: SecretKeepingWorkload) -> AttackResult:
         """Read the frame that holds the secret."""
-        trace = _Trace()
-        frame = victim.secret_frame()
-        trace(f"host load of frame {frame:#x}")
-        try:
-            outcome = _observed(self.machine.rules.host_load(frame), victim.secret, trace)
-        except HypervisorFault as exc:
-            trace(str(exc))
-            outcome = Outcome.FAULT_TO_HYPERVISOR
-        return self._record(Attack.READ, outcome, trace)
+        def body(trace: _Trace) -> Outcome:
+            frame = victim.secret_frame()
+            trace(f"host load of frame {frame:#x}")
+            return _observed(self.machine.rules.host_load(frame), victim.secret, trace,
+                             self.machine.mode)
+        return self._attempt(Attack.READ, victim, body)
 
     def write(self, victim: SecretKeepingWorkload) -> AttackResult:
         """Overwrite the secret's frame with attacker bytes, then let the guest use it."""
-        trace = _Trace()
-        frame = victim.secret_frame()
-        trace(f"host store of attacker bytes to frame {frame:#x}")
-        try:
+        def body(trace: _Trace) -> Outcome:
+            frame, start = victim.secret_frame(), len(victim.kernel.log)
+            trace(f"host store of attacker bytes to frame {frame:#x}")
             self.machine.rules.host_store(frame, ATTACKER_BYTES)
-        except HypervisorFault as exc:
-            trace(str(exc))
-            return self._record(Attack.WRITE, Outcome.FAULT_TO_HYPERVISOR, trace)
-        return self._record(Attack.WRITE, _consume(victim, victim.secret_page, trace), trace)
+            return _consume(victim, victim.secret_page, trace, self.machine.mode, start)
+        return self._attempt(Attack.WRITE, victim, body)
 
     def remap(self, victim: SecretKeepingWorkload) -> AttackResult:
-        """Point the secret's guest page at a host frame filled with attacker bytes.
+        """Frame substitution: point the secret's page at a host frame of attacker bytes.
 
-        Under SEV-SNP the first guest access faults (#NPF: the frame is hypervisor-owned in
-        the RMP); the hypervisor then does what the SNP whitepaper's remapping scenario
-        describes: RMPUPDATE assigns the frame to the guest at that GPA, which clears
-        Validated, and the guest's next access takes a #VC.
+        Under SEV-SNP the first guest access faults (#NPF: the frame is hypervisor-owned);
+        the hypervisor then RMPUPDATEs the frame to the guest at that GPA (Validated clear)
+        and the guest takes a #VC: its code decides what happens next.
         """
-        trace = _Trace()
-        guest, page = victim.guest, victim.secret_page
-        (frame,) = self.allocate(1, protected=False)
-        self.machine.rules.host_store(frame, ATTACKER_BYTES)
-        trace(f"NPT: guest page {page:#x} -> host frame {frame:#x} (attacker bytes)")
-        guest.table[page] = frame
-        return self._record(Attack.REMAP, self._consume_or_fix(victim, {page: frame}, trace),
-                            trace)
+        def body(trace: _Trace) -> Outcome:
+            guest, page, start = victim.guest, victim.secret_page, len(victim.kernel.log)
+            (frame,) = self.allocate(1, protected=False)
+            self.machine.rules.host_store(frame, ATTACKER_BYTES)
+            trace(f"NPT: guest page {page:#x} -> host frame {frame:#x} (attacker bytes)")
+            self._map(guest, page, frame)
+            return self._consume_or_fix(victim, victim.secret_page, {page: frame}, trace,
+                                        start)
+        return self._attempt(Attack.REMAP, victim, body)
 
     def swap(self, victim: SecretKeepingWorkload) -> AttackResult:
         """Exchange the frames behind the secret's page and another guest page."""
-        trace = _Trace()
-        guest, a, b = victim.guest, victim.secret_page, victim.other_page
-        fa, fb = guest.table[a], guest.table[b]
-        assert fa is not None and fb is not None
-        guest.table[a], guest.table[b] = fb, fa
-        trace(f"NPT: guest page {a:#x} -> frame {fb:#x}, page {b:#x} -> frame {fa:#x}")
-        return self._record(Attack.SWAP, self._consume_or_fix(victim, {a: fb, b: fa}, trace),
-                            trace)
+        def body(trace: _Trace) -> Outcome:
+            guest, a, b = victim.guest, victim.secret_page, victim.other_page
+            start = len(victim.kernel.log)
+            fa, fb = guest.table[a], guest.table[b]
+            assert fa is not None and fb is not None
+            self._map(guest, a, fb)
+            self._map(guest, b, fa)
+            trace(f"NPT: guest page {a:#x} -> frame {fb:#x}, page {b:#x} -> frame {fa:#x}")
+            return self._consume_or_fix(victim, a, {a: fb, b: fa}, trace, start)
+        return self._attempt(Attack.SWAP, victim, body)
 
-    def _consume_or_fix(self, victim: SecretKeepingWorkload, mapping: dict[int, int],
-                        trace: _Trace) -> Outcome:
-        outcome = _consume(victim, victim.secret_page, trace)
+    def _map(self, guest: Guest, page: int, frame: int | None) -> None:
+        """Point a guest page at a frame through whatever the mode lets the host use."""
+        self.machine.rules.host_map(guest, page, frame)
+
+    def _fix_rmp(self, victim: SecretKeepingWorkload, mapping: dict[int, int],
+                 trace: _Trace) -> None:
         rules = self.machine.rules
-        if outcome is Outcome.FAULT_TO_HYPERVISOR and isinstance(rules, SnpRules):
-            for page, frame in mapping.items():
-                trace(f"RMPUPDATE frame {frame:#x} -> ASID {victim.guest.guest_id} GPA page "
-                      f"{page:#x} (clears Validated)")
-                rules.rmpupdate(frame, asid=victim.guest.guest_id, gpn=page)
-            outcome = _consume(victim, victim.secret_page, trace)
-        return outcome
+        assert isinstance(rules, SnpRules)
+        for page, frame in mapping.items():
+            trace(f"RMPUPDATE frame {frame:#x} -> ASID {victim.guest.guest_id} GPA page "
+                  f"{page:#x} (clears Validated; the old frame stays as it was)")
+            rules.rmpupdate(frame, asid=victim.guest.guest_id, gpn=page)
+
+    def _consume_or_fix(self, victim: SecretKeepingWorkload, page: int,
+                        mapping: dict[int, int], trace: _Trace, start: int) -> Outcome:
+        mode = self.machine.mode
+        try:
+            return _consume(victim, page, trace, mode, start)
+        except HypervisorFault as exc:
+            if not isinstance(self.machine.rules, SnpRules):
+                raise
+            trace(f"guest access -> {exc}")
+        self._fix_rmp(victim, mapping, trace)
+        return _consume(victim, page, trace, mode, start)
 
     def replay(self, victim: SecretKeepingWorkload) -> AttackResult:
         """Keep an old copy of the page, let the guest write, put the old copy back.
@@ -264,66 +382,192 @@ class MaliciousHypervisor(Hypervisor):
         Under SGX the OS has no software path to EPC bytes (abort-page semantics); its
         channel is EPC paging, so it replays an old EWB blob through ELDU.
         """
-        trace = _Trace()
-        rules, page, frame = self.machine.rules, victim.secret_page, victim.secret_frame()
-        if isinstance(rules, SgxRules):
-            old = rules.ewb(frame)
-            trace(f"EWB frame {frame:#x}: blob v{old.version}; ELDU it back")
-            rules.eldu(old, frame)
-            victim.update(page)
-            trace("enclave writes the page")
-            new = rules.ewb(frame)
-            trace(f"EWB again: blob v{new.version}; ELDU the old blob v{old.version}")
-            try:
+        def body(trace: _Trace) -> Outcome:
+            rules, page, frame = self.machine.rules, victim.secret_page, victim.secret_frame()
+            start = len(victim.kernel.log)
+            if isinstance(rules, SgxRules):
+                old = rules.ewb(frame)
+                trace(f"EWB frame {frame:#x}: blob v{old.version}; ELDU it back")
                 rules.eldu(old, frame)
-            except HypervisorFault as exc:
-                trace(str(exc))
-                return self._record(Attack.REPLAY, Outcome.FAULT_TO_HYPERVISOR, trace)
-            return self._record(Attack.REPLAY, _consume(victim, page, trace), trace)
-        snapshot = rules.host_load(frame)
-        trace(f"host load of frame {frame:#x} (snapshot)")
-        victim.update(page)
-        trace("guest writes the page")
-        try:
+                victim.update(page)
+                trace("enclave writes the page")
+                new = rules.ewb(frame)
+                trace(f"EWB again: blob v{new.version}; ELDU the old blob v{old.version}")
+                rules.eldu(old, frame)
+                return _consume(victim, page, trace, self.machine.mode, start)
+            snapshot = rules.host_load(frame)
+            trace(f"host load of frame {frame:#x} (snapshot)")
+            victim.update(page)
+            trace("guest writes the page")
             rules.host_store(frame, snapshot)
             trace(f"host store of the snapshot back to frame {frame:#x}")
-        except HypervisorFault as exc:
-            trace(str(exc))
-            return self._record(Attack.REPLAY, Outcome.FAULT_TO_HYPERVISOR, trace)
-        return self._record(Attack.REPLAY, _consume(victim, page, trace), trace)
+            return _consume(victim, page, trace, self.machine.mode, start)
+        return self._attempt(Attack.REPLAY, victim, body)
+
+    def alias(self, victim: SecretKeepingWorkload) -> AttackResult:
+        """Double-validation aliasing: get a second frame accepted at the secret's GPA, let
+        the guest write through it, then map the old (still valid) frame back.
+
+        SEV-SNP: RMPUPDATE a host frame to the guest at that GPA, NPT to it; the guest's
+        write takes a #VC. SGX2: EAUG a free EPC frame at the same linear page; the
+        enclave's write takes a #PF on a PENDING page. Plain/SEV: just the NPT.
+        """
+        def body(trace: _Trace) -> Outcome:
+            rules, guest, page = self.machine.rules, victim.guest, victim.secret_page
+            old, start = victim.secret_frame(), len(victim.kernel.log)
+            if isinstance(rules, SgxRules):
+                (new,) = self.allocate(1, protected=True)
+                rules.eaug(guest, new, page)
+                trace(f"EAUG EPC frame {new:#x} at linear page {page:#x} (PENDING)")
+            elif isinstance(rules, TdxRules):
+                (new,) = self.allocate(1, protected=False)
+                trace(f"TDH.MEM.PAGE.AUG frame {new:#x} at GPA page {page:#x}")
+                rules.page_aug(guest, page, new)
+            else:
+                (new,) = self.allocate(1, protected=False)
+                if isinstance(rules, SnpRules):
+                    rules.rmpupdate(new, asid=guest.guest_id, gpn=page)
+                    trace(f"RMPUPDATE frame {new:#x} -> ASID {guest.guest_id} GPA page "
+                          f"{page:#x}; frame {old:#x} stays assigned and validated there")
+            self._map(guest, page, new)
+            trace(f"NPT: page {page:#x} -> frame {new:#x}")
+            victim.update(page)
+            trace(f"guest wrote the page (through frame {new:#x})")
+            self._map(guest, page, old)
+            trace(f"NPT: page {page:#x} -> frame {old:#x} again (the older copy)")
+            return _consume(victim, page, trace, self.machine.mode, start)
+        return self._attempt(Attack.ALIAS, victim, body)
 
     def page_state(self, victim: SecretKeepingWorkload) -> AttackResult:
         """Change the page's hardware state without the guest asking.
 
         SEV-SNP: RMPUPDATE the private page to hypervisor-owned (shared), write it, RMPUPDATE
-        it back to the guest: legal instructions, but Validated is now clear. SGX: EWB the
-        page and ELDU it back with altered PCMD (now executable). plain/SEV keep no page
-        state the hypervisor could flip: not applicable.
+        it back to the guest: legal instructions, but Validated is now clear. SGX2 (the
+        analogue): EREMOVE the page (no thread in the enclave) and EAUG a fresh one at the
+        same linear address: it is PENDING. Plain/SEV: RMPUPDATE is #UD.
         """
-        trace = _Trace()
-        rules, guest = self.machine.rules, victim.guest
-        page, frame = victim.secret_page, victim.secret_frame()
-        if isinstance(rules, SnpRules):
-            rules.rmpupdate(frame, asid=None)
+        def body(trace: _Trace) -> Outcome:
+            rules, guest = self.machine.rules, victim.guest
+            page, frame, start = victim.secret_page, victim.secret_frame(), len(victim.kernel.log)
+            if isinstance(rules, TdxRules):
+                rules.page_remove(guest, page)
+                trace(f"TDH.MEM.RANGE.BLOCK/TRACK/PAGE.REMOVE GPA page {page:#x}")
+                rules.page_aug(guest, page, frame)
+                trace(f"TDH.MEM.PAGE.AUG frame {frame:#x} at GPA page {page:#x}: a zero page, "
+                      "PENDING")
+                return _consume(victim, page, trace, self.machine.mode, start)
+            if isinstance(rules, SgxRules):
+                rules.eremove(frame)
+                trace(f"EREMOVE EPC frame {frame:#x} (no thread inside the enclave)")
+                rules.eaug(guest, frame, page)
+                trace(f"EAUG frame {frame:#x} at linear page {page:#x}: a zero page, PENDING")
+                return _consume(victim, page, trace, self.machine.mode, start)
             trace(f"RMPUPDATE frame {frame:#x} -> hypervisor-owned (private -> shared)")
+            rules.rmpupdate(frame, asid=None)
             rules.host_store(frame, ATTACKER_BYTES)
             trace("host store of attacker bytes (allowed: the frame is the host's now)")
             rules.rmpupdate(frame, asid=guest.guest_id, gpn=page)
             trace(f"RMPUPDATE frame {frame:#x} -> ASID {guest.guest_id} (shared -> private; "
                   "Validated cleared)")
-            return self._record(Attack.PAGE_STATE, _consume(victim, page, trace), trace)
-        if isinstance(rules, SgxRules):
-            evicted = rules.ewb(frame)
-            trace(f"EWB frame {frame:#x}; ELDU it back with PCMD permissions R|W|X")
+            return _consume(victim, page, trace, self.machine.mode, start)
+        return self._attempt(Attack.PAGE_STATE, victim, body)
+
+    def psc_substitution(self, victim: SecretKeepingWorkload) -> AttackResult:
+        """Substitute the frame while the guest converts its page private -> shared ->
+        private (GHCB Page State Change), keeping the original frame valid at that GPA.
+
+        Before the guest rescinds validation, the NPT points the page at a substitute
+        (assigned to the guest at that GPA, not validated): the rescind hits the substitute
+        and reports no update, and the original stays Guest-Valid. After the conversion
+        back, the guest writes the page; the hypervisor maps the original back.
+        """
+        def body(trace: _Trace) -> Outcome:
+            rules, guest, kernel = self.machine.rules, victim.guest, victim.kernel
+            page, old, start = victim.secret_page, victim.secret_frame(), len(kernel.log)
+            (sub,) = self.allocate(1, protected=False)
+            if isinstance(rules, SnpRules):
+                rules.rmpupdate(sub, asid=guest.guest_id, gpn=page)
+            self._map(guest, page, sub)
+            trace(f"NPT: page {page:#x} -> substitute frame {sub:#x} before the guest "
+                  "rescinds it")
+            kernel.set_shared(page, True)
+            trace("guest converted the page to shared (rescind, then Page State Change)")
+            kernel.store(page, b"\0" * PAGE_SIZE)
+            trace("guest used the shared page as a bounce buffer")
+            kernel.set_shared(page, False)
+            trace("guest converted it back to private and validated it")
+            victim.update(page)
+            trace(f"guest wrote the page (through frame {sub:#x})")
+            self._map(guest, page, old)
+            trace(f"NPT: page {page:#x} -> original frame {old:#x} (still valid there)")
+            return _consume(victim, page, trace, self.machine.mode, start)
+        return self._attempt(Attack.PSC_SUBSTITUTION, victim, body)
+
+    def service_leak(self, victim: SecretKeepingWorkload) -> AttackResult:
+        """SEVered: map the page a guest service returns onto the secret's frame, then ask
+        the service for it. Under SEV-SNP the hypervisor fixes the RMP after the #NPF."""
+        def body(trace: _Trace) -> Outcome:
+            guest, page, frame = victim.guest, victim.other_page, victim.secret_frame()
+            self._map(guest, page, frame)
+            trace(f"NPT: service page {page:#x} -> the secret's frame {frame:#x}")
             try:
-                rules.eldu(replace(evicted, perms=EpcPerm.R | EpcPerm.W | EpcPerm.X), frame)
+                reply = victim.serve()
             except HypervisorFault as exc:
-                trace(str(exc))
-                return self._record(Attack.PAGE_STATE, Outcome.FAULT_TO_HYPERVISOR, trace)
-            return self._record(Attack.PAGE_STATE, _consume(victim, page, trace), trace)
-        trace(f"{self.machine.mode.value}: the hardware keeps no page state the hypervisor "
-              "could flip (it can still remap or write: see those attacks)")
-        return self._record(Attack.PAGE_STATE, Outcome.NOT_APPLICABLE, trace)
+                if not isinstance(self.machine.rules, SnpRules):
+                    raise
+                trace(f"guest access -> {exc}")
+                self._fix_rmp(victim, {page: frame}, trace)
+                reply = victim.serve()
+            trace("the guest service replied; the reply leaves the VM through the host")
+            outcome = _observed(reply, victim.secret, trace, self.machine.mode)
+            if outcome is Outcome.OBSERVED_PLAINTEXT:
+                naive = any(line.startswith("naive guest") for line in victim.kernel.log)
+                rule = ("guest policy accepted the remapped frame and the service decrypted "
+                        "it" if naive else "remapping through a guest service decrypts "
+                        "the secret")
+                return trace.decide(outcome, rule, sources.SEVERED)
+            return outcome
+        return self._attempt(Attack.SERVICE_LEAK, victim, body)
+
+    def ciphertext_compare(self, victim: SecretKeepingWorkload) -> AttackResult:
+        """CipherLeaks: snapshot the secret page's ciphertext across a constant-time loop."""
+        def body(trace: _Trace) -> Outcome:
+            frame = victim.secret_frame()
+            return _compare(victim, lambda: self.machine.rules.host_load(frame), trace,
+                            self.machine.mode)
+        return self._attempt(Attack.CIPHERTEXT_COMPARE, victim, body)
+
+
+def _attempt(mode: Mode, attack: Attack, victim: SecretKeepingWorkload,
+             body: Callable[[_Trace], Outcome]) -> AttackResult:
+    """Run an attack's steps; an exception raised on the way (by the hardware or by the
+    guest's code) decides the outcome."""
+    trace = _Trace()
+    victim.kernel.sink = trace
+    try:
+        outcome = body(trace)
+    except GuestTerminated as exc:
+        trace(f"guest: {exc}")
+        outcome = trace.decide(Outcome.DETECTED_BY_GUEST, exc.rule, exc.source)
+    except MachineCheck as exc:
+        trace(str(exc))
+        outcome = trace.decide(Outcome.MACHINE_CHECK, exc.rule, exc.source)
+    except PlatformLocked as exc:
+        trace(str(exc))
+        outcome = trace.decide(Outcome.PLATFORM_LOCKED, exc.rule, exc.source)
+    except UndefinedInstruction as exc:
+        trace(str(exc))
+        outcome = trace.decide(Outcome.NOT_APPLICABLE, exc.rule, exc.source)
+    except (GuestException, IntegrityViolation) as exc:
+        trace(f"{exc}: the guest crashes on it")
+        outcome = trace.decide(Outcome.DETECTED_BY_GUEST, exc.rule, exc.source)
+    except HypervisorFault as exc:
+        trace(str(exc))
+        outcome = trace.decide(Outcome.FAULT_TO_HYPERVISOR, exc.rule, exc.source)
+    finally:
+        victim.kernel.sink = None
+    return AttackResult(attack, mode, outcome, tuple(trace.lines), trace.rule,
+                        trace.source, victim.kernel.policy.name)
 
 
 class PhysicalAttacker:
@@ -335,29 +579,41 @@ class PhysicalAttacker:
 
     def run(self, attack: Attack, victim: SecretKeepingWorkload) -> AttackResult:
         """Run one physical attack by name."""
-        if attack is Attack.DRAM_READ:
-            return self.dram_read(victim)
-        if attack is Attack.DRAM_REPLAY:
-            return self.dram_replay(victim)
-        raise PlatformError(f"{attack.value} is a hypervisor attack, not a physical one")
-
-    def _record(self, attack: Attack, outcome: Outcome, trace: _Trace) -> AttackResult:
-        result = AttackResult(attack, self.machine.mode, outcome, tuple(trace.lines))
+        bodies = {Attack.DRAM_READ: self._read, Attack.DRAM_REPLAY: self._replay,
+                  Attack.DRAM_CIPHERTEXT_COMPARE: self._compare}
+        if attack not in bodies:
+            raise PlatformError(f"{attack.value} is a hypervisor attack, not a physical one")
+        result = _attempt(self.machine.mode, attack, victim,
+                          lambda trace: bodies[attack](victim, trace))
         self.log.append(result)
         return result
 
     def dram_read(self, victim: SecretKeepingWorkload) -> AttackResult:
         """Read the secret's frame straight off the DRAM chips."""
-        trace = _Trace()
-        frame = victim.secret_frame()
-        trace(f"DRAM read of frame {frame:#x}")
-        outcome = _observed(self.machine.memory.load(frame), victim.secret, trace)
-        return self._record(Attack.DRAM_READ, outcome, trace)
+        return self.run(Attack.DRAM_READ, victim)
 
     def dram_replay(self, victim: SecretKeepingWorkload) -> AttackResult:
         """Snapshot the frame and all metadata DRAM, let the guest write, restore both."""
-        trace = _Trace()
+        return self.run(Attack.DRAM_REPLAY, victim)
+
+    def dram_ciphertext_compare(self, victim: SecretKeepingWorkload) -> AttackResult:
+        """Compare DRAM ciphertext across the guest's constant-time loop."""
+        return self.run(Attack.DRAM_CIPHERTEXT_COMPARE, victim)
+
+    def _read(self, victim: SecretKeepingWorkload, trace: _Trace) -> Outcome:
+        frame = victim.secret_frame()
+        trace(f"DRAM read of frame {frame:#x}")
+        return _observed(self.machine.memory.load(frame), victim.secret, trace,
+                         self.machine.mode)
+
+    def _compare(self, victim: SecretKeepingWorkload, trace: _Trace) -> Outcome:
+        frame = victim.secret_frame()
+        return _compare(victim, lambda: self.machine.memory.load(frame), trace,
+                        self.machine.mode)
+
+    def _replay(self, victim: SecretKeepingWorkload, trace: _Trace) -> Outcome:
         memory, frame, page = self.machine.memory, victim.secret_frame(), victim.secret_page
+        start = len(victim.kernel.log)
         data, meta = memory.load(frame), memory.meta_load(0, memory.metadata_size)
         trace(f"DRAM snapshot of frame {frame:#x} and {len(meta)} bytes of metadata "
               "(MACs, integrity-tree nodes)")
@@ -366,4 +622,4 @@ class PhysicalAttacker:
         memory.store(frame, data)
         memory.meta_store(0, meta)
         trace("DRAM restore of the snapshot")
-        return self._record(Attack.DRAM_REPLAY, _consume(victim, page, trace), trace)
+        return _consume(victim, page, trace, self.machine.mode, start)

@@ -7,7 +7,8 @@ observes sits in front of it, in the hardware rules of each mode (:mod:`.modes`,
 :mod:`.epc`).
 
 :class:`MemoryEncryptionEngine` encrypts a page on its way to DRAM and decrypts it on its way
-back, with AES-XTS under a per-key-ID key (an ASID's VM encryption key, or SGX's MEE key).
+back, under a per-key-ID key (an ASID's VM encryption key, SGX's MEE key, a TME-MK key ID),
+with the cipher and key size of the processor generation (:class:`CpuGeneration`).
 The tweak is the page's *physical address*, as AMD SME/SEV do: "the AES engine ... uses
 additional physical address-based tweaks to protect against ciphertext block move attacks"
 (AMD, "AMD Memory Encryption" whitepaper, 2016; APM Vol. 2 "Secure Encrypted Virtualization").
@@ -20,12 +21,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from enum import Enum
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from veritee.errors import PlatformError
 
-__all__ = ["PAGE_SIZE", "MemoryEncryptionEngine", "PhysicalMemory", "page_tweak"]
+__all__ = ["PAGE_SIZE", "CpuGeneration", "MemoryEncryptionEngine", "PhysicalMemory", "page_tweak"]
 
 PAGE_SIZE = 4096
 
@@ -114,43 +116,166 @@ class PhysicalMemory:
         return len(self._dram) + len(self._meta)
 
 
+class CpuGeneration(Enum):
+    """The memory encryption of each processor generation the model knows.
+
+    AMD: EPYC 7001 (Naples, Zen 1), 7002 (Rome, Zen 2) and 7003 (Milan, Zen 3) encrypt with
+    AES-128; EPYC 9004 (Genoa, Zen 4) and 9005 (Turin, Zen 5) with AES-256-XTS (AMD,
+    "AMD SEV-SNP" whitepaper 2020 and "AMD Memory Encryption" whitepaper; AMD EPYC 9004
+    product brief: "AES-256-XTS"). Zen 1's address tweak was a XOR of fixed per-address-bit
+    values, so a tweak difference depends only on the XOR of two addresses and ciphertext
+    blocks could be moved with a predictable effect (Wilke et al., "SEVurity: No Security
+    Without Integrity", IEEE S&P 2020); Zen 2 changed the tweak function. Ciphertext hiding
+    (host reads of SNP private memory return all ones) is a Zen 5 feature (Linux 6.18
+    ``kvm-amd.ciphertext_hiding_asids``).
+
+    Intel: client SGX's MEE (AES-128 in counter mode; Gueron, ePrint 2016/204), TME-MK on
+    3rd-gen Xeon Scalable (AES-XTS-128; Intel "Multi-Key Total Memory Encryption" spec) and
+    TDX's MKTME with logical integrity (Intel TDX whitepaper, "Memory Confidentiality and
+    Integrity").
+    """
+
+    NAPLES = "EPYC 7001 (Zen 1)"
+    ROME = "EPYC 7002 (Zen 2)"
+    MILAN = "EPYC 7003 (Zen 3)"
+    GENOA = "EPYC 9004 (Zen 4)"
+    TURIN = "EPYC 9005 (Zen 5)"
+    SGX_CLIENT_MEE = "client SGX MEE"
+    ICELAKE_TME_MK = "Xeon Scalable TME-MK"
+    SAPPHIRE_RAPIDS_TDX = "Xeon 4th gen TDX (MKTME)"
+
+    @property
+    def amd(self) -> bool:
+        """Whether this is an AMD EPYC generation."""
+        return self.value.startswith("EPYC")
+
+    @property
+    def cipher(self) -> str:
+        """The engine's cipher, as the model runs it."""
+        return _CIPHERS[self]
+
+    @property
+    def key_bits(self) -> int:
+        """The AES key size."""
+        return 256 if self in (CpuGeneration.GENOA, CpuGeneration.TURIN) else 128
+
+    @property
+    def ciphertext_hiding(self) -> bool:
+        """Whether the generation offers SEV-SNP ciphertext hiding."""
+        return self is CpuGeneration.TURIN
+
+
+_CIPHERS = {
+    CpuGeneration.NAPLES: "AES-128 XEX, linear address tweak (weak)",
+    CpuGeneration.ROME: "AES-128-XTS, address tweak",
+    CpuGeneration.MILAN: "AES-128-XTS, address tweak",
+    CpuGeneration.GENOA: "AES-256-XTS, address tweak",
+    CpuGeneration.TURIN: "AES-256-XTS, address tweak",
+    CpuGeneration.SGX_CLIENT_MEE: "AES-128-CTR, counter seeded by address and version",
+    CpuGeneration.ICELAKE_TME_MK: "AES-128-XTS, address tweak",
+    CpuGeneration.SAPPHIRE_RAPIDS_TDX: "AES-128-XTS, address tweak, TD-owner bit per line "
+                                       "(logical integrity)",
+}
+
+_BLOCK = 16
+_ZEN1_TWEAK_BITS = range(4, 52)  # one tweak value per physical-address bit above the block
+
+
 class MemoryEncryptionEngine:
-    """AES-XTS (512-bit keys) per key ID, tweaked by physical address.
+    """AES per key ID, tweaked (or seeded) by physical address, as the ``generation`` does.
 
     The key for a key ID is installed by whoever the technology trusts with it (the AMD
     secure processor for an SEV ASID, the CPU at boot for SGX's MEE) and never read back.
+    XTS and CTR come from ``cryptography``; Zen 1's XEX is built from AES-ECB (from
+    ``cryptography``) and XOR, because no library offers AMD's weak tweak.
     """
 
-    KEY_BYTES = 64  # AES-256-XTS: two 256-bit keys
-
-    def __init__(self, rng: Callable[[int], bytes] = os.urandom) -> None:
+    def __init__(self, rng: Callable[[int], bytes] = os.urandom, *,
+                 generation: CpuGeneration = CpuGeneration.MILAN) -> None:
         self._rng = rng
+        self.generation = generation
         self._keys: dict[int, bytes] = {}
+        self._zen1_tweaks: list[int] = []
+        if generation is CpuGeneration.NAPLES:
+            self._zen1_tweaks = [int.from_bytes(rng(_BLOCK), "little") for _ in _ZEN1_TWEAK_BITS]
+
+    @property
+    def key_bytes(self) -> int:
+        """Bytes of key material per key ID (XTS: two keys)."""
+        n = self.generation.key_bits // 8
+        return n if self.generation in (CpuGeneration.NAPLES,
+                                        CpuGeneration.SGX_CLIENT_MEE) else 2 * n
 
     def generate_key(self, key_id: int) -> None:
         """Generate and install a fresh key for ``key_id`` (replacing any old one)."""
-        key = self._rng(self.KEY_BYTES)
-        while key[:32] == key[32:]:  # XTS requires two distinct halves
-            key = self._rng(self.KEY_BYTES)
+        size = self.key_bytes
+        key = self._rng(size)
+        while size in (32, 64) and self._xts and key[:size // 2] == key[size // 2:]:
+            key = self._rng(size)  # XTS requires two distinct halves
         self._keys[key_id] = key
+
+    @property
+    def _xts(self) -> bool:
+        return self.generation not in (CpuGeneration.NAPLES, CpuGeneration.SGX_CLIENT_MEE)
 
     def has_key(self, key_id: int) -> bool:
         """Whether a key is installed for ``key_id``."""
         return key_id in self._keys
 
-    def _cipher(self, key_id: int, physical_address: int) -> Cipher[modes.XTS]:
+    def _key(self, key_id: int) -> bytes:
         try:
-            key = self._keys[key_id]
+            return self._keys[key_id]
         except KeyError:
             raise PlatformError(f"no memory encryption key for key ID {key_id}") from None
+
+    def zen1_tweak(self, block_address: int) -> int:
+        """Zen 1's tweak for a 16-byte block: the XOR of one fixed value per set address
+        bit (SEVurity, Section 4), so ``T(a) ^ T(b) == T(a ^ b)``."""
+        t = 0
+        for value, bit in zip(self._zen1_tweaks, _ZEN1_TWEAK_BITS, strict=True):
+            if block_address >> bit & 1:
+                t ^= value
+        return t
+
+    def _zen1_mask(self, physical_address: int, n: int) -> int:
+        mask = 0
+        for j in range(n // _BLOCK):
+            mask |= self.zen1_tweak(physical_address + j * _BLOCK) << (8 * _BLOCK * j)
+        return mask
+
+    def _zen1(self, key_id: int, physical_address: int, data: bytes, *, encrypt: bool) -> bytes:
+        mask = self._zen1_mask(physical_address, len(data))
+        masked = (int.from_bytes(data, "little") ^ mask).to_bytes(len(data), "little")
+        ecb = Cipher(algorithms.AES(self._key(key_id)), modes.ECB())  # noqa: S305 - XEX core
+        ctx = ecb.encryptor() if encrypt else ecb.decryptor()
+        out = ctx.update(masked) + ctx.finalize()
+        return (int.from_bytes(out, "little") ^ mask).to_bytes(len(data), "little")
+
+    def _cipher(self, key_id: int, physical_address: int,
+                version: int | None) -> Cipher[modes.XTS] | Cipher[modes.CTR]:
+        key = self._key(key_id)
+        if self.generation is CpuGeneration.SGX_CLIENT_MEE:
+            if version is None:
+                raise PlatformError("the client MEE needs a version to seed its counter")
+            # Counter block = address (8 bytes) | version (6) | block index (2): a new
+            # version gives a new keystream, so rewriting equal data changes the ciphertext.
+            seed = (physical_address.to_bytes(8, "big") + version.to_bytes(6, "big")
+                    + bytes(2))
+            return Cipher(algorithms.AES(key), modes.CTR(seed))
         return Cipher(algorithms.AES(key), modes.XTS(page_tweak(physical_address)))
 
-    def encrypt(self, key_id: int, physical_address: int, plaintext: bytes) -> bytes:
+    def encrypt(self, key_id: int, physical_address: int, plaintext: bytes, *,
+                version: int | None = None) -> bytes:
         """Encrypt one page for ``physical_address`` (the XTS data unit is the page)."""
-        enc = self._cipher(key_id, physical_address).encryptor()
+        if self.generation is CpuGeneration.NAPLES:
+            return self._zen1(key_id, physical_address, plaintext, encrypt=True)
+        enc = self._cipher(key_id, physical_address, version).encryptor()
         return enc.update(plaintext) + enc.finalize()
 
-    def decrypt(self, key_id: int, physical_address: int, ciphertext: bytes) -> bytes:
+    def decrypt(self, key_id: int, physical_address: int, ciphertext: bytes, *,
+                version: int | None = None) -> bytes:
         """Decrypt one page read from ``physical_address``."""
-        dec = self._cipher(key_id, physical_address).decryptor()
+        if self.generation is CpuGeneration.NAPLES:
+            return self._zen1(key_id, physical_address, ciphertext, encrypt=False)
+        dec = self._cipher(key_id, physical_address, version).decryptor()
         return dec.update(ciphertext) + dec.finalize()

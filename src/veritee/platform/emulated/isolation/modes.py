@@ -22,9 +22,9 @@ This module holds the base class and the two modes without access control:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
 
-from veritee.platform.emulated.isolation.faults import HypervisorFault
+from veritee.platform.emulated.isolation import sources
+from veritee.platform.emulated.isolation.faults import HypervisorFault, UndefinedInstruction
 from veritee.platform.emulated.isolation.guest import Guest, Mode
 from veritee.platform.emulated.isolation.memory import (
     PAGE_SIZE,
@@ -38,7 +38,7 @@ __all__ = ["MemoryRules", "PlainRules", "SevRules"]
 class MemoryRules(ABC):
     """The memory-access rules the emulated hardware enforces for one protection mode."""
 
-    mode: ClassVar[Mode]
+    mode: Mode
 
     def __init__(self, memory: PhysicalMemory, engine: MemoryEncryptionEngine) -> None:
         self.memory = memory
@@ -67,13 +67,26 @@ class MemoryRules(ABC):
         """A store by host software to a physical frame (default: reaches DRAM)."""
         self.memory.store(frame, data)
 
+    def host_map(self, guest: Guest, page: int, frame: int | None) -> None:
+        """The host points a guest page at a frame: its nested (or OS) page table."""
+        guest.table[page] = frame
+
+    # -- host instructions the mode may lack ----------------------------------------------
+    def rmpupdate(self, frame: int, *, asid: int | None, gpn: int = 0) -> None:
+        """RMPUPDATE exists only under SEV-SNP: anywhere else it is #UD."""
+        raise UndefinedInstruction(f"#UD: RMPUPDATE on a {self.mode.value} host (no RMP)",
+                                   rule="no hardware page state to change (RMPUPDATE is #UD)",
+                                   source=sources.UD)
+
     # -- helpers ---------------------------------------------------------------------------
     @staticmethod
     def translate(guest: Guest, page: int) -> int:
         """Walk the host-controlled table; an unmapped page is a fault to the host."""
         frame = guest.frame(page)
         if frame is None:
-            raise HypervisorFault(f"#NPF: guest page {page} is not mapped")
+            raise HypervisorFault(f"#NPF: guest page {page} is not mapped",
+                                  rule="nested page fault on an unmapped page",
+                                  source=sources.APM_SEV)
         return frame
 
     @staticmethod
