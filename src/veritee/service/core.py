@@ -328,11 +328,8 @@ class Broker:
                            allowed_tcb_statuses=frozenset(
                                self.settings.tdx_allowed_tcb_statuses),
                            report_data=report_data,
-<<<<<<< HEAD
-                           allow_unchecked_revocation=not self.settings.require_crl)
-=======
+                           allow_unchecked_revocation=not self.settings.require_crl,
                            mrconfigid=frozenset({mrconfigid}) if mrconfigid else None)
->>>>>>> issue-13
         return appraise_intel(verified, policy)
 
     def _parse_collateral(self, cert_table: bytes | None) -> AmdCertificates | None:
@@ -400,18 +397,14 @@ class Broker:
             else:
                 with self.store.transaction(write=False) as tx:
                     policy = self._appraisal_policy(tx)
-<<<<<<< HEAD
                 # The service has no SEV-SNP CRL source besides what require_crl demands, so
                 # with require_crl off it waives the policy's revocation check (the EAR trace
                 # still records sevsnp.revocation.unchecked as skipped).
                 policy = dataclasses.replace(
-                    policy, report_data=bind_report_data(nonce, key),
+                    policy, report_data=binding or bind_report_data(nonce, key),
+                    host_data=host_data or policy.host_data,
                     allow_unchecked_revocation=(policy.allow_unchecked_revocation
                                                 or not self.settings.require_crl))
-=======
-                policy = dataclasses.replace(policy, report_data=binding or bind_report_data(
-                    nonce, key), host_data=host_data or policy.host_data)
->>>>>>> issue-13
                 ev = parse_evidence(evidence)
                 verified = verify_only(ev, anchors=self.anchors,
                                        collateral=self._parse_collateral(cert_table),
