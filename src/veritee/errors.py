@@ -125,10 +125,23 @@ class KeyStoreError(VeriteeError):
 
 
 def _short(value: object, limit: int = 80) -> str:
-    """Render a value for an error message: bytes as hex, long values cut."""
-    if isinstance(value, bytes | bytearray):
-        text = bytes(value).hex()
-        text = text if len(text) <= limit else text[:limit] + f"... ({len(value)} bytes)"
-        return text or "<empty>"
-    text = repr(value) if not isinstance(value, str) else value
-    return text if len(text) <= limit else text[:limit] + "..."
+    """Render a value for an error message: bytes as hex, long values cut.
+
+    It must never raise itself (it runs while an error is being built): a huge ``int`` (whose
+    ``repr`` hits the interpreter's digit limit), a ``str`` with lone surrogates or an object
+    whose ``repr`` fails are all rendered as a short description instead.
+    """
+    try:
+        if isinstance(value, bytes | bytearray | memoryview):
+            raw = bytes(value[: limit // 2 + 1])
+            text = raw.hex()
+            text = text if len(value) * 2 <= limit else text[:limit] + f"... ({len(value)} bytes)"
+            return text or "<empty>"
+        if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+            return f"<{value.bit_length()}-bit integer>"
+        text = value[:limit + 1] if isinstance(value, str) else repr(value)
+        # Lone surrogates cannot be encoded to the terminal: escape them here, once.
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        return text if len(text) <= limit else text[:limit] + "..."
+    except Exception:  # an error message must not raise a second error
+        return f"<unprintable {type(value).__name__}>"

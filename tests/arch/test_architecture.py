@@ -13,10 +13,13 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "veritee"
 
-BASE = {"veritee", "veritee.errors", "veritee._wire", "veritee._fs", "veritee.findings"}
+BASE = {"veritee", "veritee.errors", "veritee._wire", "veritee._fs", "veritee.findings",
+        "veritee._decode"}
 ALLOWED: dict[str, set[str]] = {
     "veritee.errors": set(),
     "veritee._wire": {"veritee.errors"},
+    # the bounded decoders (JSON, CBOR, text, files) sit beside _wire: errors only
+    "veritee._decode": {"veritee.errors"},
     "veritee._fs": set(),
     "veritee.findings": set(),
     "veritee.formats": BASE | {"veritee.formats"},
@@ -40,6 +43,8 @@ ALLOWED: dict[str, set[str]] = {
     "veritee.client": BASE | {"veritee.formats", "veritee.crypto", "veritee.trust",
                               "veritee.policy", "veritee.attest", "veritee.results"},
 }
+# client_coco: the CoCo KBS protocol client, beside client (no service internals).
+ALLOWED["veritee.client_coco"] = BASE | {"veritee.formats", "veritee.crypto", "veritee.client"}
 FORBIDDEN_EVERYWHERE_BUT_TESTING = "veritee.testing"
 
 

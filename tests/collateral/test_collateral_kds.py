@@ -155,3 +155,23 @@ def test_cli_fetch(machine: InsecureEmulatedSnpMachine, kds: FakeKds, tmp_path: 
     assert main(args) == 5
     assert main([*args, "--fetch", "--kds-url", kds.url, "--kds-cache",
                  str(tmp_path / "cache")]) == 0
+
+
+def test_oversized_kds_response_is_cut_off_not_buffered() -> None:
+    import httpx
+
+    sent = []
+
+    def huge(request: httpx.Request) -> httpx.Response:
+        def body() -> Iterator[bytes]:
+            for _ in range(64):  # 4 MiB in 64 KiB chunks; reading stops after 1 MiB
+                sent.append(1)
+                yield b"\x00" * 65536
+
+        return httpx.Response(200, content=body())
+
+    client = KdsClient("https://kds.example", client=httpx.Client(transport=httpx.MockTransport(
+        huge)))
+    with pytest.raises(CollateralError, match="larger than"):
+        client.cert_chain(Product.MILAN)
+    assert len(sent) < 64

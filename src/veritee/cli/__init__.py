@@ -113,24 +113,52 @@ def _parse_time(text: str) -> datetime:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
+# Input kinds whose size limit is not the default (veritee._decode.LIMITS, docs/limits.md).
+_KINDS = {"evidence": "evidence", "quote": "evidence", "event log": "event log",
+          "IMA log": "IMA log", "CRL": "collateral"}
+
+
 def _read(path: str, what: str) -> bytes:
+    """The file at ``path``: stat'ed and size-checked before reading (the limit of its kind,
+    ``VERITEE_MAX_<KIND>`` overrides), never more than the limit read. An unreadable path is
+    a ConfigError, a file over the limit a FormatError: both exit 3."""
+    from veritee._decode import limit_for, read_bounded
+
+    limit = limit_for(_KINDS.get(what, "certificate"), dict(os.environ))
     try:
-        return Path(path).read_bytes()
+        return read_bounded(path, limit=limit, what=what)
     except OSError as exc:
-        raise ConfigError(f"{what} {path}: cannot read ({exc.strerror})") from None
+        raise ConfigError(f"{what} {path}: cannot read ({exc.strerror or exc})") from None
 
 
 def _read_evidence(path: str) -> bytes:
-    """Evidence bytes: binary as-is; a file of hex text is decoded (as some tools write it)."""
-    data = _read(path, "evidence")
-    text = data.strip().removeprefix(b"0x")
-    if text and len(text) % 2 == 0 and all(c in b"0123456789abcdefABCDEF" for c in text):
-        return bytes.fromhex(text.decode())
-    if text[:1] == b"{" and b'"quote"' in text:  # a quote wrapped in JSON (base64)
-        from veritee.collateral.intel import read_quote
+    """Evidence bytes: binary as-is; hex text (whitespace, ``0x``/``0X`` allowed) is decoded,
+    base64 text when it decodes to an Intel quote, and JSON carrying a ``quote`` member."""
+    from veritee._decode import decode_binary_text, decode_hex
 
-        return read_quote(Path(path))
-    return data
+    data = _read(path, "evidence")
+    text = data.strip()
+    if text[:1] == b"{" and b'"quote"' in text:  # a quote wrapped in JSON (hex or base64)
+        from veritee.collateral.intel import decode_quote
+
+        return decode_quote(data, source=path)
+    if not text or not _TEXTUAL.issuperset(text[:4096]):
+        return data
+    try:
+        return decode_hex(text, structure=path, field="evidence")
+    except FormatError:
+        pass
+    try:
+        decoded = decode_binary_text(text, structure=path, field="evidence")
+    except FormatError:
+        return data
+    from veritee.attest import is_intel_quote
+
+    return decoded if is_intel_quote(decoded) else data
+
+
+_TEXTUAL = frozenset(b"0123456789abcdefABCDEFghijklmnopqrstuvwxyzGHIJKLMNOPQRSTUVWXYZ"
+                     b"+/-_=\r\n\t ")
 
 
 def _emit(args: argparse.Namespace, text: str, obj: object) -> None:
@@ -210,7 +238,7 @@ def _load_collateral(args: argparse.Namespace) -> tuple[AmdCertificates | None, 
 
     certs: AmdCertificates | None = load_paths(*args.certs) if args.certs else None
     if args.crl:
-        crl = load_crl(Path(args.crl))
+        crl = load_crl(Path(args.crl))  # collateral.amd.load_crl: size-checked there
         base = certs or AmdCertificates(ark=None, ask=None, vek=None, crl=None)
         certs = AmdCertificates(ark=base.ark, ask=base.ask, vek=base.vek, crl=crl)
     anchors = TrustAnchors.amd()

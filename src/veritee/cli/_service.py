@@ -101,9 +101,17 @@ def _cmd_kbs_get(args: argparse.Namespace) -> int:
 
     # --seal needs the SEV-SNP sealing path (open_workload says "not yet" for other TEEs).
     guest = open_workload(args).source if args.seal else None
-    with AttesterClient(args.url, guest or open_platform(args), timeout=args.timeout,
-                        dev_mode=args.dev_mode) as client:
-        secret = client.fetch(args.resource)
+    source = guest or open_platform(args)
+    if args.protocol == "coco":  # the Confidential Containers KBS protocol (/kbs/v0)
+        from veritee.client_coco import CocoKbsClient
+
+        with CocoKbsClient(args.url, source, timeout=args.timeout, dev_mode=args.dev_mode,
+                           tee=getattr(args, "tee", None) or "snp") as kbs:
+            secret = kbs.get_resource(args.resource)
+    else:
+        with AttesterClient(args.url, source, timeout=args.timeout,
+                            dev_mode=args.dev_mode) as client:
+            secret = client.fetch(args.resource)
     if guest is not None:
         from veritee.sealing import SealingPolicy, seal
 
@@ -219,6 +227,9 @@ def register(add: Add) -> None:
     p.add_argument("--seal", action="store_true", help="seal the secret to this guest's "
                    "measurement before writing it")
     p.add_argument("--timeout", type=float, default=30.0)
+    p.add_argument("--protocol", choices=("veritee", "coco"), default="veritee",
+                   help="veritee: /v1; coco: the Confidential Containers KBS protocol "
+                   "(/kbs/v0, RESOURCE is repository/type/tag)")
     p.add_argument("--dev-mode", dest="dev_mode", action="store_true",
                    help="allow a plain http:// URL to a loopback address (development)")
     from veritee.cli._platform import add_platform_args

@@ -15,6 +15,8 @@ from typing import Protocol
 
 from cryptography import x509
 
+from veritee._decode import LIMITS, read_bounded
+from veritee.crypto._x509 import load_crl as load_x509_crl
 from veritee.crypto.amd_certs import AmdCertificate, load_certificates
 from veritee.errors import ConfigError, FormatError
 from veritee.formats.sevsnp import CertTable
@@ -86,26 +88,36 @@ def from_certificates(certs: Iterable[AmdCertificate],
 
 
 def _parse_file(path: Path) -> tuple[list[AmdCertificate], x509.CertificateRevocationList | None]:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from exc
-    crl = _try_crl(data)
+    data = _read(path)
+    crl = _try_crl(data, str(path))
     if crl is not None:
         return [], crl
     return load_certificates(data, source=str(path)), None
 
 
-def _try_crl(data: bytes) -> x509.CertificateRevocationList | None:
-    """A CRL if ``data`` is one (PEM ``X509 CRL`` or DER that parses as a CertificateList)."""
+def _read(path: Path) -> bytes:
+    """A collateral file, size-checked before it is read (docs/limits.md)."""
+    try:
+        return read_bounded(path, limit=LIMITS["collateral"], what="collateral")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _try_crl(data: bytes, source: str = "CRL") -> x509.CertificateRevocationList | None:
+    """A CRL if ``data`` is one (PEM ``X509 CRL`` or DER that parses as a CertificateList).
+
+    Once the outer structure parses as a CRL, every field is parsed too (``crypto._x509``):
+    a CRL with a malformed field is a FormatError naming ``source``, not "not a CRL"."""
     try:
         if b"-----BEGIN X509 CRL-----" in data:
-            return x509.load_pem_x509_crl(data)
-        if b"-----BEGIN" not in data:
-            return x509.load_der_x509_crl(data)
+            x509.load_pem_x509_crl(data)
+        elif b"-----BEGIN" not in data:
+            x509.load_der_x509_crl(data)
+        else:
+            return None
     except ValueError:
         return None
-    return None
+    return load_x509_crl(data.strip(), structure=source)
 
 
 def load_files(*paths: str | Path) -> AmdCertificates:
@@ -150,11 +162,8 @@ def load_paths(*paths: str | Path) -> AmdCertificates:
 def load_crl(path: str | Path) -> x509.CertificateRevocationList:
     """Load a CRL (PEM or DER) from ``path``; raise :class:`FormatError` naming the file."""
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read: {exc}") from exc
-    crl = _try_crl(data)
+    data = _read(p)
+    crl = _try_crl(data, str(p))
     if crl is None:
         raise FormatError(str(p), "CRL", got="unparsable", want="an X.509 CRL (PEM or DER)")
     return crl

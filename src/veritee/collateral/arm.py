@@ -13,16 +13,15 @@ Key forms read by :func:`load_public_key` (content sniffed, not the file name):
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
 
-from veritee.errors import ConfigError
+from veritee._decode import LIMITS, decode_base64, decode_binary_text, load_json, read_bounded
+from veritee.errors import ConfigError, FormatError
 
 __all__ = ["load_public_key", "parse_public_key", "public_key_from_jwk", "read_token"]
 
@@ -34,9 +33,9 @@ def _b64url(value: Any, name: str) -> bytes:
     if not isinstance(value, str):
         raise ConfigError(f"JWK member {name!r} must be a base64url string")
     try:
-        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    except (binascii.Error, ValueError) as exc:
-        raise ConfigError(f"JWK member {name!r} is not base64url: {exc}") from exc
+        return decode_base64(value, structure="JWK", field=name, alphabet="url")
+    except FormatError as exc:
+        raise ConfigError(f"JWK member {name!r} is not base64url: {exc}") from None
 
 
 def public_key_from_jwk(jwk: dict[str, Any]) -> Any:
@@ -65,7 +64,7 @@ def parse_public_key(data: bytes) -> Any:
         if text.startswith(b"-----BEGIN"):
             return load_pem_public_key(text)
         if text.startswith(b"{"):
-            obj = json.loads(text)
+            obj = load_json(text, structure="public key JSON")
             if not isinstance(obj, dict):
                 raise ConfigError("key JSON must be an object")
             attrs = obj.get("attributes")
@@ -73,17 +72,14 @@ def parse_public_key(data: bytes) -> Any:
                 return load_pem_public_key(attrs["iak-pub"].encode())
             return public_key_from_jwk(obj)
         return load_der_public_key(bytes(data))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:  # FormatError is a ValueError
         raise ConfigError(f"not a public key (PEM, DER, JWK or iak-pub endorsement): {exc}") \
             from exc
 
 
 def load_public_key(path: str | Path) -> Any:
     """:func:`parse_public_key` of a file."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+    data = _read(path, "certificate")
     try:
         return parse_public_key(data)
     except ConfigError as exc:
@@ -92,13 +88,18 @@ def load_public_key(path: str | Path) -> Any:
 
 def read_token(path: str | Path) -> bytes:
     """Token bytes from a file: binary CBOR, or hex / base64 text of it."""
-    data = Path(path).read_bytes()
+    data = _read(path, "evidence")
     text = data.strip()
-    if text and all(c in b"0123456789abcdefABCDEF" for c in text) and len(text) % 2 == 0:
-        return bytes.fromhex(text.decode())
     if text and text[:1] not in (b"\xd2", b"\xd9", b"\x84") and text.isascii():
-        try:
-            return base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
+        try:  # hex (0x, whitespace allowed) or base64/base64url of the CBOR
+            return decode_binary_text(text, structure=str(path), field="token")
+        except FormatError:
             pass
     return data
+
+
+def _read(path: str | Path, kind: str) -> bytes:
+    try:
+        return read_bounded(path, limit=LIMITS[kind], what=kind)
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

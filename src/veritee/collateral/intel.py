@@ -21,21 +21,29 @@ Forms read:
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from veritee._decode import (
+    LIMITS,
+    decode_binary_text,
+    decode_hex,
+    load_json,
+    read_bounded,
+)
+from veritee.crypto._x509 import load_crl as load_x509_crl
 from veritee.errors import ConfigError, FormatError
 from veritee.formats.intel import EnclaveIdentity, signed_json_member
 from veritee.trust.intel import IntelCollateral, load_certificates
 
 __all__ = [
+    "MAX_DIRECTORY_FILES",
+    "decode_quote",
     "load_collateral_json",
     "load_crl",
     "load_directory",
@@ -43,38 +51,55 @@ __all__ = [
     "read_quote",
 ]
 
-_HEX = frozenset(b"0123456789abcdefABCDEF")
-_B64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
-
 PathLike = str | Path
+_T = TypeVar("_T")
+
+MAX_DIRECTORY_FILES = 256
+"""Most files :func:`load_directory` looks at (a collateral directory holds about ten)."""
+
+
+def _read(path: PathLike, what: str = "collateral") -> bytes:
+    """A collateral file, size-checked before it is read (``LIMITS``, docs/limits.md)."""
+    try:
+        return read_bounded(path, limit=LIMITS["collateral" if what == "collateral"
+                                              else "evidence"], what=what)
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: cannot read ({exc.strerror or exc})") from None
 
 
 def read_quote(path: PathLike) -> bytes:
     """The quote bytes of a file in any of the forms in the module docstring."""
-    data = Path(path).read_bytes()
+    return decode_quote(_read(path, "evidence"), source=str(path))
+
+
+def decode_quote(data: bytes, *, source: str = "quote") -> bytes:
+    """A quote from binary, hex/base64 text (whitespace, ``0x``/``0X`` allowed) or JSON whose
+    ``quote`` member (at any depth) holds hex or base64; bytes that are not text are returned
+    as they are (a binary quote). Raises :class:`FormatError` naming ``source``."""
     text = data.strip()
     if text[:1] == b"{":
         try:
-            obj = json.loads(text)
-        except ValueError as exc:
-            raise ConfigError(f"{path}: not JSON: {exc}") from exc
-        b64 = _find_quote(obj)
-        if b64 is None:
-            raise ConfigError(f"{path}: no base64 'quote' member")
-        return base64.b64decode(b64, validate=True)
-    if text[:2] in (b"0x", b"0X"):
-        text = text[2:]
-    if text and set(text) <= _HEX and len(text) % 2 == 0:
-        return bytes.fromhex(text.decode())
-    if text and set(text.replace(b"\n", b"")) <= _B64 and text[:1] in b"AB":
+            obj = load_json(text, structure=source, max_size=LIMITS["evidence"])
+            value = _find_quote(obj)
+            if value is None:
+                raise FormatError(source, "quote", got="no 'quote' member",
+                                  want="a JSON object with a hex or base64 'quote' string")
+            return decode_binary_text(value, structure=source, field="quote")
+        except FormatError as exc:  # the JSON wrapper is a file the user wrote: ConfigError
+            raise ConfigError(str(exc)) from None
+    if text and _TEXT.issuperset(text):
         try:
-            return base64.b64decode(text.replace(b"\n", b""), validate=True)
-        except binascii.Error:
-            pass
+            return decode_binary_text(text, structure=source, field="quote")
+        except FormatError:
+            return data
     return data
 
 
+_TEXT = frozenset(b"0123456789abcdefABCDEFghijklmnopqrstuvwxyzGHIJKLMNOPQRSTUVWXYZ+/-_=\r\n\t ")
+
+
 def _find_quote(obj: Any) -> str | None:
+    # Depth is bounded by load_json (MAX_JSON_DEPTH), so the recursion is too.
     if isinstance(obj, dict):
         if isinstance(obj.get("quote"), str):
             return str(obj["quote"])
@@ -85,17 +110,18 @@ def _find_quote(obj: Any) -> str | None:
     return None
 
 
-def load_crl(data: bytes) -> x509.CertificateRevocationList:
-    """A CRL from DER, PEM or hex-of-DER text."""
+def load_crl(data: bytes, *, source: str = "CRL") -> x509.CertificateRevocationList:
+    """A CRL from DER, PEM or hex-of-DER text, every field parsed (``crypto._x509``)."""
     raw = bytes(data).strip()
     try:
-        if raw.startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_crl(raw)
-        if raw and set(raw) <= _HEX:
-            raw = bytes.fromhex(raw.decode())
-        return x509.load_der_x509_crl(raw)
-    except ValueError as exc:
-        raise ConfigError(f"not a CRL: {exc}") from exc
+        if raw and not raw.startswith(b"-----BEGIN") and _HEXDIGITS.issuperset(raw):
+            raw = decode_hex(raw, structure=source, field="crl")
+        return load_x509_crl(raw, structure=source)
+    except FormatError as exc:
+        raise ConfigError(f"not a CRL: {exc}") from None
+
+
+_HEXDIGITS = frozenset(b"0123456789abcdefABCDEF\r\n\t ")
 
 
 def _certs(paths: PathLike | Sequence[PathLike] | None) -> tuple[x509.Certificate, ...]:
@@ -105,7 +131,7 @@ def _certs(paths: PathLike | Sequence[PathLike] | None) -> tuple[x509.Certificat
     out: list[x509.Certificate] = []
     for p in items:
         try:
-            out += load_certificates(Path(p).read_bytes())
+            out += load_certificates(_read(p), structure=str(p))
         except FormatError as exc:
             raise ConfigError(f"{p}: {exc}") from exc
     return tuple(out)
@@ -115,8 +141,8 @@ def load_collateral_json(data: bytes | str, *,
                          pck_chain: tuple[x509.Certificate, ...] = ()) -> IntelCollateral:
     """Parse dcap-qvl's ``QuoteCollateralV3`` JSON."""
     try:
-        obj = json.loads(data)
-    except ValueError as exc:
+        obj = load_json(data, structure="collateral JSON", max_size=LIMITS["collateral"])
+    except FormatError as exc:
         raise ConfigError(f"collateral JSON: {exc}") from exc
     if not isinstance(obj, dict):
         raise ConfigError("collateral JSON must be an object")
@@ -130,26 +156,41 @@ def load_collateral_json(data: bytes | str, *,
     def sig(key: str) -> bytes | None:
         value = text(key)
         try:
-            return bytes.fromhex(value) if value is not None else None
-        except ValueError as exc:
+            return (decode_hex(value, structure="collateral JSON", field=key)
+                    if value is not None else None)
+        except FormatError as exc:
             raise ConfigError(f"collateral JSON: {key} is not hex") from exc
 
     def chain(key: str) -> tuple[x509.Certificate, ...]:
         value = text(key)
-        return load_certificates(value.encode()) if value else ()
+        try:
+            return (load_certificates(value.encode("utf-8", "surrogateescape"),
+                                      structure=f"collateral JSON {key}") if value else ())
+        except FormatError as exc:
+            raise ConfigError(f"collateral JSON: {exc}") from exc
 
     tcb, qe = text("tcb_info"), text("qe_identity")
     pck_crl, root_crl = text("pck_crl"), text("root_ca_crl")
     return IntelCollateral(
-        tcb_info=tcb.encode() if tcb is not None else None,
+        tcb_info=_utf8(tcb, "tcb_info"),
         tcb_info_signature=sig("tcb_info_signature"),
         tcb_info_issuer_chain=chain("tcb_info_issuer_chain"),
-        qe_identity=qe.encode() if qe is not None else None,
+        qe_identity=_utf8(qe, "qe_identity"),
         qe_identity_signature=sig("qe_identity_signature"),
         qe_identity_issuer_chain=chain("qe_identity_issuer_chain"),
-        pck_crl=load_crl(pck_crl.encode()) if pck_crl else None,
-        root_ca_crl=load_crl(root_crl.encode()) if root_crl else None,
+        pck_crl=load_crl(_utf8(pck_crl, "pck_crl") or b"", source="pck_crl") if pck_crl else None,
+        root_ca_crl=(load_crl(_utf8(root_crl, "root_ca_crl") or b"", source="root_ca_crl")
+                     if root_crl else None),
         pck_chain=pck_chain)
+
+
+def _utf8(value: str | None, key: str) -> bytes | None:
+    if value is None:
+        return None
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape
+        raise ConfigError(f"collateral JSON: {key} is not valid Unicode text") from None
 
 
 def load_files(*, collateral_json: PathLike | None = None, tcb_info: PathLike | None = None,
@@ -162,29 +203,39 @@ def load_files(*, collateral_json: PathLike | None = None, tcb_info: PathLike | 
 
     ``tcb_info`` / ``qe_identity`` are PCS response bodies; when ``qe_identity_issuer_chain``
     is not given the TCB Info issuer chain is used (Intel signs both with the TCB Signing key).
-    Explicit files override members of ``collateral_json``.
+    Explicit files override members of ``collateral_json``. A file that cannot be read or
+    parsed is a :class:`ConfigError` naming it.
     """
-    base = (load_collateral_json(Path(collateral_json).read_bytes())
+    base = (_named(collateral_json, load_collateral_json)
             if collateral_json is not None else IntelCollateral())
     tcb_raw, tcb_sig = base.tcb_info, base.tcb_info_signature
     qe_raw, qe_sig = base.qe_identity, base.qe_identity_signature
-    try:
-        if tcb_info is not None:
-            tcb_raw, tcb_sig = signed_json_member(Path(tcb_info).read_bytes(), "tcbInfo")
-        if qe_identity is not None:
-            qe_raw, qe_sig = signed_json_member(Path(qe_identity).read_bytes(),
-                                                "enclaveIdentity")
-    except FormatError as exc:
-        raise ConfigError(str(exc)) from exc
+    if tcb_info is not None:
+        tcb_raw, tcb_sig = _named(tcb_info, lambda d: signed_json_member(d, "tcbInfo"))
+    if qe_identity is not None:
+        qe_raw, qe_sig = _named(qe_identity, lambda d: signed_json_member(d, "enclaveIdentity"))
     tcb_chain = _certs(tcb_info_issuer_chain) or base.tcb_info_issuer_chain
     qe_chain = _certs(qe_identity_issuer_chain) or base.qe_identity_issuer_chain or tcb_chain
     return IntelCollateral(
         tcb_info=tcb_raw, tcb_info_signature=tcb_sig, tcb_info_issuer_chain=tcb_chain,
         qe_identity=qe_raw, qe_identity_signature=qe_sig, qe_identity_issuer_chain=qe_chain,
-        pck_crl=load_crl(Path(pck_crl).read_bytes()) if pck_crl else base.pck_crl,
-        root_ca_crl=(load_crl(Path(root_ca_crl).read_bytes()) if root_ca_crl
-                     else base.root_ca_crl),
+        pck_crl=_named(pck_crl, lambda d: load_crl(d, source=str(pck_crl))) if pck_crl
+        else base.pck_crl,
+        root_ca_crl=(_named(root_ca_crl, lambda d: load_crl(d, source=str(root_ca_crl)))
+                     if root_ca_crl else base.root_ca_crl),
         pck_chain=_certs(pck_chain) or base.pck_chain)
+
+
+def _named(path: PathLike, parse: Callable[[bytes], _T]) -> _T:
+    """``parse`` the file at ``path``; any parse error becomes a ConfigError naming it."""
+    return _parse_named(path, _read(path), parse)
+
+
+def _parse_named(path: PathLike, data: bytes, parse: Callable[[bytes], _T]) -> _T:
+    try:
+        return parse(data)
+    except (FormatError, ConfigError) as exc:
+        raise ConfigError(f"collateral file {path}: {exc}") from None
 
 
 def _cn(name: x509.Name) -> str:
@@ -211,41 +262,52 @@ def load_directory(directory: PathLike) -> IntelCollateral:
             raise ConfigError(f"{directory}: two {kind} files ({path.name}); use load_files")
         found[kind] = value
 
-    for path in sorted(Path(directory).iterdir()):
-        if not path.is_file():
-            continue
-        data = path.read_bytes()
+    try:
+        entries = sorted(Path(directory).iterdir())
+    except OSError as exc:
+        raise ConfigError(f"collateral directory {directory}: cannot read "
+                          f"({exc.strerror or exc})") from None
+    files = [p for p in entries if p.is_file()]
+    if len(files) > MAX_DIRECTORY_FILES:
+        raise ConfigError(f"collateral directory {directory}: {len(files)} files, want <= "
+                          f"{MAX_DIRECTORY_FILES}")
+    signed: dict[str, tuple[bytes, bytes]] = {}
+    for path in files:
+        data = _read(path)
         head = data.lstrip()[:64]
+        # A file that looks like collateral and does not parse is an error naming it, never
+        # skipped: a skipped TCB Info would let the quote "verify" without its TCB status.
         if head.startswith(b"{"):
-            try:
-                obj = json.loads(data)
-            except ValueError:
-                continue
+            name = str(path)
+            obj: object = _parse_named(path, data, partial(
+                load_json, structure=name, max_size=LIMITS["collateral"]))
             if not isinstance(obj, dict):
                 continue
             if "tcb_info" in obj or "pck_crl" in obj:
-                put("collateral_json", data, path)
+                put("collateral_json", _parse_named(path, data, load_collateral_json), path)
             elif "tcbInfo" in obj:
                 put("tcb_info", path, path)
+                signed["tcb_info"] = _parse_named(path, data, lambda d: signed_json_member(
+                    d, "tcbInfo"))
             elif "enclaveIdentity" in obj:
-                try:
-                    ident = EnclaveIdentity.from_json(signed_json_member(
-                        data, "enclaveIdentity")[0])
-                except FormatError:
-                    continue
+                raw, sig = _parse_named(path, data, lambda d: signed_json_member(
+                    d, "enclaveIdentity"))
+                ident = _parse_named(path, raw, EnclaveIdentity.from_json)
                 if ident.id in ("QE", "TD_QE"):
                     put("qe_identity", path, path)
+                    signed["qe_identity"] = (raw, sig)
             continue
         if b"BEGIN X509 CRL" in head:
-            crl = load_crl(data)
+            name = str(path)
+            crl = _parse_named(path, data, partial(load_crl, source=name))
         elif b"BEGIN CERTIFICATE" in head or head.startswith(b"0\x82"):
             try:
-                certs = load_certificates(data)
-            except FormatError:
-                try:
-                    crl = load_crl(data)
+                certs = load_certificates(data, structure=str(path))
+            except FormatError as cert_error:
+                try:  # a DER CRL starts like a DER certificate
+                    crl = load_crl(data, source=str(path))
                 except ConfigError:
-                    continue
+                    raise ConfigError(f"collateral file {path}: {cert_error}") from None
             else:
                 for c in certs:
                     (tcb_certs if "TCB Signing" in _cn(c.subject) else pck_certs).append(c)
@@ -254,18 +316,13 @@ def load_directory(directory: PathLike) -> IntelCollateral:
             continue
         kind = "root_ca_crl" if _cn(crl.issuer) == "Intel SGX Root CA" else "pck_crl"
         put(kind, crl, path)
-    base = (load_collateral_json(found["collateral_json"]) if "collateral_json" in found
-            else IntelCollateral())
+    base = found.get("collateral_json", IntelCollateral())
     tcb_raw, tcb_sig = base.tcb_info, base.tcb_info_signature
     qe_raw, qe_sig = base.qe_identity, base.qe_identity_signature
-    try:
-        if "tcb_info" in found:
-            tcb_raw, tcb_sig = signed_json_member(found["tcb_info"].read_bytes(), "tcbInfo")
-        if "qe_identity" in found:
-            qe_raw, qe_sig = signed_json_member(found["qe_identity"].read_bytes(),
-                                                "enclaveIdentity")
-    except FormatError as exc:
-        raise ConfigError(str(exc)) from exc
+    if "tcb_info" in signed:
+        tcb_raw, tcb_sig = signed["tcb_info"]
+    if "qe_identity" in signed:
+        qe_raw, qe_sig = signed["qe_identity"]
     unique_tcb = tuple({c.fingerprint(hashes.SHA256()): c for c in tcb_certs}.values())
     return IntelCollateral(
         tcb_info=tcb_raw, tcb_info_signature=tcb_sig,

@@ -25,7 +25,9 @@ from pathlib import Path
 import httpx
 from cryptography import x509
 
+from veritee._decode import read_bounded
 from veritee._fs import atomic_write
+from veritee.crypto._x509 import load_crl as load_x509_crl
 from veritee.crypto.amd_certs import AmdCertificate, load_certificates
 from veritee.errors import CollateralError, FormatError
 from veritee.formats.sevsnp import AttestationReport, Product, SigningKey, TcbVersion
@@ -69,17 +71,26 @@ class KdsClient:
     def _get(self, url: str, *, cacheable: bool = True) -> bytes:
         path = self._cache_path(url)
         if cacheable and path is not None and path.is_file():
-            return path.read_bytes()
+            return _read_cached(path, url)
         try:
-            response = self._client.get(url)
+            # Streamed and cut at _MAX_RESPONSE: a hostile mirror cannot make us hold more.
+            with self._client.stream("GET", url) as response:
+                if response.status_code == 429:
+                    raise CollateralError(f"{url}: rate limited by the KDS (HTTP 429); retry "
+                                          "later or use a cache directory")
+                if response.status_code != 200:
+                    raise CollateralError(f"{url}: HTTP {response.status_code}")
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > _MAX_RESPONSE:
+                        raise CollateralError(f"{url}: response larger than {_MAX_RESPONSE} "
+                                              "bytes")
+                    chunks.append(chunk)
         except httpx.HTTPError as exc:
             raise CollateralError(f"{url}: {type(exc).__name__}: {exc}") from None
-        if response.status_code == 429:
-            raise CollateralError(f"{url}: rate limited by the KDS (HTTP 429); retry later or "
-                                  "use a cache directory")
-        if response.status_code != 200:
-            raise CollateralError(f"{url}: HTTP {response.status_code}")
-        body = response.content
+        body = b"".join(chunks)
         if path is not None:
             atomic_write(path, body, 0o644)
         return body
@@ -110,7 +121,7 @@ class KdsClient:
         url = f"{self.base_url}/{kind.name.lower()}/v1/{product.value}/crl"
         cached = self._cache_path(url)
         if cached is not None and cached.is_file() and self._now is not None:
-            crl = _load_crl(cached.read_bytes(), url)
+            crl = _load_crl(_read_cached(cached, url), url)
             if crl.next_update_utc is not None and self._now() < crl.next_update_utc:
                 return crl
         return _load_crl(self._get(url, cacheable=False), url)
@@ -134,10 +145,20 @@ class KdsClient:
                                crl=self.crl(prod) if with_crl else None)
 
 
-def _load_crl(data: bytes, source: str) -> x509.CertificateRevocationList:
+_MAX_RESPONSE = 1 << 20
+"""Largest KDS response accepted: a certificate chain or CRL is a few KiB."""
+
+
+def _read_cached(path: Path, url: str) -> bytes:
     try:
-        if data.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_crl(data)
-        return x509.load_der_x509_crl(data)
-    except ValueError:
+        return read_bounded(path, limit=_MAX_RESPONSE, what="KDS cache")
+    except (OSError, FormatError) as exc:
+        raise CollateralError(f"{url}: cached copy {path} unreadable ({exc})") from None
+
+
+def _load_crl(data: bytes, source: str) -> x509.CertificateRevocationList:
+    # Every field parsed here (crypto._x509): a malformed CRL is a CollateralError now.
+    try:
+        return load_x509_crl(data, structure=source)
+    except FormatError:
         raise CollateralError(f"{source}: not a CRL") from None

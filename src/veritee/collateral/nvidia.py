@@ -19,7 +19,9 @@ from pathlib import Path
 
 from cryptography import x509
 
-from veritee.errors import ConfigError, FormatError
+from veritee._decode import read_bounded
+from veritee.crypto._x509 import load_certificate_chain
+from veritee.errors import ConfigError
 from veritee.formats.nvidia import GpuReport, NvatEvidence, parse_nvat_evidence
 from veritee.trust.nvidia import parse_cert_chain
 
@@ -30,13 +32,11 @@ _HEX = frozenset(b"0123456789abcdefABCDEFxX \t\r\n")
 
 
 def _read(path: str | Path) -> bytes:
-    p = Path(path)
+    # Stat'ed and bounded before reading (veritee._decode.read_bounded).
     try:
-        if p.stat().st_size > _MAX_FILE:
-            raise ConfigError(f"{p}: larger than {_MAX_FILE} bytes")
-        return p.read_bytes()
+        return read_bounded(path, limit=_MAX_FILE, what="NVIDIA evidence")
     except OSError as exc:
-        raise ConfigError(f"cannot read {p}: {exc}") from exc
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def load_report(path: str | Path) -> GpuReport:
@@ -60,10 +60,5 @@ def load_nvat_evidence(path: str | Path) -> tuple[NvatEvidence, ...]:
 def load_root(path: str | Path) -> x509.Certificate:
     """Read one root certificate (PEM or DER)."""
     data = _read(path)
-    try:
-        if b"-----BEGIN" in data:
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
-    except ValueError as exc:
-        raise FormatError("NvidiaRoot", "<certificate>", got=str(exc)[:60],
-                          want="a PEM or DER X.509 certificate") from exc
+    return load_certificate_chain(data, structure="NvidiaRoot", field="<certificate>",
+                                  max_certs=1)[0]

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from veritee._decode import LIMITS, load_json
 from veritee.errors import FormatError
 from veritee.formats.tpm import HashAlg, TpmtPublic, TpmtSignature
 from veritee.trust.tpm import AkPublic
@@ -67,10 +67,7 @@ class QuoteEvidence:
 def _json(source: str | bytes | Mapping[str, Any], name: str) -> Mapping[str, Any]:
     if isinstance(source, Mapping):
         return source
-    try:
-        data = json.loads(source)
-    except (ValueError, RecursionError) as exc:
-        raise FormatError(name, "<json>", got=str(exc)[:60], want="JSON") from None
+    data = load_json(source, structure=name, max_size=LIMITS["evidence"])
     if not isinstance(data, dict):
         raise FormatError(name, "<json>", got=type(data).__name__, want="an object")
     return data

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,9 +34,11 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
-from veritee.errors import FormatError
+from veritee.crypto._x509 import load_certificate
+from veritee.errors import FormatError, VerificationError
 from veritee.formats.sevsnp import Product, SigningKey, TcbVersion
 
 __all__ = [
@@ -396,6 +399,7 @@ class AmdCertificate:
             extensions = _decode_extensions(der, cs, ce)
             if not extensions:
                 raise _err("extensions", "empty", "at least one extension", offset=pos)
+        _cross_check(der, serial)
         return cls(
             der=der, tbs_certificate_bytes=signed.tbs,
             signature_algorithm_oid=x509.ObjectIdentifier(signed.alg_oid),
@@ -442,8 +446,14 @@ class AmdCertificate:
         raise ValueError(f"unsupported encoding {encoding}")
 
     def to_x509(self) -> x509.Certificate:
-        """The ``cryptography`` object (warns for serial-0 certificates; see module docs)."""
-        return x509.load_der_x509_certificate(self.der)
+        """The ``cryptography`` object (warns for serial-0 certificates; see module docs).
+
+        Raises :class:`FormatError` if ``cryptography`` refuses the DER (only possible for a
+        serial-0 certificate, see :func:`_cross_check`)."""
+        try:
+            return x509.load_der_x509_certificate(self.der)
+        except ValueError as exc:
+            raise _err("Certificate", str(exc)[:60], "DER that cryptography accepts") from None
 
     @property
     def common_name(self) -> str | None:
@@ -491,6 +501,22 @@ class AmdCertificate:
 
     def __repr__(self) -> str:
         return f"<AmdCertificate {self.subject.rfc4514_string()} serial={self.serial_number}>"
+
+
+def _cross_check(der: bytes, serial: int) -> None:
+    """Refuse DER that ``cryptography`` refuses (or cannot read a field of), so that
+    ``to_x509()`` and every later read agree with this reader. Serial-0 certificates are
+    exempt from the verdict (not from the check): AMD issues every VCEK with serial 0 and a
+    future ``cryptography`` will refuse them all (module docstring)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        try:
+            load_certificate(der, structure="Certificate", field="DER")
+        except (FormatError, VerificationError) as exc:
+            if serial == 0:
+                return
+            raise _err("DER", str(exc)[:80], "a certificate cryptography also accepts"
+                       ) from None
 
 
 def _decode_extensions(der: bytes, start: int, end: int) -> list[RawExtension]:

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from veritee._decode import Tag, load_cbor
 from veritee.errors import FormatError
 
 __all__ = [
@@ -62,112 +63,13 @@ class CoseAlg(enum.IntEnum):
     PS256 = -37
 
 
-@dataclass(frozen=True)
-class Tag:
-    """A CBOR tagged item (major type 6)."""
-
-    number: int
-    value: Any
-
-
-class _Reader:
-    """Sequential reader over one CBOR buffer; raises FormatError only."""
-
-    def __init__(self, data: bytes, structure: str) -> None:
-        self.data = data
-        self.pos = 0
-        self.structure = structure
-
-    def _fail(self, fld: str, got: object, want: object, detail: str | None = None) -> FormatError:
-        return FormatError(self.structure, fld, offset=self.pos, got=got, want=want,
-                           detail=detail)
-
-    def take(self, n: int) -> bytes:
-        if n < 0 or self.pos + n > len(self.data):
-            raise self._fail("length", n, f"<= {len(self.data) - self.pos} remaining bytes",
-                             "truncated CBOR")
-        out = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return out
-
-    def head(self) -> tuple[int, int]:
-        """(major type, argument) of the next item (RFC 8949 s3)."""
-        ib = self.take(1)[0]
-        major, info = ib >> 5, ib & 0x1F
-        if info < 24:
-            return major, info
-        if info in (24, 25, 26, 27):
-            size = 1 << (info - 24)
-            return major, int.from_bytes(self.take(size), "big")
-        if major == 7:
-            raise self._fail("simple", info, "false/true/null", "floats and simple values "
-                             "other than false/true/null are not accepted")
-        raise self._fail("additional_info", info, "< 28",
-                         "indefinite lengths and reserved values are not accepted")
-
-    def item(self, depth: int) -> Any:
-        if depth > MAX_DEPTH:
-            raise self._fail("depth", depth, f"<= {MAX_DEPTH}")
-        start = self.pos
-        major, arg = self.head()
-        if major == 0:
-            return arg
-        if major == 1:
-            return -1 - arg
-        if major == 2:
-            return self.take(arg)
-        if major == 3:
-            raw = self.take(arg)
-            try:
-                return raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise FormatError(self.structure, "tstr", offset=start, got=raw[:16],
-                                  want="UTF-8") from exc
-        if major == 4:
-            if arg > len(self.data) - self.pos:
-                raise self._fail("array_length", arg, "<= remaining bytes")
-            return tuple(self.item(depth + 1) for _ in range(arg))
-        if major == 5:
-            if arg > len(self.data) - self.pos:
-                raise self._fail("map_length", arg, "<= remaining bytes")
-            out: dict[Any, Any] = {}
-            for _ in range(arg):
-                key_at = self.pos
-                key = self.item(depth + 1)
-                # bool is an int in Python: {true: x} would read as {1: x} (alg!), so refuse it.
-                if isinstance(key, bool) or not isinstance(key, int | str | bytes):
-                    raise FormatError(self.structure, "map_key", offset=key_at,
-                                      got=type(key).__name__, want="int, tstr or bstr")
-                if key in out:
-                    raise FormatError(self.structure, "map_key", offset=key_at, got=key,
-                                      want="unique keys", detail="duplicate map key")
-                out[key] = self.item(depth + 1)
-            return out
-        if major == 6:
-            return Tag(arg, self.item(depth + 1))
-        # major 7 with a one-byte argument (info < 24 returned above as arg)
-        simple = {20: False, 21: True, 22: None}
-        if arg in simple and self.data[start] & 0x1F == arg:
-            return simple[arg]
-        raise FormatError(self.structure, "simple", offset=start, got=arg,
-                          want="false/true/null")
-
-
 def decode_cbor(data: bytes, *, structure: str = _STRUCT) -> Any:
-    """Decode exactly one CBOR item filling ``data`` (strict rules in the module docstring)."""
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise FormatError(structure, "input", got=type(data).__name__, want="bytes")
-    data = bytes(data)
-    if len(data) > MAX_TOKEN_SIZE:
-        raise FormatError(structure, "size", got=len(data), want=f"<= {MAX_TOKEN_SIZE}")
-    if not data:
-        raise FormatError(structure, "size", got=0, want="> 0")
-    reader = _Reader(data, structure)
-    value = reader.item(0)
-    if reader.pos != len(data):
-        raise FormatError(structure, "trailing", offset=reader.pos,
-                          got=len(data) - reader.pos, want=0, detail="bytes after the item")
-    return value
+    """Decode exactly one CBOR item filling ``data`` (strict rules in the module docstring).
+
+    The reader is the one bounded CBOR decoder, :func:`veritee._decode.load_cbor`, held to
+    :data:`MAX_TOKEN_SIZE` and :data:`MAX_DEPTH`.
+    """
+    return load_cbor(data, structure=structure, max_size=MAX_TOKEN_SIZE, max_depth=MAX_DEPTH)
 
 
 def _head(major: int, arg: int) -> bytes:

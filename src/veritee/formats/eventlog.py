@@ -338,8 +338,11 @@ class EventLog:
             spec = SpecIdEvent.from_bytes(first.data, base=_LEGACY_HEADER)
         else:
             events.append(first)
+        # Where the zero padding after the last event starts, found once: testing the rest of
+        # the buffer at every event (any(buf[pos:])) copied it per event, quadratic in size.
+        end = len(buf.rstrip(b"\x00"))
         while pos < len(buf):
-            if not any(buf[pos:]):
+            if pos >= end:
                 break  # zero padding after the last event
             if len(events) >= MAX_EVENTS:
                 raise FormatError(_NAME, "events", offset=pos, got=f"> {MAX_EVENTS}",

@@ -268,7 +268,12 @@ class ImaLog:
         when it is empty).
         """
         if isinstance(text, str):
-            raw = text.encode("utf-8", "surrogateescape")
+            try:
+                raw = text.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError as exc:  # a lone surrogate outside U+DC80..U+DCFF
+                raise FormatError(_ASCII, "<text>", offset=exc.start, got=repr(text[exc.start]),
+                                  want="text that encodes to bytes (no lone surrogates)"
+                                  ) from None
         elif isinstance(text, bytes | bytearray | memoryview):
             raw = bytes(text)
         else:

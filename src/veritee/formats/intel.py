@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from veritee._decode import load_json
 from veritee._wire import Reader, Writer
 from veritee.errors import FormatError
 
@@ -675,6 +676,10 @@ class PckExtensions:
 # -- collateral JSON (TCB Info, Enclave Identity) ------------------------------------------------
 
 
+_MAX_COLLATERAL_JSON = 4 << 20
+"""Largest TCB Info / QE Identity JSON accepted (real ones are 2-20 KiB)."""
+
+
 def signed_json_member(body: bytes, key: str) -> tuple[bytes, bytes]:
     """Split a PCS response body ``{"<key>": {...}, "signature": "<hex>"}``.
 
@@ -683,10 +688,12 @@ def signed_json_member(body: bytes, key: str) -> tuple[bytes, bytes]:
     span is exact whatever the whitespace.
     """
     name = "SignedJson"
-    try:
-        text = bytes(body).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise FormatError(name, "<encoding>", got="non UTF-8", want="UTF-8 JSON") from exc
+    # The whole body through the bounded decoder first (size, depth, integer digits, duplicate
+    # member names): the span scan below then only meets JSON that is known to be sane.
+    top = load_json(body, structure=name, max_size=_MAX_COLLATERAL_JSON)
+    if not isinstance(top, dict):
+        raise FormatError(name, "<top>", got=type(top).__name__, want="a JSON object")
+    text = bytes(body).decode("utf-8")
     dec = json.JSONDecoder()
     spans: dict[str, tuple[int, int, Any]] = {}
 
@@ -732,10 +739,7 @@ def signed_json_member(body: bytes, key: str) -> tuple[bytes, bytes]:
 
 
 def _load_obj(raw: bytes, structure: str) -> Mapping[str, Any]:
-    try:
-        value = json.loads(bytes(raw))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise FormatError(structure, "<json>", got=str(exc)[:60], want="a JSON object") from exc
+    value = load_json(raw, structure=structure, max_size=_MAX_COLLATERAL_JSON)
     if not isinstance(value, dict):
         raise FormatError(structure, "<json>", got=type(value).__name__, want="object")
     return value

@@ -44,13 +44,11 @@ only :class:`~veritee.errors.FormatError`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import enum
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from veritee._decode import decode_base64, decode_hex, load_json
 from veritee._wire import Reader
 from veritee.errors import FormatError
 
@@ -466,12 +464,7 @@ def _field(entry: dict[str, Any], name: str, i: int) -> str:
 
 def parse_nvat_evidence(text: str | bytes) -> tuple[NvatEvidence, ...]:
     """Parse ``[{"arch", "nonce", "evidence", "certificate"}, ...]`` (nvat serialised form)."""
-    if len(text) > _MAX_JSON:
-        raise FormatError("NvatEvidence", "<length>", got=len(text), want=f"<= {_MAX_JSON}")
-    try:
-        doc = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise FormatError("NvatEvidence", "<json>", got=str(exc)[:60], want="JSON") from exc
+    doc = load_json(text, structure="NvatEvidence", max_size=_MAX_JSON)
     if not isinstance(doc, list) or not doc:
         raise FormatError("NvatEvidence", "<root>", got=type(doc).__name__,
                           want="a non-empty JSON array")
@@ -479,13 +472,12 @@ def parse_nvat_evidence(text: str | bytes) -> tuple[NvatEvidence, ...]:
     for i, entry in enumerate(doc):
         if not isinstance(entry, dict):
             raise FormatError("NvatEvidence", f"[{i}]", got=type(entry).__name__, want="object")
-        try:
-            nonce = bytes.fromhex(_field(entry, "nonce", i))
-            report = base64.b64decode(_field(entry, "evidence", i), validate=True)
-            pem = base64.b64decode(_field(entry, "certificate", i), validate=True)
-        except (ValueError, binascii.Error) as exc:
-            raise FormatError("NvatEvidence", f"[{i}]", got=str(exc)[:60],
-                              want="hex nonce, base64 evidence and certificate") from exc
+        nonce = decode_hex(_field(entry, "nonce", i), structure="NvatEvidence",
+                           field=f"[{i}].nonce")
+        report = decode_base64(_field(entry, "evidence", i), structure="NvatEvidence",
+                               field=f"[{i}].evidence", alphabet="standard")
+        pem = decode_base64(_field(entry, "certificate", i), structure="NvatEvidence",
+                            field=f"[{i}].certificate", alphabet="standard")
         out.append(NvatEvidence(arch=_field(entry, "arch", i), nonce=nonce,
                                 report=GpuReport.from_bytes(report), certificate_pem=pem))
     return tuple(out)

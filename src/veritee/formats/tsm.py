@@ -10,13 +10,13 @@ object (``outblob``/``auxblob`` base64url, as veraison's ``tsm-report`` does) or
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from dataclasses import dataclass
 from typing import Any
 
 import cbor2
 
+from veritee._decode import decode_base64, load_cbor, load_json
 from veritee.errors import FormatError
 
 __all__ = ["TsmReport"]
@@ -47,23 +47,19 @@ class TsmReport:
         if len(data) > _MAX:
             raise FormatError(_NAME, "<length>", got=len(data), want=f"<= {_MAX}")
         obj: Any
+        # The bounded decoders: depth, size, integer and duplicate-key limits (veritee._decode).
         if data.lstrip()[:1] == b"{":
-            try:
-                obj = json.loads(data)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise FormatError(_NAME, "<json>", got=str(exc)[:60], want="a JSON object"
-                                  ) from None
+            obj = load_json(data, structure=_NAME, max_size=_MAX)
             encoding = "json"
         else:
-            try:
-                obj = cbor2.loads(data)
-            except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError) as exc:
-                raise FormatError(_NAME, "<cbor>", got=str(exc)[:60], want="a CBOR map"
-                                  ) from None
+            obj = load_cbor(data, structure=_NAME, max_size=_MAX)
             encoding = "cbor"
         if not isinstance(obj, dict):
             raise FormatError(_NAME, "<top>", got=type(obj).__name__, want="a map")
-        unknown = set(map(str, obj)) - _KEYS
+        if not all(isinstance(k, str) for k in obj):
+            raise FormatError(_NAME, "<keys>", got=[type(k).__name__ for k in obj][:4],
+                              want="text keys")
+        unknown = set(obj) - _KEYS
         if unknown:
             raise FormatError(_NAME, "<keys>", got=sorted(unknown), want=sorted(_KEYS))
         provider = obj.get("provider")
@@ -105,7 +101,5 @@ def _blob(value: object, field: str, encoding: str) -> bytes | None:
         return value
     if not isinstance(value, str):
         raise FormatError(_NAME, field, got=type(value).__name__, want="base64url text")
-    try:
-        return base64.b64decode(value + "=" * (-len(value) % 4), altchars=b"-_", validate=True)
-    except (binascii.Error, ValueError):
-        raise FormatError(_NAME, field, got=value[:20], want="base64url") from None
+    # One alphabet: a mix of "+/" and "-_" is refused, as the HCL claims reader does.
+    return decode_base64(value, structure=_NAME, field=field, alphabet="url")

@@ -33,6 +33,7 @@ from veritee.errors import ConfigError, VeriteeError
 from veritee.service.core import Broker
 from veritee.service.deps import AdminActor, BrokerDep, ReaderActor, bearer, get_broker
 from veritee.service.integrity import IntegrityViolation, StateIntegrity
+from veritee.service.kbs_protocol import router as kbs_router
 from veritee.service.keys import KeyWrapper, load_data_key, load_signing_key
 from veritee.service.limits import MAX_BODY, BoundedRequest
 from veritee.service.observability import Metrics, log_event
@@ -254,6 +255,7 @@ def create_app(settings: Settings, *, master_key: KeyWrapper | None = None,
     app.include_router(console)  # the web console at /ui (docs/operations.md)
     _routes(app)
     _admin_routes(app)
+    app.include_router(kbs_router)  # /kbs/v0: the CoCo KBS protocol (issue 13)
     log_event("service.start", settings=settings.public_view(), kid=signing.kid,
               master_key_id=master.key_id)
     return app

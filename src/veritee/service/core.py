@@ -311,7 +311,8 @@ class Broker:
                 refs | set(policy.measurements or ())))
         return policy
 
-    def _appraise_tdx(self, evidence: bytes, report_data: bytes) -> Appraisal:
+    def _appraise_tdx(self, evidence: bytes, report_data: bytes,
+                      mrconfigid: bytes | None = None) -> Appraisal:
         """Verify an Intel TDX quote at the service clock and appraise it (raises like SNP).
 
         The chain is pinned to the production Intel SGX Root CA; TCB status comes from
@@ -327,7 +328,8 @@ class Broker:
                            allowed_tcb_statuses=frozenset(
                                self.settings.tdx_allowed_tcb_statuses),
                            report_data=report_data,
-                           allow_unchecked_revocation=not self.settings.require_crl)
+                           allow_unchecked_revocation=not self.settings.require_crl,
+                           mrconfigid=frozenset({mrconfigid}) if mrconfigid else None)
         return appraise_intel(verified, policy)
 
     def _parse_collateral(self, cert_table: bytes | None) -> AmdCertificates | None:
@@ -349,8 +351,16 @@ class Broker:
         return certs
 
     def attest(self, evidence_b64: object, cert_table_b64: object, nonce_b64: object,
-               key_jwk: object) -> AttestOutcome:
-        """Verify evidence bound to a nonce and a TEE key; return a signed EAR or raise."""
+               key_jwk: object, *, binding: bytes | None = None,
+               host_data: bytes | None = None, mrconfigid: bytes | None = None,
+               front: str = "v1") -> AttestOutcome:
+        """Verify evidence bound to a nonce and a TEE key; return a signed EAR or raise.
+
+        ``binding`` replaces the /v1 REPORT_DATA rule with another front's (the KBS
+        protocol's, :mod:`veritee.service.kbs_protocol`); ``host_data`` (SEV-SNP) and
+        ``mrconfigid`` (TDX) are init-data digests the evidence must carry; ``front`` names
+        the protocol in the audit entries (omitted for /v1).
+        """
         evidence = _unb64(evidence_b64, "evidence")
         cert_table = _unb64(cert_table_b64, "cert_table") if cert_table_b64 is not None else None
         nonce = _unb64(nonce_b64, "runtime_data.nonce", url=True)
@@ -359,7 +369,8 @@ class Broker:
         thumb = jwk.thumbprint()
         nonce_id = fingerprint(nonce)
         subject = f"key:{thumb[:16]}"
-        base = {"nonce": nonce_id, "key_thumbprint": thumb}
+        base = {"nonce": nonce_id, "key_thumbprint": thumb,
+                **({"front": front} if front != "v1" else {})}
 
         # 1. Burn the nonce first, even if verification then fails: a nonce never serves
         #    two attempts, so a rejected guest cannot retry with the same challenge.
@@ -381,7 +392,8 @@ class Broker:
                 if cert_table is not None:
                     raise Problem(400, "request.invalid", "cert_table: not used with Intel "
                                   "quotes (the quote carries its PCK chain)")
-                appraisal = self._appraise_tdx(evidence, bind_report_data(nonce, key))
+                appraisal = self._appraise_tdx(
+                    evidence, binding or bind_report_data(nonce, key), mrconfigid)
             else:
                 with self.store.transaction(write=False) as tx:
                     policy = self._appraisal_policy(tx)
@@ -389,7 +401,8 @@ class Broker:
                 # with require_crl off it waives the policy's revocation check (the EAR trace
                 # still records sevsnp.revocation.unchecked as skipped).
                 policy = dataclasses.replace(
-                    policy, report_data=bind_report_data(nonce, key),
+                    policy, report_data=binding or bind_report_data(nonce, key),
+                    host_data=host_data or policy.host_data,
                     allow_unchecked_revocation=(policy.allow_unchecked_revocation
                                                 or not self.settings.require_crl))
                 ev = parse_evidence(evidence)
@@ -458,13 +471,15 @@ class Broker:
             raise Problem(401, code, str(exc),
                           headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
 
-    def release(self, path: str, token: str | None) -> tuple[str, int]:
+    def release(self, path: str, token: str | None, *,
+                seal: Callable[..., str] | None = None) -> tuple[str, int]:
         """The secret at ``path`` as a signed release (see the module docstring); or raise.
 
         Returns ``(release, version)``: ``release`` is a compact JWS (RFC 7515) signed with
         the EAR signing key whose payload is the compact JWE (RFC 7516, ECDH-ES + A256GCM to
         the EAR's ``cnf`` key) and whose JWE protected header names the resource, its version
-        and the ``jti`` of the EAR it answers.
+        and the ``jti`` of the EAR it answers. ``seal`` replaces that encoding with another
+        front's, called like :meth:`_seal_release` (the KBS protocol's JWE).
         """
         try:
             checked_text(path, "path", MAX_PATH)
@@ -526,7 +541,8 @@ class Broker:
                                 _iso(self.clock()))
             else:
                 secret = self.master.decrypt(ciphertext, path.encode())
-                sealed = self._seal_release(secret, cnf, path=path, version=version, jti=jti)
+                sealed = (seal or self._seal_release)(secret, cnf, path=path, version=version,
+                                                      jti=jti)
                 tx.audit_append("release", "granted", subject, {**base, "version": version},
                                 _iso(self.clock()))
         if refusal is not None:

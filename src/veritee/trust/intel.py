@@ -43,11 +43,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from veritee.crypto._x509 import issued_by, load_certificate_chain
 from veritee.errors import CollateralError, FormatError, VerificationError
 from veritee.findings import Finding, Outcome
 from veritee.formats.intel import (
@@ -60,7 +61,6 @@ from veritee.formats.intel import (
     TcbLevel,
     TcbStatus,
     TdReportBody,
-    split_der,
 )
 
 __all__ = [
@@ -79,18 +79,12 @@ served at https://certificates.trustedservices.intel.com/Intel_SGX_Provisioning_
 and embedded in every production PCK chain."""
 
 
-def load_certificates(data: bytes) -> tuple[x509.Certificate, ...]:
-    """Certificates from PEM text or concatenated DER (trailing NULs ignored)."""
-    data = bytes(data).rstrip(b"\x00").strip()
-    try:
-        if data.startswith(b"-----BEGIN"):
-            return tuple(x509.load_pem_x509_certificates(data))
-        return tuple(x509.load_der_x509_certificate(d) for d in split_der(data))
-    except ValueError as exc:
-        if isinstance(exc, FormatError):
-            raise
-        raise FormatError("CertificateChain", "<certificates>", got=str(exc)[:60],
-                          want="PEM or DER X.509") from exc
+def load_certificates(data: bytes, *, structure: str = "CertificateChain"
+                      ) -> tuple[x509.Certificate, ...]:
+    """Certificates from PEM text or concatenated DER (trailing NULs ignored), every field
+    parsed at this edge (:mod:`veritee.crypto._x509`); malformed input is a
+    :class:`~veritee.errors.FormatError` naming ``structure``, the certificate and the field."""
+    return load_certificate_chain(data, structure=structure)
 
 
 @dataclass(frozen=True)
@@ -190,11 +184,7 @@ def _ecdsa_ok(key: object, raw_sig: bytes, data: bytes) -> bool:
 
 
 def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
-    try:
-        child.verify_directly_issued_by(parent)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
+    return issued_by(child, parent)
 
 
 def _order_chain(certs: Sequence[x509.Certificate]) -> tuple[x509.Certificate, ...]:
@@ -227,8 +217,11 @@ def _check_validity(cert: x509.Certificate, now: datetime, code: str, what: str)
 
 def _check_crl(crl: x509.CertificateRevocationList, issuer: x509.Certificate,
                subject: x509.Certificate, now: datetime, what: str) -> None:
-    if crl.issuer != issuer.subject or not crl.is_signature_valid(
-            issuer.public_key()):  # type: ignore[arg-type]
+    try:
+        signed = crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
+    except (ValueError, TypeError, UnsupportedAlgorithm):  # key type a CRL cannot use
+        signed = False
+    if crl.issuer != issuer.subject or not signed:
         raise VerificationError("intel.crl.signature",
                                 f"{what} CRL is not signed by {issuer.subject.rfc4514_string()}")
     nxt = crl.next_update_utc
@@ -320,7 +313,7 @@ def verify_quote(quote: Quote | bytes, collateral: IntelCollateral | None = None
     # 1. PCK chain.
     chain_bytes = qe.certification_data.pck_chain_bytes
     if chain_bytes is not None:
-        certs = load_certificates(chain_bytes)
+        certs = load_certificates(chain_bytes, structure="QuoteCertificationData.pck_chain")
     elif col.pck_chain:
         certs = col.pck_chain
     else:

@@ -51,7 +51,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509.oid import SignatureAlgorithmOID
 
-from veritee.errors import FormatError, VerificationError
+from veritee.crypto._x509 import issued_by, load_certificate
+from veritee.errors import VerificationError
 from veritee.findings import Finding, Outcome
 from veritee.formats.nitro import NitroDocument, NitroPayload
 
@@ -102,11 +103,8 @@ def _pass(checks: list[Finding], code: str, fld: str, *, got: object = None,
 
 
 def _load(der: bytes, what: str) -> x509.Certificate:
-    try:
-        return x509.load_der_x509_certificate(der)
-    except ValueError as exc:
-        raise FormatError("NitroPayload", what, got=str(exc)[:60],
-                          want="a DER X.509 certificate") from exc
+    # Every field parsed here, at the edge (veritee.crypto._x509): later reads cannot raise.
+    return load_certificate(der, structure="NitroPayload", field=what)
 
 
 def _name(cert: x509.Certificate) -> str:
@@ -128,11 +126,7 @@ def _check_algorithm(cert: x509.Certificate, what: str) -> None:
 
 
 def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
-    try:
-        child.verify_directly_issued_by(parent)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
+    return issued_by(child, parent)
 
 
 def _ext(cert: x509.Certificate, kind: type[_E]) -> x509.Extension[_E] | None:

@@ -58,6 +58,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from veritee.crypto._x509 import load_certificate_chain
 from veritee.errors import FormatError, VerificationError
 from veritee.findings import Finding, Outcome
 from veritee.formats.nvidia import NONCE_SIZE, GpuReport
@@ -104,13 +105,13 @@ class VerifiedGpuReport:
 
 
 def parse_cert_chain(pem: bytes | str) -> tuple[x509.Certificate, ...]:
-    """Parse a PEM chain (leaf first). Raises :class:`~veritee.errors.FormatError`."""
+    """Parse a PEM chain (leaf first), every field parsed at this edge
+    (:mod:`veritee.crypto._x509`). Raises :class:`~veritee.errors.FormatError`."""
     data = pem.encode("ascii", "replace") if isinstance(pem, str) else pem
-    try:
-        return tuple(x509.load_pem_x509_certificates(data))
-    except ValueError as exc:
-        raise FormatError("NvidiaCertChain", "<pem>", got=str(exc)[:60],
-                          want="PEM X.509 certificates") from exc
+    if not isinstance(data, bytes | bytearray) or b"-----BEGIN" not in data:
+        raise FormatError("NvidiaCertChain", "<pem>", got="no PEM block",
+                          want="PEM X.509 certificates")
+    return load_certificate_chain(data, structure="NvidiaCertChain", field="<pem>")
 
 
 def _fp(cert: x509.Certificate) -> str:

@@ -60,6 +60,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, ObjectIdentifier
 
+from veritee.crypto._x509 import load_certificate_chain
 from veritee.errors import FormatError, VerificationError
 from veritee.findings import Finding, Outcome
 from veritee.formats.tpm import TpmtPublic
@@ -124,17 +125,15 @@ class VerifiedEkChain:
 
 
 def load_certificate(data: CertificateInput) -> x509.Certificate:
-    """A certificate from DER or PEM bytes (or as given); malformed input is a FormatError."""
+    """A certificate from DER or PEM bytes (or as given); every field is parsed at this edge
+    (:mod:`veritee.crypto._x509`), and malformed input is a FormatError."""
     if isinstance(data, x509.Certificate):
         return data
     if not isinstance(data, bytes | bytearray):
         raise FormatError("X509", "<buffer>", got=type(data).__name__, want="bytes")
-    try:
-        if bytes(data).lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_certificate(bytes(data))
-        return x509.load_der_x509_certificate(bytes(data))
-    except ValueError as exc:
-        raise FormatError("X509", "certificate", got=str(exc)[:80], want="DER or PEM") from None
+    chain = load_certificate_chain(bytes(data), structure="X509", field="certificate",
+                                   max_certs=1)
+    return chain[0]
 
 
 def _ok(code: str, fld: str, got: object = None, message: str = "") -> Finding:

@@ -1,0 +1,469 @@
+"""The Confidential Containers KBS protocol (Trustee RCAR, version 0.4.0): a second front.
+
+Guests that run CoCo's guest components (attestation-agent, confidential-data-hub,
+``kbs-client``) speak Trustee's "Request-Challenge-Attestation-Response" protocol
+(``docs/kbs_attestation_protocol.md`` in github.com/confidential-containers/trustee). This
+router serves it under ``/kbs/v0`` over the same :class:`~veritee.service.core.Broker` as
+``/v1``: the same nonce store (single use across both fronts and all replicas), appraisal
+policy and reference values, resource policies, audit log, EAR tokens and metrics; a
+resource stored at ``repo/type/tag`` is ``/v1/resources/repo/type/tag`` and
+``/kbs/v0/resource/repo/type/tag``.
+
+* ``POST /kbs/v0/auth`` ``Request {version, tee, extra-params}`` -> ``Challenge {nonce,
+  extra-params}`` and ``Set-Cookie: kbs-session-id``. The nonce is the broker's (32 random
+  bytes, standard base64 as Trustee writes it).
+* ``POST /kbs/v0/attest`` (with the cookie) ``Attestation {init-data?, runtime-data {nonce,
+  tee-pubkey}, tee-evidence {primary_evidence, additional_evidence}}`` -> ``{token}`` (the
+  EAR, signed as /v1 signs it) and an attested session cookie.
+* ``GET /kbs/v0/resource/<repository>/<type>/<tag>`` with the attested cookie or
+  ``Authorization: Bearer <token>`` -> ``Response``: a flattened JWE to ``tee-pubkey``
+  (:mod:`veritee.crypto.kbs_jwe`).
+* Errors are kbs-types ``ErrorInformation`` ``{type: https://github.com/
+  confidential-containers/kbs/errors/<Name>, detail}`` with 401 (not authenticated or
+  attestation failed), 403 (policy denies) or 404 (no such resource/path), plus veritee's
+  ``code`` (and ``failures`` for an appraisal) so the per-check explanation is not lost.
+
+Binding: the protocol's, not /v1's (see :mod:`veritee.formats.coco`): report data is
+``H(runtime-data JSON)`` zero-padded, init-data's digest is in HOSTDATA / MRCONFIGID.
+
+Sessions are stateless across replicas: the cookie is the session (nonce, TEE, hash
+algorithm, expiry and, once attested, the EAR) sealed with AES-256-GCM under a key derived
+(HKDF) from the service's data key, so any replica can open it and nobody else can forge
+or read it. A challenge session can be attested once (the nonce is burnt in the shared
+store); an attested session is worth exactly its EAR (a bearer token bound to the TEE key:
+everything released is encrypted to that key).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from veritee.attest import is_intel_quote
+from veritee.crypto.kbs_jwe import encrypt_response
+from veritee.errors import FormatError
+from veritee.formats.coco import (
+    KBS_PROTOCOL_VERSION,
+    KNOWN_TEES,
+    SUPPORTED_TEES,
+    init_data_digest,
+    regularize,
+    runtime_data_digest,
+    snp_report_from_object,
+    tee_pubkey,
+)
+from veritee.service.core import Broker, _b64url
+from veritee.service.observability import fingerprint, log_event
+from veritee.service.problems import Problem
+
+__all__ = ["ERROR_TYPE_PREFIX", "SESSION_COOKIE", "KbsError", "router"]
+
+ERROR_TYPE_PREFIX = "https://github.com/confidential-containers/kbs/errors/"
+SESSION_COOKIE = "kbs-session-id"
+_MAX_COOKIE = 4096  # browsers' limit; the sealed session with its EAR is ~2 KiB
+_SESSION_INFO = b"veritee kbs-session-id v1"
+
+router = APIRouter(prefix="/kbs/v0", tags=["kbs (Confidential Containers)"])
+
+
+class KbsError(Exception):
+    """A refusal in the protocol's shape: HTTP status, ErrorInformation type name, detail."""
+
+    def __init__(self, status: int, name: str, detail: str, **extra: Any) -> None:
+        super().__init__(f"{name}: {detail}")
+        self.status = status
+        self.name = name
+        self.detail = detail
+        self.extra = extra
+
+    def response(self) -> JSONResponse:
+        """The kbs-types ``ErrorInformation`` body (plus veritee's explanation members)."""
+        body = {"type": ERROR_TYPE_PREFIX + self.name, "detail": self.detail,
+                "status": self.status, **self.extra}
+        # The protocol document names RFC 7807 problem details as the error format.
+        return JSONResponse(body, status_code=self.status, media_type="application/problem+json",
+                            headers={"Cache-Control": "no-store"})
+
+
+def _from_problem(problem: Problem, *, where: str) -> KbsError:
+    """A broker refusal in the protocol's terms (the status the protocol document gives)."""
+    extra: dict[str, Any] = {"code": problem.code}
+    if "failures" in problem.extra:
+        extra["failures"] = problem.extra["failures"]
+    if where == "resource":
+        if problem.status == 404:
+            return KbsError(404, "ResourceNotFound", problem.detail, **extra)
+        if problem.status == 403:
+            return KbsError(403, "PolicyDeny", problem.detail, **extra)
+        if problem.code == "request.invalid":
+            return KbsError(404, "InvalidRequestPath", problem.detail, **extra)
+        return KbsError(401, "TokenVerifierError", problem.detail, **extra)
+    return KbsError(401, "AttestationError", problem.detail, **extra)
+
+
+# -- sessions -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Session:
+    nonce: str  # as sent in the Challenge (standard base64)
+    tee: str
+    hash_alg: str
+    expires: float
+    token: str | None = None
+
+
+def _session_key(broker: Broker) -> AESGCM:
+    key = HKDF(hashes.SHA256(), 32, salt=None, info=_SESSION_INFO).derive(broker.master.key)
+    return AESGCM(key)
+
+
+def _unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _pack_token(token: str) -> str:
+    """The EAR, compressed to fit a cookie: its JSON segments deflate to about a quarter.
+
+    An EAR with its per-check trace is ~5.5 KiB; as base64 it barely compresses, so the
+    three segments are decoded, length-prefixed and deflated (~1.5 KiB).
+    """
+    raw = b"".join(len(seg).to_bytes(4, "big") + seg
+                   for seg in (_unb64url(part) for part in token.split(".")))
+    return _b64url(zlib.compress(raw, 9))
+
+
+def _unpack_token(text: str) -> str:
+    inflate = zlib.decompressobj()
+    raw = inflate.decompress(_unb64url(text), 64 << 10)
+    if inflate.unconsumed_tail:
+        raise ValueError("token too large")
+    parts, at = [], 0
+    while at < len(raw):
+        size = int.from_bytes(raw[at:at + 4], "big")
+        parts.append(_b64url(raw[at + 4:at + 4 + size]))
+        at += 4 + size
+    return ".".join(parts)
+
+
+def _seal_session(broker: Broker, session: _Session) -> str:
+    body = json.dumps({"n": session.nonce, "t": session.tee, "h": session.hash_alg,
+                       "e": session.expires,
+                       "k": None if session.token is None else _pack_token(session.token)
+                       }).encode()
+    iv = os.urandom(12)
+    return _b64url(iv + _session_key(broker).encrypt(iv, body, _SESSION_INFO))
+
+
+def _open_session(broker: Broker, request: Request) -> _Session | None:
+    """The session of the request's cookie; None without a cookie; KbsError if invalid."""
+    text = request.cookies.get(SESSION_COOKIE)
+    if text is None:
+        return None
+    try:
+        if len(text) > _MAX_COOKIE:
+            raise ValueError
+        raw = _unb64url(text)
+        body = json.loads(_session_key(broker).decrypt(raw[:12], raw[12:], _SESSION_INFO))
+        session = _Session(nonce=str(body["n"]), tee=str(body["t"]), hash_alg=str(body["h"]),
+                           expires=float(body["e"]),
+                           token=None if body["k"] is None else _unpack_token(body["k"]))
+    except (ValueError, KeyError, TypeError, InvalidTag, zlib.error):
+        raise KbsError(401, "AttestationError", f"{SESSION_COOKIE}: not a session this "
+                       "service issued (request a new challenge from /kbs/v0/auth)",
+                       code="kbs.session.invalid") from None
+    if session.expires <= broker.clock():
+        raise KbsError(401, "AttestationError", f"{SESSION_COOKIE}: the session expired "
+                       "(request a new challenge from /kbs/v0/auth)", code="kbs.session.expired")
+    return session
+
+
+def _set_cookie(response: Response, broker: Broker, request: Request,
+                session: _Session) -> None:
+    response.set_cookie(SESSION_COOKIE, _seal_session(broker, session),
+                        max_age=max(1, int(session.expires - broker.clock())), path="/kbs",
+                        httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https")
+
+
+# -- request parsing ------------------------------------------------------------------------
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate member {key!r}")
+        out[key] = value
+    return out
+
+
+def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw, object_pairs_hook=_no_duplicates)
+    except (ValueError, RecursionError) as exc:
+        raise KbsError(401, "AttestationError", f"{what}: not valid JSON ({str(exc)[:80]})",
+                       code="request.invalid") from None
+    if not isinstance(value, dict):
+        raise KbsError(401, "AttestationError", f"{what}: want a JSON object",
+                       code="request.invalid")
+    return value
+
+
+def _select_hash(extra: object) -> str:
+    """SHA-384 (Trustee's default) unless the client lists algorithms without it."""
+    offered = extra.get("supported-hash-algorithms") if isinstance(extra, dict) else None
+    if not isinstance(offered, list) or not offered:
+        return "sha384"
+    names = [str(a).lower() for a in offered]
+    for name in ("sha384", "sha512", "sha256"):
+        if name in names:
+            return name
+    raise KbsError(401, "AttestationError", "extra-params.supported-hash-algorithms: none of "
+                   f"{names[:8]} is supported (sha256, sha384, sha512)", code="kbs.hash")
+
+
+@router.post("/auth")
+async def auth(request: Request) -> Response:
+    """RCAR Request -> Challenge, with a new session cookie."""
+    broker: Broker = request.app.state.broker
+    try:
+        body = _json_object(await request.body(), "Request")
+        version, tee = body.get("version"), body.get("tee")
+        if "extra-params" not in body or not isinstance(version, str) or not isinstance(tee,
+                                                                                      str):
+            raise KbsError(401, "AttestationError", "Request: want {version, tee, "
+                           "extra-params}", code="request.invalid")
+        if version != KBS_PROTOCOL_VERSION:
+            raise KbsError(401, "AttestationError", "KBS Client Protocol Version Mismatch: "
+                           f"expect ={KBS_PROTOCOL_VERSION} while the request is "
+                           f"{version[:20]}", code="kbs.version")
+        if tee not in SUPPORTED_TEES:
+            known = "a TEE this service does not verify yet" if tee in KNOWN_TEES \
+                else "not a kbs-types TEE name"
+            raise KbsError(401, "AttestationError", f"tee {tee[:20]!r}: {known} (supported: "
+                           f"{', '.join(SUPPORTED_TEES)})", code="kbs.tee.unsupported")
+        alg = _select_hash(body["extra-params"])
+        challenge = await run_in_threadpool(broker.challenge)
+    except KbsError as err:
+        log_event("kbs.auth.refused", code=err.extra.get("code"))
+        return err.response()
+    nonce = base64.b64encode(challenge.nonce).decode()
+    response = JSONResponse({"nonce": nonce, "extra-params": {"selected-hash-algorithm": alg}},
+                            headers={"Cache-Control": "no-store"})
+    _set_cookie(response, broker, request, _Session(nonce=nonce, tee=tee, hash_alg=alg,
+                                                     expires=challenge.expires_at))
+    return response
+
+
+def _primary_evidence(tee: str, primary: object) -> tuple[bytes, bytes | None]:
+    """(evidence bytes, SEV-SNP certificate table or None) from attestation-agent's JSON."""
+    if isinstance(primary, str):
+        # Some attesters hand the evidence over as a JSON string.
+        try:
+            primary = json.loads(primary)
+        except ValueError:
+            raise FormatError("tee-evidence", "primary_evidence", got="a non-JSON string",
+                              want="the attester's evidence object") from None
+    if not isinstance(primary, dict):
+        raise FormatError("tee-evidence", "primary_evidence", got=type(primary).__name__,
+                          want="an object")
+    if tee == "tdx":
+        # attestation-agent TdxEvidence: {cc_eventlog?, quote (base64), aa_eventlog?}
+        quote = primary.get("quote")
+        if not isinstance(quote, str):
+            raise FormatError("TdxEvidence", "quote", got=type(quote).__name__,
+                              want="base64 of a TDX quote")
+        try:
+            raw = base64.b64decode(quote, validate=True)
+        except ValueError:
+            raise FormatError("TdxEvidence", "quote", got="invalid base64",
+                              want="base64 of a TDX quote") from None
+        if not is_intel_quote(raw):  # the session's TEE decides what the evidence must be
+            raise FormatError("TdxEvidence", "quote", got=f"{len(raw)} bytes, not a DCAP quote",
+                              want="a TDX quote (header version 4 or 5)")
+        return raw, None
+    # attestation-agent SnpEvidence: {attestation_report, cert_chain?: [{cert_type, data}]}
+    report = snp_report_from_object(primary.get("attestation_report"))
+    chain = primary.get("cert_chain")
+    if chain is None:
+        return report, None
+    if not isinstance(chain, list) or len(chain) > 8:
+        raise FormatError("SnpEvidence", "cert_chain", got=type(chain).__name__,
+                          want="a list of {cert_type, data}")
+    from veritee.formats.sevsnp import CertTable
+
+    items: dict[str, bytes] = {}
+    for i, entry in enumerate(chain):
+        kind = entry.get("cert_type") if isinstance(entry, dict) else None
+        data = entry.get("data") if isinstance(entry, dict) else None
+        if not isinstance(kind, str) or kind.upper() not in ("ARK", "ASK", "VCEK", "VLEK",
+                                                             "CRL"):
+            raise FormatError("SnpEvidence", f"cert_chain[{i}].cert_type", got=repr(kind)[:30],
+                              want="ARK, ASK, VCEK, VLEK or CRL")
+        if isinstance(data, str):
+            try:
+                raw = base64.b64decode(data, validate=True)
+            except ValueError:
+                raise FormatError("SnpEvidence", f"cert_chain[{i}].data", got="invalid base64",
+                                  want="DER bytes") from None
+        elif isinstance(data, list) and len(data) <= 1 << 16 and all(
+                isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255 for b in data):
+            raw = bytes(data)
+        else:
+            raise FormatError("SnpEvidence", f"cert_chain[{i}].data", got=type(data).__name__,
+                              want="DER bytes (an array of integers or base64)")
+        items[kind.upper()] = raw
+    return report, CertTable.build(items).to_bytes()
+
+
+def _refuse_early(broker: Broker, session: _Session, err: KbsError) -> KbsError:
+    """Burn the session's nonce and audit a refusal made before verification started."""
+    raw = base64.b64decode(session.nonce)
+    problem = Problem(401, str(err.extra.get("code", "request.invalid")), err.detail)
+    with broker.store.transaction() as tx:
+        tx.nonce_consume(hashlib.sha256(raw).hexdigest(), broker.clock())
+        broker._refuse_attest(problem, f"kbs-session:{fingerprint(raw)}",
+                              {"nonce": fingerprint(raw), "front": "kbs", "tee": session.tee},
+                              tx)
+    return err
+
+
+def _attest(broker: Broker, session: _Session, raw_body: bytes) -> str:
+    try:
+        body = _json_object(raw_body, "Attestation")
+        runtime = body.get("runtime-data")
+        evidence = body.get("tee-evidence")
+        if set(body) - {"init-data", "runtime-data", "tee-evidence"} or not isinstance(
+                runtime, dict) or not isinstance(evidence, dict):
+            raise KbsError(401, "AttestationError", "Attestation: want {init-data?, "
+                           "runtime-data {nonce, tee-pubkey}, tee-evidence {primary_evidence, "
+                           "additional_evidence}} (protocol 0.4.0)", code="request.invalid")
+        if runtime.get("nonce") != session.nonce:
+            raise KbsError(401, "AttestationError", "the nonce in the handshake session is "
+                           "different from the client side in KBS protocol's Attestation "
+                           "message", code="kbs.nonce.mismatch")
+        additional = evidence.get("additional_evidence", "")
+        if not isinstance(additional, str):
+            raise KbsError(401, "AttestationError", "tee-evidence.additional_evidence: want "
+                           "a string (JSON of {tee: evidence})", code="request.invalid")
+        if additional.strip():
+            try:
+                devices = json.loads(additional)
+                names = sorted(str(k)[:20] for k in devices) if isinstance(devices,
+                                                                           dict) else []
+            except ValueError:
+                names = []
+            raise KbsError(401, "AttestationError", "composite evidence: additional evidence "
+                           f"from {', '.join(names) or 'unnamed devices'} cannot be verified "
+                           "yet; send the primary evidence alone", code="kbs.tee.unsupported")
+        pubkey = tee_pubkey(runtime.get("tee-pubkey"))
+        binding = runtime_data_digest(session.nonce, pubkey, additional, session.hash_alg)
+        host_data = mrconfigid = None
+        if body.get("init-data") is not None:
+            digest = init_data_digest(body["init-data"])
+            if session.tee == "snp":
+                host_data = regularize(digest, 32)  # HOSTDATA, ABI 56860 Table 23
+                with broker.store.transaction(write=False) as tx:
+                    pinned = broker._appraisal_policy(tx).host_data
+                if pinned is not None and pinned != host_data:
+                    # The appraisal policy's own HOSTDATA pin always holds.
+                    raise KbsError(401, "AttestationError", "init-data: its digest "
+                                   f"{host_data.hex()} is not the HOSTDATA the appraisal "
+                                   f"policy requires ({pinned.hex()})",
+                                   code="kbs.init_data.policy")
+            else:
+                mrconfigid = regularize(digest, 48)  # MRCONFIGID, TDX module ABI TDREPORT
+        report, table = _primary_evidence(session.tee, evidence.get("primary_evidence"))
+    except FormatError as exc:
+        raise _refuse_early(broker, session, KbsError(401, "AttestationError", str(exc),
+                                                      code="evidence.malformed")) from None
+    except KbsError as err:
+        raise _refuse_early(broker, session, err) from None
+    try:
+        out = broker.attest(base64.b64encode(report).decode(),
+                            base64.b64encode(table).decode() if table is not None else None,
+                            _b64url(base64.b64decode(session.nonce)), pubkey,
+                            binding=binding, host_data=host_data, mrconfigid=mrconfigid,
+                            front="kbs")
+    except Problem as problem:
+        raise _from_problem(problem, where="attest") from None
+    return out.token
+
+
+@router.post("/attest")
+async def attest(request: Request) -> Response:
+    """RCAR Attestation -> the attestation token (an EAR), and an attested session."""
+    broker: Broker = request.app.state.broker
+    try:
+        session = _open_session(broker, request)
+        if session is None:
+            raise KbsError(401, "AttestationError", "cookie not found (POST /kbs/v0/auth "
+                           "first)", code="kbs.session.missing")
+        raw = await request.body()
+        if session.token is not None:
+            # As Trustee does: an attested session answers with its token again.
+            token = session.token
+        else:
+            token = await run_in_threadpool(_attest, broker, session, raw)
+    except KbsError as err:
+        log_event("kbs.attest.refused", code=err.extra.get("code"))
+        return err.response()
+    claims = broker.verify_token(token).claims
+    response = JSONResponse({"token": token}, headers={"Cache-Control": "no-store"})
+    _set_cookie(response, broker, request, _Session(
+        nonce=session.nonce, tee=session.tee, hash_alg=session.hash_alg,
+        expires=float(claims.get("exp", time.time())), token=token))
+    return response
+
+
+def _kbs_seal(secret: bytes, cnf: dict[str, Any], *, path: str, version: int, jti: str) -> str:
+    """The release as the protocol's Response, to the EAR's ``cnf`` key (= tee-pubkey).
+
+    The veritee.* members name the resource, its version and the EAR's ``jti``; they are
+    in the protected header, so authenticated as AAD, and ignored by CoCo clients.
+    """
+    header = {"veritee.jti": jti, "veritee.resource": path, "veritee.version": version}
+    return json.dumps(encrypt_response(secret, cnf, header))
+
+
+@router.get("/resource/{rest:path}")
+async def resource(rest: str, request: Request) -> Response:
+    """A resource as the protocol's Response (JWE to the TEE key), if its policy passes."""
+    broker: Broker = request.app.state.broker
+    try:
+        parts = rest.split("/")
+        if len(parts) != 3 or not parts[1] or not parts[2]:
+            raise KbsError(404, "InvalidRequestPath", f"Request path {rest[:100]!r} is "
+                           "invalid: want <repository>/<type>/<tag>", code="request.invalid")
+        path = "/".join([parts[0] or "default", parts[1], parts[2]])
+        value = request.headers.get("authorization", "")
+        scheme, _, cred = value.partition(" ")
+        token = cred.strip() if scheme.lower() == "bearer" and cred.strip() else None
+        if token is None:
+            session = _open_session(broker, request)
+            token = session.token if session is not None else None
+        if token is None:
+            raise KbsError(401, "TokenNotFound", "Attestation Token not found: attest first "
+                           "(cookie kbs-session-id) or send Authorization: Bearer <token>",
+                           code="token.missing")
+        try:
+            sealed, _version = await run_in_threadpool(
+                lambda: broker.release(path, token, seal=_kbs_seal))
+        except Problem as problem:
+            raise _from_problem(problem, where="resource") from None
+    except KbsError as err:
+        log_event("kbs.resource.refused", code=err.extra.get("code"))
+        return err.response()
+    return Response(sealed, media_type="application/json",
+                    headers={"Cache-Control": "no-store"})
