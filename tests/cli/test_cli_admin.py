@@ -195,10 +195,16 @@ def test_unreachable_service_is_exit_5(admin: list[str],
     assert "service.unreachable" in capsys.readouterr().err
 
 
-def test_keys_rotate_says_the_api_lacks_it(admin: list[str],
-                                           capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["admin", "keys", "rotate", *admin]) == 3
-    assert "no signing-key rotation route" in capsys.readouterr().err
+def test_keys_rotate_makes_a_new_current_key_and_keeps_the_old_published(
+        admin: list[str], svc: Service, capsys: pytest.CaptureFixture[str]) -> None:
+    before = {k["kid"] for k in svc.http.get(f"{svc.url}/v1/jwks").json()["keys"]}
+    assert main(["admin", "keys", "rotate", "--format", "json", *admin]) == 0
+    doc = _json(capsys)
+    assert isinstance(doc, dict) and doc["retired"] in before and doc["kid"] not in before
+    after = {k["kid"] for k in svc.http.get(f"{svc.url}/v1/jwks").json()["keys"]}
+    assert after == before | {doc["kid"]}
+    assert main(["admin", "keys", "rotate", *admin]) == 0
+    assert "signing key rotated: current" in capsys.readouterr().out
 
 
 def test_local_tools_make_a_master_key_and_bootstrap_a_token(

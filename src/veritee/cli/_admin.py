@@ -260,10 +260,12 @@ def _audit(c: AdminClient, args: argparse.Namespace) -> int:
 
 
 def _keys(c: AdminClient, args: argparse.Namespace) -> None:
-    # Said plainly rather than done behind the API's back (the CLI never writes the database).
-    raise ConfigError("admin keys rotate: the admin API has no signing-key rotation route yet; "
-                      "the EAR signing key is rotated when the service starts with a new one "
-                      "(see docs/operations.md)")
+    # The service rotates (retire + new key + audit entry in one transaction); the CLI
+    # only asks: it never writes the database behind the API's back.
+    doc = c.request("POST", "/signing-keys/rotate")
+    _out(args, doc, lambda d: f"signing key rotated: current {d['kid']}" + (
+        f"; {d['retired']} retired, published until {d['retired_until']}"
+        if d.get("retired") else ""))
 
 
 _GROUPS: dict[str, tuple[tuple[str, ...], str, str]] = {

@@ -407,6 +407,12 @@ def _admin_routes(app: FastAPI) -> None:
         """Revoke a token."""
         broker.revoke_token(actor, token_id)
 
+    @app.post(f"{p}/signing-keys/rotate", tags=["admin"])
+    def rotate_signing_key(actor: AdminActor, broker: BrokerDep) -> dict[str, Any]:
+        """Make a fresh EAR signing key current; the old one stays in the JWKS until
+        ``retired_at + token_ttl`` (its tokens' lifetime), then leaves it. Audited."""
+        return broker.rotate_signing_key(actor)
+
     @app.get(f"{p}/audit", tags=["admin"])
     def audit(_: ReaderActor, broker: BrokerDep, after: int = 0,
               limit: int = 100) -> dict[str, Any]:

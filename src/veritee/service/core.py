@@ -55,8 +55,9 @@ from veritee.policy.intel import TdxPolicy
 from veritee.policy.intel import appraise as appraise_intel
 from veritee.policy.sevsnp import SevSnpPolicy, appraise, policy_from_mapping, policy_to_mapping
 from veritee.results import EarResult, ear_claims, sign_ear, verify_ear
+from veritee.service._reqlog import current_request_id
 from veritee.service.integrity import IntegrityViolation
-from veritee.service.keys import MasterKey, SigningKey
+from veritee.service.keys import MasterKey, SigningKey, rotate_signing_key
 from veritee.service.observability import Metrics, fingerprint, log_event
 from veritee.service.problems import Problem
 from veritee.service.resource_policy import ResourcePolicy
@@ -211,6 +212,7 @@ class Broker:
         self._collateral_lock = threading.Lock()
         self._jwks_lock = threading.Lock()
         self._jwks_loaded = 0.0
+        self._jwks_due = 0.0
         self._jwks: dict[str, Any] = self._load_jwks()
         # Intel DCAP collateral, read once (ConfigError at start if the directory is bad).
         # Without it a TDX quote's TCB status is unknown and the TDX appraisal refuses.
@@ -234,11 +236,17 @@ class Broker:
 
     def _load_jwks(self) -> dict[str, Any]:
         """The JWKS from *authenticated* signing-key rows only; a refused row raises alarms."""
+        now = self.clock()
         with self.store.transaction(write=False) as tx:
-            keys, refused = tx.signing_keys_public()
+            # A retired key stays published for one EAR lifetime after retirement.
+            due: list[float] = []
+            keys, refused = tx.signing_keys_public(now=now, grace=self.settings.token_ttl,
+                                                   until=due)
         for kid in refused:
             self.integrity_violation(IntegrityViolation("signing_keys", kid))
         self._jwks_loaded = time.monotonic()
+        # Reload by the next refresh, or as soon as a retired key's grace is over.
+        self._jwks_due = min([now + self._JWKS_REFRESH, *due])
         return {"keys": keys}
 
     def jwks(self) -> dict[str, Any]:
@@ -248,9 +256,29 @@ class Broker:
         not be able to make the service re-read (and trust) what the database holds now.
         """
         with self._jwks_lock:
-            if time.monotonic() - self._jwks_loaded > self._JWKS_REFRESH:
+            # Either clock: the service's (injectable) clock decides when a retired key's
+            # grace is over, the monotonic one guards against wall-clock steps back.
+            if (time.monotonic() - self._jwks_loaded > self._JWKS_REFRESH
+                    or self.clock() > self._jwks_due):
                 self._jwks = self._load_jwks()
             return {"keys": list(self._jwks["keys"])}
+
+    def rotate_signing_key(self, actor: str) -> dict[str, Any]:
+        """Make a fresh EAR signing key current; the old one is retired (still published).
+
+        Returns ``{kid, retired, retired_until}``: the old key leaves the JWKS once every
+        token it signed has expired (``retired_at + token_ttl``). Other replicas pick the
+        new key up only on restart (they keep signing with their key, which stays valid).
+        """
+        now = self.clock()
+        new, old = rotate_signing_key(self.store, self.master, alg=self.signing_key.alg,
+                                      now=now, actor=actor, request_id=current_request_id())
+        with self._jwks_lock:
+            self.signing_key = new
+            self._jwks = self._load_jwks()
+        log_event("admin.signing_key.rotate", actor=actor, kid=new.kid, retired=old)
+        return {"kid": new.kid, "retired": old,
+                "retired_until": _iso(now + self.settings.token_ttl) if old else None}
 
     def integrity_violation(self, exc: IntegrityViolation) -> None:
         """Raise the alarm for a refused row: metric, error log, and (if it can) an audit entry.

@@ -37,7 +37,7 @@ from veritee.results import SIGNING_ALGORITHMS, public_jwk
 
 if TYPE_CHECKING:
     from veritee.sealing import KeySource, MonotonicCounters, SealingPolicy
-    from veritee.service.storage import Store
+    from veritee.service.storage import Store, Tx
 
 __all__ = [
     "KeyEncryptionKey",
@@ -50,6 +50,7 @@ __all__ = [
     "load_master_key_file",
     "load_signing_key",
     "rotate_master_key",
+    "rotate_signing_key",
     "startup_lock",
 ]
 
@@ -143,18 +144,7 @@ def load_signing_key(store: Store, master: MasterKey, *, alg: str, now: float) -
     with store.transaction() as tx:
         row = tx.signing_key_active()
         if row is None:
-            priv = ec.generate_private_key(SIGNING_ALGORITHMS[alg]())
-            jwk = public_jwk(priv, alg=alg)
-            from joserfc.jwk import ECKey
-
-            kid = ECKey.import_key(priv.public_key()).thumbprint()  # RFC 7638
-            der = priv.private_bytes(serialization.Encoding.DER,
-                                     serialization.PrivateFormat.PKCS8,
-                                     serialization.NoEncryption())
-            jwk.update(kid=kid)
-            tx.signing_key_add(kid, alg, master.encrypt(der, f"signing-key:{kid}".encode()),
-                               json.dumps(jwk), now)
-            return SigningKey(kid=kid, alg=alg, private_key=priv)
+            return _new_signing_key(tx, master, alg, now)
     kid, stored_alg, ciphertext, stored_jwk = row
     try:
         der = master.decrypt(ciphertext, f"signing-key:{kid}".encode())
@@ -171,6 +161,49 @@ def load_signing_key(store: Store, master: MasterKey, *, alg: str, now: float) -
     if json.loads(stored_jwk) != key.public_jwk():
         raise ConfigError("stored EAR signing key: public JWK does not match the private key")
     return key
+
+
+def _new_signing_key(tx: Tx, master: MasterKey, alg: str, now: float) -> SigningKey:
+    """Mint a key, store its private half encrypted (AAD ``signing-key:<kid>``), return it."""
+    from joserfc.jwk import ECKey
+
+    priv = ec.generate_private_key(SIGNING_ALGORITHMS[alg]())
+    jwk = public_jwk(priv, alg=alg)
+    kid = ECKey.import_key(priv.public_key()).thumbprint()  # RFC 7638
+    der = priv.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+    jwk.update(kid=kid)
+    tx.signing_key_add(kid, alg, master.encrypt(der, f"signing-key:{kid}".encode()),
+                       json.dumps(jwk), now)
+    return SigningKey(kid=kid, alg=alg, private_key=priv)
+
+
+def rotate_signing_key(store: Store, master: MasterKey, *, alg: str, now: float,
+                       actor: str = "cli", request_id: str | None = None
+                       ) -> tuple[SigningKey, str | None]:
+    """Retire the live EAR signing key and make a fresh one current; ``(new, old kid)``.
+
+    One transaction under the key lock: retire, add, audit entry, so a crash leaves the
+    old key live or the new one, never none. The retired key stays in the JWKS until
+    ``retired_at + token_ttl`` (:meth:`Tx.signing_keys_public`), so tokens it signed keep
+    verifying until they expire.
+    """
+    from datetime import UTC, datetime
+
+    if alg not in SIGNING_ALGORITHMS:
+        raise ConfigError(f"ear_alg: got {alg!r}, want one of {', '.join(SIGNING_ALGORITHMS)}")
+    with store.transaction() as tx:
+        row = tx.signing_key_active()
+        old = None if row is None else row[0]
+        if old is not None:
+            tx.signing_key_retire(old, now)
+        new = _new_signing_key(tx, master, alg, now)
+        detail: dict[str, Any] = {"actor": actor, "retired": old, "current": new.kid}
+        if request_id:
+            detail["request_id"] = request_id
+        tx.audit_append("admin.signing_key.rotate", "ok", f"signing-key:{new.kid}", detail,
+                        datetime.fromtimestamp(now, UTC).isoformat(timespec="microseconds"))
+    return new, old
 
 
 _DATA_KEY_AAD = b"veritee-service-data-key"

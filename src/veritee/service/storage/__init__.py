@@ -345,22 +345,45 @@ class Tx:
                      "created_at, mac) VALUES (?, ?, ?, ?, ?, ?)",
                      (kid, alg, private_ciphertext, public_jwk, now, mac))
 
-    def signing_keys_public(self) -> tuple[list[dict[str, Any]], list[str]]:
+    def signing_key_retire(self, kid: str, now: float) -> bool:
+        """Mark a live key retired at ``now`` (row MAC re-computed); True if one was."""
+        self.lock(_LOCK_KEYS)
+        row = self.one("SELECT kid, alg, private_ciphertext, public_jwk, retired_at, mac "
+                       "FROM signing_keys WHERE kid = ?", (kid,))
+        if row is None:
+            return False
+        _, alg, ciphertext, jwk, retired_at = self._checked("signing_keys", row, 5)
+        if retired_at is not None:
+            return False
+        mac = self._mac("signing_keys", (kid, alg, ciphertext, jwk, float(now)))
+        return self.execute("UPDATE signing_keys SET retired_at = ?, mac = ? WHERE kid = ? "
+                            "AND retired_at IS NULL", (float(now), mac, kid)).rowcount == 1
+
+    def signing_keys_public(self, *, now: float | None = None, grace: float = 0.0,
+                            until: list[float] | None = None
+                            ) -> tuple[list[dict[str, Any]], list[str]]:
         """Public JWKs of every *authenticated* key, live or retired, and the kids refused.
 
-        Retired keys stay published (old tokens still verify until exp); a row that fails
-        its MAC is left out and named in the second list so the caller can raise the alarm.
+        Retired keys stay published while their tokens can still be valid: with ``now``,
+        a key retired before ``now - grace`` (``grace`` = the EAR lifetime) is left out.
+        A row that fails its MAC is left out and named in the second list so the caller
+        can raise the alarm. ``until`` (if given) collects when each still-published
+        retired key is due to leave, so a cache knows when to reload.
         """
         keys: list[dict[str, Any]] = []
         refused: list[str] = []
         for r in self.all("SELECT kid, alg, private_ciphertext, public_jwk, retired_at, mac "
                           "FROM signing_keys ORDER BY created_at"):
             try:
-                kid, _, _, jwk, _ = self._checked("signing_keys", r, 5)
+                kid, _, _, jwk, retired_at = self._checked("signing_keys", r, 5)
                 doc = json.loads(jwk)
             except (IntegrityViolation, ValueError):
                 refused.append(str(r[0]))
                 continue
+            if now is not None and retired_at is not None and float(retired_at) + grace < now:
+                continue  # every token it signed has expired
+            if until is not None and retired_at is not None:
+                until.append(float(retired_at) + grace)
             if isinstance(doc, dict) and doc.get("kid") == kid:
                 keys.append(doc)
             else:
