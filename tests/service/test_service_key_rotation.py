@@ -99,3 +99,17 @@ def test_forged_retirement_row_is_refused_not_published(service: Service) -> Non
         tx.execute("UPDATE signing_keys SET retired_at = NULL WHERE kid = ?", (old,))
     service.clock.offset += 120  # past the JWKS refresh
     assert old not in _kids(service)
+
+
+def test_audit_entries_carry_the_request_id_of_the_http_request(service: Service) -> None:
+    # Matches an audit entry to its access-log line (the id the caller sent, or the service's).
+    r = service.http.post(f"{service.url}/v1/admin/signing-keys/rotate",
+                          headers={**service.admin_headers(), "X-Request-Id": "rotate-0042"})
+    assert r.status_code == 200
+    r = service.http.put(f"{service.url}/v1/admin/reference-values/x",
+                         headers={**service.admin_headers(), "X-Request-Id": "refval-0043"},
+                         json={"kind": "measurement", "value": "00" * 48})
+    assert r.status_code in (200, 201)
+    rows = service.audit()
+    assert rows[-2].detail["request_id"] == "rotate-0042"
+    assert rows[-1].detail["request_id"] == "refval-0043"

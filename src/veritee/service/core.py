@@ -131,6 +131,13 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _traced(detail: dict[str, Any]) -> dict[str, Any]:
+    """``detail`` plus the HTTP request id (when serving one), so an audit entry can be
+    matched to its access-log line."""
+    rid = current_request_id()
+    return {**detail, "request_id": rid} if rid else detail
+
+
 def create_admin_token(store: Store, name: str, role: str, *, actor: str = "cli",
                        now: float | None = None) -> tuple[str, str]:
     """Create an admin token; return ``(token_id, token)``. The token is shown only once."""
@@ -146,7 +153,7 @@ def create_admin_token(store: Store, name: str, role: str, *, actor: str = "cli"
     with store.transaction() as tx:
         tx.token_add(token_id, name, hash_token(token), role, now)
         tx.audit_append("admin.token.create", "ok", token_id,
-                        {"actor": actor, "name": name, "role": role}, _iso(now))
+                        _traced({"actor": actor, "name": name, "role": role}), _iso(now))
     return token_id, token
 
 
@@ -316,10 +323,10 @@ class Broker:
                tx: Tx | None = None) -> None:
         at = _iso(self.clock())
         if tx is not None:
-            tx.audit_append(event, outcome, subject, detail, at)
+            tx.audit_append(event, outcome, subject, _traced(detail), at)
             return
         with self.store.transaction() as own:
-            own.audit_append(event, outcome, subject, detail, at)
+            own.audit_append(event, outcome, subject, _traced(detail), at)
 
     def _refuse_attest(self, problem: Problem, subject: str, detail: dict[str, Any],
                        tx: Tx | None = None) -> Problem:
@@ -565,14 +572,14 @@ class Broker:
                         base = {**base, "failures": codes}
             if refusal is not None:
                 # Recorded in this transaction (the only write), raised once it committed.
-                tx.audit_append("release", "refused", subject, {**base, "code": refusal.code},
-                                _iso(self.clock()))
+                tx.audit_append("release", "refused", subject,
+                                _traced({**base, "code": refusal.code}), _iso(self.clock()))
             else:
                 secret = self.master.decrypt(ciphertext, path.encode())
                 sealed = (seal or self._seal_release)(secret, cnf, path=path, version=version,
                                                       jti=jti)
-                tx.audit_append("release", "granted", subject, {**base, "version": version},
-                                _iso(self.clock()))
+                tx.audit_append("release", "granted", subject,
+                                _traced({**base, "version": version}), _iso(self.clock()))
         if refusal is not None:
             self.metrics.releases.labels("refused").inc()
             log_event("release.refused", code=refusal.code, resource=subject)
@@ -629,7 +636,7 @@ class Broker:
                 fn: Callable[[Tx], Any]) -> Any:
         with self.store.transaction() as tx:
             result = fn(tx)
-            tx.audit_append(event, "ok", subject, {"actor": actor, **detail},
+            tx.audit_append(event, "ok", subject, _traced({"actor": actor, **detail}),
                             _iso(self.clock()))
         log_event(event, actor=actor, subject=subject)
         return result
