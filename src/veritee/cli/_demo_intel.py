@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from veritee.attest import bind_report_data, verify_intel_evidence
+from veritee.cli._demo import _Printer
 from veritee.errors import PlatformError, PolicyRejected, SealingError, VerificationError
 from veritee.platform.emulated.intel import EmulatedIntelCpu, EmulatedIntelVendor
 from veritee.platform.emulated.sgx import (
@@ -37,19 +38,6 @@ from veritee.policy.intel import SgxPolicy, TdxPolicy
 from veritee.trust.intel import IntelCollateral
 
 __all__ = ["run_demo_intel"]
-
-
-class _Printer:
-    def __init__(self) -> None:
-        self.n = 0
-        self.t0 = time.perf_counter()
-
-    def step(self, text: str) -> None:
-        self.n += 1
-        print(f"\n[{self.n}] {text}")
-
-    def info(self, text: str) -> None:
-        print(f"    {text}")
 
 
 def _firmware() -> bytes:
