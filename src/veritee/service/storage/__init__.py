@@ -39,6 +39,16 @@ from veritee.service.storage.migrations import MIGRATIONS, render
 __all__ = ["AuditRow", "DatabaseUnavailable", "NonceState", "Store", "Tx", "open_store"]
 
 
+
+# The two ways an admin token row is looked up (fixed statements, no formatting).
+_TOKEN_ROW_BY = {
+    "token_id": "SELECT token_id, name, token_hash, role, revoked_at, mac FROM admin_tokens "
+                "WHERE token_id = ?",
+    "token_hash": "SELECT token_id, name, token_hash, role, revoked_at, mac FROM admin_tokens "
+                  "WHERE token_hash = ?",
+}
+
+
 class DatabaseUnavailable(VeriteeError):  # noqa: N818 - a state, named as operators see it
     """The database did not answer (down, frozen, timed out, locked): HTTP 503.
 
@@ -285,14 +295,18 @@ class Tx:
                      "mac) VALUES (?, ?, ?, ?, ?, ?)",
                      (token_id, name, token_hash, role, now, mac))
 
+    def _token_row(self, column: str, value: str) -> tuple[Any, ...] | None:
+        """The authenticated ``(token_id, name, token_hash, role, revoked_at)`` of the token
+        whose ``column`` (``token_id`` or ``token_hash``) is ``value``."""
+        row = self.one(_TOKEN_ROW_BY[column], (value,))
+        return None if row is None else tuple(self._checked("admin_tokens", row, 5))
+
     def token_lookup(self, token_hash: str) -> tuple[str, str, str] | None:
         """``(token_id, name, role)`` of a live, authenticated token with this hash, or None."""
-        row = self.one("SELECT token_id, name, token_hash, role, revoked_at, mac "
-                       "FROM admin_tokens WHERE token_hash = ?",
-                       (token_hash,))
+        row = self._token_row("token_hash", token_hash)
         if row is None:
             return None
-        token_id, name, _, role, revoked_at = self._checked("admin_tokens", row, 5)
+        token_id, name, _, role, revoked_at = row
         if revoked_at is not None:
             return None
         return str(token_id), str(name), str(role)
@@ -310,12 +324,10 @@ class Tx:
 
     def token_revoke(self, token_id: str, now: float) -> bool:
         """Revoke; True when a live token was revoked."""
-        row = self.one("SELECT token_id, name, token_hash, role, revoked_at, mac "
-                       "FROM admin_tokens WHERE token_id = ?",
-                       (token_id,))
+        row = self._token_row("token_id", token_id)
         if row is None:
             return False
-        _, name, token_hash, role, revoked_at = self._checked("admin_tokens", row, 5)
+        _, name, token_hash, role, revoked_at = row
         if revoked_at is not None:
             return False
         mac = self._mac("admin_tokens", (token_id, name, token_hash, role, float(now)))
