@@ -38,8 +38,6 @@ from veritee.service.storage.migrations import MIGRATIONS, render
 
 __all__ = ["AuditRow", "DatabaseUnavailable", "NonceState", "Store", "Tx", "open_store"]
 
-
-
 # The two ways an admin token row is looked up (fixed statements, no formatting).
 _TOKEN_ROW_BY = {
     "token_id": "SELECT token_id, name, token_hash, role, revoked_at, mac FROM admin_tokens "
