@@ -1,5 +1,11 @@
 """The front door: parse -> verify -> appraise, for real and emulated evidence alike.
 
+:func:`verify` (and :class:`Verifier`, which keeps anchors, collateral, caches and fetchers for
+a relying party) is the one entry for every evidence family: it looks the scheme up in the
+registry (:mod:`veritee.schemes`) and runs the same steps for all, including composite evidence
+(a CPU plus devices, each bound to the same challenge). The older per-TEE functions below stay
+as thin wrappers for one release.
+
 SEV-SNP (bare, Azure HCL-wrapped, configfs-tsm) goes through :func:`verify_evidence`, Intel
 DCAP quotes (TDX, SGX) through :func:`verify_intel_evidence`; :func:`is_intel_quote` tells
 them apart. TPM quotes have their own inputs (quote, signature, AK, PCRs): see
@@ -18,9 +24,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
@@ -34,15 +41,22 @@ from veritee.formats.tsm import TsmReport
 from veritee.policy import Appraisal, Finding, Outcome
 from veritee.policy.intel import SgxPolicy, TdxPolicy
 from veritee.policy.sevsnp import SevSnpPolicy, appraise
+from veritee.schemes import Anchors, Collateral, Context, Scheme
 from veritee.trust.intel import IntelCollateral
 from veritee.trust.roots import TrustAnchors
 from veritee.trust.sevsnp import AmdCertificates, ChainCache, VerifiedReport, verify_report
 
 __all__ = [
+    "UNSAFE_DEFAULT_POLICIES",
+    "Challenge",
+    "CompositeAppraisal",
     "Evidence",
+    "EvidencePart",
+    "Verifier",
     "bind_report_data",
     "is_intel_quote",
     "parse_evidence",
+    "verify",
     "verify_evidence",
     "verify_intel_evidence",
     "verify_only",
@@ -213,3 +227,232 @@ def verify_intel_evidence(data: bytes, *, collateral: IntelCollateral | None = N
     if not appraisal.accepted:
         raise PolicyRejected(appraisal)
     return appraisal
+
+
+# -- the one front door ------------------------------------------------------------------------
+
+
+class _UnsafeDefaults:
+    """The sentinel type of :data:`UNSAFE_DEFAULT_POLICIES`."""
+
+    def __repr__(self) -> str:
+        return "UNSAFE_DEFAULT_POLICIES"
+
+
+UNSAFE_DEFAULT_POLICIES: Any = _UnsafeDefaults()
+"""Appraise each scheme under its default policy: a genuine, up-to-date platform passes
+whatever workload it runs. Only for inspecting evidence; a relying party passes its own policy
+with reference values (and a challenge for freshness)."""
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """The verifier's challenge: a nonce and the TEE key it must be bound to (SPKI DER).
+
+    Each scheme derives the value its evidence must carry with
+    :func:`veritee.schemes.expected_binding` (SHA-512(nonce || SPKI) for 64 bytes of report
+    data, SHA-256 for 32), so one challenge binds a CPU and its devices alike.
+    """
+
+    nonce: bytes
+    key_spki: bytes
+
+    @classmethod
+    def for_key(cls, nonce: bytes, public_key: PublicKeyTypes) -> Challenge:
+        """The challenge binding ``nonce`` to ``public_key``."""
+        return cls(nonce, public_key.public_bytes(Encoding.DER,
+                                                  PublicFormat.SubjectPublicKeyInfo))
+
+
+@dataclass(frozen=True)
+class EvidencePart:
+    """One attester's evidence in a composite: bytes, the scheme (``None``: recognised from
+    the bytes) and what the attester attached (a certificate table, a device chain)."""
+
+    data: bytes
+    scheme: str | None = None
+    attached: bytes | None = None
+
+
+@dataclass(frozen=True)
+class CompositeAppraisal:
+    """The appraisals of several attesters bound to one challenge (CPU first, then devices).
+
+    Accepted only when every part is; the EAR has one submodule per part.
+    """
+
+    parts: tuple[Appraisal, ...]
+
+    @property
+    def accepted(self) -> bool:
+        """True when every part was accepted."""
+        return all(p.accepted for p in self.parts)
+
+    def codes(self) -> list[str]:
+        """Codes of every failed check, part by part."""
+        return [c for p in self.parts for c in p.codes()]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return {"accepted": self.accepted, "parts": [p.to_dict() for p in self.parts]}
+
+
+def _naive(now: datetime) -> None:
+    if now.tzinfo is None or now.utcoffset() is None:
+        from veritee.errors import ConfigError
+
+        raise ConfigError(f"now: got a naive datetime ({now.isoformat()}), want an aware one "
+                          "(for example datetime.now(UTC))")
+
+
+class Verifier:
+    """A relying party's verifier: anchors per vendor, default collateral, fetchers, caches,
+    clock and revocation requirement, kept across verifications (go-sev-guest's Options,
+    sigstore's Verifier). Thread-safe: caches lock internally.
+    """
+
+    def __init__(self, *, anchors: Anchors | None = None, collateral: Collateral | None = None,
+                 fetchers: Mapping[str, Any] | None = None, require_revocation: bool = False,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        from veritee.schemes import all_schemes
+
+        self.anchors = anchors or Anchors()
+        self.collateral = collateral or Collateral()
+        self.fetchers = dict(fetchers or {})
+        self.require_revocation = require_revocation
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.caches = {s.name: s.new_cache() for s in all_schemes()}
+
+    def context(self, *, now: datetime | None = None,
+                collateral: Collateral | None = None) -> Context:
+        """The verification context at ``now`` (default: the clock, read once)."""
+        when = now or self.clock()
+        _naive(when)
+        merged = self.collateral
+        if collateral is not None:
+            merged = Collateral({**self.collateral.by_vendor, **collateral.by_vendor})
+        return Context(collateral=merged, anchors=self.anchors, now=when,
+                       require_revocation=self.require_revocation, fetchers=self.fetchers,
+                       caches=self.caches)
+
+    def appraise(self, evidence: bytes | EvidencePart | Sequence[EvidencePart], *,
+                 policy: Any, challenge: Challenge | None = None,
+                 expected_binding: bytes | None = None, now: datetime | None = None,
+                 collateral: Collateral | None = None
+                 ) -> Appraisal | CompositeAppraisal:
+        """Verify and appraise without raising on rejection (see :meth:`verify`)."""
+        ctx = self.context(now=now, collateral=collateral)
+        if isinstance(evidence, bytes | bytearray | memoryview):
+            return self._one(EvidencePart(bytes(evidence)), ctx, policy, challenge,
+                             expected_binding)
+        if isinstance(evidence, EvidencePart):
+            return self._one(evidence, ctx, policy, challenge, expected_binding)
+        parts = tuple(evidence)
+        if not parts:
+            from veritee.errors import ConfigError
+
+            raise ConfigError("evidence: got an empty list, want at least one part")
+        if expected_binding is not None and len(parts) > 1:
+            from veritee.errors import ConfigError
+
+            raise ConfigError("expected_binding: a composite needs a challenge (each scheme "
+                              "derives its own binding size from it)")
+        return CompositeAppraisal(tuple(self._one(p, ctx, policy, challenge, expected_binding)
+                                        for p in parts))
+
+    def verify(self, evidence: bytes | EvidencePart | Sequence[EvidencePart], *,
+               policy: Any, challenge: Challenge | None = None,
+               expected_binding: bytes | None = None, now: datetime | None = None,
+               collateral: Collateral | None = None) -> Appraisal | CompositeAppraisal:
+        """Parse, verify and appraise; return the appraisal or raise.
+
+        ``policy`` is required: one policy (for single evidence), a mapping from scheme name
+        to policy (composite), or :data:`UNSAFE_DEFAULT_POLICIES`. ``challenge`` (or, for one
+        part, the raw ``expected_binding``) is what the evidence must carry; without either
+        the trace records that freshness was not checked. Raises
+        :class:`~veritee.errors.FormatError`, :class:`~veritee.errors.CollateralError`,
+        :class:`~veritee.errors.VerificationError` and, when a policy check fails,
+        :class:`~veritee.errors.PolicyRejected` (for a composite, carrying the first rejected
+        part; every part is in ``.composite``).
+        """
+        from veritee.errors import PolicyRejected
+
+        result = self.appraise(evidence, policy=policy, challenge=challenge,
+                               expected_binding=expected_binding, now=now,
+                               collateral=collateral)
+        if isinstance(result, CompositeAppraisal):
+            if not result.accepted:
+                rejected = PolicyRejected(next(p for p in result.parts if not p.accepted))
+                rejected.composite = result  # type: ignore[attr-defined]
+                raise rejected
+            return result
+        if not result.accepted:
+            raise PolicyRejected(result)
+        return result
+
+    def _one(self, part: EvidencePart, ctx: Context, policy: Any,
+             challenge: Challenge | None, expected: bytes | None) -> Appraisal:
+        from veritee.errors import ConfigError
+        from veritee.schemes import expected_binding, get, recognise
+
+        scheme = get(part.scheme) if part.scheme else recognise(part.data)
+        chosen = _policy_for(scheme, policy)
+        parsed = scheme.parse(part.data, attached=part.attached)
+        verified = scheme.verify(parsed, ctx)
+        if challenge is not None:
+            if expected is not None:
+                raise ConfigError("give challenge or expected_binding, not both")
+            expected = expected_binding(challenge.nonce, challenge.key_spki,
+                                        scheme.binding_size)
+        appraisal = scheme.appraise(verified, chosen)
+        code = f"{scheme.name}.binding.mismatch"
+        if expected is None:
+            check = Finding(code, Outcome.SKIP, "binding", message="no challenge given: "
+                            "freshness and key binding not checked")
+        else:
+            got = scheme.binding(verified)
+            ok = hmac.compare_digest(got, expected)
+            check = Finding(code, Outcome.PASS if ok else Outcome.FAIL, "binding", got=got,
+                            want=expected, message="" if ok else "the evidence does not carry "
+                            "the verifier's challenge")
+        from dataclasses import replace
+
+        appraisal = replace(appraisal, findings=(check, *appraisal.findings))
+        if appraisal.vector is not None:
+            from veritee.results import binding_identity
+
+            appraisal = replace(appraisal, vector={**appraisal.vector, "instance-identity":
+                                                   binding_identity(appraisal)})
+        return appraisal
+
+
+def _policy_for(scheme: Scheme, policy: Any) -> Any:
+    from veritee.errors import ConfigError
+
+    if policy is UNSAFE_DEFAULT_POLICIES:
+        return scheme.default_policy()
+    if isinstance(policy, Mapping):
+        if scheme.name not in policy:
+            raise ConfigError(f"policy: no policy for scheme {scheme.name!r} (policies are "
+                              f"given for {', '.join(sorted(map(str, policy)))})")
+        policy = policy[scheme.name]
+    if not isinstance(policy, scheme.policy_type):
+        raise ConfigError(f"policy: got a {type(policy).__name__}, want a "
+                          f"{scheme.policy_type.__name__} for {scheme.name} evidence")
+    return policy
+
+
+def verify(evidence: bytes | EvidencePart | Sequence[EvidencePart], *, policy: Any,
+           collateral: Collateral | None = None, anchors: Anchors | None = None,
+           now: datetime | None = None, challenge: Challenge | None = None,
+           expected_binding: bytes | None = None, require_revocation: bool = False,
+           fetchers: Mapping[str, Any] | None = None) -> Appraisal | CompositeAppraisal:
+    """Verify and appraise evidence of any registered scheme; see :meth:`Verifier.verify`.
+
+    A one-shot :class:`Verifier`: a relying party that verifies repeatedly keeps one, so
+    verified chains and collateral are cached between calls.
+    """
+    verifier = Verifier(anchors=anchors, collateral=collateral, fetchers=fetchers,
+                        require_revocation=require_revocation)
+    return verifier.verify(evidence, policy=policy, challenge=challenge,
+                           expected_binding=expected_binding, now=now)

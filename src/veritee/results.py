@@ -50,6 +50,7 @@ __all__ = [
     "SIGNING_ALGORITHMS",
     "TIERS",
     "EarResult",
+    "binding_identity",
     "ear_claims",
     "ear_status",
     "public_jwk",
@@ -161,6 +162,25 @@ def _hardware(tee: str, f: tuple[Finding, ...]) -> int:
     return NO_CLAIM
 
 
+def binding_identity(appraisal: Appraisal) -> int:
+    """AR4SI ``instance-identity`` from the front door's binding check
+    (``<scheme>.binding.mismatch``): affirming when the evidence carried the verifier's
+    challenge, 99 (cryptographic validation failed) when it did not, no claim when no
+    challenge was given."""
+    outcome = _outcome(appraisal.findings, f"{appraisal.tee}.binding.mismatch")
+    if _failed(appraisal.findings, ("sevsnp.chip_id.",)):
+        return NOT_RECOGNIZED
+    if outcome is Outcome.FAIL:
+        return CRYPTO_FAILED
+    if outcome is Outcome.PASS:
+        return AFFIRMING
+    # No binding check ran: a policy's own REPORT_DATA check (the per-TEE APIs) may have.
+    outcome = _outcome(appraisal.findings, f"{appraisal.tee}.report_data.mismatch")
+    if outcome is Outcome.FAIL:
+        return CRYPTO_FAILED
+    return AFFIRMING if outcome is Outcome.PASS else NO_CLAIM
+
+
 def trust_vector(appraisal: Appraisal) -> dict[str, int]:
     """The AR4SI trustworthiness vector for an SEV-SNP or Intel TDX/SGX appraisal.
 
@@ -177,17 +197,7 @@ def trust_vector(appraisal: Appraisal) -> dict[str, int]:
     claims = appraisal.claims
     vector: dict[str, int] = {"hardware": _hardware(tee, f)}
 
-    if _failed(f, ("sevsnp.chip_id.",)):
-        vector["instance-identity"] = NOT_RECOGNIZED
-    elif _outcome(f, f"{tee}.report_data.mismatch") is Outcome.FAIL:
-        # REPORT_DATA not binding the verifier's nonce and the TEE key: the evidence does not
-        # prove this instance in this session. The closest AR4SI value is "cryptographic
-        # validation of the evidence failed".
-        vector["instance-identity"] = CRYPTO_FAILED
-    elif _outcome(f, f"{tee}.report_data.mismatch") is Outcome.PASS:
-        vector["instance-identity"] = AFFIRMING
-    else:
-        vector["instance-identity"] = NO_CLAIM  # no freshness/key binding was checked
+    vector["instance-identity"] = binding_identity(appraisal)
 
     if _failed(f, _EXECUTABLES):
         vector["executables"] = UNRECOGNIZED_RUNTIME
@@ -258,7 +268,7 @@ def ear_claims(appraisal: Appraisal, *, issuer: str, now: float, ttl: int,
                build: str = "veritee", developer: str = "veritee",
                jti: str | None = None) -> dict[str, Any]:
     """The EAR claim set for ``appraisal`` (see the module docstring for every claim)."""
-    vector = trust_vector(appraisal)
+    vector = appraisal.vector if appraisal.vector is not None else trust_vector(appraisal)
     submod: dict[str, Any] = {
         "ear.status": ear_status(vector, accepted=appraisal.accepted,
                                  required=appraisal.required_claims),

@@ -30,8 +30,13 @@ ALLOWED: dict[str, set[str]] = {
                                   "veritee.collateral"},
     "veritee.platform": BASE | {"veritee.formats", "veritee.crypto", "veritee.trust",
                                 "veritee.platform"},
+    # schemes: one per evidence family (formats + trust + policy behind one Protocol).
+    "veritee.schemes": BASE | {"veritee.formats", "veritee.crypto", "veritee.trust",
+                               "veritee.policy", "veritee.collateral", "veritee.results",
+                               "veritee.schemes"},
     "veritee.attest": BASE | {"veritee.formats", "veritee.crypto", "veritee.trust",
-                              "veritee.policy", "veritee.collateral"},
+                              "veritee.policy", "veritee.collateral", "veritee.schemes",
+                              "veritee.results"},
     # Above attest: attested certificates call verify_evidence; tls sits on ratls.
     "veritee.ratls": BASE | {"veritee.formats", "veritee.crypto", "veritee.trust",
                              "veritee.policy", "veritee.attest"},

@@ -13,8 +13,14 @@ PINNED = {
     "veritee.errors": ["CollateralError", "ConfigError", "FormatError", "KeyStoreError",
                        "PlatformError",
                        "PolicyRejected", "SealingError", "VerificationError", "VeriteeError"],
-    "veritee.attest": ["Evidence", "bind_report_data", "is_intel_quote", "parse_evidence",
-                       "verify_evidence", "verify_intel_evidence", "verify_only"],
+    "veritee.attest": ["UNSAFE_DEFAULT_POLICIES", "Challenge", "CompositeAppraisal",
+                       "Evidence", "EvidencePart", "Verifier", "bind_report_data",
+                       "is_intel_quote", "parse_evidence", "verify", "verify_evidence",
+                       "verify_intel_evidence", "verify_only"],
+    # The one verifier contract (issue 11): the Protocol, its types and the registry.
+    "veritee.schemes": ["COMMON_CLAIMS", "Anchors", "Collateral", "Context", "Scheme",
+                        "Verified", "all_schemes", "expected_binding", "get", "names",
+                        "recognise"],
     "veritee.policy": ["Appraisal", "Finding", "Outcome"],
     "veritee.cli": ["EXIT_CODES", "main"],
     # The Confidential Containers KBS protocol (issue 13).

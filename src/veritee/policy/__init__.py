@@ -35,6 +35,8 @@ class Appraisal:
     verification: tuple[Finding, ...] = ()
     claims: dict[str, Any] = field(default_factory=dict)
     required_claims: frozenset[str] = frozenset()
+    vector: dict[str, int] | None = None
+    """The AR4SI trustworthiness vector the scheme computed (``None``: not computed)."""
 
     @property
     def accepted(self) -> bool:
@@ -87,6 +89,6 @@ class Appraisal:
         """A copy with ``checks`` recorded as the verification trace."""
         return Appraisal(tee=self.tee, policy_id=self.policy_id, findings=self.findings,
                          verification=tuple(checks), claims=self.claims,
-                         required_claims=self.required_claims)
+                         required_claims=self.required_claims, vector=self.vector)
 
 

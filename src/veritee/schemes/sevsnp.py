@@ -1,0 +1,183 @@
+"""The AMD SEV-SNP scheme: a bare ``ATTESTATION_REPORT``, an Azure HCL report wrapping one, or a
+configfs-tsm report (JSON/CBOR) carrying one and its certificate table.
+
+Collateral (vendor ``amd``): :class:`~veritee.trust.sevsnp.AmdCertificates` (ARK, ASK/ASVK,
+VCEK/VLEK, CRL), merged with the evidence's certificate table, then (when the context has a
+fetcher ``amd``, a :class:`~veritee.collateral.kds.KdsClient`) AMD's KDS. Anchors:
+:class:`~veritee.trust.roots.TrustAnchors` (default: the genuine AMD ARKs). Binding:
+REPORT_DATA, 64 bytes. Policy: :class:`~veritee.policy.sevsnp.SevSnpPolicy`.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from veritee.errors import CollateralError, FormatError, VerificationError
+from veritee.findings import Finding, Outcome
+from veritee.formats.azure import HclReport
+from veritee.formats.sevsnp import REPORT_SIZE, AttestationReport, CertTable
+from veritee.formats.tsm import TsmReport
+from veritee.policy import Appraisal
+from veritee.policy.sevsnp import SevSnpPolicy, appraise, policy_from_mapping, policy_to_mapping
+from veritee.schemes import Context, Verified
+from veritee.trust.roots import TrustAnchors
+from veritee.trust.sevsnp import AmdCertificates, ChainCache, VerifiedReport, verify_report
+
+__all__ = ["SCHEME", "SevSnpEvidence", "SevSnpScheme"]
+
+_HCL_MAGIC = b"HCLA"
+
+
+@dataclass(frozen=True)
+class SevSnpEvidence:
+    """Parsed evidence: the SEV-SNP report and, when wrapped, the wrapper it came in."""
+
+    report: AttestationReport
+    hcl: HclReport | None = None
+    cert_table: CertTable | None = None
+    container: str | None = None
+
+    @property
+    def format(self) -> str:
+        """A short name of the evidence format."""
+        if self.hcl is not None:
+            return "azure-hcl+sevsnp"
+        return "configfs-tsm+sevsnp" if self.container == "configfs-tsm" else "sevsnp"
+
+
+def _collateral(evidence: SevSnpEvidence, given: AmdCertificates | None, fetcher: Any,
+                require_crl: bool) -> AmdCertificates:
+    """Certificates from the caller first, then the evidence's own certificate table, then
+    (only when something is still missing and a fetcher was given) AMD's KDS."""
+    from veritee.collateral.amd import from_cert_table
+
+    certs = given or AmdCertificates(ark=None, ask=None, vek=None, crl=None)
+    if evidence.cert_table is not None:
+        certs = certs.merged(from_cert_table(evidence.cert_table))
+    if fetcher is not None and (certs.missing() or (require_crl and certs.crl is None)):
+        certs = certs.merged(fetcher.collateral_for(evidence.report, with_crl=require_crl))
+    if certs.vek is None:
+        raise CollateralError("no VCEK/VLEK certificate: pass --certs PATH, an extended "
+                              "report's certificate table, or --fetch to ask AMD's KDS")
+    return certs
+
+
+def _check_hcl_binding(hcl: HclReport, verified: VerifiedReport) -> VerifiedReport:
+    """The HCL's runtime data is bound to the report: REPORT_DATA = hash of variable data."""
+    want = hcl.expected_report_data()
+    got = verified.report.report_data
+    if not hmac.compare_digest(got, want):
+        raise VerificationError("azure.hcl.report_data_binding",
+                                f"REPORT_DATA {got.hex()} is not the hash of the HCL runtime "
+                                f"data {want.hex()}")
+    check = Finding("azure.hcl.report_data_binding", Outcome.PASS, "REPORT_DATA", got=got,
+                    want=want, message="runtime claims bound to the hardware report")
+    return replace(verified, checks=(*verified.checks, check))
+
+
+class SevSnpScheme:
+    """SEV-SNP reports (bare, Azure HCL, configfs-tsm)."""
+
+    name = "sevsnp"
+    vendor = "amd"
+    binding_size = 64
+    policy_type = SevSnpPolicy
+
+    def recognise(self, data: bytes) -> bool:
+        """A 1184-byte report, an HCL report, or a configfs-tsm report from ``sev_guest``."""
+        if data[:4] == _HCL_MAGIC or len(data) == REPORT_SIZE:
+            return True
+        return TsmReport.looks_like(data) and b"sev_guest" in data[:4096]
+
+    def parse(self, data: bytes, *, attached: bytes | None = None) -> SevSnpEvidence:
+        """Parse; ``attached`` is an extended report's certificate table (GUID table)."""
+        table = CertTable.from_bytes(attached) if attached else None
+        if data[:4] == _HCL_MAGIC:
+            hcl = HclReport.from_bytes(data)
+            if hcl.snp_report is None:
+                raise FormatError("HCL_REPORT", "report_type", got=hcl.report_type,
+                                  want="an SEV-SNP hardware report")
+            return SevSnpEvidence(report=hcl.snp_report, hcl=hcl, cert_table=table)
+        if len(data) == REPORT_SIZE:
+            return SevSnpEvidence(report=AttestationReport.from_bytes(data), cert_table=table)
+        if TsmReport.looks_like(data):
+            tsm = TsmReport.from_bytes(data)
+            if tsm.provider != "sev_guest":
+                raise FormatError("TSM_REPORT", "provider", got=tsm.provider, want="sev_guest")
+            if table is None and tsm.auxblob:
+                table = CertTable.from_bytes(tsm.auxblob)
+            return SevSnpEvidence(report=AttestationReport.from_bytes(tsm.outblob),
+                                  cert_table=table, container="configfs-tsm")
+        raise FormatError("evidence", "<format>",
+                          got=f"{len(data)} bytes starting {data[:4].hex()}",
+                          want=f"a {REPORT_SIZE}-byte SEV-SNP report, an Azure HCL report or "
+                          "a configfs-tsm report (JSON/CBOR)")
+
+    def verify(self, evidence: SevSnpEvidence, ctx: Context) -> Verified:
+        """VEK signature, ARK -> ASK/ASVK -> VEK chain, CRL, VEK/report TCB binding; for
+        an HCL report also the HCL runtime-data binding."""
+        anchors = ctx.anchors.get(self.vendor) or TrustAnchors.amd()
+        certs = _collateral(evidence, ctx.collateral.get(self.vendor),
+                            ctx.fetchers.get(self.vendor), ctx.require_revocation)
+        cache = ctx.caches.get(self.name)
+        verified = verify_report(evidence.report, certs, anchors=anchors, now=ctx.now,
+                                 require_crl=ctx.require_revocation,
+                                 cache=cache if isinstance(cache, ChainCache) else None)
+        if evidence.hcl is not None:
+            verified = _check_hcl_binding(evidence.hcl, verified)
+        return Verified(self.name, verified, tuple(verified.checks), ctx.now)
+
+    def binding(self, verified: Verified) -> bytes:
+        """REPORT_DATA (64 bytes)."""
+        report_data: bytes = verified.native.report.report_data
+        return report_data
+
+    def claims(self, verified: Verified) -> dict[str, Any]:
+        """The SEV-SNP claims (:func:`veritee.policy.sevsnp.claims`) plus the common ones."""
+        from veritee.policy.sevsnp import claims
+
+        own = claims(verified.native)
+        return {**own, "tee": self.name, "debug": bool(own["guest_policy"]["debug"]),
+                "tcb_status": None, "advisory_ids": [],
+                "binding": own["report_data"]}
+
+    def default_policy(self) -> SevSnpPolicy:
+        """:class:`SevSnpPolicy` with its secure defaults."""
+        return SevSnpPolicy()
+
+    def policy_from_mapping(self, data: Mapping[str, Any]) -> SevSnpPolicy:
+        """See :func:`veritee.policy.sevsnp.policy_from_mapping`."""
+        return policy_from_mapping(data)
+
+    def policy_to_mapping(self, policy: Any) -> dict[str, Any]:
+        """See :func:`veritee.policy.sevsnp.policy_to_mapping`."""
+        return policy_to_mapping(policy)
+
+    def appraise(self, verified: Verified, policy: Any) -> Appraisal:
+        """:func:`veritee.policy.sevsnp.appraise`, with the common claims."""
+        from veritee.results import trust_vector
+
+        result = appraise(verified.native, policy)
+        result = replace(result, claims=self.claims(verified))
+        return replace(result, vector=trust_vector(result))
+
+    def new_cache(self) -> ChainCache:
+        """A validated-chain cache (a warm verification is about one ECDSA verify)."""
+        return ChainCache()
+
+    def load_collateral(self, paths: Sequence[Path]) -> AmdCertificates | None:
+        """AMD certificates (and CRLs) from files and directories; ``None`` when none is."""
+        from veritee.collateral.amd import load_paths
+
+        try:
+            certs = load_paths(*paths)
+        except FormatError:
+            return None
+        return None if certs == AmdCertificates() else certs
+
+
+SCHEME = SevSnpScheme()
