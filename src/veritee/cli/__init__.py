@@ -1,24 +1,25 @@
 """The ``veritee`` command: thin commands over the public API.
 
 Every command returns an exit code from :data:`EXIT_CODES`; errors are printed as one line
-on stderr, never as a traceback (``VERITEE_DEBUG=1`` shows the traceback too).
+on stderr, never as a traceback (``VERITEE_DEBUG=1`` shows the traceback too). With
+``--format json`` the error also goes to stdout, as ``{"error": {...}}``.
+
+Start-up is kept short (issue 14): this module and the registration modules in
+:data:`_COMMAND_MODULES` import only argparse and ``veritee.errors``; every command imports
+what it needs (httpx, ``cryptography``, trust and platform modules) when it runs, and
+:func:`main` builds only the subparser of the command being run
+(``tests/arch/test_cli_startup.py`` pins both).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import sys
-import traceback
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
-
-from veritee.collateral.kds import KdsClient
 from veritee.errors import (
     CollateralError,
     ConfigError,
@@ -30,16 +31,18 @@ from veritee.errors import (
     VerificationError,
     VeriteeError,
 )
-from veritee.trust.intel import IntelCollateral
-from veritee.trust.roots import TrustAnchors
-from veritee.trust.sevsnp import AmdCertificates
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 __all__ = ["EXIT_CODES", "main"]
 
 # Modules that add subcommands (``register(add)`` where ``add(name, help, fn)`` returns the
 # subparser). Keeping the list here keeps ``--help`` complete without importing on demand.
+# Each must stay light at import (argparse and veritee.cli only): it is imported by every
+# ``veritee`` run; the commands import their libraries when called.
 _COMMAND_MODULES: tuple[str, ...] = (
-    "veritee.cli._sealing",
+    "veritee.cli._sealing_commands",
     "veritee.cli._keys",
     "veritee.cli._cert",
     "veritee.cli._isolation",
@@ -48,7 +51,8 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "veritee.cli._tpm",
 )
 
-AddCommand = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]
+CommandFn = Callable[[argparse.Namespace], int]
+AddCommand = Callable[..., argparse.ArgumentParser]
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -65,9 +69,11 @@ EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success (verified / accepted)",
     EXIT_INTERNAL: "internal error (a bug: please report it)",
     EXIT_USAGE: "usage error (bad command line)",
-    EXIT_BAD_INPUT: "bad input (malformed evidence, certificate, policy or settings file)",
+    EXIT_BAD_INPUT: "bad input (malformed evidence, certificate, policy or settings file; "
+                    "a name the service does not know)",
     EXIT_VERIFICATION_FAILED: "verification failed (signature, chain, revocation or binding)",
-    EXIT_COLLATERAL_UNAVAILABLE: "collateral unavailable (certificates or CRL missing)",
+    EXIT_COLLATERAL_UNAVAILABLE: "collateral unavailable (certificates or CRL missing, a "
+                                 "service or AMD's/Intel's servers unreachable)",
     EXIT_POLICY_REJECTED: "policy rejected the verified evidence",
     EXIT_PLATFORM: "platform error (TEE device absent or request refused)",
     EXIT_SEALING: "sealed data cannot be opened",
@@ -87,12 +93,69 @@ _ERROR_EXITS: tuple[tuple[type[VeriteeError], int], ...] = (
 )
 
 
+class ServiceError(VeriteeError):
+    """A service (the key broker, its admin API) refused a request or could not be reached.
+
+    ``status`` is the HTTP status (0: no answer), ``code`` the problem's stable code. The exit
+    code follows the status (:func:`service_exit`), never "verification failed" for a 404.
+    """
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        self.status = status
+        self.code = code
+        self.detail = detail
+        super().__init__(f"{code}: {detail}" + (f" (HTTP {status})" if status else ""))
+
+
+def service_exit(status: int) -> int:
+    """The exit code for a service's answer: 0 (no answer) and 5xx are "unavailable" (5),
+    401/403 a refusal (4), anything else in 4xx (404 not found, 400, 409, 413) bad input (3)."""
+    if status == 0 or status >= 500:
+        return EXIT_COLLATERAL_UNAVAILABLE
+    if status in (401, 403):
+        return EXIT_VERIFICATION_FAILED
+    return EXIT_BAD_INPUT
+
+
 def exit_code_for(error: VeriteeError) -> int:
     """The exit code for an error family."""
+    status = _service_status(error)
+    if status is not None:
+        return service_exit(status)
     for cls, code in _ERROR_EXITS:
         if isinstance(error, cls):
             return code
     return EXIT_INTERNAL
+
+
+def _service_status(error: BaseException) -> int | None:
+    """The HTTP status of a service's refusal (``ServiceError``, and the client's
+    ``ServiceRefused``, a VerificationError by type but not a verification failure here)."""
+    if isinstance(error, ServiceError):
+        return error.status
+    client = sys.modules.get("veritee.client")  # loaded if it raised: never imported here
+    refused = getattr(client, "ServiceRefused", None)
+    if refused is not None and isinstance(error, refused):
+        return int(error.status)
+    return None
+
+
+def _network_failure(error: BaseException) -> str | None:
+    """A one-line reason when ``error`` is a network failure (httpx's transport errors, a
+    refused or reset connection, a DNS failure, a timeout), else None. httpx is looked up,
+    not imported: if it is not loaded, it did not raise."""
+    httpx = sys.modules.get("httpx")
+    transport = getattr(httpx, "TransportError", None)
+    if transport is not None and isinstance(error, transport):
+        try:
+            where = f"{error.request.url}: "
+        except RuntimeError:  # raised outside a request
+            where = ""
+        reason = str(error) or type(error).__name__
+        return f"cannot reach {where}{reason}"
+    if isinstance(error, ConnectionError | TimeoutError):
+        return f"cannot reach the service: {error}"
+    return None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -104,13 +167,83 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+class _Lazy:
+    """A command function named ``"module:function"``, imported when the command runs, so
+    registering it imports nothing."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __call__(self, args: argparse.Namespace) -> int:
+        module, _, name = self.target.partition(":")
+        fn: CommandFn = getattr(importlib.import_module(module), name)
+        return fn(args)
+
+    def __repr__(self) -> str:
+        return f"lazy({self.target!r})"
+
+
+def lazy(target: str) -> CommandFn:
+    """The command ``"module:function"``, imported only when it runs."""
+    return _Lazy(target)
+
+
+class _Unbuilt:
+    """Stands in for the subparser of a command that is not being run: every call that
+    would add options is ignored (``main`` builds only the command it runs)."""
+
+    _actions: tuple[object, ...] = ()
+
+    def __getattr__(self, name: str) -> Callable[..., _Unbuilt]:
+        return self._ignore
+
+    def _ignore(self, *args: object, **kwargs: object) -> _Unbuilt:
+        return self
+
+
 def _parse_time(text: str) -> datetime:
+    from datetime import UTC, datetime
+
     try:
         t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"--at: got {text!r}, want an ISO 8601 time such as 2025-01-01T00:00:00Z") from None
     return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def add_format_arg(p: argparse.ArgumentParser, *, what: str = "the result") -> None:
+    """``--format text|json``: JSON on stdout, also on failure (with an ``error`` member)."""
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help=f"print {what} as text (default) or as JSON on stdout (on failure "
+                   "too: {\"error\": {...}})")
+
+
+# One spelling of key types across commands (``keys create --type``, ``cert ... --key-type``).
+KEY_TYPES: tuple[str, ...] = ("ec-p256", "ec-p384", "ed25519", "rsa-3072", "rsa-4096")
+_KEY_TYPE_ALIASES = {"p256": "ec-p256", "p384": "ec-p384", "rsa3072": "rsa-3072",
+                     "rsa4096": "rsa-4096"}
+
+
+def key_type_arg(text: str) -> str:
+    """A key type as given on the command line, in its one spelling; the old ``cert``
+    spellings (``p256``, ``rsa3072``, ...) are accepted with a deprecation note."""
+    canonical = _KEY_TYPE_ALIASES.get(text)
+    if canonical is None:
+        return text
+    print(f"veritee: note: key type {text!r} is deprecated; use {canonical!r}",
+          file=sys.stderr)
+    return canonical
+
+
+def clip(text: str, limit: int = 200) -> str:
+    """``text`` (a server's answer, say) cut to at most about ``limit`` characters, at a word
+    boundary and marked with "...", never mid-word."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit)
+    return (text[:cut] if cut > limit // 2 else text[:limit]) + " ..."
 
 
 # Input kinds whose size limit is not the default (veritee._decode.LIMITS, docs/limits.md).
@@ -163,12 +296,13 @@ _TEXTUAL = frozenset(b"0123456789abcdefABCDEFghijklmnopqrstuvwxyzGHIJKLMNOPQRSTU
 
 def _emit(args: argparse.Namespace, text: str, obj: object) -> None:
     if getattr(args, "format", "text") == "json":
+        import json
+
         print(json.dumps(obj, indent=2))
     else:
         print(text)
 
 
-# -- commands ---------------------------------------------------------------------------------
 def _plain(value: object) -> object:
     """A parsed structure as JSON-friendly values (bytes as hex, enums by name)."""
     import dataclasses
@@ -204,174 +338,35 @@ def _lines(obj: object, indent: str = "") -> list[str]:
     return out
 
 
-def _cmd_show(args: argparse.Namespace) -> int:
-    from veritee.attest import is_intel_quote, parse_evidence
+def _load_collateral(args: argparse.Namespace) -> Any:
+    """The AMD certificates and trust anchors ``--certs``/``--crl``/``--trust-root`` name
+    (``cert inspect`` uses it; the implementation lives with ``verify``)."""
+    from veritee.cli._verify_legacy import _load_collateral as load
 
-    data = _read_evidence(args.report)
-    if is_intel_quote(data):
-        from veritee.formats.intel import Quote
-
-        quote = Quote.from_bytes(data, allow_nonzero_trailer=True)
-        doc = {"format": f"intel-{'tdx' if quote.is_tdx else 'sgx'}-quote", "quote":
-               _plain(quote)}
-        _emit(args, "\n".join(_lines(doc)), doc)
-        return EXIT_OK
-    ev = parse_evidence(data)
-    fields = ev.report.to_dict()
-    obj = {"format": ev.format, "report": fields}
-    if ev.hcl is not None:
-        obj["hcl"] = {"report_type": str(ev.hcl.report_type),
-                      "runtime_claims": ev.hcl.runtime_claims()}
-    lines = [f"format: {ev.format}"]
-    for key, value in fields.items():
-        if isinstance(value, dict):
-            lines.append(f"{key}:")
-            lines += [f"  {k}: {v}" for k, v in value.items()]
-        else:
-            lines.append(f"{key}: {value}")
-    _emit(args, "\n".join(lines), obj)
-    return EXIT_OK
+    return load(args)
 
 
-def _load_collateral(args: argparse.Namespace) -> tuple[AmdCertificates | None, TrustAnchors]:
-    from veritee.collateral.amd import load_crl, load_paths
-
-    certs: AmdCertificates | None = load_paths(*args.certs) if args.certs else None
-    if args.crl:
-        crl = load_crl(Path(args.crl))  # collateral.amd.load_crl: size-checked there
-        base = certs or AmdCertificates(ark=None, ask=None, vek=None, crl=None)
-        certs = AmdCertificates(ark=base.ark, ask=base.ask, vek=base.vek, crl=crl)
-    anchors = TrustAnchors.amd()
-    if args.trust_root:
-        from veritee.crypto.amd_certs import load_certificates
-
-        roots = [c for path in args.trust_root
-                 for c in load_certificates(_read(path, "trust root"), source=path)]
-        anchors = TrustAnchors.from_certificates(*roots)
-    return certs, anchors
-
-
-def _intel_collateral(args: argparse.Namespace
-                      ) -> tuple[IntelCollateral | None, list[x509.Certificate] | None]:
-    from veritee.collateral.intel import load_directory
-    from veritee.trust.intel import load_certificates
-
-    if args.certs and len(args.certs) > 1:
-        raise ConfigError("Intel collateral: give one --certs directory")
-    collateral = load_directory(Path(args.certs[0])) if args.certs else None
-    roots = ([c for path in args.trust_root
-              for c in load_certificates(_read(path, "trust root"))]
-             if args.trust_root else None)
-    return collateral, roots
-
-
-def _cmd_verify_intel(args: argparse.Namespace, data: bytes) -> int:
-    from veritee.collateral.intel import load_crl
-    from veritee.trust.intel import verify_quote
-
-    collateral, roots = _intel_collateral(args)
-    if args.crl:
-        extra = load_crl(_read(args.crl, "CRL"))
-        base = collateral or IntelCollateral()
-        import dataclasses
-
-        collateral = dataclasses.replace(base, pck_crl=extra)
-    verified = verify_quote(data, collateral, now=args.at or datetime.now(UTC),
-                            trusted_roots=roots)
-    status = verified.tcb.status.value if verified.tcb and verified.tcb.status else (
-        "not evaluated (no TCB Info)" if verified.tcb is None else "no matching TCB level")
-    lines = [f"verified Intel {verified.tee.upper()} quote v{verified.quote.header.version}",
-             *[f"  {c}" for c in verified.checks], f"TCB status: {status}", "verdict: VERIFIED"]
-    _emit(args, "\n".join(lines), {"verdict": "verified", "tee": verified.tee,
-                                   "tcb_status": status,
-                                   "checks": [c.to_dict() for c in verified.checks]})
-    return EXIT_OK
-
-
-def _cmd_verify(args: argparse.Namespace) -> int:
-    from veritee.attest import is_intel_quote, verify_only
-
-    data = _read_evidence(args.report)
-    if is_intel_quote(data):
-        return _cmd_verify_intel(args, data)
-    from veritee.cli._tokens import identify, verify_token
-
-    kind = identify(data)
-    if kind is not None:
-        return verify_token(args, data, kind, appraise=False,
-                            emit=lambda text, obj: _emit(args, text, obj))
-    certs, anchors = _load_collateral(args)
-    cert_table = _read(args.cert_table, "certificate table") if args.cert_table else None
-    verified = verify_only(data, collateral=certs,
-                           anchors=anchors, now=args.at, require_crl=args.require_crl,
-                           cert_table=cert_table, fetcher=_fetcher(args))
-    lines = [f"verified SEV-SNP report ({verified.product}, signed by "
-             f"{verified.vek.kind.name})"]
-    lines += [f"  {c}" for c in verified.checks]
-    revocation = "checked against the ARK's CRL" if verified.crl_checked else (
-        "NOT checked (no CRL: pass --crl FILE, a CRL in --certs, or --fetch --require-crl;"
-        " the default appraisal policy refuses an unchecked chain)")
-    lines += [f"revocation: {revocation}", "verdict: VERIFIED"]
-    _emit(args, "\n".join(lines), {"verdict": "verified", "product": str(verified.product),
-                                   "signing_key": verified.vek.kind.name,
-                                   "revocation_checked": verified.crl_checked,
-                                   "checks": [c.to_dict() for c in verified.checks]})
-    return EXIT_OK
-
-
-def _cmd_appraise(args: argparse.Namespace) -> int:
-    from veritee.attest import is_intel_quote, verify_evidence, verify_intel_evidence
-    from veritee.policy.sevsnp import SevSnpPolicy, load_policy
-
-    data = _read_evidence(args.report)
-    from veritee.cli._tokens import identify, verify_token
-
-    kind = identify(data)
-    if kind is not None:
-        return verify_token(args, data, kind, appraise=True,
-                            emit=lambda text, obj: _emit(args, text, obj))
-    if is_intel_quote(data):
-        if args.policy:
-            raise ConfigError("--policy files are SEV-SNP policies; Intel quotes are appraised "
-                              "with the default TDX/SGX policy (use the Python API for others)")
-        collateral, roots = _intel_collateral(args)
-        try:
-            appraisal = verify_intel_evidence(data, collateral=collateral, now=args.at,
-                                              trusted_roots=roots)
-        except PolicyRejected as rejected:
-            _emit(args, rejected.appraisal.to_text(), rejected.appraisal.to_dict())
-            return EXIT_POLICY_REJECTED
-        _emit(args, appraisal.to_text(), appraisal.to_dict())
-        return EXIT_OK
-    certs, anchors = _load_collateral(args)
-    policy = load_policy(Path(args.policy)) if args.policy else SevSnpPolicy()
-    cert_table = _read(args.cert_table, "certificate table") if args.cert_table else None
-    try:
-        appraisal = verify_evidence(data, policy=policy,
-                                    collateral=certs, anchors=anchors,
-                                    now=args.at, require_crl=args.require_crl,
-                                    cert_table=cert_table, fetcher=_fetcher(args))
-    except PolicyRejected as rejected:
-        _emit(args, rejected.appraisal.to_text(), rejected.appraisal.to_dict())
-        return EXIT_POLICY_REJECTED
-    _emit(args, appraisal.to_text(), appraisal.to_dict())
-    return EXIT_OK
-
-
+# -- commands ---------------------------------------------------------------------------------
 def _cmd_demo(args: argparse.Namespace) -> int:
     from veritee.cli._demo import run_demo
 
+    if args.format == "json":
+        from veritee.cli._demo import run_demo_json
+
+        return run_demo_json(product=args.product, key_size=args.key_size, tee=args.tee)
     return run_demo(product=args.product, key_size=args.key_size, tee=args.tee)
 
 
 def _cmd_emulate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from veritee.cli._emulate import export_roots, run_emulate
 
     if getattr(args, "action", None) == "export-roots":
-        return export_roots(state=args.state, out=Path(args.out))
+        return export_roots(state=args.state, out=Path(args.out), fmt=args.format)
     return run_emulate(out=Path(args.out), product=args.product,
                        report_data=args.report_data, key_size=args.key_size,
-                       debug=args.debug_guest, tee=args.tee)
+                       debug=args.debug_guest, tee=args.tee, fmt=args.format)
 
 
 def _add_collateral_args(p: argparse.ArgumentParser) -> None:
@@ -396,23 +391,84 @@ def _add_collateral_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fetch", action="store_true", help="fetch what the collateral lacks "
                    "(VCEK, chain, CRL) from AMD's KDS; fetched certificates are verified as any")
     p.add_argument("--kds-url", default=None, metavar="URL", help="KDS base URL (a mirror)")
-    p.add_argument("--kds-cache", type=Path, metavar="DIR", help="cache directory for KDS "
+    p.add_argument("--kds-cache", type=_path, metavar="DIR", help="cache directory for KDS "
                    "responses (default ~/.cache/veritee/kds)")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="print the result as text (default) or JSON")
 
 
-def _fetcher(args: argparse.Namespace) -> KdsClient | None:
-    if not getattr(args, "fetch", False):
-        return None
-    from veritee.collateral.kds import DEFAULT_KDS
+def _register_core(add: AddCommand) -> None:
+    """show, verify, appraise, demo and emulate."""
+    p = add("show", "decode every field of a report for a human",
+            lazy("veritee.cli._verify_legacy:_cmd_show"))
+    p.add_argument("report", help="the evidence file (binary, hex or base64 text)")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="print the fields as text (default) or JSON")
 
-    cache = args.kds_cache or Path.home() / ".cache" / "veritee" / "kds"
-    return KdsClient(args.kds_url or DEFAULT_KDS, cache_dir=cache,
-                     now=lambda: args.at or datetime.now(UTC))
+    _add_collateral_args(add("verify", "verify a report's signature and certificate chain",
+                             lazy("veritee.cli._verify_legacy:_cmd_verify")))
+    p = add("appraise", "verify a report and appraise it against a policy",
+            lazy("veritee.cli._verify_legacy:_cmd_appraise"))
+    _add_collateral_args(p)
+    p.add_argument("--policy", metavar="FILE", help="policy file (TOML or JSON); default: the "
+                   "secure default policy")
+
+    p = add("demo", "run the whole attestation flow on an emulated SEV-SNP machine", _cmd_demo)
+    p.add_argument("--product", choices=("Milan", "Genoa", "Turin"), default="Milan",
+                   help="the emulated AMD processor (default Milan)")
+    p.add_argument("--key-size", type=int, default=4096, choices=(2048, 3072, 4096),
+                   help="RSA size of the emulated AMD roots")
+    p.add_argument("--tee", choices=("snp", "tdx", "sgx", "tpm"), default="snp",
+                   help="the emulated TEE to run the flow on")
+    add_format_arg(p, what="each step and the result")
+
+    p = add("emulate", "launch an emulated SEV-SNP guest and write its report and "
+            "certificates to a directory", _cmd_emulate)
+    p.add_argument("--out", required=True, metavar="DIR", help="the directory to write to")
+    p.add_argument("--product", choices=("Milan", "Genoa", "Turin"), default="Milan",
+                   help="the emulated AMD processor (default Milan)")
+    p.add_argument("--report-data", metavar="HEX", default="",
+                   help="up to 64 bytes of report data, hex")
+    p.add_argument("--debug-guest", action="store_true", help="launch with the DEBUG policy bit")
+    p.add_argument("--key-size", type=int, default=4096, choices=(2048, 3072, 4096),
+                   help="RSA size of the emulated AMD roots")
+    p.add_argument("--tee", choices=("snp", "tdx", "sgx", "tpm"), default="snp",
+                   help="the emulated TEE (tdx/sgx: a quote and Intel collateral)")
+    p.add_argument("action", nargs="?", choices=("export-roots",), help="export-roots: write "
+                   "the ARK/ASK/VCEK of the machine in --state to --out (no guest launched)")
+    p.add_argument("--state", metavar="DIR", type=_path, help="export-roots: the emulated "
+                   "machine's state directory (default: $VERITEE_STATE_DIR or "
+                   "~/.local/share/veritee/emulated-snp)")
+    add_format_arg(p, what="what was written")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (exposed for documentation and tests)."""
+def _path(text: str) -> Any:
+    from pathlib import Path
+
+    return Path(text)
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command word of ``argv`` (the top level has only flags without values)."""
+    for word in argv:
+        if word == "--":
+            return None
+        if not word.startswith("-"):
+            return word
+    return ""  # no command: ``veritee --help``, ``--version`` or a usage error
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests).
+
+    ``command``: build only that command's options (the others are listed, not built), as
+    :func:`main` does for a fast start; None builds every command.
+    """
+    return _build(command)[0]
+
+
+def _build(command: str | None) -> tuple[argparse.ArgumentParser, bool]:
+    """The parser, and whether ``command`` named one of its commands."""
     epilog = "exit codes:\n" + "\n".join(f"  {k}  {v}" for k, v in EXIT_CODES.items())
     parser = _Parser(prog="veritee", description="Confidential computing toolkit: attest, "
                      "verify and appraise TEE evidence on real and emulated platforms.",
@@ -422,53 +478,59 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"veritee {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    found = False
 
-    def add(name: str, help_: str, fn: Callable[[argparse.Namespace], int]
+    def add(name: str, help_: str, fn: CommandFn, *, aliases: Sequence[str] = ()
             ) -> argparse.ArgumentParser:
+        nonlocal found
+        if command is not None and command != name and command not in aliases:
+            sub.add_parser(name, help=help_, aliases=list(aliases))
+            return _Unbuilt()  # type: ignore[return-value]
+        found = True
         p = sub.add_parser(name, help=help_, description=help_, epilog=epilog,
+                           aliases=list(aliases),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.set_defaults(fn=fn)
         return p
 
-    p = add("show", "decode every field of a report for a human", _cmd_show)
-    p.add_argument("report")
-    p.add_argument("--format", choices=("text", "json"), default="text")
-
-    _add_collateral_args(add("verify", "verify a report's signature and certificate chain",
-                             _cmd_verify))
-    p = add("appraise", "verify a report and appraise it against a policy", _cmd_appraise)
-    _add_collateral_args(p)
-    p.add_argument("--policy", metavar="FILE", help="policy file (TOML or JSON); default: the "
-                   "secure default policy")
-
-    p = add("demo", "run the whole attestation flow on an emulated SEV-SNP machine", _cmd_demo)
-    p.add_argument("--product", choices=("Milan", "Genoa", "Turin"), default="Milan")
-    p.add_argument("--key-size", type=int, default=4096, choices=(2048, 3072, 4096),
-                   help="RSA size of the emulated AMD roots")
-    p.add_argument("--tee", choices=("snp", "tdx", "sgx", "tpm"), default="snp",
-                   help="the emulated TEE to run the flow on")
-
-    p = add("emulate", "launch an emulated SEV-SNP guest and write its report and "
-            "certificates to a directory", _cmd_emulate)
-    p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--product", choices=("Milan", "Genoa", "Turin"), default="Milan")
-    p.add_argument("--report-data", metavar="HEX", default="",
-                   help="up to 64 bytes of report data, hex")
-    p.add_argument("--debug-guest", action="store_true", help="launch with the DEBUG policy bit")
-    p.add_argument("--key-size", type=int, default=4096, choices=(2048, 3072, 4096))
-    p.add_argument("--tee", choices=("snp", "tdx", "sgx", "tpm"), default="snp",
-                   help="the emulated TEE (tdx/sgx: a quote and Intel collateral)")
-    importlib.import_module("veritee.cli._emulate").add_export_roots_args(p)
-
+    _register_core(add)
     # Feature modules register their own commands: each has ``register(add)``.
     for module in _COMMAND_MODULES:
         importlib.import_module(module).register(add)
-    return parser
+    return parser, found
+
+
+def _error_json(args: argparse.Namespace | None, message: str, code: int,
+                error: BaseException) -> None:
+    """With ``--format json``, the error as JSON on stdout too (scripts read one stream)."""
+    if args is None or getattr(args, "format", None) != "json":
+        return
+    import json
+
+    doc: dict[str, object] = {"message": message, "exit_code": code,
+                              "exit_meaning": EXIT_CODES.get(code, "")}
+    for attr in ("code", "reason", "status"):
+        value = getattr(error, attr, None)
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            doc[attr] = value
+    print(json.dumps({"error": doc}, indent=2))
+
+
+def _report(args: argparse.Namespace | None, message: str, code: int,
+            error: BaseException) -> int:
+    print(f"veritee: {message}", file=sys.stderr)
+    _error_json(args, message, code, error)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _command_in(argv)
+    parser, found = _build(command)
+    if command and not found:
+        parser = build_parser()  # not a command: argparse says so, with the list
+    args: argparse.Namespace | None = None
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
@@ -478,18 +540,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except VeriteeError as exc:
         if os.environ.get("VERITEE_DEBUG"):
+            import traceback
+
             traceback.print_exc()
-        print(f"veritee: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return exit_code_for(exc)
+        code = exit_code_for(exc)
+        status = _service_status(exc)
+        message = str(exc)
+        if status is not None:  # the service's answer, not a verdict on evidence
+            kind = ("not found" if status == 404 else "service unavailable"
+                    if code == EXIT_COLLATERAL_UNAVAILABLE else "refused")
+            message = f"{kind}: {message}"
+        return _report(args, message, code, exc)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # the reader went away (`veritee ... | head`): not an error
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
-    except Exception as exc:  # a bug: say so plainly, with the traceback on request
+    except Exception as exc:
         if os.environ.get("VERITEE_DEBUG"):
+            import traceback
+
             traceback.print_exc()
-        print(f"veritee: internal error: {type(exc).__name__}: {exc} "
-              "(set VERITEE_DEBUG=1 for the traceback)", file=sys.stderr)
-        return EXIT_INTERNAL
+        reason = _network_failure(exc)
+        if reason is not None:  # the network, not a bug: "unavailable", as KDS/PCS failures
+            return _report(args, reason, EXIT_COLLATERAL_UNAVAILABLE, exc)
+        # a bug: say so plainly, with the traceback on request
+        return _report(args, f"internal error: {type(exc).__name__}: {exc} (set "
+                       "VERITEE_DEBUG=1 for the traceback)", EXIT_INTERNAL, exc)

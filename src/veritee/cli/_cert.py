@@ -19,48 +19,58 @@ and ``--ca-key store:NAME`` signs leaves with one: nothing private is written th
 from __future__ import annotations
 
 import argparse
-import json
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from veritee._fs import atomic_write
 from veritee.cli import (
     EXIT_OK,
     EXIT_POLICY_REJECTED,
+    KEY_TYPES,
     AddCommand,
     _emit,
     _load_collateral,
     _parse_time,
     _read,
+    add_format_arg,
+    key_type_arg,
 )
-from veritee.crypto.certs import (
-    KeyType,
-    Usage,
-    build_csr,
-    certificate_pem,
-    create_ca,
-    fingerprint,
-    generate_private_key,
-    issue_leaf,
-    load_certificate,
-    load_csr,
-    load_private_key,
-    private_key_pem,
-    verify_leaf,
-)
+from veritee.cli._options import add_store_args
 from veritee.errors import ConfigError, PolicyRejected, VerificationError
+
+if TYPE_CHECKING:
+    from datetime import timedelta
 
 __all__ = ["register"]
 
-_USAGES = {"server": Usage.SERVER, "client": Usage.CLIENT}
+_USAGES = ("client", "server")  # extended key usages: serverAuth, clientAuth
+
+
+def _usage(name: str) -> Any:
+    from veritee.crypto.certs import Usage
+
+    return {"server": Usage.SERVER, "client": Usage.CLIENT}[name]
+
+
+def _key_type(name: str) -> Any:
+    """The ``veritee.crypto.certs`` key type of a CLI spelling (``ec-p256``, ...)."""
+    from veritee.crypto.certs import KeyType
+
+    return {"ec-p256": KeyType.P256, "ec-p384": KeyType.P384, "ed25519": KeyType.ED25519,
+            "rsa-3072": KeyType.RSA3072, "rsa-4096": KeyType.RSA4096}[name]
+
+
+def _new_key(args: argparse.Namespace) -> Any:
+    from veritee.crypto.certs import generate_private_key
+
+    return generate_private_key(_key_type(args.key_type))
 
 
 def register(add: AddCommand) -> None:
     """Add the ``cert`` command and its actions."""
     cert = add("cert", "issue X.509 certificates and inspect attested (RA-TLS) ones",
                _cmd_cert_help)
-    parser_class = type(cert)
+    from veritee.cli import _Parser
+
+    parser_class = _Parser
     actions = cert.add_subparsers(dest="cert_action", metavar="ACTION",
                                   parser_class=parser_class)
     actions.required = True
@@ -72,21 +82,22 @@ def register(add: AddCommand) -> None:
     p = kinds.add_parser("ca", help="a self-signed CA (ca.pem, ca.key)")
     _key_args(p)
     p.add_argument("--subject", required=True, help='RFC 4514 name, e.g. "CN=Example CA"')
-    p.add_argument("--days", type=int, default=3650)
-    p.add_argument("--path-length", type=int, default=0)
+    p.add_argument("--days", type=int, default=3650, help="validity in days (default 3650)")
+    p.add_argument("--path-length", type=int, default=0, help="basicConstraints pathLen: how "
+                   "many CAs may sit below this one (default 0)")
     _store_key_args(p)
     p.set_defaults(fn=_cmd_issue_ca)
 
     p = kinds.add_parser("csr", help="a key and a PKCS#10 request (key.pem, csr.pem)")
     _key_args(p)
-    p.add_argument("--subject", required=True)
+    p.add_argument("--subject", required=True, help='RFC 4514 name, e.g. "CN=svc"')
     _san_args(p)
     _store_key_args(p)
     p.set_defaults(fn=_cmd_issue_csr)
 
     p = kinds.add_parser("leaf", help="a leaf signed by a CA, from a CSR or a new key")
     _key_args(p)
-    p.add_argument("--ca-cert", required=True, metavar="PEM")
+    p.add_argument("--ca-cert", required=True, metavar="PEM", help="the CA's certificate")
     p.add_argument("--ca-key", required=True, metavar="PEM", help="the CA's key: a PEM file "
                    "or store:NAME (a key in the key store)")
     p.add_argument("--csr", metavar="FILE", help="issue for this CSR (else a new key is made)")
@@ -94,15 +105,16 @@ def register(add: AddCommand) -> None:
     _san_args(p)
     p.add_argument("--usage", action="append", choices=sorted(_USAGES),
                    help="extended key usage (repeatable; default: server and client)")
-    p.add_argument("--days", type=int, default=90)
+    p.add_argument("--days", type=int, default=90, help="validity in days (default 90)")
     _store_key_args(p)
     p.set_defaults(fn=_cmd_issue_leaf)
 
     p = actions.add_parser("check", help="check a leaf against its CA (signature, validity, "
                            "basicConstraints, EKU)")
-    p.add_argument("cert", metavar="CERT")
-    p.add_argument("--ca", required=True, metavar="PEM")
-    p.add_argument("--usage", choices=sorted(_USAGES), default="server")
+    p.add_argument("cert", metavar="CERT", help="the leaf certificate (PEM or DER)")
+    p.add_argument("--ca", required=True, metavar="PEM", help="the CA that issued it")
+    p.add_argument("--usage", choices=sorted(_USAGES), default="server",
+                   help="the extended key usage it must allow (default server)")
     p.add_argument("--at", type=_parse_time, metavar="TIME", help="check as of (default: now)")
     p.set_defaults(fn=_cmd_check)
 
@@ -115,20 +127,23 @@ def register(add: AddCommand) -> None:
     p.add_argument("--certs", metavar="PATH", action="append", help="AMD certificates: a "
                    "directory or file, repeatable (else the ones embedded "
                    "in the certificate's endorsements extension)")
-    p.add_argument("--crl", metavar="FILE")
+    p.add_argument("--crl", metavar="FILE", help="AMD CRL for the product (DER or PEM)")
     p.add_argument("--ca", metavar="PEM", help="check the certificate's issuer signature")
     p.add_argument("--at", type=_parse_time, metavar="TIME", help="as of (default: now)")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    add_format_arg(p, what="the certificate and the appraisal")
     p.set_defaults(fn=_cmd_inspect)
 
     p = actions.add_parser("attested", help="launch an emulated SEV-SNP guest that makes a "
                            "key and an attested certificate (INSECURE: emulated)")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--out", required=True, metavar="DIR", help="the directory to write "
+                   "cert.pem, key.pem, certs/ and policy.json to")
     _key_args(p)
-    p.add_argument("--subject", default="CN=veritee attested workload")
+    p.add_argument("--subject", default="CN=veritee attested workload",
+                   help='RFC 4514 name (default "CN=veritee attested workload")')
     _san_args(p)
     p.add_argument("--hours", type=int, default=24, help="certificate lifetime")
-    p.add_argument("--product", choices=("Milan", "Genoa", "Turin"), default="Milan")
+    p.add_argument("--product", choices=("Milan", "Genoa", "Turin"), default="Milan",
+                   help="the emulated AMD processor (default Milan)")
     p.add_argument("--key-size", type=int, default=4096, choices=(2048, 3072, 4096),
                    help="RSA size of the emulated AMD roots")
     p.add_argument("--debug-guest", action="store_true", help="launch with the DEBUG bit")
@@ -142,14 +157,14 @@ def _cmd_cert_help(args: argparse.Namespace) -> int:  # pragma: no cover - ACTIO
 
 
 def _key_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--key-type", choices=[k.value for k in KeyType], default=KeyType.P256.value)
+    # One spelling with ``keys create --type``; the old p256/rsa3072 are accepted with a note.
+    p.add_argument("--key-type", choices=KEY_TYPES, default="ec-p256", type=key_type_arg,
+                   help="the new key's type (default ec-p256)")
     if not any(a.dest == "out" for a in p._actions):
-        p.add_argument("--out", required=True, metavar="DIR")
+        p.add_argument("--out", required=True, metavar="DIR", help="the directory to write to")
 
 
 def _store_key_args(p: argparse.ArgumentParser) -> None:
-    from veritee.cli._keys import add_store_args
-
     p.add_argument("--key", metavar="store:NAME", help="use this key of the sealed key store "
                    "(a sign key) instead of generating one; no private key is written")
     add_store_args(p)
@@ -170,24 +185,36 @@ def _store_private(args: argparse.Namespace, name: str) -> Any:
 
 
 def _san_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dns", action="append", default=[], metavar="NAME")
-    p.add_argument("--ip", action="append", default=[], metavar="ADDRESS")
+    p.add_argument("--dns", action="append", default=[], metavar="NAME",
+                   help="a DNS name for subjectAltName (repeatable)")
+    p.add_argument("--ip", action="append", default=[], metavar="ADDRESS",
+                   help="an IP address for subjectAltName (repeatable)")
 
 
 def _days(n: int) -> timedelta:
+    from datetime import timedelta
+
     if n < 1:
         raise ConfigError(f"--days: got {n}, want >= 1")
     return timedelta(days=n)
 
 
-def _write_key(path: Path, data: bytes) -> None:
+def _write_key(path: Any, data: bytes) -> None:
+    from veritee._fs import atomic_write
+
     atomic_write(path, data, 0o600)
 
 
 def _cmd_issue_ca(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from veritee._fs import atomic_write
+    from veritee.crypto.certs import certificate_pem, create_ca, fingerprint, private_key_pem
+
     out = Path(args.out)
     stored = _store_name(args.key, "--key")
-    key = _store_private(args, stored) if stored else generate_private_key(args.key_type)
+    key = _store_private(args, stored) if stored else _new_key(args)
     ca = create_ca(key, args.subject, now=datetime.now(UTC), valid_for=_days(args.days),
                    path_length=args.path_length)
     atomic_write(out / "ca.pem", certificate_pem(ca.certificate), 0o644)
@@ -201,11 +228,16 @@ def _cmd_issue_ca(args: argparse.Namespace) -> int:
 
 
 def _cmd_issue_csr(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from cryptography.hazmat.primitives.serialization import Encoding
+
+    from veritee._fs import atomic_write
+    from veritee.crypto.certs import build_csr, private_key_pem
 
     out = Path(args.out)
     stored = _store_name(args.key, "--key")
-    key = _store_private(args, stored) if stored else generate_private_key(args.key_type)
+    key = _store_private(args, stored) if stored else _new_key(args)
     csr = build_csr(key, args.subject, dns_names=args.dns, ip_addresses=args.ip)
     atomic_write(out / "csr.pem", csr.public_bytes(Encoding.PEM), 0o644)
     if stored:
@@ -217,7 +249,19 @@ def _cmd_issue_csr(args: argparse.Namespace) -> int:
 
 
 def _cmd_issue_leaf(args: argparse.Namespace) -> int:
-    from veritee.crypto.certs import CertificateAuthority
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from veritee._fs import atomic_write
+    from veritee.crypto.certs import (
+        CertificateAuthority,
+        certificate_pem,
+        issue_leaf,
+        load_certificate,
+        load_csr,
+        load_private_key,
+        private_key_pem,
+    )
 
     out = Path(args.out)
     ca_stored = _store_name(args.ca_key, "--ca-key") if args.ca_key.startswith("store:") \
@@ -227,7 +271,7 @@ def _cmd_issue_leaf(args: argparse.Namespace) -> int:
         key=(_store_private(args, ca_stored) if ca_stored else
              load_private_key(_read(args.ca_key, "CA key"), source=args.ca_key)))
     stored = _store_name(args.key, "--key")
-    usages = [_USAGES[u] for u in (args.usage or sorted(_USAGES))]
+    usages = [_usage(u) for u in (args.usage or sorted(_USAGES))]
     now = datetime.now(UTC)
     dns: list[str] | None = args.dns or None  # None: keep the CSR's SAN
     ips: list[str] | None = args.ip or None
@@ -249,7 +293,7 @@ def _cmd_issue_leaf(args: argparse.Namespace) -> int:
     else:
         if not args.subject:
             raise ConfigError("--subject: required without --csr")
-        key = generate_private_key(args.key_type)
+        key = _new_key(args)
         cert = issue_leaf(ca, key.public_key(), now=now, subject=args.subject, usages=usages,
                           valid_for=_days(args.days), dns_names=dns, ip_addresses=ips)
         _write_key(out / "key.pem", private_key_pem(key))
@@ -261,9 +305,13 @@ def _cmd_issue_leaf(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from veritee.crypto.certs import load_certificate, verify_leaf
+
     leaf = load_certificate(_read(args.cert, "certificate"), source=args.cert)
     ca = load_certificate(_read(args.ca, "CA certificate"), source=args.ca)
-    verify_leaf(leaf, ca, now=args.at or datetime.now(UTC), usage=_USAGES[args.usage])
+    verify_leaf(leaf, ca, now=args.at or datetime.now(UTC), usage=_usage(args.usage))
     print(f"{args.cert}: OK (issued by {ca.subject.rfc4514_string()}, valid, {args.usage})")
     return EXIT_OK
 
@@ -273,6 +321,7 @@ def _describe(cert_path: str) -> tuple[list[str], dict[str, object]]:
 
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+    from veritee.crypto.certs import fingerprint, load_certificate
     from veritee.ratls import OID_TCG_DICE_CMW, OID_TCG_DICE_ENDORSEMENT_MANIFEST
 
     cert = load_certificate(_read(cert_path, "certificate"), source=cert_path)
@@ -294,6 +343,9 @@ def _describe(cert_path: str) -> tuple[list[str], dict[str, object]]:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from veritee.crypto.certs import load_certificate
     from veritee.policy.sevsnp import SevSnpPolicy, load_policy
     from veritee.ratls import verify_attested_certificate
 
@@ -322,9 +374,15 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_attested(args: argparse.Namespace) -> int:
+    import json
+    from datetime import timedelta
+    from pathlib import Path
+
     from cryptography.hazmat.primitives.serialization import Encoding
 
+    from veritee._fs import atomic_write
     from veritee.cli._demo import demo_image
+    from veritee.crypto.certs import certificate_pem, private_key_pem
     from veritee.formats.sevsnp import GuestPolicy, Product
     from veritee.platform.emulated.measurement import simple_guest_image
     from veritee.platform.emulated.snp import InsecureEmulatedSnpMachine
@@ -344,7 +402,7 @@ def _cmd_attested(args: argparse.Namespace) -> int:
     guest = machine.launch(simple_guest_image(demo_image()),
                            policy=GuestPolicy(smt=True, debug=args.debug_guest))
     # Inside the guest: the key is made here and never leaves (except to key.pem, for demos).
-    key = generate_private_key(args.key_type)
+    key = _new_key(args)
     cert = issue_attested_certificate(guest, key, now=machine.now(), subject=args.subject,
                                       dns_names=args.dns, ip_addresses=args.ip,
                                       valid_for=timedelta(hours=args.hours))

@@ -8,12 +8,17 @@ SubjectPublicKeyInfo. The nonce is the quote's qualifying data (``-q``), as hex 
 from __future__ import annotations
 
 import argparse
-import json
 
-from veritee.cli import AddCommand, _read
+from veritee.cli import AddCommand, _read, add_format_arg
 from veritee.errors import ConfigError
 
 __all__ = ["register"]
+
+
+def _dump(obj: object) -> None:
+    import json
+
+    print(json.dumps(obj, indent=2))
 
 
 def _nonce(text: str) -> bytes:
@@ -44,8 +49,7 @@ def _cmd_quote(args: argparse.Namespace) -> int:
     lines = ["verified TPM 2.0 quote", *[f"  {c}" for c in verified.checks],
              "verdict: VERIFIED"]
     if args.format == "json":
-        print(json.dumps({"verdict": "verified",
-                          "checks": [c.to_dict() for c in verified.checks]}, indent=2))
+        _dump({"verdict": "verified", "checks": [c.to_dict() for c in verified.checks]})
     else:
         print("\n".join(lines))
     return 0
@@ -61,7 +65,7 @@ def _cmd_eventlog(args: argparse.Namespace) -> int:
            "pcrs": {alg.name: {str(i): v.hex() for i, v in sorted(pcrs.items())}
                     for alg, pcrs in replayed.items()}}
     if args.format == "json":
-        print(json.dumps(doc, indent=2))
+        _dump(doc)
     else:
         print(f"{len(log.events)} events, banks {', '.join(banks)}")
         for alg, pcrs in replayed.items():
@@ -83,8 +87,8 @@ def _cmd_ima(args: argparse.Namespace) -> int:
     lines = [f"verified IMA log: {len(log.entries)} entries, PCR 10 = "
              f"{verified.replayed.hex()}", *[f"  {c}" for c in verified.checks]]
     if args.format == "json":
-        print(json.dumps({"entries": len(log.entries), "pcr10": verified.replayed.hex(),
-                          "checks": [c.to_dict() for c in verified.checks]}, indent=2))
+        _dump({"entries": len(log.entries), "pcr10": verified.replayed.hex(),
+               "checks": [c.to_dict() for c in verified.checks]})
     else:
         print("\n".join(lines))
     return 0
@@ -102,50 +106,68 @@ def _cmd_ek(args: argparse.Namespace) -> int:
         now=args.at or datetime.now(UTC))
     lines = ["verified TPM EK certificate chain", *[f"  {c}" for c in verified.checks]]
     if args.format == "json":
-        print(json.dumps({"verdict": "verified",
-                          "checks": [c.to_dict() for c in verified.checks]}, indent=2))
+        _dump({"verdict": "verified", "checks": [c.to_dict() for c in verified.checks]})
     else:
         print("\n".join(lines))
     return 0
 
 
-def _dispatch(args: argparse.Namespace) -> int:
-    if args.action == "ima":
-        if args.ima_log is None:
-            raise ConfigError("tpm ima: --ima-log FILE is required")
-        return _cmd_ima(args)
-    if args.action == "ek":
-        if args.ek_cert is None or not args.root:
-            raise ConfigError("tpm ek: --ek-cert FILE and at least one --root FILE are required")
-        return _cmd_ek(args)
-    if args.action == "quote":
-        for name in ("quote", "signature", "ak", "nonce"):
-            if getattr(args, name) is None:
-                raise ConfigError(f"tpm quote: --{name} is required")
-        return _cmd_quote(args)
-    if args.eventlog is None:
-        raise ConfigError("tpm eventlog: --eventlog FILE is required")
-    return _cmd_eventlog(args)
+def _cmd_tpm_help(args: argparse.Namespace) -> int:  # pragma: no cover - ACTION is required
+    raise ConfigError("tpm: an action is required (quote, eventlog, ima, ek)")
 
 
 def register(add: AddCommand) -> None:
-    """Add ``veritee tpm``."""
-    from veritee.cli import _parse_time
+    """Add ``veritee tpm ACTION``: quote, eventlog, ima and ek, each with its own options."""
+    from veritee.cli import _parse_time, _Parser
 
-    p = add("tpm", "TPM 2.0: verify a quote ('quote'), replay an event log ('eventlog') or an "
-            "IMA log ('ima'), verify an EK certificate chain ('ek')", _dispatch)
-    p.add_argument("action", choices=("quote", "eventlog", "ima", "ek"))
-    p.add_argument("--quote", metavar="FILE", help="TPMS_ATTEST as signed (tpm2_quote -m)")
-    p.add_argument("--signature", metavar="FILE", help="TPMT_SIGNATURE (tpm2_quote -s)")
-    p.add_argument("--ak", metavar="FILE", help="AK: TPM2B_PUBLIC, or PEM/DER SPKI")
-    p.add_argument("--nonce", help="qualifying data: hex, text, or @FILE")
+    tpm = add("tpm", "TPM 2.0: verify a quote, replay an event log or an IMA log, verify an "
+              "EK certificate chain", _cmd_tpm_help)
+    actions = tpm.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    actions.required = True
+
+    def action(name: str, help_: str, fn: object) -> argparse.ArgumentParser:
+        p = actions.add_parser(name, help=help_, description=help_)
+        p.set_defaults(fn=fn)
+        return p
+
+    p = action("quote", "verify a TPM 2.0 quote (signature by the AK, nonce, PCR digest; "
+               "with --eventlog, the log replayed against the quoted PCRs)", _cmd_quote)
+    p.add_argument("--quote", metavar="FILE", required=True,
+                   help="TPMS_ATTEST as signed (tpm2_quote -m)")
+    p.add_argument("--signature", metavar="FILE", required=True,
+                   help="TPMT_SIGNATURE (tpm2_quote -s)")
+    p.add_argument("--ak", metavar="FILE", required=True,
+                   help="AK: TPM2B_PUBLIC, or PEM/DER SPKI")
+    p.add_argument("--nonce", required=True, metavar="NONCE",
+                   help="qualifying data: hex, text, or @FILE")
     p.add_argument("--pcrs", metavar="FILE", help="PCR values (tpm2_quote -o)")
-    p.add_argument("--eventlog", metavar="FILE", help="TCG PC Client event log (binary)")
-    p.add_argument("--ima-log", metavar="FILE", help="IMA runtime measurements (binary/ascii)")
-    p.add_argument("--ima-key", metavar="PEM", action="append", help="IMA signing key")
-    p.add_argument("--pcr10", metavar="HEX", help="the quoted PCR 10 the IMA log must replay to")
-    p.add_argument("--ek-cert", metavar="FILE", help="EK certificate (DER or PEM)")
-    p.add_argument("--intermediate", metavar="FILE", action="append")
-    p.add_argument("--root", metavar="FILE", action="append", help="trusted TPM vendor root")
-    p.add_argument("--at", type=_parse_time, metavar="TIME", help="as of (default: now)")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--eventlog", metavar="FILE", help="TCG PC Client event log (binary) to "
+                   "replay against the quoted PCRs")
+    add_format_arg(p)
+
+    p = action("eventlog", "replay a TCG PC Client event log: every PCR of every bank",
+               _cmd_eventlog)
+    p.add_argument("--eventlog", metavar="FILE", required=True,
+                   help="TCG PC Client event log (binary_bios_measurements)")
+    add_format_arg(p, what="the replayed PCRs")
+
+    p = action("ima", "replay an IMA log to PCR 10 and check its file signatures", _cmd_ima)
+    p.add_argument("--ima-log", metavar="FILE", required=True,
+                   help="IMA runtime measurements (binary or ascii)")
+    p.add_argument("--ima-key", metavar="PEM", action="append",
+                   help="a key that signs IMA file signatures (repeatable)")
+    p.add_argument("--pcr10", metavar="HEX", help="the quoted PCR 10 the IMA log must "
+                   "replay to")
+    add_format_arg(p)
+
+    p = action("ek", "verify a TPM endorsement key (EK) certificate chain to a vendor root",
+               _cmd_ek)
+    p.add_argument("--ek-cert", metavar="FILE", required=True,
+                   help="EK certificate (DER or PEM)")
+    p.add_argument("--intermediate", metavar="FILE", action="append",
+                   help="an intermediate CA certificate (repeatable)")
+    p.add_argument("--root", metavar="FILE", action="append", required=True,
+                   help="a trusted TPM vendor root (repeatable)")
+    p.add_argument("--at", type=_parse_time, metavar="TIME",
+                   help="verify as of this ISO 8601 time (default: now)")
+    add_format_arg(p)
