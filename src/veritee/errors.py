@@ -18,9 +18,11 @@ the attributes give a human the detail.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 
 if TYPE_CHECKING:  # pragma: no cover - typing only, avoids an import cycle
+    from typing import Any
+
     from veritee.policy import Appraisal
 
 __all__ = [

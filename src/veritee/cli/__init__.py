@@ -18,7 +18,6 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
 
 from veritee.errors import (
     CollateralError,
@@ -32,8 +31,10 @@ from veritee.errors import (
     VeriteeError,
 )
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (start-up)
 if TYPE_CHECKING:
     from datetime import datetime
+    from typing import Any
 
 __all__ = ["EXIT_CODES", "main"]
 
@@ -158,8 +159,45 @@ def _network_failure(error: BaseException) -> str | None:
     return None
 
 
+_WIDTH: list[int] = []
+
+
+def _help_width() -> int:
+    """The width argparse would use (``shutil.get_terminal_size``'s rule, less 2), found
+    without importing shutil, which pulls in bz2 and lzma: argparse asks on every option."""
+    if not _WIDTH:
+        try:
+            columns = int(os.environ.get("COLUMNS", "0"))
+        except ValueError:
+            columns = 0
+        if columns <= 0:
+            try:
+                columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+            except (AttributeError, ValueError, OSError):
+                columns = 0
+        _WIDTH.append((columns or 80) - 2)
+    return _WIDTH[0]
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter, sized without importing shutil."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position,
+                         _help_width() if width is None else width)
+
+
+class _RawFormatter(_Formatter, argparse.RawDescriptionHelpFormatter):
+    """The same, keeping the description's (and the exit-code epilog's) line breaks."""
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that exits with EXIT_USAGE (2), as documented."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
@@ -472,7 +510,7 @@ def _build(command: str | None) -> tuple[argparse.ArgumentParser, bool]:
     epilog = "exit codes:\n" + "\n".join(f"  {k}  {v}" for k, v in EXIT_CODES.items())
     parser = _Parser(prog="veritee", description="Confidential computing toolkit: attest, "
                      "verify and appraise TEE evidence on real and emulated platforms.",
-                     epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+                     epilog=epilog, formatter_class=_RawFormatter)
     from veritee import __version__
 
     parser.add_argument("--version", action="version", version=f"veritee {__version__}")
@@ -489,7 +527,7 @@ def _build(command: str | None) -> tuple[argparse.ArgumentParser, bool]:
         found = True
         p = sub.add_parser(name, help=help_, description=help_, epilog=epilog,
                            aliases=list(aliases),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+                           formatter_class=_RawFormatter)
         p.set_defaults(fn=fn)
         return p
 

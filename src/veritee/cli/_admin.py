@@ -30,13 +30,16 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
 
 from veritee.cli import AddCommand, ServiceError, _Parser, add_format_arg, clip, lazy
 from veritee.cli._options import add_connection_args, add_settings_args
 from veritee.errors import ConfigError
 
 __all__ = ["AdminClient", "AdminRefusedError", "register"]
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 _DEFAULT_URL = "http://127.0.0.1:8080"
 _MAX_SECRET = 1 << 20  # the service bounds bodies too; refuse early with a clear message

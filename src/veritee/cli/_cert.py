@@ -19,7 +19,6 @@ and ``--ca-key store:NAME`` signs leaves with one: nothing private is written th
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
 
 from veritee.cli import (
     EXIT_OK,
@@ -36,8 +35,10 @@ from veritee.cli import (
 from veritee.cli._options import add_store_args
 from veritee.errors import ConfigError, PolicyRejected, VerificationError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (start-up)
 if TYPE_CHECKING:
     from datetime import timedelta
+    from typing import Any
 
 __all__ = ["register"]
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING
 
 from veritee.cli import KEY_TYPES, AddCommand, add_format_arg, key_type_arg
 from veritee.cli._options import add_store_args
 from veritee.errors import ConfigError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (start-up)
 if TYPE_CHECKING:
     from veritee.crypto.keys import KeyInfo, KeyStore
 

@@ -4,10 +4,13 @@ argparse (the platform, key store and service modules are imported by the comman
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 __all__ = ["TEES", "add_connection_args", "add_platform_args", "add_settings_args",
            "add_store_args", "path_arg"]
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 TEES = ("snp", "tdx", "sgx", "tpm")
 

@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from veritee.cli import AddCommand, _Parser, add_format_arg
 from veritee.cli._options import add_platform_args, add_settings_args
 from veritee.errors import ConfigError
 
 __all__ = ["register"]
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _json(obj: object) -> None:
