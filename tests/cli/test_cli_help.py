@@ -146,3 +146,11 @@ def test_seal_chunk_size_default_is_the_library_default() -> None:
     from veritee.sealing.stream import DEFAULT_CHUNK_SIZE as LIBRARY
 
     assert DEFAULT_CHUNK_SIZE == LIBRARY
+
+
+def test_docs_list_every_command() -> None:
+    """docs/cli.md's command list is complete (regenerate it from the parser if this fails)."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+    missing = [" ".join(("veritee", *path)) for path, _ in _parsers(build_parser())
+               if path and f"`{' '.join(('veritee', *path))}`" not in doc]
+    assert missing == []
