@@ -149,3 +149,33 @@ def test_http_error_body_is_clipped_at_a_word() -> None:
     assert body.startswith(shown[:-4])
     assert shown[:-4].split()[-1] in body.split()
     assert clip("short") == "short"
+
+
+def test_tpm_ima_bad_pcr10_is_a_usage_error(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: exit 1, ``internal error: ValueError: non-hexadecimal number found in
+    fromhex() arg at position 0``."""
+    assert main(["tpm", "ima", "--ima-log", str(tmp_path / "log"), "--pcr10", "zz"]) == 2
+    err = capsys.readouterr().err
+    assert "--pcr10: got 'zz', want hex digits" in err and "internal error" not in err
+
+
+def test_tpm_ima_key_that_is_not_a_key_names_the_file(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    """Before: ``AK.ak_public: got 766d0a, want SubjectPublicKeyInfo`` for an IMA key."""
+    log, key = tmp_path / "log", tmp_path / "key.pem"
+    log.write_text("10 " + "00" * 20 + " ima-ng sha256:" + "00" * 32 + " /init\n")
+    key.write_text("vm\n")
+    assert main(["tpm", "ima", "--ima-log", str(log), "--ima-key", str(key)]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith(f"veritee: --ima-key {key}: not a PEM or DER SubjectPublicKeyInfo")
+
+
+def test_missing_settings_file_is_not_called_a_policy(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: ``veritee serve --settings nope.toml`` said ``cannot read policy file``."""
+    missing = tmp_path / "nope.toml"
+    assert main(["serve", "--settings", str(missing)]) == 3
+    assert capsys.readouterr().err == (f"veritee: {missing}: cannot read (No such file or "
+                                       "directory)\n")

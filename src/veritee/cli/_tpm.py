@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from veritee.cli import AddCommand, _read, add_format_arg
-from veritee.errors import ConfigError
+from veritee.errors import ConfigError, FormatError
 
 __all__ = ["register"]
 
@@ -19,6 +19,14 @@ def _dump(obj: object) -> None:
     import json
 
     print(json.dumps(obj, indent=2))
+
+
+def _hex(text: str) -> bytes:
+    """argparse ``type=`` for a hex value (``0x`` allowed): a usage error, not a traceback."""
+    try:
+        return bytes.fromhex(text.removeprefix("0x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"got {text!r}, want hex digits") from None
 
 
 def _nonce(text: str) -> bytes:
@@ -81,8 +89,14 @@ def _cmd_ima(args: argparse.Namespace) -> int:
 
     raw = _read(args.ima_log, "IMA log")
     log = ImaLog.from_ascii(raw) if raw[:1].isdigit() else ImaLog.from_binary(raw)
-    keys = [load_spki_public_key(_read(k, "IMA key")) for k in args.ima_key or ()]
-    pcr10 = bytes.fromhex(args.pcr10.removeprefix("0x")) if args.pcr10 else None
+    keys = []
+    for path in args.ima_key or ():
+        try:
+            keys.append(load_spki_public_key(_read(path, "IMA key")))
+        except FormatError as exc:  # the loader names it "AK": say which file and what it is
+            raise ConfigError(f"--ima-key {path}: not a PEM or DER SubjectPublicKeyInfo "
+                              f"public key ({exc})") from None
+    pcr10: bytes | None = args.pcr10
     verified = verify_ima_log(log, pcr10=pcr10, keys=keys)
     lines = [f"verified IMA log: {len(log.entries)} entries, PCR 10 = "
              f"{verified.replayed.hex()}", *[f"  {c}" for c in verified.checks]]
@@ -156,8 +170,8 @@ def register(add: AddCommand) -> None:
                    help="IMA runtime measurements (binary or ascii)")
     p.add_argument("--ima-key", metavar="PEM", action="append",
                    help="a key that signs IMA file signatures (repeatable)")
-    p.add_argument("--pcr10", metavar="HEX", help="the quoted PCR 10 the IMA log must "
-                   "replay to")
+    p.add_argument("--pcr10", metavar="HEX", type=_hex, help="the quoted PCR 10 the IMA log "
+                   "must replay to")
     add_format_arg(p)
 
     p = action("ek", "verify a TPM endorsement key (EK) certificate chain to a vendor root",
