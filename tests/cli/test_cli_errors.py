@@ -179,3 +179,17 @@ def test_missing_settings_file_is_not_called_a_policy(tmp_path: Path,
     assert main(["serve", "--settings", str(missing)]) == 3
     assert capsys.readouterr().err == (f"veritee: {missing}: cannot read (No such file or "
                                        "directory)\n")
+
+
+def test_kds_unreachable_is_exit_5_in_words(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: ``veritee: CollateralError: URL: ConnectError: [Errno 111] ...``."""
+    out = tmp_path / "emu"
+    assert main(["emulate", "--out", str(out), "--key-size", "2048"]) == 0
+    capsys.readouterr()
+    url = f"http://127.0.0.1:{_closed_port()}"
+    assert main(["verify", str(out / "report.bin"), "--fetch", "--kds-url", url,
+                 "--kds-cache", str(tmp_path / "kds")]) == 5
+    err = capsys.readouterr().err
+    assert f"veritee: {url}/vcek/v1/Milan/" in err and "cannot reach AMD's KDS" in err
+    assert "Error" not in err
