@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from veritee.cli import KEY_TYPES, build_parser, main
+from veritee.platform.emulated.snp import InsecureEmulatedSnpMachine
 
 
 def _parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
@@ -154,3 +155,18 @@ def test_docs_list_every_command() -> None:
     missing = [" ".join(("veritee", *path)) for path, _ in _parsers(build_parser())
                if path and f"`{' '.join(('veritee', *path))}`" not in doc]
     assert missing == []
+
+
+def test_the_old_order_still_works_with_a_note(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Before, a group was one parser and took its options anywhere (``veritee keys --store D
+    list``); that spelling still runs, and says how to write it now."""
+    InsecureEmulatedSnpMachine.open(tmp_path / "state", key_size=2048)
+    assert main(["keys", "--state", str(tmp_path / "state"), "--store", str(tmp_path / "k"),
+                 "--format", "json", "list"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == "[]"
+    assert (f"use: veritee keys list --state {tmp_path / 'state'} --store {tmp_path / 'k'} "
+            "--format json") in captured.err
+    assert main(["keys", "--no-such-option", "list"]) == 2  # still a usage error
+    assert "note:" not in capsys.readouterr().err

@@ -200,9 +200,21 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE)
+        raise _UsageError(self, message)
+
+
+class _UsageError(Exception):
+    """A bad command line, reported by :func:`_parse` (which may first try the old order)."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+        self.message = message
+
+    def report(self) -> int:
+        self.parser.print_usage(sys.stderr)
+        print(f"{self.parser.prog}: error: {self.message}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 class _Lazy:
@@ -538,6 +550,50 @@ def _build(command: str | None) -> tuple[argparse.ArgumentParser, bool]:
     return parser, found
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``argv`` parsed; the old order of the command groups (options before the action, as
+    in ``veritee keys --store DIR list``, from when a group was one parser) still works, with a
+    note giving the new spelling."""
+    try:
+        return parser.parse_args(argv)
+    except _UsageError as first:
+        moved = _options_after_action(parser, argv)
+        if moved is None:
+            raise
+        try:
+            args = parser.parse_args(moved)
+        except _UsageError:
+            raise first from None
+        print(f"veritee: note: options go after the action now; use: veritee "
+              f"{' '.join(moved)}", file=sys.stderr)
+        return args
+
+
+def _options_after_action(parser: argparse.ArgumentParser, argv: list[str]
+                          ) -> list[str] | None:
+    """``argv`` with the options given between a group and its action moved after the action
+    (``keys --store D create k`` -> ``keys create k --store D``), or None if there are none."""
+    path: list[str] = []
+    current = parser
+    i = 0
+    while i < len(argv):
+        sub = next((a for a in current._actions
+                    if isinstance(a, argparse._SubParsersAction)), None)
+        if sub is None:
+            return None
+        j = i  # the first word after position i that names an action of this level
+        while j < len(argv) and argv[j] not in sub.choices:
+            j += 1
+        if j == len(argv):
+            return None
+        if j > i and path:  # options (and their values) between the group and its action
+            return [*argv[:i], argv[j], *argv[j + 1:], *argv[i:j]]
+        path.append(argv[j])
+        current = sub.choices[argv[j]]
+        i = j + 1
+    return None
+
+
 def _error_json(args: argparse.Namespace | None, message: str, code: int,
                 error: BaseException) -> None:
     """With ``--format json``, the error as JSON on stdout too (scripts read one stream)."""
@@ -570,9 +626,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = build_parser()  # not a command: argparse says so, with the list
     args: argparse.Namespace | None = None
     try:
-        args = parser.parse_args(argv)
+        args = _parse(parser, argv)
     except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    except _UsageError as exc:
+        return exc.report()
     try:
         code: int = args.fn(args)
         return code
