@@ -193,3 +193,15 @@ def test_kds_unreachable_is_exit_5_in_words(tmp_path: Path,
     err = capsys.readouterr().err
     assert f"veritee: {url}/vcek/v1/Milan/" in err and "cannot reach AMD's KDS" in err
     assert "Error" not in err
+
+
+def test_a_file_that_is_not_a_certificate_says_so_plainly(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]
+                                                          ) -> None:
+    """Before: ``got notes.txt (error parsing asn1 value: ParseError { kind: UnexpectedTag
+    {...`` (the parser's debug dump, cut mid-structure)."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a certificate\n" * 20)
+    assert main(["cert", "inspect", str(notes)]) == 3
+    assert capsys.readouterr().err == (f"veritee: X.509 certificate.<der>: got {notes}, want a "
+                                       "PEM or DER certificate (error parsing asn1 value)\n")
