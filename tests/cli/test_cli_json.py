@@ -122,3 +122,19 @@ def test_keys_json_numbers_are_numbers(tmp_path: Path,
     assert info["versions"] == [1] and info["exportable"] is False
     assert main(["keys", "destroy", "k", "--format", "json", *common]) == 0
     assert _json(capsys) == {"destroyed": "k"}
+
+
+def test_a_command_that_printed_its_json_error_is_not_printed_twice(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from veritee.cli import json_reported
+    from veritee.errors import ConfigError
+
+    def reports_itself(args: object) -> int:
+        print(json.dumps({"verdict": "error", "error": {"message": "bad"}}))
+        raise json_reported(ConfigError("bad"))
+
+    monkeypatch.setattr("veritee.cli._tpm._cmd_eventlog", reports_itself)
+    assert main(["tpm", "eventlog", "--eventlog", "x", "--format", "json"]) == 3
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"verdict": "error", "error": {"message": "bad"}}
+    assert captured.err == "veritee: bad\n"

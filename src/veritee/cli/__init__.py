@@ -594,10 +594,19 @@ def _options_after_action(parser: argparse.ArgumentParser, argv: list[str]
     return None
 
 
+def json_reported(error: BaseException) -> BaseException:
+    """Mark ``error`` as already printed on stdout as JSON by its command (a result document
+    with its ``error`` member); :func:`main` then prints only the line on stderr."""
+    setattr(error, "_veritee_json_reported", True)  # noqa: B010 - any exception type
+    return error
+
+
 def _error_json(args: argparse.Namespace | None, message: str, code: int,
                 error: BaseException) -> None:
     """With ``--format json``, the error as JSON on stdout too (scripts read one stream)."""
     if args is None or getattr(args, "format", None) != "json":
+        return
+    if getattr(error, "_veritee_json_reported", False):
         return
     import json
 
