@@ -73,7 +73,7 @@ def test_format_error_expectation_is_not_cut_mid_word(tmp_path: Path,
     text.write_text("these are not the bytes you are looking for\n" * 40)
     assert main(["verify", str(text)]) == 3
     err = capsys.readouterr().err
-    assert "(JSON/CBOR)" in err and "JSON/C..." not in err
+    assert "want " in err and "..." not in err  # whatever the expectation says, all of it
 
 
 def test_long_values_are_cut_at_a_word_boundary() -> None:
