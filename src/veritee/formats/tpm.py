@@ -20,7 +20,7 @@ of the buffer and raises :class:`~veritee.errors.FormatError` only.
 
 Checks deliberately left out here: signatures, Names against keys, nonces and PCR digests are
 ``veritee.trust.tpm``'s job. Algorithms this module does not know (SM2, ECDAA, ...) are
-rejected with a :class:`FormatError` rather than carried as opaque bytes (SM3_256 is known), except in
+rejected with a :class:`FormatError` rather than carried as opaque bytes, except in
 ``TPMU_ATTEST`` arms other than quote/certify/creation, which are kept raw.
 """
 
@@ -755,14 +755,15 @@ def parse_pcr_values_text(data: bytes) -> dict[HashAlg, dict[int, bytes]]:
         if bank is None:
             raise FormatError(name, f"line {number}", got=stripped[:40],
                               want="a bank line ('sha256:') first")
-        _put_pcr(out[bank], bank, key.strip(), value.strip(), name, f"line {number}")
+        _put_pcr(out[bank], bank, key.strip(), value.strip(), name=name,
+                 where=f"line {number}")
     if not any(out.values()):
         raise FormatError(name, "<pcrs>", got="no PCR values", want="at least one")
     return out
 
 
 def _put_pcr(bank_values: dict[int, bytes], bank: HashAlg, index_text: str, hex_text: str,
-             name: str, where: str) -> None:
+             *, name: str, where: str) -> None:
     try:
         index = int(index_text, 10)
     except ValueError:
@@ -801,7 +802,8 @@ def _pcrs_from_json(text: str, name: str) -> dict[HashAlg, dict[int, bytes]]:
             if not isinstance(value, str):
                 raise FormatError(name, f"{bank_name}.{index}", got=type(value).__name__,
                                   want="a hex string")
-            _put_pcr(out[bank], bank, str(index), value, name, f"{bank_name}.{index}")
+            _put_pcr(out[bank], bank, str(index), value, name=name,
+                     where=f"{bank_name}.{index}")
     if not any(out.values()):
         raise FormatError(name, "<pcrs>", got="no PCR values", want="at least one")
     return out
