@@ -52,6 +52,7 @@ __all__ = [
     "TpmsQuoteInfo",
     "TpmtPublic",
     "TpmtSignature",
+    "encode_tpm_evidence_json",
     "parse_pcr_values_text",
     "parse_tpm2b_public",
     "parse_tpm2tools_pcrs",
@@ -807,3 +808,44 @@ def _pcrs_from_json(text: str, name: str) -> dict[HashAlg, dict[int, bytes]]:
     if not any(out.values()):
         raise FormatError(name, "<pcrs>", got="no PCR values", want="at least one")
     return out
+
+
+def encode_tpm_evidence_json(*, ak_spki_der: bytes, attest: bytes, signature: TpmtSignature,
+                             pcrs: Mapping[HashAlg, Mapping[int, bytes]],
+                             ak_public: TpmtPublic | None = None,
+                             event_log: bytes | None = None,
+                             ak_certificate: bytes | None = None) -> bytes:
+    """Trustee's ``tpm`` verifier evidence JSON (``ak_public``: base64 SPKI DER; ``tpm_quote``
+    {``message``, ``signature``: base64; ``pcrs``}), with veritee's optional members
+    (``ak_tpmt_public``, ``event_log``, ``ak_certificate``: base64).
+
+    ``pcrs`` is trustee's list of hex values when it is one SHA-256 bank numbered from PCR 0,
+    else an object ``{bank: {index: hex}}``. Read back by
+    :func:`veritee.collateral.tpm.load_trustee_tpm`.
+    """
+    import base64
+    import json
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(bytes(data)).decode()
+
+    banks = {b: dict(v) for b, v in pcrs.items() if v}
+    sha = banks.get(HashAlg.SHA256, {})
+    pcr_doc: object
+    if list(banks) == [HashAlg.SHA256] and sorted(sha) == list(range(len(sha))):
+        pcr_doc = [sha[i].hex() for i in range(len(sha))]
+    else:
+        pcr_doc = {b.name.lower(): {str(i): v.hex() for i, v in sorted(values.items())}
+                   for b, values in banks.items()}
+    doc: dict[str, object] = {
+        "ak_public": b64(ak_spki_der),
+        "tpm_quote": {"message": b64(attest), "signature": b64(signature.to_bytes()),
+                      "pcrs": pcr_doc},
+    }
+    if ak_public is not None:
+        doc["ak_tpmt_public"] = b64(ak_public.raw or ak_public.to_bytes())
+    if event_log is not None:
+        doc["event_log"] = b64(event_log)
+    if ak_certificate is not None:
+        doc["ak_certificate"] = b64(ak_certificate)
+    return json.dumps(doc, sort_keys=True).encode()
