@@ -210,7 +210,7 @@ class TpmScheme:
             keys = _json_keys(data)
             if {"ak_public", "tpm_quote"} <= keys or {"AK", "Quote", "Log"} <= keys:
                 return True
-            return _looks_like_go_tpm_tools(bytes(data[:16]))
+            return _looks_like_go_tpm_tools(bytes(data))
         except (TypeError, ValueError):
             return False
 
@@ -228,7 +228,7 @@ class TpmScheme:
             quotes, container = [load_trustee_tpm(raw)], "trustee-tpm"
         elif {"AK", "Quote", "Log"} <= keys:
             quotes, container = [load_go_attestation_dump(raw)], "go-attestation"
-        elif _looks_like_go_tpm_tools(raw[:16]):
+        elif _looks_like_go_tpm_tools(raw):
             quotes, container = load_go_tpm_tools_attestation(raw), "go-tpm-tools"
         else:
             raise FormatError("TPM evidence", "<format>", got=f"{len(raw)} bytes starting "
@@ -251,8 +251,11 @@ class TpmScheme:
             log = evidence.event_log
             if log is not None and not set(log.banks) & set(q.pcrs):
                 log = None  # a bank the log does not have: this quote's PCRs stand alone
+            # No PCR values at all (Parsec's token): the digest check is recorded as skipped
+            # and no PCR is claimed; a policy naming PCRs then finds them not quoted.
             verified.append(verify_quote(q.attest, q.signature, evidence.ak, nonce=None,
-                                         pcrs=q.pcrs, event_log=log))
+                                         pcrs=q.pcrs if any(q.pcrs.values()) else None,
+                                         event_log=log))
         merged = merge_quotes(verified)
         if evidence.event_log is not None and not merged.replayed:
             raise VerificationError("tpm.eventlog.replay_mismatch", "event log: no quoted "
