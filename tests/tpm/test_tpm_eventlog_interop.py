@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from veritee.errors import FormatError, VerificationError
 from veritee.formats.eventlog import EventLog
@@ -196,3 +198,32 @@ def test_pcrread_yaml_and_json_parse_alike() -> None:
 def test_bad_pcr_values_are_format_errors(text: bytes) -> None:
     with pytest.raises(FormatError):
         parse_pcr_values_text(text)
+
+
+# -- parsers only ever raise FormatError ------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.binary(max_size=300),
+                 st.text(alphabet="sha0123456789abcdefx: \n{}\"pcrs,", max_size=200)
+                 .map(str.encode)))
+def test_pcr_values_parser_only_raises_format_error(data: bytes) -> None:
+    try:
+        parse_pcr_values_text(data)
+    except FormatError:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=400))
+def test_tpm_scheme_parse_only_raises_format_error(data: bytes) -> None:
+    from veritee.schemes import get
+
+    scheme = get("tpm")
+    for candidate in (data, b'{"ak_public": "", "tpm_quote": {}}' + data,
+                      b"\x0a\x10\x00\x23\x00\x0b" + data):
+        if scheme.recognise(candidate):
+            try:
+                scheme.parse(candidate)
+            except FormatError:
+                pass
