@@ -401,3 +401,36 @@ def test_every_sample_is_covered() -> None:
              *(sid for sid, _ in _azure_snp_cases())}
     assert {s["id"] for s in ALL if s["family"] != "eventlog"} <= named
     assert Path(EVIDENCE_DIR).is_dir() and isinstance(x509.Certificate, type)
+
+
+@pytest.mark.parametrize("name", ["tpm", "az-snp-vtpm", "az-tdx-vtpm"])
+def test_scheme_contract(name: str) -> None:
+    """Registered, a Scheme, the default policy round-trips through its mapping form."""
+    from veritee.schemes import Scheme, names
+
+    scheme = get(name)
+    assert isinstance(scheme, Scheme) and name in names()
+    policy = scheme.default_policy()
+    assert isinstance(policy, scheme.policy_type)
+    assert scheme.policy_from_mapping(scheme.policy_to_mapping(policy)) == policy
+    assert scheme.binding_size == 32
+
+
+def test_common_claims_of_each_scheme() -> None:
+    from veritee.schemes import COMMON_CLAIMS
+
+    s = _by_id("trustee-tpm-verifier-fixture")
+    data = file_of(s, "evidence_json").read_bytes()
+    a = attest.verify(data, policy=_pinned(load_trustee_tpm(data).ak),
+                      expected_binding=bytes.fromhex(s["known_fields"]["extraData"]))
+    assert isinstance(a, Appraisal) and set(COMMON_CLAIMS) <= set(a.claims)
+    json.dumps(a.claims)  # JSON-ready
+    az = _by_id("azure-snp-vtpm-evidence-v2")
+    data = file_of(az, "evidence_json").read_bytes()
+    ev = load_trustee_azure_vtpm(data)
+    assert ev.vcek is not None
+    b = attest.verify(data, policy=TpmPolicy(), collateral=_amd_collateral(ev.vcek),
+                      now=AZURE_SNP_TIME,
+                      expected_binding=bytes.fromhex(az["known_fields"]["quote"]["extraData"]))
+    assert isinstance(b, Appraisal) and set(COMMON_CLAIMS) <= set(b.claims)
+    assert b.claims["measurement"] and json.dumps(b.claims)
