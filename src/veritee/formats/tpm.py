@@ -27,6 +27,7 @@ rejected with a :class:`FormatError` rather than carried as opaque bytes, except
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import struct
 from collections.abc import Mapping
@@ -126,8 +127,10 @@ _DIGEST_SIZES = {HashAlg.SHA1: 20, HashAlg.SHA256: 32, HashAlg.SHA384: 48, HashA
                  HashAlg.SM3_256: 32}
 
 
+@functools.cache
 def sm3_available() -> bool:
-    """True when ``cryptography``'s OpenSSL build can hash SM3 (some FIPS builds cannot)."""
+    """True when ``cryptography``'s OpenSSL build can hash SM3 (some FIPS builds cannot);
+    asked once per process (the OpenSSL build does not change under it)."""
     try:
         _sm3(b"")
     except FormatError:
