@@ -190,6 +190,13 @@ def test_gce_attestation_protobuf_with_the_ak_certificate() -> None:
         replayed = {int(x.split(":")[1]) for x in a.claims["event_log_replayed"]
                     if x.startswith(q["bank"] + ":")}
         assert set(q["replay_matches_pcrs"]) <= replayed
+    revocation = next(c for c in a.verification if c.code == "tpm.ak.revocation")
+    assert revocation.outcome.value == "skip"  # said, not hidden
+    from veritee.errors import CollateralError
+
+    with pytest.raises(CollateralError):  # a verifier that requires revocation refuses
+        attest.verify(data, policy=TpmPolicy(), collateral=Collateral({"tpm": roots}),
+                      now=GCE_TIME, expected_binding=b"", require_revocation=True)
     with pytest.raises(PolicyRejected) as info:
         attest.verify(data, policy=TpmPolicy(), now=GCE_TIME, expected_binding=b"")
     assert info.value.appraisal.codes() == ["tpm.ak.unbound"]
