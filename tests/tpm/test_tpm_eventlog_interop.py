@@ -225,3 +225,28 @@ def test_tpm_scheme_parse_only_raises_format_error(data: bytes) -> None:
         if scheme.recognise(candidate):
             with contextlib.suppress(FormatError):
                 scheme.parse(candidate)
+
+
+def test_event_log_no_quote_backs_is_unused_and_a_policy_needing_it_refuses() -> None:
+    """A fake TPM (real ECDSA key) quotes only PCR 16 but sends a firmware log: nothing of the
+    log is backed by the quote, so it replays nothing; require_event_log refuses it."""
+    from veritee import attest
+    from veritee.formats.tpm import SigAlg, encode_tpm_evidence_json
+    from veritee.policy.tpm import TpmPolicy, ak_pin
+    from veritee.trust.tpm import ak_spki
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    pcrs = {SHA256: {16: bytes(32)}}
+    attest_bytes = make_attest(pcrs, b"n", SHA256).to_bytes()
+    ev = encode_tpm_evidence_json(ak_spki_der=ak_spki(key.public_key()), attest=attest_bytes,
+                                  signature=sign(key, attest_bytes, SigAlg.ECDSA), pcrs=pcrs,
+                                  event_log=_boot().raw)
+    pin = frozenset({ak_pin(key.public_key())})
+    a = attest.verify(ev, policy=TpmPolicy(ak_pins=pin), expected_binding=b"n")
+    assert a.claims["event_log_replayed"] == []  # type: ignore[union-attr]
+    from veritee.errors import PolicyRejected
+
+    with pytest.raises(PolicyRejected) as info:
+        attest.verify(ev, policy=TpmPolicy(ak_pins=pin, require_event_log=True),
+                      expected_binding=b"n")
+    assert info.value.appraisal.codes() == ["tpm.eventlog.missing"]

@@ -258,11 +258,9 @@ class TpmScheme:
             verified.append(verify_quote(q.attest, q.signature, evidence.ak, nonce=None,
                                          pcrs=q.pcrs if any(q.pcrs.values()) else None,
                                          event_log=log))
-        merged = merge_quotes(verified)
-        if evidence.event_log is not None and not merged.replayed:
-            raise VerificationError("tpm.eventlog.replay_mismatch", "event log: no quoted "
-                                    "bank is one the log carries")
-        merged = replace(merged, event_log=evidence.event_log)
+        # A log no quote backs (no bank or PCR in common) replays nothing: it stays unused,
+        # and a policy that needs it finds it missing (tpm.eventlog.missing / .unquoted).
+        merged = replace(merge_quotes(verified), event_log=evidence.event_log)
         bound = bind_ak(merged, _tpm_anchors(ctx, self.vendor), now=ctx.now,
                         ak_certificate=evidence.ak_certificate,
                         intermediates=evidence.ak_intermediates)
