@@ -58,6 +58,8 @@ __all__ = [
 # (an Azure vTPM evidence JSON before a plain Trustee TPM JSON; Nitro before PSA, both COSE).
 _REGISTERED: tuple[str, ...] = (
     "veritee.schemes.sevsnp:SCHEME",
+    "veritee.schemes.intel:TDX",
+    "veritee.schemes.intel:SGX",
 )
 
 COMMON_CLAIMS: Mapping[str, str] = MappingProxyType({

@@ -23,13 +23,56 @@ from veritee.formats.sevsnp import REPORT_SIZE, AttestationReport, CertTable
 from veritee.formats.tsm import TsmReport
 from veritee.policy import Appraisal
 from veritee.policy.sevsnp import SevSnpPolicy, appraise, policy_from_mapping, policy_to_mapping
+from veritee.results import (
+    AFFIRMING,
+    NO_CLAIM,
+    VectorRules,
+    vector_from_rules,
+)
 from veritee.schemes import Context, Verified
 from veritee.trust.roots import TrustAnchors
 from veritee.trust.sevsnp import AmdCertificates, ChainCache, VerifiedReport, verify_report
 
-__all__ = ["SCHEME", "SevSnpEvidence", "SevSnpScheme"]
+__all__ = ["SCHEME", "VECTOR_RULES", "SevSnpEvidence", "SevSnpScheme", "trust_vector"]
 
 _HCL_MAGIC = b"HCLA"
+
+VECTOR_RULES = VectorRules(
+    hardware_unrecognised=("sevsnp.product.", "sevsnp.signing_key."),
+    hardware_unsafe=("sevsnp.tcb.", "sevsnp.committed_tcb.", "sevsnp.launch_tcb.",
+                     "sevsnp.firmware.", "sevsnp.report_version.", "sevsnp.reported_tcb."),
+    hardware_unknown=("sevsnp.revocation.",),
+    executables=("sevsnp.measurement.", "sevsnp.id_key.", "sevsnp.author_key.",
+                 "sevsnp.family_id.", "sevsnp.image_id.", "sevsnp.guest_svn."),
+    reference=("sevsnp.measurement.mismatch",),
+    config_contraindicated=("sevsnp.policy.debug", "sevsnp.policy.migrate_ma"),
+    config_unsafe=("sevsnp.policy.", "sevsnp.vmpl.", "sevsnp.host_data.", "sevsnp.platform."),
+    config_check="sevsnp.policy.debug",
+)
+"""The SEV-SNP AR4SI mapping (docs/policy.md, "Trust vector"): TCB floors / firmware ->
+hardware, launch digest and ID-block fields -> executables, guest policy / VMPL / HOST_DATA /
+platform info -> configuration."""
+
+
+def _hardware(findings: tuple[Finding, ...]) -> int:
+    """Affirming only when a TCB floor with a non-zero component passed (a zero floor cannot
+    fail, so it proves nothing about the platform)."""
+    floors = [x for x in findings if x.code.startswith("sevsnp.tcb.") and
+              x.code.endswith(".below_minimum") and x.outcome is Outcome.PASS]
+    meaningful = any(isinstance(x.want, int) and x.want > 0 for x in floors)
+    return AFFIRMING if meaningful else NO_CLAIM
+
+
+def trust_vector(appraisal: Appraisal) -> dict[str, int]:
+    """The AR4SI vector of an SEV-SNP appraisal (see :data:`VECTOR_RULES`).
+
+    ``runtime-opaque``: SEV-SNP encrypts guest memory; a DEBUG guest lets the hypervisor
+    decrypt it, whatever the policy said about allowing debug.
+    """
+    guest_policy = appraisal.claims.get("guest_policy", {})
+    debug = bool(guest_policy.get("debug", False)) if isinstance(guest_policy, dict) else False
+    return vector_from_rules(appraisal, VECTOR_RULES, hardware=_hardware, debug=debug)
+
 
 
 @dataclass(frozen=True)
@@ -66,6 +109,15 @@ def _collateral(evidence: SevSnpEvidence, given: AmdCertificates | None, fetcher
     return certs
 
 
+def _cpuid(report: AttestationReport) -> dict[str, Any] | None:
+    """CPUID_FAM_ID / CPUID_MOD_ID / CPUID_STEP (report version >= 3) as numbers."""
+    if report.cpuid is None:
+        return None
+    c = report.cpuid
+    return {"family": c.family, "model": c.model, "stepping": c.stepping,
+            "product": c.product.value if c.product else None}
+
+
 def _check_hcl_binding(hcl: HclReport, verified: VerifiedReport) -> VerifiedReport:
     """The HCL's runtime data is bound to the report: REPORT_DATA = hash of variable data."""
     want = hcl.expected_report_data()
@@ -86,6 +138,7 @@ class SevSnpScheme:
     vendor = "amd"
     binding_size = 64
     policy_type = SevSnpPolicy
+    evidence_type = SevSnpEvidence
 
     def recognise(self, data: bytes) -> bool:
         """A 1184-byte report, an HCL report, or a configfs-tsm report from ``sev_guest``."""
@@ -143,7 +196,19 @@ class SevSnpScheme:
         own = claims(verified.native)
         return {**own, "tee": self.name, "debug": bool(own["guest_policy"]["debug"]),
                 "tcb_status": None, "advisory_ids": [],
-                "binding": own["report_data"]}
+                "binding": own["report_data"],
+                "cpuid": _cpuid(verified.native.report)}
+
+    def describe(self, evidence: SevSnpEvidence) -> dict[str, Any]:
+        """Every field of the (unverified) report for ``veritee show``, JSON-ready; CPUID
+        fields as numbers."""
+        fields = evidence.report.to_dict()
+        fields["cpuid"] = _cpuid(evidence.report)
+        doc: dict[str, Any] = {"format": evidence.format, "report": fields}
+        if evidence.hcl is not None:
+            doc["hcl"] = {"report_type": str(evidence.hcl.report_type),
+                          "runtime_claims": evidence.hcl.runtime_claims()}
+        return doc
 
     def default_policy(self) -> SevSnpPolicy:
         """:class:`SevSnpPolicy` with its secure defaults."""
@@ -159,11 +224,13 @@ class SevSnpScheme:
 
     def appraise(self, verified: Verified, policy: Any) -> Appraisal:
         """:func:`veritee.policy.sevsnp.appraise`, with the common claims."""
-        from veritee.results import trust_vector
-
         result = appraise(verified.native, policy)
         result = replace(result, claims=self.claims(verified))
         return replace(result, vector=trust_vector(result))
+
+    def trust_vector(self, appraisal: Appraisal) -> dict[str, int]:
+        """This scheme's AR4SI mapping (:func:`trust_vector`)."""
+        return trust_vector(appraisal)
 
     def new_cache(self) -> ChainCache:
         """A validated-chain cache (a warm verification is about one ECDSA verify)."""
