@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from veritee.errors import ConfigError
 from veritee.policy import Appraisal, Finding, Outcome
-from veritee.schemes import Anchors, Collateral, Context, Scheme
+from veritee.schemes import Anchors, Collateral, Context, Scheme, Verified
 
 if TYPE_CHECKING:  # the wrappers' types; at run time the schemes are reached through the registry
     from veritee.collateral.kds import KdsClient
@@ -134,7 +134,6 @@ def verify_evidence(evidence: bytes | Evidence, *, policy: SevSnpPolicy | None =
     Prefer :func:`verify` (a required policy, challenge binding, every scheme).
     """
     from veritee.errors import PolicyRejected
-    from veritee.schemes import Verified
 
     scheme = _scheme("sevsnp")
     when = _aware(now)
@@ -354,32 +353,30 @@ class Verifier:
             raise PolicyRejected(result)
         return result
 
+    def verify_only(self, evidence: bytes | EvidencePart, *,
+                    challenge: Challenge | None = None, expected_binding: bytes | None = None,
+                    now: datetime | None = None, collateral: Collateral | None = None
+                    ) -> tuple[Scheme, Any, Verified, Finding]:
+        """Parse and verify one evidence, no policy: the scheme, the parsed evidence, the
+        verified form and the binding check (``<scheme>.binding.mismatch``: pass, fail, or
+        skip without a challenge). Raises like :meth:`verify`, except that a binding mismatch
+        is returned as the failed finding for the caller to act on."""
+        ctx = self.context(now=now, collateral=collateral)
+        part = evidence if isinstance(evidence, EvidencePart) else EvidencePart(bytes(evidence))
+        scheme = _resolve(part)
+        parsed = scheme.parse(part.data, attached=part.attached)
+        verified = scheme.verify(parsed, ctx)
+        return scheme, parsed, verified, _binding_check(scheme, verified, challenge,
+                                                        expected_binding)
+
     def _one(self, part: EvidencePart, ctx: Context, policy: Any,
              challenge: Challenge | None, expected: bytes | None) -> Appraisal:
-        from veritee.errors import ConfigError
-        from veritee.schemes import expected_binding, get, recognise
-
-        scheme = (recognise(part.data) if part.scheme is None else
-                  get(part.scheme) if isinstance(part.scheme, str) else part.scheme)
+        scheme = _resolve(part)
         chosen = _policy_for(scheme, policy)
         parsed = scheme.parse(part.data, attached=part.attached)
         verified = scheme.verify(parsed, ctx)
-        if challenge is not None:
-            if expected is not None:
-                raise ConfigError("give challenge or expected_binding, not both")
-            expected = expected_binding(challenge.nonce, challenge.key_spki,
-                                        scheme.binding_size)
+        check = _binding_check(scheme, verified, challenge, expected)
         appraisal = scheme.appraise(verified, chosen)
-        code = f"{scheme.name}.binding.mismatch"
-        if expected is None:
-            check = Finding(code, Outcome.SKIP, "binding", message="no challenge given: "
-                            "freshness and key binding not checked")
-        else:
-            got = scheme.binding(verified)
-            ok = hmac.compare_digest(got, expected)
-            check = Finding(code, Outcome.PASS if ok else Outcome.FAIL, "binding", got=got,
-                            want=expected, message="" if ok else "the evidence does not carry "
-                            "the verifier's challenge")
         appraisal = replace(appraisal, findings=(check, *appraisal.findings))
         if appraisal.vector is not None:
             from veritee.results import binding_identity
@@ -387,6 +384,34 @@ class Verifier:
             appraisal = replace(appraisal, vector={**appraisal.vector, "instance-identity":
                                                    binding_identity(appraisal)})
         return appraisal
+
+
+def _resolve(part: EvidencePart) -> Scheme:
+    from veritee.schemes import get, recognise
+
+    if part.scheme is None:
+        return recognise(part.data)
+    return get(part.scheme) if isinstance(part.scheme, str) else part.scheme
+
+
+def _binding_check(scheme: Scheme, verified: Verified, challenge: Challenge | None,
+                   expected: bytes | None) -> Finding:
+    """The front door's binding check: the evidence carries the verifier's challenge."""
+    from veritee.schemes import expected_binding
+
+    if challenge is not None:
+        if expected is not None:
+            raise ConfigError("give challenge or expected_binding, not both")
+        expected = expected_binding(challenge.nonce, challenge.key_spki, scheme.binding_size)
+    code = f"{scheme.name}.binding.mismatch"
+    if expected is None:
+        return Finding(code, Outcome.SKIP, "binding", message="no challenge given: "
+                       "freshness and key binding not checked")
+    got = scheme.binding(verified)
+    ok = hmac.compare_digest(got, expected)
+    return Finding(code, Outcome.PASS if ok else Outcome.FAIL, "binding", got=got,
+                   want=expected, message="" if ok else "the evidence does not carry "
+                   "the verifier's challenge")
 
 
 def _policy_for(scheme: Scheme, policy: Any) -> Any:

@@ -17,8 +17,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+
 from veritee._decode import LIMITS, decode_binary_text, load_json
-from veritee.errors import ConfigError, FormatError, VerificationError
+from veritee.errors import CollateralError, ConfigError, FormatError, VerificationError
 from veritee.findings import Finding, Outcome
 from veritee.formats.intel import Quote, SgxReportBody, TdReportBody, TeeType
 from veritee.policy import Appraisal
@@ -33,7 +35,7 @@ from veritee.results import (
     vector_from_rules,
 )
 from veritee.schemes import Context, Verified
-from veritee.trust.intel import IntelCollateral, VerifiedQuote, verify_quote
+from veritee.trust.intel import IntelCollateral, VerifiedQuote, load_certificates, verify_quote
 
 __all__ = ["SGX", "TDX", "SgxScheme", "TdxScheme", "looks_like_quote", "quote_bytes"]
 
@@ -161,8 +163,8 @@ class _IntelScheme:
     def verify(self, quote: Quote, ctx: Context) -> Verified:
         """DCAP: PCK chain to the pinned root (CRLs when given), QE report, attestation key
         binding, quote signature, TCB Info / QE Identity and the TCB level (see
-        :mod:`veritee.trust.intel`). ``ctx.require_revocation`` makes a chain that was not
-        checked against both CRLs a verification failure (``intel.crl.required``)."""
+        :mod:`veritee.trust.intel`). ``ctx.require_revocation`` makes a missing CRL a
+        :class:`~veritee.errors.CollateralError` (as for SEV-SNP)."""
         collateral = ctx.collateral.get(self.vendor)
         if collateral is not None and not isinstance(collateral, IntelCollateral):
             raise ConfigError(f"collateral['intel']: got a {type(collateral).__name__}, want "
@@ -174,9 +176,12 @@ class _IntelScheme:
         except VerificationError as exc:
             raise _explained(exc, collateral) from None
         if ctx.require_revocation and not _crls_checked(verified):
-            raise VerificationError("intel.crl.required",
-                                    "the PCK chain was not checked against both the root CA "
-                                    "and the PCK CRL (revocation is required)")
+            # As for SEV-SNP: a CRL that is not there is collateral unavailable, not a forgery.
+            missing = [n for n, c in (("root_ca_crl", collateral and collateral.root_ca_crl),
+                                      ("pck_crl", collateral and collateral.pck_crl))
+                       if c is None]
+            raise CollateralError("Intel verification requires the root CA and PCK CRLs; "
+                                  f"missing: {', '.join(missing)}")
         return Verified(self.name, verified, verified.checks, ctx.now)
 
     def binding(self, verified: Verified) -> bytes:
@@ -245,7 +250,32 @@ class _IntelScheme:
     def _debug(self, claims: Mapping[str, Any]) -> bool:
         raise NotImplementedError
 
-    # -- collateral ----------------------------------------------------------------------
+    # -- collateral and anchors ------------------------------------------------------------
+    def load_anchors(self, paths: Sequence[Path]) -> list[x509.Certificate]:
+        """Intel SGX Root CA certificates to trust instead of the production pin (Intel's
+        non-production sample root, an emulated vendor's ``root_ca.pem``), PEM or DER."""
+        from veritee._decode import limit_for, read_bounded
+
+        roots: list[x509.Certificate] = []
+        for path in paths:
+            try:
+                data = read_bounded(path, limit=limit_for("certificate"), what="trust root")
+            except OSError as exc:
+                raise ConfigError(f"trust root {path}: cannot read "
+                                  f"({exc.strerror or exc})") from None
+            roots += load_certificates(data, structure=f"trust root {path}")
+        return roots
+
+    def revocation(self, verified: Verified) -> dict[str, Any]:
+        """Whether the PCK chain was checked against Intel's root CA CRL and PCK CRL."""
+        done = {c.code for c in verified.native.checks if c.outcome is Outcome.PASS}
+        missing = [name for code, name in (("intel.crl.root", "root CA CRL"),
+                                           ("intel.crl.pck", "PCK CRL")) if code not in done]
+        if not missing:
+            return {"checked": True, "detail": "checked against Intel's root CA CRL and PCK CRL"}
+        return {"checked": False, "detail": f"not checked: no {' and no '.join(missing)} in "
+                "the collateral (the default appraisal policy refuses an unchecked chain)"}
+
     def new_cache(self) -> None:
         """No DCAP collateral cache yet (``None``)."""
         return None

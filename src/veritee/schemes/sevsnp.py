@@ -11,15 +11,16 @@ REPORT_DATA, 64 bytes. Policy: :class:`~veritee.policy.sevsnp.SevSnpPolicy`.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from veritee.errors import CollateralError, FormatError, VerificationError
+from veritee.errors import CollateralError, ConfigError, FormatError, VerificationError
 from veritee.findings import Finding, Outcome
 from veritee.formats.azure import HclReport
-from veritee.formats.sevsnp import REPORT_SIZE, AttestationReport, CertTable
+from veritee.formats.sevsnp import REPORT_SIZE, AttestationReport, CertTable, Product
 from veritee.formats.tsm import TsmReport
 from veritee.policy import Appraisal
 from veritee.policy.sevsnp import SevSnpPolicy, appraise, policy_from_mapping, policy_to_mapping
@@ -232,6 +233,40 @@ class SevSnpScheme:
         """This scheme's AR4SI mapping (:func:`trust_vector`)."""
         return trust_vector(appraisal)
 
+    def load_anchors(self, paths: Sequence[Path]) -> TrustAnchors:
+        """ARKs to trust instead of AMD's (an emulated machine's ``ark.pem``), PEM or DER."""
+        from veritee.crypto.amd_certs import load_certificates
+
+        roots = [c for p in paths for c in load_certificates(_read_anchor(p), source=str(p))]
+        if not roots:
+            raise ConfigError("trust root: no certificate in " + ", ".join(map(str, paths)))
+        return TrustAnchors.from_certificates(*roots)
+
+    def revocation(self, verified: Verified) -> dict[str, Any]:
+        """Whether the chain was checked against the ARK's CRL."""
+        native: VerifiedReport = verified.native
+        if native.crl_checked:
+            return {"checked": True, "detail": "checked against the ARK's CRL"}
+        return {"checked": False, "detail": "not checked: no CRL in the collateral or the "
+                "evidence (the default appraisal policy refuses an unchecked chain)"}
+
+    def new_fetcher(self, *, url: str | None, cache_dir: Path | None,
+                    clock: Callable[[], datetime], product: str | None = None) -> Any:
+        """A KDS client (``url`` default: AMD's) that fills in missing VCEK/chain/CRL;
+        ``product`` (Milan, Genoa, Turin) names the product of a report without CPUID
+        fields (version 2), which the KDS URL needs."""
+        from veritee.collateral.kds import DEFAULT_KDS, KdsClient
+
+        chosen = None
+        if product is not None:
+            try:
+                chosen = Product(product)
+            except ValueError:
+                raise ConfigError(f"product: got {product!r}, want one of "
+                                  f"{', '.join(p.value for p in Product)}") from None
+        return _KdsForProduct(KdsClient(url or DEFAULT_KDS, cache_dir=cache_dir, now=clock),
+                              chosen)
+
     def new_cache(self) -> ChainCache:
         """A validated-chain cache (a warm verification is about one ECDSA verify)."""
         return ChainCache()
@@ -245,6 +280,33 @@ class SevSnpScheme:
         except FormatError:
             return None
         return None if certs == AmdCertificates() else certs
+
+
+class _KdsForProduct:
+    """A KDS client that knows the product of reports without CPUID fields."""
+
+    def __init__(self, client: Any, product: Product | None) -> None:
+        self.client = client
+        self.product = product
+
+    def collateral_for(self, report: AttestationReport, *, with_crl: bool = False
+                       ) -> AmdCertificates:
+        if self.product is None and report.cpuid is None:
+            raise CollateralError(f"the report (version {report.version}) carries no CPUID "
+                                  "fields: name its product (Milan, Genoa or Turin; veritee: "
+                                  "--product NAME) to fetch its VCEK")
+        certs: AmdCertificates = self.client.collateral_for(report, product=self.product,
+                                                            with_crl=with_crl)
+        return certs
+
+
+def _read_anchor(path: Path) -> bytes:
+    from veritee._decode import limit_for, read_bounded
+
+    try:
+        return read_bounded(path, limit=limit_for("certificate"), what="trust root")
+    except OSError as exc:
+        raise ConfigError(f"trust root {path}: cannot read ({exc.strerror or exc})") from None
 
 
 SCHEME = SevSnpScheme()
