@@ -292,3 +292,44 @@ def test_old_wrappers_are_the_scheme(intel: FakeIntel) -> None:
     with pytest.raises(ConfigError, match="naive"):
         attest.verify_intel_evidence(intel.td_quote(), now=datetime(2025, 1, 1),
                                      trusted_roots=intel.roots)
+
+
+def test_der_collateral_ending_in_a_whitespace_byte_loads() -> None:
+    """DER is binary: a CRL or certificate whose last signature byte is 0x20/0x0a/... (about
+    one in 40) was cut short by a .strip() and refused as malformed (seen as a flaky test)."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import NameOID
+
+    from veritee.collateral.intel import load_crl
+    from veritee.crypto._x509 import load_certificate_chain
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "t")])
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    crl_der = cert_der = b""
+
+    def ends_in(der: bytes, values: bytes) -> bool:
+        return bool(der) and der[-1] in values
+
+    for _ in range(2000):
+        if not ends_in(crl_der, b" \t\n\r\x0b\x0c"):
+            crl_der = (x509.CertificateRevocationListBuilder().issuer_name(name)
+                       .last_update(now).next_update(now + timedelta(days=1))
+                       .sign(key, hashes.SHA256()).public_bytes(Encoding.DER))
+        if not ends_in(cert_der, b" \t\n\r\x0b\x0c\x00"):
+            cert_der = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                        .public_key(key.public_key()).serial_number(1)
+                        .not_valid_before(now).not_valid_after(now + timedelta(days=1))
+                        .sign(key, hashes.SHA256()).public_bytes(Encoding.DER))
+        if ends_in(crl_der, b" \t\n\r\x0b\x0c") and ends_in(cert_der, b" \t\n\r\x0b\x0c\x00"):
+            break
+    else:  # pragma: no cover - about 1 in 10**20
+        pytest.skip("no signature ending in a whitespace byte was drawn")
+    assert load_crl(crl_der).public_bytes(Encoding.DER) == crl_der
+    assert load_crl(crl_der.hex().encode()).public_bytes(Encoding.DER) == crl_der
+    (cert,) = load_certificate_chain(cert_der + bytes(16), structure="chain")  # NUL padding
+    assert cert.public_bytes(Encoding.DER) == cert_der
+    assert len(load_certificate_chain(cert_der * 2, structure="chain")) == 2

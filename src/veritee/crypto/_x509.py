@@ -67,9 +67,12 @@ def load_certificate_chain(data: bytes | str, *, structure: str, field: str = "c
         data = data.encode("utf-8", "surrogateescape")
     if not isinstance(data, bytes | bytearray | memoryview):
         raise FormatError(structure, field, got=type(data).__name__, want="bytes")
-    raw = bytes(data).rstrip(b"\x00").strip()
+    # Whitespace is stripped from PEM text only: a DER certificate may end in a byte that
+    # looks like whitespace (or NUL), and trailing NUL padding is skipped by _split_der.
+    raw = bytes(data)
     ders: list[bytes] = []
-    if raw[:1] != b"\x30":  # DER starts with a SEQUENCE; anything else is PEM text
+    if raw.lstrip()[:1] != b"\x30":  # DER starts with a SEQUENCE; anything else is PEM text
+        raw = raw.rstrip(b"\x00").strip()
         for m in _PEM_RE.finditer(raw):
             if m.group(1) != b"CERTIFICATE":
                 continue
@@ -79,7 +82,7 @@ def load_certificate_chain(data: bytes | str, *, structure: str, field: str = "c
             ders.append(decode_base64(m.group(2), structure=structure,
                                       field=f"{field}[{len(ders)}].PEM", alphabet="standard"))
     else:
-        ders = _split_der(raw, structure, field, max_certs)
+        ders = _split_der(raw.lstrip(), structure, field, max_certs)
     if not ders:
         raise FormatError(structure, field, got="no certificate", want="PEM or DER X.509")
     return tuple(load_certificate(d, structure=structure, field=f"{field}[{i}]")
@@ -92,11 +95,11 @@ def load_crl(data: bytes, *, structure: str, field: str = "crl"
     its extensions) parsed eagerly."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise FormatError(structure, field, got=type(data).__name__, want="bytes")
-    raw = bytes(data).strip()
+    raw = bytes(data)
     try:
-        if raw.startswith(b"-----BEGIN"):
-            crl = x509.load_pem_x509_crl(raw)
-        else:
+        if raw.lstrip().startswith(b"-----BEGIN"):
+            crl = x509.load_pem_x509_crl(raw.strip())
+        else:  # DER as given: its last signature byte may be a "whitespace" value
             crl = x509.load_der_x509_crl(raw)
     except Exception as exc:  # every loader error is malformed input
         raise FormatError(structure, field, got=_why(exc), want="a DER or PEM X.509 CRL"
@@ -181,6 +184,8 @@ def _split_der(data: bytes, structure: str, field: str, max_certs: int) -> list[
     out: list[bytes] = []
     off = 0
     while off < len(data):
+        if not any(data[off:]):  # NUL padding after the last certificate (Intel's quotes)
+            break
         if len(out) >= max_certs:
             raise FormatError(structure, field, offset=off, got=f"> {max_certs} certificates",
                               want=f"<= {max_certs}")
