@@ -204,11 +204,15 @@ def _verifier(args: argparse.Namespace, scheme: Any) -> Any:
     from veritee.schemes import Anchors, Collateral
 
     anchors = Anchors()
-    if args.trust_root:
+    # --trust-root (a root certificate) and --key (a device key that signs tokens: an Arm
+    # IAK/CPAK) are both the vendor's anchors; the scheme reads the files.
+    anchor_files = [*(args.trust_root or []), *([args.key] if args.key else [])]
+    if anchor_files:
         load = getattr(scheme, "load_anchors", None)
         if load is None:
-            raise ConfigError(f"--trust-root: {scheme.name} evidence takes no trust root file")
-        anchors = anchors.with_vendor(scheme.vendor, load([Path(p) for p in args.trust_root]))
+            raise ConfigError(f"--trust-root/--key: {scheme.name} evidence takes no trust "
+                              "anchor file")
+        anchors = anchors.with_vendor(scheme.vendor, load([Path(p) for p in anchor_files]))
     collateral = Collateral()
     paths = _paths(args)
     if paths:
