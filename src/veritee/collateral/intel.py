@@ -113,9 +113,10 @@ def _find_quote(obj: Any) -> str | None:
 
 def load_crl(data: bytes, *, source: str = "CRL") -> x509.CertificateRevocationList:
     """A CRL from DER, PEM or hex-of-DER text, every field parsed (``crypto._x509``)."""
+    # Trimmed only to recognise hex text: DER may end in a whitespace byte (crypto._x509).
     raw = bytes(data)
-    text = raw.strip()  # for the hex test only: DER is passed on as given
     try:
+        text = raw.strip()
         if text and not text.startswith(b"-----BEGIN") and _HEXDIGITS.issuperset(text):
             raw = decode_hex(text, structure=source, field="crl")
         return load_x509_crl(raw, structure=source)
