@@ -188,6 +188,14 @@ def test_trust_root_goes_to_the_recognised_vendor(td: Path, snp: Path, intel: Fa
     assert main(["verify", *wrong]) != 0
 
 
+def test_a_malformed_collateral_file_is_named(snp: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.pem"
+    bad.write_text("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    assert main(["verify", *_snp_args(snp, "--certs", str(bad))]) == 3
+    assert "bad.pem" in capsys.readouterr().err
+
+
 def test_pretty_printed_tcb_info_says_why_it_fails(td: Path, intel: FakeIntel, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     col = tmp_path / "col"

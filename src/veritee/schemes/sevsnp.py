@@ -272,13 +272,12 @@ class SevSnpScheme:
         return ChainCache()
 
     def load_collateral(self, paths: Sequence[Path]) -> AmdCertificates | None:
-        """AMD certificates (and CRLs) from files and directories; ``None`` when none is."""
+        """AMD certificates (and CRLs) from files and directories; ``None`` when there is
+        none. A file that is not well-formed collateral is an error naming it (FormatError or
+        ConfigError), never skipped: a skipped CRL would let a revoked chain pass unnoticed."""
         from veritee.collateral.amd import load_paths
 
-        try:
-            certs = load_paths(*paths)
-        except FormatError:
-            return None
+        certs = load_paths(*paths)
         return None if certs == AmdCertificates() else certs
 
 
