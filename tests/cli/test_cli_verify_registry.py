@@ -390,3 +390,21 @@ def test_fetch_for_a_report_without_cpuid_asks_for_the_product(
 
     assert asked == [Product.MILAN]
     assert main(["verify", str(report), "--product", "Milan"]) == 3  # --product needs --fetch
+
+
+@needs_evidence
+def test_token_evidence_prints_the_same_shape(capsys: pytest.CaptureFixture[str]) -> None:
+    """Nitro/PSA/CCA/NVIDIA still go through cli._tokens (until their schemes land), in the
+    one JSON shape, with a revocation line."""
+    doc = EVIDENCE_DIR / "nitro" / "brave-nitro-utils-example-doc" / "attestation_doc.cbor"
+    at = ["--at", "2022-07-26T18:39:12Z"]
+    assert main(["verify", str(doc), *at, "--format", "json"]) == 0
+    verified = _json(capsys)
+    assert set(verified) == SHAPE and verified["scheme"] == "nitro"
+    assert verified["format"] == "aws-nitro-document"
+    assert main(["appraise", str(doc), *at, "--format", "json"]) == 6  # a debug-mode enclave
+    rejected = _json(capsys)
+    assert set(rejected) == SHAPE | {"error"} and rejected["verdict"] == "rejected"
+    assert rejected["format"] == verified["format"]
+    assert main(["verify", str(doc), *at]) == 0
+    assert "revocation: not checked" in capsys.readouterr().out

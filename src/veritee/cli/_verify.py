@@ -393,34 +393,42 @@ def _run_token(args: argparse.Namespace, ev: _Evidence, *, appraise: bool) -> in
     """Nitro/PSA/CCA/NVIDIA evidence through cli._tokens, printed in the one JSON shape."""
     from veritee.cli._tokens import verify_token
 
+    assert ev.token_kind is not None
+    described = _describe_token(ev.data, ev.token_kind)
+    name = described["format"]
+    scheme = {"aws-nitro-document": "nitro", "arm-psa-token": "psa", "arm-cca-token": "cca"
+              }.get(name, "nvidia")
+
     def emit(text: str, obj: object) -> None:
         doc = obj if isinstance(obj, dict) else {}
         if "accepted" in doc:  # an Appraisal.to_dict()
             checks = doc.get("verification", [])
             shaped = {"verdict": "accepted" if doc["accepted"] else "rejected",
-                      "scheme": doc.get("tee"), "format": doc.get("tee"), "checks": checks,
+                      "scheme": doc.get("tee"), "format": name, "checks": checks,
                       "claims": doc.get("claims", {}), "findings": doc.get("findings", [])}
         else:
             checks = doc.get("checks", [])
-            shaped = {"verdict": doc.get("verdict"), "scheme": ev.token_kind,
-                      "format": doc.get("format"), "checks": checks, "claims": {},
+            shaped = {"verdict": doc.get("verdict"), "scheme": scheme,
+                      "format": name, "checks": checks, "claims": {},
                       "findings": []}
         claims = shaped["claims"] if isinstance(shaped["claims"], dict) else {}
         shaped.update(_summary(claims))
         crl = [c for c in checks if isinstance(c, dict) and ".crl" in str(c.get("code"))]
         shaped["revocation"] = ({"checked": True, "detail": "checked"} if crl and all(
             c.get("outcome") == "pass" for c in crl) else
-            {"checked": False, "detail": f"not checked: {ev.token_kind} evidence carries "
-             "no revocation information veritee checks"})
+            {"checked": False, "detail": f"not checked: {scheme} evidence carries no "
+             "revocation information veritee checks"})
         if shaped["verdict"] == "rejected":
             shaped["error"] = {"exit_code": EXIT_POLICY_REJECTED, "code": "policy.rejected",
                                "message": "policy rejected the evidence"}
         if getattr(args, "format", "text") == "json":
             print(json.dumps(shaped, indent=2))
         else:
-            print("\n".join([text, "revocation: " + shaped["revocation"]["detail"]]))
+            lines = text.split("\n")
+            at = len(lines) - 1 if lines[-1].startswith("verdict:") else len(lines)
+            lines.insert(at, "revocation: " + shaped["revocation"]["detail"])
+            print("\n".join(lines))
 
-    assert ev.token_kind is not None
     return verify_token(args, ev.data, ev.token_kind, appraise=appraise, emit=emit)
 
 

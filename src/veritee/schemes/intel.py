@@ -170,7 +170,9 @@ class _IntelScheme:
             raise ConfigError(f"collateral['intel']: got a {type(collateral).__name__}, want "
                               "an IntelCollateral")
         anchors = ctx.anchors.get(self.vendor)
-        roots = None if anchors is None else list(anchors)
+        # One pin or certificate on its own is taken as a list of one (a str is iterable).
+        roots = (None if anchors is None else [anchors]
+                 if isinstance(anchors, str | x509.Certificate) else list(anchors))
         try:
             verified = verify_quote(quote, collateral, now=ctx.now, trusted_roots=roots)
         except VerificationError as exc:
