@@ -107,6 +107,17 @@ def verify_only(evidence: bytes | Evidence, *, collateral: AmdCertificates | Non
     :class:`~veritee.collateral.kds.KdsClient`) fills in what the collateral and the
     evidence's certificate table lack; fetched certificates are verified like any.
     """
+    native: VerifiedReport = _sevsnp_verify(
+        evidence, collateral=collateral, anchors=anchors, now=now, require_crl=require_crl,
+        cache=cache, cert_table=cert_table, fetcher=fetcher)[1].native
+    return native
+
+
+def _sevsnp_verify(evidence: bytes | Evidence, *, collateral: AmdCertificates | None,
+                   anchors: TrustAnchors | None, now: datetime | None, require_crl: bool,
+                   cache: ChainCache | None, cert_table: bytes | None,
+                   fetcher: KdsClient | None) -> tuple[Scheme, Verified]:
+    """The old SEV-SNP arguments as a context for the ``sevsnp`` scheme."""
     scheme = _scheme("sevsnp")
     parsed = (scheme.parse(bytes(evidence), attached=cert_table)
               if isinstance(evidence, bytes | bytearray | memoryview) else evidence)
@@ -115,8 +126,7 @@ def verify_only(evidence: bytes | Evidence, *, collateral: AmdCertificates | Non
                   now=_aware(now), require_revocation=require_crl,
                   fetchers={} if fetcher is None else {"amd": fetcher},
                   caches={} if cache is None else {scheme.name: cache})
-    verified: VerifiedReport = scheme.verify(parsed, ctx).native
-    return verified
+    return scheme, scheme.verify(parsed, ctx)
 
 
 def verify_evidence(evidence: bytes | Evidence, *, policy: SevSnpPolicy | None = None,
@@ -135,14 +145,11 @@ def verify_evidence(evidence: bytes | Evidence, *, policy: SevSnpPolicy | None =
     """
     from veritee.errors import PolicyRejected
 
-    scheme = _scheme("sevsnp")
-    when = _aware(now)
-    verified = verify_only(evidence, collateral=collateral, anchors=anchors, now=when,
-                           require_crl=require_crl, cache=cache, cert_table=cert_table,
-                           fetcher=fetcher)
+    scheme, verified = _sevsnp_verify(evidence, collateral=collateral, anchors=anchors,
+                                      now=now, require_crl=require_crl, cache=cache,
+                                      cert_table=cert_table, fetcher=fetcher)
     chosen = scheme.default_policy() if policy is None else _policy_for(scheme, policy)
-    appraisal = scheme.appraise(Verified(scheme.name, verified, tuple(verified.checks), when),
-                                chosen)
+    appraisal = scheme.appraise(verified, chosen)
     if not appraisal.accepted:
         raise PolicyRejected(appraisal)
     return appraisal
