@@ -59,6 +59,12 @@ def test_registry_recognises_tdx_and_sgx_in_every_encoding(intel: FakeIntel) -> 
     assert schemes.recognise(td.hex().encode()).name == "tdx"
     wrapped = json.dumps({"tdx": {"quote": base64.b64encode(td).decode()}}).encode()
     assert schemes.recognise(wrapped).name == "tdx"
+    from veritee.formats.tsm import TsmReport
+
+    for tsm in (TsmReport(provider="tdx_guest", outblob=td).to_json(),
+                TsmReport(provider="tdx_guest\n", outblob=td).to_cbor()):  # configfs-tsm
+        assert schemes.recognise(tsm).name == "tdx"
+        assert schemes.get("tdx").parse(tsm).to_bytes() == td
     assert {"tdx", "sgx"} <= set(schemes.names())
     assert attest.is_intel_quote(td) and not attest.is_intel_quote(bytes(1184))
 

@@ -23,6 +23,7 @@ from veritee._decode import LIMITS, decode_binary_text, load_json
 from veritee.errors import CollateralError, ConfigError, FormatError, VerificationError
 from veritee.findings import Finding, Outcome
 from veritee.formats.intel import Quote, SgxReportBody, TdReportBody, TeeType
+from veritee.formats.tsm import TsmReport
 from veritee.policy import Appraisal
 from veritee.policy.intel import SgxPolicy, TdxPolicy, appraise, claims, policy_from_mapping
 from veritee.policy.intel import policy_to_mapping as _policy_to_mapping
@@ -67,13 +68,17 @@ def _find_quote(obj: Any) -> str | None:
 
 
 def quote_bytes(data: bytes) -> bytes | None:
-    """The quote in ``data`` (binary, hex/base64 text, or JSON with a ``quote`` member at
-    any depth), or ``None`` when it holds none. Never raises."""
+    """The quote in ``data`` (binary, hex/base64 text, JSON with a ``quote`` member at any
+    depth, or a configfs-tsm report from ``tdx_guest``), or ``None`` when it holds none.
+    Never raises."""
     if looks_like_quote(data):
         return data
     text = data.strip()
     try:
-        if text[:1] == b"{":
+        if TsmReport.looks_like(data) and b"tdx_guest" in data[:4096]:
+            tsm = TsmReport.from_bytes(data)
+            decoded = tsm.outblob if tsm.provider == "tdx_guest" else b""
+        elif text[:1] == b"{":
             # Depth and size are bounded by load_json, so _find_quote's recursion is too.
             value = _find_quote(load_json(text, structure="evidence",
                                           max_size=LIMITS["evidence"]))
