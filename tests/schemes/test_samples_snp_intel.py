@@ -23,7 +23,7 @@ import pytest
 from cryptography import x509
 
 from veritee import attest, schemes
-from veritee.errors import VerificationError
+from veritee.errors import PolicyRejected, VerificationError
 from veritee.findings import Outcome
 from veritee.formats.intel import Quote
 from veritee.policy import Appraisal
@@ -90,6 +90,19 @@ def _accepted_verification(appraisal: Appraisal) -> None:
     assert all(c.outcome is not Outcome.FAIL for c in appraisal.verification)
 
 
+def _same_through_verify(evidence: bytes | attest.EvidencePart, appraisal: Appraisal,
+                         **kwargs: Any) -> None:
+    """``attest.verify`` (which raises on rejection) reaches the same verdict."""
+    try:
+        result = attest.verify(evidence, policy=attest.UNSAFE_DEFAULT_POLICIES, **kwargs)
+    except PolicyRejected as rejected:
+        assert not appraisal.accepted
+        assert rejected.appraisal.codes() == appraisal.codes()
+    else:
+        assert appraisal.accepted and isinstance(result, Appraisal)
+        assert result.claims == appraisal.claims
+
+
 @pytest.mark.parametrize("sample", AMD, ids=lambda s: s["id"])
 def test_amd_sample_gets_its_manifest_verdict(sample: dict[str, Any]) -> None:
     data, collaterals = _amd_evidence(sample)
@@ -104,6 +117,7 @@ def test_amd_sample_gets_its_manifest_verdict(sample: dict[str, Any]) -> None:
             codes = {c.code for c in appraisal.verification}
             assert "sevsnp.report.signature" in codes
             assert ("azure.hcl.report_data_binding" in codes) == ("hcl_report" in sample["files"])
+            _same_through_verify(data, appraisal, collateral=_amd_collateral(paths), now=now)
         else:
             assert sample["expected"].startswith("invalid")
             with pytest.raises(VerificationError) as info:
@@ -210,6 +224,7 @@ def test_intel_sample_gets_its_manifest_verdict(sample: dict[str, Any]) -> None:
     appraisal = production.appraise(part, policy=attest.UNSAFE_DEFAULT_POLICIES, now=s.now)
     assert isinstance(appraisal, Appraisal)
     _accepted_verification(appraisal)
+    _same_through_verify(part, appraisal, collateral=coll, now=s.now)
     tee = "sgx" if sample["dir"].startswith("sgx/") else "tdx"
     assert appraisal.tee == tee and appraisal.claims["tee"] == tee
     status, advisories = INTEL_STATUS[sample["dir"]]
@@ -262,3 +277,84 @@ def test_azure_vtpm_td_quote_chain_verifies(sample: dict[str, Any]) -> None:
     assert isinstance(appraisal, Appraisal)
     _accepted_verification(appraisal)
     assert appraisal.claims["tcb_status"] is None
+
+
+# -- the same samples through `veritee verify` and `veritee appraise` ----------------------------
+
+
+def _intel_files(sample: dict[str, Any]) -> list[Path]:
+    """The sample's collateral files as a user names them with --certs (as load_sample reads
+    them: the minified TCB Info where the shipped one was pretty-printed, the 2025 TCB
+    Signing certificate where no issuer chain ships)."""
+    from _intel_support import TCB_SIGNING_2025
+
+    d = EVIDENCE_DIR / sample["dir"]
+    f = sample["files"]
+    roles = ["collateral", "collateral_same_fmspc", "qe_identity", "pck_crl", "root_crl",
+             "pck_cert", "pck_sign_chain", "tcb_info_issuer_chain", "tcb_signing_chain",
+             "tcb_sign_chain", "qe_identity_issuer_chain"]
+    roles.append("tcb_info_minified" if "tcb_info_minified" in f else "tcb_info")
+    files = [d / f[r] for r in roles if r in f]
+    if "tcb_info" in f and not any(r in f for r in ("tcb_info_issuer_chain",
+                                                    "tcb_signing_chain", "tcb_sign_chain")):
+        files.append(TCB_SIGNING_2025)
+    return files
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
+    import json
+
+    from veritee.cli import main
+
+    code = main([*argv, "--format", "json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("sample", INTEL, ids=lambda s: s["dir"])
+def test_intel_sample_through_the_cli(sample: dict[str, Any],
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    s = load_sample(sample)
+    argv = [str(EVIDENCE_DIR / sample["dir"] / str(quote_file(sample))),
+            "--at", s.now.isoformat()]
+    for path in _intel_files(sample):
+        argv += ["--certs", str(path)]
+    if any(Quote.from_bytes(s.quote_bytes, allow_nonzero_trailer=True).trailer):
+        argv.append("--allow-nonzero-trailer")
+    if sample["dir"] in NON_PRODUCTION:
+        code, doc = _cli(capsys, "verify", *argv)
+        assert code == 4 and doc["error"]["code"] == "intel.chain.root_untrusted"
+        root = EVIDENCE_DIR / sample["dir"] / sample["files"]["sample_root"]
+        argv += ["--trust-root", str(root)]
+        want = NON_PRODUCTION[sample["dir"]]
+        code, doc = _cli(capsys, "verify", *argv)
+        if want is not None:
+            assert code == 4 and doc["error"]["code"] == want
+            return
+        assert code == 0 and doc["tcb_status"] == "UpToDate"
+        return
+    code, doc = _cli(capsys, "verify", *argv)
+    assert code == 0, doc
+    assert doc["tcb_status"] == INTEL_STATUS[sample["dir"]][0]
+    code, doc = _cli(capsys, "appraise", *argv)
+    assert code in (0, 6)
+    assert doc["verdict"] == ("accepted" if code == 0 else "rejected")
+    assert doc["claims"]["tcb_status"] == INTEL_STATUS[sample["dir"]][0]
+
+
+@pytest.mark.parametrize("sample", AMD, ids=lambda s: s["id"])
+def test_amd_sample_through_the_cli(sample: dict[str, Any], tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    data, collaterals = _amd_evidence(sample)
+    (tmp_path / "evidence.bin").write_bytes(data)
+    for paths in collaterals:
+        argv = [str(tmp_path / "evidence.bin"), "--at", sample_time(sample).isoformat()]
+        for path in paths:
+            argv += ["--certs", str(path)]
+        code, doc = _cli(capsys, "verify", *argv)
+        if not sample["expected"].startswith("valid"):
+            assert code == 4 and doc["error"]["code"] == AMD_CODES[sample["id"]]
+            continue
+        assert code == 0 and doc["scheme"] == "sevsnp", doc
+        assert doc["revocation"]["checked"] is False  # no sample ships the ARK's CRL
+        code, doc = _cli(capsys, "appraise", *argv)
+        assert code == 6 and "sevsnp.revocation.unchecked" in doc["error"]["message"]
