@@ -376,6 +376,14 @@ class Verifier:
         return scheme, parsed, verified, _binding_check(scheme, verified, challenge,
                                                         expected_binding)
 
+    @staticmethod
+    def check_binding(scheme: Scheme, verified: Verified, *, challenge: Challenge | None = None,
+                      expected_binding: bytes | None = None) -> Finding:
+        """The front door's binding check on verified evidence: ``<scheme>.binding.mismatch``
+        passes when the evidence carries the challenge's binding (or ``expected_binding``),
+        fails when it does not, is skipped when neither is given."""
+        return _binding_check(scheme, verified, challenge, expected_binding)
+
     def _one(self, part: EvidencePart, ctx: Context, policy: Any,
              challenge: Challenge | None, expected: bytes | None) -> Appraisal:
         scheme = _resolve(part)

@@ -410,3 +410,15 @@ def test_token_evidence_prints_the_same_shape(capsys: pytest.CaptureFixture[str]
     assert rejected["format"] == verified["format"]
     assert main(["verify", str(doc), *at]) == 0
     assert "revocation: not checked" in capsys.readouterr().out
+
+
+@needs_evidence
+def test_nonce_matches_a_shorter_binding_exactly(capsys: pytest.CaptureFixture[str]) -> None:
+    """A vTPM's qualifying data is as long as the verifier's nonce ("challenge", 9 bytes):
+    --nonce is compared with it as given, not padded to 64 bytes."""
+    d = EVIDENCE_DIR / "azure-vtpm" / "azure-snp-vtpm-evidence-v0"
+    args = ["verify", str(d / "evidence-v0.json"), "--certs", str(d / "vcek.der"), "--certs",
+            str(EVIDENCE_DIR / "roots" / "amd_milan_cert_chain_vcek.pem")]
+    assert main([*args, "--nonce", b"challenge".hex()]) == 0
+    assert main([*args, "--nonce", b"challengf".hex()]) == 4
+    assert "carries 6368616c6c656e6765" in capsys.readouterr().err

@@ -235,9 +235,10 @@ def _verifier(args: argparse.Namespace, scheme: Any) -> Any:
                     require_revocation=args.require_crl)
 
 
-def _expected(args: argparse.Namespace, scheme: Any) -> bytes | None:
-    """``--nonce HEX``: the raw bytes the evidence must carry, zero-padded to the scheme's
-    binding size (REPORT_DATA is 64 bytes)."""
+def _expected(args: argparse.Namespace, scheme: Any, verified: Any) -> bytes | None:
+    """``--nonce HEX``: the raw bytes the evidence must carry, zero-padded to the size of the
+    field that carries them (REPORT_DATA is 64 bytes; a TPM's qualifying data is as long as
+    the verifier's nonce was)."""
     if args.nonce is None:
         return None
     from veritee._decode import decode_hex
@@ -246,11 +247,11 @@ def _expected(args: argparse.Namespace, scheme: Any) -> bytes | None:
         value = decode_hex(args.nonce, structure="--nonce", field="hex")
     except FormatError as exc:
         raise ConfigError(f"--nonce: {exc}") from None
-    if len(value) > scheme.binding_size:
-        raise ConfigError(f"--nonce: got {len(value)} bytes, want at most "
-                          f"{scheme.binding_size} ({scheme.name} carries "
-                          f"{scheme.binding_size} bytes)")
-    return value.ljust(scheme.binding_size, b"\0")
+    size = len(scheme.binding(verified))
+    if len(value) > max(size, scheme.binding_size):
+        raise ConfigError(f"--nonce: got {len(value)} bytes, want at most {size} (the "
+                          f"{scheme.name} evidence carries {size} bytes)")
+    return value.ljust(size, b"\0")
 
 
 def _policy(args: argparse.Namespace, scheme: Any) -> Any:
@@ -338,19 +339,20 @@ def _verify(args: argparse.Namespace, ev: _Evidence, known: dict[str, Any]) -> i
     scheme: Any = ev.scheme
     verifier = _verifier(args, scheme)
     attached = _read(args.cert_table, "certificate table") if args.cert_table else None
-    expected = _expected(args, scheme)
     known["format"] = _describe(scheme, scheme.parse(ev.data, attached=attached)).get("format")
-    _, _, verified, binding = verifier.verify_only(
-        EvidencePart(ev.data, scheme=scheme, attached=attached), expected_binding=expected,
-        now=args.at)
+    _, _, verified, _ = verifier.verify_only(
+        EvidencePart(ev.data, scheme=scheme, attached=attached), now=args.at)
+    binding = verifier.check_binding(scheme, verified,
+                                     expected_binding=_expected(args, scheme, verified))
     fmt = known["format"]
     checks = (*verified.checks, binding)
     summary = _summary(scheme.claims(verified))
     revocation = _revocation(scheme, verified)
     known.update(checks=[c.to_dict() for c in checks], revocation=revocation, **summary)
     if binding.outcome is Outcome.FAIL:
-        raise VerificationError(binding.code, f"the evidence carries {binding.got!r}, not the "
-                                f"--nonce value")
+        got = binding.got.hex() if isinstance(binding.got, bytes) else binding.got
+        raise VerificationError(binding.code, f"the evidence carries {got}, not the --nonce "
+                                "value")
     lines = [f"verified {scheme.name} evidence ({fmt})", *[f"  {c}" for c in checks],
              *_summary_lines(summary, revocation), "verdict: VERIFIED"]
     _emit(args, "\n".join(lines), _result("verified", scheme=scheme, fmt=fmt, checks=checks,
@@ -367,12 +369,12 @@ def _appraise(args: argparse.Namespace, ev: _Evidence, known: dict[str, Any]) ->
     verifier = _verifier(args, scheme)
     attached = _read(args.cert_table, "certificate table") if args.cert_table else None
     part = EvidencePart(ev.data, scheme=scheme, attached=attached)
-    expected = _expected(args, scheme)
     fmt = _describe(scheme, scheme.parse(ev.data, attached=attached)).get("format")
     known["format"] = fmt
-    # Verification first on its own (for the revocation status); the appraisal then runs
-    # the same steps (chains are cached by the verifier).
+    # Verification first on its own (for the revocation status and the size of the field
+    # --nonce is compared with); the appraisal then runs the same steps (chains are cached).
     _, _, verified, _ = verifier.verify_only(part, now=args.at)
+    expected = _expected(args, scheme, verified)
     revocation = _revocation(scheme, verified)
     known["revocation"] = revocation
     appraisal = verifier.appraise(part, policy=policy, expected_binding=expected, now=args.at)
