@@ -340,3 +340,21 @@ def test_der_collateral_ending_in_a_whitespace_byte_loads() -> None:
     (cert,) = load_certificate_chain(cert_der + bytes(16), structure="chain")  # NUL padding
     assert cert.public_bytes(Encoding.DER) == cert_der
     assert len(load_certificate_chain(cert_der * 2, structure="chain")) == 2
+
+
+def test_an_appraisal_made_by_the_policy_module_gets_its_schemes_vector(
+        intel: FakeIntel) -> None:
+    """results.trust_vector (compatibility): an appraisal without a vector gets the mapping of
+    the scheme its ``tee`` names; a TEE without a scheme gets the generic rules."""
+    from veritee.policy.intel import appraise
+    from veritee.trust.intel import verify_quote
+
+    v = verify_quote(intel.td_quote(), intel.collateral("TDX"), now=intel.now,
+                     trusted_roots=intel.roots)
+    a = appraise(v, TdxPolicy(mrtd={bytes(48)}))
+    assert a.vector is None
+    assert trust_vector(a) == {"hardware": 2, "instance-identity": 0, "executables": 3,
+                               "configuration": 2, "runtime-opaque": 2}
+    other = dataclasses.replace(a, tee="not-a-scheme")
+    assert trust_vector(other) == {"hardware": 0, "instance-identity": 0, "executables": 0,
+                                   "configuration": 0, "runtime-opaque": 2}
