@@ -43,6 +43,8 @@ __all__ = ["EXIT_CODES", "main"]
 # Each must stay light at import (argparse and veritee.cli only): it is imported by every
 # ``veritee`` run; the commands import their libraries when called.
 _COMMAND_MODULES: tuple[str, ...] = (
+    "veritee.cli._verify_commands",
+    "veritee.cli",  # demo, emulate
     "veritee.cli._sealing_commands",
     "veritee.cli._keys",
     "veritee.cli._cert",
@@ -314,36 +316,6 @@ def _read(path: str, what: str) -> bytes:
         raise ConfigError(f"{what} {path}: cannot read ({exc.strerror or exc})") from None
 
 
-def _read_evidence(path: str) -> bytes:
-    """Evidence bytes: binary as-is; hex text (whitespace, ``0x``/``0X`` allowed) is decoded,
-    base64 text when it decodes to an Intel quote, and JSON carrying a ``quote`` member."""
-    from veritee._decode import decode_binary_text, decode_hex
-
-    data = _read(path, "evidence")
-    text = data.strip()
-    if text[:1] == b"{" and b'"quote"' in text:  # a quote wrapped in JSON (hex or base64)
-        from veritee.collateral.intel import decode_quote
-
-        return decode_quote(data, source=path)
-    if not text or not _TEXTUAL.issuperset(text[:4096]):
-        return data
-    try:
-        return decode_hex(text, structure=path, field="evidence")
-    except FormatError:
-        pass
-    try:
-        decoded = decode_binary_text(text, structure=path, field="evidence")
-    except FormatError:
-        return data
-    from veritee.attest import is_intel_quote
-
-    return decoded if is_intel_quote(decoded) else data
-
-
-_TEXTUAL = frozenset(b"0123456789abcdefABCDEFghijklmnopqrstuvwxyzGHIJKLMNOPQRSTUVWXYZ"
-                     b"+/-_=\r\n\t ")
-
-
 def _emit(args: argparse.Namespace, text: str, obj: object) -> None:
     if getattr(args, "format", "text") == "json":
         import json
@@ -353,50 +325,32 @@ def _emit(args: argparse.Namespace, text: str, obj: object) -> None:
         print(text)
 
 
-def _plain(value: object) -> object:
-    """A parsed structure as JSON-friendly values (bytes as hex, enums by name)."""
-    import dataclasses
-    import enum
-
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if f.repr}
-    if isinstance(value, bytes | bytearray):
-        return bytes(value).hex()
-    if isinstance(value, enum.Enum):
-        return value.name
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return value if value is None or isinstance(value, bool | int | float | str) else str(value)
-
-
-def _lines(obj: object, indent: str = "") -> list[str]:
-    out: list[str] = []
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            if isinstance(value, dict | list) and value:
-                out.append(f"{indent}{key}:")
-                out += _lines(value, indent + "  ")
-            else:
-                out.append(f"{indent}{key}: {value}")
-    elif isinstance(obj, list):
-        for i, value in enumerate(obj):
-            out.append(f"{indent}[{i}]")
-            out += _lines(value, indent + "  ")
-    return out
-
-
-def _load_collateral(args: argparse.Namespace) -> Any:
-    """The AMD certificates and trust anchors ``--certs``/``--crl``/``--trust-root`` name
-    (``cert inspect`` uses it; the implementation lives with ``verify``)."""
-    from veritee.cli._verify_legacy import _load_collateral as load
-
-    return load(args)
-
-
 # -- commands ---------------------------------------------------------------------------------
+def _load_collateral(args: argparse.Namespace) -> Any:
+    """SEV-SNP collateral and anchors from ``--certs``/``--crl``/``--trust-root`` for
+    ``cert inspect`` (SNP-only until RA-TLS goes through the scheme registry; show/verify/
+    appraise use the registry, see cli._verify)."""
+    from pathlib import Path
+
+    from veritee.collateral.amd import load_crl, load_paths
+    from veritee.trust.roots import TrustAnchors
+    from veritee.trust.sevsnp import AmdCertificates
+
+    certs: AmdCertificates | None = load_paths(*args.certs) if args.certs else None
+    if args.crl:
+        crl = load_crl(Path(args.crl))  # collateral.amd.load_crl: size-checked there
+        base = certs or AmdCertificates(ark=None, ask=None, vek=None, crl=None)
+        certs = AmdCertificates(ark=base.ark, ask=base.ask, vek=base.vek, crl=crl)
+    anchors = TrustAnchors.amd()
+    if args.trust_root:
+        from veritee.crypto.amd_certs import load_certificates
+
+        roots = [c for path in args.trust_root
+                 for c in load_certificates(_read(path, "trust root"), source=path)]
+        anchors = TrustAnchors.from_certificates(*roots)
+    return certs, anchors
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from veritee.cli._demo import run_demo
 
@@ -419,49 +373,10 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
                        debug=args.debug_guest, tee=args.tee, fmt=args.format)
 
 
-def _add_collateral_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("report", help="the evidence: an SEV-SNP report (binary or hex text), an "
-                   "Azure HCL report, a configfs-tsm report, an Intel TDX/SGX quote, an AWS "
-                   "Nitro document, or an Arm PSA/CCA token")
-    p.add_argument("--certs", metavar="PATH", action="append",
-                   help="collateral: a directory or file (repeatable) with the AMD ARK, ASK/ASVK "
-                   "and VCEK/VLEK (PEM or DER, any names), or one directory of Intel TCB Info / "
-                   "QE Identity / CRLs / chains")
-    p.add_argument("--cert-table", metavar="FILE", help="an extended report's certificate "
-                   "table (configfs-tsm auxblob)")
-    p.add_argument("--crl", metavar="FILE", help="AMD CRL for the product (DER or PEM)")
-    p.add_argument("--require-crl", action="store_true",
-                   help="fail unless a valid CRL was checked")
-    p.add_argument("--at", type=_parse_time, metavar="TIME",
-                   help="verify as of this ISO 8601 time (default: now)")
-    p.add_argument("--trust-root", action="append", metavar="PEM", help="trust this ARK "
-                   "instead of the pinned AMD roots (e.g. an emulated machine's ark.pem)")
-    p.add_argument("--key", metavar="FILE", help="the device key (IAK/CPAK) that signs an "
-                   "Arm PSA or CCA token (PEM, DER or JWK)")
-    p.add_argument("--fetch", action="store_true", help="fetch what the collateral lacks "
-                   "(VCEK, chain, CRL) from AMD's KDS; fetched certificates are verified as any")
-    p.add_argument("--kds-url", default=None, metavar="URL", help="KDS base URL (a mirror)")
-    p.add_argument("--kds-cache", type=_path, metavar="DIR", help="cache directory for KDS "
-                   "responses (default ~/.cache/veritee/kds)")
-    p.add_argument("--format", choices=("text", "json"), default="text",
-                   help="print the result as text (default) or JSON")
-
-
-def _register_core(add: AddCommand) -> None:
-    """show, verify, appraise, demo and emulate."""
-    p = add("show", "decode every field of a report for a human",
-            lazy("veritee.cli._verify_legacy:_cmd_show"))
-    p.add_argument("report", help="the evidence file (binary, hex or base64 text)")
-    p.add_argument("--format", choices=("text", "json"), default="text",
-                   help="print the fields as text (default) or JSON")
-
-    _add_collateral_args(add("verify", "verify a report's signature and certificate chain",
-                             lazy("veritee.cli._verify_legacy:_cmd_verify")))
-    p = add("appraise", "verify a report and appraise it against a policy",
-            lazy("veritee.cli._verify_legacy:_cmd_appraise"))
-    _add_collateral_args(p)
-    p.add_argument("--policy", metavar="FILE", help="policy file (TOML or JSON); default: the "
-                   "secure default policy")
+def register(add: AddCommand) -> None:
+    """Add this module's own commands, demo and emulate (listed in :data:`_COMMAND_MODULES`
+    after show, verify and appraise, so ``--help`` lists those first)."""
+    from veritee.cli._options import path_arg
 
     p = add("demo", "run the whole attestation flow on an emulated SEV-SNP machine", _cmd_demo)
     p.add_argument("--product", choices=("Milan", "Genoa", "Turin"), default="Milan",
@@ -486,16 +401,10 @@ def _register_core(add: AddCommand) -> None:
                    help="the emulated TEE (tdx/sgx: a quote and Intel collateral)")
     p.add_argument("action", nargs="?", choices=("export-roots",), help="export-roots: write "
                    "the ARK/ASK/VCEK of the machine in --state to --out (no guest launched)")
-    p.add_argument("--state", metavar="DIR", type=_path, help="export-roots: the emulated "
+    p.add_argument("--state", metavar="DIR", type=path_arg, help="export-roots: the emulated "
                    "machine's state directory (default: $VERITEE_STATE_DIR or "
                    "~/.local/share/veritee/emulated-snp)")
     add_format_arg(p, what="what was written")
-
-
-def _path(text: str) -> Any:
-    from pathlib import Path
-
-    return Path(text)
 
 
 def _command_in(argv: Sequence[str]) -> str | None:
@@ -543,7 +452,6 @@ def _build(command: str | None) -> tuple[argparse.ArgumentParser, bool]:
         p.set_defaults(fn=fn)
         return p
 
-    _register_core(add)
     # Feature modules register their own commands: each has ``register(add)``.
     for module in _COMMAND_MODULES:
         importlib.import_module(module).register(add)
