@@ -99,6 +99,9 @@ from typing import Any
 from veritee.errors import ConfigError
 from veritee.formats.sevsnp import Product, SigningKey, TcbVersion
 from veritee.policy import Appraisal, Finding, Outcome, _load
+from veritee.policy._checks import contains as _in
+from veritee.policy._checks import finding as _ok
+from veritee.policy._checks import skipped as _skip
 from veritee.trust.sevsnp import VerifiedReport
 
 __all__ = [
@@ -500,24 +503,6 @@ def claims(verified: VerifiedReport) -> dict[str, Any]:
 
 _Check = Callable[[VerifiedReport, SevSnpPolicy], Iterable[Finding]]
 
-
-def _ok(code: str, fld: str, got: Any, want: Any, ok: bool, *, why: str = "") -> Finding:
-    """A pass or fail finding; ``why`` explains a failure."""
-    if ok:
-        return Finding(code, Outcome.PASS, fld, got, want)
-    return Finding(code, Outcome.FAIL, fld, got, want, why)
-
-
-def _skip(code: str, fld: str, why: str) -> Finding:
-    return Finding(code, Outcome.SKIP, fld, message=f"not checked: {why}")
-
-
-def _in(value: bytes, allowed: Iterable[bytes]) -> bool:
-    """Constant-time membership: every entry is compared, no early exit."""
-    found = False
-    for candidate in allowed:
-        found |= hmac.compare_digest(value, candidate)
-    return found
 
 
 def _check_report_version(v: VerifiedReport, p: SevSnpPolicy) -> Iterable[Finding]:
