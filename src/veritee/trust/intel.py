@@ -36,6 +36,7 @@ TD 1.5 TEE_TCB_SVN2 (matching uses TEE_TCB_SVN, like go-tdx-guest); PCK certific
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 from collections.abc import Iterable, Sequence
@@ -50,6 +51,9 @@ from veritee.crypto._x509 import load_certificate_chain
 from veritee.errors import CollateralError, FormatError, VerificationError
 from veritee.findings import Finding, passed, skipped
 from veritee.formats.intel import (
+    HEADER_SIZE as _HEADER_SIZE,
+)
+from veritee.formats.intel import (
     SGX_EXTENSIONS_OID,
     EnclaveIdentity,
     PckExtensions,
@@ -59,6 +63,18 @@ from veritee.formats.intel import (
     TcbLevel,
     TcbStatus,
     TdReportBody,
+)
+from veritee.formats.intel import (
+    SGX_REPORT_SIZE as _SGX_SIZE,
+)
+from veritee.formats.intel import (
+    TD10_REPORT_SIZE as _TD10_SIZE,
+)
+from veritee.formats.intel import (
+    TD15_REPORT_SIZE as _TD15_SIZE,
+)
+from veritee.formats.intel import (
+    BodyType as _BodyType,
 )
 from veritee.trust._common import (
     Pins,
@@ -117,6 +133,25 @@ class IntelCollateral:
     pck_crl: x509.CertificateRevocationList | None = None
     root_ca_crl: x509.CertificateRevocationList | None = None
     pck_chain: tuple[x509.Certificate, ...] = ()
+
+    @functools.cached_property
+    def _der(self) -> _CollateralDer:
+        # The exact DER of every parsed member, for IntelCache keys; computed once per
+        # (immutable) object rather than once per quote.
+        return _CollateralDer(
+            tcb_info_chain=tuple(_der(c) for c in self.tcb_info_issuer_chain),
+            qe_identity_chain=tuple(_der(c) for c in self.qe_identity_issuer_chain),
+            pck_crl=_der(self.pck_crl), root_ca_crl=_der(self.root_ca_crl),
+            pck_chain=tuple(_der(c) for c in self.pck_chain))
+
+
+@dataclass(frozen=True)
+class _CollateralDer:
+    tcb_info_chain: tuple[bytes | None, ...]
+    qe_identity_chain: tuple[bytes | None, ...]
+    pck_crl: bytes | None
+    root_ca_crl: bytes | None
+    pck_chain: tuple[bytes | None, ...]
 
 
 @dataclass(frozen=True)
@@ -214,6 +249,7 @@ class _Platform:
 
     chain: tuple[x509.Certificate, ...]
     root_fingerprint: str
+    root_der: bytes
     pck: PckExtensions
     attestation_key: ec.EllipticCurvePublicKey
     before_quote: tuple[Finding, ...]  # chain, CRLs, QE report signature and binding
@@ -345,7 +381,8 @@ def _verify_platform(q: Quote, col: IntelCollateral, pins: Pins, now: datetime,
 
     # 5. PCK extensions (checked after the quote signature, step 4, by the caller).
     ext = _pck_extensions(pck)
-    return _Platform(chain, root_fp, ext, key, tuple(checks),
+    return _Platform(chain, root_fp, root.public_bytes(serialization.Encoding.DER), ext, key,
+                     tuple(checks),
                      (passed("intel.pck.extensions", "FMSPC", got=ext.fmspc),),
                      crl_checked, lo, hi)
 
@@ -394,8 +431,8 @@ def _verify_signed_json(kind: str, raw: bytes | None, sig: bytes | None, *,
     return _SignedJson(raw, parsed, (found, current), max(lo, issue), min(hi, nxt_update))
 
 
-def _signed_json(kind: str, col: IntelCollateral, root: x509.Certificate, now: datetime,
-                 cache: IntelCache | None) -> _SignedJson:
+def _signed_json(kind: str, col: IntelCollateral, root: x509.Certificate, root_der: bytes, *,
+                 now: datetime, cache: IntelCache | None) -> _SignedJson:
     if kind == "tcb_info":
         raw, sig, chain = col.tcb_info, col.tcb_info_signature, col.tcb_info_issuer_chain
     else:
@@ -404,8 +441,10 @@ def _signed_json(kind: str, col: IntelCollateral, root: x509.Certificate, now: d
     if cache is None or raw is None:
         return _verify_signed_json(kind, raw, sig, chain=chain, root=root, root_crl=root_crl,
                                    now=now)
-    key = ("signed_json", kind, raw, sig, tuple(_der(c) for c in chain), _der(root),
-           _der(root_crl))
+    der = col._der
+    key = ("signed_json", kind, raw, sig,
+           der.tcb_info_chain if kind == "tcb_info" else der.qe_identity_chain,
+           root_der, der.root_ca_crl)
     entry = cache._objects.get(key, now)
     if entry is None:
         entry = _verify_signed_json(kind, raw, sig, chain=chain, root=root, root_crl=root_crl,
@@ -414,8 +453,22 @@ def _signed_json(kind: str, col: IntelCollateral, root: x509.Certificate, now: d
     return entry
 
 
-def _platform(q: Quote, col: IntelCollateral, pins: Pins, now: datetime,
-              cache: IntelCache | None) -> _Platform:
+_BODY_SIZE = {_BodyType.SGX: _SGX_SIZE, _BodyType.TD10: _TD10_SIZE, _BodyType.TD15: _TD15_SIZE}
+
+
+def _cut(q: Quote) -> tuple[bytes, bytes]:
+    """(signed region, signature data after the quote signature) cut from the bytes ``q`` was
+    parsed from: header || [v5 body descriptor, 6 bytes] || body, then the u32 signature data
+    size and the ECDSA-256 signature data, whose first 64 bytes are the quote signature and
+    the rest the attestation key and QE certification data (SGX QL API, "Quote Format";
+    TDX QL API, "Quote Format v5"). Only for a quote this module parsed itself."""
+    n = _HEADER_SIZE + (6 if q.header.version == 5 else 0) + _BODY_SIZE[q.body_type]
+    size = int.from_bytes(q.raw[n:n + 4], "little")
+    return q.raw[:n], q.raw[n + 4 + 64:n + 4 + size]
+
+
+def _platform(q: Quote, certification: bytes | None, col: IntelCollateral, pins: Pins, *,
+              now: datetime, cache: IntelCache | None) -> _Platform:
     qe = q.signature_data.qe
     chain_bytes = qe.certification_data.pck_chain_bytes
     if chain_bytes is None and not col.pck_chain:
@@ -423,11 +476,15 @@ def _platform(q: Quote, col: IntelCollateral, pins: Pins, now: datetime,
                               " carries no PCK chain; pass IntelCollateral(pck_chain=...)")
     key = None
     if cache is not None:
-        # Every input of steps 1-3 and 5, as the exact bytes that were (or would be) verified.
-        key = ("platform", chain_bytes, tuple(_der(c) for c in col.pck_chain) if
-               chain_bytes is None else (), qe.qe_report_bytes, qe.qe_report_signature,
-               qe.qe_auth_data, q.signature_data.attestation_key, pins.sha256,
-               _der(col.root_ca_crl), _der(col.pck_crl))
+        # Every input of steps 1-3 and 5, as the exact bytes that are verified: the
+        # attestation key and QE certification data (QE report, its signature, auth data and,
+        # type 5, the PCK chain), or the PCK chain from the collateral; the CRLs; the pins.
+        der = col._der
+        quoted = certification if certification is not None else (
+            q.signature_data.attestation_key, qe.qe_report_bytes, qe.qe_report_signature,
+            qe.qe_auth_data, chain_bytes)
+        key = ("platform", quoted, der.pck_chain if chain_bytes is None else (), pins.sha256,
+               der.root_ca_crl, der.pck_crl)
         entry = cache._platforms.get(key, now)
         if entry is not None:
             return entry
@@ -454,16 +511,20 @@ def verify_quote(quote: Quote | bytes, collateral: IntelCollateral | None = None
     or :class:`~veritee.errors.ConfigError` (a naive ``now``).
     """
     require_aware(now)
-    q = quote if isinstance(quote, Quote) else Quote.from_bytes(quote)
+    if isinstance(quote, Quote):
+        q, signed, certification = quote, quote.signed_bytes, None
+    else:  # parsed here, so its raw bytes are the ones its fields came from
+        q = Quote.from_bytes(quote)
+        signed, certification = _cut(q)
     col = collateral or IntelCollateral()
     pins = Pins.of(trusted_roots, INTEL_SGX_ROOT_CA_SHA256)
 
     # 1-3. PCK chain, CRLs, QE report (from the cache when these exact bytes verified).
-    plat = _platform(q, col, pins, now, cache)
+    plat = _platform(q, certification, col, pins, now=now, cache=cache)
     checks = list(plat.before_quote)
 
     # 4. Quote signature by the attestation key.
-    if not verify_raw_ecdsa(plat.attestation_key, q.signature_data.signature, q.signed_bytes):
+    if not verify_raw_ecdsa(plat.attestation_key, q.signature_data.signature, signed):
         raise VerificationError("intel.quote.signature",
                                 "quote signature does not verify with the attestation key")
     checks.append(passed("intel.quote.signature", "header||body"))
@@ -474,7 +535,7 @@ def verify_quote(quote: Quote | bytes, collateral: IntelCollateral | None = None
     root = plat.chain[-1]
 
     # 6. Collateral.
-    tcb = _signed_json("tcb_info", col, root, now, cache)
+    tcb = _signed_json("tcb_info", col, root, plat.root_der, now=now, cache=cache)
     checks += tcb.checks
     tcb_info = tcb.parsed if isinstance(tcb.parsed, TcbInfo) else None
     if tcb_info is not None:
@@ -491,7 +552,7 @@ def verify_quote(quote: Quote | bytes, collateral: IntelCollateral | None = None
                                     f"TCB Info PCE-ID {tcb_info.pce_id.hex()} != PCK "
                                     f"{ext.pce_id.hex()}")
         checks.append(passed("intel.tcb_info.match", "FMSPC/PCE-ID", got=ext.fmspc))
-    qei = _signed_json("qe_identity", col, root, now, cache)
+    qei = _signed_json("qe_identity", col, root, plat.root_der, now=now, cache=cache)
     checks += qei.checks
     qe_identity = qei.parsed if isinstance(qei.parsed, EnclaveIdentity) else None
     if qe_identity is not None:
