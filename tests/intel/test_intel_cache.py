@@ -85,7 +85,8 @@ def test_changed_tcb_info_byte_is_not_served_from_the_cache(
     q, col, cache = _quote(vendor, cpu), vendor.collateral("TDX", NOW), IntelCache()
     _verify(vendor, q, col, cache)
     assert col.tcb_info is not None
-    tampered = col.tcb_info.replace(b'"tcbEvaluationDataNumber":17', b'"tcbEvaluationDataNumber":18')
+    tampered = col.tcb_info.replace(b'"tcbEvaluationDataNumber":17',
+                                    b'"tcbEvaluationDataNumber":18')
     assert tampered != col.tcb_info
     bad = dataclasses.replace(col, tcb_info=tampered)
     assert _code(lambda: _verify(vendor, q, bad, cache)) == "intel.tcb_info.signature"
@@ -198,7 +199,7 @@ def test_naive_time_is_a_config_error_with_a_cache(vendor: EmulatedIntelVendor,
                                                    cpu: EmulatedIntelCpu) -> None:
     with pytest.raises(ConfigError, match="now: naive datetime"):
         verify_quote(_quote(vendor, cpu), vendor.collateral("TDX", NOW),
-                     now=datetime(2026, 6, 1), cache=IntelCache())  # noqa: DTZ001 - the attack
+                     now=datetime(2026, 6, 1), cache=IntelCache())
 
 
 # -- real samples (skipped without ../shared) -----------------------------------------------
