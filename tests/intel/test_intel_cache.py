@@ -98,21 +98,21 @@ def test_changed_tcb_info_byte_is_not_served_from_the_cache(
 
 def test_pck_revoked_in_a_newer_crl_is_not_served_from_the_cache(
         vendor: EmulatedIntelVendor, cpu: EmulatedIntelCpu) -> None:
-    q, cache = _quote(vendor, cpu), IntelCache()
-    _verify(vendor, q, vendor.collateral("TDX", NOW), cache)
+    q, col, cache = _quote(vendor, cpu), vendor.collateral("TDX", NOW), IntelCache()
+    _verify(vendor, q, col, cache)
     vendor.revoke_pck(cpu.pck_certificate())
     later = NOW + timedelta(hours=2)
-    newer = vendor.collateral("TDX", later)
+    newer = dataclasses.replace(col, pck_crl=vendor.pck_crl(later))  # only the PCK CRL changes
     assert _code(lambda: _verify(vendor, q, newer, cache, at=later)) == "intel.chain.revoked"
 
 
 def test_revoked_processor_ca_in_a_newer_root_crl_is_not_served(
         vendor: EmulatedIntelVendor, cpu: EmulatedIntelCpu) -> None:
-    q, cache = _quote(vendor, cpu), IntelCache()
-    _verify(vendor, q, vendor.collateral("TDX", NOW), cache)
+    q, col, cache = _quote(vendor, cpu), vendor.collateral("TDX", NOW), IntelCache()
+    _verify(vendor, q, col, cache)
     vendor.revoked_ca = True
     later = NOW + timedelta(hours=2)
-    newer = vendor.collateral("TDX", later)
+    newer = dataclasses.replace(col, root_ca_crl=vendor.root_ca_crl(later))
     assert _code(lambda: _verify(vendor, q, newer, cache, at=later)) == "intel.chain.revoked"
 
 
