@@ -34,8 +34,6 @@ _REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(_REPO / "tests"))  # the manifest loader the Intel tests use
 
 import dcap_qvl  # noqa: E402
-from _evidence import evidence_available, manifest_samples  # noqa: E402
-from _intel_support import INTEL_PREFIXES, IntelSample, load_sample, quote_file  # noqa: E402
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives.serialization import Encoding  # noqa: E402
 
@@ -47,6 +45,9 @@ from veritee.trust.intel import (  # noqa: E402
     load_certificates,
     verify_quote,
 )
+
+from _evidence import evidence_available, manifest_samples  # noqa: E402
+from _intel_support import INTEL_PREFIXES, IntelSample, load_sample, quote_file  # noqa: E402
 
 
 def cpu_rate(fn: Callable[[], object], seconds: float) -> float:
