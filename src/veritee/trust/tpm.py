@@ -74,6 +74,7 @@ from veritee.formats.tpm import (
     TpmtPublic,
     TpmtSignature,
 )
+from veritee.trust._common import require_aware
 from veritee.trust.sevsnp import VerifiedReport
 
 __all__ = [
@@ -302,6 +303,7 @@ def verify_ak_certificate(verified: VerifiedTpmQuote, ak_certificate: object,
 
     from veritee.trust.tpm_ek import verify_tpm_cert_chain
 
+    require_aware(now)
     chain = verify_tpm_cert_chain(ak_certificate, intermediates,  # type: ignore[arg-type]
                                   roots=roots, now=now,  # type: ignore[arg-type]
                                   allow_sha1=allow_sha1)
