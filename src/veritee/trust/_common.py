@@ -44,6 +44,7 @@ __all__ = [
     "check_crl",
     "check_validity",
     "check_window",
+    "extension",
     "fingerprint",
     "issued_by",
     "require_aware",
@@ -55,6 +56,21 @@ _RAW_ECDSA: dict[type[ec.EllipticCurve], tuple[int, type[hashes.HashAlgorithm]]]
     ec.SECP256R1: (32, hashes.SHA256),
     ec.SECP384R1: (48, hashes.SHA384),
 }
+
+
+_X = TypeVar("_X", bound=x509.ExtensionType)
+
+
+def extension(cert: x509.Certificate, kind: type[_X], *, code: str) -> x509.Extension[_X] | None:
+    """``cert``'s extension of ``kind``, or None when absent; a duplicate or malformed
+    extension list is ``code`` (certificates loaded through :mod:`veritee.crypto._x509` have
+    had theirs parsed already, so this is a second line of defence)."""
+    try:
+        return cert.extensions.get_extension_for_class(kind)
+    except x509.ExtensionNotFound:
+        return None
+    except ValueError as exc:  # duplicate or malformed extensions
+        raise VerificationError(code, f"bad extensions: {exc}") from exc
 
 
 def require_aware(now: datetime, fld: str = "now") -> datetime:

@@ -56,6 +56,7 @@ from veritee.formats.nitro import NitroDocument, NitroPayload
 from veritee.trust._common import (
     Pins,
     check_validity,
+    extension,
     fingerprint,
     issued_by,
     require_aware,
@@ -122,12 +123,7 @@ def _check_algorithm(cert: x509.Certificate, what: str) -> None:
 
 
 def _ext(cert: x509.Certificate, kind: type[_E]) -> x509.Extension[_E] | None:
-    try:
-        return cert.extensions.get_extension_for_class(kind)
-    except x509.ExtensionNotFound:
-        return None
-    except ValueError as exc:  # duplicate or malformed extensions
-        raise VerificationError("nitro.chain.constraints", f"bad extensions: {exc}") from exc
+    return extension(cert, kind, code="nitro.chain.constraints")
 
 
 def _check_ca(cert: x509.Certificate, what: str, cas_below: int) -> None:

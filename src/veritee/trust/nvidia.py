@@ -63,6 +63,7 @@ from veritee.formats.nvidia import NONCE_SIZE, GpuReport
 from veritee.trust._common import (
     Pins,
     check_validity,
+    extension,
     fingerprint,
     issued_by,
     require_aware,
@@ -124,21 +125,13 @@ def _name(cert: x509.Certificate) -> str:
 
 
 def _basic(cert: x509.Certificate) -> x509.BasicConstraints | None:
-    try:
-        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        return None
-    except ValueError as exc:
-        raise VerificationError("nvidia.chain.constraints", f"bad extensions: {exc}") from exc
+    ext = extension(cert, x509.BasicConstraints, code="nvidia.chain.constraints")
+    return None if ext is None else ext.value
 
 
 def _key_usage(cert: x509.Certificate) -> x509.KeyUsage | None:
-    try:
-        return cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        return None
-    except ValueError as exc:
-        raise VerificationError("nvidia.chain.constraints", f"bad extensions: {exc}") from exc
+    ext = extension(cert, x509.KeyUsage, code="nvidia.chain.constraints")
+    return None if ext is None else ext.value
 
 
 def _tcb_info(cert: x509.Certificate) -> bytes | None:

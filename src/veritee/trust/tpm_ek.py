@@ -66,7 +66,7 @@ from veritee.errors import FormatError, VerificationError
 from veritee.findings import Finding, skipped
 from veritee.findings import passed as _ok
 from veritee.formats.tpm import TpmtPublic
-from veritee.trust._common import check_validity, require_aware
+from veritee.trust._common import check_validity, extension, require_aware
 from veritee.trust.tpm import PublicKey, public_key
 
 __all__ = [
@@ -146,10 +146,7 @@ def _who(cert: x509.Certificate) -> str:
 
 def _ext(cert: x509.Certificate, cls: type[x509.ExtensionType]) -> x509.Extension[
         x509.ExtensionType] | None:
-    try:
-        return cert.extensions.get_extension_for_class(cls)
-    except x509.ExtensionNotFound:
-        return None
+    return extension(cert, cls, code="tpm.ek.chain")
 
 
 def _check_signature(child: x509.Certificate, parent: x509.Certificate) -> bool:
