@@ -210,7 +210,7 @@ def verify_ima_log(log: ImaLog, *, pcr10: bytes | None = None, bank: HashAlg = H
     code = "ima.replay_mismatch"
     replayed = replay_ima(log, bank, pcr=pcr, per_bank_template_hash=per_bank_template_hash)
     if pcr10 is None:
-        checks.append(skipped(code, f"PCR{pcr}", "no quoted PCR value given"))
+        checks.append(skipped("ima.replay", f"PCR{pcr}", "no quoted PCR value given"))
     else:
         if not isinstance(pcr10, bytes) or len(pcr10) != bank.digest_size:
             raise VerificationError(code, f"PCR{pcr}: want {bank.digest_size} bytes for "
@@ -218,7 +218,8 @@ def verify_ima_log(log: ImaLog, *, pcr10: bytes | None = None, bank: HashAlg = H
         if not hmac.compare_digest(replayed, pcr10):
             raise VerificationError(code, f"PCR{pcr} {bank.name}: replayed {replayed.hex()}, "
                                           f"want {pcr10.hex()} (quoted)")
-        checks.append(_ok(code, f"PCR{pcr}", replayed.hex(), f"{bank.name} replay matches"))
+        checks.append(_ok("ima.replay", f"PCR{pcr}", replayed.hex(),
+                          f"{bank.name} replay matches"))
 
     # 3. signatures
     code = "ima.signature"
