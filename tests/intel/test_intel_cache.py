@@ -17,7 +17,14 @@ from veritee.errors import ConfigError, VerificationError
 from veritee.formats.intel import HEADER_SIZE, TD10_REPORT_SIZE, Quote
 from veritee.platform.emulated.intel import EmulatedIntelCpu, EmulatedIntelVendor
 from veritee.platform.emulated.tdx import InsecureEmulatedTdxMachine
-from veritee.trust.intel import IntelCache, IntelCollateral, VerifiedQuote, _cut, verify_quote
+from veritee.trust.intel import (
+    IntelCache,
+    IntelCollateral,
+    VerifiedQuote,
+    _cut,
+    _linked,
+    verify_quote,
+)
 
 from _evidence import manifest_samples
 from _intel_support import INTEL_PREFIXES, load_sample, quote_file
@@ -178,7 +185,8 @@ def test_cache_is_bounded_and_clears(vendor: EmulatedIntelVendor) -> None:
     for _ in range(3):
         cpu = EmulatedIntelCpu(vendor, now=NOW)
         _verify(vendor, _quote(vendor, cpu), col, cache)
-    assert len(cache) <= 2  # one platform, one collateral object
+    # one platform, one collateral object, four facts (parsed PEM blocks, links, CRLs)
+    assert len(cache) <= 1 + 1 + 4
     cache.clear()
     assert len(cache) == 0
     with pytest.raises(ConfigError):
@@ -230,3 +238,36 @@ def test_real_sample_warm_equals_cold(sample: dict[str, Any]) -> None:
     assert run(cache) == cold
     if not isinstance(cold, str):
         assert cache.hits > 0
+
+
+# -- the first quote of a new platform: CA chain, CRLs and collateral from the cache ----------
+def test_new_platform_with_cached_ca_chain_equals_cold(vendor: EmulatedIntelVendor) -> None:
+    col, cache = vendor.collateral("TDX", NOW), IntelCache()
+    _verify(vendor, _quote(vendor, EmulatedIntelCpu(vendor, now=NOW)), col, cache)
+    q = _quote(vendor, EmulatedIntelCpu(vendor, now=NOW))  # another machine, same CA
+    cold = _verify(vendor, q, col, None)
+    hits = cache.hits
+    warm = _verify(vendor, q, col, cache)
+    assert cache.hits > hits and warm.checks == cold.checks and warm.tcb == cold.tcb
+    cache.clear_platforms()
+    assert _verify(vendor, q, col, cache).checks == cold.checks
+
+
+def test_crl_signed_by_another_key_is_not_served_from_the_cache(
+        vendor: EmulatedIntelVendor, cpu: EmulatedIntelCpu) -> None:
+    q, col, cache = _quote(vendor, cpu), vendor.collateral("TDX", NOW), IntelCache()
+    _verify(vendor, q, col, cache)
+    forger = EmulatedIntelVendor.generate(now=NOW)
+    forged = forger._crl(vendor.ca, forger.ca_key, [], NOW)  # the CA's name, another key
+    cache.clear_platforms()
+    bad = dataclasses.replace(col, pck_crl=forged)
+    assert _code(lambda: _verify(vendor, q, bad, cache)) == "intel.crl.signature"
+
+
+def test_a_link_is_remembered_only_for_the_exact_pair(vendor: EmulatedIntelVendor) -> None:
+    cache = IntelCache()
+    forger = EmulatedIntelVendor.generate(now=NOW)  # same names, other keys
+    assert _linked(vendor.ca, vendor.root, cache)
+    assert not _linked(forger.ca, vendor.root, cache)  # not served: another child
+    assert not _linked(vendor.ca, forger.root, cache)  # not served: another parent
+    assert _linked(vendor.ca, vendor.root, cache)

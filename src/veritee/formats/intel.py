@@ -540,10 +540,22 @@ class Quote:
 
 
 def _der_tlv(data: bytes, offset: int, structure: str) -> tuple[int, int, int]:
-    """Return (tag, value offset, value end) of the DER TLV at ``offset``."""
-    r = Reader(structure, data)
-    tag = r.u8("tag", offset)
-    first = r.u8("length", offset + 1)
+    """Return (tag, value offset, value end) of the DER TLV at ``offset``.
+
+    Bounds are checked inline, with the errors :class:`~veritee._wire.Reader` gives (no
+    Reader per TLV: a PCK certificate's SGX extensions hold a few hundred of them).
+    """
+    size = len(data)
+
+    def need(field: str, at: int, length: int) -> None:
+        if at < 0 or at + length > size:
+            raise FormatError(structure, field, offset=at, got=f"{size} bytes",
+                              want=f">= {at + length}")
+
+    need("tag", offset, 1)
+    tag = data[offset]
+    need("length", offset + 1, 1)
+    first = data[offset + 1]
     if first < 0x80:
         start, length = offset + 2, first
     else:
@@ -551,9 +563,10 @@ def _der_tlv(data: bytes, offset: int, structure: str) -> tuple[int, int, int]:
         if n == 0 or n > 4:
             raise FormatError(structure, "length", offset=offset + 1, got=first,
                               want="definite length of at most 4 bytes")
-        length = int.from_bytes(r.raw("length", offset + 2, n), "big")
+        need("length", offset + 2, n)
+        length = int.from_bytes(data[offset + 2:offset + 2 + n], "big")
         start = offset + 2 + n
-    r.raw("value", start, length)  # bounds check
+    need("value", start, length)
     return tag, start, start + length
 
 

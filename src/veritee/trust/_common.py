@@ -44,6 +44,7 @@ __all__ = [
     "check_crl",
     "check_validity",
     "check_window",
+    "crl_signed",
     "extension",
     "fingerprint",
     "issued_by",
@@ -116,7 +117,8 @@ def check_validity(cert: _Validity, now: datetime, *, code: str,
     check_window(cert.not_valid_before_utc, cert.not_valid_after_utc, now, code=code, what=what)
 
 
-def _crl_signed(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+def crl_signed(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    """True when ``issuer``'s key verifies ``crl``'s signature (any failure is False)."""
     try:
         return crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
     except (ValueError, TypeError, UnsupportedAlgorithm):  # a key type a CRL cannot use
@@ -141,7 +143,7 @@ def check_crl(crl: x509.CertificateRevocationList, issuer: _Issuer, now: datetim
                                 f"{what} CRL issuer: got {crl.issuer.rfc4514_string()}, "
                                 f"want {issuer_name.rfc4514_string()}")
     signed = (verify_signature() if verify_signature is not None
-              else isinstance(issuer, x509.Certificate) and _crl_signed(crl, issuer))
+              else isinstance(issuer, x509.Certificate) and crl_signed(crl, issuer))
     if not signed:
         raise VerificationError(f"{scheme}.crl.signature", f"{what} CRL is not signed by "
                                 f"{issuer_name.rfc4514_string()}")

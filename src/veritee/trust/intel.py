@@ -39,7 +39,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -47,7 +47,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from veritee.crypto._x509 import load_certificate_chain
+from veritee.crypto._x509 import _PEM_RE, load_certificate_chain
+from veritee.crypto._x509 import MAX_CHAIN as _MAX_CHAIN
 from veritee.errors import CollateralError, FormatError, VerificationError
 from veritee.findings import Finding, passed, skipped
 from veritee.formats.intel import (
@@ -82,6 +83,7 @@ from veritee.trust._common import (
     check_crl,
     check_validity,
     check_window,
+    crl_signed,
     fingerprint,
     issued_by,
     require_aware,
@@ -203,23 +205,29 @@ def _p256_key(raw: bytes) -> ec.EllipticCurvePublicKey:
 
 
 def _order_chain(certs: Sequence[x509.Certificate]) -> tuple[x509.Certificate, ...]:
-    """Order ``certs`` leaf first by subject/issuer names (type 5 data may be root first)."""
+    """Order ``certs`` leaf first by subject/issuer names (type 5 data may be root first).
+
+    Names are compared by their DER encoding (RFC 5280 7.1 allows more lenient matching;
+    Intel's chains use identical encodings, as dcap-qvl and Intel QVL expect)."""
     if len(certs) < 2:
         raise VerificationError("intel.chain.incomplete",
                                 f"PCK chain has {len(certs)} certificate(s), want >= 2")
-    issuers = {c.issuer for c in certs if c.issuer != c.subject}
-    leaves = [c for c in certs if c.subject not in issuers and c.issuer != c.subject]
+    names = [(c.subject.public_bytes(), c.issuer.public_bytes()) for c in certs]
+    issuers = {i for s, i in names if i != s}
+    leaves = [c for c, (s, i) in zip(certs, names, strict=True) if s not in issuers and i != s]
     if len(leaves) != 1:
         raise VerificationError("intel.chain.incomplete",
                                 f"cannot find the one PCK leaf among {len(certs)} certificates")
+    by_subject = {s: (c, i) for c, (s, i) in zip(certs, names, strict=True)}
     chain = [leaves[0]]
-    by_subject = {c.subject: c for c in certs}
-    while chain[-1].issuer != chain[-1].subject:
-        parent = by_subject.get(chain[-1].issuer)
-        if parent is None or parent in chain or len(chain) > len(certs):
+    subject, issuer = chain[0].subject.public_bytes(), chain[0].issuer.public_bytes()
+    while issuer != subject:
+        found = by_subject.get(issuer)
+        if found is None or found[0] in chain or len(chain) > len(certs):
             raise VerificationError("intel.chain.incomplete",
                                     f"no issuer {chain[-1].issuer.rfc4514_string()} in chain")
-        chain.append(parent)
+        chain.append(found[0])
+        subject, issuer = issuer, found[1]
     return tuple(chain)
 
 
@@ -295,6 +303,11 @@ class IntelCache:
     def __init__(self, max_entries: int = 256) -> None:
         self._platforms: WindowCache[_Platform] = WindowCache(max_entries)
         self._objects: WindowCache[_SignedJson] = WindowCache(max_entries)
+        # Facts about exact bytes that hold at any time: a parsed PEM certificate, a verified
+        # certificate link (child DER, parent DER), a verified CRL signature (CRL DER, issuer
+        # DER). They make the first quote of a new platform cheap: its CA chain and CRLs
+        # are the same as every other platform's. Validity is still checked per platform.
+        self._facts: WindowCache[_Fact] = WindowCache(4 * max_entries)
 
     @property
     def hits(self) -> int:
@@ -310,14 +323,104 @@ class IntelCache:
         """Forget every entry."""
         self._platforms.clear()
         self._objects.clear()
+        self._facts.clear()
+
+    def clear_platforms(self) -> None:
+        """Forget the per-platform entries only, as if every platform were new (the first
+        quote of a machine: its PCK leaf, QE report and quote are verified, the CA chain,
+        CRLs and collateral come from the cache). For benchmarks and tests."""
+        self._platforms.clear()
 
     def __len__(self) -> int:
-        return len(self._platforms) + len(self._objects)
+        return len(self._platforms) + len(self._objects) + len(self._facts)
+
+    def _fact(self, key: tuple[object, ...]) -> object | None:
+        entry = self._facts.get(key, _ALWAYS[0])
+        return None if entry is None else entry.value
+
+    def _remember(self, key: tuple[object, ...], value: object) -> None:
+        self._facts.put(key, _Fact(value, *_ALWAYS))
+
+
+_ALWAYS = (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
+
+
+@dataclass(frozen=True)
+class _Fact:
+    """A result that depends only on exact bytes, never on the time."""
+
+    value: object
+    not_before: datetime
+    not_after: datetime
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _linked(child: x509.Certificate, parent: x509.Certificate, cache: IntelCache | None
+            ) -> bool:
+    """:func:`issued_by`, remembered for the exact (child, parent) DER pair."""
+    if cache is None or not _is_ca(child):  # a leaf is one platform's: nothing to share
+        return issued_by(child, parent)
+    key = ("link", _der(child), _der(parent))
+    if cache._fact(key) is True:
+        return True
+    ok = issued_by(child, parent)
+    if ok:
+        cache._remember(key, True)
+    return ok
+
+
+def _crl_check(crl: x509.CertificateRevocationList, crl_der: bytes | None,
+               issuer: x509.Certificate, cache: IntelCache | None) -> Callable[[], bool] | None:
+    """The CRL signature check for :func:`check_crl`, remembered for the exact DER pair."""
+    if cache is None:
+        return None
+
+    def signed() -> bool:
+        key = ("crl", crl_der, _der(issuer))
+        if cache._fact(key) is True:
+            return True
+        ok = crl_signed(crl, issuer)
+        if ok:
+            cache._remember(key, True)
+        return ok
+    return signed
+
+
+def _load_chain(data: bytes, cache: IntelCache | None) -> tuple[x509.Certificate, ...]:
+    """The PCK chain's certificates; with a cache each PEM block is parsed once (the CA and
+    root blocks are the same for every platform). Anything the per-block path cannot take,
+    or refuses, goes through :func:`load_certificates`, which gives the canonical error."""
+    structure = "QuoteCertificationData.pck_chain"
+    raw = data.strip()
+    if cache is None or raw[:1] == b"\x30":  # DER: one pass, as load_certificates does
+        return load_certificates(data, structure=structure)
+    blocks = [m.group(0) for m in _PEM_RE.finditer(raw) if m.group(1) == b"CERTIFICATE"]
+    if not blocks or len(blocks) > _MAX_CHAIN:
+        return load_certificates(data, structure=structure)
+    out: list[x509.Certificate] = []
+    for block in blocks:
+        cert = cache._fact(("pem", block))
+        if not isinstance(cert, x509.Certificate):
+            try:
+                (cert,) = load_certificates(block, structure=structure)
+            except (FormatError, VerificationError, ValueError):
+                return load_certificates(data, structure=structure)
+            if _is_ca(cert):  # the CA and root blocks are every platform's; a leaf is not
+                cache._remember(("pem", block), cert)
+        out.append(cert)
+    return tuple(out)
 
 
 # -- steps ---------------------------------------------------------------------------------
 def _verify_platform(q: Quote, col: IntelCollateral, pins: Pins, now: datetime,
-                     certs: Sequence[x509.Certificate]) -> _Platform:
+                     certs: Sequence[x509.Certificate], *,
+                     cache: IntelCache | None) -> _Platform:
     """Steps 1-3 and 5 (see the module docstring)."""
     checks: list[Finding] = []
     sig = q.signature_data
@@ -330,10 +433,10 @@ def _verify_platform(q: Quote, col: IntelCollateral, pins: Pins, now: datetime,
     if root not in pins:
         raise VerificationError("intel.chain.root_untrusted",
                                 f"root {root_fp} is not a trusted Intel SGX Root CA")
-    if not issued_by(root, root):
+    if not _linked(root, root, cache):
         raise VerificationError("intel.chain.signature", "root is not self-signed")
     for child, parent in itertools.pairwise(chain):
-        if not issued_by(child, parent):
+        if not _linked(child, parent, cache):
             raise VerificationError("intel.chain.signature",
                                     f"{child.subject.rfc4514_string()} is not signed by "
                                     f"{parent.subject.rfc4514_string()}")
@@ -341,7 +444,8 @@ def _verify_platform(q: Quote, col: IntelCollateral, pins: Pins, now: datetime,
                          message=" <- ".join(c.subject.rfc4514_string() for c in chain)))
     checks.append(passed("intel.chain.root", "root SHA-256", got=root_fp))
     for c in chain:
-        check_validity(c, now, code="intel.chain", what=c.subject.rfc4514_string())
+        if not c.not_valid_before_utc <= now <= c.not_valid_after_utc:  # name it only then
+            check_validity(c, now, code="intel.chain", what=c.subject.rfc4514_string())
     lo = max(c.not_valid_before_utc for c in chain)
     hi = min(c.not_valid_after_utc for c in chain)
     checks.append(passed("intel.chain.validity", "notBefore..notAfter", got=now.isoformat(),
@@ -349,7 +453,9 @@ def _verify_platform(q: Quote, col: IntelCollateral, pins: Pins, now: datetime,
     crl_checked = False
     if col.root_ca_crl is not None:
         c_lo, c_hi = check_crl(col.root_ca_crl, root, now, scheme="intel", what="root CA",
-                               subjects=[(c, c.subject.rfc4514_string()) for c in chain[1:-1]])
+                               subjects=[(c, "the PCK CA") for c in chain[1:-1]],
+                               verify_signature=_crl_check(col.root_ca_crl,
+                                                           col._der.root_ca_crl, root, cache))
         lo, hi = max(lo, c_lo), min(hi, c_hi)
         checks.append(passed("intel.crl.root", "root CA CRL", got="not revoked"))
         crl_checked = True
@@ -357,7 +463,9 @@ def _verify_platform(q: Quote, col: IntelCollateral, pins: Pins, now: datetime,
         checks.append(skipped("intel.crl.root", "root CA CRL", "absent from the collateral"))
     if col.pck_crl is not None:
         c_lo, c_hi = check_crl(col.pck_crl, chain[1], now, scheme="intel", what="PCK",
-                               subjects=[(pck, pck.subject.rfc4514_string())])
+                               subjects=[(pck, "the PCK certificate")],
+                               verify_signature=_crl_check(col.pck_crl, col._der.pck_crl,
+                                                           chain[1], cache))
         lo, hi = max(lo, c_lo), min(hi, c_hi)
         checks.append(passed("intel.crl.pck", "PCK CRL", got="not revoked"))
         crl_checked = True
@@ -488,9 +596,8 @@ def _platform(q: Quote, certification: bytes | None, col: IntelCollateral, pins:
         entry = cache._platforms.get(key, now)
         if entry is not None:
             return entry
-    certs = (load_certificates(chain_bytes, structure="QuoteCertificationData.pck_chain")
-             if chain_bytes is not None else col.pck_chain)
-    entry = _verify_platform(q, col, pins, now, certs)
+    certs = _load_chain(chain_bytes, cache) if chain_bytes is not None else col.pck_chain
+    entry = _verify_platform(q, col, pins, now, certs, cache=cache)
     if cache is not None:
         cache._platforms.put(key, entry)
     return entry
