@@ -397,10 +397,12 @@ def _load_chain(data: bytes, cache: IntelCache | None) -> tuple[x509.Certificate
     root blocks are the same for every platform). Anything the per-block path cannot take,
     or refuses, goes through :func:`load_certificates`, which gives the canonical error."""
     structure = "QuoteCertificationData.pck_chain"
-    raw = data.strip()
+    raw = data.lstrip()
     if cache is None or raw[:1] == b"\x30":  # DER: one pass, as load_certificates does
         return load_certificates(data, structure=structure)
-    blocks = [m.group(0) for m in _PEM_RE.finditer(raw) if m.group(1) == b"CERTIFICATE"]
+    # The blocks load_certificate_chain would take, found the same way.
+    blocks = [m.group(0) for m in _PEM_RE.finditer(raw.rstrip(b"\x00").strip())
+              if m.group(1) == b"CERTIFICATE"]
     if not blocks or len(blocks) > _MAX_CHAIN:
         return load_certificates(data, structure=structure)
     out: list[x509.Certificate] = []
