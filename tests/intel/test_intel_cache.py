@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from veritee.errors import ConfigError, VerificationError
+from veritee.errors import ConfigError, FormatError, VerificationError
 from veritee.formats.intel import HEADER_SIZE, TD10_REPORT_SIZE, Quote
 from veritee.platform.emulated.intel import EmulatedIntelCpu, EmulatedIntelVendor
 from veritee.platform.emulated.tdx import InsecureEmulatedTdxMachine
@@ -23,6 +23,8 @@ from veritee.trust.intel import (
     VerifiedQuote,
     _cut,
     _linked,
+    _load_chain,
+    load_certificates,
     verify_quote,
 )
 
@@ -271,3 +273,18 @@ def test_a_link_is_remembered_only_for_the_exact_pair(vendor: EmulatedIntelVendo
     assert not _linked(forger.ca, vendor.root, cache)  # not served: another child
     assert not _linked(vendor.ca, forger.root, cache)  # not served: another parent
     assert _linked(vendor.ca, vendor.root, cache)
+
+
+def test_per_block_pem_loading_gives_what_load_certificates_gives(
+        vendor: EmulatedIntelVendor, cpu: EmulatedIntelCpu) -> None:
+    pem = cpu.pck_chain_pem()
+    cache = IntelCache()
+    assert _load_chain(pem, cache) == load_certificates(pem)
+    assert _load_chain(pem, cache) == load_certificates(pem)  # CA blocks from the cache
+    assert len(cache._facts) == 2  # the CA and the root; never a platform's own leaf
+    bad = pem.replace(b"MII", b"MI!", 1)  # a broken base64 body in the first block
+    with pytest.raises(FormatError) as want:
+        load_certificates(bad, structure="QuoteCertificationData.pck_chain")
+    with pytest.raises(FormatError) as got:
+        _load_chain(bad, cache)
+    assert str(got.value) == str(want.value)
