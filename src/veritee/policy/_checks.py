@@ -9,9 +9,9 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterable
 
-from veritee.findings import NOT_SET, check, skipped
+from veritee.findings import NOT_SET, Finding, check, skipped
 
-__all__ = ["NOT_SET", "contains", "finding", "skipped"]
+__all__ = ["NOT_SET", "contains", "finding", "flag", "skipped"]
 
 finding = check
 """A PASS or FAIL finding; ``why`` explains a failure (:func:`veritee.findings.check`)."""
@@ -23,3 +23,12 @@ def contains(value: bytes, allowed: Iterable[bytes]) -> bool:
     for candidate in allowed:
         found |= hmac.compare_digest(value, candidate)
     return found
+
+
+def flag(code: str, fld: str, got: bool, want: bool, *, waived: str | None = None,
+         why: str = "") -> Finding:
+    """A yes/no property that must equal ``want``; ``waived`` (why the policy does not ask
+    for it, e.g. "allow_debug is true") records the check as skipped instead."""
+    if waived is not None:
+        return skipped(code, fld, waived)
+    return check(code, fld, got, want, got == want, why)
