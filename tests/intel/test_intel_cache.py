@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from veritee.errors import ConfigError, FormatError, VerificationError
-from veritee.formats.intel import HEADER_SIZE, TD10_REPORT_SIZE, Quote
+from veritee.formats.intel import HEADER_SIZE, TD10_REPORT_SIZE, Quote, TcbStatus
 from veritee.platform.emulated.intel import EmulatedIntelCpu, EmulatedIntelVendor
 from veritee.platform.emulated.tdx import InsecureEmulatedTdxMachine
 from veritee.trust.intel import (
@@ -288,3 +288,25 @@ def test_per_block_pem_loading_gives_what_load_certificates_gives(
     with pytest.raises(FormatError) as got:
         _load_chain(bad, cache)
     assert str(got.value) == str(want.value)
+
+
+def test_tcb_status_follows_a_microcode_rollback_after_a_warm_hit(
+        vendor: EmulatedIntelVendor, cpu: EmulatedIntelCpu) -> None:
+    col, cache = vendor.collateral("TDX", NOW), IntelCache()
+    for _ in range(2):
+        up = _verify(vendor, _quote(vendor, cpu), col, cache)
+        assert up.tcb is not None and up.tcb.status is TcbStatus.UP_TO_DATE
+    cpu.update_microcode(2)  # a rollback: new PCK certificate, older TCB
+    for _ in range(2):
+        old = _verify(vendor, _quote(vendor, cpu), col, cache)
+        assert old.tcb is not None and old.tcb.status is TcbStatus.OUT_OF_DATE
+        assert old.tcb == _verify(vendor, _quote(vendor, cpu), col, None).tcb
+
+
+def test_qe_identity_mismatch_is_refused_after_a_warm_hit(
+        vendor: EmulatedIntelVendor, cpu: EmulatedIntelCpu) -> None:
+    q, col, cache = _quote(vendor, cpu), vendor.collateral("TDX", NOW), IntelCache()
+    _verify(vendor, q, col, cache)
+    vendor.qe_mrsigner = bytes(32)  # Intel now lists another QE signer
+    assert _code(lambda: _verify(vendor, q, vendor.collateral("TDX", NOW), cache)
+                 ) == "intel.qe_identity.mismatch"

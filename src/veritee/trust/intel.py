@@ -361,6 +361,11 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class _TcbResult:
+    status: TcbEvaluation | None
+
+
 def _linked(child: x509.Certificate, parent: x509.Certificate, cache: IntelCache | None
             ) -> bool:
     """:func:`issued_by`, remembered for the exact (child, parent) DER pair."""
@@ -664,12 +669,26 @@ def verify_quote(quote: Quote | bytes, collateral: IntelCollateral | None = None
     qei = _signed_json("qe_identity", col, root, plat.root_der, now=now, cache=cache)
     checks += qei.checks
     qe_identity = qei.parsed if isinstance(qei.parsed, EnclaveIdentity) else None
+    report = q.signature_data.qe.qe_report
+    body = q.body
+    # The QE identity match and the TCB level depend only on these exact inputs (never on
+    # the time): with a cache, a result found once is reused for the next quote.
+    memo = None if cache is None else (
+        "tcb", tcb.raw, qei.raw, q.is_tdx, ext, report,
+        (body.tee_tcb_svn, body.seam_attributes, body.mr_signer_seam)
+        if isinstance(body, TdReportBody) else None)
+    found = None if memo is None or cache is None else cache._fact(memo)
+    if isinstance(found, _TcbResult):
+        status = found.status
+    else:
+        if qe_identity is not None:
+            _check_qe_identity(report, qe_identity, q.is_tdx)
+        status = evaluate_tcb(q, ext, tcb_info, qe_identity) if tcb_info is not None else None
+        if memo is not None and cache is not None:
+            cache._remember(memo, _TcbResult(status))
     if qe_identity is not None:
-        report = q.signature_data.qe.qe_report
-        _check_qe_identity(report, qe_identity, q.is_tdx)
         checks.append(passed("intel.qe_identity.match", "QE MRSIGNER/ISVPRODID/attributes",
                              got=report.mr_signer))
-    status = evaluate_tcb(q, ext, tcb_info, qe_identity) if tcb_info is not None else None
     return VerifiedQuote(quote=q, pck_chain=plat.chain, pck=ext,
                          root_fingerprint=plat.root_fingerprint, checks=tuple(checks),
                          checked_at=now, tcb=status, tcb_info=tcb_info,
