@@ -310,3 +310,16 @@ def test_qe_identity_mismatch_is_refused_after_a_warm_hit(
     vendor.qe_mrsigner = bytes(32)  # Intel now lists another QE signer
     assert _code(lambda: _verify(vendor, q, vendor.collateral("TDX", NOW), cache)
                  ) == "intel.qe_identity.mismatch"
+
+
+def test_an_older_qe_is_evaluated_afresh_after_a_warm_hit(vendor: EmulatedIntelVendor,
+                                                          cpu: EmulatedIntelCpu) -> None:
+    col, cache = vendor.collateral("TDX", NOW), IntelCache()
+    td = InsecureEmulatedTdxMachine(vendor, cpu=cpu).launch(FIRMWARE)
+    for _ in range(2):
+        v = _verify(vendor, td.quote(bytes(64)), col, cache)
+        assert v.tcb is not None and v.tcb.qe_status is TcbStatus.UP_TO_DATE
+    cpu.td_qe.isv_svn = 1  # the same platform's QE, below the QE identity's current level
+    old = _verify(vendor, td.quote(bytes(64)), col, cache)
+    assert old.tcb is not None and old.tcb.qe_status is TcbStatus.OUT_OF_DATE
+    assert old.tcb.status is TcbStatus.OUT_OF_DATE
