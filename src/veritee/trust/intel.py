@@ -296,8 +296,11 @@ class IntelCache:
     Each entry is used only while ``now`` lies inside every validity window it was checked
     against (certificates, CRL thisUpdate..nextUpdate, issueDate..nextUpdate), so a changed
     byte, a newer CRL or an expired object is verified afresh, never served. The quote's own
-    signature, the FMSPC / PCE-ID / TEE-type matches, the QE identity match and the TCB level
-    are checked for every quote. Thread-safe; bounded LRU (``max_entries`` per kind).
+    signature and the FMSPC / PCE-ID / TEE-type matches are checked for every quote; the QE
+    identity match and the TCB level are reused only for identical inputs (TCB Info and QE
+    identity bytes, PCK extensions, QE report, the TD's TEE_TCB_SVN and SEAM fields), and
+    what every platform shares (parsed CA certificates, CA links, CRL signatures) is kept by
+    exact DER. Thread-safe; bounded LRU (``max_entries`` per kind).
     """
 
     def __init__(self, max_entries: int = 256) -> None:
