@@ -35,6 +35,7 @@ What the parser accepts, exactly:
 from __future__ import annotations
 
 import enum
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -583,6 +584,7 @@ def split_der(data: bytes) -> list[bytes]:
     return out
 
 
+@functools.lru_cache(maxsize=256)  # a PCK certificate repeats the same ~25 OIDs
 def _oid(value: bytes) -> str:
     if not value:
         raise FormatError("PckExtensions", "oid", got=value, want="a non-empty OID")

@@ -128,25 +128,28 @@ def crl_signed(crl: x509.CertificateRevocationList, issuer: x509.Certificate) ->
 def check_crl(crl: x509.CertificateRevocationList, issuer: _Issuer, now: datetime, *,
               scheme: str, what: str, subjects: Sequence[tuple[_Serial, str]] = (),
               verify_signature: Callable[[], bool] | None = None,
-              ) -> tuple[datetime, datetime]:
+              issuer_checked: bool = False) -> tuple[datetime, datetime]:
     """Check ``crl`` (issued by ``issuer``) at ``now`` and that no ``subjects`` is listed.
 
     Codes: ``<scheme>.crl.signature`` (issuer name or signature), ``<scheme>.crl.stale``
     (not current), ``<scheme>.chain.revoked`` (a subject's serial is listed). A signature the
     generic check cannot judge (AMD's RSASSA-PSS parameters) is checked by
     ``verify_signature``, which raises or returns False. Returns thisUpdate..nextUpdate, the
-    window in which the result holds.
+    window in which the result holds. ``issuer_checked`` says the caller knows this exact
+    CRL to be named and signed by this exact issuer (a cache of verified pairs): only its
+    currency and the serials are checked then.
     """
-    issuer_name = issuer.subject
-    if crl.issuer != issuer_name:
-        raise VerificationError(f"{scheme}.crl.signature",
-                                f"{what} CRL issuer: got {crl.issuer.rfc4514_string()}, "
-                                f"want {issuer_name.rfc4514_string()}")
-    signed = (verify_signature() if verify_signature is not None
-              else isinstance(issuer, x509.Certificate) and crl_signed(crl, issuer))
-    if not signed:
-        raise VerificationError(f"{scheme}.crl.signature", f"{what} CRL is not signed by "
-                                f"{issuer_name.rfc4514_string()}")
+    if not issuer_checked:
+        issuer_name = issuer.subject
+        if crl.issuer != issuer_name:
+            raise VerificationError(f"{scheme}.crl.signature",
+                                    f"{what} CRL issuer: got {crl.issuer.rfc4514_string()}, "
+                                    f"want {issuer_name.rfc4514_string()}")
+        signed = (verify_signature() if verify_signature is not None
+                  else isinstance(issuer, x509.Certificate) and crl_signed(crl, issuer))
+        if not signed:
+            raise VerificationError(f"{scheme}.crl.signature", f"{what} CRL is not signed by "
+                                    f"{issuer_name.rfc4514_string()}")
     last, nxt = crl.last_update_utc, crl.next_update_utc
     if nxt is None or not last <= now <= nxt:
         raise VerificationError(f"{scheme}.crl.stale",

@@ -39,7 +39,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -83,7 +83,6 @@ from veritee.trust._common import (
     check_crl,
     check_validity,
     check_window,
-    crl_signed,
     fingerprint,
     issued_by,
     require_aware,
@@ -220,7 +219,7 @@ def _order_chain(certs: Sequence[x509.Certificate]) -> tuple[x509.Certificate, .
                                 f"cannot find the one PCK leaf among {len(certs)} certificates")
     by_subject = {s: (c, i) for c, (s, i) in zip(certs, names, strict=True)}
     chain = [leaves[0]]
-    subject, issuer = chain[0].subject.public_bytes(), chain[0].issuer.public_bytes()
+    subject, issuer = names[certs.index(leaves[0])]
     while issuer != subject:
         found = by_subject.get(issuer)
         if found is None or found[0] in chain or len(chain) > len(certs):
@@ -383,21 +382,20 @@ def _linked(child: x509.Certificate, parent: x509.Certificate, cache: IntelCache
     return ok
 
 
-def _crl_check(crl: x509.CertificateRevocationList, crl_der: bytes | None,
-               issuer: x509.Certificate, cache: IntelCache | None) -> Callable[[], bool] | None:
-    """The CRL signature check for :func:`check_crl`, remembered for the exact DER pair."""
+def _crl(crl: x509.CertificateRevocationList, crl_der: bytes | None,
+         issuer: x509.Certificate, now: datetime, cache: IntelCache | None, *, what: str,
+         subjects: Sequence[tuple[x509.Certificate, str]]) -> tuple[datetime, datetime]:
+    """:func:`check_crl`; with a cache, the issuer name and signature of an exact (CRL DER,
+    issuer DER) pair verified before are not checked again (currency and serials are)."""
     if cache is None:
-        return None
-
-    def signed() -> bool:
-        key = ("crl", crl_der, _der(issuer))
-        if cache._fact(key) is True:
-            return True
-        ok = crl_signed(crl, issuer)
-        if ok:
-            cache._remember(key, True)
-        return ok
-    return signed
+        return check_crl(crl, issuer, now, scheme="intel", what=what, subjects=subjects)
+    key = ("crl", crl_der, _der(issuer))
+    done = cache._fact(key) is True
+    window = check_crl(crl, issuer, now, scheme="intel", what=what, subjects=subjects,
+                       issuer_checked=done)
+    if not done:
+        cache._remember(key, True)
+    return window
 
 
 def _load_chain(data: bytes, cache: IntelCache | None) -> tuple[x509.Certificate, ...]:
@@ -451,7 +449,7 @@ def _verify_platform(q: Quote, col: IntelCollateral, pins: Pins, now: datetime,
                                     f"{child.subject.rfc4514_string()} is not signed by "
                                     f"{parent.subject.rfc4514_string()}")
     checks.append(passed("intel.chain.signature", "PCK chain", got=len(chain),
-                         message=" <- ".join(c.subject.rfc4514_string() for c in chain)))
+                         message="PCK certificate <- PCK CA <- pinned root"))
     checks.append(passed("intel.chain.root", "root SHA-256", got=root_fp))
     for c in chain:
         if not c.not_valid_before_utc <= now <= c.not_valid_after_utc:  # name it only then
@@ -462,20 +460,16 @@ def _verify_platform(q: Quote, col: IntelCollateral, pins: Pins, now: datetime,
                          want=f"{lo.isoformat()}..{hi.isoformat()}"))
     crl_checked = False
     if col.root_ca_crl is not None:
-        c_lo, c_hi = check_crl(col.root_ca_crl, root, now, scheme="intel", what="root CA",
-                               subjects=[(c, "the PCK CA") for c in chain[1:-1]],
-                               verify_signature=_crl_check(col.root_ca_crl,
-                                                           col._der.root_ca_crl, root, cache))
+        c_lo, c_hi = _crl(col.root_ca_crl, col._der.root_ca_crl, root, now, cache,
+                          what="root CA", subjects=[(c, "the PCK CA") for c in chain[1:-1]])
         lo, hi = max(lo, c_lo), min(hi, c_hi)
         checks.append(passed("intel.crl.root", "root CA CRL", got="not revoked"))
         crl_checked = True
     else:
         checks.append(skipped("intel.crl.root", "root CA CRL", "absent from the collateral"))
     if col.pck_crl is not None:
-        c_lo, c_hi = check_crl(col.pck_crl, chain[1], now, scheme="intel", what="PCK",
-                               subjects=[(pck, "the PCK certificate")],
-                               verify_signature=_crl_check(col.pck_crl, col._der.pck_crl,
-                                                           chain[1], cache))
+        c_lo, c_hi = _crl(col.pck_crl, col._der.pck_crl, chain[1], now, cache, what="PCK",
+                          subjects=[(pck, "the PCK certificate")])
         lo, hi = max(lo, c_lo), min(hi, c_hi)
         checks.append(passed("intel.crl.pck", "PCK CRL", got="not revoked"))
         crl_checked = True
