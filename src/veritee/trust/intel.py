@@ -204,30 +204,26 @@ def _p256_key(raw: bytes) -> ec.EllipticCurvePublicKey:
 
 
 def _order_chain(certs: Sequence[x509.Certificate]) -> tuple[x509.Certificate, ...]:
-    """Order ``certs`` leaf first by subject/issuer names (type 5 data may be root first).
-
-    Names are compared by their DER encoding (RFC 5280 7.1 allows more lenient matching;
-    Intel's chains use identical encodings, as dcap-qvl and Intel QVL expect)."""
+    """Order ``certs`` leaf first by subject/issuer names (type 5 data may be root first)."""
     if len(certs) < 2:
         raise VerificationError("intel.chain.incomplete",
                                 f"PCK chain has {len(certs)} certificate(s), want >= 2")
-    names = [(c.subject.public_bytes(), c.issuer.public_bytes()) for c in certs]
+    names = [(c.subject, c.issuer) for c in certs]  # each Name built once
     issuers = {i for s, i in names if i != s}
-    leaves = [c for c, (s, i) in zip(certs, names, strict=True) if s not in issuers and i != s]
+    leaves = [k for k, (s, i) in enumerate(names) if s not in issuers and i != s]
     if len(leaves) != 1:
         raise VerificationError("intel.chain.incomplete",
                                 f"cannot find the one PCK leaf among {len(certs)} certificates")
-    by_subject = {s: (c, i) for c, (s, i) in zip(certs, names, strict=True)}
-    chain = [leaves[0]]
-    subject, issuer = names[certs.index(leaves[0])]
-    while issuer != subject:
-        found = by_subject.get(issuer)
-        if found is None or found[0] in chain or len(chain) > len(certs):
+    by_subject = {s: k for k, (s, _) in enumerate(names)}
+    order = [leaves[0]]
+    while names[order[-1]][1] != names[order[-1]][0]:
+        parent = by_subject.get(names[order[-1]][1])
+        if parent is None or parent in order or len(order) > len(certs):
             raise VerificationError("intel.chain.incomplete",
-                                    f"no issuer {chain[-1].issuer.rfc4514_string()} in chain")
-        chain.append(found[0])
-        subject, issuer = issuer, found[1]
-    return tuple(chain)
+                                    f"no issuer {names[order[-1]][1].rfc4514_string()} in "
+                                    "chain")
+        order.append(parent)
+    return tuple(certs[k] for k in order)
 
 
 def _pck_extensions(pck: x509.Certificate) -> PckExtensions:
@@ -438,7 +434,7 @@ def _verify_platform(q: Quote, col: IntelCollateral, pins: Pins, now: datetime,
     chain = _order_chain(certs)
     pck, root = chain[0], chain[-1]
     root_fp = fingerprint(root)
-    if root not in pins:
+    if root_fp not in pins:
         raise VerificationError("intel.chain.root_untrusted",
                                 f"root {root_fp} is not a trusted Intel SGX Root CA")
     if not _linked(root, root, cache):
