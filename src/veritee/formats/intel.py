@@ -547,16 +547,11 @@ def _der_tlv(data: bytes, offset: int, structure: str) -> tuple[int, int, int]:
     Reader per TLV: a PCK certificate's SGX extensions hold a few hundred of them).
     """
     size = len(data)
-
-    def need(field: str, at: int, length: int) -> None:
-        if at < 0 or at + length > size:
-            raise FormatError(structure, field, offset=at, got=f"{size} bytes",
-                              want=f">= {at + length}")
-
-    need("tag", offset, 1)
-    tag = data[offset]
-    need("length", offset + 1, 1)
-    first = data[offset + 1]
+    if offset < 0 or offset + 2 > size:
+        field, at = ("tag", offset) if offset < 0 or offset + 1 > size else ("length",
+                                                                               offset + 1)
+        raise FormatError(structure, field, offset=at, got=f"{size} bytes", want=f">= {at + 1}")
+    tag, first = data[offset], data[offset + 1]
     if first < 0x80:
         start, length = offset + 2, first
     else:
@@ -564,11 +559,16 @@ def _der_tlv(data: bytes, offset: int, structure: str) -> tuple[int, int, int]:
         if n == 0 or n > 4:
             raise FormatError(structure, "length", offset=offset + 1, got=first,
                               want="definite length of at most 4 bytes")
-        need("length", offset + 2, n)
-        length = int.from_bytes(data[offset + 2:offset + 2 + n], "big")
         start = offset + 2 + n
-    need("value", start, length)
-    return tag, start, start + length
+        if start > size:
+            raise FormatError(structure, "length", offset=offset + 2, got=f"{size} bytes",
+                              want=f">= {start}")
+        length = int.from_bytes(data[offset + 2:start], "big")
+    end = start + length
+    if end > size:
+        raise FormatError(structure, "value", offset=start, got=f"{size} bytes",
+                          want=f">= {end}")
+    return tag, start, end
 
 
 def split_der(data: bytes) -> list[bytes]:
