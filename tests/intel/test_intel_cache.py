@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from veritee.crypto._x509 import _PEM_RE
 from veritee.errors import ConfigError, FormatError, VerificationError
 from veritee.formats.intel import HEADER_SIZE, TD10_REPORT_SIZE, Quote, TcbStatus
 from veritee.platform.emulated.intel import EmulatedIntelCpu, EmulatedIntelVendor
@@ -24,6 +25,7 @@ from veritee.trust.intel import (
     _cut,
     _linked,
     _load_chain,
+    _pem_blocks,
     load_certificates,
     verify_quote,
 )
@@ -323,3 +325,14 @@ def test_an_older_qe_is_evaluated_afresh_after_a_warm_hit(vendor: EmulatedIntelV
     old = _verify(vendor, td.quote(bytes(64)), col, cache)
     assert old.tcb is not None and old.tcb.qe_status is TcbStatus.OUT_OF_DATE
     assert old.tcb.status is TcbStatus.OUT_OF_DATE
+
+
+@pytest.mark.parametrize("extra", [b"", b"-----BEGIN X-----\nabc\n-----END X-----\n",
+                                   b"-----END CERTIFICATE-----", b"-----BEGIN CERTIFICATE-----",
+                                   b"-----", b"junk\n"])
+def test_pem_blocks_are_the_ones_the_loader_finds(cpu: EmulatedIntelCpu, extra: bytes) -> None:
+    pem = cpu.pck_chain_pem()
+    middle = pem.replace(b"\n-----BEGIN", extra + b"\n-----BEGIN", 1)
+    for text in (pem, extra + pem, pem + extra, middle):
+        want = [m.group(0) for m in _PEM_RE.finditer(text) if m.group(1) == b"CERTIFICATE"]
+        assert _pem_blocks(text) == want

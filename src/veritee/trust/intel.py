@@ -394,6 +394,20 @@ def _crl(crl: x509.CertificateRevocationList, crl_der: bytes | None,
     return window
 
 
+_BEGIN, _END = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
+
+
+def _pem_blocks(text: bytes) -> list[bytes]:
+    """The CERTIFICATE blocks load_certificate_chain's expression finds in ``text``. When the
+    text holds only CERTIFICATE markers, each BEGIN closed by the next END, the blocks are
+    cut by plain splitting (a tenth of the time); anything else goes through the expression."""
+    parts = text.split(_END)
+    if text.count(b"-----") == 4 * (len(parts) - 1) and all(
+            p.count(_BEGIN) == 1 for p in parts[:-1]) and _BEGIN not in parts[-1]:
+        return [p[p.index(_BEGIN):] + _END for p in parts[:-1]]
+    return [m.group(0) for m in _PEM_RE.finditer(text) if m.group(1) == b"CERTIFICATE"]
+
+
 def _load_chain(data: bytes, cache: IntelCache | None) -> tuple[x509.Certificate, ...]:
     """The PCK chain's certificates; with a cache each PEM block is parsed once (the CA and
     root blocks are the same for every platform). Anything the per-block path cannot take,
@@ -402,9 +416,7 @@ def _load_chain(data: bytes, cache: IntelCache | None) -> tuple[x509.Certificate
     raw = data.lstrip()
     if cache is None or raw[:1] == b"\x30":  # DER: one pass, as load_certificates does
         return load_certificates(data, structure=structure)
-    # The blocks load_certificate_chain would take, found the same way.
-    blocks = [m.group(0) for m in _PEM_RE.finditer(raw.rstrip(b"\x00").strip())
-              if m.group(1) == b"CERTIFICATE"]
+    blocks = _pem_blocks(raw.rstrip(b"\x00").strip())
     if not blocks or len(blocks) > _MAX_CHAIN:
         return load_certificates(data, structure=structure)
     out: list[x509.Certificate] = []
