@@ -359,17 +359,38 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return False
 
 
+class _Ders:
+    """The DER of the certificates of one verification, each encoded at most once (those
+    from the cache come with theirs). Keyed by object identity, which is sound because the
+    certificates stay referenced for the whole call."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[x509.Certificate, bytes]] = {}
+
+    def add(self, cert: x509.Certificate, der: bytes) -> None:
+        self._by_id[id(cert)] = (cert, der)
+
+    def __call__(self, cert: x509.Certificate) -> bytes:
+        found = self._by_id.get(id(cert))
+        if found is not None and found[0] is cert:
+            return found[1]
+        der = cert.public_bytes(serialization.Encoding.DER)
+        self._by_id[id(cert)] = (cert, der)
+        return der
+
+
 @dataclass(frozen=True)
 class _TcbResult:
     status: TcbEvaluation | None
 
 
-def _linked(child: x509.Certificate, parent: x509.Certificate, cache: IntelCache | None
-            ) -> bool:
+def _linked(child: x509.Certificate, parent: x509.Certificate, cache: IntelCache | None,
+            ders: _Ders | None = None) -> bool:
     """:func:`issued_by`, remembered for the exact (child, parent) DER pair."""
     if cache is None or not _is_ca(child):  # a leaf is one platform's: nothing to share
         return issued_by(child, parent)
-    key = ("link", _der(child), _der(parent))
+    der = ders or _Ders()
+    key = ("link", der(child), der(parent))
     if cache._fact(key) is True:
         return True
     ok = issued_by(child, parent)
@@ -380,12 +401,13 @@ def _linked(child: x509.Certificate, parent: x509.Certificate, cache: IntelCache
 
 def _crl(crl: x509.CertificateRevocationList, crl_der: bytes | None,
          issuer: x509.Certificate, now: datetime, cache: IntelCache | None, *, what: str,
-         subjects: Sequence[tuple[x509.Certificate, str]]) -> tuple[datetime, datetime]:
+         subjects: Sequence[tuple[x509.Certificate, str]], ders: _Ders
+         ) -> tuple[datetime, datetime]:
     """:func:`check_crl`; with a cache, the issuer name and signature of an exact (CRL DER,
     issuer DER) pair verified before are not checked again (currency and serials are)."""
     if cache is None:
         return check_crl(crl, issuer, now, scheme="intel", what=what, subjects=subjects)
-    key = ("crl", crl_der, _der(issuer))
+    key = ("crl", crl_der, ders(issuer))
     done = cache._fact(key) is True
     window = check_crl(crl, issuer, now, scheme="intel", what=what, subjects=subjects,
                        issuer_checked=done)
@@ -408,11 +430,13 @@ def _pem_blocks(text: bytes) -> list[bytes]:
     return [m.group(0) for m in _PEM_RE.finditer(text) if m.group(1) == b"CERTIFICATE"]
 
 
-def _load_chain(data: bytes, cache: IntelCache | None) -> tuple[x509.Certificate, ...]:
+def _load_chain(data: bytes, cache: IntelCache | None, ders: _Ders | None = None
+                ) -> tuple[x509.Certificate, ...]:
     """The PCK chain's certificates; with a cache each PEM block is parsed once (the CA and
     root blocks are the same for every platform). Anything the per-block path cannot take,
     or refuses, goes through :func:`load_certificates`, which gives the canonical error."""
     structure = "QuoteCertificationData.pck_chain"
+    ders = ders or _Ders()
     raw = data.lstrip()
     if cache is None or raw[:1] == b"\x30":  # DER: one pass, as load_certificates does
         return load_certificates(data, structure=structure)
@@ -421,14 +445,17 @@ def _load_chain(data: bytes, cache: IntelCache | None) -> tuple[x509.Certificate
         return load_certificates(data, structure=structure)
     out: list[x509.Certificate] = []
     for block in blocks:
-        cert = cache._fact(("pem", block))
-        if not isinstance(cert, x509.Certificate):
+        known = cache._fact(("pem", block))
+        if isinstance(known, tuple):
+            cert, der = known
+            ders.add(cert, der)
+        else:
             try:
                 (cert,) = load_certificates(block, structure=structure)
             except (FormatError, VerificationError, ValueError):
                 return load_certificates(data, structure=structure)
             if _is_ca(cert):  # the CA and root blocks are every platform's; a leaf is not
-                cache._remember(("pem", block), cert)
+                cache._remember(("pem", block), (cert, ders(cert)))
         out.append(cert)
     return tuple(out)
 
@@ -436,23 +463,25 @@ def _load_chain(data: bytes, cache: IntelCache | None) -> tuple[x509.Certificate
 # -- steps ---------------------------------------------------------------------------------
 def _verify_platform(q: Quote, col: IntelCollateral, pins: Pins, now: datetime,
                      certs: Sequence[x509.Certificate], *,
-                     cache: IntelCache | None) -> _Platform:
+                     cache: IntelCache | None, ders: _Ders | None = None) -> _Platform:
     """Steps 1-3 and 5 (see the module docstring)."""
     checks: list[Finding] = []
     sig = q.signature_data
     qe = sig.qe
+    der = ders or _Ders()
 
     # 1. PCK chain: links, pinned self-signed root, validity, CRLs.
     chain = _order_chain(certs)
     pck, root = chain[0], chain[-1]
-    root_fp = fingerprint(root)
+    root_der = der(root)
+    root_fp = hashlib.sha256(root_der).hexdigest()  # trust.roots.fingerprint, DER at hand
     if root_fp not in pins:
         raise VerificationError("intel.chain.root_untrusted",
                                 f"root {root_fp} is not a trusted Intel SGX Root CA")
-    if not _linked(root, root, cache):
+    if not _linked(root, root, cache, der):
         raise VerificationError("intel.chain.signature", "root is not self-signed")
     for child, parent in itertools.pairwise(chain):
-        if not _linked(child, parent, cache):
+        if not _linked(child, parent, cache, der):
             raise VerificationError("intel.chain.signature",
                                     f"{child.subject.rfc4514_string()} is not signed by "
                                     f"{parent.subject.rfc4514_string()}")
@@ -469,7 +498,8 @@ def _verify_platform(q: Quote, col: IntelCollateral, pins: Pins, now: datetime,
     crl_checked = False
     if col.root_ca_crl is not None:
         c_lo, c_hi = _crl(col.root_ca_crl, col._der.root_ca_crl, root, now, cache,
-                          what="root CA", subjects=[(c, "the PCK CA") for c in chain[1:-1]])
+                          what="root CA", subjects=[(c, "the PCK CA") for c in chain[1:-1]],
+                          ders=der)
         lo, hi = max(lo, c_lo), min(hi, c_hi)
         checks.append(passed("intel.crl.root", "root CA CRL", got="not revoked"))
         crl_checked = True
@@ -477,7 +507,7 @@ def _verify_platform(q: Quote, col: IntelCollateral, pins: Pins, now: datetime,
         checks.append(skipped("intel.crl.root", "root CA CRL", "absent from the collateral"))
     if col.pck_crl is not None:
         c_lo, c_hi = _crl(col.pck_crl, col._der.pck_crl, chain[1], now, cache, what="PCK",
-                          subjects=[(pck, "the PCK certificate")])
+                          subjects=[(pck, "the PCK certificate")], ders=der)
         lo, hi = max(lo, c_lo), min(hi, c_hi)
         checks.append(passed("intel.crl.pck", "PCK CRL", got="not revoked"))
         crl_checked = True
@@ -501,7 +531,7 @@ def _verify_platform(q: Quote, col: IntelCollateral, pins: Pins, now: datetime,
 
     # 5. PCK extensions (checked after the quote signature, step 4, by the caller).
     ext = _pck_extensions(pck)
-    return _Platform(chain, root_fp, root.public_bytes(serialization.Encoding.DER), ext, key,
+    return _Platform(chain, root_fp, root_der, ext, key,
                      tuple(checks),
                      (passed("intel.pck.extensions", "FMSPC", got=ext.fmspc),),
                      crl_checked, lo, hi)
@@ -608,8 +638,10 @@ def _platform(q: Quote, certification: bytes | None, col: IntelCollateral, pins:
         entry = cache._platforms.get(key, now)
         if entry is not None:
             return entry
-    certs = _load_chain(chain_bytes, cache) if chain_bytes is not None else col.pck_chain
-    entry = _verify_platform(q, col, pins, now, certs, cache=cache)
+    ders = _Ders()
+    certs = (_load_chain(chain_bytes, cache, ders) if chain_bytes is not None
+             else col.pck_chain)
+    entry = _verify_platform(q, col, pins, now, certs, cache=cache, ders=ders)
     if cache is not None:
         cache._platforms.put(key, entry)
     return entry
