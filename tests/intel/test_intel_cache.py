@@ -336,3 +336,27 @@ def test_pem_blocks_are_the_ones_the_loader_finds(cpu: EmulatedIntelCpu, extra: 
     for text in (pem, extra + pem, pem + extra, middle):
         want = [m.group(0) for m in _PEM_RE.finditer(text) if m.group(1) == b"CERTIFICATE"]
         assert _pem_blocks(text) == want
+
+
+def test_the_front_door_keeps_an_intel_cache_per_verifier() -> None:
+    from veritee import attest, schemes
+    from veritee.policy.intel import TdxPolicy
+    from veritee.testing.intel import FakeIntel
+
+    intel = FakeIntel.generate()
+    coll = schemes.Collateral({"intel": intel.collateral("TDX")})
+    verifier = attest.Verifier(anchors=schemes.Anchors({"intel": intel.roots}), collateral=coll)
+    cache = verifier.caches["tdx"]
+    assert isinstance(cache, IntelCache)
+    quote = intel.td_quote()
+    first = verifier.verify(quote, policy=TdxPolicy(), now=intel.now)
+    second = verifier.verify(quote, policy=TdxPolicy(), now=intel.now)
+    assert cache.hits >= 3 and first == second
+    col = intel.collateral("TDX")
+    assert col.tcb_info is not None
+    tampered = dataclasses.replace(col, tcb_info=col.tcb_info.replace(b'"version":3',
+                                                                       b'"version":2'))
+    with pytest.raises(VerificationError) as exc:
+        verifier.verify(quote, policy=TdxPolicy(), now=intel.now,
+                        collateral=schemes.Collateral({"intel": tampered}))
+    assert exc.value.code == "intel.tcb_info.signature"
