@@ -148,7 +148,7 @@ def _tcb_info(cert: x509.Certificate) -> bytes | None:
     return None
 
 
-def _complete(chain: list[x509.Certificate], anchors: list[x509.Certificate]) -> None:
+def _complete(chain: list[x509.Certificate], anchors: Iterable[x509.Certificate]) -> None:
     last = chain[-1]
     if issued_by(last, last):
         return
@@ -179,14 +179,12 @@ def verify_gpu_report(report: GpuReport | bytes,
     rep = report if isinstance(report, GpuReport) else GpuReport.from_bytes(report)
     chain = list(cert_chain if not isinstance(cert_chain, bytes | str)
                  else parse_cert_chain(cert_chain))
-    roots = list(trusted_roots) if trusted_roots is not None else []
-    pins = Pins.of(roots if trusted_roots is not None else None,
-                   NVIDIA_DEVICE_IDENTITY_CA_SHA256)
+    pins = Pins.of(trusted_roots, NVIDIA_DEVICE_IDENTITY_CA_SHA256)
     checks: list[Finding] = []
 
     # 1. Length: the signing certificate and a root at least.
     if chain:
-        _complete(chain, [r for r in roots if isinstance(r, x509.Certificate)])
+        _complete(chain, list(pins.certificates))
     if len(chain) < 2:
         raise VerificationError("nvidia.chain.length",
                                 f"{len(chain)} certificate(s); want the signing certificate "
