@@ -7,7 +7,8 @@ with the stable code shown):
 1. ``intel.chain.*`` - PCK leaf -> PCK Platform/Processor CA -> Intel SGX Root CA, every link
    ECDSA P-256/SHA-256 (``verify_directly_issued_by``); the root must be self-signed and its
    DER SHA-256 pinned (:data:`INTEL_SGX_ROOT_CA_SHA256` unless ``trusted_roots`` says
-   otherwise: ``root_untrusted``); every certificate valid at ``now`` (``expired``); with CRLs,
+   otherwise: ``root_untrusted``); every certificate valid at ``now`` (``expired`` /
+   ``not_yet_valid``); with CRLs,
    the root CA CRL (signed by the root) must not list the intermediate and the PCK CRL (signed
    by the intermediate) must not list the PCK leaf (``revoked``), both current at ``now``
    (``intel.crl.*``).

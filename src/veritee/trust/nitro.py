@@ -22,7 +22,8 @@ AWS Nitro Enclaves User Guide, "Verifying the root of trust":
    basicConstraints with CA=TRUE, a pathLenConstraint that allows the CAs below it, and
    keyCertSign; the leaf is not a CA and, when it has keyUsage, has digitalSignature.
 6. ``nitro.chain.validity`` - every certificate, the root included (section 3.2.3.1), is
-   valid at ``now`` (``expired`` otherwise). Leaf certificates live about three hours, so
+   valid at ``now`` (``expired`` / ``not_yet_valid`` otherwise). Leaf certificates live
+   about three hours, so
    verification of a stored document needs a ``now`` close to its ``timestamp``.
 7. ``nitro.timestamp`` - the document's ``timestamp`` lies inside the leaf's validity (a
    consistency check of veritee's own: the NSM signs with a fresh leaf; ``outside_leaf``).

@@ -19,7 +19,8 @@ trustee ``deps/verifier/src/nvidia`` (``cert_chain.rs``, ``report.rs``):
    parent's signature (``verify_directly_issued_by``).
 4. ``nvidia.chain.constraints`` - every certificate above the leaf has basicConstraints
    CA=TRUE; the leaf is not a CA and, when it has keyUsage, has digitalSignature.
-5. ``nvidia.chain.validity`` - every certificate is valid at ``now`` (``expired``). Device
+5. ``nvidia.chain.validity`` - every certificate is valid at ``now`` (``expired`` /
+   ``not_yet_valid``). Device
    certificates run to 9999-12-31, so in practice this pins nothing for real chains.
 6. ``nvidia.key`` - the leaf key is ECDSA P-384 (``unsupported``): SPDM 1.1 with
    TPM_ALG_ECDSA_ECC_NIST_P384 / TPM_ALG_SHA_384, which every NVIDIA report uses.
