@@ -46,12 +46,12 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "veritee.cli._verify_commands",
     "veritee.cli",  # demo, emulate
     "veritee.cli._sealing_commands",
-    "veritee.cli._keys",
-    "veritee.cli._cert",
+    "veritee.cli._keys_commands",
+    "veritee.cli._cert_commands",
     "veritee.cli._isolation",
-    "veritee.cli._service",
-    "veritee.cli._admin",
-    "veritee.cli._tpm",
+    "veritee.cli._service_commands",
+    "veritee.cli._admin_commands",
+    "veritee.cli._tpm_commands",
 )
 
 CommandFn = Callable[[argparse.Namespace], int]
