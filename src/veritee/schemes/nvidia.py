@@ -1,0 +1,235 @@
+"""The NVIDIA scheme: one GPU or NVSwitch, an SPDM 1.1 GET_MEASUREMENTS transcript.
+
+Evidence: the binary transcript or its hex text, with the device certificate chain (PEM, leaf
+first) given as ``parse(data, attached=chain)``; or NVIDIA's nvat evidence JSON holding one
+device (its chain and nonce inside). Composite evidence keeps one part per device: an nvat
+list of several devices is split by the caller with :func:`split_nvat`.
+
+Anchors (vendor ``nvidia``): ``None`` for the pinned NVIDIA Device Identity CA
+(:data:`~veritee.trust.nvidia.NVIDIA_DEVICE_IDENTITY_CA_SHA256`), or an iterable of SHA-256
+pins (hex) and/or root certificates replacing it. Collateral (vendor ``nvidia``): a device
+chain (certificates, leaf first) used when the evidence has none attached
+(:meth:`NvidiaScheme.load_collateral` reads it from a PEM file).
+
+Binding: the requester's 32-byte nonce in GET_MEASUREMENTS (DSP0274 1.1), ``binding_size``
+32: the verifier's challenge gives SHA-256(nonce || SPKI), which the CPU TEE's attester passes
+to the GPU driver as the request nonce, so one challenge binds the CPU and every device.
+
+Common claims: ``measurement`` is ``None`` (a device has dozens of measurement blocks, see
+``measurements``); ``debug`` and ``tcb_status`` are ``None`` (the report carries neither).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from veritee.errors import CollateralError, ConfigError, FormatError
+from veritee.formats.nvidia import NONCE_SIZE, GpuReport, parse_nvat_evidence
+from veritee.policy import Appraisal
+from veritee.policy.nvidia import GpuPolicy, appraise, policy_from_mapping, policy_to_mapping
+from veritee.schemes import Context, Verified
+from veritee.schemes._vector import failed, passed
+from veritee.trust.nvidia import VerifiedGpuReport, parse_cert_chain, verify_gpu_report
+
+__all__ = ["SCHEME", "NvidiaEvidence", "NvidiaScheme", "gpu_vector", "split_nvat"]
+
+_SPDM_GET_MEASUREMENTS = b"\x11\xe0"  # SPDMVersion 1.1, RequestResponseCode GET_MEASUREMENTS
+_HEX = frozenset(b"0123456789abcdefABCDEF \t\r\n")
+
+
+@dataclass(frozen=True)
+class NvidiaEvidence:
+    """One device's report, its chain when it came with one, and nvat's nonce and arch."""
+
+    report: GpuReport
+    chain: tuple[x509.Certificate, ...] | None = None
+    nvat_nonce: bytes | None = None
+    arch: str | None = None
+
+    @property
+    def format(self) -> str:
+        """A short name of the evidence format."""
+        return "nvat+spdm" if self.arch is not None else "nvidia-spdm"
+
+
+def _is_nvat(data: bytes) -> bool:
+    return (data.lstrip()[:1] == b"[" and b'"evidence"' in data[:1 << 20]
+            and b'"arch"' in data[:1 << 20])
+
+
+def _is_hex_transcript(data: bytes) -> bool:
+    text = bytes(data[:96]).strip().removeprefix(b"0x")
+    return text[:4].lower() == b"11e0" and all(b in _HEX for b in text)
+
+
+def split_nvat(data: bytes) -> list[tuple[bytes, bytes]]:
+    """One ``(transcript, PEM chain)`` per device of an nvat evidence JSON, in its order:
+    each is an evidence part for this scheme (``EvidencePart(data, "nvidia", attached)``)."""
+    return [(ev.report.to_bytes(), ev.certificate_pem) for ev in parse_nvat_evidence(data)]
+
+
+def _roots(value: Any) -> list[str | x509.Certificate] | None:
+    if value is None:
+        return None
+    if isinstance(value, str | x509.Certificate):
+        return [value]
+    if isinstance(value, Iterable):
+        roots = list(value)
+        if roots and all(isinstance(r, str | x509.Certificate) for r in roots):
+            return roots
+    raise ConfigError("anchors['nvidia']: want SHA-256 hex pins or root certificates (or None "
+                      f"for the NVIDIA Device Identity CA), got {type(value).__name__}")
+
+
+def _chain(value: Any) -> tuple[x509.Certificate, ...]:
+    if isinstance(value, bytes | str):
+        return parse_cert_chain(value)
+    if isinstance(value, Iterable):
+        chain = tuple(value)
+        if all(isinstance(c, x509.Certificate) for c in chain):
+            return chain
+    raise ConfigError("collateral['nvidia']: want the device chain (certificates, leaf first, "
+                      f"or their PEM), got {type(value).__name__}")
+
+
+def gpu_vector(appraisal: Appraisal) -> dict[str, int]:
+    """The AR4SI vector of an NVIDIA appraisal (``instance-identity`` is attest's).
+
+    ``hardware``: unsafe when a driver/VBIOS version allow-list failed, affirming when one
+    was checked and passed (the chain to the NVIDIA root and the FWID binding were verified
+    before), no claim otherwise (a genuine device whose firmware nobody appraised; OCSP
+    revocation is never checked offline). ``executables``: approved when every listed
+    measurement block matched its reference values, unrecognised when one did not.
+    ``configuration``: unsafe when the request did not ask for every block, otherwise no
+    claim (the report has no configuration the policy appraises).
+    """
+    from veritee.results import (
+        AFFIRMING,
+        APPROVED_BOOT,
+        NO_CLAIM,
+        UNRECOGNIZED_RUNTIME,
+        WARNING_UNSAFE,
+    )
+
+    f = appraisal.findings
+    versions = ("nvidia.driver_version.", "nvidia.vbios_version.")
+    hardware = (WARNING_UNSAFE if failed(f, *versions)
+                else AFFIRMING if passed(f, *versions) else NO_CLAIM)
+    if failed(f, "nvidia.measurement."):
+        executables = UNRECOGNIZED_RUNTIME
+    elif passed(f, "nvidia.measurement."):
+        executables = APPROVED_BOOT
+    else:
+        executables = NO_CLAIM
+    configuration = WARNING_UNSAFE if failed(f, "nvidia.request.") else NO_CLAIM
+    return {"hardware": hardware, "executables": executables, "configuration": configuration}
+
+
+class NvidiaScheme:
+    """NVIDIA GPU / NVSwitch SPDM measurement reports (one device per evidence)."""
+
+    name = "nvidia"
+    vendor = "nvidia"
+    binding_size = NONCE_SIZE
+    policy_type = GpuPolicy
+
+    def recognise(self, data: bytes) -> bool:
+        """A binary or hex SPDM 1.1 GET_MEASUREMENTS transcript, or an nvat evidence JSON."""
+        return (bytes(data[:2]) == _SPDM_GET_MEASUREMENTS or _is_hex_transcript(data)
+                or _is_nvat(data))
+
+    def parse(self, data: bytes, *, attached: bytes | None = None) -> NvidiaEvidence:
+        """The report; ``attached`` is the device chain (PEM, leaf first). An nvat JSON must
+        hold exactly one device (split several with :func:`split_nvat`)."""
+        chain = parse_cert_chain(attached) if attached else None
+        if bytes(data[:2]) == _SPDM_GET_MEASUREMENTS:
+            return NvidiaEvidence(GpuReport.from_bytes(data), chain)
+        if _is_hex_transcript(data):
+            return NvidiaEvidence(GpuReport.from_hex(data), chain)
+        if _is_nvat(data):
+            devices = parse_nvat_evidence(data)
+            if len(devices) != 1:
+                raise FormatError("NvatEvidence", "<root>", got=f"{len(devices)} devices",
+                                  want="one device per evidence part (split_nvat splits them)")
+            (ev,) = devices
+            if len(ev.nonce) != NONCE_SIZE:
+                raise FormatError("NvatEvidence", "[0].nonce", got=f"{len(ev.nonce)} bytes",
+                                  want=f"{NONCE_SIZE} bytes")
+            return NvidiaEvidence(ev.report, chain or parse_cert_chain(ev.certificate_pem),
+                                  ev.nonce, ev.arch)
+        raise FormatError("GpuReport", "<format>",
+                          got=f"{len(data)} bytes starting {bytes(data[:4]).hex()}",
+                          want="an SPDM 1.1 GET_MEASUREMENTS transcript (binary or hex) or an "
+                          "nvat evidence JSON")
+
+    def verify(self, evidence: NvidiaEvidence, ctx: Context) -> Verified:
+        """Device chain to the pinned (or given) root, FWID, SPDM signature; for nvat also
+        that the report's nonce is the one the JSON names."""
+        chain = evidence.chain
+        if chain is None:
+            given = ctx.collateral.get(self.vendor)
+            if given is None:
+                raise CollateralError("an NVIDIA report needs its device certificate chain: "
+                                      "attach it to the evidence or pass it as collateral "
+                                      "(--certs chain.pem)")
+            chain = _chain(given)
+        verified = verify_gpu_report(evidence.report, chain, now=ctx.now,
+                                     nonce=evidence.nvat_nonce,
+                                     trusted_roots=_roots(ctx.anchors.get(self.vendor)))
+        return Verified(self.name, verified, verified.checks, ctx.now)
+
+    def binding(self, verified: Verified) -> bytes:
+        """The GET_MEASUREMENTS request nonce (32 bytes)."""
+        native: VerifiedGpuReport = verified.native
+        return native.report.nonce
+
+    def claims(self, verified: Verified) -> dict[str, Any]:
+        """:func:`veritee.policy.nvidia.claims` plus the common claims."""
+        from veritee.policy.nvidia import claims
+
+        native: VerifiedGpuReport = verified.native
+        return {**claims(native), "tee": self.name, "measurement": None, "debug": None,
+                "tcb_status": None, "advisory_ids": [],
+                "binding": self.binding(verified).hex()}
+
+    def default_policy(self) -> GpuPolicy:
+        """:class:`GpuPolicy` with its secure defaults (every measurement block asked for)."""
+        return GpuPolicy()
+
+    def policy_from_mapping(self, data: Mapping[str, Any]) -> GpuPolicy:
+        """See :func:`veritee.policy.nvidia.policy_from_mapping`."""
+        return policy_from_mapping(data)
+
+    def policy_to_mapping(self, policy: Any) -> dict[str, Any]:
+        """See :func:`veritee.policy.nvidia.policy_to_mapping`."""
+        return policy_to_mapping(policy)
+
+    def appraise(self, verified: Verified, policy: Any) -> Appraisal:
+        """:func:`veritee.policy.nvidia.appraise`, with the common claims and the vector."""
+        result = replace(appraise(verified.native, policy), claims=self.claims(verified))
+        return replace(result, vector=gpu_vector(result))
+
+    def new_cache(self) -> None:
+        """No cache yet (a chain verification is five ECDSA verifies)."""
+        return None
+
+    def load_collateral(self, paths: Sequence[Path]) -> tuple[x509.Certificate, ...] | None:
+        """A device chain (PEM, leaf first) from the first file that holds one."""
+        from veritee.collateral.nvidia import load_cert_chain
+
+        for path in paths:
+            if not Path(path).is_file():
+                continue
+            try:
+                return load_cert_chain(path)
+            except (FormatError, ConfigError):
+                continue
+        return None
+
+
+SCHEME = NvidiaScheme()

@@ -1,0 +1,240 @@
+"""The Arm PSA scheme: a PSA attestation token (RFC 9783), COSE_Sign1 signed by the IAK.
+
+Anchors (vendor ``arm``, shared with :mod:`veritee.schemes.cca`): the device keys the
+verifier knows. There is no public root to pin (RFC 9783 s5 leaves IAK provisioning to the
+verifier), so ``None`` refuses every token. Accepted forms (:func:`device_keys`):
+
+* a mapping ``instance id -> key`` or ``instance id -> sequence of keys``, the instance id as
+  33 bytes or their hex (the token's ``instance-id`` claim, 0x01 || hash of the IAK): only
+  the keys listed for the token's own instance id are tried;
+* a sequence of keys (or one key): every key is tried (a verifier that knows a few devices
+  without their ids).
+
+A key is a :mod:`cryptography` public key, an X.509 certificate (its key) or PEM/DER/JWK
+bytes (:func:`veritee.collateral.arm.parse_public_key`). Collateral: none.
+
+Binding: the ``nonce`` claim (key 10; 32, 48 or 64 bytes). ``binding_size`` is 64, so a
+challenge (:class:`veritee.attest.Challenge`) gives SHA-512(nonce || SPKI); an attester whose
+token carries a 32- or 48-byte nonce is checked with the raw ``expected_binding`` instead.
+
+Common claims: ``measurement`` is ``None`` (a PSA token has several software components, see
+``sw_components``); ``debug`` is true for the two debug lifecycle states (RFC 9783 s4.3.1:
+0x4000 non-PSA-RoT debug, 0x5000 recoverable PSA-RoT debug), ``None`` for ``unknown``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from veritee.errors import ConfigError, FormatError, VerificationError
+from veritee.findings import Finding, Outcome
+from veritee.formats.cose import COSE_SIGN1_TAG, CoseSign1, decode_cbor
+from veritee.formats.psa import PsaToken
+from veritee.policy import Appraisal
+from veritee.policy.arm import PsaPolicy, appraise, policy_to_mapping, psa_policy_from_mapping
+from veritee.schemes import Context, Verified
+from veritee.schemes._vector import failed, passed
+from veritee.trust.psa import VerifiedPsaToken, verify_psa_token
+
+__all__ = ["SCHEME", "PsaScheme", "arm_vector", "debug_state", "device_keys"]
+
+_DEBUG_STATES = frozenset({"non-psa-rot-debug", "recoverable-psa-rot-debug"})
+_INSTANCE_KEYS = (256, -75009)  # RFC 9783 instance-id (P2), PSA_IOT_PROFILE_1 (P1)
+_NONCE_KEYS = (10, -75008)
+
+
+def debug_state(state: str) -> bool | None:
+    """The ``debug`` claim of a lifecycle state name (RFC 9783 s4.3.1)."""
+    if state == "unknown":
+        return None
+    return state in _DEBUG_STATES
+
+
+def _key(value: Any) -> Any:
+    if isinstance(value, x509.Certificate):
+        return value.public_key()
+    if isinstance(value, bytes | bytearray):
+        from veritee.collateral.arm import parse_public_key
+
+        return parse_public_key(bytes(value))
+    return value
+
+
+def _instance_id(value: object) -> bytes:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    if isinstance(value, str):
+        try:
+            return bytes.fromhex(value.removeprefix("0x"))
+        except ValueError:
+            pass
+    raise ConfigError(f"anchors['arm']: instance id {value!r} is not bytes or hex")
+
+
+def device_keys(anchors: Any, instance_id: bytes, what: str) -> list[Any]:
+    """The keys to try for a token from ``instance_id``; ``VerificationError`` when the
+    anchors name none (code ``<what>.anchor.unknown``)."""
+    code = f"{what}.anchor.unknown"
+    if anchors is None:
+        raise VerificationError(code, f"no device key is known: pass anchors {{'arm': "
+                                f"{{instance_id: public_key}}}} (instance id "
+                                f"{instance_id.hex()})")
+    found: Any
+    if isinstance(anchors, Mapping):
+        table = {_instance_id(k): v for k, v in anchors.items()}
+        if instance_id not in table:
+            raise VerificationError(code, f"no device key is known for instance id "
+                                    f"{instance_id.hex()}")
+        found = table[instance_id]
+    else:
+        found = anchors
+    if isinstance(found, Iterable) and not isinstance(found, bytes | bytearray | str):
+        return [_key(k) for k in found]
+    return [_key(found)]
+
+
+def verify_with_any(keys: list[Any], verify: Any, what: str) -> Any:
+    """``verify(key)`` with each key in turn; the first success, or the last failure."""
+    error: VerificationError | None = None
+    for key in keys:
+        try:
+            return verify(key)
+        except VerificationError as exc:
+            error = exc
+    raise error or VerificationError(f"{what}.anchor.unknown", "the anchors list no key")
+
+
+def arm_vector(appraisal: Appraisal, tee: str, state: str, *, realm: bool) -> dict[str, int]:
+    """The AR4SI vector of a PSA or CCA appraisal (``instance-identity`` is attest's).
+
+    ``hardware``: the token was signed by a device key the verifier provisioned (so the
+    device is genuine): affirming, unless an implementation/instance id allow-list failed
+    (not recognised). ``executables``: approved when a software-component / RIM allow-list
+    matched, unrecognised when one failed. ``configuration``: the lifecycle state:
+    contraindicated when a debug state was refused, unsafe when another state was refused
+    or allowed although not ``secured`` (or a profile/personalization check failed),
+    affirming for ``secured``. ``runtime-opaque`` (CCA realms only): the realm's memory is
+    out of the host's reach unless the platform is in a debug state.
+    """
+    from veritee.results import (
+        AFFIRMING,
+        APPROVED_BOOT,
+        CONTRAINDICATED,
+        NO_CLAIM,
+        NOT_RECOGNIZED,
+        UNRECOGNIZED_RUNTIME,
+        WARNING_UNSAFE,
+    )
+
+    f = appraisal.findings
+    p = f"{tee}.platform." if tee == "cca" else f"{tee}."
+    hardware = (NOT_RECOGNIZED if failed(f, f"{p}implementation_id.", f"{p}instance_id.")
+                else AFFIRMING)
+    measured = (f"{p}sw_components.", "cca.realm.rim.", "cca.realm.rem")
+    if failed(f, *measured):
+        executables = UNRECOGNIZED_RUNTIME
+    elif passed(f, *measured):
+        executables = APPROVED_BOOT
+    else:
+        executables = NO_CLAIM
+    debug = debug_state(state)
+    if failed(f, f"{p}lifecycle.") and debug:
+        configuration = CONTRAINDICATED
+    elif (failed(f, f"{p}lifecycle.", f"{p}profile.", "cca.realm.personalization.")
+          or state != "secured"):
+        configuration = WARNING_UNSAFE
+    else:
+        configuration = AFFIRMING
+    vector = {"hardware": hardware, "executables": executables, "configuration": configuration}
+    if realm:
+        vector["runtime-opaque"] = CONTRAINDICATED if debug else AFFIRMING
+    return vector
+
+
+def _looks_like_sign1(data: bytes) -> bool:
+    head = bytes(data[:2])
+    return head[:1] == b"\x84" or head == bytes([0xC0 | COSE_SIGN1_TAG, 0x84])
+
+
+class PsaScheme:
+    """Arm PSA attestation tokens (P2 and PSA_IOT_PROFILE_1 claim keys)."""
+
+    name = "psa"
+    vendor = "arm"
+    binding_size = 64
+    policy_type = PsaPolicy
+
+    def recognise(self, data: bytes) -> bool:
+        """A COSE_Sign1 whose payload is a claims map with a nonce and an instance id."""
+        if not _looks_like_sign1(data):
+            return False
+        try:
+            payload = decode_cbor(CoseSign1.from_bytes(bytes(data)).payload)
+        except FormatError:
+            return False
+        return (isinstance(payload, dict) and any(k in payload for k in _INSTANCE_KEYS)
+                and any(k in payload for k in _NONCE_KEYS))
+
+    def parse(self, data: bytes, *, attached: bytes | None = None) -> PsaToken:
+        """The token; ``attached`` is not used."""
+        return PsaToken.from_bytes(data)
+
+    def verify(self, evidence: PsaToken, ctx: Context) -> Verified:
+        """The IAK known for the token's instance id signs it (COSE_Sign1)."""
+        instance = evidence.claims.instance_id
+        keys = device_keys(ctx.anchors.get(self.vendor), instance, self.name)
+        verified: VerifiedPsaToken = verify_with_any(
+            keys, lambda k: verify_psa_token(evidence, iak_public_key=k), self.name)
+        anchor = Finding("psa.anchor", Outcome.PASS, "IAK for the instance id",
+                         got=instance.hex(), message="a device key the verifier knows")
+        checks = (anchor, *verified.checks)
+        return Verified(self.name, replace(verified, checks=checks), checks, ctx.now)
+
+    def binding(self, verified: Verified) -> bytes:
+        """The ``nonce`` claim (32, 48 or 64 bytes)."""
+        native: VerifiedPsaToken = verified.native
+        return native.token.claims.nonce
+
+    def claims(self, verified: Verified) -> dict[str, Any]:
+        """:func:`veritee.policy.arm.claims` plus the common claims."""
+        from veritee.policy.arm import claims
+
+        native: VerifiedPsaToken = verified.native
+        return {**claims(native), "tee": self.name, "measurement": None,
+                "debug": debug_state(native.token.claims.lifecycle_state), "tcb_status": None,
+                "advisory_ids": [], "binding": self.binding(verified).hex()}
+
+    def default_policy(self) -> PsaPolicy:
+        """:class:`PsaPolicy` with its secure defaults (lifecycle ``secured``)."""
+        return PsaPolicy()
+
+    def policy_from_mapping(self, data: Mapping[str, Any]) -> PsaPolicy:
+        """See :func:`veritee.policy.arm.psa_policy_from_mapping`."""
+        return psa_policy_from_mapping(data)
+
+    def policy_to_mapping(self, policy: Any) -> dict[str, Any]:
+        """See :func:`veritee.policy.arm.policy_to_mapping`."""
+        return policy_to_mapping(policy)
+
+    def appraise(self, verified: Verified, policy: Any) -> Appraisal:
+        """:func:`veritee.policy.arm.appraise`, with the common claims and the vector."""
+        native: VerifiedPsaToken = verified.native
+        result = replace(appraise(native, policy), claims=self.claims(verified))
+        return replace(result, vector=arm_vector(
+            result, self.name, native.token.claims.lifecycle_state, realm=False))
+
+    def new_cache(self) -> None:
+        """No cache: one signature per token."""
+        return None
+
+    def load_collateral(self, paths: Sequence[Path]) -> None:
+        """PSA needs no collateral (device keys go to the anchors)."""
+        return None
+
+
+SCHEME = PsaScheme()
