@@ -53,7 +53,7 @@ class CcaScheme:
         """Realm signature with the RAK, RAK bound to the platform challenge, platform
         signature with the CPAK known for the platform's instance id."""
         instance = evidence.platform_claims.instance_id
-        keys = device_keys(ctx.anchors.get(self.vendor), instance, self.name)
+        keys = device_keys(ctx.anchors.get(self.vendor), instance, self.name, ctx.now)
         verified: VerifiedCcaToken = verify_with_any(
             keys, lambda k: verify_cca_token(evidence, cpak_public_key=k), self.name)
         anchor = Finding("cca.anchor", Outcome.PASS, "CPAK for the platform instance id",

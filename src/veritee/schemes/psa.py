@@ -10,8 +10,9 @@ verifier), so ``None`` refuses every token. Accepted forms (:func:`device_keys`)
 * a sequence of keys (or one key): every key is tried (a verifier that knows a few devices
   without their ids).
 
-A key is a :mod:`cryptography` public key, an X.509 certificate (its key) or PEM/DER/JWK
-bytes (:func:`veritee.collateral.arm.parse_public_key`). Collateral: none.
+A key is a :mod:`cryptography` public key, an X.509 certificate (its key, trusted only inside
+the certificate's validity at ``ctx.now``) or PEM/DER/JWK bytes
+(:func:`veritee.collateral.arm.parse_public_key`). Collateral: none.
 
 Binding: the ``nonce`` claim (key 10; 32, 48 or 64 bytes). ``binding_size`` is 64, so a
 challenge (:class:`veritee.attest.Challenge`) gives SHA-512(nonce || SPKI); an attester whose
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +57,15 @@ def debug_state(state: str) -> bool | None:
     return state in _DEBUG_STATES
 
 
-def _key(value: Any) -> Any:
+def _key(value: Any, now: datetime, what: str) -> Any:
     if isinstance(value, x509.Certificate):
+        # A device certificate as the anchor: its key counts only inside its validity.
+        if not value.not_valid_before_utc <= now <= value.not_valid_after_utc:
+            raise VerificationError(f"{what}.anchor.expired",
+                                    f"the device certificate {value.subject.rfc4514_string()} "
+                                    f"is valid {value.not_valid_before_utc.isoformat()}.."
+                                    f"{value.not_valid_after_utc.isoformat()}, not at "
+                                    f"{now.isoformat()}")
         return value.public_key()
     if isinstance(value, bytes | bytearray):
         from veritee.collateral.arm import parse_public_key
@@ -76,9 +85,10 @@ def _instance_id(value: object) -> bytes:
     raise ConfigError(f"anchors['arm']: instance id {value!r} is not bytes or hex")
 
 
-def device_keys(anchors: Any, instance_id: bytes, what: str) -> list[Any]:
+def device_keys(anchors: Any, instance_id: bytes, what: str, now: datetime) -> list[Any]:
     """The keys to try for a token from ``instance_id``; ``VerificationError`` when the
-    anchors name none (code ``<what>.anchor.unknown``)."""
+    anchors name none (code ``<what>.anchor.unknown``) or name a certificate not valid at
+    ``now`` (``<what>.anchor.expired``)."""
     code = f"{what}.anchor.unknown"
     if anchors is None:
         raise VerificationError(code, f"no device key is known: pass anchors {{'arm': "
@@ -94,8 +104,8 @@ def device_keys(anchors: Any, instance_id: bytes, what: str) -> list[Any]:
     else:
         found = anchors
     if isinstance(found, Iterable) and not isinstance(found, bytes | bytearray | str):
-        return [_key(k) for k in found]
-    return [_key(found)]
+        return [_key(k, now, what) for k in found]
+    return [_key(found, now, what)]
 
 
 def verify_with_any(keys: list[Any], verify: Any, what: str) -> Any:
@@ -187,7 +197,7 @@ class PsaScheme:
     def verify(self, evidence: PsaToken, ctx: Context) -> Verified:
         """The IAK known for the token's instance id signs it (COSE_Sign1)."""
         instance = evidence.claims.instance_id
-        keys = device_keys(ctx.anchors.get(self.vendor), instance, self.name)
+        keys = device_keys(ctx.anchors.get(self.vendor), instance, self.name, ctx.now)
         verified: VerifiedPsaToken = verify_with_any(
             keys, lambda k: verify_psa_token(evidence, iak_public_key=k), self.name)
         anchor = Finding("psa.anchor", Outcome.PASS, "IAK for the instance id",

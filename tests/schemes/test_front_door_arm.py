@@ -1,0 +1,256 @@
+"""attest.verify, the one front door, on Arm PSA and CCA tokens from fake devices (no ../shared).
+
+The trust anchor is the device key the verifier knows (IAK for PSA, CPAK for CCA), keyed by
+the token's instance id.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from veritee import attest, schemes
+from veritee.errors import ConfigError, PolicyRejected, VerificationError, VeriteeError
+from veritee.policy import Appraisal
+from veritee.policy.arm import CcaPolicy, PsaPolicy
+from veritee.testing.arm import FakeCca, FakePsa
+from veritee.testing.nitro import DEFAULT_NOW
+
+NOW = DEFAULT_NOW
+
+
+@pytest.fixture(scope="module")
+def psa() -> FakePsa:
+    return FakePsa()
+
+
+@pytest.fixture(scope="module")
+def cca() -> FakeCca:
+    return FakeCca()
+
+
+def _challenge() -> attest.Challenge:
+    return attest.Challenge.for_key(b"fresh", ec.generate_private_key(
+        ec.SECP256R1()).public_key())
+
+
+def _bound(challenge: attest.Challenge) -> bytes:
+    return schemes.expected_binding(challenge.nonce, challenge.key_spki, 64)
+
+
+def _verifier(anchors: object) -> attest.Verifier:
+    return attest.Verifier(anchors=schemes.Anchors({"arm": anchors}), clock=lambda: NOW)
+
+
+def _flip(data: bytes, offset: int) -> bytes:
+    bad = bytearray(data)
+    bad[offset] ^= 0x01
+    return bytes(bad)
+
+
+# -- PSA ----------------------------------------------------------------------------------------
+
+def test_psa_token_bound_to_the_challenge_is_accepted(psa: FakePsa) -> None:
+    challenge = _challenge()
+    token = psa.token(nonce=_bound(challenge))
+    assert schemes.recognise(token).name == "psa"
+    appraisal = _verifier(psa.anchors()).verify(token, policy=PsaPolicy(), challenge=challenge)
+    assert isinstance(appraisal, Appraisal) and appraisal.accepted
+    assert set(schemes.COMMON_CLAIMS) <= set(appraisal.claims)
+    assert appraisal.claims["debug"] is False and appraisal.claims["measurement"] is None
+    assert appraisal.verification[0].code == "psa.anchor"
+    assert appraisal.vector == {"hardware": 2, "executables": 0, "configuration": 2,
+                                "instance-identity": 2}
+
+
+def test_psa_token_for_another_challenge_is_rejected(psa: FakePsa) -> None:
+    token = psa.token(nonce=_bound(_challenge()))
+    with pytest.raises(PolicyRejected) as info:
+        _verifier(psa.anchors()).verify(token, policy=PsaPolicy(), challenge=_challenge())
+    assert info.value.appraisal.codes() == ["psa.binding.mismatch"]
+
+
+def test_short_psa_nonce_is_checked_with_a_raw_expected_binding(psa: FakePsa) -> None:
+    challenge = _challenge()
+    raw = schemes.expected_binding(challenge.nonce, challenge.key_spki, 32)
+    token = psa.token(nonce=raw)
+    verifier = _verifier(psa.anchors())
+    # A challenge derives 64 bytes: a 32-byte nonce cannot carry it ...
+    with pytest.raises(PolicyRejected):
+        verifier.verify(token, policy=PsaPolicy(), challenge=challenge)
+    # ... so the relying party passes the 32 bytes it expects.
+    assert verifier.verify(token, policy=PsaPolicy(), expected_binding=raw).accepted
+    with pytest.raises(PolicyRejected):
+        verifier.verify(token, policy=PsaPolicy(), expected_binding=bytes(32))
+
+
+def test_every_tampered_byte_of_a_psa_token_is_refused(psa: FakePsa) -> None:
+    token = psa.token()
+    verifier = _verifier(psa.anchors())
+    for offset in range(8, len(token), 23):
+        with pytest.raises(VeriteeError):
+            verifier.verify(_flip(token, offset), policy=PsaPolicy())
+
+
+def test_psa_token_signed_by_another_key_is_refused(psa: FakePsa) -> None:
+    token = psa.token(key=ec.generate_private_key(ec.SECP256R1()))
+    with pytest.raises(VerificationError) as info:
+        _verifier(psa.anchors()).verify(token, policy=PsaPolicy())
+    assert info.value.code == "psa.signature"
+
+
+def test_psa_key_listed_for_another_instance_is_not_used(psa: FakePsa) -> None:
+    other = FakePsa()
+    with pytest.raises(VerificationError) as info:
+        _verifier(other.anchors()).verify(psa.token(), policy=PsaPolicy())
+    assert info.value.code == "psa.anchor.unknown"
+    # The right instance id with the wrong key: the signature check refuses it.
+    wrong = {psa.instance_id.hex(): other.iak.public_key()}
+    with pytest.raises(VerificationError) as info:
+        _verifier(wrong).verify(psa.token(), policy=PsaPolicy())
+    assert info.value.code == "psa.signature"
+
+
+def test_without_arm_anchors_every_token_is_refused(psa: FakePsa) -> None:
+    with pytest.raises(VerificationError) as info:
+        attest.verify(psa.token(), policy=PsaPolicy(), now=NOW)
+    assert info.value.code == "psa.anchor.unknown"
+
+
+def test_a_list_of_keys_is_tried_in_turn(psa: FakePsa) -> None:
+    keys = [FakePsa().iak.public_key(), psa.iak.public_key()]
+    assert _verifier(keys).verify(psa.token(), policy=PsaPolicy()).accepted
+
+
+def _device_cert(key: ec.EllipticCurvePrivateKey, days: int) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake IAK")])
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(NOW - timedelta(days=days + 1))
+            .not_valid_after(NOW - timedelta(days=1) + timedelta(days=2 * days))
+            .sign(key, hashes.SHA256()))
+
+
+def test_expired_device_certificate_is_not_an_anchor(psa: FakePsa) -> None:
+    valid = {psa.instance_id: _device_cert(psa.iak, 30)}
+    assert _verifier(valid).verify(psa.token(), policy=PsaPolicy()).accepted
+    expired = {psa.instance_id: _device_cert(psa.iak, 0)}
+    with pytest.raises(VerificationError) as info:
+        _verifier(expired).verify(psa.token(), policy=PsaPolicy())
+    assert info.value.code == "psa.anchor.expired"
+
+
+def test_psa_debug_lifecycle_is_refused_and_contraindicated(psa: FakePsa) -> None:
+    appraisal = _verifier(psa.anchors()).appraise(psa.token(lifecycle=0x5000),
+                                                  policy=PsaPolicy())
+    assert isinstance(appraisal, Appraisal)
+    assert appraisal.codes() == ["psa.lifecycle.state"]
+    assert appraisal.claims["debug"] is True
+    assert appraisal.vector is not None and appraisal.vector["configuration"] == 96
+
+
+def test_psa_reference_measurements_make_approved_executables(psa: FakePsa) -> None:
+    policy = PsaPolicy(sw_measurements=set(psa.sw_measurements))
+    ok = _verifier(psa.anchors()).appraise(psa.token(), policy=policy)
+    assert isinstance(ok, Appraisal) and ok.vector is not None
+    assert ok.vector["executables"] == 3
+    bad = _verifier(psa.anchors()).appraise(psa.token(sw_measurements=[b"\x09" * 32]),
+                                            policy=policy)
+    assert isinstance(bad, Appraisal) and bad.vector is not None
+    assert bad.codes() == ["psa.sw_components.mismatch"] and bad.vector["executables"] == 33
+
+
+def test_psa_wrong_policy_type_is_a_config_error(psa: FakePsa) -> None:
+    with pytest.raises(ConfigError, match="PsaPolicy"):
+        _verifier(psa.anchors()).verify(psa.token(), policy=CcaPolicy())
+
+
+# -- CCA ----------------------------------------------------------------------------------------
+
+def test_cca_token_bound_to_the_challenge_is_accepted(cca: FakeCca) -> None:
+    challenge = _challenge()
+    token = cca.token(challenge=_bound(challenge))
+    assert schemes.recognise(token).name == "cca"
+    appraisal = _verifier(cca.anchors()).verify(token, policy=CcaPolicy(rim={cca.rim}),
+                                                challenge=challenge)
+    assert isinstance(appraisal, Appraisal) and appraisal.accepted
+    assert appraisal.claims["measurement"] == cca.rim.hex()
+    assert appraisal.claims["binding"] == _bound(challenge).hex()
+    assert appraisal.vector == {"hardware": 2, "executables": 3, "configuration": 2,
+                                "runtime-opaque": 2, "instance-identity": 2}
+
+
+def test_legacy_cca_token_is_accepted(cca: FakeCca) -> None:
+    challenge = _challenge()
+    token = cca.token(challenge=_bound(challenge), legacy=True)
+    assert _verifier(cca.anchors()).verify(token, policy=CcaPolicy(),
+                                           challenge=challenge).accepted
+
+
+def test_cca_token_for_another_challenge_is_rejected(cca: FakeCca) -> None:
+    token = cca.token(challenge=_bound(_challenge()))
+    with pytest.raises(PolicyRejected) as info:
+        _verifier(cca.anchors()).verify(token, policy=CcaPolicy(), challenge=_challenge())
+    assert info.value.appraisal.codes() == ["cca.binding.mismatch"]
+    assert info.value.appraisal.vector is not None
+    assert info.value.appraisal.vector["instance-identity"] == 99
+
+
+def test_every_tampered_byte_of_a_cca_token_is_refused(cca: FakeCca) -> None:
+    token = cca.token()
+    verifier = _verifier(cca.anchors())
+    for offset in range(12, len(token), 29):
+        with pytest.raises(VeriteeError):
+            verifier.verify(_flip(token, offset), policy=CcaPolicy())
+
+
+def test_realm_not_bound_to_the_platform_is_refused(cca: FakeCca) -> None:
+    token = cca.token(bound_rak=ec.generate_private_key(ec.SECP384R1()).public_key())
+    with pytest.raises(VerificationError) as info:
+        _verifier(cca.anchors()).verify(token, policy=CcaPolicy())
+    assert info.value.code == "cca.binding.rak_hash"
+
+
+def test_platform_signed_by_another_cpak_is_refused(cca: FakeCca) -> None:
+    token = cca.token(cpak=ec.generate_private_key(ec.SECP384R1()))
+    with pytest.raises(VerificationError) as info:
+        _verifier(cca.anchors()).verify(token, policy=CcaPolicy())
+    assert info.value.code == "cca.platform.signature"
+    with pytest.raises(VerificationError) as info:
+        _verifier(FakeCca().anchors()).verify(cca.token(), policy=CcaPolicy())
+    assert info.value.code == "cca.anchor.unknown"
+
+
+def test_cca_debug_platform_is_refused_and_not_opaque(cca: FakeCca) -> None:
+    appraisal = _verifier(cca.anchors()).appraise(cca.token(lifecycle=0x4001),
+                                                  policy=CcaPolicy())
+    assert isinstance(appraisal, Appraisal) and appraisal.vector is not None
+    assert appraisal.codes() == ["cca.platform.lifecycle.state"]
+    assert appraisal.vector["configuration"] == 96
+    assert appraisal.vector["runtime-opaque"] == 96
+
+
+def test_cca_unknown_realm_image_is_an_unrecognised_executable(cca: FakeCca) -> None:
+    appraisal = _verifier(cca.anchors()).appraise(cca.token(rim=b"\x99" * 48),
+                                                  policy=CcaPolicy(rim={cca.rim}))
+    assert isinstance(appraisal, Appraisal) and appraisal.vector is not None
+    assert appraisal.codes() == ["cca.realm.rim.mismatch"]
+    assert appraisal.vector["executables"] == 33
+
+
+def test_arm_policy_mappings_round_trip_and_name_the_bad_key(cca: FakeCca) -> None:
+    psa_scheme, cca_scheme = schemes.get("psa"), schemes.get("cca")
+    p = PsaPolicy(nonce=b"\x01" * 48, profiles={"http://arm.com/psa/2.0.0"})
+    assert psa_scheme.policy_from_mapping(psa_scheme.policy_to_mapping(p)) == p
+    c = CcaPolicy(rim={cca.rim}, rems=[None, {b"\x51" * 48}, None, None],
+                  allowed_lifecycle_states={"secured", "non-psa-rot-debug"})
+    assert cca_scheme.policy_from_mapping(cca_scheme.policy_to_mapping(c)) == c
+    with pytest.raises(ConfigError, match="rems"):
+        cca_scheme.policy_from_mapping({"rems": [None]})
+    with pytest.raises(ConfigError, match="nonce"):
+        psa_scheme.policy_from_mapping({"nonce": "00" * 20})

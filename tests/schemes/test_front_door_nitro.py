@@ -1,0 +1,158 @@
+"""attest.verify, the one front door, on AWS Nitro documents from a fake NSM (no ../shared)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from veritee import attest, schemes
+from veritee.errors import ConfigError, PolicyRejected, VerificationError, VeriteeError
+from veritee.policy import Appraisal
+from veritee.policy.arm import PsaPolicy
+from veritee.policy.nitro import NitroPolicy
+from veritee.testing.nitro import FakeNitro
+
+IMAGE = b"\x10" * 48  # FakeNitro's default PCR0
+
+
+@pytest.fixture(scope="module")
+def nitro() -> FakeNitro:
+    return FakeNitro()
+
+
+def _challenge() -> attest.Challenge:
+    return attest.Challenge.for_key(b"fresh nonce", ec.generate_private_key(
+        ec.SECP384R1()).public_key())
+
+
+def _bound(challenge: attest.Challenge) -> bytes:
+    return schemes.expected_binding(challenge.nonce, challenge.key_spki, 64)
+
+
+def _verifier(nitro: FakeNitro) -> attest.Verifier:
+    return attest.Verifier(anchors=schemes.Anchors({"aws": nitro.anchors()}),
+                           clock=lambda: nitro.now)
+
+
+def _policy(**kw: object) -> NitroPolicy:
+    return NitroPolicy(pcr0={IMAGE}, **kw)  # type: ignore[arg-type]
+
+
+def test_registry_recognises_a_document_as_nitro_not_psa(nitro: FakeNitro) -> None:
+    assert schemes.recognise(nitro.document()).name == "nitro"
+    assert schemes.recognise(nitro.sign(nitro.payload(), tagged=True)).name == "nitro"
+    assert not schemes.get("psa").recognise(nitro.document())
+
+
+def test_bound_document_is_accepted_with_an_affirming_vector(nitro: FakeNitro) -> None:
+    challenge = _challenge()
+    doc = nitro.document(nonce=_bound(challenge), user_data=b"app", public_key=b"pk")
+    appraisal = _verifier(nitro).verify(doc, policy=_policy(), challenge=challenge)
+    assert isinstance(appraisal, Appraisal) and appraisal.accepted
+    claims = appraisal.claims
+    assert set(schemes.COMMON_CLAIMS) <= set(claims)
+    assert claims["tee"] == "nitro" and claims["measurement"] == IMAGE.hex()
+    assert claims["binding"] == _bound(challenge).hex() and claims["debug"] is False
+    # public_key / user_data are claims a relying party may pin, not the binding.
+    assert (claims["user_data"], claims["public_key"]) == (b"app".hex(), b"pk".hex())
+    assert appraisal.vector == {"hardware": 2, "executables": 3, "configuration": 2,
+                                "runtime-opaque": 2, "instance-identity": 2}
+
+
+def test_document_bound_to_another_key_is_rejected(nitro: FakeNitro) -> None:
+    doc = nitro.document(nonce=_bound(_challenge()))
+    with pytest.raises(PolicyRejected) as info:
+        _verifier(nitro).verify(doc, policy=_policy(), challenge=_challenge())
+    assert info.value.appraisal.codes() == ["nitro.binding.mismatch"]
+    assert info.value.appraisal.vector is not None
+    assert info.value.appraisal.vector["instance-identity"] == 99
+
+
+def test_challenge_in_user_data_instead_of_nonce_is_not_a_binding(nitro: FakeNitro) -> None:
+    challenge = _challenge()
+    doc = nitro.document(user_data=_bound(challenge))
+    with pytest.raises(PolicyRejected) as info:
+        _verifier(nitro).verify(doc, policy=_policy(), challenge=challenge)
+    assert "nitro.binding.mismatch" in info.value.appraisal.codes()
+
+
+def test_every_tampered_byte_of_the_payload_is_refused(nitro: FakeNitro) -> None:
+    doc = nitro.document(nonce=b"\x01" * 64)
+    verifier = _verifier(nitro)
+    start = doc.index(b"module_id")
+    for offset in range(start, len(doc) - 100, 97):
+        bad = bytearray(doc)
+        bad[offset] ^= 0x01
+        with pytest.raises(VeriteeError):
+            verifier.verify(bytes(bad), policy=_policy(allow_debug=True))
+
+
+def test_a_changed_pcr_breaks_the_signature(nitro: FakeNitro) -> None:
+    doc = nitro.document()
+    bad = doc.replace(IMAGE, b"\x11" * 48, 1)
+    with pytest.raises(VerificationError) as info:
+        _verifier(nitro).verify(bad, policy=_policy())
+    assert info.value.code == "nitro.signature"
+
+
+def test_document_signed_by_another_key_is_refused(nitro: FakeNitro) -> None:
+    doc = nitro.document(key=ec.generate_private_key(ec.SECP384R1()))
+    with pytest.raises(VerificationError) as info:
+        _verifier(nitro).verify(doc, policy=_policy())
+    assert info.value.code == "nitro.signature"
+
+
+def test_genuine_aws_pin_refuses_a_fake_chain(nitro: FakeNitro) -> None:
+    with pytest.raises(VerificationError) as info:
+        attest.verify(nitro.document(), policy=_policy(), now=nitro.now)
+    assert info.value.code == "nitro.chain.root_untrusted"
+
+
+def test_another_root_is_not_an_anchor(nitro: FakeNitro) -> None:
+    other = FakeNitro()
+    with pytest.raises(VerificationError) as info:
+        attest.verify(nitro.document(), policy=_policy(), now=nitro.now,
+                      anchors=schemes.Anchors({"aws": other.anchors()}))
+    assert info.value.code == "nitro.chain.root_untrusted"
+
+
+def test_expired_leaf_is_refused(nitro: FakeNitro) -> None:
+    with pytest.raises(VerificationError) as info:
+        _verifier(nitro).verify(nitro.document(), policy=_policy(),
+                                now=nitro.now + timedelta(hours=4))
+    assert info.value.code == "nitro.chain.expired"
+
+
+def test_wrong_policy_type_is_a_config_error(nitro: FakeNitro) -> None:
+    with pytest.raises(ConfigError, match="NitroPolicy"):
+        _verifier(nitro).verify(nitro.document(), policy=PsaPolicy())
+
+
+def test_debug_enclave_is_refused_and_contraindicated(nitro: FakeNitro) -> None:
+    doc = nitro.document(debug=True)
+    appraisal = _verifier(nitro).appraise(doc, policy=NitroPolicy(pcr0={bytes(48)}))
+    assert isinstance(appraisal, Appraisal)
+    assert appraisal.codes() == ["nitro.debug"]
+    assert appraisal.claims["debug"] is True
+    assert appraisal.vector is not None
+    assert appraisal.vector["configuration"] == 96 and appraisal.vector["runtime-opaque"] == 96
+
+
+def test_unknown_image_is_an_unrecognised_executable(nitro: FakeNitro) -> None:
+    appraisal = _verifier(nitro).appraise(nitro.document(pcrs={0: b"\x77" * 48}),
+                                          policy=_policy())
+    assert isinstance(appraisal, Appraisal)
+    assert appraisal.codes() == ["nitro.pcr0.mismatch"]
+    assert appraisal.vector is not None and appraisal.vector["executables"] == 33
+
+
+def test_policy_mapping_round_trips_and_names_the_bad_key() -> None:
+    scheme = schemes.get("nitro")
+    policy = NitroPolicy(pcr0={IMAGE}, user_data=b"x", max_age_seconds=60)
+    assert scheme.policy_from_mapping(scheme.policy_to_mapping(policy)) == policy
+    with pytest.raises(ConfigError, match="pcr0"):
+        scheme.policy_from_mapping({"pcr0": ["00"]})
+    with pytest.raises(ConfigError, match="pcr9"):
+        scheme.policy_from_mapping({"pcr9": [IMAGE.hex()]})

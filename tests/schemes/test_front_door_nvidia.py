@@ -1,0 +1,249 @@
+"""attest.verify, the one front door, on NVIDIA SPDM reports from a fake GPU (no ../shared), and a
+composite SEV-SNP + GPU appraisal bound to one challenge."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from veritee import attest, schemes
+from veritee.errors import (
+    CollateralError,
+    ConfigError,
+    FormatError,
+    PolicyRejected,
+    VerificationError,
+    VeriteeError,
+)
+from veritee.policy import Appraisal
+from veritee.policy.nvidia import GpuPolicy
+from veritee.policy.sevsnp import SevSnpPolicy, TcbFloor
+from veritee.schemes.nvidia import split_nvat
+from veritee.testing.amd import FakeAmd, FakeAmdKeys
+from veritee.testing.nvidia import DEFAULT_NOW, FakeNvidia
+
+NOW = DEFAULT_NOW
+
+
+@pytest.fixture(scope="module")
+def gpu() -> FakeNvidia:
+    return FakeNvidia()
+
+
+def _challenge() -> attest.Challenge:
+    return attest.Challenge.for_key(b"fresh", ec.generate_private_key(
+        ec.SECP384R1()).public_key())
+
+
+def _bound(challenge: attest.Challenge, size: int = 32) -> bytes:
+    return schemes.expected_binding(challenge.nonce, challenge.key_spki, size)
+
+
+def _verifier(gpu: FakeNvidia) -> attest.Verifier:
+    return attest.Verifier(anchors=schemes.Anchors({"nvidia": gpu.anchors()}),
+                           clock=lambda: gpu.now)
+
+
+def _part(gpu: FakeNvidia, report: bytes) -> attest.EvidencePart:
+    return attest.EvidencePart(report, attached=gpu.chain_pem())
+
+
+def test_registry_recognises_binary_hex_and_nvat(gpu: FakeNvidia) -> None:
+    report = gpu.report()
+    for form in (report, report.hex().encode(), report.hex().upper().encode() + b"\n",
+                 gpu.nvat([report])):
+        assert schemes.recognise(form).name == "nvidia"
+
+
+def test_bound_report_is_accepted(gpu: FakeNvidia) -> None:
+    challenge = _challenge()
+    report = gpu.report(nonce=_bound(challenge))
+    appraisal = _verifier(gpu).verify(_part(gpu, report), policy=GpuPolicy(),
+                                      challenge=challenge)
+    assert isinstance(appraisal, Appraisal) and appraisal.accepted
+    assert set(schemes.COMMON_CLAIMS) <= set(appraisal.claims)
+    assert appraisal.claims["binding"] == _bound(challenge).hex()
+    assert appraisal.vector == {"hardware": 0, "executables": 0, "configuration": 0,
+                                "instance-identity": 2}
+    # hex text and a one-device nvat JSON go the same way
+    assert _verifier(gpu).verify(_part(gpu, report.hex().encode()), policy=GpuPolicy(),
+                                 challenge=challenge).accepted
+    assert _verifier(gpu).verify(gpu.nvat([report]), policy=GpuPolicy(),
+                                 challenge=challenge).accepted
+
+
+def test_report_with_another_nonce_is_rejected(gpu: FakeNvidia) -> None:
+    report = gpu.report(nonce=_bound(_challenge()))
+    with pytest.raises(PolicyRejected) as info:
+        _verifier(gpu).verify(_part(gpu, report), policy=GpuPolicy(), challenge=_challenge())
+    assert info.value.appraisal.codes() == ["nvidia.binding.mismatch"]
+    assert info.value.appraisal.vector is not None
+    assert info.value.appraisal.vector["instance-identity"] == 99
+
+
+def test_every_tampered_byte_of_the_transcript_is_refused(gpu: FakeNvidia) -> None:
+    report = gpu.report()
+    verifier = _verifier(gpu)
+    for offset in range(0, len(report) - 96, 7):
+        bad = bytearray(report)
+        bad[offset] ^= 0x01
+        with pytest.raises(VeriteeError):
+            verifier.verify(_part(gpu, bytes(bad)), policy=GpuPolicy(require_all_blocks=False))
+
+
+def test_a_changed_nonce_byte_breaks_the_signature(gpu: FakeNvidia) -> None:
+    bad = bytearray(gpu.report())
+    bad[10] ^= 0x01  # inside the request nonce (offset 4..35)
+    with pytest.raises(VerificationError) as info:
+        _verifier(gpu).verify(_part(gpu, bytes(bad)), policy=GpuPolicy())
+    assert info.value.code == "nvidia.signature"
+
+
+def test_report_signed_by_another_key_is_refused(gpu: FakeNvidia) -> None:
+    report = gpu.report(key=ec.generate_private_key(ec.SECP384R1()))
+    with pytest.raises(VerificationError) as info:
+        _verifier(gpu).verify(_part(gpu, report), policy=GpuPolicy())
+    assert info.value.code == "nvidia.signature"
+
+
+def test_firmware_id_not_in_the_leaf_is_refused(gpu: FakeNvidia) -> None:
+    report = gpu.report(fwid=b"\xee" * 48)
+    with pytest.raises(VerificationError) as info:
+        _verifier(gpu).verify(_part(gpu, report), policy=GpuPolicy())
+    assert info.value.code == "nvidia.fwid.mismatch"
+
+
+def test_genuine_nvidia_pin_refuses_a_fake_chain(gpu: FakeNvidia) -> None:
+    with pytest.raises(VerificationError) as info:
+        attest.verify(_part(gpu, gpu.report()), policy=GpuPolicy(), now=NOW)
+    assert info.value.code == "nvidia.chain.root_untrusted"
+
+
+def test_chain_of_another_device_does_not_verify_the_report(gpu: FakeNvidia) -> None:
+    other = FakeNvidia()
+    part = attest.EvidencePart(gpu.report(), attached=other.chain_pem())
+    with pytest.raises(VerificationError) as info:
+        attest.verify(part, policy=GpuPolicy(), now=NOW,
+                      anchors=schemes.Anchors({"nvidia": other.anchors()}))
+    assert info.value.code in {"nvidia.signature", "nvidia.fwid.mismatch"}
+
+
+def test_expired_device_chain_is_refused() -> None:
+    expired = FakeNvidia(validity=(NOW - timedelta(days=30), NOW - timedelta(days=1)))
+    with pytest.raises(VerificationError) as info:
+        _verifier(expired).verify(_part(expired, expired.report()), policy=GpuPolicy())
+    assert info.value.code == "nvidia.chain.expired"
+
+
+def test_report_without_a_chain_needs_collateral(gpu: FakeNvidia) -> None:
+    report = gpu.report()
+    with pytest.raises(CollateralError):
+        _verifier(gpu).verify(report, policy=GpuPolicy())
+    chain = schemes.Collateral({"nvidia": gpu.chain})
+    assert _verifier(gpu).verify(report, policy=GpuPolicy(), collateral=chain).accepted
+
+
+def test_nvat_nonce_must_match_the_report(gpu: FakeNvidia) -> None:
+    nvat = gpu.nvat([gpu.report(nonce=b"\x01" * 32)], nonce=b"\x02" * 32)
+    with pytest.raises(VerificationError) as info:
+        _verifier(gpu).verify(nvat, policy=GpuPolicy())
+    assert info.value.code == "nvidia.nonce.mismatch"
+
+
+def test_nvat_with_a_bad_nonce_length_is_a_format_error(gpu: FakeNvidia) -> None:
+    entries = json.loads(gpu.nvat([gpu.report()]))
+    entries[0]["nonce"] = "00" * 48
+    with pytest.raises(FormatError):
+        _verifier(gpu).verify(json.dumps(entries).encode(), policy=GpuPolicy())
+
+
+def test_several_devices_are_split_into_parts(gpu: FakeNvidia) -> None:
+    challenge = _challenge()
+    reports = [gpu.report(nonce=_bound(challenge)) for _ in range(2)]
+    nvat = gpu.nvat(reports)
+    with pytest.raises(FormatError, match="split_nvat"):
+        _verifier(gpu).verify(nvat, policy=GpuPolicy(), challenge=challenge)
+    parts = [attest.EvidencePart(data, "nvidia", attached) for data, attached in
+             split_nvat(nvat)]
+    assert [p.data for p in parts] == reports
+    result = _verifier(gpu).verify(parts, policy={"nvidia": GpuPolicy()}, challenge=challenge)
+    assert isinstance(result, attest.CompositeAppraisal) and result.accepted
+
+
+def test_reference_values_and_versions_feed_the_vector(gpu: FakeNvidia) -> None:
+    report = gpu.report()
+    good = GpuPolicy(measurements={1: {b"\x01" * 48}}, driver_versions={"550.90.07"},
+                     vbios_versions={"96.00.9F.00.01"})
+    ok = _verifier(gpu).appraise(_part(gpu, report), policy=good)
+    assert isinstance(ok, Appraisal) and ok.accepted and ok.vector is not None
+    assert (ok.vector["hardware"], ok.vector["executables"]) == (2, 3)
+    bad = GpuPolicy(measurements={1: {b"\x02" * 48}}, driver_versions={"535.86.09"})
+    no = _verifier(gpu).appraise(_part(gpu, report), policy=bad)
+    assert isinstance(no, Appraisal) and no.vector is not None
+    assert no.codes() == ["nvidia.driver_version.mismatch", "nvidia.measurement.mismatch"]
+    assert (no.vector["hardware"], no.vector["executables"]) == (32, 33)
+    partial = _verifier(gpu).appraise(_part(gpu, gpu.report(param2=1)), policy=GpuPolicy())
+    assert isinstance(partial, Appraisal) and partial.vector is not None
+    assert partial.codes() == ["nvidia.request.all_blocks"]
+    assert partial.vector["configuration"] == 32
+
+
+def test_wrong_policy_type_is_a_config_error(gpu: FakeNvidia) -> None:
+    with pytest.raises(ConfigError, match="GpuPolicy"):
+        _verifier(gpu).verify(_part(gpu, gpu.report()), policy=SevSnpPolicy())
+
+
+def test_policy_mapping_round_trips_and_names_the_bad_key() -> None:
+    scheme = schemes.get("nvidia")
+    policy = GpuPolicy(nonce=b"\x05" * 32, measurements={2: {b"\x02" * 48}},
+                       driver_versions={"550.90.07"})
+    assert scheme.policy_from_mapping(scheme.policy_to_mapping(policy)) == policy
+    with pytest.raises(ConfigError, match=r"measurements\.x"):
+        scheme.policy_from_mapping({"measurements": {"x": ["00"]}})
+
+
+# -- composite: an SEV-SNP CPU and its GPU, one challenge ------------------------------------
+
+@pytest.fixture(scope="module")
+def amd() -> FakeAmd:
+    return FakeAmd(keys=FakeAmdKeys.generate(key_size=2048), now=NOW)
+
+
+def _cpu_gpu_verifier(amd: FakeAmd, gpu: FakeNvidia) -> attest.Verifier:
+    return attest.Verifier(
+        anchors=schemes.Anchors({"amd": amd.anchors(), "nvidia": gpu.anchors()}),
+        collateral=schemes.Collateral({"amd": amd.certificates(crl=amd.crl())}),
+        clock=lambda: NOW)
+
+
+_POLICIES = {"sevsnp": SevSnpPolicy(measurements=frozenset({bytes(range(48))}),
+                                    min_tcb=TcbFloor(bootloader=1, tee=0, snp=1, microcode=1)),
+             "nvidia": GpuPolicy()}
+
+
+def test_composite_cpu_and_gpu_bound_to_one_challenge(amd: FakeAmd, gpu: FakeNvidia) -> None:
+    challenge = _challenge()
+    cpu = amd.make_report(report_data=_bound(challenge, 64)).to_bytes()
+    parts = [attest.EvidencePart(cpu), _part(gpu, gpu.report(nonce=_bound(challenge)))]
+    result = _cpu_gpu_verifier(amd, gpu).verify(parts, policy=_POLICIES, challenge=challenge)
+    assert isinstance(result, attest.CompositeAppraisal) and result.accepted
+    assert [p.tee for p in result.parts] == ["sevsnp", "nvidia"]
+    assert all(p.vector is not None and p.vector["instance-identity"] == 2
+               for p in result.parts)
+
+
+def test_composite_refused_when_the_gpu_answers_another_challenge(amd: FakeAmd,
+                                                                  gpu: FakeNvidia) -> None:
+    challenge = _challenge()
+    cpu = amd.make_report(report_data=_bound(challenge, 64)).to_bytes()
+    replayed = gpu.report(nonce=_bound(_challenge()))  # an older exchange's GPU report
+    parts = [attest.EvidencePart(cpu), _part(gpu, replayed)]
+    with pytest.raises(PolicyRejected) as info:
+        _cpu_gpu_verifier(amd, gpu).verify(parts, policy=_POLICIES, challenge=challenge)
+    assert info.value.appraisal.tee == "nvidia"
+    assert info.value.appraisal.codes() == ["nvidia.binding.mismatch"]
+    composite = info.value.composite  # type: ignore[attr-defined]
+    assert [p.accepted for p in composite.parts] == [True, False]
