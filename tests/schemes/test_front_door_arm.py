@@ -6,6 +6,7 @@ the token's instance id.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
 import pytest
@@ -13,6 +14,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from veritee import attest, schemes
 from veritee.errors import ConfigError, PolicyRejected, VerificationError, VeriteeError
@@ -254,3 +257,30 @@ def test_arm_policy_mappings_round_trip_and_name_the_bad_key(cca: FakeCca) -> No
         cca_scheme.policy_from_mapping({"rems": [None]})
     with pytest.raises(ConfigError, match="nonce"):
         psa_scheme.policy_from_mapping({"nonce": "00" * 20})
+
+
+@st.composite
+def _mutated(draw: st.DrawFn, seeds: tuple[bytes, ...]) -> bytes:
+    data = bytearray(draw(st.sampled_from(seeds)))
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(data) - 1))
+        kind = draw(st.sampled_from(["flip", "cut", "insert"]))
+        if kind == "flip":
+            data[at] ^= 1 << draw(st.integers(0, 7))
+        elif kind == "cut":
+            del data[at:at + draw(st.integers(1, 32))]
+        else:
+            data[at:at] = draw(st.binary(min_size=1, max_size=8))
+    return bytes(data) or b"\x00"
+
+
+_PSA, _CCA = FakePsa(), FakeCca()
+_SEEDS = (_PSA.token(), _CCA.token(), _CCA.token(legacy=True))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=_mutated(_SEEDS))
+def test_mutated_tokens_only_raise_typed_errors(data: bytes) -> None:
+    verifier = _verifier({**_PSA.anchors(), **_CCA.anchors()})
+    with contextlib.suppress(VeriteeError):  # FormatError, VerificationError ...
+        verifier.appraise(data, policy=attest.UNSAFE_DEFAULT_POLICIES)

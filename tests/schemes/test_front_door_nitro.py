@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from veritee import attest, schemes
 from veritee.errors import ConfigError, PolicyRejected, VerificationError, VeriteeError
@@ -156,3 +159,30 @@ def test_policy_mapping_round_trips_and_names_the_bad_key() -> None:
         scheme.policy_from_mapping({"pcr0": ["00"]})
     with pytest.raises(ConfigError, match="pcr9"):
         scheme.policy_from_mapping({"pcr9": [IMAGE.hex()]})
+
+
+@st.composite
+def _mutated(draw: st.DrawFn, seed: bytes) -> bytes:
+    data = bytearray(seed)
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(data) - 1))
+        kind = draw(st.sampled_from(["flip", "cut", "insert"]))
+        if kind == "flip":
+            data[at] ^= 1 << draw(st.integers(0, 7))
+        elif kind == "cut":
+            del data[at:at + draw(st.integers(1, 64))]
+        else:
+            data[at:at] = draw(st.binary(min_size=1, max_size=8))
+    return bytes(data) or b"\x00"
+
+
+_FAKE = FakeNitro()
+_SEED = _FAKE.document(nonce=b"\x01" * 64, user_data=b"u")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=_mutated(_SEED))
+def test_mutated_documents_only_raise_typed_errors(data: bytes) -> None:
+    verifier = _verifier(_FAKE)
+    with contextlib.suppress(VeriteeError):  # FormatError, VerificationError ...
+        verifier.appraise(data, policy=attest.UNSAFE_DEFAULT_POLICIES)

@@ -3,11 +3,14 @@ composite SEV-SNP + GPU appraisal bound to one challenge."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import timedelta
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from veritee import attest, schemes
 from veritee.errors import (
@@ -247,3 +250,31 @@ def test_composite_refused_when_the_gpu_answers_another_challenge(amd: FakeAmd,
     assert info.value.appraisal.codes() == ["nvidia.binding.mismatch"]
     composite = info.value.composite  # type: ignore[attr-defined]
     assert [p.accepted for p in composite.parts] == [True, False]
+
+
+@st.composite
+def _mutated(draw: st.DrawFn, seeds: tuple[bytes, ...]) -> bytes:
+    data = bytearray(draw(st.sampled_from(seeds)))
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(data) - 1))
+        kind = draw(st.sampled_from(["flip", "cut", "insert"]))
+        if kind == "flip":
+            data[at] ^= 1 << draw(st.integers(0, 7))
+        elif kind == "cut":
+            del data[at:at + draw(st.integers(1, 64))]
+        else:
+            data[at:at] = draw(st.binary(min_size=1, max_size=8))
+    return bytes(data) or b"\x00"
+
+
+_GPU = FakeNvidia()
+_REPORT = _GPU.report()
+_SEEDS = (_REPORT, _REPORT.hex().encode(), _GPU.nvat([_REPORT]))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=_mutated(_SEEDS), attach=st.booleans())
+def test_mutated_reports_only_raise_typed_errors(data: bytes, attach: bool) -> None:
+    part = attest.EvidencePart(data, attached=_GPU.chain_pem() if attach else None)
+    with contextlib.suppress(VeriteeError):  # FormatError, VerificationError ...
+        _verifier(_GPU).appraise(part, policy=attest.UNSAFE_DEFAULT_POLICIES)
