@@ -15,7 +15,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from veritee import attest, schemes
 from veritee.errors import ConfigError, PolicyRejected, VerificationError, VeriteeError
@@ -23,6 +22,8 @@ from veritee.policy import Appraisal
 from veritee.policy.arm import CcaPolicy, PsaPolicy
 from veritee.testing.arm import FakeCca, FakePsa
 from veritee.testing.nitro import DEFAULT_NOW
+
+from _scheme_support import bound, challenge, mutated
 
 NOW = DEFAULT_NOW
 
@@ -35,15 +36,6 @@ def psa() -> FakePsa:
 @pytest.fixture(scope="module")
 def cca() -> FakeCca:
     return FakeCca()
-
-
-def _challenge() -> attest.Challenge:
-    return attest.Challenge.for_key(b"fresh", ec.generate_private_key(
-        ec.SECP256R1()).public_key())
-
-
-def _bound(challenge: attest.Challenge) -> bytes:
-    return schemes.expected_binding(challenge.nonce, challenge.key_spki, 64)
 
 
 def _verifier(anchors: object) -> attest.Verifier:
@@ -59,10 +51,10 @@ def _flip(data: bytes, offset: int) -> bytes:
 # -- PSA ----------------------------------------------------------------------------------------
 
 def test_psa_token_bound_to_the_challenge_is_accepted(psa: FakePsa) -> None:
-    challenge = _challenge()
-    token = psa.token(nonce=_bound(challenge))
+    ch = challenge()
+    token = psa.token(nonce=bound(ch))
     assert schemes.recognise(token).name == "psa"
-    appraisal = _verifier(psa.anchors()).verify(token, policy=PsaPolicy(), challenge=challenge)
+    appraisal = _verifier(psa.anchors()).verify(token, policy=PsaPolicy(), challenge=ch)
     assert isinstance(appraisal, Appraisal) and appraisal.accepted
     assert set(schemes.COMMON_CLAIMS) <= set(appraisal.claims)
     assert appraisal.claims["debug"] is False and appraisal.claims["measurement"] is None
@@ -72,20 +64,20 @@ def test_psa_token_bound_to_the_challenge_is_accepted(psa: FakePsa) -> None:
 
 
 def test_psa_token_for_another_challenge_is_rejected(psa: FakePsa) -> None:
-    token = psa.token(nonce=_bound(_challenge()))
+    token = psa.token(nonce=bound(challenge()))
     with pytest.raises(PolicyRejected) as info:
-        _verifier(psa.anchors()).verify(token, policy=PsaPolicy(), challenge=_challenge())
+        _verifier(psa.anchors()).verify(token, policy=PsaPolicy(), challenge=challenge())
     assert info.value.appraisal.codes() == ["psa.binding.mismatch"]
 
 
 def test_short_psa_nonce_is_checked_with_a_raw_expected_binding(psa: FakePsa) -> None:
-    challenge = _challenge()
-    raw = schemes.expected_binding(challenge.nonce, challenge.key_spki, 32)
+    ch = challenge()
+    raw = schemes.expected_binding(ch.nonce, ch.key_spki, 32)
     token = psa.token(nonce=raw)
     verifier = _verifier(psa.anchors())
     # A challenge derives 64 bytes: a 32-byte nonce cannot carry it ...
     with pytest.raises(PolicyRejected):
-        verifier.verify(token, policy=PsaPolicy(), challenge=challenge)
+        verifier.verify(token, policy=PsaPolicy(), challenge=ch)
     # ... so the relying party passes the 32 bytes it expects.
     assert verifier.verify(token, policy=PsaPolicy(), expected_binding=raw).accepted
     with pytest.raises(PolicyRejected):
@@ -176,29 +168,29 @@ def test_psa_wrong_policy_type_is_a_config_error(psa: FakePsa) -> None:
 # -- CCA ----------------------------------------------------------------------------------------
 
 def test_cca_token_bound_to_the_challenge_is_accepted(cca: FakeCca) -> None:
-    challenge = _challenge()
-    token = cca.token(challenge=_bound(challenge))
+    ch = challenge()
+    token = cca.token(challenge=bound(ch))
     assert schemes.recognise(token).name == "cca"
     appraisal = _verifier(cca.anchors()).verify(token, policy=CcaPolicy(rim={cca.rim}),
-                                                challenge=challenge)
+                                                challenge=ch)
     assert isinstance(appraisal, Appraisal) and appraisal.accepted
     assert appraisal.claims["measurement"] == cca.rim.hex()
-    assert appraisal.claims["binding"] == _bound(challenge).hex()
+    assert appraisal.claims["binding"] == bound(ch).hex()
     assert appraisal.vector == {"hardware": 2, "executables": 3, "configuration": 2,
                                 "runtime-opaque": 2, "instance-identity": 2}
 
 
 def test_legacy_cca_token_is_accepted(cca: FakeCca) -> None:
-    challenge = _challenge()
-    token = cca.token(challenge=_bound(challenge), legacy=True)
+    ch = challenge()
+    token = cca.token(challenge=bound(ch), legacy=True)
     assert _verifier(cca.anchors()).verify(token, policy=CcaPolicy(),
-                                           challenge=challenge).accepted
+                                           challenge=ch).accepted
 
 
 def test_cca_token_for_another_challenge_is_rejected(cca: FakeCca) -> None:
-    token = cca.token(challenge=_bound(_challenge()))
+    token = cca.token(challenge=bound(challenge()))
     with pytest.raises(PolicyRejected) as info:
-        _verifier(cca.anchors()).verify(token, policy=CcaPolicy(), challenge=_challenge())
+        _verifier(cca.anchors()).verify(token, policy=CcaPolicy(), challenge=challenge())
     assert info.value.appraisal.codes() == ["cca.binding.mismatch"]
     assert info.value.appraisal.vector is not None
     assert info.value.appraisal.vector["instance-identity"] == 99
@@ -259,27 +251,12 @@ def test_arm_policy_mappings_round_trip_and_name_the_bad_key(cca: FakeCca) -> No
         psa_scheme.policy_from_mapping({"nonce": "00" * 20})
 
 
-@st.composite
-def _mutated(draw: st.DrawFn, seeds: tuple[bytes, ...]) -> bytes:
-    data = bytearray(draw(st.sampled_from(seeds)))
-    for _ in range(draw(st.integers(1, 3))):
-        at = draw(st.integers(0, len(data) - 1))
-        kind = draw(st.sampled_from(["flip", "cut", "insert"]))
-        if kind == "flip":
-            data[at] ^= 1 << draw(st.integers(0, 7))
-        elif kind == "cut":
-            del data[at:at + draw(st.integers(1, 32))]
-        else:
-            data[at:at] = draw(st.binary(min_size=1, max_size=8))
-    return bytes(data) or b"\x00"
-
-
 _PSA, _CCA = FakePsa(), FakeCca()
 _SEEDS = (_PSA.token(), _CCA.token(), _CCA.token(legacy=True))
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=_mutated(_SEEDS))
+@given(data=mutated(_SEEDS))
 def test_mutated_tokens_only_raise_typed_errors(data: bytes) -> None:
     verifier = _verifier({**_PSA.anchors(), **_CCA.anchors()})
     with contextlib.suppress(VeriteeError):  # FormatError, VerificationError ...

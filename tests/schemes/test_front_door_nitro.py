@@ -8,7 +8,6 @@ from datetime import timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from veritee import attest, schemes
 from veritee.errors import ConfigError, PolicyRejected, VerificationError, VeriteeError
@@ -17,21 +16,14 @@ from veritee.policy.arm import PsaPolicy
 from veritee.policy.nitro import NitroPolicy
 from veritee.testing.nitro import FakeNitro
 
+from _scheme_support import bound, challenge, mutated
+
 IMAGE = b"\x10" * 48  # FakeNitro's default PCR0
 
 
 @pytest.fixture(scope="module")
 def nitro() -> FakeNitro:
     return FakeNitro()
-
-
-def _challenge() -> attest.Challenge:
-    return attest.Challenge.for_key(b"fresh nonce", ec.generate_private_key(
-        ec.SECP384R1()).public_key())
-
-
-def _bound(challenge: attest.Challenge) -> bytes:
-    return schemes.expected_binding(challenge.nonce, challenge.key_spki, 64)
 
 
 def _verifier(nitro: FakeNitro) -> attest.Verifier:
@@ -50,14 +42,14 @@ def test_registry_recognises_a_document_as_nitro_not_psa(nitro: FakeNitro) -> No
 
 
 def test_bound_document_is_accepted_with_an_affirming_vector(nitro: FakeNitro) -> None:
-    challenge = _challenge()
-    doc = nitro.document(nonce=_bound(challenge), user_data=b"app", public_key=b"pk")
-    appraisal = _verifier(nitro).verify(doc, policy=_policy(), challenge=challenge)
+    ch = challenge()
+    doc = nitro.document(nonce=bound(ch), user_data=b"app", public_key=b"pk")
+    appraisal = _verifier(nitro).verify(doc, policy=_policy(), challenge=ch)
     assert isinstance(appraisal, Appraisal) and appraisal.accepted
     claims = appraisal.claims
     assert set(schemes.COMMON_CLAIMS) <= set(claims)
     assert claims["tee"] == "nitro" and claims["measurement"] == IMAGE.hex()
-    assert claims["binding"] == _bound(challenge).hex() and claims["debug"] is False
+    assert claims["binding"] == bound(ch).hex() and claims["debug"] is False
     # public_key / user_data are claims a relying party may pin, not the binding.
     assert (claims["user_data"], claims["public_key"]) == (b"app".hex(), b"pk".hex())
     assert appraisal.vector == {"hardware": 2, "executables": 3, "configuration": 2,
@@ -65,19 +57,19 @@ def test_bound_document_is_accepted_with_an_affirming_vector(nitro: FakeNitro) -
 
 
 def test_document_bound_to_another_key_is_rejected(nitro: FakeNitro) -> None:
-    doc = nitro.document(nonce=_bound(_challenge()))
+    doc = nitro.document(nonce=bound(challenge()))
     with pytest.raises(PolicyRejected) as info:
-        _verifier(nitro).verify(doc, policy=_policy(), challenge=_challenge())
+        _verifier(nitro).verify(doc, policy=_policy(), challenge=challenge())
     assert info.value.appraisal.codes() == ["nitro.binding.mismatch"]
     assert info.value.appraisal.vector is not None
     assert info.value.appraisal.vector["instance-identity"] == 99
 
 
 def test_challenge_in_user_data_instead_of_nonce_is_not_a_binding(nitro: FakeNitro) -> None:
-    challenge = _challenge()
-    doc = nitro.document(user_data=_bound(challenge))
+    ch = challenge()
+    doc = nitro.document(user_data=bound(ch))
     with pytest.raises(PolicyRejected) as info:
-        _verifier(nitro).verify(doc, policy=_policy(), challenge=challenge)
+        _verifier(nitro).verify(doc, policy=_policy(), challenge=ch)
     assert "nitro.binding.mismatch" in info.value.appraisal.codes()
 
 
@@ -161,27 +153,12 @@ def test_policy_mapping_round_trips_and_names_the_bad_key() -> None:
         scheme.policy_from_mapping({"pcr9": [IMAGE.hex()]})
 
 
-@st.composite
-def _mutated(draw: st.DrawFn, seed: bytes) -> bytes:
-    data = bytearray(seed)
-    for _ in range(draw(st.integers(1, 3))):
-        at = draw(st.integers(0, len(data) - 1))
-        kind = draw(st.sampled_from(["flip", "cut", "insert"]))
-        if kind == "flip":
-            data[at] ^= 1 << draw(st.integers(0, 7))
-        elif kind == "cut":
-            del data[at:at + draw(st.integers(1, 64))]
-        else:
-            data[at:at] = draw(st.binary(min_size=1, max_size=8))
-    return bytes(data) or b"\x00"
-
-
 _FAKE = FakeNitro()
 _SEED = _FAKE.document(nonce=b"\x01" * 64, user_data=b"u")
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=_mutated(_SEED))
+@given(data=mutated((_SEED,)))
 def test_mutated_documents_only_raise_typed_errors(data: bytes) -> None:
     verifier = _verifier(_FAKE)
     with contextlib.suppress(VeriteeError):  # FormatError, VerificationError ...

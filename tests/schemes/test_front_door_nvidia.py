@@ -28,21 +28,14 @@ from veritee.schemes.nvidia import split_nvat
 from veritee.testing.amd import FakeAmd, FakeAmdKeys
 from veritee.testing.nvidia import DEFAULT_NOW, FakeNvidia
 
+from _scheme_support import bound, challenge, mutated
+
 NOW = DEFAULT_NOW
 
 
 @pytest.fixture(scope="module")
 def gpu() -> FakeNvidia:
     return FakeNvidia()
-
-
-def _challenge() -> attest.Challenge:
-    return attest.Challenge.for_key(b"fresh", ec.generate_private_key(
-        ec.SECP384R1()).public_key())
-
-
-def _bound(challenge: attest.Challenge, size: int = 32) -> bytes:
-    return schemes.expected_binding(challenge.nonce, challenge.key_spki, size)
 
 
 def _verifier(gpu: FakeNvidia) -> attest.Verifier:
@@ -62,26 +55,26 @@ def test_registry_recognises_binary_hex_and_nvat(gpu: FakeNvidia) -> None:
 
 
 def test_bound_report_is_accepted(gpu: FakeNvidia) -> None:
-    challenge = _challenge()
-    report = gpu.report(nonce=_bound(challenge))
+    ch = challenge()
+    report = gpu.report(nonce=bound(ch, 32))
     appraisal = _verifier(gpu).verify(_part(gpu, report), policy=GpuPolicy(),
-                                      challenge=challenge)
+                                      challenge=ch)
     assert isinstance(appraisal, Appraisal) and appraisal.accepted
     assert set(schemes.COMMON_CLAIMS) <= set(appraisal.claims)
-    assert appraisal.claims["binding"] == _bound(challenge).hex()
+    assert appraisal.claims["binding"] == bound(ch, 32).hex()
     assert appraisal.vector == {"hardware": 0, "executables": 0, "configuration": 0,
                                 "instance-identity": 2}
     # hex text and a one-device nvat JSON go the same way
     assert _verifier(gpu).verify(_part(gpu, report.hex().encode()), policy=GpuPolicy(),
-                                 challenge=challenge).accepted
+                                 challenge=ch).accepted
     assert _verifier(gpu).verify(gpu.nvat([report]), policy=GpuPolicy(),
-                                 challenge=challenge).accepted
+                                 challenge=ch).accepted
 
 
 def test_report_with_another_nonce_is_rejected(gpu: FakeNvidia) -> None:
-    report = gpu.report(nonce=_bound(_challenge()))
+    report = gpu.report(nonce=bound(challenge(), 32))
     with pytest.raises(PolicyRejected) as info:
-        _verifier(gpu).verify(_part(gpu, report), policy=GpuPolicy(), challenge=_challenge())
+        _verifier(gpu).verify(_part(gpu, report), policy=GpuPolicy(), challenge=challenge())
     assert info.value.appraisal.codes() == ["nvidia.binding.mismatch"]
     assert info.value.appraisal.vector is not None
     assert info.value.appraisal.vector["instance-identity"] == 99
@@ -164,15 +157,15 @@ def test_nvat_with_a_bad_nonce_length_is_a_format_error(gpu: FakeNvidia) -> None
 
 
 def test_several_devices_are_split_into_parts(gpu: FakeNvidia) -> None:
-    challenge = _challenge()
-    reports = [gpu.report(nonce=_bound(challenge)) for _ in range(2)]
+    ch = challenge()
+    reports = [gpu.report(nonce=bound(ch, 32)) for _ in range(2)]
     nvat = gpu.nvat(reports)
     with pytest.raises(FormatError, match="split_nvat"):
-        _verifier(gpu).verify(nvat, policy=GpuPolicy(), challenge=challenge)
+        _verifier(gpu).verify(nvat, policy=GpuPolicy(), challenge=ch)
     parts = [attest.EvidencePart(data, "nvidia", attached) for data, attached in
              split_nvat(nvat)]
     assert [p.data for p in parts] == reports
-    result = _verifier(gpu).verify(parts, policy={"nvidia": GpuPolicy()}, challenge=challenge)
+    result = _verifier(gpu).verify(parts, policy={"nvidia": GpuPolicy()}, challenge=ch)
     assert isinstance(result, attest.CompositeAppraisal) and result.accepted
 
 
@@ -228,10 +221,10 @@ _POLICIES = {"sevsnp": SevSnpPolicy(measurements=frozenset({bytes(range(48))}),
 
 
 def test_composite_cpu_and_gpu_bound_to_one_challenge(amd: FakeAmd, gpu: FakeNvidia) -> None:
-    challenge = _challenge()
-    cpu = amd.make_report(report_data=_bound(challenge, 64)).to_bytes()
-    parts = [attest.EvidencePart(cpu), _part(gpu, gpu.report(nonce=_bound(challenge)))]
-    result = _cpu_gpu_verifier(amd, gpu).verify(parts, policy=_POLICIES, challenge=challenge)
+    ch = challenge()
+    cpu = amd.make_report(report_data=bound(ch)).to_bytes()
+    parts = [attest.EvidencePart(cpu), _part(gpu, gpu.report(nonce=bound(ch, 32)))]
+    result = _cpu_gpu_verifier(amd, gpu).verify(parts, policy=_POLICIES, challenge=ch)
     assert isinstance(result, attest.CompositeAppraisal) and result.accepted
     assert [p.tee for p in result.parts] == ["sevsnp", "nvidia"]
     assert all(p.vector is not None and p.vector["instance-identity"] == 2
@@ -240,31 +233,16 @@ def test_composite_cpu_and_gpu_bound_to_one_challenge(amd: FakeAmd, gpu: FakeNvi
 
 def test_composite_refused_when_the_gpu_answers_another_challenge(amd: FakeAmd,
                                                                   gpu: FakeNvidia) -> None:
-    challenge = _challenge()
-    cpu = amd.make_report(report_data=_bound(challenge, 64)).to_bytes()
-    replayed = gpu.report(nonce=_bound(_challenge()))  # an older exchange's GPU report
+    ch = challenge()
+    cpu = amd.make_report(report_data=bound(ch)).to_bytes()
+    replayed = gpu.report(nonce=bound(challenge(), 32))  # an older exchange's GPU report
     parts = [attest.EvidencePart(cpu), _part(gpu, replayed)]
     with pytest.raises(PolicyRejected) as info:
-        _cpu_gpu_verifier(amd, gpu).verify(parts, policy=_POLICIES, challenge=challenge)
+        _cpu_gpu_verifier(amd, gpu).verify(parts, policy=_POLICIES, challenge=ch)
     assert info.value.appraisal.tee == "nvidia"
     assert info.value.appraisal.codes() == ["nvidia.binding.mismatch"]
     composite = info.value.composite  # type: ignore[attr-defined]
     assert [p.accepted for p in composite.parts] == [True, False]
-
-
-@st.composite
-def _mutated(draw: st.DrawFn, seeds: tuple[bytes, ...]) -> bytes:
-    data = bytearray(draw(st.sampled_from(seeds)))
-    for _ in range(draw(st.integers(1, 3))):
-        at = draw(st.integers(0, len(data) - 1))
-        kind = draw(st.sampled_from(["flip", "cut", "insert"]))
-        if kind == "flip":
-            data[at] ^= 1 << draw(st.integers(0, 7))
-        elif kind == "cut":
-            del data[at:at + draw(st.integers(1, 64))]
-        else:
-            data[at:at] = draw(st.binary(min_size=1, max_size=8))
-    return bytes(data) or b"\x00"
 
 
 _GPU = FakeNvidia()
@@ -273,7 +251,7 @@ _SEEDS = (_REPORT, _REPORT.hex().encode(), _GPU.nvat([_REPORT]))
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=_mutated(_SEEDS), attach=st.booleans())
+@given(data=mutated(_SEEDS), attach=st.booleans())
 def test_mutated_reports_only_raise_typed_errors(data: bytes, attach: bool) -> None:
     part = attest.EvidencePart(data, attached=_GPU.chain_pem() if attach else None)
     with contextlib.suppress(VeriteeError):  # FormatError, VerificationError ...

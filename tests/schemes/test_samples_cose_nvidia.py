@@ -25,7 +25,7 @@ from veritee.policy.arm import CcaPolicy, PsaPolicy
 from veritee.policy.nitro import NitroPolicy
 from veritee.policy.nvidia import GpuPolicy
 
-from _arm_support import sample_path
+from _arm_support import SAMPLE_VERDICTS, sample_path
 from _evidence import EVIDENCE_DIR, evidence_available, load_manifest, manifest_samples
 from _nitro_support import NITRO_CASES, NitroCase, case
 from _nvidia_support import (
@@ -119,26 +119,7 @@ def test_nitro_tampered_sample_is_refused() -> None:
 
 # -- Arm PSA / CCA ------------------------------------------------------------------------------
 
-# sample id -> [(token role, key role (None: the manifest's testIAK), verdict)]; verdict
-# "valid", "format" (FormatError: COSE_Mac0 is no registered scheme, malformed collections)
-# or a VerificationError code. The same table as tests/arm/test_arm_samples.py.
-ARM: dict[str, list[tuple[str, str | None, str]]] = {
-    "tfm-psa-2.0.0-sign1": [("token_sign1", "iak_public_key", "valid"),
-                            ("token_mac0", "iak_public_key", "format")],
-    "tfm-psa-iot-profile1-sign1": [("token_sign1", "iak_public_key", "valid"),
-                                   ("token_sign1_test_variant", "iak_public_key", "valid"),
-                                   ("token_mac0", "iak_public_key", "format")],
-    "veraison-psa-iot-token": [("token", "trust_anchor_endorsement", "valid")],
-    "veraison-psa-integ-token": [("token", "trust_anchor_endorsement", "valid")],
-    "veraison-psa-good-cose-p2": [("token", "iak_public_jwk", "valid")],
-    "tf-rmm-cca-token-399": [("cca_token", "cpak_public_key", "valid")],
-    "tf-rmm-legacy-cca-token-907": [("cca_token", "cpak_public_jwk", "valid")],
-    "ccatoken-test-good-tokens": [("good_token_399", None, "valid"),
-                                  ("good_legacy_token_907", None, "valid"),
-                                  ("negative_bad_unwrapped", None, "format")],
-    "trustee-cca-example-token": [("cca_token", "cpak_public_jwk", "valid")],
-    "veraison-parsec-cca": [("pat_extracted", "iak_public_jwk", "valid")],
-}
+ARM = SAMPLE_VERDICTS  # the same table as tests/arm/test_arm_samples.py
 ARM_SAMPLES = manifest_samples("psa/", MANIFEST) + manifest_samples("cca/", MANIFEST)
 
 

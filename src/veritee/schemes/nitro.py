@@ -20,39 +20,22 @@ have PCRs made up of all zeros"), no TCB status (Nitro publishes none).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-
-from veritee.errors import ConfigError
 from veritee.formats.nitro import NitroDocument
 from veritee.policy import Appraisal
 from veritee.policy.nitro import NitroPolicy, appraise, policy_from_mapping, policy_to_mapping
 from veritee.schemes import Context, Verified
-from veritee.schemes._vector import failed, passed
+from veritee.schemes._shared import failed, passed, root_anchors
 from veritee.trust.nitro import VerifiedNitroDocument, verify_document
 
 __all__ = ["SCHEME", "NitroScheme", "nitro_vector"]
 
 _PROTECTED_ES384 = b"\x44\xa1\x01\x38\x22"  # bstr(4) {1: -35}: nsm-api 3.1, the only header
 _FIRST_KEY = b"\x69module_id"  # tstr(9) "module_id": the first key the NSM writes (2.2)
-
-
-def _roots(value: Any) -> list[str | x509.Certificate] | None:
-    """The ``aws`` anchors as ``trusted_roots`` for :func:`verify_document`."""
-    if value is None:
-        return None
-    if isinstance(value, str | x509.Certificate):
-        return [value]
-    if isinstance(value, Iterable):
-        roots = list(value)
-        if roots and all(isinstance(r, str | x509.Certificate) for r in roots):
-            return roots
-    raise ConfigError("anchors['aws']: want SHA-256 hex pins or root certificates (or None "
-                      f"for the AWS Nitro Enclaves Root G1), got {type(value).__name__}")
 
 
 def nitro_vector(appraisal: Appraisal, debug: bool) -> dict[str, int]:
@@ -114,8 +97,9 @@ class NitroScheme:
 
     def verify(self, evidence: NitroDocument, ctx: Context) -> Verified:
         """Chain to the pinned (or given) root, ES384 signature, validity at ``ctx.now``."""
-        verified = verify_document(evidence, now=ctx.now,
-                                   trusted_roots=_roots(ctx.anchors.get(self.vendor)))
+        roots = root_anchors(ctx.anchors.get(self.vendor), self.vendor,
+                             "the AWS Nitro Enclaves Root G1")
+        verified = verify_document(evidence, now=ctx.now, trusted_roots=roots)
         return Verified(self.name, verified, verified.checks, ctx.now)
 
     def binding(self, verified: Verified) -> bytes:

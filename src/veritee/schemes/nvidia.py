@@ -33,7 +33,7 @@ from veritee.formats.nvidia import NONCE_SIZE, GpuReport, parse_nvat_evidence
 from veritee.policy import Appraisal
 from veritee.policy.nvidia import GpuPolicy, appraise, policy_from_mapping, policy_to_mapping
 from veritee.schemes import Context, Verified
-from veritee.schemes._vector import failed, passed
+from veritee.schemes._shared import failed, passed, root_anchors
 from veritee.trust.nvidia import VerifiedGpuReport, parse_cert_chain, verify_gpu_report
 
 __all__ = ["SCHEME", "NvidiaEvidence", "NvidiaScheme", "gpu_vector", "split_nvat"]
@@ -71,19 +71,6 @@ def split_nvat(data: bytes) -> list[tuple[bytes, bytes]]:
     """One ``(transcript, PEM chain)`` per device of an nvat evidence JSON, in its order:
     each is an evidence part for this scheme (``EvidencePart(data, "nvidia", attached)``)."""
     return [(ev.report.to_bytes(), ev.certificate_pem) for ev in parse_nvat_evidence(data)]
-
-
-def _roots(value: Any) -> list[str | x509.Certificate] | None:
-    if value is None:
-        return None
-    if isinstance(value, str | x509.Certificate):
-        return [value]
-    if isinstance(value, Iterable):
-        roots = list(value)
-        if roots and all(isinstance(r, str | x509.Certificate) for r in roots):
-            return roots
-    raise ConfigError("anchors['nvidia']: want SHA-256 hex pins or root certificates (or None "
-                      f"for the NVIDIA Device Identity CA), got {type(value).__name__}")
 
 
 def _chain(value: Any) -> tuple[x509.Certificate, ...]:
@@ -178,9 +165,10 @@ class NvidiaScheme:
                                       "attach it to the evidence or pass it as collateral "
                                       "(--certs chain.pem)")
             chain = _chain(given)
+        roots = root_anchors(ctx.anchors.get(self.vendor), self.vendor,
+                             "the NVIDIA Device Identity CA")
         verified = verify_gpu_report(evidence.report, chain, now=ctx.now,
-                                     nonce=evidence.nvat_nonce,
-                                     trusted_roots=_roots(ctx.anchors.get(self.vendor)))
+                                     nonce=evidence.nvat_nonce, trusted_roots=roots)
         return Verified(self.name, verified, verified.checks, ctx.now)
 
     def binding(self, verified: Verified) -> bytes:

@@ -40,7 +40,7 @@ from veritee.formats.psa import PsaToken
 from veritee.policy import Appraisal
 from veritee.policy.arm import PsaPolicy, appraise, policy_to_mapping, psa_policy_from_mapping
 from veritee.schemes import Context, Verified
-from veritee.schemes._vector import failed, passed
+from veritee.schemes._shared import failed, passed
 from veritee.trust.psa import VerifiedPsaToken, verify_psa_token
 
 __all__ = ["SCHEME", "PsaScheme", "arm_vector", "debug_state", "device_keys"]
