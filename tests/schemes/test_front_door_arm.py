@@ -261,3 +261,17 @@ def test_mutated_tokens_only_raise_typed_errors(data: bytes) -> None:
     verifier = _verifier({**_PSA.anchors(), **_CCA.anchors()})
     with contextlib.suppress(VeriteeError):  # FormatError, VerificationError ...
         verifier.appraise(data, policy=attest.UNSAFE_DEFAULT_POLICIES)
+
+
+def test_device_keys_as_pem_der_or_certificate_bytes(psa: FakePsa) -> None:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    pub = psa.iak.public_key()
+    forms = (pub.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo),
+             pub.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo),
+             _device_cert(psa.iak, 30).public_bytes(Encoding.PEM),
+             _device_cert(psa.iak, 30).public_bytes(Encoding.DER))
+    for form in forms:
+        assert _verifier({psa.instance_id: form}).verify(psa.token(), policy=PsaPolicy()).accepted
+    with pytest.raises(ConfigError):
+        _verifier({psa.instance_id: b"not a key"}).verify(psa.token(), policy=PsaPolicy())

@@ -163,3 +163,21 @@ def test_mutated_documents_only_raise_typed_errors(data: bytes) -> None:
     verifier = _verifier(_FAKE)
     with contextlib.suppress(VeriteeError):  # FormatError, VerificationError ...
         verifier.appraise(data, policy=attest.UNSAFE_DEFAULT_POLICIES)
+
+
+def test_anchors_given_as_pins_or_pem(nitro: FakeNitro) -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    pin = nitro.root.fingerprint(hashes.SHA256()).hex()
+    pem = nitro.root.public_bytes(Encoding.PEM)
+    for anchors in (pin, [pin], pem, [pem, FakeNitro().root]):
+        verifier = attest.Verifier(anchors=schemes.Anchors({"aws": anchors}),
+                                   clock=lambda: nitro.now)
+        assert verifier.verify(nitro.document(), policy=_policy()).accepted
+    with pytest.raises(ConfigError, match="anchors"):
+        attest.Verifier(anchors=schemes.Anchors({"aws": [42]})).verify(
+            nitro.document(), policy=_policy(), now=nitro.now)
+    with pytest.raises(ConfigError, match="trusts nothing"):
+        attest.Verifier(anchors=schemes.Anchors({"aws": []})).verify(
+            nitro.document(), policy=_policy(), now=nitro.now)

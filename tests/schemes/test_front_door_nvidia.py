@@ -256,3 +256,11 @@ def test_mutated_reports_only_raise_typed_errors(data: bytes, attach: bool) -> N
     part = attest.EvidencePart(data, attached=_GPU.chain_pem() if attach else None)
     with contextlib.suppress(VeriteeError):  # FormatError, VerificationError ...
         _verifier(_GPU).appraise(part, policy=attest.UNSAFE_DEFAULT_POLICIES)
+
+
+def test_required_revocation_refuses_what_only_ocsp_could_tell(gpu: FakeNvidia) -> None:
+    strict = attest.Verifier(anchors=schemes.Anchors({"nvidia": gpu.anchors()}),
+                             require_revocation=True, clock=lambda: NOW)
+    with pytest.raises(VerificationError) as info:
+        strict.verify(_part(gpu, gpu.report()), policy=GpuPolicy())
+    assert info.value.code == "nvidia.chain.revocation"

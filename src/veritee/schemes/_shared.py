@@ -14,6 +14,7 @@ from typing import Any
 
 from cryptography import x509
 
+from veritee.crypto._x509 import load_certificate_chain
 from veritee.errors import ConfigError
 from veritee.findings import Finding, Outcome
 
@@ -32,14 +33,22 @@ def passed(findings: Iterable[Finding], *prefixes: str) -> bool:
 
 def root_anchors(value: Any, vendor: str, default: str) -> list[str | x509.Certificate] | None:
     """A vendor's anchors as ``trusted_roots``: ``None`` (the production pin, ``default``
-    names it in errors), or SHA-256 hex pins and/or root certificates (one or several)."""
+    names it in errors), or one or several of: SHA-256 hex pins (``str``), root certificates,
+    PEM/DER bytes of root certificates (``--trust-root FILE``)."""
     if value is None:
         return None
-    if isinstance(value, str | x509.Certificate):
-        return [value]
-    if isinstance(value, Iterable):
-        roots = list(value)
-        if roots and all(isinstance(r, str | x509.Certificate) for r in roots):
-            return roots
-    raise ConfigError(f"anchors[{vendor!r}]: want SHA-256 hex pins or root certificates (or "
-                      f"None for {default}), got {type(value).__name__}")
+    items = list(value) if isinstance(value, list | tuple | set | frozenset) else [value]
+    roots: list[str | x509.Certificate] = []
+    for item in items:
+        if isinstance(item, str | x509.Certificate):
+            roots.append(item)
+        elif isinstance(item, bytes | bytearray):
+            roots += load_certificate_chain(bytes(item), structure=f"anchors[{vendor!r}]")
+        else:
+            raise ConfigError(f"anchors[{vendor!r}]: want SHA-256 hex pins or root "
+                              f"certificates (or None for {default}), got "
+                              f"{type(item).__name__}")
+    if not roots:
+        raise ConfigError(f"anchors[{vendor!r}]: an empty collection trusts nothing; give "
+                          f"None for {default}")
+    return roots

@@ -15,6 +15,10 @@ Binding: the requester's 32-byte nonce in GET_MEASUREMENTS (DSP0274 1.1), ``bind
 32: the verifier's challenge gives SHA-256(nonce || SPKI), which the CPU TEE's attester passes
 to the GPU driver as the request nonce, so one challenge binds the CPU and every device.
 
+Revocation: the device chain's status is published only by NVIDIA's OCSP service, which
+offline verification never queries; the trace says so (``nvidia.chain.revocation`` skipped)
+and a context that requires revocation refuses the report.
+
 Common claims: ``measurement`` is ``None`` (a device has dozens of measurement blocks, see
 ``measurements``); ``debug`` and ``tcb_status`` are ``None`` (the report carries neither).
 """
@@ -28,7 +32,7 @@ from typing import Any
 
 from cryptography import x509
 
-from veritee.errors import CollateralError, ConfigError, FormatError
+from veritee.errors import CollateralError, ConfigError, FormatError, VerificationError
 from veritee.formats.nvidia import NONCE_SIZE, GpuReport, parse_nvat_evidence
 from veritee.policy import Appraisal
 from veritee.policy.nvidia import GpuPolicy, appraise, policy_from_mapping, policy_to_mapping
@@ -156,7 +160,17 @@ class NvidiaScheme:
 
     def verify(self, evidence: NvidiaEvidence, ctx: Context) -> Verified:
         """Device chain to the pinned (or given) root, FWID, SPDM signature; for nvat also
-        that the report's nonce is the one the JSON names."""
+        that the report's nonce is the one the JSON names.
+
+        NVIDIA publishes device certificate status only through its online OCSP service,
+        which verification never calls: with ``ctx.require_revocation`` every report is
+        refused (``nvidia.chain.revocation``) rather than accepted unchecked.
+        """
+        if ctx.require_revocation:
+            raise VerificationError("nvidia.chain.revocation",
+                                    "revocation is required but NVIDIA device certificate "
+                                    "status is only available from the online OCSP service, "
+                                    "which offline verification does not query")
         chain = evidence.chain
         if chain is None:
             given = ctx.collateral.get(self.vendor)

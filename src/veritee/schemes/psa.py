@@ -33,6 +33,7 @@ from typing import Any
 
 from cryptography import x509
 
+from veritee.crypto._x509 import load_certificate_chain
 from veritee.errors import ConfigError, FormatError, VerificationError
 from veritee.findings import Finding, Outcome
 from veritee.formats.cose import COSE_SIGN1_TAG, CoseSign1, decode_cbor
@@ -70,7 +71,15 @@ def _key(value: Any, now: datetime, what: str) -> Any:
     if isinstance(value, bytes | bytearray):
         from veritee.collateral.arm import parse_public_key
 
-        return parse_public_key(bytes(value))
+        raw = bytes(value)
+        if b"-----BEGIN CERTIFICATE" not in raw:
+            try:
+                return parse_public_key(raw)
+            except ConfigError:
+                if raw[:1] != b"\x30":  # not DER: neither a key nor a certificate
+                    raise
+        (cert,) = load_certificate_chain(raw, structure="anchors['arm']", max_certs=1)
+        return _key(cert, now, what)
     return value
 
 
