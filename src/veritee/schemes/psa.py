@@ -34,9 +34,9 @@ from typing import Any
 from cryptography import x509
 
 from veritee.crypto._x509 import load_certificate_chain
-from veritee.errors import ConfigError, FormatError, VerificationError
+from veritee.errors import ConfigError, VerificationError
 from veritee.findings import Finding, Outcome
-from veritee.formats.cose import COSE_SIGN1_TAG, CoseSign1, decode_cbor
+from veritee.formats.cose import COSE_SIGN1_TAG, MAX_TOKEN_SIZE
 from veritee.formats.psa import PsaToken
 from veritee.policy import Appraisal
 from veritee.policy.arm import PsaPolicy, appraise, policy_to_mapping, psa_policy_from_mapping
@@ -47,8 +47,13 @@ from veritee.trust.psa import VerifiedPsaToken, verify_psa_token
 __all__ = ["SCHEME", "PsaScheme", "arm_vector", "debug_state", "device_keys"]
 
 _DEBUG_STATES = frozenset({"non-psa-rot-debug", "recoverable-psa-rot-debug"})
-_INSTANCE_KEYS = (256, -75009)  # RFC 9783 instance-id (P2), PSA_IOT_PROFILE_1 (P1)
-_NONCE_KEYS = (10, -75008)
+# The encoded claim heads recognise looks for (RFC 8949 heads, shortest form as every PSA
+# producer writes them): key 256 (P2) or -75009 (P1) followed by a 33-byte bstr of type 0x01
+# (instance-id, RFC 9783 s4.2.1); key 10 (P2) or -75008 (P1) followed by a 32/48/64-byte bstr
+# (nonce, s4.1).
+_INSTANCE_MARKS = (b"\x19\x01\x00\x58\x21\x01", b"\x3a\x00\x01\x25\x00\x58\x21\x01")
+_NONCE_MARKS = tuple(key + b"\x58" + bytes([size]) for key in (b"\x0a", b"\x3a\x00\x01\x24\xff")
+                     for size in (32, 48, 64))
 
 
 def debug_state(state: str) -> bool | None:
@@ -189,15 +194,13 @@ class PsaScheme:
     policy_type = PsaPolicy
 
     def recognise(self, data: bytes) -> bool:
-        """A COSE_Sign1 whose payload is a claims map with a nonce and an instance id."""
-        if not _looks_like_sign1(data):
+        """A COSE_Sign1 (tagged or not) that carries an instance-id and a nonce claim (found
+        by their encoded heads, without decoding: :meth:`parse` checks the structure)."""
+        if not _looks_like_sign1(data) or len(data) > MAX_TOKEN_SIZE:
             return False
-        try:
-            payload = decode_cbor(CoseSign1.from_bytes(bytes(data)).payload)
-        except FormatError:
-            return False
-        return (isinstance(payload, dict) and any(k in payload for k in _INSTANCE_KEYS)
-                and any(k in payload for k in _NONCE_KEYS))
+        raw = bytes(data)
+        return (any(m in raw for m in _INSTANCE_MARKS)
+                and any(m in raw for m in _NONCE_MARKS))
 
     def parse(self, data: bytes, *, attached: bytes | None = None) -> PsaToken:
         """The token; ``attached`` is not used."""
