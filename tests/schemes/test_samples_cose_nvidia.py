@@ -65,7 +65,8 @@ def test_nitro_document_is_accepted_at_its_time(c: NitroCase) -> None:
     raw, doc, at = c.load()
     assert schemes.recognise(raw).name == "nitro"
     appraisal = attest.verify(raw, policy=_image_policy(doc, debug=c.debug), now=at)
-    assert isinstance(appraisal, Appraisal) and appraisal.accepted, appraisal.to_text()
+    assert isinstance(appraisal, Appraisal)
+    assert appraisal.accepted, appraisal.to_text()
     assert appraisal.claims["debug"] is c.debug
     assert appraisal.vector is not None and appraisal.vector["hardware"] == 2
     # A document carries the NSM's nonce (none here): no challenge can be satisfied.
@@ -99,7 +100,8 @@ def _spec(name: str) -> dict[str, Any]:
 def test_nitro_pcrs_of_the_evervault_specs() -> None:
     raw, _, at = case("evervault-beta-doc-in-tls-cert-san", "extracted_doc_nondebug.cbor").load()
     good = _spec("valid_attestation_doc_in_non_debug_mode_with_correct_pcrs_time_sensitive.json")
-    policy = NitroPolicy(**{k: {bytes.fromhex(v)} for k, v in good["pcrs"].items()})
+    # The spec's PCRs as a policy file would give them (scheme.policy_from_mapping).
+    policy = schemes.get("nitro").policy_from_mapping({k: [v] for k, v in good["pcrs"].items()})
     assert attest.verify(raw, policy=policy, now=at).accepted
     bad = _spec("valid_attestation_doc_in_cert_incorrect_pcrs_time_sensitive.json")
     with pytest.raises(PolicyRejected) as info:  # shouldPcrsMatch: false (UnexpectedPCRs)
@@ -212,7 +214,8 @@ def test_nvidia_report_gets_its_verdict_through_the_front_door(c: ReportCase) ->
     if c.error is None:
         appraisal = attest.verify(part, policy=GpuPolicy(), now=NOW,
                                   expected_binding=c.nonce())
-        assert isinstance(appraisal, Appraisal) and appraisal.accepted, appraisal.to_text()
+        assert isinstance(appraisal, Appraisal)
+        assert appraisal.accepted, appraisal.to_text()
         assert appraisal.vector is not None and appraisal.vector["instance-identity"] == 2
         # OCSP (the cert-hold sample's only fault) cannot be checked offline: said, not hidden.
         revocation = [f for f in appraisal.verification if f.code == "nvidia.chain.revocation"]
