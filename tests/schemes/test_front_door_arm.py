@@ -275,3 +275,15 @@ def test_device_keys_as_pem_der_or_certificate_bytes(psa: FakePsa) -> None:
         assert _verifier({psa.instance_id: form}).verify(psa.token(), policy=PsaPolicy()).accepted
     with pytest.raises(ConfigError):
         _verifier({psa.instance_id: b"not a key"}).verify(psa.token(), policy=PsaPolicy())
+
+
+def test_vector_of_an_appraisal_made_by_the_policy_module(cca: FakeCca) -> None:
+    from veritee.policy.arm import appraise
+    from veritee.trust.cca import verify_cca_token
+
+    verified = verify_cca_token(cca.token(challenge=b"\x07" * 64),
+                                cpak_public_key=cca.cpak.public_key())
+    vector = getattr(schemes.get("cca"), "trust_vector")  # noqa: B009
+    assert vector(appraise(verified, CcaPolicy(challenge=b"\x07" * 64)))["instance-identity"] == 2
+    assert vector(appraise(verified, CcaPolicy(challenge=b"\x08" * 64)))["instance-identity"] == 99
+    assert vector(appraise(verified, CcaPolicy()))["runtime-opaque"] == 2

@@ -181,3 +181,16 @@ def test_anchors_given_as_pins_or_pem(nitro: FakeNitro) -> None:
     with pytest.raises(ConfigError, match="trusts nothing"):
         attest.Verifier(anchors=schemes.Anchors({"aws": []})).verify(
             nitro.document(), policy=_policy(), now=nitro.now)
+
+
+def test_vector_of_an_appraisal_made_by_the_policy_module(nitro: FakeNitro) -> None:
+    from veritee.policy.nitro import appraise
+    from veritee.trust.nitro import verify_document
+
+    verified = verify_document(nitro.document(nonce=b"\x05" * 64), now=nitro.now,
+                               trusted_roots=nitro.anchors())
+    scheme = schemes.get("nitro")
+    ok = appraise(verified, _policy(nonce=b"\x05" * 64))
+    assert getattr(scheme, "trust_vector")(ok)["instance-identity"] == 2  # noqa: B009
+    stale = appraise(verified, _policy(nonce=b"\x06" * 64))
+    assert getattr(scheme, "trust_vector")(stale)["instance-identity"] == 99  # noqa: B009

@@ -3,8 +3,9 @@ mapping) and the reading of root anchors (pins or certificates).
 
 Each scheme decides what its findings mean for the AR4SI trustworthiness vector
 (draft-ietf-rats-ar4si section 2.3); the tier values are the constants of
-:mod:`veritee.results`. ``instance-identity`` is not set here: :mod:`veritee.attest` derives it
-from its generic binding check (:func:`veritee.results.binding_identity`).
+:mod:`veritee.results`. ``instance-identity`` comes from the front door's generic binding check
+(:func:`veritee.results.binding_identity`, which :mod:`veritee.attest` applies) and, for an
+appraisal made without it, from the policy's own nonce check (:func:`identity`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from veritee.crypto._x509 import load_certificate_chain
 from veritee.errors import ConfigError
 from veritee.findings import Finding, Outcome
 
-__all__ = ["failed", "passed", "root_anchors"]
+__all__ = ["failed", "identity", "passed", "root_anchors"]
 
 
 def failed(findings: Iterable[Finding], *prefixes: str) -> bool:
@@ -29,6 +30,19 @@ def failed(findings: Iterable[Finding], *prefixes: str) -> bool:
 def passed(findings: Iterable[Finding], *prefixes: str) -> bool:
     """True when a finding whose code starts with one of ``prefixes`` ran and passed."""
     return any(f.outcome is Outcome.PASS and f.code.startswith(prefixes) for f in findings)
+
+
+def identity(appraisal: Any, nonce_code: str) -> int:
+    """AR4SI ``instance-identity``: the front door's binding check when it ran, else the
+    policy's own nonce check ``nonce_code`` (99 failed, 2 passed, 0 not checked)."""
+    from veritee.results import AFFIRMING, CRYPTO_FAILED, NO_CLAIM, binding_identity
+
+    found = binding_identity(appraisal)
+    if found != NO_CLAIM:
+        return found
+    if failed(appraisal.findings, nonce_code):
+        return CRYPTO_FAILED
+    return AFFIRMING if passed(appraisal.findings, nonce_code) else NO_CLAIM
 
 
 def root_anchors(value: Any, vendor: str, default: str) -> list[str | x509.Certificate] | None:

@@ -25,7 +25,7 @@ from veritee.formats.cca import CcaToken
 from veritee.policy import Appraisal
 from veritee.policy.arm import CcaPolicy, appraise, cca_policy_from_mapping, policy_to_mapping
 from veritee.schemes import Context, Verified
-from veritee.schemes.psa import arm_vector, debug_state, device_keys, verify_with_any
+from veritee.schemes.psa import debug_state, device_keys, trust_vector, verify_with_any
 from veritee.trust.cca import VerifiedCcaToken, verify_cca_token
 
 __all__ = ["SCHEME", "CcaScheme"]
@@ -91,10 +91,13 @@ class CcaScheme:
 
     def appraise(self, verified: Verified, policy: Any) -> Appraisal:
         """:func:`veritee.policy.arm.appraise`, with the common claims and the vector."""
-        native: VerifiedCcaToken = verified.native
-        result = replace(appraise(native, policy), claims=self.claims(verified))
-        return replace(result, vector=arm_vector(
-            result, self.name, native.token.platform_claims.lifecycle_state, realm=True))
+        result = replace(appraise(verified.native, policy), claims=self.claims(verified))
+        return replace(result, vector=trust_vector(result))
+
+    def trust_vector(self, appraisal: Appraisal) -> dict[str, int]:
+        """:func:`veritee.schemes.psa.trust_vector` (the Arm mapping; ``runtime-opaque`` for
+        realms)."""
+        return trust_vector(appraisal)
 
     def new_cache(self) -> None:
         """No cache: two signatures per token."""

@@ -33,17 +33,17 @@ from veritee.formats.nitro import NitroDocument
 from veritee.policy import Appraisal
 from veritee.policy.nitro import NitroPolicy, appraise, policy_from_mapping, policy_to_mapping
 from veritee.schemes import Context, Verified
-from veritee.schemes._shared import failed, passed, root_anchors
+from veritee.schemes._shared import failed, identity, passed, root_anchors
 from veritee.trust.nitro import VerifiedNitroDocument, verify_document
 
-__all__ = ["SCHEME", "NitroScheme", "nitro_vector"]
+__all__ = ["SCHEME", "NitroScheme", "trust_vector"]
 
 _PROTECTED_ES384 = b"\x44\xa1\x01\x38\x22"  # bstr(4) {1: -35}: nsm-api 3.1, the only header
 _FIRST_KEY = b"\x69module_id"  # tstr(9) "module_id": the first key the NSM writes (2.2)
 
 
-def nitro_vector(appraisal: Appraisal, debug: bool) -> dict[str, int]:
-    """The AR4SI vector of a Nitro appraisal (``instance-identity`` is attest's).
+def trust_vector(appraisal: Appraisal) -> dict[str, int]:
+    """The AR4SI vector of a Nitro appraisal (``instance-identity``: :func:`identity`).
 
     ``hardware``: the chain reached a trusted Nitro root (verification raised otherwise), so
     the NSM is genuine: affirming (Nitro has no TCB version to appraise). ``executables``:
@@ -63,6 +63,7 @@ def nitro_vector(appraisal: Appraisal, debug: bool) -> dict[str, int]:
     )
 
     f = appraisal.findings
+    debug = bool(appraisal.claims.get("debug_mode"))
     if failed(f, "nitro.pcr"):
         executables = UNRECOGNIZED_RUNTIME
     elif passed(f, "nitro.pcr0.", "nitro.pcr8."):
@@ -75,8 +76,8 @@ def nitro_vector(appraisal: Appraisal, debug: bool) -> dict[str, int]:
         configuration = WARNING_UNSAFE
     else:
         configuration = AFFIRMING
-    return {"hardware": AFFIRMING, "executables": executables,
-            "configuration": configuration,
+    return {"hardware": AFFIRMING, "instance-identity": identity(appraisal, "nitro.nonce."),
+            "executables": executables, "configuration": configuration,
             "runtime-opaque": CONTRAINDICATED if debug else AFFIRMING}
 
 
@@ -136,9 +137,12 @@ class NitroScheme:
 
     def appraise(self, verified: Verified, policy: Any) -> Appraisal:
         """:func:`veritee.policy.nitro.appraise`, with the common claims and the vector."""
-        native: VerifiedNitroDocument = verified.native
-        result = replace(appraise(native, policy), claims=self.claims(verified))
-        return replace(result, vector=nitro_vector(result, native.payload.debug_mode))
+        result = replace(appraise(verified.native, policy), claims=self.claims(verified))
+        return replace(result, vector=trust_vector(result))
+
+    def trust_vector(self, appraisal: Appraisal) -> dict[str, int]:
+        """:func:`trust_vector` (also for an appraisal made by the policy module directly)."""
+        return trust_vector(appraisal)
 
     def new_cache(self) -> None:
         """No cache: every document carries a fresh three-hour leaf."""

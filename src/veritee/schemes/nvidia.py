@@ -37,10 +37,10 @@ from veritee.formats.nvidia import NONCE_SIZE, GpuReport, parse_nvat_evidence
 from veritee.policy import Appraisal
 from veritee.policy.nvidia import GpuPolicy, appraise, policy_from_mapping, policy_to_mapping
 from veritee.schemes import Context, Verified
-from veritee.schemes._shared import failed, passed, root_anchors
+from veritee.schemes._shared import failed, identity, passed, root_anchors
 from veritee.trust.nvidia import VerifiedGpuReport, parse_cert_chain, verify_gpu_report
 
-__all__ = ["SCHEME", "NvidiaEvidence", "NvidiaScheme", "gpu_vector", "split_nvat"]
+__all__ = ["SCHEME", "NvidiaEvidence", "NvidiaScheme", "split_nvat", "trust_vector"]
 
 _SPDM_GET_MEASUREMENTS = b"\x11\xe0"  # SPDMVersion 1.1, RequestResponseCode GET_MEASUREMENTS
 _HEX = frozenset(b"0123456789abcdefABCDEF \t\r\n")
@@ -88,8 +88,8 @@ def _chain(value: Any) -> tuple[x509.Certificate, ...]:
                       f"or their PEM), got {type(value).__name__}")
 
 
-def gpu_vector(appraisal: Appraisal) -> dict[str, int]:
-    """The AR4SI vector of an NVIDIA appraisal (``instance-identity`` is attest's).
+def trust_vector(appraisal: Appraisal) -> dict[str, int]:
+    """The AR4SI vector of an NVIDIA appraisal (``instance-identity``: :func:`identity`).
 
     ``hardware``: unsafe when a driver/VBIOS version allow-list failed, affirming when one
     was checked and passed (the chain to the NVIDIA root and the FWID binding were verified
@@ -118,7 +118,8 @@ def gpu_vector(appraisal: Appraisal) -> dict[str, int]:
     else:
         executables = NO_CLAIM
     configuration = WARNING_UNSAFE if failed(f, "nvidia.request.") else NO_CLAIM
-    return {"hardware": hardware, "executables": executables, "configuration": configuration}
+    return {"hardware": hardware, "instance-identity": identity(appraisal, "nvidia.nonce."),
+            "executables": executables, "configuration": configuration}
 
 
 class NvidiaScheme:
@@ -214,7 +215,11 @@ class NvidiaScheme:
     def appraise(self, verified: Verified, policy: Any) -> Appraisal:
         """:func:`veritee.policy.nvidia.appraise`, with the common claims and the vector."""
         result = replace(appraise(verified.native, policy), claims=self.claims(verified))
-        return replace(result, vector=gpu_vector(result))
+        return replace(result, vector=trust_vector(result))
+
+    def trust_vector(self, appraisal: Appraisal) -> dict[str, int]:
+        """:func:`trust_vector` (also for an appraisal made by the policy module directly)."""
+        return trust_vector(appraisal)
 
     def new_cache(self) -> None:
         """No cache yet (a chain verification is five ECDSA verifies)."""

@@ -41,10 +41,10 @@ from veritee.formats.psa import PsaToken
 from veritee.policy import Appraisal
 from veritee.policy.arm import PsaPolicy, appraise, policy_to_mapping, psa_policy_from_mapping
 from veritee.schemes import Context, Verified
-from veritee.schemes._shared import failed, passed
+from veritee.schemes._shared import failed, identity, passed
 from veritee.trust.psa import VerifiedPsaToken, verify_psa_token
 
-__all__ = ["SCHEME", "PsaScheme", "arm_vector", "debug_state", "device_keys"]
+__all__ = ["SCHEME", "PsaScheme", "debug_state", "device_keys", "trust_vector"]
 
 _DEBUG_STATES = frozenset({"non-psa-rot-debug", "recoverable-psa-rot-debug"})
 # The encoded claim heads recognise looks for (RFC 8949 heads, shortest form as every PSA
@@ -133,8 +133,9 @@ def verify_with_any(keys: list[Any], verify: Any, what: str) -> Any:
     raise error or VerificationError(f"{what}.anchor.unknown", "the anchors list no key")
 
 
-def arm_vector(appraisal: Appraisal, tee: str, state: str, *, realm: bool) -> dict[str, int]:
-    """The AR4SI vector of a PSA or CCA appraisal (``instance-identity`` is attest's).
+def trust_vector(appraisal: Appraisal) -> dict[str, int]:
+    """The AR4SI vector of a PSA or CCA appraisal (``appraisal.tee``; ``instance-identity``:
+    :func:`~veritee.schemes._shared.identity`, the policy's nonce / realm challenge check).
 
     ``hardware``: the token was signed by a device key the verifier provisioned (so the
     device is genuine): affirming, unless an implementation/instance id allow-list failed
@@ -156,6 +157,8 @@ def arm_vector(appraisal: Appraisal, tee: str, state: str, *, realm: bool) -> di
     )
 
     f = appraisal.findings
+    tee = appraisal.tee
+    state = str(appraisal.claims.get("lifecycle_state", "unknown"))
     p = f"{tee}.platform." if tee == "cca" else f"{tee}."
     hardware = (NOT_RECOGNIZED if failed(f, f"{p}implementation_id.", f"{p}instance_id.")
                 else AFFIRMING)
@@ -174,8 +177,10 @@ def arm_vector(appraisal: Appraisal, tee: str, state: str, *, realm: bool) -> di
         configuration = WARNING_UNSAFE
     else:
         configuration = AFFIRMING
-    vector = {"hardware": hardware, "executables": executables, "configuration": configuration}
-    if realm:
+    nonce = "cca.realm.challenge." if tee == "cca" else "psa.nonce."
+    vector = {"hardware": hardware, "instance-identity": identity(appraisal, nonce),
+              "executables": executables, "configuration": configuration}
+    if tee == "cca":
         vector["runtime-opaque"] = CONTRAINDICATED if debug else AFFIRMING
     return vector
 
@@ -245,10 +250,12 @@ class PsaScheme:
 
     def appraise(self, verified: Verified, policy: Any) -> Appraisal:
         """:func:`veritee.policy.arm.appraise`, with the common claims and the vector."""
-        native: VerifiedPsaToken = verified.native
-        result = replace(appraise(native, policy), claims=self.claims(verified))
-        return replace(result, vector=arm_vector(
-            result, self.name, native.token.claims.lifecycle_state, realm=False))
+        result = replace(appraise(verified.native, policy), claims=self.claims(verified))
+        return replace(result, vector=trust_vector(result))
+
+    def trust_vector(self, appraisal: Appraisal) -> dict[str, int]:
+        """:func:`trust_vector` (also for an appraisal made by the policy module directly)."""
+        return trust_vector(appraisal)
 
     def new_cache(self) -> None:
         """No cache: one signature per token."""
