@@ -138,6 +138,10 @@ def test_expired_device_certificate_is_not_an_anchor(psa: FakePsa) -> None:
     with pytest.raises(VerificationError) as info:
         _verifier(expired).verify(psa.token(), policy=PsaPolicy())
     assert info.value.code == "psa.anchor.expired"
+    with pytest.raises(VerificationError) as info:
+        attest.Verifier(anchors=schemes.Anchors({"arm": valid})).verify(
+            psa.token(), policy=PsaPolicy(), now=NOW - timedelta(days=40))
+    assert info.value.code == "psa.anchor.not_yet_valid"
 
 
 def test_psa_debug_lifecycle_is_refused_and_contraindicated(psa: FakePsa) -> None:

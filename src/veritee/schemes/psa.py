@@ -65,12 +65,14 @@ def debug_state(state: str) -> bool | None:
 
 def _key(value: Any, now: datetime, what: str) -> Any:
     if isinstance(value, x509.Certificate):
-        # A device certificate as the anchor: its key counts only inside its validity.
-        if not value.not_valid_before_utc <= now <= value.not_valid_after_utc:
-            raise VerificationError(f"{what}.anchor.expired",
-                                    f"the device certificate {value.subject.rfc4514_string()} "
-                                    f"is valid {value.not_valid_before_utc.isoformat()}.."
-                                    f"{value.not_valid_after_utc.isoformat()}, not at "
+        # A device certificate as the anchor: its key counts only inside its validity
+        # (both ends inclusive, RFC 5280 4.1.2.5).
+        lo, hi = value.not_valid_before_utc, value.not_valid_after_utc
+        if not lo <= now <= hi:
+            end = "not_yet_valid" if now < lo else "expired"
+            raise VerificationError(f"{what}.anchor.{end}",
+                                    f"the device certificate {value.subject.rfc4514_string()}"
+                                    f": valid {lo.isoformat()}..{hi.isoformat()}, not at "
                                     f"{now.isoformat()}")
         return value.public_key()
     if isinstance(value, bytes | bytearray):
@@ -102,7 +104,7 @@ def _instance_id(value: object) -> bytes:
 def device_keys(anchors: Any, instance_id: bytes, what: str, now: datetime) -> list[Any]:
     """The keys to try for a token from ``instance_id``; ``VerificationError`` when the
     anchors name none (code ``<what>.anchor.unknown``) or name a certificate not valid at
-    ``now`` (``<what>.anchor.expired``)."""
+    ``now`` (``<what>.anchor.expired`` / ``.not_yet_valid``)."""
     code = f"{what}.anchor.unknown"
     if anchors is None:
         raise VerificationError(code, f"no device key is known: pass anchors {{'arm': "
