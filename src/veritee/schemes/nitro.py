@@ -1,10 +1,11 @@
 """The AWS Nitro Enclaves scheme: an NSM attestation document (COSE_Sign1, ES384).
 
 Anchors (vendor ``aws``): ``None`` for the pinned AWS Nitro Enclaves Root G1
-(:data:`~veritee.trust.nitro.AWS_NITRO_ROOT_G1_SHA256`), or an iterable of SHA-256 pins (hex)
-and/or root certificates that replaces it. Collateral: none (the document carries its chain in
-``certificate`` and ``cabundle``). Policy: :class:`~veritee.policy.nitro.NitroPolicy`, whose
-secure default refuses a debug-mode enclave and an unpinned enclave image (PCR0/PCR8).
+(:data:`~veritee.trust.nitro.AWS_NITRO_ROOT_G1_SHA256`), or SHA-256 pins (hex), root
+certificates or their PEM/DER bytes that replace it. Collateral: none (the document carries
+its chain in ``certificate`` and ``cabundle``). Policy:
+:class:`~veritee.policy.nitro.NitroPolicy`, whose secure default refuses a debug-mode enclave
+and an unpinned enclave image (PCR0/PCR8).
 
 Binding: the document's ``nonce`` field (nsm-api ``attestation_process.md`` section 3.2.2.2),
 ``binding_size`` 64: the enclave asks the NSM for a document with

@@ -6,8 +6,8 @@ device (its chain and nonce inside). Composite evidence keeps one part per devic
 list of several devices is split by the caller with :func:`split_nvat`.
 
 Anchors (vendor ``nvidia``): ``None`` for the pinned NVIDIA Device Identity CA
-(:data:`~veritee.trust.nvidia.NVIDIA_DEVICE_IDENTITY_CA_SHA256`), or an iterable of SHA-256
-pins (hex) and/or root certificates replacing it. Collateral (vendor ``nvidia``): a device
+(:data:`~veritee.trust.nvidia.NVIDIA_DEVICE_IDENTITY_CA_SHA256`), or SHA-256 pins (hex), root
+certificates or their PEM/DER bytes replacing it. Collateral (vendor ``nvidia``): a device
 chain (certificates, leaf first) used when the evidence has none attached
 (:meth:`NvidiaScheme.load_collateral` reads it from a PEM file).
 
