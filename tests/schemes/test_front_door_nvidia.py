@@ -264,3 +264,23 @@ def test_required_revocation_refuses_what_only_ocsp_could_tell(gpu: FakeNvidia) 
     with pytest.raises(VerificationError) as info:
         strict.verify(_part(gpu, gpu.report()), policy=GpuPolicy())
     assert info.value.code == "nvidia.chain.revocation"
+
+
+def test_each_kind_of_evidence_is_claimed_by_exactly_one_scheme(amd: FakeAmd,
+                                                                 gpu: FakeNvidia) -> None:
+    from veritee.testing.arm import FakeCca, FakePsa
+    from veritee.testing.nitro import FakeNitro
+
+    report = gpu.report()
+    cca = FakeCca()
+    evidence = {
+        "nitro": [FakeNitro().document(), FakeNitro().sign(FakeNitro().payload(), tagged=True)],
+        "psa": [FakePsa().token(), FakePsa().token(nonce=b"\x01" * 64)],
+        "cca": [cca.token(), cca.token(legacy=True)],
+        "nvidia": [report, report.hex().encode(), gpu.nvat([report])],
+        "sevsnp": [amd.make_report().to_bytes()],
+    }
+    for want, items in evidence.items():
+        for data in items:
+            claimed = [s.name for s in schemes.all_schemes() if s.recognise(data)]
+            assert claimed == [want], (want, claimed)

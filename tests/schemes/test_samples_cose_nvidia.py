@@ -254,3 +254,16 @@ def test_nvidia_bare_report_takes_its_chain_from_collateral() -> None:
     appraisal = attest.verify(data, policy=GpuPolicy(), now=NOW,
                               collateral=schemes.Collateral({"nvidia": chain}))
     assert appraisal.accepted
+
+
+def test_every_sample_evidence_file_is_claimed_by_its_family_only() -> None:
+    names = {"nitro", "psa", "cca", "nvidia"}
+    files = [(c.sample_id, c.path, "nitro") for c in NITRO_CASES]
+    files += [(s["id"], sample_path(s, role), s["family"]) for s in ARM_SAMPLES
+              for role, _, want in ARM[s["id"]] if want == "valid"]
+    files += [(c.id, c.dir / c.report, "nvidia") for c in REPORT_CASES]
+    for sample_id, path, family in files:
+        data = path.read_bytes()
+        claimed = [s.name for s in schemes.all_schemes() if s.recognise(data)]
+        assert [n for n in claimed if n in names] == [family], (sample_id, claimed)
+        assert claimed[0] == family, (sample_id, claimed)
