@@ -64,6 +64,9 @@ _REGISTERED: tuple[str, ...] = (
     "veritee.schemes.cca:SCHEME",
     "veritee.schemes.nvidia:SCHEME",
     "veritee.schemes.sevsnp:SCHEME",
+    "veritee.schemes.azure_vtpm:SNP_SCHEME",
+    "veritee.schemes.azure_vtpm:TDX_SCHEME",
+    "veritee.schemes.tpm:SCHEME",
 )
 
 COMMON_CLAIMS: Mapping[str, str] = MappingProxyType({
