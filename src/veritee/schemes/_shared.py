@@ -10,8 +10,10 @@ appraisal made without it, from the policy's own nonce check (:func:`identity`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from cryptography import x509
 
@@ -19,7 +21,11 @@ from veritee.crypto._x509 import load_certificate_chain
 from veritee.errors import ConfigError
 from veritee.findings import Finding, Outcome
 
-__all__ = ["failed", "identity", "passed", "root_anchors"]
+if TYPE_CHECKING:
+    from veritee.policy import Appraisal
+    from veritee.schemes import Verified
+
+__all__ = ["PolicyRouted", "failed", "identity", "passed", "root_anchors"]
 
 
 def failed(findings: Iterable[Finding], *prefixes: str) -> bool:
@@ -66,3 +72,39 @@ def root_anchors(value: Any, vendor: str, default: str) -> list[str | x509.Certi
         raise ConfigError(f"anchors[{vendor!r}]: an empty collection trusts nothing; give "
                           f"None for {default}")
     return roots
+
+
+class PolicyRouted:
+    """The :class:`~veritee.schemes.Scheme` methods that are the same for every scheme that
+    appraises with one policy module, keeps no cache and takes no collateral files.
+
+    A subclass names its policy module's ``appraise`` (``_policy_appraise``) and its AR4SI
+    mapping (``_vector``), both as ``staticmethod``, and defines ``claims``.
+    """
+
+    _policy_appraise: ClassVar[Callable[..., Appraisal]]
+    _vector: ClassVar[Callable[..., dict[str, int]]]
+
+    def claims(self, verified: Verified) -> dict[str, Any]:
+        """The scheme's claims (every subclass defines them)."""
+        raise NotImplementedError
+
+    def appraise(self, verified: Verified, policy: Any) -> Appraisal:
+        """The policy module's appraisal, with the scheme's claims and AR4SI vector."""
+        result = replace(type(self)._policy_appraise(verified.native, policy),
+                         claims=self.claims(verified))
+        return replace(result, vector=self.trust_vector(result))
+
+    def trust_vector(self, appraisal: Appraisal) -> dict[str, int]:
+        """The scheme's AR4SI vector of ``appraisal`` (also for one a policy module made
+        without the front door: it reads only the appraisal)."""
+        return type(self)._vector(appraisal)
+
+    def new_cache(self) -> None:
+        """No cache: nothing verified here outlives one piece of evidence."""
+        return None
+
+    def load_collateral(self, paths: Sequence[Path]) -> Any:
+        """No collateral files (``None``): what verification needs comes with the evidence or
+        the anchors."""
+        return None

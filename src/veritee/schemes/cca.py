@@ -15,17 +15,14 @@ and 0x5000 are debug states); the realm token has no debug claim of its own.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
-from veritee.findings import Finding, Outcome
 from veritee.formats.cca import CcaToken
-from veritee.policy import Appraisal
 from veritee.policy.arm import CcaPolicy, appraise, cca_policy_from_mapping, policy_to_mapping
 from veritee.schemes import Context, Verified
-from veritee.schemes.psa import debug_state, device_keys, trust_vector, verify_with_any
+from veritee.schemes._shared import PolicyRouted
+from veritee.schemes.psa import debug_state, trust_vector, verify_by_device_key
 from veritee.trust.cca import VerifiedCcaToken, verify_cca_token
 
 __all__ = ["SCHEME", "CcaScheme"]
@@ -33,13 +30,15 @@ __all__ = ["SCHEME", "CcaScheme"]
 _CCA_TAGS = (b"\xd9\x01\x8f", b"\xd9\x03\x8b")  # CBOR tag 399 (RMM 1.0) and legacy 907
 
 
-class CcaScheme:
+class CcaScheme(PolicyRouted):
     """Arm CCA attestation tokens (tag 399, legacy tag 907)."""
 
     name = "cca"
     vendor = "arm"
     binding_size = 64
     policy_type = CcaPolicy
+    _policy_appraise = staticmethod(appraise)
+    _vector = staticmethod(trust_vector)
 
     def recognise(self, data: bytes) -> bool:
         """CBOR tag 399 (or 907) followed by a map."""
@@ -52,14 +51,9 @@ class CcaScheme:
     def verify(self, evidence: CcaToken, ctx: Context) -> Verified:
         """Realm signature with the RAK, RAK bound to the platform challenge, platform
         signature with the CPAK known for the platform's instance id."""
-        instance = evidence.platform_claims.instance_id
-        keys = device_keys(ctx.anchors.get(self.vendor), instance, self.name, ctx.now)
-        verified: VerifiedCcaToken = verify_with_any(
-            keys, lambda k: verify_cca_token(evidence, cpak_public_key=k), self.name)
-        anchor = Finding("cca.anchor", Outcome.PASS, "CPAK for the platform instance id",
-                         got=instance.hex(), message="a platform key the verifier knows")
-        checks = (anchor, *verified.checks)
-        return Verified(self.name, replace(verified, checks=checks), checks, ctx.now)
+        return verify_by_device_key(self.name, evidence.platform_claims.instance_id, ctx,
+                                    lambda k: verify_cca_token(evidence, cpak_public_key=k),
+                                    "CPAK")
 
     def binding(self, verified: Verified) -> bytes:
         """The realm challenge (64 bytes)."""
@@ -89,23 +83,6 @@ class CcaScheme:
         """See :func:`veritee.policy.arm.policy_to_mapping`."""
         return policy_to_mapping(policy)
 
-    def appraise(self, verified: Verified, policy: Any) -> Appraisal:
-        """:func:`veritee.policy.arm.appraise`, with the common claims and the vector."""
-        result = replace(appraise(verified.native, policy), claims=self.claims(verified))
-        return replace(result, vector=trust_vector(result))
-
-    def trust_vector(self, appraisal: Appraisal) -> dict[str, int]:
-        """:func:`veritee.schemes.psa.trust_vector` (the Arm mapping; ``runtime-opaque`` for
-        realms)."""
-        return trust_vector(appraisal)
-
-    def new_cache(self) -> None:
-        """No cache: two signatures per token."""
-        return None
-
-    def load_collateral(self, paths: Sequence[Path]) -> None:
-        """CCA needs no collateral (platform keys go to the anchors)."""
-        return None
 
 
 SCHEME = CcaScheme()

@@ -25,16 +25,14 @@ mitigation), so ``Context.require_revocation`` has nothing to require here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from veritee.formats.nitro import NitroDocument
 from veritee.policy import Appraisal
 from veritee.policy.nitro import NitroPolicy, appraise, policy_from_mapping, policy_to_mapping
 from veritee.schemes import Context, Verified
-from veritee.schemes._shared import failed, identity, passed, root_anchors
+from veritee.schemes._shared import PolicyRouted, failed, identity, passed, root_anchors
 from veritee.trust.nitro import VerifiedNitroDocument, verify_document
 
 __all__ = ["SCHEME", "NitroScheme", "trust_vector"]
@@ -82,13 +80,15 @@ def trust_vector(appraisal: Appraisal) -> dict[str, int]:
             "runtime-opaque": CONTRAINDICATED if debug else AFFIRMING}
 
 
-class NitroScheme:
+class NitroScheme(PolicyRouted):
     """AWS Nitro Enclaves attestation documents."""
 
     name = "nitro"
     vendor = "aws"
     binding_size = 64
     policy_type = NitroPolicy
+    _policy_appraise = staticmethod(appraise)
+    _vector = staticmethod(trust_vector)
 
     def recognise(self, data: bytes) -> bool:
         """A (tagged or untagged) COSE_Sign1 with the NSM's ``{1: -35}`` header whose payload
@@ -136,22 +136,6 @@ class NitroScheme:
         """See :func:`veritee.policy.nitro.policy_to_mapping`."""
         return policy_to_mapping(policy)
 
-    def appraise(self, verified: Verified, policy: Any) -> Appraisal:
-        """:func:`veritee.policy.nitro.appraise`, with the common claims and the vector."""
-        result = replace(appraise(verified.native, policy), claims=self.claims(verified))
-        return replace(result, vector=trust_vector(result))
-
-    def trust_vector(self, appraisal: Appraisal) -> dict[str, int]:
-        """:func:`trust_vector` (also for an appraisal made by the policy module directly)."""
-        return trust_vector(appraisal)
-
-    def new_cache(self) -> None:
-        """No cache: every document carries a fresh three-hour leaf."""
-        return None
-
-    def load_collateral(self, paths: Sequence[Path]) -> None:
-        """Nitro needs no collateral (the root goes to the anchors)."""
-        return None
 
 
 SCHEME = NitroScheme()

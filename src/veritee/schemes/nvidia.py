@@ -26,7 +26,7 @@ Common claims: ``measurement`` is ``None`` (a device has dozens of measurement b
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from veritee.formats.nvidia import NONCE_SIZE, GpuReport, parse_nvat_evidence
 from veritee.policy import Appraisal
 from veritee.policy.nvidia import GpuPolicy, appraise, policy_from_mapping, policy_to_mapping
 from veritee.schemes import Context, Verified
-from veritee.schemes._shared import failed, identity, passed, root_anchors
+from veritee.schemes._shared import PolicyRouted, failed, identity, passed, root_anchors
 from veritee.trust.nvidia import VerifiedGpuReport, parse_cert_chain, verify_gpu_report
 
 __all__ = ["SCHEME", "NvidiaEvidence", "NvidiaScheme", "split_nvat", "trust_vector"]
@@ -122,13 +122,15 @@ def trust_vector(appraisal: Appraisal) -> dict[str, int]:
             "executables": executables, "configuration": configuration}
 
 
-class NvidiaScheme:
+class NvidiaScheme(PolicyRouted):
     """NVIDIA GPU / NVSwitch SPDM measurement reports (one device per evidence)."""
 
     name = "nvidia"
     vendor = "nvidia"
     binding_size = NONCE_SIZE
     policy_type = GpuPolicy
+    _policy_appraise = staticmethod(appraise)
+    _vector = staticmethod(trust_vector)
 
     def recognise(self, data: bytes) -> bool:
         """A binary or hex SPDM 1.1 GET_MEASUREMENTS transcript, or an nvat evidence JSON."""
@@ -211,19 +213,6 @@ class NvidiaScheme:
     def policy_to_mapping(self, policy: Any) -> dict[str, Any]:
         """See :func:`veritee.policy.nvidia.policy_to_mapping`."""
         return policy_to_mapping(policy)
-
-    def appraise(self, verified: Verified, policy: Any) -> Appraisal:
-        """:func:`veritee.policy.nvidia.appraise`, with the common claims and the vector."""
-        result = replace(appraise(verified.native, policy), claims=self.claims(verified))
-        return replace(result, vector=trust_vector(result))
-
-    def trust_vector(self, appraisal: Appraisal) -> dict[str, int]:
-        """:func:`trust_vector` (also for an appraisal made by the policy module directly)."""
-        return trust_vector(appraisal)
-
-    def new_cache(self) -> None:
-        """No cache yet (a chain verification is five ECDSA verifies)."""
-        return None
 
     def load_collateral(self, paths: Sequence[Path]) -> tuple[x509.Certificate, ...] | None:
         """A device chain (PEM, leaf first) from the first file that holds one."""

@@ -25,10 +25,9 @@ Common claims: ``measurement`` is ``None`` (a PSA token has several software com
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -41,10 +40,11 @@ from veritee.formats.psa import PsaToken
 from veritee.policy import Appraisal
 from veritee.policy.arm import PsaPolicy, appraise, policy_to_mapping, psa_policy_from_mapping
 from veritee.schemes import Context, Verified
-from veritee.schemes._shared import failed, identity, passed
+from veritee.schemes._shared import PolicyRouted, failed, identity, passed
 from veritee.trust.psa import VerifiedPsaToken, verify_psa_token
 
-__all__ = ["SCHEME", "PsaScheme", "debug_state", "device_keys", "trust_vector"]
+__all__ = ["SCHEME", "PsaScheme", "debug_state", "device_keys", "trust_vector",
+           "verify_by_device_key"]
 
 _DEBUG_STATES = frozenset({"non-psa-rot-debug", "recoverable-psa-rot-debug"})
 # The encoded claim heads recognise looks for (RFC 8949 heads, shortest form as every PSA
@@ -124,15 +124,23 @@ def device_keys(anchors: Any, instance_id: bytes, what: str, now: datetime) -> l
     return [_key(found, now, what)]
 
 
-def verify_with_any(keys: list[Any], verify: Any, what: str) -> Any:
-    """``verify(key)`` with each key in turn; the first success, or the last failure."""
+def verify_by_device_key(scheme: str, instance_id: bytes, ctx: Context,
+                         verify: Callable[[Any], Any], role: str) -> Verified:
+    """Verify with each key the ``arm`` anchors list for ``instance_id`` (``role``: IAK,
+    CPAK); the first that verifies wins, else the last failure is raised. The trace starts
+    with ``<scheme>.anchor`` naming the instance id whose key was used."""
     error: VerificationError | None = None
-    for key in keys:
+    for key in device_keys(ctx.anchors.get("arm"), instance_id, scheme, ctx.now):
         try:
-            return verify(key)
+            native = verify(key)
         except VerificationError as exc:
             error = exc
-    raise error or VerificationError(f"{what}.anchor.unknown", "the anchors list no key")
+            continue
+        anchor = Finding(f"{scheme}.anchor", Outcome.PASS, f"{role} for the instance id",
+                         got=instance_id.hex(), message="a device key the verifier knows")
+        checks = (anchor, *native.checks)
+        return Verified(scheme, replace(native, checks=checks), checks, ctx.now)
+    raise error or VerificationError(f"{scheme}.anchor.unknown", "the anchors list no key")
 
 
 def trust_vector(appraisal: Appraisal) -> dict[str, int]:
@@ -192,13 +200,15 @@ def _looks_like_sign1(data: bytes) -> bool:
     return head[:1] == b"\x84" or head == bytes([0xC0 | COSE_SIGN1_TAG, 0x84])
 
 
-class PsaScheme:
+class PsaScheme(PolicyRouted):
     """Arm PSA attestation tokens (P2 and PSA_IOT_PROFILE_1 claim keys)."""
 
     name = "psa"
     vendor = "arm"
     binding_size = 64
     policy_type = PsaPolicy
+    _policy_appraise = staticmethod(appraise)
+    _vector = staticmethod(trust_vector)
 
     def recognise(self, data: bytes) -> bool:
         """A COSE_Sign1 (tagged or not) that carries an instance-id and a nonce claim (found
@@ -215,14 +225,9 @@ class PsaScheme:
 
     def verify(self, evidence: PsaToken, ctx: Context) -> Verified:
         """The IAK known for the token's instance id signs it (COSE_Sign1)."""
-        instance = evidence.claims.instance_id
-        keys = device_keys(ctx.anchors.get(self.vendor), instance, self.name, ctx.now)
-        verified: VerifiedPsaToken = verify_with_any(
-            keys, lambda k: verify_psa_token(evidence, iak_public_key=k), self.name)
-        anchor = Finding("psa.anchor", Outcome.PASS, "IAK for the instance id",
-                         got=instance.hex(), message="a device key the verifier knows")
-        checks = (anchor, *verified.checks)
-        return Verified(self.name, replace(verified, checks=checks), checks, ctx.now)
+        return verify_by_device_key(self.name, evidence.claims.instance_id, ctx,
+                                    lambda k: verify_psa_token(evidence, iak_public_key=k),
+                                    "IAK")
 
     def binding(self, verified: Verified) -> bytes:
         """The ``nonce`` claim (32, 48 or 64 bytes)."""
@@ -250,22 +255,6 @@ class PsaScheme:
         """See :func:`veritee.policy.arm.policy_to_mapping`."""
         return policy_to_mapping(policy)
 
-    def appraise(self, verified: Verified, policy: Any) -> Appraisal:
-        """:func:`veritee.policy.arm.appraise`, with the common claims and the vector."""
-        result = replace(appraise(verified.native, policy), claims=self.claims(verified))
-        return replace(result, vector=trust_vector(result))
-
-    def trust_vector(self, appraisal: Appraisal) -> dict[str, int]:
-        """:func:`trust_vector` (also for an appraisal made by the policy module directly)."""
-        return trust_vector(appraisal)
-
-    def new_cache(self) -> None:
-        """No cache: one signature per token."""
-        return None
-
-    def load_collateral(self, paths: Sequence[Path]) -> None:
-        """PSA needs no collateral (device keys go to the anchors)."""
-        return None
 
 
 SCHEME = PsaScheme()
