@@ -291,3 +291,24 @@ def test_vector_of_an_appraisal_made_by_the_policy_module(cca: FakeCca) -> None:
     assert vector(appraise(verified, CcaPolicy(challenge=b"\x07" * 64)))["instance-identity"] == 2
     assert vector(appraise(verified, CcaPolicy(challenge=b"\x08" * 64)))["instance-identity"] == 99
     assert vector(appraise(verified, CcaPolicy()))["runtime-opaque"] == 2
+
+
+def test_cli_hooks_read_keys_and_describe_tokens(psa: FakePsa, cca: FakeCca,
+                                                 tmp_path: pytest.TempPathFactory) -> None:
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    key = Path(str(tmp_path)) / "iak.pem"
+    key.write_bytes(psa.iak.public_key().public_bytes(Encoding.PEM,
+                                                      PublicFormat.SubjectPublicKeyInfo))
+    scheme = schemes.get("psa")
+    anchors = getattr(scheme, "load_anchors")([key])  # noqa: B009
+    assert _verifier(anchors).verify(psa.token(), policy=PsaPolicy()).accepted
+    shown = getattr(scheme, "describe")(scheme.parse(psa.token()))  # noqa: B009
+    assert shown["format"] == "arm-psa-token" and shown["alg"] == ["ES256"]
+    assert shown["claims"]["instance_id"] == psa.instance_id.hex()
+    shown = getattr(schemes.get("cca"), "describe")(  # noqa: B009
+        schemes.get("cca").parse(cca.token()))
+    assert shown["alg"] == ["ES384", "ES384"]
+    assert shown["realm"]["initial_measurement"] == cca.rim.hex()

@@ -194,3 +194,26 @@ def test_vector_of_an_appraisal_made_by_the_policy_module(nitro: FakeNitro) -> N
     assert getattr(scheme, "trust_vector")(ok)["instance-identity"] == 2  # noqa: B009
     stale = appraise(verified, _policy(nonce=b"\x06" * 64))
     assert getattr(scheme, "trust_vector")(stale)["instance-identity"] == 99  # noqa: B009
+
+
+def test_cli_hooks_read_roots_describe_and_say_revocation_does_not_apply(
+        nitro: FakeNitro, tmp_path: pytest.TempPathFactory) -> None:
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    scheme = schemes.get("nitro")
+    root = Path(str(tmp_path)) / "root.pem"
+    root.write_bytes(nitro.root.public_bytes(Encoding.PEM))
+    anchors = getattr(scheme, "load_anchors")([root])  # noqa: B009
+    verifier = attest.Verifier(anchors=schemes.Anchors({"aws": anchors}), clock=lambda: nitro.now)
+    assert verifier.verify(nitro.document(), policy=_policy()).accepted
+    with pytest.raises(ConfigError, match="cannot read"):
+        getattr(scheme, "load_anchors")([root.with_name("absent.pem")])  # noqa: B009
+    doc = nitro.document(nonce=b"\x01" * 64)
+    shown = getattr(scheme, "describe")(scheme.parse(doc))  # noqa: B009
+    assert shown["format"] == "aws-nitro-document"
+    assert shown["document"]["pcrs"]["0"] == IMAGE.hex()
+    assert shown["document"]["nonce"] == (b"\x01" * 64).hex()
+    verified = scheme.verify(scheme.parse(doc), verifier.context())
+    assert getattr(scheme, "revocation")(verified)["checked"] is False  # noqa: B009

@@ -284,3 +284,25 @@ def test_each_kind_of_evidence_is_claimed_by_exactly_one_scheme(amd: FakeAmd,
         for data in items:
             claimed = [s.name for s in schemes.all_schemes() if s.recognise(data)]
             assert claimed == [want], (want, claimed)
+
+
+def test_cli_hooks_read_roots_describe_and_say_ocsp_is_not_checked(
+        gpu: FakeNvidia, tmp_path: pytest.TempPathFactory) -> None:
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    scheme = schemes.get("nvidia")
+    root = Path(str(tmp_path)) / "root.der"
+    root.write_bytes(gpu.root.public_bytes(Encoding.DER))
+    anchors = getattr(scheme, "load_anchors")([root])  # noqa: B009
+    part = _part(gpu, gpu.report(nonce=b"\x03" * 32))
+    verifier = attest.Verifier(anchors=schemes.Anchors({"nvidia": anchors}), clock=lambda: NOW)
+    assert verifier.verify(part, policy=GpuPolicy()).accepted
+    parsed = scheme.parse(part.data, attached=part.attached)
+    shown = getattr(scheme, "describe")(parsed)  # noqa: B009
+    assert shown["request"]["nonce"] == (b"\x03" * 32).hex()
+    assert shown["driver_version"] == "550.90.07" and len(shown["chain"]) == 5
+    revocation = getattr(scheme, "revocation")(  # noqa: B009
+        scheme.verify(parsed, verifier.context()))
+    assert revocation["checked"] is False and "OCSP" in revocation["detail"]

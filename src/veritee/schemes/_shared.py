@@ -10,7 +10,8 @@ appraisal made without it, from the policy's own nonce check (:func:`identity`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -19,13 +20,14 @@ from cryptography import x509
 
 from veritee.crypto._x509 import load_certificate_chain
 from veritee.errors import ConfigError
-from veritee.findings import Finding, Outcome
+from veritee.findings import Finding, Outcome, jsonable
 
 if TYPE_CHECKING:
     from veritee.policy import Appraisal
     from veritee.schemes import Verified
 
-__all__ = ["PolicyRouted", "failed", "identity", "passed", "root_anchors"]
+__all__ = ["PolicyRouted", "failed", "identity", "passed", "plain", "read_anchor_files",
+           "root_anchors"]
 
 
 def failed(findings: Iterable[Finding], *prefixes: str) -> bool:
@@ -49,6 +51,37 @@ def identity(appraisal: Any, nonce_code: str) -> int:
     if failed(appraisal.findings, nonce_code):
         return CRYPTO_FAILED
     return AFFIRMING if passed(appraisal.findings, nonce_code) else NO_CLAIM
+
+
+def plain(value: object) -> Any:
+    """A parsed structure as JSON-ready values for ``veritee show``: dataclass fields (not
+    ``raw``/unrepresented ones), bytes as hex, mappings with string keys, certificates by
+    subject."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if f.repr and f.name != "raw"}
+    if isinstance(value, x509.Certificate):
+        return value.subject.rfc4514_string()
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return jsonable(value)
+
+
+def read_anchor_files(paths: Sequence[Path]) -> list[bytes]:
+    """The bytes of each anchor file (``--trust-root``/``--key``), stat'ed and bounded;
+    :class:`ConfigError` when one cannot be read."""
+    from veritee._decode import limit_for, read_bounded
+
+    out: list[bytes] = []
+    for path in paths:
+        try:
+            out.append(read_bounded(path, limit=limit_for("certificate"), what="trust anchor"))
+        except OSError as exc:
+            raise ConfigError(f"trust anchor {path}: cannot read "
+                              f"({exc.strerror or exc})") from None
+    return out
 
 
 def root_anchors(value: Any, vendor: str, default: str) -> list[str | x509.Certificate] | None:

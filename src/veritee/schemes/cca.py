@@ -15,14 +15,21 @@ and 0x5000 are debug states); the realm token has no debug claim of its own.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from veritee.formats.cca import CcaToken
 from veritee.policy.arm import CcaPolicy, appraise, cca_policy_from_mapping, policy_to_mapping
 from veritee.schemes import Context, Verified
-from veritee.schemes._shared import PolicyRouted
-from veritee.schemes.psa import debug_state, trust_vector, verify_by_device_key
+from veritee.schemes._shared import PolicyRouted, read_anchor_files
+from veritee.schemes.psa import (
+    ARM_REVOCATION,
+    debug_state,
+    describe_token,
+    trust_vector,
+    verify_by_device_key,
+)
 from veritee.trust.cca import VerifiedCcaToken, verify_cca_token
 
 __all__ = ["SCHEME", "CcaScheme"]
@@ -70,6 +77,21 @@ class CcaScheme(PolicyRouted):
                 "debug": debug_state(native.token.platform_claims.lifecycle_state),
                 "tcb_status": None, "advisory_ids": [],
                 "binding": self.binding(verified).hex()}
+
+    def describe(self, evidence: CcaToken) -> dict[str, Any]:
+        """Every claim of the (unverified) token for ``veritee show``, JSON-ready."""
+        return describe_token("arm-cca-token", evidence.platform, evidence.realm,
+                              collection_tag=evidence.collection_tag,
+                              platform=evidence.platform_claims, realm=evidence.realm_claims,
+                              lifecycle=evidence.platform_claims.lifecycle_state)
+
+    def load_anchors(self, paths: Sequence[Path]) -> list[bytes]:
+        """Platform keys (``--key``: PEM/DER/JWK or a certificate); any of them may sign."""
+        return read_anchor_files(paths)
+
+    def revocation(self, verified: Verified) -> dict[str, Any]:
+        """A provisioned platform key has no revocation to check."""
+        return ARM_REVOCATION
 
     def default_policy(self) -> CcaPolicy:
         """:class:`CcaPolicy` with its secure defaults (platform lifecycle ``secured``)."""

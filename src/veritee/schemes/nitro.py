@@ -25,14 +25,23 @@ mitigation), so ``Context.require_revocation`` has nothing to require here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from veritee.formats.nitro import NitroDocument
 from veritee.policy import Appraisal
 from veritee.policy.nitro import NitroPolicy, appraise, policy_from_mapping, policy_to_mapping
 from veritee.schemes import Context, Verified
-from veritee.schemes._shared import PolicyRouted, failed, identity, passed, root_anchors
+from veritee.schemes._shared import (
+    PolicyRouted,
+    failed,
+    identity,
+    passed,
+    plain,
+    read_anchor_files,
+    root_anchors,
+)
 from veritee.trust.nitro import VerifiedNitroDocument, verify_document
 
 __all__ = ["SCHEME", "NitroScheme", "trust_vector"]
@@ -123,6 +132,22 @@ class NitroScheme(PolicyRouted):
                 "measurement": None if pcr0 is None else pcr0.hex(),
                 "debug": native.payload.debug_mode, "tcb_status": None, "advisory_ids": [],
                 "binding": self.binding(verified).hex()}
+
+    def describe(self, evidence: NitroDocument) -> dict[str, Any]:
+        """Every field of the (unverified) document for ``veritee show``, JSON-ready."""
+        return {"format": "aws-nitro-document", "document": plain(evidence.payload),
+                "debug_mode": evidence.payload.debug_mode,
+                "timestamp": evidence.payload.timestamp.isoformat()}
+
+    def load_anchors(self, paths: Sequence[Path]) -> list[bytes]:
+        """Root certificates (PEM or DER) to trust instead of the AWS root (``--trust-root``);
+        read as bytes, parsed when verification uses them."""
+        return read_anchor_files(paths)
+
+    def revocation(self, verified: Verified) -> dict[str, Any]:
+        """Nitro has no revocation to check (the NSM's leaf lives three hours)."""
+        return {"checked": False, "detail": "not applicable: the Nitro attestation PKI "
+                "publishes no revocation; the signing certificate lives three hours"}
 
     def default_policy(self) -> NitroPolicy:
         """:class:`NitroPolicy` with its secure defaults (it refuses an unpinned image)."""

@@ -37,7 +37,15 @@ from veritee.formats.nvidia import NONCE_SIZE, GpuReport, parse_nvat_evidence
 from veritee.policy import Appraisal
 from veritee.policy.nvidia import GpuPolicy, appraise, policy_from_mapping, policy_to_mapping
 from veritee.schemes import Context, Verified
-from veritee.schemes._shared import PolicyRouted, failed, identity, passed, root_anchors
+from veritee.schemes._shared import (
+    PolicyRouted,
+    failed,
+    identity,
+    passed,
+    plain,
+    read_anchor_files,
+    root_anchors,
+)
 from veritee.trust.nvidia import VerifiedGpuReport, parse_cert_chain, verify_gpu_report
 
 __all__ = ["SCHEME", "NvidiaEvidence", "NvidiaScheme", "split_nvat", "trust_vector"]
@@ -201,6 +209,33 @@ class NvidiaScheme(PolicyRouted):
         return {**claims(native), "tee": self.name, "measurement": None, "debug": None,
                 "tcb_status": None, "advisory_ids": [],
                 "binding": self.binding(verified).hex()}
+
+    def describe(self, evidence: NvidiaEvidence) -> dict[str, Any]:
+        """Every field of the (unverified) report for ``veritee show``, JSON-ready."""
+        report = evidence.report
+        doc: dict[str, Any] = {
+            "format": evidence.format, "request": plain(report.request),
+            "response": {**{k: v for k, v in plain(report.response).items()
+                            if k != "opaque_raw"},
+                         "opaque": {f.name: f.value.hex() for f in report.opaque.fields}},
+            "driver_version": report.opaque.driver_version,
+            "vbios_version": report.opaque.vbios_version}
+        if evidence.arch is not None:
+            doc["arch"] = evidence.arch
+        if evidence.chain is not None:
+            doc["chain"] = plain(evidence.chain)
+        return doc
+
+    def load_anchors(self, paths: Sequence[Path]) -> list[bytes]:
+        """Root certificates (PEM or DER) to trust instead of NVIDIA's (``--trust-root``);
+        read as bytes, parsed when verification uses them."""
+        return read_anchor_files(paths)
+
+    def revocation(self, verified: Verified) -> dict[str, Any]:
+        """Device certificate status is OCSP-only: never checked offline."""
+        return {"checked": False, "detail": "not checked: NVIDIA publishes device "
+                "certificate status only through its online OCSP service (a verifier that "
+                "requires revocation refuses the report)"}
 
     def default_policy(self) -> GpuPolicy:
         """:class:`GpuPolicy` with its secure defaults (every measurement block asked for)."""

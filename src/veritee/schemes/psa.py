@@ -25,9 +25,10 @@ Common claims: ``measurement`` is ``None`` (a PSA token has several software com
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -35,12 +36,12 @@ from cryptography import x509
 from veritee.crypto._x509 import load_certificate_chain
 from veritee.errors import ConfigError, VerificationError
 from veritee.findings import Finding, Outcome
-from veritee.formats.cose import COSE_SIGN1_TAG, MAX_TOKEN_SIZE
+from veritee.formats.cose import COSE_SIGN1_TAG, MAX_TOKEN_SIZE, CoseSign1
 from veritee.formats.psa import PsaToken
 from veritee.policy import Appraisal
 from veritee.policy.arm import PsaPolicy, appraise, policy_to_mapping, psa_policy_from_mapping
 from veritee.schemes import Context, Verified
-from veritee.schemes._shared import PolicyRouted, failed, identity, passed
+from veritee.schemes._shared import PolicyRouted, failed, identity, passed, plain, read_anchor_files
 from veritee.trust.psa import VerifiedPsaToken, verify_psa_token
 
 __all__ = ["SCHEME", "PsaScheme", "debug_state", "device_keys", "trust_vector",
@@ -195,6 +196,17 @@ def trust_vector(appraisal: Appraisal) -> dict[str, int]:
     return vector
 
 
+ARM_REVOCATION: dict[str, Any] = {
+    "checked": False, "detail": "not applicable: the verifier provisions the device key "
+    "(remove a revoked device's key from the anchors)"}
+
+
+def describe_token(fmt: str, *messages: CoseSign1, **parts: Any) -> dict[str, Any]:
+    """``veritee show`` output of an Arm token: the COSE algorithms and the claims."""
+    return {"format": fmt, "alg": [m.alg.name for m in messages],
+            **{k: plain(v) for k, v in parts.items()}}
+
+
 def _looks_like_sign1(data: bytes) -> bool:
     head = bytes(data[:2])
     return head[:1] == b"\x84" or head == bytes([0xC0 | COSE_SIGN1_TAG, 0x84])
@@ -242,6 +254,20 @@ class PsaScheme(PolicyRouted):
         return {**claims(native), "tee": self.name, "measurement": None,
                 "debug": debug_state(native.token.claims.lifecycle_state), "tcb_status": None,
                 "advisory_ids": [], "binding": self.binding(verified).hex()}
+
+    def describe(self, evidence: PsaToken) -> dict[str, Any]:
+        """Every claim of the (unverified) token for ``veritee show``, JSON-ready."""
+        return describe_token("arm-psa-token", evidence.message, claims=evidence.claims,
+                              lifecycle=evidence.claims.lifecycle_state)
+
+    def load_anchors(self, paths: Sequence[Path]) -> list[bytes]:
+        """Device keys (``--key``: PEM/DER/JWK, a veraison endorsement, or a certificate);
+        any of them may sign (the token's instance id is not known from a file)."""
+        return read_anchor_files(paths)
+
+    def revocation(self, verified: Verified) -> dict[str, Any]:
+        """A provisioned device key has no revocation to check."""
+        return ARM_REVOCATION
 
     def default_policy(self) -> PsaPolicy:
         """:class:`PsaPolicy` with its secure defaults (lifecycle ``secured``)."""
