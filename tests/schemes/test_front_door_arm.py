@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -294,12 +295,10 @@ def test_vector_of_an_appraisal_made_by_the_policy_module(cca: FakeCca) -> None:
 
 
 def test_cli_hooks_read_keys_and_describe_tokens(psa: FakePsa, cca: FakeCca,
-                                                 tmp_path: pytest.TempPathFactory) -> None:
-    from pathlib import Path
-
+                                                 tmp_path: Path) -> None:
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    key = Path(str(tmp_path)) / "iak.pem"
+    key = tmp_path / "iak.pem"
     key.write_bytes(psa.iak.public_key().public_bytes(Encoding.PEM,
                                                       PublicFormat.SubjectPublicKeyInfo))
     scheme = schemes.get("psa")

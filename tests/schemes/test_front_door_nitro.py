@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -197,13 +198,11 @@ def test_vector_of_an_appraisal_made_by_the_policy_module(nitro: FakeNitro) -> N
 
 
 def test_cli_hooks_read_roots_describe_and_say_revocation_does_not_apply(
-        nitro: FakeNitro, tmp_path: pytest.TempPathFactory) -> None:
-    from pathlib import Path
-
+        nitro: FakeNitro, tmp_path: Path) -> None:
     from cryptography.hazmat.primitives.serialization import Encoding
 
     scheme = schemes.get("nitro")
-    root = Path(str(tmp_path)) / "root.pem"
+    root = tmp_path / "root.pem"
     root.write_bytes(nitro.root.public_bytes(Encoding.PEM))
     anchors = getattr(scheme, "load_anchors")([root])  # noqa: B009
     verifier = attest.Verifier(anchors=schemes.Anchors({"aws": anchors}), clock=lambda: nitro.now)

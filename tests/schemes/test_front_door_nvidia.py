@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -287,13 +288,11 @@ def test_each_kind_of_evidence_is_claimed_by_exactly_one_scheme(amd: FakeAmd,
 
 
 def test_cli_hooks_read_roots_describe_and_say_ocsp_is_not_checked(
-        gpu: FakeNvidia, tmp_path: pytest.TempPathFactory) -> None:
-    from pathlib import Path
-
+        gpu: FakeNvidia, tmp_path: Path) -> None:
     from cryptography.hazmat.primitives.serialization import Encoding
 
     scheme = schemes.get("nvidia")
-    root = Path(str(tmp_path)) / "root.der"
+    root = tmp_path / "root.der"
     root.write_bytes(gpu.root.public_bytes(Encoding.DER))
     anchors = getattr(scheme, "load_anchors")([root])  # noqa: B009
     part = _part(gpu, gpu.report(nonce=b"\x03" * 32))
