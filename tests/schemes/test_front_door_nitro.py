@@ -212,7 +212,7 @@ def test_cli_hooks_read_roots_describe_and_say_revocation_does_not_apply(
     doc = nitro.document(nonce=b"\x01" * 64)
     shown = getattr(scheme, "describe")(scheme.parse(doc))  # noqa: B009
     assert shown["format"] == "aws-nitro-document"
-    assert shown["document"]["pcrs"]["0"] == IMAGE.hex()
-    assert shown["document"]["nonce"] == (b"\x01" * 64).hex()
+    assert shown["evidence"]["payload"]["pcrs"]["0"] == IMAGE.hex()
+    assert shown["evidence"]["payload"]["nonce"] == (b"\x01" * 64).hex()
     verified = scheme.verify(scheme.parse(doc), verifier.context())
     assert getattr(scheme, "revocation")(verified)["checked"] is False  # noqa: B009

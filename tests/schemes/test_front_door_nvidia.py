@@ -300,7 +300,7 @@ def test_cli_hooks_read_roots_describe_and_say_ocsp_is_not_checked(
     assert verifier.verify(part, policy=GpuPolicy()).accepted
     parsed = scheme.parse(part.data, attached=part.attached)
     shown = getattr(scheme, "describe")(parsed)  # noqa: B009
-    assert shown["request"]["nonce"] == (b"\x03" * 32).hex()
+    assert shown["evidence"]["request"]["nonce"] == (b"\x03" * 32).hex()
     assert shown["driver_version"] == "550.90.07" and len(shown["chain"]) == 5
     revocation = getattr(scheme, "revocation")(  # noqa: B009
         scheme.verify(parsed, verifier.context()))

@@ -280,6 +280,8 @@ def recognise(data: bytes) -> Scheme:
     for scheme in all_schemes():
         if scheme.recognise(data):
             return scheme
+    # The list goes in ``detail``, which is never cut short (``want`` is, at 80 characters).
     raise FormatError("evidence", "<format>",
                       got=f"{len(data)} bytes starting {bytes(data[:8]).hex()}",
-                      want=f"evidence of a registered scheme ({', '.join(names())})")
+                      want="evidence of a registered scheme",
+                      detail=f"registered: {', '.join(names())}")

@@ -11,6 +11,7 @@ appraisal made without it, from the policy's own nonce check (:func:`identity`).
 from __future__ import annotations
 
 import dataclasses
+import enum
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -55,13 +56,15 @@ def identity(appraisal: Any, nonce_code: str) -> int:
 
 def plain(value: object) -> Any:
     """A parsed structure as JSON-ready values for ``veritee show``: dataclass fields (not
-    ``raw``/unrepresented ones), bytes as hex, mappings with string keys, certificates by
-    subject."""
+    ``raw``/unrepresented ones), bytes as hex, enums by name, mappings with string keys,
+    certificates by subject."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)
                 if f.repr and f.name != "raw"}
     if isinstance(value, x509.Certificate):
         return value.subject.rfc4514_string()
+    if isinstance(value, enum.Enum):
+        return value.name
     if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -2,7 +2,7 @@
 
 Anchors (vendor ``arm``, as :mod:`veritee.schemes.psa`): the CPAK of each platform the
 verifier knows, keyed by the platform token's instance id (or a sequence of keys to try);
-``None`` refuses every token. The realm token is trusted through the platform token
+``None`` is a configuration error. The realm token is trusted through the platform token
 (platform challenge = hash of the RAK, :mod:`veritee.trust.cca`). Collateral: none.
 
 Binding: the realm token's challenge (claim 10, 64 bytes, RMM A.7.2.3.1), ``binding_size``
@@ -22,11 +22,10 @@ from typing import Any
 from veritee.formats.cca import CcaToken
 from veritee.policy.arm import CcaPolicy, appraise, cca_policy_from_mapping, policy_to_mapping
 from veritee.schemes import Context, Verified
-from veritee.schemes._shared import PolicyRouted, read_anchor_files
+from veritee.schemes._shared import PolicyRouted, plain, read_anchor_files
 from veritee.schemes.psa import (
     ARM_REVOCATION,
     debug_state,
-    describe_token,
     trust_vector,
     verify_by_device_key,
 )
@@ -79,11 +78,9 @@ class CcaScheme(PolicyRouted):
                 "binding": self.binding(verified).hex()}
 
     def describe(self, evidence: CcaToken) -> dict[str, Any]:
-        """Every claim of the (unverified) token for ``veritee show``, JSON-ready."""
-        return describe_token("arm-cca-token", evidence.platform, evidence.realm,
-                              collection_tag=evidence.collection_tag,
-                              platform=evidence.platform_claims, realm=evidence.realm_claims,
-                              lifecycle=evidence.platform_claims.lifecycle_state)
+        """Every field of the (unverified) token for ``veritee show``, JSON-ready."""
+        return {"format": "arm-cca-token", "evidence": plain(evidence),
+                "lifecycle_state": evidence.platform_claims.lifecycle_state}
 
     def load_anchors(self, paths: Sequence[Path]) -> list[bytes]:
         """Platform keys (``--key``: PEM/DER/JWK or a certificate); any of them may sign."""

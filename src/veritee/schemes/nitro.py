@@ -135,7 +135,7 @@ class NitroScheme(PolicyRouted):
 
     def describe(self, evidence: NitroDocument) -> dict[str, Any]:
         """Every field of the (unverified) document for ``veritee show``, JSON-ready."""
-        return {"format": "aws-nitro-document", "document": plain(evidence.payload),
+        return {"format": "aws-nitro-document", "evidence": plain(evidence),
                 "debug_mode": evidence.payload.debug_mode,
                 "timestamp": evidence.payload.timestamp.isoformat()}
 
@@ -146,8 +146,8 @@ class NitroScheme(PolicyRouted):
 
     def revocation(self, verified: Verified) -> dict[str, Any]:
         """Nitro has no revocation to check (the NSM's leaf lives three hours)."""
-        return {"checked": False, "detail": "not applicable: the Nitro attestation PKI "
-                "publishes no revocation; the signing certificate lives three hours"}
+        return {"checked": False, "detail": "not checked: the Nitro attestation PKI publishes "
+                "no revocation (the signing certificate lives three hours)"}
 
     def default_policy(self) -> NitroPolicy:
         """:class:`NitroPolicy` with its secure defaults (it refuses an unpinned image)."""

@@ -66,7 +66,7 @@ class NvidiaEvidence:
     @property
     def format(self) -> str:
         """A short name of the evidence format."""
-        return "nvat+spdm" if self.arch is not None else "nvidia-spdm"
+        return "nvidia-nvat-evidence" if self.arch is not None else "nvidia-spdm"
 
 
 def _is_nvat(data: bytes) -> bool:
@@ -214,10 +214,8 @@ class NvidiaScheme(PolicyRouted):
         """Every field of the (unverified) report for ``veritee show``, JSON-ready."""
         report = evidence.report
         doc: dict[str, Any] = {
-            "format": evidence.format, "request": plain(report.request),
-            "response": {**{k: v for k, v in plain(report.response).items()
-                            if k != "opaque_raw"},
-                         "opaque": {f.name: f.value.hex() for f in report.opaque.fields}},
+            "format": evidence.format, "evidence": plain(report),
+            "opaque": {f.name: f.value.hex() for f in report.opaque.fields},
             "driver_version": report.opaque.driver_version,
             "vbios_version": report.opaque.vbios_version}
         if evidence.arch is not None:

@@ -2,7 +2,8 @@
 
 Anchors (vendor ``arm``, shared with :mod:`veritee.schemes.cca`): the device keys the
 verifier knows. There is no public root to pin (RFC 9783 s5 leaves IAK provisioning to the
-verifier), so ``None`` refuses every token. Accepted forms (:func:`device_keys`):
+verifier), so ``None`` is a :class:`~veritee.errors.ConfigError` (nothing to verify with).
+Accepted forms (:func:`device_keys`):
 
 * a mapping ``instance id -> key`` or ``instance id -> sequence of keys``, the instance id as
   33 bytes or their hex (the token's ``instance-id`` claim, 0x01 || hash of the IAK): only
@@ -36,7 +37,7 @@ from cryptography import x509
 from veritee.crypto._x509 import load_certificate_chain
 from veritee.errors import ConfigError, VerificationError
 from veritee.findings import Finding, Outcome
-from veritee.formats.cose import COSE_SIGN1_TAG, MAX_TOKEN_SIZE, CoseSign1
+from veritee.formats.cose import COSE_SIGN1_TAG, MAX_TOKEN_SIZE
 from veritee.formats.psa import PsaToken
 from veritee.policy import Appraisal
 from veritee.policy.arm import PsaPolicy, appraise, policy_to_mapping, psa_policy_from_mapping
@@ -103,14 +104,15 @@ def _instance_id(value: object) -> bytes:
 
 
 def device_keys(anchors: Any, instance_id: bytes, what: str, now: datetime) -> list[Any]:
-    """The keys to try for a token from ``instance_id``; ``VerificationError`` when the
-    anchors name none (code ``<what>.anchor.unknown``) or name a certificate not valid at
-    ``now`` (``<what>.anchor.expired`` / ``.not_yet_valid``)."""
+    """The keys to try for a token from ``instance_id``: :class:`ConfigError` without any
+    ``arm`` anchors, ``VerificationError`` when they name no key for it (code
+    ``<what>.anchor.unknown``) or a certificate not valid at ``now``
+    (``<what>.anchor.expired`` / ``.not_yet_valid``)."""
     code = f"{what}.anchor.unknown"
-    if anchors is None:
-        raise VerificationError(code, f"no device key is known: pass anchors {{'arm': "
-                                f"{{instance_id: public_key}}}} (instance id "
-                                f"{instance_id.hex()})")
+    if anchors is None:  # nothing to verify against: the verifier's configuration, not the token
+        raise ConfigError(f"{what} tokens are signed by a device key the verifier provisions: "
+                          "give it as anchors {'arm': {instance_id: public_key}} (veritee "
+                          f"--key FILE); this token's instance id is {instance_id.hex()}")
     found: Any
     if isinstance(anchors, Mapping):
         table = {_instance_id(k): v for k, v in anchors.items()}
@@ -197,14 +199,8 @@ def trust_vector(appraisal: Appraisal) -> dict[str, int]:
 
 
 ARM_REVOCATION: dict[str, Any] = {
-    "checked": False, "detail": "not applicable: the verifier provisions the device key "
-    "(remove a revoked device's key from the anchors)"}
-
-
-def describe_token(fmt: str, *messages: CoseSign1, **parts: Any) -> dict[str, Any]:
-    """``veritee show`` output of an Arm token: the COSE algorithms and the claims."""
-    return {"format": fmt, "alg": [m.alg.name for m in messages],
-            **{k: plain(v) for k, v in parts.items()}}
+    "checked": False, "detail": "not checked: none exists for a device key the verifier "
+    "provisions (remove a revoked device's key from the anchors)"}
 
 
 def _looks_like_sign1(data: bytes) -> bool:
@@ -256,9 +252,9 @@ class PsaScheme(PolicyRouted):
                 "advisory_ids": [], "binding": self.binding(verified).hex()}
 
     def describe(self, evidence: PsaToken) -> dict[str, Any]:
-        """Every claim of the (unverified) token for ``veritee show``, JSON-ready."""
-        return describe_token("arm-psa-token", evidence.message, claims=evidence.claims,
-                              lifecycle=evidence.claims.lifecycle_state)
+        """Every field of the (unverified) token for ``veritee show``, JSON-ready."""
+        return {"format": "arm-psa-token", "evidence": plain(evidence),
+                "lifecycle_state": evidence.claims.lifecycle_state}
 
     def load_anchors(self, paths: Sequence[Path]) -> list[bytes]:
         """Device keys (``--key``: PEM/DER/JWK, a veraison endorsement, or a certificate);
