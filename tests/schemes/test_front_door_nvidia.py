@@ -305,3 +305,13 @@ def test_cli_hooks_read_roots_describe_and_say_ocsp_is_not_checked(
     revocation = getattr(scheme, "revocation")(  # noqa: B009
         scheme.verify(parsed, verifier.context()))
     assert revocation["checked"] is False and "OCSP" in revocation["detail"]
+
+
+def test_split_hook_gives_one_part_per_device(gpu: FakeNvidia) -> None:
+    scheme = schemes.get("nvidia")
+    reports = [gpu.report(nonce=bytes([i]) * 32) for i in range(3)]
+    parts = getattr(scheme, "split")(gpu.nvat(reports))  # noqa: B009
+    assert [data for data, _ in parts] == reports
+    assert all(chain == gpu.chain_pem() for _, chain in parts)
+    assert getattr(scheme, "split")(reports[0], gpu.chain_pem()) == [  # noqa: B009
+        (reports[0], gpu.chain_pem())]

@@ -145,6 +145,15 @@ class NvidiaScheme(PolicyRouted):
         return (bytes(data[:2]) == _SPDM_GET_MEASUREMENTS or _is_hex_transcript(data)
                 or _is_nvat(data))
 
+    def split(self, data: bytes, attached: bytes | None = None
+              ) -> list[tuple[bytes, bytes | None]]:
+        """The evidence parts in ``data``, one per device (optional hook for callers that take
+        whatever a user gives, such as the CLI): an nvat JSON of several devices becomes one
+        ``(transcript, chain)`` per device (:func:`split_nvat`); anything else stays whole."""
+        if _is_nvat(data) and bytes(data[:2]) != _SPDM_GET_MEASUREMENTS:
+            return [(report, chain) for report, chain in split_nvat(data)]
+        return [(data, attached)]
+
     def parse(self, data: bytes, *, attached: bytes | None = None) -> NvidiaEvidence:
         """The report; ``attached`` is the device chain (PEM, leaf first). An nvat JSON must
         hold exactly one device (split several with :func:`split_nvat`)."""
