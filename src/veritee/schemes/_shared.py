@@ -22,18 +22,14 @@ from cryptography import x509
 from veritee.crypto._x509 import load_certificate_chain
 from veritee.errors import ConfigError
 from veritee.findings import Finding, Outcome, jsonable
+from veritee.results import failed
 
 if TYPE_CHECKING:
     from veritee.policy import Appraisal
     from veritee.schemes import Verified
 
-__all__ = ["PolicyRouted", "failed", "identity", "passed", "plain", "read_anchor_files",
+__all__ = ["PolicyRouted", "identity", "passed", "plain", "read_anchor_files",
            "root_anchors"]
-
-
-def failed(findings: Iterable[Finding], *prefixes: str) -> bool:
-    """True when a finding whose code starts with one of ``prefixes`` failed."""
-    return any(f.outcome is Outcome.FAIL and f.code.startswith(prefixes) for f in findings)
 
 
 def passed(findings: Iterable[Finding], *prefixes: str) -> bool:
@@ -49,7 +45,7 @@ def identity(appraisal: Any, nonce_code: str) -> int:
     found = binding_identity(appraisal)
     if found != NO_CLAIM:
         return found
-    if failed(appraisal.findings, nonce_code):
+    if failed(appraisal.findings, (nonce_code,)):
         return CRYPTO_FAILED
     return AFFIRMING if passed(appraisal.findings, nonce_code) else NO_CLAIM
 

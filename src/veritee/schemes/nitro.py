@@ -35,7 +35,6 @@ from veritee.policy.nitro import NitroPolicy, appraise, policy_from_mapping, pol
 from veritee.schemes import Context, Verified
 from veritee.schemes._shared import (
     PolicyRouted,
-    failed,
     identity,
     passed,
     plain,
@@ -68,19 +67,20 @@ def trust_vector(appraisal: Appraisal) -> dict[str, int]:
         NO_CLAIM,
         UNRECOGNIZED_RUNTIME,
         WARNING_UNSAFE,
+        failed,
     )
 
     f = appraisal.findings
     debug = bool(appraisal.claims.get("debug_mode"))
-    if failed(f, "nitro.pcr"):
+    if failed(f, ("nitro.pcr",)):
         executables = UNRECOGNIZED_RUNTIME
     elif passed(f, "nitro.pcr0.", "nitro.pcr8."):
         executables = APPROVED_BOOT
     else:
         executables = NO_CLAIM
-    if failed(f, "nitro.debug"):
+    if failed(f, ("nitro.debug",)):
         configuration = CONTRAINDICATED
-    elif debug or failed(f, "nitro.user_data.", "nitro.public_key."):
+    elif debug or failed(f, ("nitro.user_data.", "nitro.public_key.")):
         configuration = WARNING_UNSAFE
     else:
         configuration = AFFIRMING

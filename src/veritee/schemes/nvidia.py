@@ -39,7 +39,6 @@ from veritee.policy.nvidia import GpuPolicy, appraise, policy_from_mapping, poli
 from veritee.schemes import Context, Verified
 from veritee.schemes._shared import (
     PolicyRouted,
-    failed,
     identity,
     passed,
     plain,
@@ -113,19 +112,20 @@ def trust_vector(appraisal: Appraisal) -> dict[str, int]:
         NO_CLAIM,
         UNRECOGNIZED_RUNTIME,
         WARNING_UNSAFE,
+        failed,
     )
 
     f = appraisal.findings
     versions = ("nvidia.driver_version.", "nvidia.vbios_version.")
-    hardware = (WARNING_UNSAFE if failed(f, *versions)
+    hardware = (WARNING_UNSAFE if failed(f, versions)
                 else AFFIRMING if passed(f, *versions) else NO_CLAIM)
-    if failed(f, "nvidia.measurement."):
+    if failed(f, ("nvidia.measurement.",)):
         executables = UNRECOGNIZED_RUNTIME
     elif passed(f, "nvidia.measurement."):
         executables = APPROVED_BOOT
     else:
         executables = NO_CLAIM
-    configuration = WARNING_UNSAFE if failed(f, "nvidia.request.") else NO_CLAIM
+    configuration = WARNING_UNSAFE if failed(f, ("nvidia.request.",)) else NO_CLAIM
     return {"hardware": hardware, "instance-identity": identity(appraisal, "nvidia.nonce."),
             "executables": executables, "configuration": configuration}
 

@@ -42,7 +42,7 @@ from veritee.formats.psa import PsaToken
 from veritee.policy import Appraisal
 from veritee.policy.arm import PsaPolicy, appraise, policy_to_mapping, psa_policy_from_mapping
 from veritee.schemes import Context, Verified
-from veritee.schemes._shared import PolicyRouted, failed, identity, passed, plain, read_anchor_files
+from veritee.schemes._shared import PolicyRouted, identity, passed, plain, read_anchor_files
 from veritee.trust.psa import VerifiedPsaToken, verify_psa_token
 
 __all__ = ["SCHEME", "PsaScheme", "debug_state", "device_keys", "trust_vector",
@@ -167,25 +167,26 @@ def trust_vector(appraisal: Appraisal) -> dict[str, int]:
         NOT_RECOGNIZED,
         UNRECOGNIZED_RUNTIME,
         WARNING_UNSAFE,
+        failed,
     )
 
     f = appraisal.findings
     tee = appraisal.tee
     state = str(appraisal.claims.get("lifecycle_state", "unknown"))
     p = f"{tee}.platform." if tee == "cca" else f"{tee}."
-    hardware = (NOT_RECOGNIZED if failed(f, f"{p}implementation_id.", f"{p}instance_id.")
+    hardware = (NOT_RECOGNIZED if failed(f, (f"{p}implementation_id.", f"{p}instance_id."))
                 else AFFIRMING)
     measured = (f"{p}sw_components.", "cca.realm.rim.", "cca.realm.rem")
-    if failed(f, *measured):
+    if failed(f, measured):
         executables = UNRECOGNIZED_RUNTIME
     elif passed(f, *measured):
         executables = APPROVED_BOOT
     else:
         executables = NO_CLAIM
     debug = debug_state(state)
-    if failed(f, f"{p}lifecycle.") and debug:
+    if failed(f, (f"{p}lifecycle.",)) and debug:
         configuration = CONTRAINDICATED
-    elif (failed(f, f"{p}lifecycle.", f"{p}profile.", "cca.realm.personalization.")
+    elif (failed(f, (f"{p}lifecycle.", f"{p}profile.", "cca.realm.personalization."))
           or state != "secured"):
         configuration = WARNING_UNSAFE
     else:
