@@ -22,7 +22,7 @@ from cryptography import x509
 from veritee.crypto._x509 import load_certificate_chain
 from veritee.errors import ConfigError
 from veritee.findings import Finding, Outcome, jsonable
-from veritee.results import failed
+from veritee.results import AFFIRMING, CRYPTO_FAILED, NO_CLAIM, binding_identity, failed
 
 if TYPE_CHECKING:
     from veritee.policy import Appraisal
@@ -40,8 +40,6 @@ def passed(findings: Iterable[Finding], *prefixes: str) -> bool:
 def identity(appraisal: Any, nonce_code: str) -> int:
     """AR4SI ``instance-identity``: the front door's binding check when it ran, else the
     policy's own nonce check ``nonce_code`` (99 failed, 2 passed, 0 not checked)."""
-    from veritee.results import AFFIRMING, CRYPTO_FAILED, NO_CLAIM, binding_identity
-
     found = binding_identity(appraisal)
     if found != NO_CLAIM:
         return found
