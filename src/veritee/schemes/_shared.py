@@ -28,12 +28,13 @@ if TYPE_CHECKING:
     from veritee.policy import Appraisal
     from veritee.schemes import Verified
 
-__all__ = ["PolicyRouted", "identity", "passed", "plain", "read_anchor_files",
+__all__ = ["PolicyRouted", "identity", "plain", "ran_and_passed", "read_anchor_files",
            "root_anchors"]
 
 
-def passed(findings: Iterable[Finding], *prefixes: str) -> bool:
-    """True when a finding whose code starts with one of ``prefixes`` ran and passed."""
+def ran_and_passed(findings: Iterable[Finding], prefixes: tuple[str, ...]) -> bool:
+    """True when a finding whose code starts with one of ``prefixes`` ran and passed (the
+    counterpart of :func:`veritee.results.failed`)."""
     return any(f.outcome is Outcome.PASS and f.code.startswith(prefixes) for f in findings)
 
 
@@ -45,7 +46,7 @@ def identity(appraisal: Any, nonce_code: str) -> int:
         return found
     if failed(appraisal.findings, (nonce_code,)):
         return CRYPTO_FAILED
-    return AFFIRMING if passed(appraisal.findings, nonce_code) else NO_CLAIM
+    return AFFIRMING if ran_and_passed(appraisal.findings, (nonce_code,)) else NO_CLAIM
 
 
 def plain(value: object) -> Any:

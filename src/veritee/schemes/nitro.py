@@ -36,8 +36,8 @@ from veritee.schemes import Context, Verified
 from veritee.schemes._shared import (
     PolicyRouted,
     identity,
-    passed,
     plain,
+    ran_and_passed,
     read_anchor_files,
     root_anchors,
 )
@@ -74,7 +74,7 @@ def trust_vector(appraisal: Appraisal) -> dict[str, int]:
     debug = bool(appraisal.claims.get("debug_mode"))
     if failed(f, ("nitro.pcr",)):
         executables = UNRECOGNIZED_RUNTIME
-    elif passed(f, "nitro.pcr0.", "nitro.pcr8."):
+    elif ran_and_passed(f, ("nitro.pcr0.", "nitro.pcr8.")):
         executables = APPROVED_BOOT
     else:
         executables = NO_CLAIM

@@ -40,8 +40,8 @@ from veritee.schemes import Context, Verified
 from veritee.schemes._shared import (
     PolicyRouted,
     identity,
-    passed,
     plain,
+    ran_and_passed,
     read_anchor_files,
     root_anchors,
 )
@@ -118,10 +118,10 @@ def trust_vector(appraisal: Appraisal) -> dict[str, int]:
     f = appraisal.findings
     versions = ("nvidia.driver_version.", "nvidia.vbios_version.")
     hardware = (WARNING_UNSAFE if failed(f, versions)
-                else AFFIRMING if passed(f, *versions) else NO_CLAIM)
+                else AFFIRMING if ran_and_passed(f, versions) else NO_CLAIM)
     if failed(f, ("nvidia.measurement.",)):
         executables = UNRECOGNIZED_RUNTIME
-    elif passed(f, "nvidia.measurement."):
+    elif ran_and_passed(f, ("nvidia.measurement.",)):
         executables = APPROVED_BOOT
     else:
         executables = NO_CLAIM

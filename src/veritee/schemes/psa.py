@@ -42,7 +42,7 @@ from veritee.formats.psa import PsaToken
 from veritee.policy import Appraisal
 from veritee.policy.arm import PsaPolicy, appraise, policy_to_mapping, psa_policy_from_mapping
 from veritee.schemes import Context, Verified
-from veritee.schemes._shared import PolicyRouted, identity, passed, plain, read_anchor_files
+from veritee.schemes._shared import PolicyRouted, identity, plain, ran_and_passed, read_anchor_files
 from veritee.trust.psa import VerifiedPsaToken, verify_psa_token
 
 __all__ = ["SCHEME", "PsaScheme", "debug_state", "device_keys", "trust_vector",
@@ -179,7 +179,7 @@ def trust_vector(appraisal: Appraisal) -> dict[str, int]:
     measured = (f"{p}sw_components.", "cca.realm.rim.", "cca.realm.rem")
     if failed(f, measured):
         executables = UNRECOGNIZED_RUNTIME
-    elif passed(f, *measured):
+    elif ran_and_passed(f, measured):
         executables = APPROVED_BOOT
     else:
         executables = NO_CLAIM
