@@ -43,6 +43,7 @@ from veritee.policy import Appraisal
 from veritee.policy.arm import PsaPolicy, appraise, policy_to_mapping, psa_policy_from_mapping
 from veritee.schemes import Context, Verified
 from veritee.schemes._shared import PolicyRouted, identity, plain, ran_and_passed, read_anchor_files
+from veritee.trust._common import check_validity
 from veritee.trust.psa import VerifiedPsaToken, verify_psa_token
 
 __all__ = ["SCHEME", "PsaScheme", "debug_state", "device_keys", "trust_vector",
@@ -67,15 +68,9 @@ def debug_state(state: str) -> bool | None:
 
 def _key(value: Any, now: datetime, what: str) -> Any:
     if isinstance(value, x509.Certificate):
-        # A device certificate as the anchor: its key counts only inside its validity
-        # (both ends inclusive, RFC 5280 4.1.2.5).
-        lo, hi = value.not_valid_before_utc, value.not_valid_after_utc
-        if not lo <= now <= hi:
-            end = "not_yet_valid" if now < lo else "expired"
-            raise VerificationError(f"{what}.anchor.{end}",
-                                    f"the device certificate {value.subject.rfc4514_string()}"
-                                    f": valid {lo.isoformat()}..{hi.isoformat()}, not at "
-                                    f"{now.isoformat()}")
+        # A device certificate as the anchor: its key counts only inside its validity.
+        check_validity(value, now, code=f"{what}.anchor",
+                       what=f"the device certificate {value.subject.rfc4514_string()}")
         return value.public_key()
     if isinstance(value, bytes | bytearray):
         from veritee.collateral.arm import parse_public_key
