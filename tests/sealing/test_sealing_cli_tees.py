@@ -1,0 +1,113 @@
+"""``veritee seal/unseal/reseal/keys --tee sgx|tdx|tpm`` through ``veritee.cli.main``: the
+generic sealing API and key store on every emulated TEE (no "not yet" left)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from veritee.cli import main
+
+EXIT_OK, EXIT_CONFIG, EXIT_SEALING = 0, 3, 8
+
+
+def _swtpm_reason() -> str | None:
+    from veritee.platform.tpm import swtpm_unavailable_reason
+
+    return swtpm_unavailable_reason()
+
+
+needs_swtpm = pytest.mark.skipif(_swtpm_reason() is not None, reason=str(_swtpm_reason()))
+
+
+@pytest.mark.parametrize("tee", ["sgx", "tdx"])
+def test_seal_inspect_reseal_and_streams_on_intel(tee: str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["--tee", tee, "--state", str(tmp_path / "state")]
+    src = tmp_path / "in"
+    src.write_bytes(b"large state " * 50_000)
+    sealed = tmp_path / "s"
+    assert main(["seal", str(src), str(sealed), *base, "--chunk-size", "4096"]) == EXIT_OK
+    capsys.readouterr()
+    assert main(["seal", "--inspect", str(sealed), "--format", "json"]) == EXIT_OK
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["tee"] == tee and shown["kind"] == "stream"
+    assert shown["bound_to"]["tee"] == tee
+    assert main(["unseal", str(sealed), str(tmp_path / "o"), *base]) == EXIT_OK
+    assert (tmp_path / "o").read_bytes() == src.read_bytes()
+    # reseal in place to the signer policy (SGX: MRSIGNER; TDX: MROWNER)
+    assert main(["reseal", str(sealed), *base, "--policy", "signer",
+                 "--expect-policy", "measurement"]) == EXIT_OK
+    assert main(["unseal", "--force", str(sealed), str(tmp_path / "o"), *base]) == EXIT_SEALING
+    assert main(["unseal", "--force", str(sealed), str(tmp_path / "o"), *base, "--policy",
+                 "signer"]) == EXIT_OK
+
+
+def test_a_file_sealed_on_sgx_does_not_open_on_tdx(tmp_path: Path) -> None:
+    state = ["--state", str(tmp_path / "state")]
+    src = tmp_path / "in"
+    src.write_bytes(b"x")
+    assert main(["seal", str(src), str(tmp_path / "s"), "--tee", "sgx", *state]) == EXIT_OK
+    assert main(["unseal", str(tmp_path / "s"), str(tmp_path / "o"), "--tee", "tdx",
+                 *state]) == EXIT_SEALING
+
+
+def test_sgx_min_tcb_is_a_cpusvn_floor(tmp_path: Path) -> None:
+    base = ["--tee", "sgx", "--state", str(tmp_path / "state")]
+    src = tmp_path / "in"
+    src.write_bytes(b"x")
+    assert main(["seal", str(src), str(tmp_path / "s"), *base]) == EXIT_OK
+    assert main(["unseal", str(tmp_path / "s"), str(tmp_path / "o"), *base, "--min-tcb",
+                 "ff" * 16]) == EXIT_SEALING
+    assert main(["unseal", str(tmp_path / "s"), str(tmp_path / "o"), *base, "--min-tcb",
+                 "00" * 16]) == EXIT_OK
+    assert main(["unseal", "--force", str(tmp_path / "s"), str(tmp_path / "o"), *base,
+                 "--min-tcb", "0102"]) == EXIT_CONFIG
+
+
+@pytest.mark.parametrize("tee", ["sgx", "tdx"])
+def test_keys_on_intel_need_the_unsafe_opt_out(tee: str, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["--tee", tee, "--state", str(tmp_path / "state"), "--store", str(tmp_path / "ks")]
+    assert main(["keys", "create", "k", *base]) == EXIT_CONFIG  # no monotonic counters
+    assert "rollback" in capsys.readouterr().err
+    unsafe = [*base, "--unsafe-no-rollback-protection"]
+    assert main(["keys", "create", "k", "--type", "ec-p256", *unsafe]) == EXIT_OK
+    msg = tmp_path / "msg"
+    msg.write_bytes(b"hello")
+    assert main(["keys", "sign", "k", "--in", str(msg), "--out", str(tmp_path / "sig"),
+                 *unsafe]) == EXIT_OK
+    assert main(["keys", "verify", "k", "--in", str(msg), "--signature",
+                 str(tmp_path / "sig"), *unsafe]) == EXIT_OK
+    # another image: another workload, whose keys cannot open this store
+    image = tmp_path / "other.img"
+    image.write_bytes(b"another image")
+    assert main(["keys", "list", *unsafe, "--image", str(image)]) != EXIT_OK
+
+
+@needs_swtpm
+def test_tpm_seal_pcrs_keys_with_rollback(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["--tee", "tpm", "--platform", "emulated", "--state", str(tmp_path / "tpm")]
+    src = tmp_path / "in"
+    src.write_bytes(b"disk key")
+    assert main(["seal", str(src), str(tmp_path / "s"), *base, "--pcrs", "0,7",
+                 "--rollback"]) == EXIT_OK
+    assert main(["unseal", str(tmp_path / "s"), str(tmp_path / "o"), *base,
+                 "--rollback"]) == EXIT_SEALING  # the reader expects PCRs 0-7 by default
+    assert main(["unseal", str(tmp_path / "s"), str(tmp_path / "o"), *base, "--pcrs", "0,7",
+                 "--rollback"]) == EXIT_OK
+    old = (tmp_path / "s").read_bytes()
+    assert main(["seal", str(src), str(tmp_path / "s"), *base, "--pcrs", "0,7",
+                 "--rollback"]) == EXIT_OK
+    (tmp_path / "s").write_bytes(old)  # the host puts the older version back
+    assert main(["unseal", "--force", str(tmp_path / "s"), str(tmp_path / "o"), *base,
+                 "--pcrs", "0,7", "--rollback"]) == EXIT_SEALING
+    # The key store runs with the TPM's NV counters: no unsafe opt-out needed.
+    ks = [*base, "--store", str(tmp_path / "ks")]
+    assert main(["keys", "create", "k", "--type", "aes-256", *ks]) == EXIT_OK
+    capsys.readouterr()
+    assert main(["keys", "list", "--format", "json", *ks]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)[0]["name"] == "k"
