@@ -62,7 +62,6 @@ from veritee.crypto.certs import (
     PrivateKey,
     certificate_pem,
     generate_private_key,
-    load_certificate,
     private_key_pem,
 )
 from veritee.errors import ConfigError, PlatformError, VerificationError
@@ -203,7 +202,13 @@ def verify_peer(sock: ssl.SSLSocket, *, policy: Any = None,
     der = sock.getpeercert(binary_form=True)
     if not der:
         raise VerificationError("tls.peer.no_certificate", "the peer sent no certificate")
-    cert = load_certificate(der, source="TLS peer certificate")
+    # getpeercert(binary_form=True) is DER: parse it as DER only, never search it for PEM
+    # (the peer's certificate can carry another certificate's PEM text in an extension).
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise VerificationError("tls.peer.certificate",
+                                f"the peer's certificate is not DER ({exc})") from None
     return cert, _Verifier(pinned, collateral, anchors, now, ca, max_age)(cert)
 
 

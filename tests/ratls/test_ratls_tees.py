@@ -233,3 +233,18 @@ def test_attested_tls_to_an_emulated_td(tdx: TdxPlatform, tdx_server: object,
         connect_attested(host, port, policy=TdxPolicy(mrowner=frozenset({bytes(48)})),
                          **args)  # type: ignore[arg-type]
     assert tdx_server.requests_served == served
+
+
+def test_a_der_certificate_is_never_searched_for_embedded_pem() -> None:
+    """``cert inspect FILE`` reads the certificate in FILE, not one smuggled inside it."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from veritee.crypto.certs import certificate_pem, load_certificate
+
+    inner = self_signed_leaf(ec.generate_private_key(ec.SECP256R1()), "CN=genuine", now=NOW)
+    oid = x509.ObjectIdentifier("1.3.6.1.4.1.55555.1")
+    outer = self_signed_leaf(ec.generate_private_key(ec.SECP256R1()), "CN=outer", now=NOW,
+                             extensions=[x509.Extension(oid, False, x509.UnrecognizedExtension(
+                                 oid, b"\n" + certificate_pem(inner)))])
+    assert load_certificate(outer.public_bytes(Encoding.DER)) == outer
+    assert load_certificate(certificate_pem(outer)) == outer
