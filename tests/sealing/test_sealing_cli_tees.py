@@ -111,3 +111,45 @@ def test_tpm_seal_pcrs_keys_with_rollback(tmp_path: Path,
     capsys.readouterr()
     assert main(["keys", "list", "--format", "json", *ks]) == EXIT_OK
     assert json.loads(capsys.readouterr().out)[0]["name"] == "k"
+
+
+def _intel_registered() -> bool:
+    from veritee import schemes
+
+    return {"tdx", "sgx"} <= set(schemes.names())
+
+
+@pytest.mark.skipif(not _intel_registered(),
+                    reason="the tdx/sgx schemes are not in the registry yet (issue 11)")
+@pytest.mark.parametrize("tee", ["tdx", "sgx"])
+def test_cert_attested_and_inspect_on_intel(tee: str, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "att"
+    assert main(["cert", "attested", "--out", str(out), "--tee", tee]) == EXIT_OK
+    capsys.readouterr()
+    col = out / "collateral"
+    argv = ["cert", "inspect", str(out / "cert.pem"), "--trust-root", str(col / "root_ca.pem"),
+            "--certs", str(col), "--policy", str(out / "policy.json"), "--format", "json"]
+    assert main(argv) == EXIT_OK
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["certificate"]["scheme"] == tee and shown["appraisal"]["accepted"] is True
+    # Without the emulated root the pinned Intel root does not sign this evidence.
+    assert main(["cert", "inspect", str(out / "cert.pem"), "--certs", str(col)]) == 4
+
+
+def test_cert_attested_on_a_tpm_says_why_not(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cert", "attested", "--out", str(tmp_path), "--tee", "tpm"]) == 7
+    err = capsys.readouterr().err
+    assert "AK" in err and "not yet" not in err
+
+
+def test_cert_inspect_names_the_scheme(tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "att"
+    assert main(["cert", "attested", "--out", str(out), "--key-size", "2048"]) == EXIT_OK
+    capsys.readouterr()
+    assert main(["cert", "inspect", str(out / "cert.pem"), "--trust-root",
+                 str(out / "certs" / "ark.pem"), "--crl", str(out / "certs" / "crl.pem"),
+                 "--policy", str(out / "policy.json")]) == EXIT_OK
+    assert "scheme: sevsnp" in capsys.readouterr().out
