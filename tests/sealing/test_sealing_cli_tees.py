@@ -153,3 +153,54 @@ def test_cert_inspect_names_the_scheme(tmp_path: Path,
                  str(out / "certs" / "ark.pem"), "--crl", str(out / "certs" / "crl.pem"),
                  "--policy", str(out / "policy.json")]) == EXIT_OK
     assert "scheme: sevsnp" in capsys.readouterr().out
+
+
+def test_kbs_get_seal_on_an_emulated_td(tmp_path: Path) -> None:
+    """A secret released to the TD is sealed to the TD (key-service key, the resource path as
+    associated data): it opens in that TD and in no other image."""
+    import base64
+    from datetime import UTC, datetime
+
+    import httpx
+
+    from veritee.cli._demo import demo_image
+    from veritee.platform.emulated.intel import EmulatedIntelCpu
+    from veritee.platform.emulated.tdx import InsecureEmulatedTdxMachine
+    from veritee.service import MasterKey, Settings, create_app
+    from veritee.service.core import create_admin_token
+    from veritee.service.server import LoopbackServer
+    from veritee.service.storage import open_store
+    from veritee.trust.roots import TrustAnchors
+
+    state = tmp_path / "state"
+    cpu = EmulatedIntelCpu.open(state)
+    mrtd = InsecureEmulatedTdxMachine(cpu.vendor, cpu=cpu).launch(demo_image()).mr_td
+    col = tmp_path / "intel"
+    cpu.vendor.write_collateral(col, "TDX", datetime.now(UTC))
+    url = f"sqlite:///{tmp_path / 'kbs.db'}"
+    store = open_store(url)
+    settings = Settings(database_url=url, dev_mode=True, key_source="emulated",
+                        emulated_machine_dir=str(tmp_path), intel_collateral_dir=str(col),
+                        intel_trust_roots=(str(col / "root_ca.pem"),))
+    app = create_app(settings, master_key=MasterKey.generate(), anchors=TrustAnchors.amd(),
+                     store=store)
+    _, admin = create_admin_token(store, "t", "admin")
+    sealed, opened = tmp_path / "secret.sealed", tmp_path / "secret"
+    base = ["--tee", "tdx", "--state", str(state)]
+    try:
+        with LoopbackServer(app) as server:
+            httpx.put(f"{server.url}/v1/admin/resources/tds/k",
+                      headers={"Authorization": f"Bearer {admin}"},
+                      json={"secret": base64.b64encode(b"s3cret").decode(),
+                            "policy": {"mrtd": [mrtd.hex()]}}).raise_for_status()
+            assert main(["kbs", "get", "tds/k", "--url", server.url, "--out", str(sealed),
+                         "--seal", "--dev-mode", *base]) == EXIT_OK
+    finally:
+        store.close()
+    assert b"s3cret" not in sealed.read_bytes()
+    assert main(["unseal", str(sealed), str(opened), "--aad", "tds/k", *base]) == EXIT_OK
+    assert opened.read_bytes() == b"s3cret"
+    image = tmp_path / "other.img"
+    image.write_bytes(b"another firmware")
+    assert main(["unseal", "--force", str(sealed), str(opened), "--aad", "tds/k", *base,
+                 "--image", str(image)]) == EXIT_SEALING
