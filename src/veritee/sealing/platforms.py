@@ -248,6 +248,8 @@ def for_platform(source: object) -> SealingKeySource | None:
     if isinstance(source, TdxGuestPlatform):
         raise PlatformError("a TDX 1.x TD has no hardware sealing key: fetch keys from a key "
                             "broker after attestation (veritee kbs get --tee tdx) or a vTPM")
-    if type(source).__module__ == "veritee.platform.tpm":  # TpmPlatform, without importing
-        return TpmSealing(source)  # type: ignore[arg-type]
+    from veritee.platform.tpm import TpmPlatform  # tpm2-pytss itself loads on first use
+
+    if isinstance(source, TpmPlatform):
+        return TpmSealing(source)
     return None
