@@ -268,6 +268,9 @@ def _evidence(attester: Attester | SnpAttester, key: PrivateKey, include_endorse
         if ev.tee != scheme.name:
             raise ConfigError(f"the platform {attester.name!r} gave {ev.tee!r} evidence")
         return scheme.name, ev.data, ev.endorsements if include_endorsements else b""
+    if not hasattr(attester, "attestation_report"):
+        raise ConfigError(f"{type(attester).__name__}: want a platform.base.Platform (see "
+                          "veritee.platform.adapters) or an SEV-SNP guest")
     guest: SnpAttester = attester
     report_data = report_data_for(key)
     if include_endorsements:

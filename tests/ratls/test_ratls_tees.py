@@ -254,3 +254,10 @@ def test_a_der_certificate_is_never_searched_for_embedded_pem() -> None:
                                  oid, b"\n" + certificate_pem(inner)))])
     assert load_certificate(outer.public_bytes(Encoding.DER)) == outer
     assert load_certificate(certificate_pem(outer)) == outer
+
+
+def test_a_td_object_that_is_not_a_platform_is_refused(tdx: TdxPlatform) -> None:
+    """An emulated TD passed without its Platform adapter must not be taken for an SEV-SNP
+    guest (its quote would be labelled an SEV-SNP report)."""
+    with pytest.raises(ConfigError):
+        issue_attested_certificate(tdx.td, generate_private_key(KeyType.P256), now=NOW)
