@@ -133,6 +133,7 @@ def test_cert_attested_and_inspect_on_intel(tee: str, tmp_path: Path,
     assert main(argv) == EXIT_OK
     shown = json.loads(capsys.readouterr().out)
     assert shown["certificate"]["scheme"] == tee and shown["appraisal"]["accepted"] is True
+    assert shown["appraisal"]["policy_id"] == "emulated-workload"
     # Without the emulated root the pinned Intel root does not sign this evidence.
     assert main(["cert", "inspect", str(out / "cert.pem"), "--certs", str(col)]) == 4
 

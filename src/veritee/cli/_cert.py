@@ -451,7 +451,7 @@ def _attested_intel(args: argparse.Namespace) -> int:
         td = InsecureEmulatedTdxMachine(vendor, cpu=cpu).launch(demo_image(),
                                                                 debug=args.debug_guest)
         platform, pin = TdxPlatform(td), td.mr_td
-        policy: Any = TdxPolicy(mrtd=frozenset({pin}))
+        policy: Any = TdxPolicy(policy_id="emulated-workload", mrtd=frozenset({pin}))
     else:
         from veritee.platform.emulated.sgx import InsecureEmulatedSgxMachine
 
@@ -459,7 +459,7 @@ def _attested_intel(args: argparse.Namespace) -> int:
         enclave = InsecureEmulatedSgxMachine(vendor, cpu=cpu).load(
             demo_image(), signer, debug=args.debug_guest)
         platform, pin = SgxPlatform(enclave), enclave.mr_enclave
-        policy = SgxPolicy(mrenclave=frozenset({pin}))
+        policy = SgxPolicy(policy_id="emulated-workload", mrenclave=frozenset({pin}))
     _issue(args, platform, now)
     vendor.write_collateral(out / "collateral", args.tee.upper(), now)
     _write_policy(out, args.tee, policy)
