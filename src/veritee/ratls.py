@@ -173,7 +173,7 @@ class _PlatformEvidence(Protocol):
 
 class Attester(Protocol):
     """A :class:`veritee.platform.base.Platform` as far as certificates need it: its scheme
-    ``name`` and evidence bound to 64 bytes of report data."""
+    ``name`` and evidence bound to report data of the scheme's binding size."""
 
     name: str
 
@@ -261,9 +261,8 @@ def _evidence(attester: Attester | SnpAttester, key: PrivateKey, include_endorse
     """(scheme, evidence, attached) bound to ``key`` from a platform or an SEV-SNP guest."""
     if hasattr(attester, "evidence") and hasattr(attester, "name"):
         scheme = schemes.get(attester.name)
-        if scheme.binding_size != 64:
-            raise ConfigError(f"{scheme.name} evidence carries a {scheme.binding_size}-byte "
-                              "binding; attested certificates need 64 bytes of report data")
+        # The scheme's binding size: 64 bytes of REPORT_DATA (SEV-SNP, TDX, SGX), 32 bytes of
+        # TPM qualifying data (the platform takes what its evidence field holds).
         ev = attester.evidence(report_data_for(key, scheme.binding_size))
         if ev.tee != scheme.name:
             raise ConfigError(f"the platform {attester.name!r} gave {ev.tee!r} evidence")

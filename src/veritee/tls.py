@@ -46,6 +46,7 @@ import ssl
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -147,26 +148,35 @@ def pinned_context(certificate: x509.Certificate) -> ssl.SSLContext:
 
 
 # The policy fields, per scheme policy type, that pin a launch identity (SEV-SNP
-# SevSnpPolicy, Intel TdxPolicy / SgxPolicy). TDX MROWNER / MRCONFIGID are left out: whoever
-# launches a TD chooses them, so they do not say which code runs.
+# SevSnpPolicy, Intel TdxPolicy / SgxPolicy, TpmPolicy's PCR reference values). TDX MROWNER /
+# MRCONFIGID are left out: whoever launches a TD chooses them, so they do not say which code
+# runs.
 _PINS = ("measurements", "id_key_digests", "author_key_digests", "host_data",
-         "mrtd", "rtmr0", "rtmr1", "rtmr2", "rtmr3", "mrenclave", "mrsigner")
+         "mrtd", "rtmr0", "rtmr1", "rtmr2", "rtmr3", "mrenclave", "mrsigner", "pcrs")
 
 
 def _pins(policy: Any) -> bool:
-    return policy is not None and any(getattr(policy, f, None) is not None for f in _PINS)
+    """True when ``policy`` sets a reference value for one of the launch-identity fields
+    (an empty set or mapping pins nothing: TpmPolicy's ``pcrs`` defaults to ``{}``)."""
+    for name in _PINS:
+        value = getattr(policy, name, None)
+        if value is None or (isinstance(value, Mapping | AbstractSet) and not value):
+            continue
+        return True
+    return False
 
 
 def require_workload_pin(policy: Any) -> Any:
     """Return ``policy`` if it pins the workload (SEV-SNP measurements, ID or author key
-    digests, or HOST_DATA; TDX MRTD or RTMRs; SGX MRENCLAVE or MRSIGNER), else raise
+    digests, or HOST_DATA; TDX MRTD or RTMRs; SGX MRENCLAVE or MRSIGNER; TPM PCRs), else raise
     ConfigError: without a pin any genuine TEE of that kind passes. A mapping from scheme name
     to policy must pin every scheme it names."""
     values = list(policy.values()) if isinstance(policy, Mapping) else [policy]
     if not values or not all(_pins(p) for p in values):
         raise ConfigError("attested TLS needs a policy that pins the workload (SEV-SNP "
                           "measurements, id_key_digests, author_key_digests or host_data; "
-                          "TDX mrtd or rtmr0-3; SGX mrenclave or mrsigner): without a pin "
+                          "TDX mrtd or rtmr0-3; SGX mrenclave or mrsigner; TPM pcrs): without "
+                          "a pin "
                           "any genuine TEE, an attacker's own included, is accepted")
     return policy
 

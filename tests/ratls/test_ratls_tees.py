@@ -261,3 +261,46 @@ def test_a_td_object_that_is_not_a_platform_is_refused(tdx: TdxPlatform) -> None
     guest (its quote would be labelled an SEV-SNP report)."""
     with pytest.raises(ConfigError):
         issue_attested_certificate(tdx.td, generate_private_key(KeyType.P256), now=NOW)
+
+
+# -- a TPM (swtpm): a 32-byte binding in the quote's qualifying data --------------------------
+def _swtpm_reason() -> str | None:
+    try:
+        from veritee.platform.tpm import swtpm_unavailable_reason
+    except ImportError as exc:  # pragma: no cover - tpm2-pytss missing
+        return str(exc)
+    return swtpm_unavailable_reason()
+
+
+@pytest.mark.skipif(_swtpm_reason() is not None or "tpm" not in schemes.names(),
+                    reason=str(_swtpm_reason() or "no tpm scheme"))
+def test_tpm_attested_certificate_with_an_enrolled_ak(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from veritee.platform.adapters import TpmAdapter
+    from veritee.platform.tpm import InsecureSwtpmPlatform, register_ak
+    from veritee.policy.tpm import TpmPolicy
+    from veritee.trust.tpm import TpmAnchors
+
+    now = datetime.now(UTC)
+    tpm = InsecureSwtpmPlatform.open(Path(str(tmp_path)) / "tpm")
+    try:
+        key = generate_private_key(KeyType.P256)
+        cert = issue_attested_certificate(TpmAdapter(tpm), key, now=now)
+        assert extract_evidence(cert).scheme == "tpm"
+        enrolled = register_ak(tpm, roots=[tpm.ca_root()], intermediates=tpm.ca_intermediates(),
+                               now=now)
+        anchors = Anchors({"tpm": TpmAnchors(registered_aks=(enrolled,))})
+        appraisal = verify_attested_certificate(cert, policy=TpmPolicy(), anchors=anchors,
+                                                now=now)
+        assert appraisal.accepted
+        assert any(f.code == "tpm.binding.mismatch" and f.outcome.name == "PASS"
+                   for f in appraisal.findings)
+        attacker = ec.generate_private_key(ec.SECP256R1())
+        stolen = self_signed_leaf(attacker, "CN=attacker", now=now, extensions=[
+            cert.extensions.get_extension_for_oid(OID_TCG_DICE_CMW)])
+        with pytest.raises(PolicyRejected) as exc:
+            verify_attested_certificate(stolen, policy=TpmPolicy(), anchors=anchors, now=now)
+        assert exc.value.appraisal.codes() == ["tpm.binding.mismatch"]
+    finally:
+        tpm.close()

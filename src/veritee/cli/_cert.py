@@ -141,7 +141,7 @@ def register(add: AddCommand) -> None:
     p.add_argument("--tee", choices=("snp", "tdx", "sgx", "tpm"), default="snp",
                    help="the TEE whose evidence goes in the certificate: snp (a report and "
                    "its certificate table), tdx or sgx (a DCAP quote with its PCK chain); "
-                   "tpm is refused (a quote needs its enrolled AK)")
+                   "tpm is refused here (its quote verifies against an enrolled AK)")
     p.set_defaults(fn=_cmd_attested)
 
 
@@ -370,10 +370,12 @@ def _cmd_attested(args: argparse.Namespace) -> int:
     if args.tee == "tpm":
         from veritee.errors import PlatformError
 
-        raise PlatformError("--tee tpm: a TPM quote is not self-contained evidence (its "
-                            "verifier needs the AK it enrolled and the PCR values), so it "
-                            "cannot go in a certificate alone; use snp, tdx or sgx, or "
-                            "'veritee tpm quote' for TPM attestation")
+        raise PlatformError("--tee tpm: a certificate's TPM quote verifies only against an "
+                            "AK the verifier enrolled (credential activation, "
+                            "veritee.platform.tpm.register_ak) or an AK certificate, which "
+                            "`cert inspect` cannot take; issue it with the Python API "
+                            "(veritee.ratls.issue_attested_certificate(TpmAdapter(tpm), key)) "
+                            "or use --tee snp, tdx or sgx")
     if args.tee in ("tdx", "sgx"):
         return _attested_intel(args)
     return _attested_snp(args)
