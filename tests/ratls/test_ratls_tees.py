@@ -9,7 +9,7 @@ need the ``tdx``/``sgx`` schemes in the registry (issue 11) and skip until they 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography import x509
@@ -282,8 +282,9 @@ def test_tpm_attested_certificate_with_an_enrolled_ak(tmp_path: object) -> None:
     from veritee.policy.tpm import TpmPolicy
     from veritee.trust.tpm import TpmAnchors
 
-    now = datetime.now(UTC)
     tpm = InsecureSwtpmPlatform.open(Path(str(tmp_path)) / "tpm")
+    # After manufacturing: the EK certificate's notBefore is that moment, to the second.
+    now = datetime.now(UTC) + timedelta(seconds=2)
     try:
         key = generate_private_key(KeyType.P256)
         cert = issue_attested_certificate(TpmAdapter(tpm), key, now=now)
