@@ -8,7 +8,8 @@
                             --out DIR                                  -> cert.pem (+ key.pem)
     veritee cert check cert.pem --ca ca.pem [--usage server] [--at TIME]
     veritee cert inspect cert.pem [--trust-root ark.pem] [--policy FILE]
-    veritee cert attested --out DIR   (an emulated guest makes a key and an attested cert)
+    veritee cert attested --out DIR [--tee snp|tdx|sgx]   (an emulated TEE makes a key and
+                                                            an attested certificate)
 
 Private keys are written unencrypted with mode 0600; keep them inside the TEE or seal them.
 ``--key store:NAME`` (ca, csr, leaf) uses a key of the sealed key store instead of making one,
@@ -32,8 +33,10 @@ from veritee.errors import ConfigError, PolicyRejected, VerificationError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (start-up)
 if TYPE_CHECKING:
-    from datetime import timedelta
+    from datetime import datetime, timedelta
     from typing import Any
+
+    from cryptography import x509
 
 __all__: list[str] = []
 
@@ -202,15 +205,14 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _describe(cert_path: str) -> tuple[list[str], dict[str, object]]:
+def _describe(cert: x509.Certificate) -> tuple[list[str], dict[str, object]]:
     import hashlib
 
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    from veritee.crypto.certs import fingerprint, load_certificate
+    from veritee.crypto.certs import fingerprint
     from veritee.ratls import OID_TCG_DICE_CMW, OID_TCG_DICE_ENDORSEMENT_MANIFEST
 
-    cert = load_certificate(_read(cert_path, "certificate"), source=cert_path)
     oids = {e.oid.dotted_string for e in cert.extensions}
     info: dict[str, object] = {
         "subject": cert.subject.rfc4514_string(),
@@ -218,7 +220,7 @@ def _describe(cert_path: str) -> tuple[list[str], dict[str, object]]:
         "not_before": cert.not_valid_before_utc.isoformat(),
         "not_after": cert.not_valid_after_utc.isoformat(),
         "sha256_fingerprint": fingerprint(cert),
-        # The value the evidence's REPORT_DATA must equal (veritee.ratls.report_data_for).
+        # The 64-byte binding the evidence's report data must equal (ratls.report_data_for).
         "spki_sha512": hashlib.sha512(cert.public_key().public_bytes(
             Encoding.DER, PublicFormat.SubjectPublicKeyInfo)).hexdigest(),
         "evidence_extension": OID_TCG_DICE_CMW.dotted_string in oids,
@@ -228,24 +230,60 @@ def _describe(cert_path: str) -> tuple[list[str], dict[str, object]]:
     return lines, info
 
 
-def _cmd_inspect(args: argparse.Namespace) -> int:
+def _vendor_anchors(vendor: str, paths: list[str]) -> Any:
+    """``--trust-root`` PEM files as the anchors of ``vendor`` (emulated roots are trusted
+    only so). AMD's verifier takes a TrustAnchors of ARKs; the others take certificates."""
+    if vendor == "amd":
+        from veritee.crypto.amd_certs import load_certificates
+        from veritee.trust.roots import TrustAnchors
+
+        return TrustAnchors.from_certificates(*[
+            c for path in paths for c in load_certificates(_read(path, "trust root"),
+                                                           source=path)])
+    from veritee.crypto._x509 import load_certificate_chain
+
+    return [c for path in paths
+            for c in load_certificate_chain(_read(path, "trust root"), structure=path)]
+
+
+def _inspect_inputs(args: argparse.Namespace, scheme: Any) -> tuple[Any, Any, Any]:
+    """(policy, collateral, anchors) for the scheme the certificate's evidence names."""
     from pathlib import Path
 
-    from veritee.crypto.certs import load_certificate
-    from veritee.policy.sevsnp import SevSnpPolicy, load_policy
-    from veritee.ratls import verify_attested_certificate
+    from veritee.policy._load import load_mapping
 
-    lines, info = _describe(args.cert)
+    policy = (scheme.policy_from_mapping(load_mapping(args.policy)) if args.policy
+              else scheme.default_policy())
+    if scheme.vendor == "amd":  # --crl merges into the AMD certificates (cli._load_collateral)
+        amd_certs, amd_anchors = _load_collateral(args)
+        return policy, amd_certs, amd_anchors
+    if args.crl:
+        raise ConfigError(f"--crl: {scheme.name} revocation lists come with --certs")
+    collateral = (scheme.load_collateral([Path(p) for p in args.certs]) if args.certs
+                  else None)
+    anchors = _vendor_anchors(scheme.vendor, args.trust_root) if args.trust_root else None
+    return policy, collateral, anchors
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from veritee import schemes
+    from veritee.crypto.certs import load_certificate
+    from veritee.ratls import extract_evidence, verify_attested_certificate
+
     cert = load_certificate(_read(args.cert, "certificate"), source=args.cert)
+    lines, info = _describe(cert)
+    carried = extract_evidence(cert)  # ratls.evidence.missing (exit 4) without it
+    scheme = schemes.get(carried.scheme)
+    info["scheme"] = scheme.name
+    lines.append(f"scheme: {scheme.name} ({len(carried.report)} bytes of evidence)")
     if not args.trust_root:
-        lines.append("trust: the pinned AMD roots (pass --trust-root for an emulated machine)")
-    certs, anchors = _load_collateral(args)
-    policy = load_policy(Path(args.policy)) if args.policy else SevSnpPolicy()
+        lines.append(f"trust: the pinned {scheme.vendor} roots (pass --trust-root for an "
+                     "emulated platform)")
+    policy, collateral, anchors = _inspect_inputs(args, scheme)
     ca = load_certificate(_read(args.ca, "CA certificate"), source=args.ca) if args.ca else None
     try:
         appraisal = verify_attested_certificate(
-            cert, policy=policy, collateral=certs, anchors=anchors,
-            now=args.at, ca=ca)
+            cert, policy=policy, collateral=collateral, anchors=anchors, now=args.at, ca=ca)
     except PolicyRejected as rejected:
         _emit(args, "\n".join([*lines, rejected.appraisal.to_text()]),
               {"certificate": info, "appraisal": rejected.appraisal.to_dict()})
@@ -260,53 +298,124 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_attested(args: argparse.Namespace) -> int:
-    import json
+    if args.hours < 1:
+        raise ConfigError(f"--hours: got {args.hours}, want >= 1")
+    if args.tee == "tpm":
+        from veritee.errors import PlatformError
+
+        raise PlatformError("--tee tpm: a certificate's TPM quote verifies only against an "
+                            "AK the verifier enrolled (credential activation, "
+                            "veritee.platform.tpm.register_ak) or an AK certificate, which "
+                            "`cert inspect` cannot take; issue it with the Python API "
+                            "(veritee.ratls.issue_attested_certificate(TpmAdapter(tpm), key)) "
+                            "or use --tee snp, tdx or sgx")
+    if args.tee in ("tdx", "sgx"):
+        return _attested_intel(args)
+    return _attested_snp(args)
+
+
+def _issue(args: argparse.Namespace, platform: Any, now: datetime) -> None:
+    """Inside the TEE: the key is made here and never leaves (except to key.pem, for demos)."""
     from datetime import timedelta
+    from pathlib import Path
+
+    from veritee._fs import atomic_write
+    from veritee.crypto.certs import certificate_pem, private_key_pem
+    from veritee.ratls import issue_attested_certificate
+
+    out = Path(args.out)
+    key = _new_key(args)
+    cert = issue_attested_certificate(platform, key, now=now, subject=args.subject,
+                                      dns_names=args.dns, ip_addresses=args.ip,
+                                      valid_for=timedelta(hours=args.hours))
+    atomic_write(out / "cert.pem", certificate_pem(cert), 0o644)
+    _write_key(out / "key.pem", private_key_pem(key))
+
+
+def _write_policy(out: Any, scheme_name: str, policy: Any) -> None:
+    import json
+
+    from veritee import schemes
+    from veritee._fs import atomic_write
+
+    mapping = schemes.get(scheme_name).policy_to_mapping(policy)
+    atomic_write(out / "policy.json", (json.dumps(mapping, indent=2) + "\n").encode(), 0o644)
+
+
+def _attested_snp(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from cryptography.hazmat.primitives.serialization import Encoding
 
     from veritee._fs import atomic_write
     from veritee.cli._demo import demo_image
-    from veritee.crypto.certs import certificate_pem, private_key_pem
     from veritee.formats.sevsnp import GuestPolicy, Product
+    from veritee.platform.adapters import SnpPlatform
     from veritee.platform.emulated.measurement import simple_guest_image
     from veritee.platform.emulated.snp import InsecureEmulatedSnpMachine
-    from veritee.policy.sevsnp import SevSnpPolicy, policy_to_mapping
-    from veritee.ratls import issue_attested_certificate
+    from veritee.policy.sevsnp import SevSnpPolicy
 
-    if args.tee != "snp":
-        from veritee.errors import PlatformError
-
-        raise PlatformError(f"--tee {args.tee}: not yet: attested (RA-TLS) certificates carry "
-                            "SEV-SNP reports only; Intel quotes need their own evidence media "
-                            "type in veritee.ratls")
-    if args.hours < 1:
-        raise ConfigError(f"--hours: got {args.hours}, want >= 1")
     out = Path(args.out)
     machine = InsecureEmulatedSnpMachine.create(Product(args.product), key_size=args.key_size)
     guest = machine.launch(simple_guest_image(demo_image()),
                            policy=GuestPolicy(smt=True, debug=args.debug_guest))
-    # Inside the guest: the key is made here and never leaves (except to key.pem, for demos).
-    key = _new_key(args)
-    cert = issue_attested_certificate(guest, key, now=machine.now(), subject=args.subject,
-                                      dns_names=args.dns, ip_addresses=args.ip,
-                                      valid_for=timedelta(hours=args.hours))
-    atomic_write(out / "cert.pem", certificate_pem(cert), 0o644)
-    _write_key(out / "key.pem", private_key_pem(key))
+    _issue(args, SnpPlatform(guest), machine.now())
     certs = machine.certificates()
     for name, c in (("ark", certs.ark), ("ask", certs.ask), ("vcek", certs.vek)):
         assert c is not None
         atomic_write(out / "certs" / f"{name}.pem", c.public_bytes(Encoding.PEM), 0o644)
     assert certs.crl is not None  # the ARK's CRL: the default policy refuses without it
     atomic_write(out / "certs" / "crl.pem", certs.crl.public_bytes(Encoding.PEM), 0o644)
-    policy = SevSnpPolicy(policy_id="emulated-workload",
-                          measurements=frozenset({guest.measurement}))
-    atomic_write(out / "policy.json",
-                 (json.dumps(policy_to_mapping(policy), indent=2) + "\n").encode(), 0o644)
+    _write_policy(out, "sevsnp", SevSnpPolicy(policy_id="emulated-workload",
+                                              measurements=frozenset({guest.measurement})))
     print(f"wrote {out / 'cert.pem'}, {out / 'key.pem'} (mode 0600), {out / 'certs'}/ and "
           f"{out / 'policy.json'} (pins measurement {guest.measurement.hex()[:16]}...)")
     print(f"inspect with: veritee cert inspect {out / 'cert.pem'} --trust-root "
           f"{out / 'certs' / 'ark.pem'} --crl {out / 'certs' / 'crl.pem'} "
           f"--policy {out / 'policy.json'}")
+    return EXIT_OK
+
+
+def _attested_intel(args: argparse.Namespace) -> int:
+    """A fresh emulated Intel vendor and CPU; a TD or an enclave of the demo image makes the
+    key and the certificate; the vendor's collateral and root go to ``--out``/collateral."""
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from veritee.cli._demo import demo_image
+    from veritee.platform.adapters import SgxPlatform, TdxPlatform
+    from veritee.platform.emulated.intel import EmulatedIntelCpu, EmulatedIntelVendor
+    from veritee.policy.intel import SgxPolicy, TdxPolicy
+
+    out = Path(args.out)
+    now = datetime.now(UTC)
+    vendor = EmulatedIntelVendor.generate()
+    cpu = EmulatedIntelCpu(vendor)
+    platform: Any
+    if args.tee == "tdx":
+        from veritee.platform.emulated.tdx import InsecureEmulatedTdxMachine
+
+        td = InsecureEmulatedTdxMachine(vendor, cpu=cpu).launch(demo_image(),
+                                                                debug=args.debug_guest)
+        platform, pin = TdxPlatform(td), td.mr_td
+        policy: Any = TdxPolicy(policy_id="emulated-workload", mrtd=frozenset({pin}))
+    else:
+        from veritee.platform.emulated.sgx import InsecureEmulatedSgxMachine
+
+        signer = rsa.generate_private_key(public_exponent=3, key_size=3072)
+        enclave = InsecureEmulatedSgxMachine(vendor, cpu=cpu).load(
+            demo_image(), signer, debug=args.debug_guest)
+        platform, pin = SgxPlatform(enclave), enclave.mr_enclave
+        policy = SgxPolicy(policy_id="emulated-workload", mrenclave=frozenset({pin}))
+    _issue(args, platform, now)
+    vendor.write_collateral(out / "collateral", args.tee.upper(), now)
+    _write_policy(out, args.tee, policy)
+    col = out / "collateral"
+    print(f"wrote {out / 'cert.pem'}, {out / 'key.pem'} (mode 0600), {col}/ and "
+          f"{out / 'policy.json'} (pins {'MRTD' if args.tee == 'tdx' else 'MRENCLAVE'} "
+          f"{pin.hex()[:16]}...)")
+    print(f"inspect with: veritee cert inspect {out / 'cert.pem'} --trust-root "
+          f"{col / 'root_ca.pem'} --certs {col} --policy {out / 'policy.json'}")
     return EXIT_OK

@@ -83,20 +83,23 @@ def register(add: AddCommand) -> None:
     p = actions.add_parser("inspect", help="show an attested certificate and appraise the "
                            "evidence it carries")
     p.add_argument("cert", metavar="FILE", help="PEM or DER certificate")
-    p.add_argument("--trust-root", action="append", metavar="PEM", help="trust this ARK "
-                   "instead of the pinned AMD roots (e.g. an emulated machine's ark.pem)")
-    p.add_argument("--policy", metavar="FILE", help="policy file (TOML or JSON)")
-    p.add_argument("--certs", metavar="PATH", action="append", help="AMD certificates: a "
-                   "directory or file, repeatable (else the ones embedded "
-                   "in the certificate's endorsements extension)")
+    p.add_argument("--trust-root", action="append", metavar="PEM", help="trust this root "
+                   "instead of the vendor's pinned ones (e.g. an emulated machine's ark.pem "
+                   "or root_ca.pem)")
+    p.add_argument("--policy", metavar="FILE", help="policy file (TOML or JSON) of the "
+                   "evidence's scheme")
+    p.add_argument("--certs", metavar="PATH", action="append", help="collateral: a "
+                   "directory or file, repeatable (AMD certificates, else the ones in the "
+                   "certificate's endorsements extension; Intel TCB Info, QE Identity, CRLs)")
     p.add_argument("--crl", metavar="FILE", help="AMD CRL for the product (DER or PEM)")
     p.add_argument("--ca", metavar="PEM", help="check the certificate's issuer signature")
     p.add_argument("--at", type=_parse_time, metavar="TIME", help="as of (default: now)")
     add_format_arg(p, what="the certificate and the appraisal")
     p.set_defaults(fn=_impl("_cmd_inspect"))
 
-    p = actions.add_parser("attested", help="launch an emulated SEV-SNP guest that makes a "
-                           "key and an attested certificate (INSECURE: emulated)")
+    p = actions.add_parser("attested", help="launch an emulated TEE (SEV-SNP guest, TDX TD "
+                           "or SGX enclave) that makes a key and an attested certificate "
+                           "(INSECURE: emulated)")
     p.add_argument("--out", required=True, metavar="DIR", help="the directory to write "
                    "cert.pem, key.pem, certs/ and policy.json to")
     _key_args(p)
@@ -110,7 +113,9 @@ def register(add: AddCommand) -> None:
                    help="RSA size of the emulated AMD roots")
     p.add_argument("--debug-guest", action="store_true", help="launch with the DEBUG bit")
     p.add_argument("--tee", choices=("snp", "tdx", "sgx", "tpm"), default="snp",
-                   help="the TEE whose evidence goes in the certificate (snp only, for now)")
+                   help="the TEE whose evidence goes in the certificate: snp (a report and "
+                   "its certificate table), tdx or sgx (a DCAP quote with its PCK chain); "
+                   "tpm is refused here (its quote verifies against an enrolled AK)")
     p.set_defaults(fn=_impl("_cmd_attested"))
 
 

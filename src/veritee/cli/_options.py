@@ -28,7 +28,8 @@ def add_platform_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--platform", choices=("auto", "emulated", "sev-snp"), default="auto",
                    help="auto: /dev/sev-guest when present, else the emulated machine")
     g.add_argument("--tee", choices=TEES, default=None,
-                   help="which TEE: snp (default), or the emulated Intel tdx / sgx")
+                   help="which TEE: snp (default), the emulated Intel tdx / sgx, or tpm "
+                   "(/dev/tpmrm0, else swtpm in --state)")
     g.add_argument("--state", metavar="DIR", type=path_arg, help="emulated machine state "
                    "directory (must hold a machine unless --create)")
     g.add_argument("--create", action="store_true", help="create a new emulated machine in "

@@ -27,10 +27,17 @@ def register(adder: AddCommand) -> None:
             "workload's own SVN)" if reading else
             "signer policy: lowest SVN that may unseal (default: this workload's SVN)"))
         p.add_argument("--no-tcb", action="store_true", help="do not require/bind the "
-                       "firmware TCB (by default a downgraded firmware cannot unseal)")
+                       "firmware TCB (by default a downgraded firmware cannot unseal; SGX: "
+                       "the CPUSVN)")
+        p.add_argument("--pcrs", metavar="LIST", help="--tee tpm: the SHA-256 PCRs the key "
+                       "is bound to, e.g. 0,7,9 (default: 0-7)" + (
+                           "; the file must bind at least these" if reading else ""))
+        p.add_argument("--bind-rtmrs", action="store_true", help="--tee tdx: also bind "
+                       "RTMR0-2 (the measured boot chain), not only MRTD")
         if reading:
             p.add_argument("--min-tcb", metavar="HEX", help="refuse files sealed under a TCB "
-                           "below this TCB_VERSION (default: this platform's COMMITTED_TCB)")
+                           "below this TCB_VERSION (default: this platform's COMMITTED_TCB; "
+                           "SGX: a 16-byte CPUSVN, default none)")
 
     def rollback_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--rollback", action="store_true", help="the file is rollback-"
