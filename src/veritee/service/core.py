@@ -912,7 +912,11 @@ class Broker:
             raise InvalidRequest("body: want {secret (base64), policy}")
         if "policy" not in body:
             raise InvalidRequest("policy: required")
-        policy = ResourcePolicy.from_mapping(body["policy"])
+        policy = ResourcePolicy.from_mapping(body["policy"])  # ConfigError names the key
+        unknown = sorted(set(policy.workloads or {}) - set(known_schemes()))
+        if unknown:
+            raise InvalidRequest(f"policy.workloads.{unknown[0][:64]}: unknown scheme (known: "
+                                 f"{', '.join(known_schemes())})")
         secret = _unb64(body["secret"], "secret") if body.get("secret") is not None else None
         if secret is not None and not 1 <= len(secret) <= 1 << 20:
             raise InvalidRequest("secret: want 1 byte .. 1 MiB")
