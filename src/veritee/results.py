@@ -319,8 +319,10 @@ def composite_ear_claims(appraisals: Iterable[Appraisal], *, issuer: str, now: f
                          developer: str = "veritee", jti: str | None = None) -> dict[str, Any]:
     """One EAR for several attesters bound to one challenge (a CPU, then its devices): a
     submodule per attester (draft-ietf-rats-ear, "submods"), named by :func:`submod_names`,
-    each exactly as :func:`ear_claims` makes it. The first is the primary attester (the one
-    whose key is ``cnf``); :func:`worst_status` over them is the result's status."""
+    each as :func:`ear_claims` makes it, except that a device's ``veritee.trace`` keeps only
+    the checks that did not pass (the token must fit in an HTTP header). The first is the
+    primary attester (the one whose key is ``cnf``); :func:`worst_status` over them is the
+    result's status."""
     parts = list(appraisals)
     if not parts:
         raise ValueError("composite_ear_claims: no appraisal")
@@ -329,9 +331,14 @@ def composite_ear_claims(appraisals: Iterable[Appraisal], *, issuer: str, now: f
     claims = ear_claims(parts[0], issuer=issuer, now=now, ttl=ttl, nonce=nonce,
                         cnf_jwk=cnf_jwk, build=build, developer=developer, jti=jti)
     submods: dict[str, Any] = {}
-    for name, part in zip(submod_names(parts), parts, strict=True):
-        submods[name] = next(iter(ear_claims(part, issuer=issuer, now=now, ttl=ttl)[
-            "submods"].values()))
+    for i, (name, part) in enumerate(zip(submod_names(parts), parts, strict=True)):
+        sub = next(iter(ear_claims(part, issuer=issuer, now=now, ttl=ttl)["submods"].values()))
+        if i:
+            # The token travels in an HTTP header: a device's trace lists only the checks
+            # that did not pass (its failures, with got/want, are in veritee.failures).
+            sub["veritee.trace"] = {k: v for k, v in sub["veritee.trace"].items()
+                                    if v != Outcome.PASS.value}
+        submods[name] = sub
     claims["submods"] = submods
     return claims
 

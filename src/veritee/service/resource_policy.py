@@ -251,17 +251,17 @@ class ResourcePolicy:
         else:
             skip("resource.guest_svn.below_minimum", "guest_svn",
                  f"min_guest_svn is 0 (a {tee} token has no guest SVN)")
-        if isinstance(c.get("debug"), bool):  # the common claim (veritee.schemes)
-            debug: Any = c["debug"]
-            fld = "debug"
-        elif tee == "tdx":
+        if tee == "tdx":
             attrs = c.get("td_attributes")
-            debug = (bool(int(attrs[:2], 16) & 1) if isinstance(attrs, str)
-                     and len(attrs) >= 2 else None)
+            debug: Any = (bool(int(attrs[:2], 16) & 1) if isinstance(attrs, str)
+                          and len(attrs) >= 2 else None)
             fld = "td_attributes.debug"
-        else:
+        elif tee == "sevsnp":
             debug = c.get("guest_policy", {}).get("debug")
             fld = "guest_policy.debug"
+        else:  # every other scheme: the common claim (veritee.schemes.COMMON_CLAIMS)
+            debug = c.get("debug")
+            fld = "debug"
         if self.allow_debug:
             skip("resource.debug", fld, "allow_debug is true")
         else:
