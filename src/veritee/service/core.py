@@ -201,10 +201,16 @@ def ref_scheme(kind: str) -> str:
     return scheme if sep else LEGACY_SCHEME
 
 
+# The policy key of the allowed ``measurement`` claim values, for schemes that do not (yet)
+# declare it as ``reference_key`` (their policy classes name it after the TEE's field).
+_REFERENCE_KEYS = {"tdx": "mrtd", "sgx": "mrenclave"}
+
+
 def reference_key(scheme: Scheme) -> str:
     """The policy key holding the allowed values of the ``measurement`` claim: the scheme's
-    ``reference_key`` when it names one, else ``measurements``."""
-    return str(getattr(scheme, "reference_key", "measurements"))
+    ``reference_key`` when it names one, else the known one, else ``measurements``."""
+    return str(getattr(scheme, "reference_key", None)
+               or _REFERENCE_KEYS.get(scheme.name, "measurements"))
 
 
 def found_vendors(appraisals: Sequence[Appraisal]) -> list[str]:
