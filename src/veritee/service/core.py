@@ -42,7 +42,13 @@ from veritee import __version__
 from veritee import schemes as registry
 from veritee.attest import Challenge as BindingChallenge
 from veritee.attest import EvidencePart, Verifier
-from veritee.errors import ConfigError, FormatError, VerificationError, VeriteeError
+from veritee.errors import (
+    CollateralError,
+    ConfigError,
+    FormatError,
+    VerificationError,
+    VeriteeError,
+)
 from veritee.findings import Outcome
 from veritee.policy import Appraisal
 from veritee.results import (
@@ -601,6 +607,10 @@ class Broker:
                                              overrides=overrides)
         except (IntegrityViolation, DatabaseUnavailable):
             raise
+        except CollateralError as exc:
+            problem = problem_for(exc)
+            problem.detail += self._collateral_hint(self._vendors_of(parts), ("collateral",))
+            raise self._refuse_attest(problem, subject, base) from None
         except VeriteeError as exc:
             raise self._refuse_attest(problem_for(exc), subject, base) from None
         finally:
@@ -641,9 +651,20 @@ class Broker:
                   policy_id=primary.policy_id, key_thumbprint=thumb)
         return AttestOutcome(token=token, result=result)
 
+    def _vendors_of(self, parts: Sequence[EvidencePart]) -> list[str]:
+        """The vendors of the parts' schemes (those that can be told)."""
+        out = []
+        for part in parts:
+            try:
+                out.append(str(self._scheme_of(part).vendor))
+            except VeriteeError:
+                continue
+        return out
+
     def _collateral_hint(self, vendors: Sequence[str], codes: Sequence[str]) -> str:
         """Why collateral-dependent checks failed, when the setting that feeds them is unset."""
-        if not any(w in c for c in codes for w in (".tcb.", ".revocation.", ".qe_identity.")):
+        if not any(w in c for c in codes for w in (".tcb.", ".revocation.", ".qe_identity.",
+                                                     "collateral")):
             return ""
         for vendor in vendors:
             setting = _COLLATERAL_SETTINGS.get(vendor)
