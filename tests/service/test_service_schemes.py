@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from fastapi import FastAPI, Request, Response
 
 from veritee.client import AttesterClient, ServiceRefused, evidence_for
 from veritee.errors import ConfigError, VerificationError
@@ -487,3 +488,53 @@ def test_no_tee_branches_in_the_service() -> None:
 def test_crl_dir_helper_writes_a_loadable_crl(tmp_path: Path, guests: Guests) -> None:
     d = Path(crl_dir(guests.a.machine.vendor, tmp_path / "c"))
     assert (d / "ark.crl").read_bytes().startswith(b"-----BEGIN X509 CRL-----")
+
+
+# -- the KDS as the SEV-SNP CRL source -------------------------------------------------------
+def _fake_kds(guests: Guests, revoked: tuple[int, ...] = ()) -> tuple[Any, list[str]]:
+    """A loopback KDS serving the emulated vendor's chain, VCEKs and CRL; records requests."""
+    from datetime import UTC, datetime
+
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from veritee.service.server import LoopbackServer
+
+    machine = guests.a.machine
+    vendor = machine.vendor
+    seen: list[str] = []
+    kds = FastAPI()
+
+    @kds.get("/vcek/v1/{product}/{what}")
+    def serve(product: str, what: str, request: Request) -> Response:
+        seen.append(f"{what}?{request.url.query}" if request.url.query else what)
+        if what == "cert_chain":
+            return Response(vendor.ask.public_bytes(Encoding.PEM)
+                            + vendor.ark.public_bytes(Encoding.PEM))
+        if what == "crl":
+            return Response(vendor.crl(datetime.now(UTC), revoked=revoked).public_bytes(
+                Encoding.DER))
+        return Response(machine.vcek_certificate().public_bytes(Encoding.DER))
+
+    return LoopbackServer(kds).start(), seen
+
+
+@pytest.mark.parametrize("revoke", [False, True])
+def test_the_kds_is_a_crl_source(service_factory: Callable[..., Service], tmp_path: Path,
+                                 guests: Guests, revoke: bool) -> None:
+    revoked = (guests.a.machine.vendor.ask.serial_number,) if revoke else ()
+    kds, seen = _fake_kds(guests, revoked)
+    try:
+        svc = _svc(service_factory, tmp_path, guests, amd_crl_dir=None, amd_kds=True,
+                   amd_kds_url=kds.url, amd_kds_cache_dir=str(tmp_path / "kds-cache"))
+        with AttesterClient(svc.url, guests.a, dev_mode=True) as client:
+            if revoke:
+                with pytest.raises(ServiceRefused) as info:
+                    client.attest()
+                assert "revoked" in info.value.code
+            else:
+                ear = verify_ear(client.attest().token, _jwks(svc))
+                trace = ear.submod["veritee.trace"]
+                assert trace["sevsnp.revocation.unchecked"] == "pass"
+        assert "crl" in seen
+    finally:
+        kds.stop()

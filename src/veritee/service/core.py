@@ -668,7 +668,8 @@ class Broker:
             return ""
         for vendor in vendors:
             setting = _COLLATERAL_SETTINGS.get(vendor)
-            if setting and self.verifier.collateral.get(vendor) is None:
+            if (setting and self.verifier.collateral.get(vendor) is None
+                    and vendor not in self.verifier.fetchers):
                 return (f" (no {setting} is configured: without that collateral the TCB "
                         "status or revocation cannot be known, so such evidence is refused)")
         return ""
