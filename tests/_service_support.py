@@ -187,7 +187,7 @@ def crl_dir(vendor: EmulatedAmdVendor, path: Path | None = None) -> str:
 
 
 def start_service(database_url: str, machine: InsecureEmulatedSnpMachine, *,
-                  master: MasterKey, clock: Clock | None = None,
+                  master: MasterKey, clock: Clock | None = None, anchors: Any = None,
                   **overrides: Any) -> Service:
     if overrides.get("require_crl", True):
         overrides.setdefault("amd_crl_dir", crl_dir(machine.vendor))
@@ -195,7 +195,8 @@ def start_service(database_url: str, machine: InsecureEmulatedSnpMachine, *,
                         emulated_machine_dir="/nonexistent", **overrides)
     clock = clock or Clock()
     store = open_store(database_url, statement_timeout_ms=settings.db_statement_timeout_ms)
-    app = create_app(settings, master_key=master, anchors=machine.anchors(), store=store,
+    app = create_app(settings, master_key=master, anchors=anchors or machine.anchors(),
+                     store=store,
                      clock=clock)
     server = LoopbackServer(app).start()
     _, token = create_admin_token(store, "test admin", "admin")

@@ -538,3 +538,12 @@ def test_the_kds_is_a_crl_source(service_factory: Callable[..., Service], tmp_pa
         assert "crl" in seen
     finally:
         kds.stop()
+
+
+def test_debug_claim_of_a_new_scheme_fails_closed_unless_the_tee_has_none() -> None:
+    pin = {"workloads": {"tpm": {"ak_binding": ["credential-activation"]}}}
+    base = {"tee": "tpm", "ak_binding": "credential-activation"}
+    assert _failed(pin, _token(("tpm", {**base, "debug": None}))) == []  # no debug state
+    assert _failed(pin, _token(("tpm", {**base, "debug": True}))) == ["resource.debug"]
+    assert _failed(pin, _token(("tpm", base))) == ["resource.debug"]  # claim missing
+    assert _failed(pin, _token(("tpm", {**base, "debug": "no"}))) == ["resource.debug"]
