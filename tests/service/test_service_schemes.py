@@ -547,3 +547,27 @@ def test_debug_claim_of_a_new_scheme_fails_closed_unless_the_tee_has_none() -> N
     assert _failed(pin, _token(("tpm", {**base, "debug": True}))) == ["resource.debug"]
     assert _failed(pin, _token(("tpm", base))) == ["resource.debug"]  # claim missing
     assert _failed(pin, _token(("tpm", {**base, "debug": "no"}))) == ["resource.debug"]
+
+
+def test_another_front_calls_attest_parts_with_decoded_parts(
+        service_factory: Callable[..., Service], tmp_path: Path, guests: Guests) -> None:
+    """What the KBS front calls: parts as bytes, its own raw binding, one attester only."""
+    from joserfc.jwk import ECKey
+
+    from veritee.attest import EvidencePart
+    from veritee.service.core import Broker
+
+    svc = _svc(service_factory, tmp_path, guests)
+    broker: Broker = svc.app.state.broker
+    key = ec.generate_private_key(ec.SECP384R1())
+    jwk = ECKey.import_key(key.public_key()).as_dict(private=False)
+    binding = b"\x5a" * 64  # the front's own rule (e.g. a hash of its runtime data)
+    report, table = guests.a.extended_report(binding)
+    out = broker.attest_parts([EvidencePart(report, "sevsnp", table)], broker.challenge().nonce,
+                              jwk, binding=binding, front="kbs")
+    assert out.result.status == "affirming"
+    assert svc.audit()[-1].detail["front"] == "kbs"
+    with pytest.raises(problems.InvalidRequest):
+        broker.attest_parts([EvidencePart(report, "sevsnp", table)] * 2,
+                            broker.challenge().nonce, jwk, binding=binding, front="kbs")
+    assert svc.refusals()[-1].detail["code"] == "request.invalid"

@@ -558,8 +558,6 @@ class Broker:
         digests); ``host_data`` and ``mrconfigid`` are the older spellings of those
         overrides for SEV-SNP and TDX. ``front`` names the protocol in the audit entries.
         """
-        when = self.clock()  # read once: nonce expiry, verification time and the EAR's iat
-        now = datetime.fromtimestamp(when, UTC)
         parts = [self._part(evidence_b64, cert_table_b64, scheme, "")]
         extra = list(additional or [])
         if len(extra) > MAX_ADDITIONAL:
@@ -577,6 +575,24 @@ class Broker:
         if mrconfigid is not None:
             overrides.setdefault("tdx", {})["mrconfigid"] = [mrconfigid.hex()]
         nonce = _unb64(nonce_b64, "runtime_data.nonce", url=True)
+        return self.attest_parts(parts, nonce, key_jwk, binding=binding, front=front,
+                                 policy_overrides=overrides)
+
+    def attest_parts(self, parts: Sequence[EvidencePart], nonce: bytes, key_jwk: object, *,
+                     binding: bytes | None = None, front: str = "v1",
+                     policy_overrides: Mapping[str, Mapping[str, Any]] | None = None
+                     ) -> AttestOutcome:
+        """:meth:`attest` for decoded input: evidence parts (bytes, scheme name or None,
+        attached bytes or None; the primary attester first), the raw nonce and the TEE key's
+        JWK. What another front (the KBS protocol) calls once it has turned its own evidence
+        shapes into parts."""
+        when = self.clock()  # read once: nonce expiry, verification time and the EAR's iat
+        now = datetime.fromtimestamp(when, UTC)
+        parts = list(parts)
+        if not 1 <= len(parts) <= MAX_ADDITIONAL + 1:
+            raise InvalidRequest(f"evidence: got {len(parts)} parts, want 1.."
+                                 f"{MAX_ADDITIONAL + 1}")
+        overrides = {k: dict(v) for k, v in (policy_overrides or {}).items()}
         key = public_key_from_jwk(key_jwk)
         jwk = ECKey.import_key(key)
         thumb = jwk.thumbprint()
