@@ -60,7 +60,6 @@ from veritee.results import (
     verify_ear,
 )
 from veritee.schemes import Anchors, Collateral, Scheme
-from veritee.service import _interim_tdx
 from veritee.service._reqlog import current_request_id
 from veritee.service.integrity import IntegrityViolation
 from veritee.service.keys import MasterKey, SigningKey, rotate_signing_key
@@ -183,17 +182,14 @@ _SETTING_OVERRIDES: dict[str, dict[str, str]] = {
     "tdx": {"allowed_tcb_statuses": "tdx_allowed_tcb_statuses"}}
 
 
-def scheme_named(name: str) -> Any:
-    """The registered scheme ``name`` (or the interim TDX one); ConfigError otherwise."""
-    interim = _interim_tdx.scheme_for(EvidencePart(b"", name))
-    return interim if interim is not None else registry.get(name)
+def scheme_named(name: str) -> Scheme:
+    """The registered scheme ``name``; ConfigError listing the known ones otherwise."""
+    return registry.get(name)
 
 
 def known_schemes() -> list[str]:
-    """Every scheme the service accepts evidence of."""
-    names = list(registry.names())
-    return names if _interim_tdx.INTERIM_TDX.name in names else [*names,
-                                                                 _interim_tdx.INTERIM_TDX.name]
+    """Every scheme the service accepts evidence of: the registry's."""
+    return list(registry.names())
 
 
 def doc_scheme(doc: Mapping[str, Any]) -> str:
@@ -503,12 +499,12 @@ class Broker:
             scheme = checked_text(scheme, f"{field}.scheme" if field else "scheme")
         return EvidencePart(data, scheme if isinstance(scheme, str) else None, attached)
 
-    def _scheme_of(self, part: EvidencePart) -> Any:
-        """The scheme of ``part``: named, or recognised from its bytes (registry first)."""
-        interim = _interim_tdx.scheme_for(part)
-        if interim is not None:
-            return interim
-        return registry.get(part.scheme) if part.scheme else registry.recognise(part.data)
+    def _scheme_of(self, part: EvidencePart) -> Scheme:
+        """The scheme of ``part``: named (or given as a configured scheme object), or
+        recognised from its bytes by the registry."""
+        if isinstance(part.scheme, str):
+            return registry.get(part.scheme)
+        return part.scheme if part.scheme is not None else registry.recognise(part.data)
 
     def appraise_parts(self, parts: Sequence[EvidencePart], *,
                        challenge: BindingChallenge | None = None,
@@ -526,14 +522,10 @@ class Broker:
                 s.name)) for s in found}
         out = []
         for given, scheme in zip(parts, found, strict=True):
-            part = replace(given, scheme=scheme.name)
-            if scheme is _interim_tdx.INTERIM_TDX:
-                result: Any = _interim_tdx.appraise_part(
-                    part, self.verifier.context(now=now), policies[scheme.name], challenge,
-                    expected_binding)
-            else:
-                result = self.verifier.appraise(part, policy=policies, challenge=challenge,
-                                                expected_binding=expected_binding, now=now)
+            # The scheme found here is the one the policies were chosen for.
+            result = self.verifier.appraise(replace(given, scheme=scheme), policy=policies,
+                                            challenge=challenge,
+                                            expected_binding=expected_binding, now=now)
             assert isinstance(result, Appraisal)
             out.append(_unchecked_revocation(result))
         return out
