@@ -571,3 +571,17 @@ def test_another_front_calls_attest_parts_with_decoded_parts(
         broker.attest_parts([EvidencePart(report, "sevsnp", table)] * 2,
                             broker.challenge().nonce, jwk, binding=binding, front="kbs")
     assert svc.refusals()[-1].detail["code"] == "request.invalid"
+
+
+def test_the_broker_parses_a_certificate_table_once(
+        service_factory: Callable[..., Service], tmp_path: Path, guests: Guests) -> None:
+    """The warm path: every guest on a chip sends the same table (the scheme's cache)."""
+    from veritee.schemes.sevsnp import SevSnpCache
+
+    svc = _svc(service_factory, tmp_path, guests)
+    cache = svc.app.state.broker.verifier.caches["sevsnp"]
+    assert isinstance(cache, SevSnpCache)
+    for guest in (guests.a, guests.b, guests.a):
+        with AttesterClient(svc.url, guest, dev_mode=True) as client:
+            client.attest()
+    assert len(cache._tables) == 1 and cache.hits >= 2
