@@ -483,6 +483,12 @@ def test_no_tee_branches_in_the_service() -> None:
             assert f'tee == "{tee}"' not in text, (name, tee)
         assert "policy.sevsnp" not in text and "policy.intel" not in text, name
         assert "is_intel_quote" not in text, name
+    # The broker imports no TEE module (formats, trust, per-TEE policy) at all at module level.
+    tree = ast.parse((SRC / "core.py").read_text())
+    top = [n.module for n in tree.body if isinstance(n, ast.ImportFrom) and n.module]
+    tee = [m for m in top if m.startswith(("veritee.formats", "veritee.trust",
+                                           "veritee.policy.", "veritee.platform"))]
+    assert tee == [], tee
 
 
 def test_crl_dir_helper_writes_a_loadable_crl(tmp_path: Path, guests: Guests) -> None:
