@@ -98,7 +98,7 @@ def _b64url(data: bytes) -> str:
 def _unb64(text: object, field: str, *, url: bool = False) -> bytes:
     if not isinstance(text, str):
         raise InvalidRequest(f"{field}: got {type(text).__name__}, want a "
-                      "base64 string")
+                             "base64 string")
     try:
         if url:
             return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
@@ -119,13 +119,13 @@ def checked_text(value: object, field: str, max_len: int = MAX_NAME) -> str:
     """
     if not isinstance(value, str):
         raise InvalidRequest(f"{field}: got {type(value).__name__}, want a "
-                      "string")
+                             "string")
     if not 1 <= len(value) <= max_len:
         raise InvalidRequest(f"{field}: want 1..{max_len} characters, got "
-                      f"{len(value)}")
+                             f"{len(value)}")
     if any(ord(c) < 0x20 or ord(c) == 0x7F or 0xD800 <= ord(c) <= 0xDFFF for c in value):
         raise InvalidRequest(f"{field}: control characters, NUL and lone "
-                      "surrogates are not allowed")
+                             "surrogates are not allowed")
     return value
 
 
@@ -283,16 +283,16 @@ def public_key_from_jwk(jwk: object) -> ec.EllipticCurvePublicKey:
     kty, crv = jwk.get("kty"), jwk.get("crv")
     if kty != "EC" or not isinstance(crv, str) or crv not in _EC_CURVES:
         raise InvalidRequest(f"runtime_data.key: got kty={str(kty)[:20]!r} "
-                      f"crv={str(crv)[:20]!r}, want an EC key on P-256, P-384 or P-521 "
-                      "(ECDH-ES needs one)")
+                             f"crv={str(crv)[:20]!r}, want an EC key on P-256, P-384 or P-521 "
+                             "(ECDH-ES needs one)")
     if "d" in jwk:
         raise InvalidRequest("runtime_data.key: contains a private key (d); "
-                      "send only the public key")
+                             "send only the public key")
     try:
         key = ECKey.import_key({k: jwk[k] for k in ("kty", "crv", "x", "y")})
     except Exception:
         raise InvalidRequest(
-                      "runtime_data.key: not a valid EC public key") from None
+                             "runtime_data.key: not a valid EC public key") from None
     pub = key.public_key
     assert isinstance(pub, ec.EllipticCurvePublicKey)
     return pub
@@ -692,8 +692,8 @@ class Broker:
                               accept=("affirming", "warning"))
         except VerificationError as exc:
             code = "token.expired" if exc.code == "ear.expired" else "token.invalid"
-            raise Unauthenticated(code, str(exc),
-                          headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+            raise Unauthenticated(code, str(exc), headers={
+                "WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
 
     def release(self, path: str, token: str | None, *,
                 seal: Callable[..., str] | None = None) -> tuple[str, int]:
@@ -723,7 +723,7 @@ class Broker:
             raise refuse(problem, {}) from None
         if not token:
             raise refuse(Unauthenticated("token.missing", "Authorization: want 'Bearer <EAR>'",
-                                 headers={"WWW-Authenticate": "Bearer"}), {})
+                                         headers={"WWW-Authenticate": "Bearer"}), {})
         try:
             result = self.verify_token(token)
         except Problem as problem:
@@ -733,7 +733,7 @@ class Broker:
         cnf = result.cnf_jwk
         if cnf is None:
             raise refuse(Unauthenticated("token.invalid", "token has no cnf.jwk to encrypt to"),
-                         base)
+                                         base)
         refusal: Problem | None = None
         with self.store.transaction() as tx:
             found = tx.resource_get(path)
@@ -749,15 +749,15 @@ class Broker:
                     findings = None
                 if findings is None:
                     refusal = Unauthenticated("token.invalid", "token claims are malformed",
-                                      headers={"WWW-Authenticate":
-                                               'Bearer error="invalid_token"'})
+                                              headers={"WWW-Authenticate":
+                                                       'Bearer error="invalid_token"'})
                 else:
                     codes = [f.code for f in findings if f.outcome is Outcome.FAIL]
                     if codes:
-                        refusal = ResourceRefused("resource.policy", "resource policy refused: "
-                                          f"{', '.join(codes)}", failures=[
-                                              f.to_dict() for f in findings
-                                              if f.outcome is Outcome.FAIL])
+                        refusal = ResourceRefused(
+                            "resource.policy", f"resource policy refused: {', '.join(codes)}",
+                            failures=[f.to_dict() for f in findings
+                                      if f.outcome is Outcome.FAIL])
                         base = {**base, "failures": codes}
             if refusal is not None:
                 # Recorded in this transaction (the only write), raised once it committed.
@@ -796,7 +796,7 @@ class Broker:
             inner = jwe.encrypt_compact(header, secret, recipient, registry=_JWE_REGISTRY)
         except Exception:
             raise Unauthenticated("token.invalid", "token cnf.jwk cannot be encrypted to",
-                          headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+                                  headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
                           ) from None
         key = self.signing_key
         signed = jws.serialize_compact(
@@ -809,16 +809,16 @@ class Broker:
         """The token id of a live admin token with role ``need`` (or admin); else raise."""
         if not token:
             raise Unauthenticated("admin.unauthenticated", "Authorization: want 'Bearer <token>'",
-                          headers={"WWW-Authenticate": "Bearer"})
+                                  headers={"WWW-Authenticate": "Bearer"})
         with self.store.transaction(write=False) as tx:
             found = tx.token_lookup(hash_token(token))
         if found is None:
             raise Unauthenticated("admin.unauthenticated", "unknown or revoked admin token",
-                          headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+                                  headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
         token_id, _, role = found
         if need == "admin" and role != "admin":
             raise Forbidden("admin.forbidden", f"role {role!r} may only read; this needs "
-                          "the admin role")
+                            "the admin role")
         return token_id
 
     def _change(self, actor: str, event: str, subject: str, detail: dict[str, Any],
