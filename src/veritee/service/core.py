@@ -221,9 +221,9 @@ def found_vendors(appraisals: Sequence[Appraisal]) -> list[str]:
 
 
 def _unchecked_revocation(appraisal: Appraisal) -> Appraisal:
-    """A skipped revocation check (``*.revocation.*``, allowed only when ``require_crl`` is
+    """A skipped revocation check (``*.revocation*``, allowed only when ``require_crl`` is
     off) leaves the hardware claim unaffirmed: AR4SI "no claim" (issue 18)."""
-    skipped = any(f.outcome is Outcome.SKIP and ".revocation." in f.code
+    skipped = any(f.outcome is Outcome.SKIP and ".revocation" in f.code
                   for f in (*appraisal.verification, *appraisal.findings))
     vector = appraisal.vector
     if skipped and vector is not None and tier(vector.get("hardware", 0)) == "affirming":
@@ -338,6 +338,13 @@ class Broker:
             collateral=_collateral(settings, collateral),
             fetchers=_fetchers(settings, clock), require_revocation=settings.require_crl,
             clock=lambda: datetime.fromtimestamp(self.clock(), UTC))
+        # The schemes whose revocation the settings make optional use a twin that does not
+        # require it (same anchors, collateral, fetchers and caches).
+        self._lenient = Verifier(anchors=self.verifier.anchors,
+                                 collateral=self.verifier.collateral,
+                                 fetchers=self.verifier.fetchers, require_revocation=False,
+                                 clock=self.verifier.clock)
+        self._lenient.caches = self.verifier.caches
 
     @property
     def anchors(self) -> Anchors:
@@ -482,7 +489,9 @@ class Broker:
             # Reference values extend the policy's own allow-list of measurements.
             key = reference_key(found)
             mapping[key] = sorted(set(refs) | set(mapping.get(key) or ()))
-        if not self.settings.require_crl and "allow_unchecked_revocation" in mapping:
+        optional = scheme in self.settings.revocation_optional
+        if (optional or not self.settings.require_crl) and \
+                "allow_unchecked_revocation" in mapping:
             # No CRL source is required (dev_mode): the trace records revocation as skipped
             # and the vector makes no hardware claim (_unchecked_revocation).
             mapping["allow_unchecked_revocation"] = True
@@ -523,11 +532,13 @@ class Broker:
         out = []
         for given, scheme in zip(parts, found, strict=True):
             # The scheme found here is the one the policies were chosen for.
-            result = self.verifier.appraise(replace(given, scheme=scheme), policy=policies,
-                                            challenge=challenge,
-                                            expected_binding=expected_binding, now=now)
+            optional = scheme.name in self.settings.revocation_optional
+            verifier = self._lenient if optional else self.verifier
+            result = verifier.appraise(replace(given, scheme=scheme), policy=policies,
+                                       challenge=challenge, expected_binding=expected_binding,
+                                       now=now)
             assert isinstance(result, Appraisal)
-            out.append(_unchecked_revocation(result))
+            out.append(result if optional else _unchecked_revocation(result))
         return out
 
     def attest(self, evidence_b64: object, cert_table_b64: object, nonce_b64: object,

@@ -25,6 +25,10 @@ as KDS serves it at ``/vcek/v1/<product>/crl``) and/or, with ``amd_kds = true``,
 (``amd_kds_url``, cached in ``amd_kds_cache_dir`` until the CRL's nextUpdate). Turning
 ``require_crl`` off is refused outside ``dev_mode``; with it off the EAR trace records the
 revocation check as skipped and the trust vector makes no ``hardware`` claim.
+``revocation_optional`` names schemes whose certificates cannot be checked for revocation
+offline (``nvidia``: NVIDIA publishes device-certificate status by OCSP only): their evidence is
+verified without the requirement, and the trace records the check as skipped; the operator's
+setting is the policy that says it may be, so their vector is not lowered for it.
 
 Appraisal policies per scheme: ``appraisal_policies`` maps a scheme name to the id of a stored
 policy document naming that scheme (``{sevsnp = "prod-snp", tdx = "prod-td"}``); a scheme not
@@ -77,6 +81,7 @@ class Settings:
     amd_kds: bool = False
     amd_kds_url: str = "https://kdsintf.amd.com"
     amd_kds_cache_dir: str | None = None
+    revocation_optional: tuple[str, ...] = ()
     key_source: str = "emulated"
     emulated_machine_dir: str | None = None
     master_key_file: str = "veritee-master.key.sealed"
@@ -193,7 +198,8 @@ _KINDS: dict[str, Any] = {
     "tls_certfile": "str | None", "tls_keyfile": "str | None", "issuer": str, "ear_alg": str,
     "token_ttl": int, "nonce_ttl": int, "appraisal_policy_id": str, "trust_roots": "tuple",
     "require_crl": bool, "amd_crl_dir": "str | None", "amd_kds": bool, "amd_kds_url": str,
-    "amd_kds_cache_dir": "str | None", "appraisal_policies": "mapping", "key_source": str,
+    "amd_kds_cache_dir": "str | None", "appraisal_policies": "mapping",
+    "revocation_optional": "tuple", "key_source": str,
     "emulated_machine_dir": "str | None",
     "master_key_file": str, "log_level": str, "intel_collateral_dir": "str | None",
     "tdx_allowed_tcb_statuses": "tuple", "intel_trust_roots": "tuple",
