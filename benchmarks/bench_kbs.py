@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import httpx
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from veritee.client import AttesterClient
 from veritee.client_coco import CocoKbsClient
@@ -43,8 +44,12 @@ def main() -> None:
     guest = machine.launch(simple_guest_image(b"bench".ljust(4096, b"\0")))
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp)}/bench.db"
+        crl = Path(tmp) / "amd-crl"  # revocation is required: the emulated vendor's CRL
+        crl.mkdir()
+        (crl / "ark.crl").write_bytes(machine.vendor.crl(machine.now()).public_bytes(
+            Encoding.PEM))
         settings = Settings(database_url=url, dev_mode=True, key_source="emulated",
-                            emulated_machine_dir="/nonexistent")
+                            emulated_machine_dir="/nonexistent", amd_crl_dir=str(crl))
         store = open_store(url)
         app = create_app(settings, master_key=MasterKey(b"\x11" * 32),
                          anchors=machine.anchors(), store=store)

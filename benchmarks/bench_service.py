@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -117,10 +118,14 @@ def run_one(backend: str, workers: int, *, seconds: float, clients: int,
     try:
         ark = tmp / "ark.pem"
         ark.write_bytes(vendor.ark.public_bytes(Encoding.PEM))
+        crl = tmp / "amd-crl"  # revocation is required: the emulated vendor's ARK CRL
+        crl.mkdir()
+        (crl / "ark.crl").write_bytes(vendor.crl(datetime.now(UTC)).public_bytes(Encoding.PEM))
         settings = tmp / "service.json"
         settings.write_text(json.dumps({
             "dev_mode": True, "database_url": db_url, "key_source": "emulated",
             "emulated_machine_dir": str(tmp / "svc-machine"), "trust_roots": [str(ark)],
+            "amd_crl_dir": str(crl),
             "master_key_file": str(tmp / "master.sealed"), "log_level": "warning",
             "nonce_ttl": 600, "token_ttl": 600}))
         InsecureEmulatedSnpMachine.open(tmp / "svc-machine", key_size=2048)

@@ -10,6 +10,7 @@ import base64
 import os
 import secrets
 import socket
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -171,14 +172,31 @@ def provision(svc: Service, guests: Guests) -> None:
         assert r.status_code == 200, r.text
 
 
+def crl_dir(vendor: EmulatedAmdVendor, path: Path | None = None) -> str:
+    """A directory holding the emulated vendor's current ARK CRL (the service's
+    ``amd_crl_dir``: revocation is required by default)."""
+    from datetime import UTC, datetime
+
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    path = path or Path(tempfile.mkdtemp(prefix="veritee-amd-crl-"))
+    path.mkdir(parents=True, exist_ok=True)
+    crl = vendor.crl(datetime.now(UTC))
+    (path / "ark.crl").write_bytes(crl.public_bytes(Encoding.PEM))
+    return str(path)
+
+
 def start_service(database_url: str, machine: InsecureEmulatedSnpMachine, *,
-                  master: MasterKey, clock: Clock | None = None,
+                  master: MasterKey, clock: Clock | None = None, anchors: Any = None,
                   **overrides: Any) -> Service:
+    if overrides.get("require_crl", True):
+        overrides.setdefault("amd_crl_dir", crl_dir(machine.vendor))
     settings = Settings(database_url=database_url, dev_mode=True, key_source="emulated",
                         emulated_machine_dir="/nonexistent", **overrides)
     clock = clock or Clock()
     store = open_store(database_url, statement_timeout_ms=settings.db_statement_timeout_ms)
-    app = create_app(settings, master_key=master, anchors=machine.anchors(), store=store,
+    app = create_app(settings, master_key=master, anchors=anchors or machine.anchors(),
+                     store=store,
                      clock=clock)
     server = LoopbackServer(app).start()
     _, token = create_admin_token(store, "test admin", "admin")

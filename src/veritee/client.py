@@ -29,18 +29,18 @@ from __future__ import annotations
 import base64
 import ipaddress
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from joserfc import jwe, jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet
 
-from veritee.attest import bind_report_data
 from veritee.errors import ConfigError, VerificationError
 from veritee.results import SIGNING_ALGORITHMS, EarResult, verify_ear
 
@@ -60,10 +60,31 @@ __all__ = [
 
 
 class EvidenceSource(Protocol):
-    """Anything that returns a signed report and its certificate table for REPORT_DATA."""
+    """Anything that returns evidence bound to ``report_data`` and what it attaches (an
+    SEV-SNP certificate table, a device chain; empty when nothing).
+
+    A source may also carry ``scheme`` (its scheme name, sent so the service need not
+    recognise the bytes) and ``binding_size`` (bytes of challenge its evidence carries: 64
+    for REPORT_DATA, 32 for a TPM's qualifying data or an NVIDIA nonce; default 64).
+    """
 
     def extended_report(self, report_data: bytes, vmpl: int | None = None
                         ) -> tuple[bytes, bytes]: ...
+
+
+def _bound(source: EvidenceSource, nonce: bytes, key: ec.EllipticCurvePrivateKey
+           ) -> dict[str, Any]:
+    """``{evidence, scheme?, attached?}`` of ``source`` for this challenge: the binding is
+    :func:`veritee.schemes.expected_binding` at the source's ``binding_size``."""
+    from veritee.schemes import expected_binding
+
+    spki = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    size = int(getattr(source, "binding_size", 64))
+    report, attached = source.extended_report(expected_binding(nonce, spki, size))
+    scheme = getattr(source, "scheme", None)
+    return {"evidence": base64.b64encode(report).decode(),
+            **({"scheme": scheme} if isinstance(scheme, str) else {}),
+            **({"attached": base64.b64encode(attached).decode()} if attached else {})}
 
 
 class ServiceRefused(VerificationError):  # noqa: N818 - a refusal, named as callers see it
@@ -129,15 +150,18 @@ class Passport:
     jti: str = ""
 
 
-def evidence_for(source: EvidenceSource, nonce: bytes, key: ec.EllipticCurvePrivateKey
-                 ) -> dict[str, Any]:
-    """The /v1/attest body: evidence with REPORT_DATA = SHA-512(nonce || SPKI(key))."""
-    report, table = source.extended_report(bind_report_data(nonce, key.public_key()))
-    return {"evidence": base64.b64encode(report).decode(),
-            # An empty table (Intel quotes carry their PCK chain) is left out.
-            **({"cert_table": base64.b64encode(table).decode()} if table else {}),
-            "runtime_data": {"nonce": _b64url(nonce),
-                             "key": ECKey.import_key(key.public_key()).as_dict(private=False)}}
+def evidence_for(source: EvidenceSource, nonce: bytes, key: ec.EllipticCurvePrivateKey, *,
+                 devices: Sequence[EvidenceSource] = ()) -> dict[str, Any]:
+    """The /v1/attest body: the source's evidence bound to the challenge (REPORT_DATA =
+    SHA-512(nonce || SPKI(key)) for 64 bytes, SHA-256 for 32), and each of ``devices``
+    (GPUs beside the CPU) bound to the same challenge as ``additional_evidence``."""
+    body: dict[str, Any] = {
+        **_bound(source, nonce, key),
+        "runtime_data": {"nonce": _b64url(nonce),
+                         "key": ECKey.import_key(key.public_key()).as_dict(private=False)}}
+    if devices:
+        body["additional_evidence"] = [_bound(d, nonce, key) for d in devices]
+    return body
 
 
 class AttesterClient:
@@ -145,9 +169,11 @@ class AttesterClient:
 
     def __init__(self, url: str, source: EvidenceSource, *, timeout: float = 10.0,
                  http: httpx.Client | None = None, dev_mode: bool = False,
-                 jwks: Mapping[str, Any] | None = None, issuer: str = "veritee") -> None:
+                 jwks: Mapping[str, Any] | None = None, issuer: str = "veritee",
+                 devices: Sequence[EvidenceSource] = ()) -> None:
         self.url = check_service_url(url, dev_mode=dev_mode)
         self.source = source
+        self.devices = tuple(devices)
         self.issuer = issuer
         self._jwks = dict(jwks) if jwks is not None else None
         self._http = http or httpx.Client(timeout=timeout)
@@ -180,7 +206,8 @@ class AttesterClient:
         nonce = self.challenge()
         key = ec.generate_private_key(curve or ec.SECP384R1())
         body = _check(self._http.post(f"{self.url}/v1/attest",
-                                      json=evidence_for(self.source, nonce, key)))
+                                      json=evidence_for(self.source, nonce, key,
+                                                        devices=self.devices)))
         token = str(body.get("token"))
         # The EAR must be the service's (its key, its issuer) and bound to our key.
         result = verify_ear(token, self.jwks(), issuer=self.issuer,
@@ -289,13 +316,24 @@ class RelyingParty:
             return _unb64url(str(_check(http.post(f"{self.url}/v1/challenge"))["nonce"]))
 
     def appraise(self, evidence: bytes, cert_table: bytes | None, nonce: bytes,
-                 key: ec.EllipticCurvePublicKey) -> EarResult:
-        """Post the attester's evidence to the verifier; verify and return the result."""
+                 key: ec.EllipticCurvePublicKey, *, scheme: str | None = None,
+                 additional: Sequence[tuple[bytes, str | None, bytes | None]] = ()
+                 ) -> EarResult:
+        """Post the attester's evidence to the verifier; verify and return the result.
+
+        ``cert_table`` is what the attester attached (any scheme's); ``additional`` its
+        devices' ``(evidence, scheme, attached)``, bound to the same challenge."""
         body: dict[str, Any] = {
             "evidence": base64.b64encode(evidence).decode(),
-            "cert_table": base64.b64encode(cert_table).decode() if cert_table else None,
+            "attached": base64.b64encode(cert_table).decode() if cert_table else None,
+            "scheme": scheme,
             "runtime_data": {"nonce": _b64url(nonce),
                              "key": ECKey.import_key(key).as_dict(private=False)}}
+        if additional:
+            body["additional_evidence"] = [
+                {"evidence": base64.b64encode(e).decode(), "scheme": s,
+                 "attached": base64.b64encode(a).decode() if a else None}
+                for e, s, a in additional]
         with httpx.Client(timeout=self.timeout) as http:
             answer = _check(http.post(f"{self.url}/v1/attest", json=body))
         if self._jwks is None:

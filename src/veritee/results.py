@@ -47,21 +47,25 @@ from veritee.policy import Appraisal
 
 __all__ = [
     "EAR_PROFILE",
+    "MAX_SUBMODS",
     "SIGNING_ALGORITHMS",
     "TIERS",
     "EarResult",
     "VectorRules",
     "binding_identity",
+    "composite_ear_claims",
     "ear_claims",
     "ear_status",
     "failed",
     "outcome",
     "public_jwk",
     "sign_ear",
+    "submod_names",
     "tier",
     "trust_vector",
     "vector_from_rules",
     "verify_ear",
+    "worst_status",
 ]
 
 EAR_PROFILE = "tag:github.com,2023:veraison/ear"
@@ -302,6 +306,61 @@ def ear_claims(appraisal: Appraisal, *, issuer: str, now: float, ttl: int,
     return claims
 
 
+MAX_SUBMODS = 16
+"""Most submodules an EAR may carry (one CPU plus up to 15 devices): a bound for verify_ear."""
+
+
+def submod_names(appraisals: Iterable[Appraisal]) -> list[str]:
+    """One submodule name per attester: its scheme, then ``<scheme>-2``, ``<scheme>-3`` ...
+    for further attesters of the same scheme (eight GPUs: ``nvidia``, ``nvidia-2`` ...)."""
+    seen: dict[str, int] = {}
+    out = []
+    for appraisal in appraisals:
+        n = seen[appraisal.tee] = seen.get(appraisal.tee, 0) + 1
+        out.append(appraisal.tee if n == 1 else f"{appraisal.tee}-{n}")
+    return out
+
+
+def composite_ear_claims(appraisals: Iterable[Appraisal], *, issuer: str, now: float,
+                         ttl: int, nonce: bytes | None = None,
+                         cnf_jwk: Mapping[str, Any] | None = None, build: str = "veritee",
+                         developer: str = "veritee", jti: str | None = None) -> dict[str, Any]:
+    """One EAR for several attesters bound to one challenge (a CPU, then its devices): a
+    submodule per attester (draft-ietf-rats-ear, "submods"), named by :func:`submod_names`,
+    each as :func:`ear_claims` makes it, except that a device's ``veritee.trace`` keeps only
+    the checks that did not pass (the token must fit in an HTTP header). The first is the
+    primary attester (the one whose key is ``cnf``); :func:`worst_status` over them is the
+    result's status."""
+    parts = list(appraisals)
+    if not parts:
+        raise ValueError("composite_ear_claims: no appraisal")
+    if len(parts) > MAX_SUBMODS:
+        raise ValueError(f"composite_ear_claims: {len(parts)} attesters, at most {MAX_SUBMODS}")
+    claims = ear_claims(parts[0], issuer=issuer, now=now, ttl=ttl, nonce=nonce,
+                        cnf_jwk=cnf_jwk, build=build, developer=developer, jti=jti)
+    submods: dict[str, Any] = {}
+    for i, (name, part) in enumerate(zip(submod_names(parts), parts, strict=True)):
+        sub = next(iter(ear_claims(part, issuer=issuer, now=now, ttl=ttl)["submods"].values()))
+        if i:
+            # The token travels in an HTTP header: a device's trace lists only the checks
+            # that did not pass (its failures, with got/want, are in veritee.failures).
+            sub["veritee.trace"] = {k: v for k, v in sub["veritee.trace"].items()
+                                    if v != Outcome.PASS.value}
+        submods[name] = sub
+    claims["submods"] = submods
+    return claims
+
+
+def worst_status(statuses: Iterable[str]) -> str:
+    """The overall status of several submodules: the worst of them (contraindicated, then
+    warning, then none, then affirming; draft-ietf-rats-ear leaves the roll-up to the
+    verifier, and a composite is only as trustworthy as its weakest attester)."""
+    found = list(statuses)
+    if not found:
+        raise ValueError("worst_status: no status")
+    return max(found, key=_STATUS_ORDER.index)
+
+
 def public_jwk(key: ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey, *,
                kid: str | None = None, alg: str | None = None) -> dict[str, Any]:
     """The public JWK (RFC 7517) of an EC key; with ``kid``/``alg``/``use`` when given."""
@@ -331,26 +390,49 @@ def sign_ear(claims: Mapping[str, Any], key: ec.EllipticCurvePrivateKey, *, kid:
 
 @dataclass(frozen=True)
 class EarResult:
-    """A verified EAR: its header, its claims, and convenience views of the one submodule."""
+    """A verified EAR: its header, its claims, and views of its submodules.
+
+    The first submodule is the primary attester (the CPU of a composite, whose key is
+    ``cnf``); :attr:`tee`, :attr:`submod` and :attr:`verified_claims` are its, while
+    :attr:`status` is the worst over every submodule.
+    """
 
     header: dict[str, Any]
     claims: dict[str, Any]
 
     @property
-    def tee(self) -> str:
-        """The appraised submodule's name (``sevsnp`` or ``tdx``)."""
+    def submods(self) -> dict[str, dict[str, Any]]:
+        """Every submodule by name, the primary attester first."""
+        value: dict[str, dict[str, Any]] = self.claims["submods"]
+        return value
+
+    @property
+    def primary(self) -> str:
+        """The primary submodule's name."""
         return str(next(iter(self.claims["submods"])))
 
     @property
+    def tee(self) -> str:
+        """The primary attester's scheme (``sevsnp``, ``tdx`` ...)."""
+        return self.scheme_of(self.primary)
+
+    def scheme_of(self, name: str) -> str:
+        """The scheme of submodule ``name``: its verified ``tee`` claim, else its name."""
+        claims = self.submods[name].get("veritee.verified-claims")
+        tee = claims.get("tee") if isinstance(claims, dict) else None
+        return tee if isinstance(tee, str) and tee else name
+
+    @property
     def submod(self) -> dict[str, Any]:
-        """The appraisal of that submodule."""
-        value: dict[str, Any] = self.claims["submods"][self.tee]
+        """The appraisal of the primary submodule."""
+        value: dict[str, Any] = self.claims["submods"][self.primary]
         return value
 
     @property
     def status(self) -> str:
-        """``affirming``, ``warning``, ``contraindicated`` or ``none``."""
-        return str(self.submod["ear.status"])
+        """``affirming``, ``warning``, ``contraindicated`` or ``none``: the worst over every
+        submodule (:func:`worst_status`)."""
+        return worst_status(str(s["ear.status"]) for s in self.submods.values())
 
     @property
     def verified_claims(self) -> dict[str, Any]:
@@ -377,9 +459,10 @@ def verify_ear(token: str, jwks: Mapping[str, Any], *, now: float | None = None,
     Checks, in order: compact JWS form with an ES256/ES384 header naming a ``kid`` in
     ``jwks`` (a JWK Set, RFC 7517 section 5); the signature; ``eat_profile``; ``iss`` when
     ``issuer`` is given; ``iat`` not in the future and ``exp`` not past (``leeway`` seconds);
-    exactly one submodule with a status, and that status in ``accept`` (default: only
-    ``affirming``: the service also signs EARs for *rejected* evidence, for the record, and
-    those must not pass as results; pass :data:`TIERS` to read any); ``cnf.jwk``, when
+    one to :data:`MAX_SUBMODS` submodules, each with a status, and the worst of them
+    (:func:`worst_status`) in ``accept`` (default: only ``affirming``: the service also signs
+    EARs for *rejected* evidence, for the record, and those must not pass as results; pass
+    :data:`TIERS` to read any); ``cnf.jwk``, when
     present, an EC public JWK; the verified claims an object. Raises
     :class:`VerificationError` with code ``ear.<what>``.
     """
@@ -410,13 +493,14 @@ def verify_ear(token: str, jwks: Mapping[str, Any], *, now: float | None = None,
     if iat > now + leeway:
         raise _fail("not_yet_valid", "iat: issued in the future")
     submods = claims.get("submods")
-    if not isinstance(submods, dict) or len(submods) != 1:
-        raise _fail("format", "submods: want exactly one appraised submodule")
-    sub = next(iter(submods.values()))
-    if not isinstance(sub, dict) or sub.get("ear.status") not in TIERS:
-        raise _fail("format", "submods: ear.status missing or unknown")
-    if not isinstance(sub.get("veritee.verified-claims", {}), dict):
-        raise _fail("format", "veritee.verified-claims: want an object")
+    if not isinstance(submods, dict) or not 1 <= len(submods) <= MAX_SUBMODS:
+        raise _fail("format", f"submods: want 1..{MAX_SUBMODS} appraised submodules")
+    for sub in submods.values():
+        if not isinstance(sub, dict) or sub.get("ear.status") not in TIERS:
+            raise _fail("format", "submods: ear.status missing or unknown")
+        if not isinstance(sub.get("veritee.verified-claims", {}), dict):
+            raise _fail("format", "veritee.verified-claims: want an object")
+    overall = worst_status(str(sub["ear.status"]) for sub in submods.values())
     if "cnf" in claims:
         cnf = claims["cnf"]
         jwk_doc = cnf.get("jwk") if isinstance(cnf, dict) else None
@@ -426,7 +510,7 @@ def verify_ear(token: str, jwks: Mapping[str, Any], *, now: float | None = None,
             ECKey.import_key({k: jwk_doc[k] for k in ("kty", "crv", "x", "y")})
         except Exception:
             raise _fail("format", "cnf.jwk: not a valid EC public key") from None
-    if sub["ear.status"] not in accepted:
-        raise _fail("status", f"ear.status: got {sub['ear.status']!r}, want "
+    if overall not in accepted:
+        raise _fail("status", f"ear.status: got {overall!r}, want "
                     f"{' or '.join(repr(a) for a in accepted)}")
     return EarResult(header=header, claims=claims)

@@ -37,6 +37,8 @@ from veritee.service.keys import load_data_key
 from veritee.service.settings import load_settings
 from veritee.service.storage import open_store
 
+from _service_support import crl_dir
+
 SECRET = b"replicated secret 0123456789"
 RESOURCE = "cluster/key"
 
@@ -109,6 +111,7 @@ class Cluster:
             "dev_mode": True, "database_url": self.database_url, "key_source": "emulated",
             "emulated_machine_dir": str(self.tmp / "svc-machine"), "trust_roots": [str(ark)],
             "master_key_file": str(self.tmp / "master.sealed"), "log_level": "warning",
+            "amd_crl_dir": crl_dir(self.vendor, self.tmp / "amd-crl"),
             "nonce_ttl": 600, "token_ttl": 600}))
         InsecureEmulatedSnpMachine.open(self.tmp / "svc-machine", key_size=2048)
         # Migrate once, before the replicas start; the token row is authenticated under the

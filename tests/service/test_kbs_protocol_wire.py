@@ -160,6 +160,6 @@ def test_tdx_evidence_through_kbs_v0_is_verified_then_refused_on_the_binding(
     codes = [f["code"] for f in r.json()["failures"]]
     # Chain, QE, quote signature and TCB status verified (same path as /v1); the sample's
     # REPORTDATA cannot hold this session's runtime-data hash, nor its MRCONFIGID our digest.
-    assert "tdx.report_data.mismatch" in codes
+    assert "tdx.binding.mismatch" in codes
     assert any("mrconfigid" in c for c in codes) == with_init_data
     assert svc.refusals()[-1].detail["tee"] == "tdx"

@@ -124,7 +124,7 @@ def test_audit_chain_verifies_and_detects_tampering(service: Service, guests: Gu
 def test_ops_endpoints(service: Service, guests: Guests) -> None:
     assert service.http.get(f"{service.url}/healthz").json() == {"status": "ok"}
     ready = service.http.get(f"{service.url}/readyz").json()
-    assert ready["status"] == "ready" and ready["schema_version"] == 2
+    assert ready["status"] == "ready" and ready["schema_version"] == 3
     with AttesterClient(service.url, guests.a, dev_mode=True) as client:
         client.fetch("apps/a/key")
     text = service.http.get(f"{service.url}/metrics").text

@@ -40,7 +40,7 @@ from veritee.client import AttesterClient, ServiceRefused, evidence_for
 from veritee.platform.emulated.snp import EmulatedAmdVendor, InsecureEmulatedSnpMachine
 from veritee.service.audit import verify_chain
 
-from _service_support import image
+from _service_support import crl_dir, image
 
 PROBLEM = "application/problem+json"
 
@@ -135,6 +135,7 @@ def deployment(tmp_path: Path, vendor: EmulatedAmdVendor) -> Iterator[Any]:
             "dev_mode": True, "database_url": database_url, "key_source": "emulated",
             "emulated_machine_dir": str(tmp_path / "service-machine"),
             "master_key_file": str(tmp_path / "master.sealed"), "trust_roots": [str(ark)],
+            "amd_crl_dir": crl_dir(vendor, tmp_path / "amd-crl"),
             "log_level": "warning", "db_statement_timeout_ms": 1000,
             "db_connect_timeout": 2}))
         return path

@@ -182,7 +182,7 @@ def test_report_data_not_binding_the_key_is_refused(service: Service, guests: Gu
     body["runtime_data"]["key"] = ECKey.import_key(other.public_key()).as_dict(private=False)  # type: ignore[index]
     r = _attest_raw(service, body)
     assert r.status_code == 403
-    assert [f["code"] for f in r.json()["failures"]] == ["sevsnp.report_data.mismatch"]
+    assert [f["code"] for f in r.json()["failures"]] == ["sevsnp.binding.mismatch"]
     _last_refusal(service, "attestation.rejected")
     assert service.refusals()[-1].detail["vector"]["instance-identity"] == 99
 

@@ -26,7 +26,7 @@ from veritee.client import evidence_for
 from veritee.platform.emulated.snp import EmulatedAmdVendor, InsecureEmulatedSnpMachine
 from veritee.service.storage import Store, open_store
 
-from _service_support import pg_schema_url
+from _service_support import crl_dir, pg_schema_url
 
 
 def _free_port() -> int:
@@ -58,7 +58,7 @@ def _settings_file(tmp: Path, database_url: str, vendor: EmulatedAmdVendor) -> P
         "dev_mode": True, "database_url": database_url, "key_source": "emulated",
         "emulated_machine_dir": str(tmp / "service-machine"),
         "master_key_file": str(tmp / "master.sealed"), "trust_roots": [str(ark)],
-        "log_level": "warning"}))
+        "amd_crl_dir": crl_dir(vendor, tmp / "amd-crl"), "log_level": "warning"}))
     return settings
 
 

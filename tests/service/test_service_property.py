@@ -56,11 +56,13 @@ _json = st.recursive(
     st.none() | st.booleans() | st.integers(min_value=-(2 ** 70), max_value=2 ** 70)
     | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=30)
     | st.sampled_from(["\ud800", "a\x00b", "x" * 2000, "admin", "reader", "measurement",
-                       "P-256", "EC", "00" * 48]),
+                       "P-256", "EC", "00" * 48, "sevsnp", "tdx", "nosuchtee"]),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
         st.sampled_from(["name", "role", "secret", "policy", "kind", "value", "evidence",
                          "cert_table", "runtime_data", "nonce", "key", "crv", "kty",
-                         "measurements", "policy_id", "allow_any_workload", "x", "y"])
+                         "measurements", "policy_id", "allow_any_workload", "x", "y",
+                         "scheme", "attached", "additional_evidence", "workloads",
+                         "measurement", "sevsnp", "tdx"])
         | st.text(max_size=10), inner, max_size=5),
     max_leaves=12)
 

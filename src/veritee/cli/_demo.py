@@ -230,6 +230,7 @@ def _key_broker(out: _Printer, machine: InsecureEmulatedSnpMachine,
     from pathlib import Path
 
     import httpx
+    from cryptography.hazmat.primitives.serialization import Encoding
 
     from veritee.client import AttesterClient, ServiceRefused
     from veritee.service import MasterKey, Settings, create_app
@@ -242,8 +243,13 @@ def _key_broker(out: _Printer, machine: InsecureEmulatedSnpMachine,
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'kbs.db'}"
         store = open_store(url)
+        # The service requires a checked CRL: the emulated vendor's, as KDS would serve it.
+        crl_dir = Path(tmp) / "amd-crl"
+        crl_dir.mkdir()
+        (crl_dir / "ark.crl").write_bytes(machine.vendor.crl(machine.now()).public_bytes(
+            Encoding.PEM))
         settings = Settings(database_url=url, dev_mode=True, key_source="emulated",
-                            emulated_machine_dir=tmp)
+                            emulated_machine_dir=tmp, amd_crl_dir=str(crl_dir))
         app = create_app(settings, master_key=MasterKey.generate(), anchors=machine.anchors(),
                          store=store)
         _, admin = create_admin_token(store, "demo", "admin")

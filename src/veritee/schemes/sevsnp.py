@@ -11,6 +11,7 @@ REPORT_DATA, 64 bytes. Policy: :class:`~veritee.policy.sevsnp.SevSnpPolicy`.
 from __future__ import annotations
 
 import hmac
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -34,7 +35,8 @@ from veritee.schemes import Context, Verified
 from veritee.trust.roots import TrustAnchors
 from veritee.trust.sevsnp import AmdCertificates, ChainCache, VerifiedReport, verify_report
 
-__all__ = ["SCHEME", "VECTOR_RULES", "SevSnpEvidence", "SevSnpScheme", "trust_vector"]
+__all__ = ["SCHEME", "VECTOR_RULES", "SevSnpCache", "SevSnpEvidence", "SevSnpScheme",
+           "trust_vector"]
 
 _HCL_MAGIC = b"HCLA"
 
@@ -93,15 +95,43 @@ class SevSnpEvidence:
         return "configfs-tsm+sevsnp" if self.container == "configfs-tsm" else "sevsnp"
 
 
+class SevSnpCache(ChainCache):
+    """The scheme's cache: validated chains (:class:`ChainCache`) and parsed certificate
+    tables. Every guest on a chip sends the same table, and parsing its three certificates
+    costs more than a warm verification (measured in the service: 2 ms of 3.4 ms)."""
+
+    def __init__(self, max_entries: int = 256) -> None:
+        super().__init__(max_entries)
+        self._tables: OrderedDict[CertTable, AmdCertificates] = OrderedDict()
+
+    def table_collateral(self, table: CertTable) -> AmdCertificates:
+        """The certificates of ``table``, parsed once per distinct table (LRU)."""
+        from veritee.collateral.amd import from_cert_table
+
+        with self._lock:
+            found = self._tables.get(table)
+            if found is not None:
+                self._tables.move_to_end(table)
+                return found
+        certs = from_cert_table(table)
+        with self._lock:
+            self._tables[table] = certs
+            while len(self._tables) > self.max_entries:
+                self._tables.popitem(last=False)
+        return certs
+
+
 def _collateral(evidence: SevSnpEvidence, given: AmdCertificates | None, fetcher: Any,
-                require_crl: bool) -> AmdCertificates:
+                require_crl: bool, cache: Any = None) -> AmdCertificates:
     """Certificates from the caller first, then the evidence's own certificate table, then
     (only when something is still missing and a fetcher was given) AMD's KDS."""
     from veritee.collateral.amd import from_cert_table
 
     certs = given or AmdCertificates(ark=None, ask=None, vek=None, crl=None)
     if evidence.cert_table is not None:
-        certs = certs.merged(from_cert_table(evidence.cert_table))
+        certs = certs.merged(cache.table_collateral(evidence.cert_table)
+                             if isinstance(cache, SevSnpCache)
+                             else from_cert_table(evidence.cert_table))
     if fetcher is not None and (certs.missing() or (require_crl and certs.crl is None)):
         certs = certs.merged(fetcher.collateral_for(evidence.report, with_crl=require_crl))
     if certs.vek is None:
@@ -175,9 +205,9 @@ class SevSnpScheme:
         """VEK signature, ARK -> ASK/ASVK -> VEK chain, CRL, VEK/report TCB binding; for
         an HCL report also the HCL runtime-data binding."""
         anchors = ctx.anchors.get(self.vendor) or TrustAnchors.amd()
-        certs = _collateral(evidence, ctx.collateral.get(self.vendor),
-                            ctx.fetchers.get(self.vendor), ctx.require_revocation)
         cache = ctx.caches.get(self.name)
+        certs = _collateral(evidence, ctx.collateral.get(self.vendor),
+                            ctx.fetchers.get(self.vendor), ctx.require_revocation, cache)
         verified = verify_report(evidence.report, certs, anchors=anchors, now=ctx.now,
                                  require_crl=ctx.require_revocation,
                                  cache=cache if isinstance(cache, ChainCache) else None)
@@ -267,9 +297,10 @@ class SevSnpScheme:
         return _KdsForProduct(KdsClient(url or DEFAULT_KDS, cache_dir=cache_dir, now=clock),
                               chosen)
 
-    def new_cache(self) -> ChainCache:
-        """A validated-chain cache (a warm verification is about one ECDSA verify)."""
-        return ChainCache()
+    def new_cache(self) -> SevSnpCache:
+        """Validated chains and parsed certificate tables (a warm verification is about one
+        ECDSA verify)."""
+        return SevSnpCache()
 
     def load_collateral(self, paths: Sequence[Path]) -> AmdCertificates | None:
         """AMD certificates (and CRLs) from files and directories; ``None`` when there is

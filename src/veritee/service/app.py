@@ -3,8 +3,10 @@
 Protocol (see docs/service.md for the sequence diagram):
 
 * ``POST /v1/challenge`` -> ``{nonce, expires_at, expires_in}``: a single-use nonce.
-* ``POST /v1/attest`` ``{evidence, cert_table?, runtime_data: {nonce, key}}`` -> ``{token, ...}``:
-  an EAR JWT; 403 problem+json (with the failures and a contraindicated EAR) on rejection.
+* ``POST /v1/attest`` ``{evidence, scheme?, attached? (alias cert_table), runtime_data: {nonce,
+  key}, additional_evidence?: [{evidence, scheme?, attached?}]}`` -> ``{token, ...}``: evidence
+  of any registered scheme (and devices beside it), one EAR JWT with a submodule per attester;
+  403 problem+json (with the failures and a contraindicated EAR) on rejection.
 * ``GET /v1/resources/{path}`` with ``Authorization: Bearer <EAR>`` -> ``{release, version}``:
   the secret as a compact JWE (ECDH-ES + A256GCM) to the key in the EAR's ``cnf``, inside a
   JWS signed with the EAR key (the JWE header names the resource and the EAR's ``jti``).
@@ -30,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from veritee import __version__
 from veritee.errors import ConfigError, VeriteeError
+from veritee.schemes import Anchors, Collateral
 from veritee.service.core import Broker
 from veritee.service.deps import AdminActor, BrokerDep, ReaderActor, bearer, get_broker
 from veritee.service.integrity import IntegrityViolation, StateIntegrity
@@ -37,7 +40,7 @@ from veritee.service.kbs_protocol import router as kbs_router
 from veritee.service.keys import KeyWrapper, load_data_key, load_signing_key
 from veritee.service.limits import MAX_BODY, BoundedRequest
 from veritee.service.observability import Metrics, log_event
-from veritee.service.problems import Problem, problem_body, status_for
+from veritee.service.problems import InvalidRequest, Problem, problem_body, problem_for
 from veritee.service.settings import Settings
 from veritee.service.storage import DatabaseUnavailable, Store, open_store
 from veritee.trust.roots import TrustAnchors
@@ -49,20 +52,40 @@ _PROBLEM = "application/problem+json"
 
 
 class RuntimeData(BaseModel):
-    """Runtime data bound into REPORT_DATA: the verifier's nonce and the TEE's public key."""
+    """Runtime data the evidence is bound to: the verifier's nonce and the TEE's public key."""
 
     nonce: str = Field(description="the nonce from POST /v1/challenge (base64url)")
     key: dict[str, Any] = Field(description="the TEE's ephemeral public key as a JWK "
                                 "(EC P-256/P-384/P-521)")
 
 
-class AttestRequest(BaseModel):
-    """Evidence and runtime data; REPORT_DATA must be SHA-512(nonce || SPKI DER of key)."""
+class EvidenceItem(BaseModel):
+    """One more attester's evidence (a GPU beside the CPU), bound to the same challenge."""
 
-    evidence: str = Field(description="SEV-SNP ATTESTATION_REPORT or Azure HCL report, base64")
-    cert_table: str | None = Field(default=None, description="extended report certificate "
-                                   "table (VCEK/ASK/ARK), base64")
+    evidence: str = Field(description="evidence of any registered scheme, base64")
+    scheme: str | None = Field(default=None, description="the scheme name (default: "
+                               "recognised from the bytes)")
+    attached: str | None = Field(default=None, description="what the attester attached "
+                                 "(a device certificate chain ...), base64")
+
+
+class AttestRequest(BaseModel):
+    """Evidence and runtime data. Each scheme's binding field must carry
+    SHA-512(nonce || SPKI DER of key) where it holds 64 bytes (SEV-SNP, TDX, SGX, CCA),
+    SHA-256(nonce || SPKI) where it holds 32 (TPM qualifying data, NVIDIA nonce): see
+    docs/service.md, "Binding per scheme"."""
+
+    evidence: str = Field(description="evidence of any registered scheme, base64 (an SEV-SNP "
+                          "report, Azure HCL report, configfs-tsm report, Intel TDX quote ...)")
+    scheme: str | None = Field(default=None, description="the scheme name (default: "
+                               "recognised from the bytes)")
+    attached: str | None = Field(default=None, description="what the attester attached: an "
+                                 "SEV-SNP extended report's certificate table, ..., base64")
+    cert_table: str | None = Field(default=None, description="the older name of attached")
     runtime_data: RuntimeData
+    additional_evidence: list[EvidenceItem] | None = Field(
+        default=None, max_length=15, description="devices attested together with this "
+        "evidence (composite: one EAR, a submodule per attester)")
 
 
 def _problem_response(request: Request, status: int, code: str, title: str, detail: str, *,
@@ -79,10 +102,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def on_veritee(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, VeriteeError)
-        status, title = status_for(exc)
-        code = getattr(exc, "code", type(exc).__name__)
-        detail = str(exc) if status < 500 else title  # never leak internals on 5xx
-        return _problem_response(request, status, str(code), title, detail)
+        problem = problem_for(exc)  # the one table (service.problems.ERROR_STATUS)
+        return _problem_response(request, problem.status, problem.code, problem.title,
+                                 problem.detail, headers=problem.headers, **problem.extra)
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -216,12 +238,15 @@ def service_master_key(settings: Settings) -> KeyWrapper:
 
 
 def create_app(settings: Settings, *, master_key: KeyWrapper | None = None,
-               anchors: TrustAnchors | None = None, store: Store | None = None,
-               clock: Callable[[], float] = time.time) -> FastAPI:
+               anchors: TrustAnchors | Anchors | None = None, store: Store | None = None,
+               clock: Callable[[], float] = time.time,
+               collateral: Collateral | None = None) -> FastAPI:
     """Build the application: open and migrate the database, load keys, wire routes.
 
     ``master_key``, ``anchors``, ``store`` and ``clock`` default to what ``settings`` says
-    (pass them to embed the service or to test it).
+    (pass them to embed the service or to test it). ``anchors`` is the AMD anchors (a
+    :class:`~veritee.trust.roots.TrustAnchors`) or anchors per vendor; ``collateral``
+    (per vendor) is used beside what the settings' directories hold.
     """
     store = store or open_store(settings.database_url,
                                 connect_timeout=settings.db_connect_timeout,
@@ -239,7 +264,7 @@ def create_app(settings: Settings, *, master_key: KeyWrapper | None = None,
     metrics = Metrics()
     broker = Broker(settings=settings, store=store, master=data, signing_key=signing,
                     anchors=anchors or _default_anchors(settings), clock=clock,
-                    metrics=metrics)
+                    metrics=metrics, collateral=collateral)
     app = FastAPI(title="veritee verifier and key broker", version=__version__,
                   description="Attestation-gated secret release (RFC 9334 roles): challenge, "
                   "attest (EAR results), resources (JWE to the TEE key), admin.")
@@ -274,12 +299,20 @@ def _routes(app: FastAPI) -> None:
     @app.post("/v1/attest", tags=["attestation"])
     def attest(body: AttestRequest, broker: BrokerDep) -> dict[str, Any]:
         """Verify evidence bound to a nonce and a TEE key; return an EAR (JWT)."""
-        out = broker.attest(body.evidence, body.cert_table, body.runtime_data.nonce,
-                            body.runtime_data.key)
+        if body.attached is not None and body.cert_table is not None:
+            raise InvalidRequest("attached, cert_table: give one (cert_table is the older name)")
+        out = broker.attest(body.evidence, body.attached if body.attached is not None
+                            else body.cert_table, body.runtime_data.nonce,
+                            body.runtime_data.key, scheme=body.scheme,
+                            additional=[item.model_dump() for item in
+                                        body.additional_evidence or ()])
         return {"token": out.token, "status": out.result.status,
                 "expires_at": out.result.claims["exp"],
                 "trustworthiness_vector": out.result.submod["ear.trustworthiness-vector"],
-                "appraisal_policy_id": out.result.submod["ear.appraisal-policy-id"]}
+                "appraisal_policy_id": out.result.submod["ear.appraisal-policy-id"],
+                "submods": {name: {"status": sub["ear.status"],
+                                   "appraisal_policy_id": sub["ear.appraisal-policy-id"]}
+                            for name, sub in out.result.submods.items()}}
 
     @app.get("/v1/resources/{path:path}", tags=["attestation"])
     def resource(path: str, request: Request, response: Response) -> dict[str, Any]:
@@ -325,23 +358,18 @@ def _admin_routes(app: FastAPI) -> None:
     @app.get(f"{p}/policies", tags=["admin"])
     def list_policies(_: ReaderActor, broker: BrokerDep) -> dict[str, Any]:
         """Appraisal policy ids."""
-        with broker.store.transaction(write=False) as tx:
-            return {"policies": tx.policy_list(),
-                    "active": broker.settings.appraisal_policy_id}
+        return broker.list_policies()
 
     @app.get(f"{p}/policies/{{policy_id}}", tags=["admin"])
     def get_policy(policy_id: str, _: ReaderActor, broker: BrokerDep) -> dict[str, Any]:
-        """One appraisal policy."""
-        with broker.store.transaction(write=False) as tx:
-            doc = tx.policy_get(policy_id)
-        if doc is None:
-            raise Problem(404, "policy.not_found", f"no policy {policy_id!r}")
-        return doc
+        """One appraisal policy (with the scheme it is for)."""
+        return broker.get_policy(policy_id)
 
     @app.put(f"{p}/policies/{{policy_id}}", tags=["admin"])
     def put_policy(policy_id: str, body: dict[str, Any], actor: AdminActor,
                    broker: BrokerDep, response: Response) -> dict[str, Any]:
-        """Create or replace an appraisal policy (SevSnpPolicy fields, JSON)."""
+        """Create or replace an appraisal policy ``{scheme?, ...that scheme's policy
+        fields}`` (scheme default ``sevsnp``); a bad key is a 400 naming it."""
         doc, created = broker.put_policy(actor, policy_id, body)
         response.status_code = 201 if created else 200
         return doc
@@ -353,15 +381,14 @@ def _admin_routes(app: FastAPI) -> None:
 
     @app.get(f"{p}/reference-values", tags=["admin"])
     def list_refs(_: ReaderActor, broker: BrokerDep) -> dict[str, Any]:
-        """Reference values (accepted launch measurements)."""
-        with broker.store.transaction(write=False) as tx:
-            return {"reference_values": [{"name": n, "kind": k, "value": v}
-                                         for n, k, v in tx.reference_list()]}
+        """Reference values (accepted measurements, per scheme)."""
+        return {"reference_values": broker.list_references()}
 
     @app.put(f"{p}/reference-values/{{name}}", tags=["admin"])
     def put_ref(name: str, body: dict[str, Any], actor: AdminActor, broker: BrokerDep,
                 response: Response) -> dict[str, Any]:
-        """Create or replace a reference value ``{kind: "measurement", value: hex}``."""
+        """Create or replace a reference value ``{kind: "measurement", value: hex,
+        scheme?}`` (scheme default ``sevsnp``; the value's size is that scheme's)."""
         created = broker.put_reference(actor, name, body)
         response.status_code = 201 if created else 200
         return {"name": name}
@@ -374,9 +401,7 @@ def _admin_routes(app: FastAPI) -> None:
     @app.get(f"{p}/resources", tags=["admin"])
     def list_resources(_: ReaderActor, broker: BrokerDep) -> dict[str, Any]:
         """Resources with their policies and versions (never the secrets)."""
-        with broker.store.transaction(write=False) as tx:
-            return {"resources": [{"path": path, "policy": pol, "version": v}
-                                  for path, pol, v in tx.resource_list()]}
+        return {"resources": broker.list_resources()}
 
     @app.put(f"{p}/resources/{{path:path}}", tags=["admin"])
     def put_resource(path: str, body: dict[str, Any], actor: AdminActor,
@@ -392,8 +417,7 @@ def _admin_routes(app: FastAPI) -> None:
     @app.get(f"{p}/tokens", tags=["admin"])
     def list_tokens(_: AdminActor, broker: BrokerDep) -> dict[str, Any]:
         """Admin tokens (metadata only)."""
-        with broker.store.transaction(write=False) as tx:
-            return {"tokens": tx.token_list()}
+        return {"tokens": broker.list_tokens()}
 
     @app.post(f"{p}/tokens", tags=["admin"], status_code=201)
     def create_token(body: dict[str, Any], actor: AdminActor,
@@ -417,18 +441,9 @@ def _admin_routes(app: FastAPI) -> None:
     def audit(_: ReaderActor, broker: BrokerDep, after: int = 0,
               limit: int = 100) -> dict[str, Any]:
         """Audit entries after ``after`` (at most ``limit``, max 1000)."""
-        if not 1 <= limit <= 1000 or not 0 <= after < 1 << 62:
-            raise Problem(400, "request.invalid", "limit: want 1..1000; after: want 0..2^62")
-        with broker.store.transaction(write=False) as tx:
-            rows = tx.audit_rows(after, limit)
-        return {"entries": [r.__dict__ for r in rows]}
+        return {"entries": broker.audit_entries(after, limit)}
 
     @app.get(f"{p}/audit/verify", tags=["admin"])
     def audit_verify(_: ReaderActor, broker: BrokerDep) -> dict[str, Any]:
         """Check the whole hash chain."""
-        from veritee.service.audit import verify_chain
-
-        assert broker.store.integrity is not None
-        with broker.store.transaction(write=False) as tx:
-            report = verify_chain(tx.audit_rows(), broker.store.integrity)
-        return report.__dict__
+        return broker.audit_verify()

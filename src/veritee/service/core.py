@@ -21,27 +21,27 @@ an :class:`~veritee.service.integrity.IntegrityViolation`, raised loudly and nev
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import logging
 import os
 import secrets
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from joserfc import jwe, jws
 from joserfc.jwk import ECKey
 
 from veritee import __version__
-from veritee.attest import bind_report_data, is_intel_quote, parse_evidence, verify_only
+from veritee import schemes as registry
+from veritee.attest import Challenge as BindingChallenge
+from veritee.attest import EvidencePart, Verifier
 from veritee.errors import (
     CollateralError,
     ConfigError,
@@ -51,26 +51,33 @@ from veritee.errors import (
 )
 from veritee.findings import Outcome
 from veritee.policy import Appraisal
-from veritee.policy.intel import TdxPolicy
-from veritee.policy.intel import appraise as appraise_intel
-from veritee.policy.sevsnp import SevSnpPolicy, appraise, policy_from_mapping, policy_to_mapping
-from veritee.results import EarResult, ear_claims, sign_ear, verify_ear
+from veritee.results import (
+    EarResult,
+    composite_ear_claims,
+    ear_claims,
+    sign_ear,
+    tier,
+    verify_ear,
+)
+from veritee.schemes import Anchors, Collateral, Scheme
 from veritee.service._reqlog import current_request_id
 from veritee.service.integrity import IntegrityViolation
 from veritee.service.keys import MasterKey, SigningKey, rotate_signing_key
 from veritee.service.observability import Metrics, fingerprint, log_event
-from veritee.service.problems import Problem
+from veritee.service.problems import (
+    AttestationRejected,
+    Forbidden,
+    InvalidRequest,
+    NonceRejected,
+    NotFound,
+    Problem,
+    ResourceRefused,
+    Unauthenticated,
+    problem_for,
+)
 from veritee.service.resource_policy import ResourcePolicy
 from veritee.service.settings import Settings
-from veritee.service.storage import NonceState, Store, Tx
-from veritee.trust.intel import (
-    INTEL_SGX_ROOT_CA_SHA256,
-    IntelCollateral,
-    load_certificates,
-    verify_quote,
-)
-from veritee.trust.roots import TrustAnchors
-from veritee.trust.sevsnp import AmdCertificates, ChainCache
+from veritee.service.storage import DatabaseUnavailable, NonceState, Store, Tx
 
 __all__ = ["MAX_NAME", "MAX_PATH", "RELEASE_TYP", "AttestOutcome", "Broker", "Challenge",
            "checked_text", "create_admin_token", "hash_token"]
@@ -90,14 +97,14 @@ def _b64url(data: bytes) -> str:
 
 def _unb64(text: object, field: str, *, url: bool = False) -> bytes:
     if not isinstance(text, str):
-        raise Problem(400, "request.invalid", f"{field}: got {type(text).__name__}, want a "
-                      "base64 string")
+        raise InvalidRequest(f"{field}: got {type(text).__name__}, want a "
+                             "base64 string")
     try:
         if url:
             return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         return base64.b64decode(text, validate=True)
     except ValueError:
-        raise Problem(400, "request.invalid", f"{field}: not valid base64") from None
+        raise InvalidRequest(f"{field}: not valid base64") from None
 
 
 MAX_PATH = 1024  # resource paths
@@ -111,14 +118,14 @@ def checked_text(value: object, field: str, max_len: int = MAX_NAME) -> str:
     store NUL and no encoder takes a lone surrogate, so they would surface as a 500.
     """
     if not isinstance(value, str):
-        raise Problem(400, "request.invalid", f"{field}: got {type(value).__name__}, want a "
-                      "string")
+        raise InvalidRequest(f"{field}: got {type(value).__name__}, want a "
+                             "string")
     if not 1 <= len(value) <= max_len:
-        raise Problem(400, "request.invalid", f"{field}: want 1..{max_len} characters, got "
-                      f"{len(value)}")
+        raise InvalidRequest(f"{field}: want 1..{max_len} characters, got "
+                             f"{len(value)}")
     if any(ord(c) < 0x20 or ord(c) == 0x7F or 0xD800 <= ord(c) <= 0xDFFF for c in value):
-        raise Problem(400, "request.invalid", f"{field}: control characters, NUL and lone "
-                      "surrogates are not allowed")
+        raise InvalidRequest(f"{field}: control characters, NUL and lone "
+                             "surrogates are not allowed")
     return value
 
 
@@ -161,23 +168,131 @@ def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds")
 
 
+# -- schemes, per-scheme settings and documents ----------------------------------------------
+LEGACY_SCHEME = "sevsnp"
+"""The scheme of stored documents written before policies named one (policy documents without
+``scheme``, reference values of kind ``measurement``, ``host_data=``): they were SEV-SNP's."""
+
+MAX_ADDITIONAL = 15  # devices beside the primary attester (an EAR carries at most 16 submods)
+
+# Settings that feed one vendor's anchors / collateral (read once at start).
+_COLLATERAL_SETTINGS = {"amd": "amd_crl_dir", "intel": "intel_collateral_dir"}
+# Settings that shape one scheme's default policy (a stored policy document says it all).
+_SETTING_OVERRIDES: dict[str, dict[str, str]] = {
+    "tdx": {"allowed_tcb_statuses": "tdx_allowed_tcb_statuses"}}
+
+
+def scheme_named(name: str) -> Scheme:
+    """The registered scheme ``name``; ConfigError listing the known ones otherwise."""
+    return registry.get(name)
+
+
+def known_schemes() -> list[str]:
+    """Every scheme the service accepts evidence of: the registry's."""
+    return list(registry.names())
+
+
+def doc_scheme(doc: Mapping[str, Any]) -> str:
+    """The scheme a stored appraisal-policy document is for."""
+    return str(doc.get("scheme", LEGACY_SCHEME))
+
+
+def ref_scheme(kind: str) -> str:
+    """The scheme of a stored reference value (kind ``<scheme>:measurement``)."""
+    scheme, sep, _ = kind.rpartition(":")
+    return scheme if sep else LEGACY_SCHEME
+
+
+# The policy key of the allowed ``measurement`` claim values, for schemes that do not (yet)
+# declare it as ``reference_key`` (their policy classes name it after the TEE's field).
+_REFERENCE_KEYS = {"tdx": "mrtd", "sgx": "mrenclave"}
+
+
+def reference_key(scheme: Scheme) -> str:
+    """The policy key holding the allowed values of the ``measurement`` claim: the scheme's
+    ``reference_key`` when it names one, else the known one, else ``measurements``."""
+    return str(getattr(scheme, "reference_key", None)
+               or _REFERENCE_KEYS.get(scheme.name, "measurements"))
+
+
+def found_vendors(appraisals: Sequence[Appraisal]) -> list[str]:
+    """The vendors of the schemes ``appraisals`` came from."""
+    return [str(scheme_named(a.tee).vendor) for a in appraisals]
+
+
+def _unchecked_revocation(appraisal: Appraisal) -> Appraisal:
+    """A skipped revocation check (``*.revocation*``, allowed only when ``require_crl`` is
+    off) leaves the hardware claim unaffirmed: AR4SI "no claim" (issue 18)."""
+    skipped = any(f.outcome is Outcome.SKIP and ".revocation" in f.code
+                  for f in (*appraisal.verification, *appraisal.findings))
+    vector = appraisal.vector
+    if skipped and vector is not None and tier(vector.get("hardware", 0)) == "affirming":
+        return replace(appraisal, vector={**vector, "hardware": 0})
+    return appraisal
+
+
+def _anchors(settings: Settings, amd: Any) -> Anchors:
+    """Anchors per vendor: ``amd`` (create_app's, from ``trust_roots``) and Intel's pin plus
+    ``intel_trust_roots`` (dev_mode); ``None`` leaves a vendor on its production pins."""
+    base = amd if isinstance(amd, Anchors) else Anchors({"amd": amd} if amd is not None else {})
+    if settings.intel_trust_roots and base.get("intel") is None:
+        from veritee.trust.intel import INTEL_SGX_ROOT_CA_SHA256, load_certificates
+
+        roots: list[Any] = [INTEL_SGX_ROOT_CA_SHA256]
+        for path in settings.intel_trust_roots:
+            try:
+                roots += load_certificates(Path(path).read_bytes())
+            except (OSError, FormatError) as exc:
+                raise ConfigError(f"intel_trust_roots: {path}: {exc}") from None
+        base = base.with_vendor("intel", roots)
+    return base
+
+
+def _collateral(settings: Settings, given: Collateral | None) -> Collateral:
+    """Collateral per vendor from the directories the settings name, loaded by a scheme of
+    that vendor (``Scheme.load_collateral``); ``given`` entries win."""
+    by_vendor = dict(given.by_vendor) if given is not None else {}
+    for vendor, setting in _COLLATERAL_SETTINGS.items():
+        path = getattr(settings, setting)
+        if path is None or vendor in by_vendor:
+            continue
+        loader = next((s for s in (scheme_named(n) for n in known_schemes())
+                       if s.vendor == vendor), None)
+        loaded = loader.load_collateral([Path(path)]) if loader is not None else None
+        if loaded is None:
+            raise ConfigError(f"{setting}: {path}: no {vendor} collateral there")
+        by_vendor[vendor] = loaded
+    return Collateral(by_vendor)
+
+
+def _fetchers(settings: Settings, clock: Callable[[], float]) -> dict[str, Any]:
+    """AMD's KDS (CRLs, and VCEKs a report arrives without), cached, when ``amd_kds``."""
+    if not settings.amd_kds:
+        return {}
+    from veritee.collateral.kds import KdsClient
+
+    cache = Path(settings.amd_kds_cache_dir) if settings.amd_kds_cache_dir else None
+    return {"amd": KdsClient(settings.amd_kds_url, cache_dir=cache,
+                             now=lambda: datetime.fromtimestamp(clock(), UTC))}
+
+
 def public_key_from_jwk(jwk: object) -> ec.EllipticCurvePublicKey:
     """The TEE's ephemeral key from its JWK: EC P-256/P-384/P-521 public keys only."""
     if not isinstance(jwk, dict):
-        raise Problem(400, "request.invalid", "runtime_data.key: want a JWK object")
+        raise InvalidRequest("runtime_data.key: want a JWK object")
     kty, crv = jwk.get("kty"), jwk.get("crv")
     if kty != "EC" or not isinstance(crv, str) or crv not in _EC_CURVES:
-        raise Problem(400, "request.invalid", f"runtime_data.key: got kty={str(kty)[:20]!r} "
-                      f"crv={str(crv)[:20]!r}, want an EC key on P-256, P-384 or P-521 "
-                      "(ECDH-ES needs one)")
+        raise InvalidRequest(f"runtime_data.key: got kty={str(kty)[:20]!r} "
+                             f"crv={str(crv)[:20]!r}, want an EC key on P-256, P-384 or P-521 "
+                             "(ECDH-ES needs one)")
     if "d" in jwk:
-        raise Problem(400, "request.invalid", "runtime_data.key: contains a private key (d); "
-                      "send only the public key")
+        raise InvalidRequest("runtime_data.key: contains a private key (d); "
+                             "send only the public key")
     try:
         key = ECKey.import_key({k: jwk[k] for k in ("kty", "crv", "x", "y")})
     except Exception:
-        raise Problem(400, "request.invalid",
-                      "runtime_data.key: not a valid EC public key") from None
+        raise InvalidRequest(
+                             "runtime_data.key: not a valid EC public key") from None
     pub = key.public_key
     assert isinstance(pub, ec.EllipticCurvePublicKey)
     return pub
@@ -203,40 +318,38 @@ class Broker:
     """Verifier and key broker over a :class:`Store`. Thread-safe."""
 
     def __init__(self, *, settings: Settings, store: Store, master: MasterKey,
-                 signing_key: SigningKey, anchors: TrustAnchors,
-                 clock: Callable[[], float] = time.time, metrics: Metrics | None = None) -> None:
+                 signing_key: SigningKey, anchors: Any = None,
+                 clock: Callable[[], float] = time.time, metrics: Metrics | None = None,
+                 collateral: Collateral | None = None) -> None:
         self.settings = settings
         self.store = store
         self.master = master
         self.signing_key = signing_key
-        self.anchors = anchors
         self.clock = clock
         self.metrics = metrics or Metrics()
-        self.chain_cache = ChainCache()
-        # Parsed certificate tables by SHA-256: every guest on a chip sends the same table,
-        # and parsing its three certificates costs more than verifying the report.
-        self._collateral: OrderedDict[bytes, AmdCertificates] = OrderedDict()
-        self._collateral_lock = threading.Lock()
         self._jwks_lock = threading.Lock()
         self._jwks_loaded = 0.0
         self._jwks_due = 0.0
         self._jwks: dict[str, Any] = self._load_jwks()
-        # Intel DCAP collateral, read once (ConfigError at start if the directory is bad).
-        # Without it a TDX quote's TCB status is unknown and the TDX appraisal refuses.
-        self.intel_collateral: IntelCollateral | None = None
-        if settings.intel_collateral_dir is not None:
-            from veritee.collateral.intel import load_directory
+        # One verifier for every scheme: anchors and collateral per vendor from the settings
+        # (read once: a bad directory is a ConfigError at start), caches, the KDS fetcher.
+        self.verifier = Verifier(
+            anchors=_anchors(settings, anchors),
+            collateral=_collateral(settings, collateral),
+            fetchers=_fetchers(settings, clock), require_revocation=settings.require_crl,
+            clock=lambda: datetime.fromtimestamp(self.clock(), UTC))
+        # The schemes whose revocation the settings make optional use a twin that does not
+        # require it (same anchors, collateral, fetchers and caches).
+        self._lenient = Verifier(anchors=self.verifier.anchors,
+                                 collateral=self.verifier.collateral,
+                                 fetchers=self.verifier.fetchers, require_revocation=False,
+                                 clock=self.verifier.clock)
+        self._lenient.caches = self.verifier.caches
 
-            self.intel_collateral = load_directory(settings.intel_collateral_dir)
-        # Extra Intel roots (an emulated vendor's, dev_mode only) beside the production pin.
-        self.intel_roots: list[str | x509.Certificate] | None = None
-        if settings.intel_trust_roots:
-            self.intel_roots = [INTEL_SGX_ROOT_CA_SHA256]
-            for path in settings.intel_trust_roots:
-                try:
-                    self.intel_roots += load_certificates(Path(path).read_bytes())
-                except (OSError, FormatError) as exc:
-                    raise ConfigError(f"intel_trust_roots: {path}: {exc}") from None
+    @property
+    def anchors(self) -> Anchors:
+        """The trust anchors per vendor."""
+        return self.verifier.anchors
 
     # -- keys -------------------------------------------------------------------------------
     _JWKS_REFRESH = 60.0  # seconds: another replica's new key is published within a minute
@@ -335,70 +448,154 @@ class Broker:
         log_event("attestation.refused", code=problem.code, subject=subject)
         return problem
 
-    def _appraisal_policy(self, tx: Tx) -> SevSnpPolicy:
+    # -- per-scheme policies ----------------------------------------------------------------
+    def _policy_doc(self, tx: Tx, scheme: str) -> tuple[str, dict[str, Any] | None]:
+        """The id of the appraisal policy for ``scheme`` and its stored document (or None:
+        the scheme's default policy under that id). See :mod:`veritee.service.settings`."""
+        configured = self.settings.appraisal_policies.get(scheme)
+        if configured is not None:
+            doc = tx.policy_get(configured)
+            if doc is not None and doc_scheme(doc) != scheme:
+                raise ConfigError(f"appraisal_policies.{scheme}: policy {configured!r} is for "
+                                  f"{doc_scheme(doc)} evidence")
+            return configured, doc
         pid = self.settings.appraisal_policy_id
-        body = tx.policy_get(pid)
-        policy = policy_from_mapping(body) if body is not None else SevSnpPolicy(policy_id=pid)
-        refs = {bytes.fromhex(v) for _, kind, v in tx.reference_list() if kind == "measurement"}
+        doc = tx.policy_get(pid)
+        if doc is not None and doc_scheme(doc) == scheme:
+            return pid, doc
+        alt = f"{scheme}-{pid}"
+        doc = tx.policy_get(alt)
+        if doc is not None and doc_scheme(doc) == scheme:
+            return alt, doc
+        return (pid if scheme == LEGACY_SCHEME else alt), None
+
+    def _appraisal_policy(self, tx: Tx, scheme: str = LEGACY_SCHEME,
+                          overrides: Mapping[str, Any] | None = None) -> Any:
+        """The appraisal policy for ``scheme``: its stored (or default) policy, the settings
+        that shape it, plus the scheme's stored reference values; ``overrides`` (a front's
+        init-data pins) replace policy keys."""
+        found = scheme_named(scheme)
+        pid, doc = self._policy_doc(tx, scheme)
+        if doc is None:
+            mapping = found.policy_to_mapping(found.default_policy())
+            mapping["policy_id"] = pid
+            for key, setting in _SETTING_OVERRIDES.get(scheme, {}).items():
+                value = getattr(self.settings, setting)
+                mapping[key] = list(value) if isinstance(value, tuple) else value
+        else:
+            mapping = {k: v for k, v in doc.items() if k != "scheme"}
+        refs = sorted({v for _, kind, v in tx.reference_list() if ref_scheme(kind) == scheme})
         if refs:
-            # Reference values extend the policy's own allow-list of launch digests.
-            policy = dataclasses.replace(policy, measurements=frozenset(
-                refs | set(policy.measurements or ())))
-        return policy
+            # Reference values extend the policy's own allow-list of measurements.
+            key = reference_key(found)
+            mapping[key] = sorted(set(refs) | set(mapping.get(key) or ()))
+        optional = scheme in self.settings.revocation_optional
+        if (optional or not self.settings.require_crl) and \
+                "allow_unchecked_revocation" in mapping:
+            # No CRL source is required (dev_mode): the trace records revocation as skipped
+            # and the vector makes no hardware claim (_unchecked_revocation).
+            mapping["allow_unchecked_revocation"] = True
+        mapping.update(overrides or {})
+        return found.policy_from_mapping(mapping)
 
-    def _appraise_tdx(self, evidence: bytes, report_data: bytes,
-                      mrconfigid: bytes | None = None) -> Appraisal:
-        """Verify an Intel TDX quote at the service clock and appraise it (raises like SNP).
+    # -- attestation ------------------------------------------------------------------------
+    def _part(self, evidence_b64: object, attached_b64: object, scheme: object,
+              field: str) -> EvidencePart:
+        data = _unb64(evidence_b64, f"{field}.evidence" if field else "evidence")
+        attached = (_unb64(attached_b64, f"{field}.attached" if field else "attached")
+                    if attached_b64 is not None else None)
+        if scheme is not None:
+            scheme = checked_text(scheme, f"{field}.scheme" if field else "scheme")
+        return EvidencePart(data, scheme if isinstance(scheme, str) else None, attached)
 
-        The chain is pinned to the production Intel SGX Root CA; TCB status comes from
-        ``intel_collateral_dir`` (unknown without it, which the policy refuses).
-        """
-        verified = verify_quote(evidence, self.intel_collateral,
-                                now=datetime.fromtimestamp(self.clock(), UTC),
-                                trusted_roots=self.intel_roots)
-        if verified.tee != "tdx":
-            raise Problem(400, "evidence.unsupported", f"evidence: an Intel {verified.tee} "
-                          "quote; this service accepts Intel TDX and AMD SEV-SNP evidence only")
-        policy = TdxPolicy(policy_id=f"tdx-{self.settings.appraisal_policy_id}",
-                           allowed_tcb_statuses=frozenset(
-                               self.settings.tdx_allowed_tcb_statuses),
-                           report_data=report_data,
-                           allow_unchecked_revocation=not self.settings.require_crl,
-                           mrconfigid=frozenset({mrconfigid}) if mrconfigid else None)
-        return appraise_intel(verified, policy)
+    def _scheme_of(self, part: EvidencePart) -> Scheme:
+        """The scheme of ``part``: named (or given as a configured scheme object), or
+        recognised from its bytes by the registry."""
+        if isinstance(part.scheme, str):
+            return registry.get(part.scheme)
+        return part.scheme if part.scheme is not None else registry.recognise(part.data)
 
-    def _parse_collateral(self, cert_table: bytes | None) -> AmdCertificates | None:
-        if cert_table is None:
-            return None
-        key = hashlib.sha256(cert_table).digest()
-        with self._collateral_lock:
-            if key in self._collateral:
-                self._collateral.move_to_end(key)
-                return self._collateral[key]
-        from veritee.collateral.amd import from_cert_table
-        from veritee.formats.sevsnp import CertTable
-
-        certs = from_cert_table(CertTable.from_bytes(cert_table))
-        with self._collateral_lock:
-            self._collateral[key] = certs
-            while len(self._collateral) > 256:
-                self._collateral.popitem(last=False)
-        return certs
+    def appraise_parts(self, parts: Sequence[EvidencePart], *,
+                       challenge: BindingChallenge | None = None,
+                       expected_binding: bytes | None = None, now: datetime,
+                       overrides: Mapping[str, Mapping[str, Any]] | None = None
+                       ) -> list[Appraisal]:
+        """Verify and appraise every part at ``now`` under its scheme's policy, bound to
+        ``challenge`` (or, for one part, the raw ``expected_binding`` of another front);
+        raise on what cannot be verified, return every appraisal (accepted or not)."""
+        if expected_binding is not None and len(parts) > 1:
+            raise InvalidRequest("additional_evidence: this front binds one attester only")
+        found = [self._scheme_of(p) for p in parts]
+        with self.store.transaction(write=False) as tx:
+            policies = {s.name: self._appraisal_policy(tx, s.name, (overrides or {}).get(
+                s.name)) for s in found}
+        out = []
+        for given, scheme in zip(parts, found, strict=True):
+            # The scheme found here is the one the policies were chosen for.
+            optional = scheme.name in self.settings.revocation_optional
+            verifier = self._lenient if optional else self.verifier
+            result = verifier.appraise(replace(given, scheme=scheme), policy=policies,
+                                       challenge=challenge, expected_binding=expected_binding,
+                                       now=now)
+            assert isinstance(result, Appraisal)
+            out.append(result if optional else _unchecked_revocation(result))
+        return out
 
     def attest(self, evidence_b64: object, cert_table_b64: object, nonce_b64: object,
                key_jwk: object, *, binding: bytes | None = None,
                host_data: bytes | None = None, mrconfigid: bytes | None = None,
-               front: str = "v1") -> AttestOutcome:
+               front: str = "v1", scheme: object = None,
+               additional: Sequence[Mapping[str, Any]] | None = None,
+               policy_overrides: Mapping[str, Mapping[str, Any]] | None = None
+               ) -> AttestOutcome:
         """Verify evidence bound to a nonce and a TEE key; return a signed EAR or raise.
 
-        ``binding`` replaces the /v1 REPORT_DATA rule with another front's (the KBS
-        protocol's, :mod:`veritee.service.kbs_protocol`); ``host_data`` (SEV-SNP) and
-        ``mrconfigid`` (TDX) are init-data digests the evidence must carry; ``front`` names
-        the protocol in the audit entries (omitted for /v1).
+        ``evidence_b64`` is evidence of any registered scheme (``scheme`` names it, else it
+        is recognised), ``cert_table_b64`` what its attester attached (an SEV-SNP
+        certificate table, ...); ``additional`` more attesters' ``{evidence, scheme?,
+        attached?}`` (GPUs), all bound to the same challenge: SHA-512(nonce || SPKI(key))
+        where the TEE carries 64 bytes, SHA-256 where 32 (:func:`veritee.schemes.expected_binding`).
+        One EAR results, a submodule per attester. ``binding`` replaces that rule with
+        another front's raw value (the KBS protocol's; one attester only);
+        ``policy_overrides`` maps a scheme to policy keys a front pins per request (init-data
+        digests); ``host_data`` and ``mrconfigid`` are the older spellings of those
+        overrides for SEV-SNP and TDX. ``front`` names the protocol in the audit entries.
         """
-        evidence = _unb64(evidence_b64, "evidence")
-        cert_table = _unb64(cert_table_b64, "cert_table") if cert_table_b64 is not None else None
+        parts = [self._part(evidence_b64, cert_table_b64, scheme, "")]
+        extra = list(additional or [])
+        if len(extra) > MAX_ADDITIONAL:
+            raise InvalidRequest(f"additional_evidence: got {len(extra)} parts, want at most "
+                                 f"{MAX_ADDITIONAL}")
+        for i, item in enumerate(extra):
+            if not isinstance(item, Mapping) or set(item) - {"evidence", "scheme", "attached"}:
+                raise InvalidRequest(f"additional_evidence[{i}]: want {{evidence, scheme?, "
+                                     "attached?}")
+            parts.append(self._part(item.get("evidence"), item.get("attached"),
+                                    item.get("scheme"), f"additional_evidence[{i}]"))
+        overrides = {k: dict(v) for k, v in (policy_overrides or {}).items()}
+        if host_data is not None:
+            overrides.setdefault(LEGACY_SCHEME, {})["host_data"] = host_data.hex()
+        if mrconfigid is not None:
+            overrides.setdefault("tdx", {})["mrconfigid"] = [mrconfigid.hex()]
         nonce = _unb64(nonce_b64, "runtime_data.nonce", url=True)
+        return self.attest_parts(parts, nonce, key_jwk, binding=binding, front=front,
+                                 policy_overrides=overrides)
+
+    def attest_parts(self, parts: Sequence[EvidencePart], nonce: bytes, key_jwk: object, *,
+                     binding: bytes | None = None, front: str = "v1",
+                     policy_overrides: Mapping[str, Mapping[str, Any]] | None = None
+                     ) -> AttestOutcome:
+        """:meth:`attest` for decoded input: evidence parts (bytes, scheme name or None,
+        attached bytes or None; the primary attester first), the raw nonce and the TEE key's
+        JWK. What another front (the KBS protocol) calls once it has turned its own evidence
+        shapes into parts."""
+        when = self.clock()  # read once: nonce expiry, verification time and the EAR's iat
+        now = datetime.fromtimestamp(when, UTC)
+        parts = list(parts)
+        if not 1 <= len(parts) <= MAX_ADDITIONAL + 1:
+            raise InvalidRequest(f"evidence: got {len(parts)} parts, want 1.."
+                                 f"{MAX_ADDITIONAL + 1}")
+        overrides = {k: dict(v) for k, v in (policy_overrides or {}).items()}
         key = public_key_from_jwk(key_jwk)
         jwk = ECKey.import_key(key)
         thumb = jwk.thumbprint()
@@ -410,88 +607,91 @@ class Broker:
         # 1. Burn the nonce first, even if verification then fails: a nonce never serves
         #    two attempts, so a rejected guest cannot retry with the same challenge.
         with self.store.transaction() as tx:
-            state = tx.nonce_consume(hashlib.sha256(nonce).hexdigest(), self.clock())
+            state = tx.nonce_consume(hashlib.sha256(nonce).hexdigest(), when)
             if state != NonceState.OK:
                 # Recorded in this transaction (which changed nothing else), raised after.
-                refusal = self._refuse_attest(Problem(
-                    403, f"nonce.{state}", f"runtime_data.nonce: {state} (request a fresh "
+                refusal = self._refuse_attest(NonceRejected(
+                    f"nonce.{state}", f"runtime_data.nonce: {state} (request a fresh "
                     "challenge from POST /v1/challenge)"), subject, base, tx)
         if state != NonceState.OK:
             raise refusal
 
-        # 2. Verify and appraise. report_data must equal SHA-512(nonce || SPKI(key)).
-        #    Intel TDX: REPORTDATA must equal the same 64 bytes.
+        # 2. Verify and appraise every part under its scheme's policy, bound to the challenge.
         t0, c0 = time.perf_counter(), time.thread_time()
         try:
-            if is_intel_quote(evidence):
-                if cert_table is not None:
-                    raise Problem(400, "request.invalid", "cert_table: not used with Intel "
-                                  "quotes (the quote carries its PCK chain)")
-                appraisal = self._appraise_tdx(
-                    evidence, binding or bind_report_data(nonce, key), mrconfigid)
-            else:
-                with self.store.transaction(write=False) as tx:
-                    policy = self._appraisal_policy(tx)
-                # The service has no SEV-SNP CRL source besides what require_crl demands, so
-                # with require_crl off it waives the policy's revocation check (the EAR trace
-                # still records sevsnp.revocation.unchecked as skipped).
-                policy = dataclasses.replace(
-                    policy, report_data=binding or bind_report_data(nonce, key),
-                    host_data=host_data or policy.host_data,
-                    allow_unchecked_revocation=(policy.allow_unchecked_revocation
-                                                or not self.settings.require_crl))
-                ev = parse_evidence(evidence)
-                verified = verify_only(ev, anchors=self.anchors,
-                                       collateral=self._parse_collateral(cert_table),
-                                       now=datetime.fromtimestamp(self.clock(), UTC),
-                                       require_crl=self.settings.require_crl,
-                                       cache=self.chain_cache)
-                appraisal = appraise(verified, policy)
-        except Problem as problem:
-            raise self._refuse_attest(problem, subject, base) from None
-        except FormatError as exc:
-            raise self._refuse_attest(Problem(400, "evidence.malformed", str(exc)), subject,
-                                      base) from None
+            challenge = None if binding is not None else BindingChallenge(
+                nonce, key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
+            appraisals = self.appraise_parts(parts, challenge=challenge,
+                                             expected_binding=binding, now=now,
+                                             overrides=overrides)
+        except (IntegrityViolation, DatabaseUnavailable):
+            raise
         except CollateralError as exc:
-            raise self._refuse_attest(Problem(422, "evidence.collateral", str(exc)), subject,
-                                      base) from None
-        except VerificationError as exc:
-            raise self._refuse_attest(Problem(403, exc.code, str(exc)), subject, base) from None
+            problem = problem_for(exc)
+            problem.detail += self._collateral_hint(self._vendors_of(parts), ("collateral",))
+            raise self._refuse_attest(problem, subject, base) from None
+        except VeriteeError as exc:
+            raise self._refuse_attest(problem_for(exc), subject, base) from None
         finally:
             self.metrics.verification.observe(time.perf_counter() - t0)
             # CPU of this thread only: under load wall time also counts waiting for the GIL.
             self.metrics.verification_cpu.inc(time.thread_time() - c0)
 
         # 3. Encode the result as an EAR bound to the TEE key, sign it, record it.
-        claims = ear_claims(appraisal, issuer=self.settings.issuer, now=self.clock(),
-                            ttl=self.settings.token_ttl, nonce=nonce,
-                            cnf_jwk=jwk.as_dict(private=False),
-                            build=f"veritee {__version__}")
+        make = ear_claims if len(appraisals) == 1 else composite_ear_claims
+        claims = make(appraisals[0] if len(appraisals) == 1 else appraisals,  # type: ignore[arg-type]
+                      issuer=self.settings.issuer, now=when, ttl=self.settings.token_ttl,
+                      nonce=nonce, cnf_jwk=jwk.as_dict(private=False),
+                      build=f"veritee {__version__}")
         token = sign_ear(claims, self.signing_key.private_key, kid=self.signing_key.kid)
         result = EarResult(header={"kid": self.signing_key.kid}, claims=claims)
+        primary = appraisals[0]
+        failures = [f for a in appraisals for f in a.failures]
+        codes = [f.code for f in failures]
         detail = {**base, "jti": claims["jti"], "status": result.status,
-                  "tee": appraisal.tee, "policy_id": appraisal.policy_id,
-                  "measurement": appraisal.claims.get("measurement"),
-                  **({"mrtd": appraisal.claims.get("mrtd")} if appraisal.tee == "tdx" else {}),
-                  "vector": result.submod["ear.trustworthiness-vector"],
-                  "failures": appraisal.codes()}
+                  "tee": primary.tee, "policy_id": primary.policy_id,
+                  "measurement": primary.claims.get("measurement"),
+                  "vector": result.submod["ear.trustworthiness-vector"], "failures": codes}
+        if len(appraisals) > 1:
+            detail["parts"] = [{"submod": name, "tee": a.tee, "policy_id": a.policy_id,
+                                "measurement": a.claims.get("measurement"),
+                                "status": result.submods[name]["ear.status"]}
+                               for name, a in zip(result.submods, appraisals, strict=True)]
         self.metrics.verdicts.labels(result.status).inc()
-        if not appraisal.accepted:
-            hint = ""
-            if appraisal.tee == "tdx" and self.intel_collateral is None:
-                hint = (" (no intel_collateral_dir is configured: the TDX TCB status is unknown,"
-                        " so no TDX quote can be accepted)")
-            raise self._refuse_attest(Problem(
-                403, "attestation.rejected",
-                f"{len(appraisal.failures)} check(s) failed: {', '.join(appraisal.codes())}"
-                + hint,
-                failures=[f.to_dict() for f in appraisal.failures], ear=token),
-                subject, detail)
+        if failures:
+            raise self._refuse_attest(AttestationRejected(
+                "attestation.rejected",
+                f"{len(failures)} check(s) failed: {', '.join(codes)}"
+                + self._collateral_hint(found_vendors(appraisals), codes),
+                failures=[f.to_dict() for f in failures], ear=token), subject, detail)
         self._audit("attestation", "accepted", subject, detail)
         self.metrics.attestations.labels("accepted").inc()
         log_event("attestation.accepted", jti=claims["jti"], status=result.status,
-                  policy_id=appraisal.policy_id, key_thumbprint=thumb)
+                  policy_id=primary.policy_id, key_thumbprint=thumb)
         return AttestOutcome(token=token, result=result)
+
+    def _vendors_of(self, parts: Sequence[EvidencePart]) -> list[str]:
+        """The vendors of the parts' schemes (those that can be told)."""
+        out = []
+        for part in parts:
+            try:
+                out.append(str(self._scheme_of(part).vendor))
+            except VeriteeError:
+                continue
+        return out
+
+    def _collateral_hint(self, vendors: Sequence[str], codes: Sequence[str]) -> str:
+        """Why collateral-dependent checks failed, when the setting that feeds them is unset."""
+        if not any(w in c for c in codes for w in (".tcb.", ".revocation.", ".qe_identity.",
+                                                     "collateral")):
+            return ""
+        for vendor in vendors:
+            setting = _COLLATERAL_SETTINGS.get(vendor)
+            if (setting and self.verifier.collateral.get(vendor) is None
+                    and vendor not in self.verifier.fetchers):
+                return (f" (no {setting} is configured: without that collateral the TCB "
+                        "status or revocation cannot be known, so such evidence is refused)")
+        return ""
 
     # -- release ----------------------------------------------------------------------------
     def verify_token(self, token: str) -> EarResult:
@@ -503,8 +703,8 @@ class Broker:
                               accept=("affirming", "warning"))
         except VerificationError as exc:
             code = "token.expired" if exc.code == "ear.expired" else "token.invalid"
-            raise Problem(401, code, str(exc),
-                          headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+            raise Unauthenticated(code, str(exc), headers={
+                "WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
 
     def release(self, path: str, token: str | None, *,
                 seal: Callable[..., str] | None = None) -> tuple[str, int]:
@@ -533,8 +733,8 @@ class Broker:
         except Problem as problem:
             raise refuse(problem, {}) from None
         if not token:
-            raise refuse(Problem(401, "token.missing", "Authorization: want 'Bearer <EAR>'",
-                                 headers={"WWW-Authenticate": "Bearer"}), {})
+            raise refuse(Unauthenticated("token.missing", "Authorization: want 'Bearer <EAR>'",
+                                         headers={"WWW-Authenticate": "Bearer"}), {})
         try:
             result = self.verify_token(token)
         except Problem as problem:
@@ -543,13 +743,13 @@ class Broker:
         base: dict[str, Any] = {"jti": jti, "token": fingerprint(token)}
         cnf = result.cnf_jwk
         if cnf is None:
-            raise refuse(Problem(401, "token.invalid", "token has no cnf.jwk to encrypt to"),
-                         base)
+            raise refuse(Unauthenticated("token.invalid", "token has no cnf.jwk to encrypt to"),
+                                         base)
         refusal: Problem | None = None
         with self.store.transaction() as tx:
             found = tx.resource_get(path)
             if found is None:
-                refusal = Problem(404, "resource.not_found", f"no resource {path!r}")
+                refusal = NotFound("resource.not_found", f"no resource {path!r}")
             else:
                 policy_doc, ciphertext, version = found
                 try:
@@ -559,16 +759,16 @@ class Broker:
                     # as a bad token, never a 500.
                     findings = None
                 if findings is None:
-                    refusal = Problem(401, "token.invalid", "token claims are malformed",
-                                      headers={"WWW-Authenticate":
-                                               'Bearer error="invalid_token"'})
+                    refusal = Unauthenticated("token.invalid", "token claims are malformed",
+                                              headers={"WWW-Authenticate":
+                                                       'Bearer error="invalid_token"'})
                 else:
                     codes = [f.code for f in findings if f.outcome is Outcome.FAIL]
                     if codes:
-                        refusal = Problem(403, "resource.policy", "resource policy refused: "
-                                          f"{', '.join(codes)}", failures=[
-                                              f.to_dict() for f in findings
-                                              if f.outcome is Outcome.FAIL])
+                        refusal = ResourceRefused(
+                            "resource.policy", f"resource policy refused: {', '.join(codes)}",
+                            failures=[f.to_dict() for f in findings
+                                      if f.outcome is Outcome.FAIL])
                         base = {**base, "failures": codes}
             if refusal is not None:
                 # Recorded in this transaction (the only write), raised once it committed.
@@ -606,8 +806,8 @@ class Broker:
                       "veritee.jti": jti}
             inner = jwe.encrypt_compact(header, secret, recipient, registry=_JWE_REGISTRY)
         except Exception:
-            raise Problem(401, "token.invalid", "token cnf.jwk cannot be encrypted to",
-                          headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            raise Unauthenticated("token.invalid", "token cnf.jwk cannot be encrypted to",
+                                  headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
                           ) from None
         key = self.signing_key
         signed = jws.serialize_compact(
@@ -619,17 +819,17 @@ class Broker:
     def authenticate(self, token: str | None, *, need: str) -> str:
         """The token id of a live admin token with role ``need`` (or admin); else raise."""
         if not token:
-            raise Problem(401, "admin.unauthenticated", "Authorization: want 'Bearer <token>'",
-                          headers={"WWW-Authenticate": "Bearer"})
+            raise Unauthenticated("admin.unauthenticated", "Authorization: want 'Bearer <token>'",
+                                  headers={"WWW-Authenticate": "Bearer"})
         with self.store.transaction(write=False) as tx:
             found = tx.token_lookup(hash_token(token))
         if found is None:
-            raise Problem(401, "admin.unauthenticated", "unknown or revoked admin token",
-                          headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            raise Unauthenticated("admin.unauthenticated", "unknown or revoked admin token",
+                                  headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
         token_id, _, role = found
         if need == "admin" and role != "admin":
-            raise Problem(403, "admin.forbidden", f"role {role!r} may only read; this needs "
-                          "the admin role")
+            raise Forbidden("admin.forbidden", f"role {role!r} may only read; this needs "
+                            "the admin role")
         return token_id
 
     def _change(self, actor: str, event: str, subject: str, detail: dict[str, Any],
@@ -642,52 +842,131 @@ class Broker:
         return result
 
     def put_policy(self, actor: str, policy_id: str, body: object) -> tuple[dict[str, Any], bool]:
-        """Create or replace an appraisal policy; return its normalised form and 'created'."""
+        """Create or replace an appraisal policy; return its normalised form and 'created'.
+
+        The body names its ``scheme`` (default ``sevsnp``, as documents did before schemes)
+        and that scheme's policy fields; the scheme's ``policy_from_mapping`` checks them
+        (a ConfigError naming the key becomes 400)."""
         checked_text(policy_id, "policy_id")
         if not isinstance(body, dict):
-            raise Problem(400, "request.invalid", "body: want a policy object")
+            raise InvalidRequest("body: want a policy object")
         body = {**body, "policy_id": body.get("policy_id", policy_id)}
         if body["policy_id"] != policy_id:
-            raise Problem(400, "request.invalid", f"policy_id: got {body['policy_id']!r} in the "
-                          f"body, want {policy_id!r} (the path)")
-        policy = policy_from_mapping(body)  # ConfigError names the bad key -> 400
-        doc = policy_to_mapping(policy)
-        created = self._change(actor, "admin.policy.put", f"policy:{policy_id}", {},
+            raise InvalidRequest(f"policy_id: got {body['policy_id']!r} in the "
+                                 f"body, want {policy_id!r} (the path)")
+        name = body.pop("scheme", LEGACY_SCHEME)
+        if not isinstance(name, str) or name not in known_schemes():
+            raise InvalidRequest(f"scheme: got {str(name)[:40]!r}, want one of "
+                                 f"{', '.join(known_schemes())}")
+        scheme = scheme_named(name)
+        policy = scheme.policy_from_mapping(body)  # ConfigError names the bad key -> 400
+        doc = {"scheme": name, **scheme.policy_to_mapping(policy)}
+        created = self._change(actor, "admin.policy.put", f"policy:{policy_id}",
+                               {"scheme": name},
                                lambda tx: tx.policy_put(policy_id, doc, self.clock()))
         return doc, bool(created)
 
     def put_reference(self, actor: str, name: str, body: object) -> bool:
-        """Create or replace a reference value (a launch measurement)."""
+        """Create or replace a reference value: an accepted ``measurement`` of one scheme,
+        whose size that scheme's policy checks."""
         checked_text(name, "name")
-        if not isinstance(body, dict) or set(body) - {"kind", "value"}:
-            raise Problem(400, "request.invalid", "body: want {kind, value}")
+        if not isinstance(body, dict) or set(body) - {"kind", "value", "scheme"}:
+            raise InvalidRequest("body: want {kind, value, scheme?}")
         kind = body.get("kind", "measurement")
         if kind != "measurement":
-            raise Problem(400, "request.invalid", f"kind: got {kind!r}, want 'measurement'")
+            raise InvalidRequest(f"kind: got {kind!r}, want 'measurement'")
+        scheme_name = body.get("scheme", LEGACY_SCHEME)
+        if not isinstance(scheme_name, str) or scheme_name not in known_schemes():
+            raise InvalidRequest(f"scheme: got {str(scheme_name)[:40]!r}, want one of "
+                                 f"{', '.join(known_schemes())}")
         value = body.get("value")
         try:
-            raw = bytes.fromhex(str(value).removeprefix("0x"))
+            raw = bytes.fromhex(str(value).lower().removeprefix("0x"))
         except ValueError:
             raw = b""
-        if not isinstance(value, str) or len(raw) != 48:
-            raise Problem(400, "request.invalid", f"value: got {value!r}, want 48 bytes of hex "
-                          "(an SEV-SNP launch measurement)")
+        if not isinstance(value, str) or not raw:
+            raise InvalidRequest(f"value: got {str(value)[:100]!r}, want hex")
+        scheme = scheme_named(scheme_name)
+        key = reference_key(scheme)
+        mapping = scheme.policy_to_mapping(scheme.default_policy())
+        try:
+            scheme.policy_from_mapping({**mapping, key: [raw.hex()]})
+        except ConfigError as exc:
+            raise InvalidRequest(f"value: not a {scheme_name} measurement ({exc})") from None
         return bool(self._change(actor, "admin.reference.put", f"reference:{name}",
-                                 {"value": raw.hex()},
-                                 lambda tx: tx.reference_put(name, kind, raw.hex(),
-                                                             self.clock())))
+                                 {"value": raw.hex(), "scheme": scheme_name},
+                                 lambda tx: tx.reference_put(name, f"{scheme_name}:{kind}",
+                                                             raw.hex(), self.clock())))
+
+    # -- admin reads (routes never touch the store) ------------------------------------------
+    def list_policies(self) -> dict[str, Any]:
+        """Policy ids, the legacy active id and the id in force per scheme."""
+        with self.store.transaction(write=False) as tx:
+            ids = tx.policy_list()
+            active = {s: self._policy_doc(tx, s)[0] for s in known_schemes()}
+        return {"policies": ids, "active": self.settings.appraisal_policy_id,
+                "active_by_scheme": active}
+
+    def get_policy(self, policy_id: str) -> dict[str, Any]:
+        """One stored appraisal policy (with its ``scheme``); 404 if absent."""
+        checked_text(policy_id, "policy_id")
+        with self.store.transaction(write=False) as tx:
+            doc = tx.policy_get(policy_id)
+        if doc is None:
+            raise NotFound("policy.not_found", f"no policy {policy_id!r}")
+        return {"scheme": doc_scheme(doc), **doc}
+
+    def list_references(self) -> list[dict[str, Any]]:
+        """Reference values with their scheme."""
+        with self.store.transaction(write=False) as tx:
+            rows = tx.reference_list()
+        return [{"name": n, "kind": k.rpartition(":")[2], "scheme": ref_scheme(k), "value": v}
+                for n, k, v in rows]
+
+    def list_resources(self) -> list[dict[str, Any]]:
+        """Resources with their policies and versions (never the secrets)."""
+        with self.store.transaction(write=False) as tx:
+            return [{"path": path, "policy": pol, "version": v}
+                    for path, pol, v in tx.resource_list()]
+
+    def list_tokens(self) -> list[Any]:
+        """Admin tokens (metadata only)."""
+        with self.store.transaction(write=False) as tx:
+            tokens: list[Any] = tx.token_list()
+        return tokens
+
+    def audit_entries(self, after: int, limit: int) -> list[dict[str, Any]]:
+        """Audit entries after ``after`` (at most ``limit``, 1..1000)."""
+        if not 1 <= limit <= 1000 or not 0 <= after < 1 << 62:
+            raise InvalidRequest("limit: want 1..1000; after: want 0..2^62")
+        with self.store.transaction(write=False) as tx:
+            rows = tx.audit_rows(after, limit)
+        return [dict(r.__dict__) for r in rows]
+
+    def audit_verify(self) -> dict[str, Any]:
+        """Check the audit log's whole hash chain."""
+        from veritee.service.audit import verify_chain
+
+        assert self.store.integrity is not None
+        with self.store.transaction(write=False) as tx:
+            report = verify_chain(tx.audit_rows(), self.store.integrity)
+        return dict(report.__dict__)
 
     def put_resource(self, actor: str, path: str, body: object) -> int:
         """Create or update a resource: its policy and (optionally) its secret."""
         checked_text(path, "path", MAX_PATH)
         if not isinstance(body, dict) or set(body) - {"secret", "policy"}:
-            raise Problem(400, "request.invalid", "body: want {secret (base64), policy}")
+            raise InvalidRequest("body: want {secret (base64), policy}")
         if "policy" not in body:
-            raise Problem(400, "request.invalid", "policy: required")
-        policy = ResourcePolicy.from_mapping(body["policy"])
+            raise InvalidRequest("policy: required")
+        policy = ResourcePolicy.from_mapping(body["policy"])  # ConfigError names the key
+        unknown = sorted(set(policy.workloads or {}) - set(known_schemes()))
+        if unknown:
+            raise InvalidRequest(f"policy.workloads.{unknown[0][:64]}: unknown scheme (known: "
+                                 f"{', '.join(known_schemes())})")
         secret = _unb64(body["secret"], "secret") if body.get("secret") is not None else None
         if secret is not None and not 1 <= len(secret) <= 1 << 20:
-            raise Problem(400, "request.invalid", "secret: want 1 byte .. 1 MiB")
+            raise InvalidRequest("secret: want 1 byte .. 1 MiB")
         ciphertext = self.master.encrypt(secret, path.encode()) if secret is not None else None
         version: int = self._change(
             actor, "admin.resource.put", f"resource:{path}",
@@ -707,18 +986,18 @@ class Broker:
 
         def run(tx: Tx) -> None:
             if not ops[kind](tx):
-                raise Problem(404, f"{kind}.not_found", f"no {kind} {key!r}")
+                raise NotFound(f"{kind}.not_found", f"no {kind} {key!r}")
 
         self._change(actor, f"admin.{kind}.delete", f"{kind}:{key}", {}, run)
 
     def create_token(self, actor: str, body: object) -> tuple[str, str]:
         """A new admin token (returned once)."""
         if not isinstance(body, dict) or set(body) - {"name", "role"}:
-            raise Problem(400, "request.invalid", "body: want {name, role}")
+            raise InvalidRequest("body: want {name, role}")
         name = checked_text(body.get("name"), "name", 100)
         role = body.get("role")
         if not isinstance(role, str) or role not in _ROLES:
-            raise Problem(400, "request.invalid", "role: want 'admin' or 'reader'")
+            raise InvalidRequest("role: want 'admin' or 'reader'")
         return create_admin_token(self.store, name, role, actor=actor, now=self.clock())
 
     def revoke_token(self, actor: str, token_id: str) -> None:
@@ -727,7 +1006,7 @@ class Broker:
 
         def run(tx: Tx) -> None:
             if not tx.token_revoke(token_id, self.clock()):
-                raise Problem(404, "token.not_found", f"no live token {token_id!r}")
+                raise NotFound("token.not_found", f"no live token {token_id!r}")
 
         self._change(actor, "admin.token.revoke", f"token:{token_id}", {}, run)
 

@@ -23,7 +23,8 @@ from veritee.service.problems import PROBLEM_TYPE_BASE
 __all__ = ["MAX_BODY", "MAX_HEADER_BYTES", "MAX_PATH_BYTES", "BoundedRequest"]
 
 MAX_BODY = 2 << 20  # 2 MiB: a 1 MiB secret in base64 plus slack; evidence is ~1-10 KiB
-MAX_HEADER_BYTES = 8 << 10  # all header names and values together (an EAR is ~2 KiB)
+MAX_HEADER_BYTES = 16 << 10  # all header names and values together (an SEV-SNP EAR is
+#                              ~6 KiB, each device submod of a composite EAR ~3 KiB more)
 MAX_PATH_BYTES = 2048  # the raw (percent-encoded) path; resource paths are capped at 1024
 
 Scope = dict[str, Any]

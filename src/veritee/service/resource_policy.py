@@ -11,14 +11,23 @@ says ``allow_any_workload = true`` explicitly: there is no accept-all default.
 
 TEE-specific fields fail closed on the other TEE's tokens: ``measurements``, ``host_data``,
 ``chip_ids`` and a non-zero ``min_guest_svn`` are SEV-SNP claims and *fail* for a ``tdx``
-token; ``mrtd`` is a TDX claim and fails for an ``sevsnp`` token. A token of any other TEE
-fails ``resource.tee.unsupported``.
+token; ``mrtd`` is a TDX claim and fails for an ``sevsnp`` token.
+
+Every scheme: ``workloads`` pins claims per scheme, ``{scheme: {claim: [allowed values]}}``,
+over the common claims (``measurement``, ``debug``, ``tcb_status`` ...; see
+:data:`veritee.schemes.COMMON_CLAIMS`) and the scheme's own (``host_data``, ``mrconfigid``,
+...): ``{"tdx": {"measurement": ["<MRTD hex>"]}, "nvidia": {"measurement": [...]}}``. A pin is
+only ever compared with claims of a submodule *of that scheme*, and a pinned scheme the token
+has no submodule of fails (``resource.workload.absent``): a field for one TEE never matches
+evidence of another. A token whose primary attester is of a scheme that neither the legacy
+fields (SEV-SNP, TDX) nor ``workloads`` name fails ``resource.tee.unsupported``. The common
+``debug`` claim is refused in every submodule that has it unless ``allow_debug``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from veritee.errors import ConfigError
@@ -28,8 +37,47 @@ from veritee.results import TIERS, EarResult
 __all__ = ["ResourcePolicy"]
 
 _FIELDS = ("measurements", "mrtd", "allow_any_workload", "appraisal_policy_ids",
-           "min_guest_svn", "allow_debug", "host_data", "chip_ids", "required_status")
+           "min_guest_svn", "allow_debug", "host_data", "chip_ids", "required_status",
+           "workloads")
 _TEES = ("sevsnp", "tdx")
+_MAX_PINS = 256  # allowed values per claim
+
+
+def _norm(value: Any) -> Any:
+    """A claim value as pins compare it: hex text lowercase without ``0x``."""
+    if isinstance(value, str):
+        text = value.removeprefix("0x").removeprefix("0X")
+        if text and all(c in "0123456789abcdefABCDEF" for c in text):
+            return text.lower()
+    return value
+
+
+def _workloads(value: object) -> dict[str, dict[str, frozenset[Any]]] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not value:
+        raise ConfigError(f"policy.workloads: got {str(value)[:80]}, want {{scheme: {{claim: "
+                          "[allowed values]}}}")
+    out: dict[str, dict[str, frozenset[Any]]] = {}
+    for scheme, pins in value.items():
+        where = f"policy.workloads.{str(scheme)[:64]}"
+        if not isinstance(scheme, str) or not 1 <= len(scheme) <= 64:
+            raise ConfigError(f"{where}: want a scheme name")
+        if not isinstance(pins, Mapping) or not pins:
+            raise ConfigError(f"{where}: got {str(pins)[:80]}, want {{claim: [allowed values]}} "
+                              "(at least one claim)")
+        claims: dict[str, frozenset[Any]] = {}
+        for claim, allowed in pins.items():
+            at = f"{where}.{str(claim)[:64]}"
+            if not isinstance(claim, str) or not 1 <= len(claim) <= 64:
+                raise ConfigError(f"{at}: want a claim name")
+            if (not isinstance(allowed, list) or not 1 <= len(allowed) <= _MAX_PINS
+                    or not all(isinstance(a, str | int | bool) for a in allowed)):
+                raise ConfigError(f"{at}: got {str(allowed)[:80]}, want a list of 1..{_MAX_PINS} "
+                                  "strings, numbers or booleans")
+            claims[claim] = frozenset(_norm(a) for a in allowed)
+        out[scheme] = claims
+    return out
 
 
 def _hex_set(value: object, name: str, length: int) -> frozenset[str] | None:
@@ -65,6 +113,7 @@ class ResourcePolicy:
     host_data: str | None = None  # hex, 32 bytes
     chip_ids: frozenset[str] | None = None
     required_status: str = "affirming"
+    workloads: dict[str, dict[str, frozenset[Any]]] | None = field(default=None, hash=False)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> ResourcePolicy:
@@ -97,14 +146,16 @@ class ResourcePolicy:
         if status not in ("affirming", "warning"):
             raise ConfigError(f"policy.required_status: got {status!r}, want 'affirming' or "
                               "'warning'")
-        if measurements is None and mrtd is None and not flags["allow_any_workload"]:
+        workloads = _workloads(data.get("workloads"))
+        if (measurements is None and mrtd is None and workloads is None
+                and not flags["allow_any_workload"]):
             raise ConfigError("policy.measurements: required (a list of SEV-SNP launch "
-                              "digests) or policy.mrtd (Intel TDX MRTDs), or set "
-                              "allow_any_workload = true explicitly")
+                              "digests) or policy.mrtd (Intel TDX MRTDs) or policy.workloads "
+                              "(claims per scheme), or set allow_any_workload = true explicitly")
         return cls(measurements=measurements, mrtd=mrtd, appraisal_policy_ids=(
             frozenset(ids) if ids is not None else None), min_guest_svn=svn,
             host_data=next(iter(host)) if host else None, chip_ids=chip_ids,
-            required_status=status, **flags)
+            required_status=status, workloads=workloads, **flags)
 
     def to_mapping(self) -> dict[str, Any]:
         """The JSON form; :meth:`from_mapping` inverts it."""
@@ -119,6 +170,10 @@ class ResourcePolicy:
             "host_data": self.host_data,
             "chip_ids": sorted(self.chip_ids) if self.chip_ids else None,
             "required_status": self.required_status,
+            "workloads": ({scheme: {claim: sorted(allowed, key=repr)
+                                    for claim, allowed in pins.items()}
+                           for scheme, pins in self.workloads.items()}
+                          if self.workloads else None),
         }
 
     def evaluate(self, result: EarResult) -> list[Finding]:
@@ -135,7 +190,8 @@ class ResourcePolicy:
             out.append(Finding(code, Outcome.SKIP, fld, message=why))
 
         tee = result.tee
-        if tee not in _TEES:
+        pinned = self.workloads or {}
+        if tee not in _TEES and tee not in pinned:
             check("resource.tee.unsupported", "tee", tee, list(_TEES), False,
                   "token from a TEE this resource policy cannot evaluate")
 
@@ -156,7 +212,7 @@ class ResourcePolicy:
             got = c.get("measurement")
             check("resource.measurement.mismatch", "measurement", got, sorted(self.measurements),
                   got in self.measurements, "workload not allowed to read this resource")
-        elif tee == "sevsnp" and not self.allow_any_workload:
+        elif tee == "sevsnp" and not self.allow_any_workload and tee not in pinned:
             check("resource.measurement.mismatch", "measurement", c.get("measurement"),
                   "an SEV-SNP measurement pin", False,
                   "this resource pins no SEV-SNP workload (only mrtd)")
@@ -170,7 +226,7 @@ class ResourcePolicy:
             got = c.get("mrtd")
             check("resource.mrtd.mismatch", "mrtd", got, sorted(self.mrtd), got in self.mrtd,
                   "TD not allowed to read this resource")
-        elif tee == "tdx" and not self.allow_any_workload:
+        elif tee == "tdx" and not self.allow_any_workload and tee not in pinned:
             check("resource.mrtd.mismatch", "mrtd", c.get("mrtd"), "a TDX MRTD pin", False,
                   "this resource pins no TDX workload (only measurements)")
         else:
@@ -200,11 +256,17 @@ class ResourcePolicy:
             debug: Any = (bool(int(attrs[:2], 16) & 1) if isinstance(attrs, str)
                           and len(attrs) >= 2 else None)
             fld = "td_attributes.debug"
-        else:
+        elif tee == "sevsnp":
             debug = c.get("guest_policy", {}).get("debug")
             fld = "guest_policy.debug"
+        else:  # every other scheme: the common claim (veritee.schemes.COMMON_CLAIMS)
+            debug = c.get("debug")
+            fld = "debug"
         if self.allow_debug:
             skip("resource.debug", fld, "allow_debug is true")
+        elif fld == "debug" and "debug" in c and c["debug"] is None:
+            # COMMON_CLAIMS: None where the TEE has no debug state (a TPM, ...).
+            skip("resource.debug", fld, f"a {tee} attester has no debug state")
         else:
             check("resource.debug", fld, debug, False, debug is False,
                   "debug guest: its memory is readable by the host")
@@ -224,4 +286,32 @@ class ResourcePolicy:
             got = c.get("chip_id")
             check("resource.chip_id.mismatch", "chip_id", got, sorted(self.chip_ids),
                   got in self.chip_ids, "chip not allowed for this resource")
+        self._evaluate_submods(result, check)
         return out
+
+    def _evaluate_submods(self, result: EarResult, check: Any) -> None:
+        """``workloads`` pins over the submodules of their scheme, and ``debug`` in every
+        submodule besides the primary (a device that has the claim)."""
+        names = list(result.submods)
+        for scheme, pins in (self.workloads or {}).items():
+            mine = [n for n in names if result.scheme_of(n) == scheme]
+            if not mine:
+                check("resource.workload.absent", f"submods.{scheme}",
+                      [result.scheme_of(n) for n in names], scheme, False,
+                      f"this resource pins {scheme} claims; the token has no {scheme} "
+                      "attester")
+            for name in mine:
+                claims = result.submods[name].get("veritee.verified-claims") or {}
+                for claim, allowed in sorted(pins.items()):
+                    got = claims.get(claim) if isinstance(claims, dict) else None
+                    ok = got is not None and not isinstance(got, dict | list) and \
+                        _norm(got) in allowed
+                    check("resource.claim.mismatch", f"{name}.{claim}", got,
+                          sorted(allowed, key=repr), ok,
+                          f"{scheme} {claim} not allowed to read this resource")
+        for name in names[1:]:
+            claims = result.submods[name].get("veritee.verified-claims") or {}
+            debug = claims.get("debug") if isinstance(claims, dict) else None
+            if isinstance(debug, bool) and not self.allow_debug:
+                check("resource.debug", f"{name}.debug", debug, False, debug is False,
+                      "debug attester: its state is readable by the host")

@@ -133,7 +133,14 @@ def serve(settings: Settings, settings_path: Path | None) -> None:
                     port=settings.port, workers=settings.workers, log_level=settings.log_level,
                     ssl_certfile=settings.tls_certfile, ssl_keyfile=settings.tls_keyfile,
                     access_log=False, timeout_graceful_shutdown=10,
+                    h11_max_incomplete_event_size=H11_MAX_HEAD,
                     log_config=uvicorn_log_config(settings.log_level))
+
+
+H11_MAX_HEAD = 32 << 10
+"""Largest request head h11 reads (its default is 16 KiB): room for the request line and
+``limits.MAX_HEADER_BYTES`` of headers, which the BoundedRequest middleware then enforces
+with a problem+json 431."""
 
 
 class LoopbackServer:
@@ -148,7 +155,9 @@ class LoopbackServer:
         self.sock.bind(("127.0.0.1", 0))
         self.port: int = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self.server = uvicorn.Server(uvicorn.Config(
+            app, log_level="warning", lifespan="off",
+            h11_max_incomplete_event_size=H11_MAX_HEAD))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
                                        daemon=True)
 

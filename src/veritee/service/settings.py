@@ -19,6 +19,23 @@ Identity, CRLs; read once at start with :func:`veritee.collateral.intel.load_dir
 without it a quote's TCB status is unknown and the TDX appraisal refuses every quote.
 ``tdx_allowed_tcb_statuses`` lists the TCB statuses accepted (default ``UpToDate`` only).
 
+Revocation (issue 18): ``require_crl`` is true by default, so a chain whose revocation was not
+checked is refused. SEV-SNP CRLs come from ``amd_crl_dir`` (a directory holding the ARK's CRL,
+as KDS serves it at ``/vcek/v1/<product>/crl``) and/or, with ``amd_kds = true``, from AMD's KDS
+(``amd_kds_url``, cached in ``amd_kds_cache_dir`` until the CRL's nextUpdate). Turning
+``require_crl`` off is refused outside ``dev_mode``; with it off the EAR trace records the
+revocation check as skipped and the trust vector makes no ``hardware`` claim.
+``revocation_optional`` names schemes whose certificates cannot be checked for revocation
+offline (``nvidia``: NVIDIA publishes device-certificate status by OCSP only): their evidence is
+verified without the requirement, and the trace records the check as skipped; the operator's
+setting is the policy that says it may be, so their vector is not lowered for it.
+
+Appraisal policies per scheme: ``appraisal_policies`` maps a scheme name to the id of a stored
+policy document naming that scheme (``{sevsnp = "prod-snp", tdx = "prod-td"}``); a scheme not
+listed uses ``appraisal_policy_id`` when the document stored under that id is for it (a
+document without ``scheme`` is an SEV-SNP one, as before), else ``<scheme>-<appraisal_policy_id>``,
+else the scheme's default policy; the scheme's stored reference values are added either way.
+
 Environment variables are the upper-case names prefixed with ``VERITEE_``
 (``VERITEE_DATABASE_URL``, ``VERITEE_DEV_MODE=1``, ``VERITEE_TRUST_ROOTS=a.pem,b.pem``).
 """
@@ -58,7 +75,13 @@ class Settings:
     nonce_ttl: int = 120
     appraisal_policy_id: str = "default"
     trust_roots: tuple[str, ...] = ()
-    require_crl: bool = False
+    appraisal_policies: dict[str, str] = field(default_factory=dict, hash=False)
+    require_crl: bool = True
+    amd_crl_dir: str | None = None
+    amd_kds: bool = False
+    amd_kds_url: str = "https://kdsintf.amd.com"
+    amd_kds_cache_dir: str | None = None
+    revocation_optional: tuple[str, ...] = ()
     key_source: str = "emulated"
     emulated_machine_dir: str | None = None
     master_key_file: str = "veritee-master.key.sealed"
@@ -83,6 +106,9 @@ class Settings:
             reasons.append("trust_roots: roots other than the pinned AMD ARKs are trusted")
         if self.intel_trust_roots:
             reasons.append("intel_trust_roots: Intel roots besides the pinned one are trusted")
+        if not self.require_crl:
+            reasons.append("require_crl: false accepts chains whose revocation was not checked "
+                           "(set amd_crl_dir or amd_kds = true)")
         if self.tls_certfile is None and not _is_loopback(self.host):
             reasons.append(f"host: plain HTTP on non-loopback address {self.host!r} "
                            "(set tls_certfile and tls_keyfile)")
@@ -146,6 +172,18 @@ def _coerce(name: str, kind: Any, value: Any, *, from_env: bool) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{name}: got {value!r}, want {want[int]}")
         return value
+    if kind == "mapping":
+        if from_env and isinstance(value, str):
+            # VERITEE_APPRAISAL_POLICIES=sevsnp=prod-snp,tdx=prod-td
+            pairs = [v.partition("=") for v in value.split(",") if v]
+            if any(not k or not sep or not v for k, sep, v in pairs):
+                raise ConfigError(f"{name}: got {value!r}, want scheme=id[,scheme=id...]")
+            value = {k.strip(): v.strip() for k, _, v in pairs}
+        if not isinstance(value, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) and k and v
+                for k, v in value.items()):
+            raise ConfigError(f"{name}: got {value!r}, want a table of scheme = policy id")
+        return dict(value)
     if kind == "tuple":
         if from_env and isinstance(value, str):
             value = [v for v in value.split(",") if v]
@@ -159,7 +197,10 @@ _KINDS: dict[str, Any] = {
     "database_url": str, "dev_mode": bool, "host": str, "port": int, "workers": int,
     "tls_certfile": "str | None", "tls_keyfile": "str | None", "issuer": str, "ear_alg": str,
     "token_ttl": int, "nonce_ttl": int, "appraisal_policy_id": str, "trust_roots": "tuple",
-    "require_crl": bool, "key_source": str, "emulated_machine_dir": "str | None",
+    "require_crl": bool, "amd_crl_dir": "str | None", "amd_kds": bool, "amd_kds_url": str,
+    "amd_kds_cache_dir": "str | None", "appraisal_policies": "mapping",
+    "revocation_optional": "tuple", "key_source": str,
+    "emulated_machine_dir": "str | None",
     "master_key_file": str, "log_level": str, "intel_collateral_dir": "str | None",
     "tdx_allowed_tcb_statuses": "tuple", "intel_trust_roots": "tuple",
     "pkcs11_module": "str | None", "pkcs11_token": str,
@@ -210,6 +251,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError("emulated_machine_dir: required with key_source = 'emulated'")
     if (s.tls_certfile is None) != (s.tls_keyfile is None):
         raise ConfigError("tls_certfile/tls_keyfile: set both or neither")
+    if not s.amd_kds_url.startswith("https://") and not s.dev_mode:
+        raise ConfigError(f"amd_kds_url: got {s.amd_kds_url!r}, want an https:// URL")
     if s.log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level: got {s.log_level!r}, want debug/info/warning/error")
     from veritee.formats.intel import TcbStatus
@@ -241,7 +284,8 @@ def load_settings(path: str | Path | None = None, *, env: Mapping[str, str] | No
         data = dict(load_mapping(path))
         base = Path(path).resolve().parent
         for key in ("emulated_machine_dir", "master_key_file", "tls_certfile", "tls_keyfile",
-                    "intel_collateral_dir", "pkcs11_pin_file"):
+                    "intel_collateral_dir", "pkcs11_pin_file", "amd_crl_dir",
+                    "amd_kds_cache_dir"):
             if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
                 data[key] = str(base / data[key])
         for key in ("trust_roots", "intel_trust_roots"):

@@ -203,24 +203,46 @@ class Tx:
         return self.execute("DELETE FROM appraisal_policies WHERE policy_id = ?",
                             (policy_id,)).rowcount == 1
 
+    # A reference value's scheme is a column (migration 3); a row of the legacy scheme keeps
+    # the MAC it always had, others add the scheme to it, so moving a row to another scheme
+    # breaks its MAC either way.
+    _LEGACY_SCHEME = "sevsnp"
+
+    def _reference_mac_values(self, name: str, kind: str, value: str,
+                              scheme: str) -> tuple[str, ...]:
+        if scheme == self._LEGACY_SCHEME:
+            return (name, kind, value)
+        return (name, kind, value, scheme)
+
     def reference_list(self) -> list[tuple[str, str, str]]:
-        """``(name, kind, value)`` for every reference value (each row authenticated)."""
+        """``(name, kind, value)`` for every reference value (each row authenticated);
+        ``kind`` is ``measurement`` for an SEV-SNP value, ``<scheme>:measurement`` else."""
         out = []
-        for r in self.all("SELECT name, kind, value, mac FROM reference_values ORDER BY name"):
-            name, kind, value = self._checked("reference_values", r, 3)
-            out.append((str(name), str(kind), str(value)))
+        for r in self.all("SELECT name, kind, value, scheme, mac FROM reference_values "
+                          "ORDER BY name"):
+            name, kind, value, scheme, mac = (str(r[0]), str(r[1]), str(r[2]), str(r[3]), r[4])
+            self._integrity().check_row("reference_values",
+                                        self._reference_mac_values(name, kind, value, scheme),
+                                        mac)
+            out.append((name, kind if scheme == self._LEGACY_SCHEME else f"{scheme}:{kind}",
+                        value))
         return out
 
     def reference_put(self, name: str, kind: str, value: str, now: float) -> bool:
-        """Create or replace; True when it was created."""
-        mac = self._mac("reference_values", (name, kind, value))
+        """Create or replace; True when it was created. ``kind`` as :meth:`reference_list`
+        gives it (``<scheme>:measurement`` names the scheme)."""
+        scheme, sep, kind = kind.rpartition(":")
+        scheme = scheme if sep else self._LEGACY_SCHEME
+        mac = self._mac("reference_values", self._reference_mac_values(name, kind, value,
+                                                                       scheme))
         existed = self.one("SELECT 1 FROM reference_values WHERE name = ?", (name,))
         if existed:
-            self.execute("UPDATE reference_values SET kind = ?, value = ?, updated_at = ?, "
-                         "mac = ? WHERE name = ?", (kind, value, now, mac, name))
+            self.execute("UPDATE reference_values SET kind = ?, value = ?, scheme = ?, "
+                         "updated_at = ?, mac = ? WHERE name = ?",
+                         (kind, value, scheme, now, mac, name))
         else:
-            self.execute("INSERT INTO reference_values (name, kind, value, updated_at, mac) "
-                         "VALUES (?, ?, ?, ?, ?)", (name, kind, value, now, mac))
+            self.execute("INSERT INTO reference_values (name, kind, value, scheme, updated_at, "
+                         "mac) VALUES (?, ?, ?, ?, ?, ?)", (name, kind, value, scheme, now, mac))
         return existed is None
 
     def reference_delete(self, name: str) -> bool:

@@ -79,6 +79,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE TABLE service_keys (name TEXT PRIMARY KEY, wrapped TEXT NOT NULL, "
         "master_key_id TEXT NOT NULL, created_at {real} NOT NULL)",
     )),
+    # Reference values per scheme (issue 11): rows written before are SEV-SNP's.
+    Migration(3, "reference values per scheme", (
+        "ALTER TABLE reference_values ADD COLUMN scheme TEXT NOT NULL DEFAULT 'sevsnp'",
+    )),
 )
 
 
