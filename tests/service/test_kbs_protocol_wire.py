@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from veritee.crypto.kbs_jwe import decrypt_response, encrypt_response, protected_header_json
 from veritee.errors import FormatError, VerificationError
 from veritee.formats.coco import (
+    PROTOCOL_VERSIONS,
     canonical_json,
     init_data_digest,
     regularize,
@@ -96,13 +97,21 @@ def test_snp_report_parser_only_raises_format_error(value: Any) -> None:
         snp_report_from_object(value)
 
 
-def test_tee_pubkey_keeps_only_the_kbs_types_members_and_refuses_rsa() -> None:
+def test_tee_pubkey_keeps_only_the_kbs_types_members_per_version() -> None:
     key = _jwk(ec.generate_private_key(ec.SECP256R1()), "P-256", 32)
     assert tee_pubkey({**key, "kid": "x", "use": "enc"}) == key
-    with pytest.raises(FormatError):
-        tee_pubkey({"kty": "RSA", "alg": "RSA-OAEP-256", "n": "AQAB", "e": "AQAB"})
-    with pytest.raises(FormatError):
-        tee_pubkey({**key, "alg": "ECDH-ES"})
+    rsa_key = {"kty": "RSA", "alg": "RSA-OAEP-256", "n": "AQAB", "e": "AQAB"}
+    assert tee_pubkey({**rsa_key, "kid": "x"}) == rsa_key  # kbs-types RSA {alg, n, e}
+    v010, v040 = PROTOCOL_VERSIONS["0.1.0"], PROTOCOL_VERSIONS["0.4.0"]
+    assert tee_pubkey({**rsa_key, "alg": "RSA1_5"}, v010)["alg"] == "RSA1_5"
+    for bad, version in (({**key, "alg": "ECDH-ES"}, v040),  # not the KBS algorithm
+                         ({**rsa_key, "alg": "ECDH-ES+A256KW"}, v040),  # EC alg on RSA
+                         (key, v010),  # 0.1.x guests had RSA keys only
+                         ({**rsa_key, "alg": "RSA-OAEP-256"}, v010),
+                         ({"kty": "oct", "k": "AAAA"}, v040),
+                         ({**key, "x": ""}, v040)):
+        with pytest.raises(FormatError):
+            tee_pubkey(bad, version)
 
 
 def test_init_data_digest_uses_the_algorithm_the_document_names() -> None:

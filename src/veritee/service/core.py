@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc import jwe, jws
-from joserfc.jwk import ECKey
+from joserfc.jwk import ECKey, RSAKey
 
 from veritee import __version__
 from veritee.attest import bind_report_data, is_intel_quote, parse_evidence, verify_only
@@ -161,11 +161,20 @@ def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds")
 
 
-def public_key_from_jwk(jwk: object) -> ec.EllipticCurvePublicKey:
-    """The TEE's ephemeral key from its JWK: EC P-256/P-384/P-521 public keys only."""
+def public_key_from_jwk(jwk: object, *, rsa_keys: bool = False
+                        ) -> ec.EllipticCurvePublicKey | rsa.RSAPublicKey:
+    """The TEE's ephemeral key from its JWK: EC P-256/P-384/P-521 public keys (and, for the
+    KBS front's ``rsa_keys``, RSA keys of 2048 to 8192 bits)."""
     if not isinstance(jwk, dict):
         raise Problem(400, "request.invalid", "runtime_data.key: want a JWK object")
     kty, crv = jwk.get("kty"), jwk.get("crv")
+    if rsa_keys and kty == "RSA":
+        from veritee.crypto.kbs_jwe import rsa_public_key
+
+        try:
+            return rsa_public_key(jwk)
+        except FormatError as exc:
+            raise Problem(400, "request.invalid", f"tee-pubkey: {exc}") from None
     if kty != "EC" or not isinstance(crv, str) or crv not in _EC_CURVES:
         raise Problem(400, "request.invalid", f"runtime_data.key: got kty={str(kty)[:20]!r} "
                       f"crv={str(crv)[:20]!r}, want an EC key on P-256, P-384 or P-521 "
@@ -388,19 +397,25 @@ class Broker:
     def attest(self, evidence_b64: object, cert_table_b64: object, nonce_b64: object,
                key_jwk: object, *, binding: bytes | None = None,
                host_data: bytes | None = None, mrconfigid: bytes | None = None,
-               front: str = "v1") -> AttestOutcome:
+               front: str = "v1", rsa_keys: bool = False) -> AttestOutcome:
         """Verify evidence bound to a nonce and a TEE key; return a signed EAR or raise.
 
         ``binding`` replaces the /v1 REPORT_DATA rule with another front's (the KBS
         protocol's, :mod:`veritee.service.kbs_protocol`); ``host_data`` (SEV-SNP) and
         ``mrconfigid`` (TDX) are init-data digests the evidence must carry; ``front`` names
-        the protocol in the audit entries (omitted for /v1).
+        the protocol in the audit entries (omitted for /v1); ``rsa_keys`` accepts an RSA TEE
+        key (the KBS protocol's RSA-OAEP-256/RSA1_5 keys; /v1 takes EC keys only).
         """
         evidence = _unb64(evidence_b64, "evidence")
         cert_table = _unb64(cert_table_b64, "cert_table") if cert_table_b64 is not None else None
         nonce = _unb64(nonce_b64, "runtime_data.nonce", url=True)
-        key = public_key_from_jwk(key_jwk)
-        jwk = ECKey.import_key(key)
+        key = public_key_from_jwk(key_jwk, rsa_keys=rsa_keys)
+        jwk = RSAKey.import_key(key) if isinstance(key, rsa.RSAPublicKey) else ECKey.import_key(
+            key)
+        # An RSA key keeps the JWE algorithm it was sent for (RSA-OAEP-256 or RSA1_5).
+        cnf = jwk.as_dict(private=False) | ({"alg": key_jwk["alg"]} if isinstance(
+            key, rsa.RSAPublicKey) and isinstance(key_jwk, dict) and isinstance(
+            key_jwk.get("alg"), str) else {})
         thumb = jwk.thumbprint()
         nonce_id = fingerprint(nonce)
         subject = f"key:{thumb[:16]}"
@@ -465,7 +480,7 @@ class Broker:
         # 3. Encode the result as an EAR bound to the TEE key, sign it, record it.
         claims = ear_claims(appraisal, issuer=self.settings.issuer, now=self.clock(),
                             ttl=self.settings.token_ttl, nonce=nonce,
-                            cnf_jwk=jwk.as_dict(private=False),
+                            cnf_jwk=cnf,
                             build=f"veritee {__version__}")
         token = sign_ear(claims, self.signing_key.private_key, kid=self.signing_key.kid)
         result = EarResult(header={"kid": self.signing_key.kid}, claims=claims)
