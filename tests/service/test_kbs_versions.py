@@ -242,3 +242,44 @@ def test_cli_kbs_get_protocol_coco_tee_tdx_and_sgx(tmp_path: Path) -> None:
             assert code != 0 if "sgx" not in names() else code in (0, 4)
     finally:
         store.close()
+
+
+# -- tampered evidence: the protocol's error shape -----------------------------------------
+@pytest.mark.parametrize("field,index", [("measurement", 0), ("report_data", 63),
+                                         ("host_data", 5)])
+def test_tampered_evidence_is_refused_in_the_protocol_error_shape(
+        svc: Service, guests: Guests, field: str, index: int) -> None:
+    with _kbs(svc, guests.a) as kbs:
+        message = kbs.attestation(kbs.auth())
+        report = message["tee-evidence"]["primary_evidence"]["attestation_report"]
+        report[field][index] ^= 1  # one bit of the signed report
+        r = kbs._http.post(f"{svc.url}/kbs/v0/attest", content=canonical_json(message))
+    assert r.status_code == 401, r.text
+    body = r.json()
+    assert body["type"] == ERR + "AttestationError" and isinstance(body["detail"], str)
+    assert r.headers["content-type"] == "application/problem+json"
+    assert "signature" in body["code"] or "signature" in body["detail"], body
+    assert "set-cookie" not in r.headers  # no attested session for a refused attestation
+
+
+def test_tampered_tdx_quote_is_refused_in_the_protocol_error_shape(
+        service_factory: Callable[..., Service], tmp_path: Path) -> None:
+    from veritee.platform.emulated.intel import EmulatedIntelCpu, EmulatedIntelVendor
+    from veritee.platform.emulated.tdx import InsecureEmulatedTdxMachine
+
+    vendor = EmulatedIntelVendor.generate(now=datetime.now(UTC))
+    td = InsecureEmulatedTdxMachine(vendor, cpu=EmulatedIntelCpu(vendor)).launch(
+        b"TDVF".ljust(8192, b"\0"))
+    col = tmp_path / "intel"
+    vendor.write_collateral(col, "TDX", datetime.now(UTC))
+    s = service_factory(f"sqlite:///{tmp_path}/tdx.db", intel_collateral_dir=str(col),
+                        intel_trust_roots=(str(col / "root_ca.pem"),))
+    with CocoKbsClient(s.url, td, dev_mode=True, tee="tdx") as kbs:
+        message = kbs.attestation(kbs.auth())
+        quote = bytearray(base64.b64decode(message["tee-evidence"]["primary_evidence"]["quote"]))
+        quote[200] ^= 1  # inside the TD report body (signed by the QE's attestation key)
+        message["tee-evidence"]["primary_evidence"]["quote"] = base64.b64encode(
+            bytes(quote)).decode()
+        r = kbs._http.post(f"{s.url}/kbs/v0/attest", content=canonical_json(message))
+    assert r.status_code == 401 and r.json()["type"] == ERR + "AttestationError", r.text
+    assert s.refusals()[-1].detail["front"] == "kbs"
