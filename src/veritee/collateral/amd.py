@@ -117,7 +117,7 @@ def _try_crl(data: bytes, source: str = "CRL") -> x509.CertificateRevocationList
             return None
     except ValueError:
         return None
-    return load_x509_crl(data.strip(), structure=source)
+    return load_x509_crl(data, structure=source)
 
 
 def load_files(*paths: str | Path) -> AmdCertificates:

@@ -112,10 +112,12 @@ def _find_quote(obj: Any) -> str | None:
 
 def load_crl(data: bytes, *, source: str = "CRL") -> x509.CertificateRevocationList:
     """A CRL from DER, PEM or hex-of-DER text, every field parsed (``crypto._x509``)."""
-    raw = bytes(data).strip()
+    # Trimmed only to recognise hex text: DER may end in a whitespace byte (crypto._x509).
+    raw = bytes(data)
     try:
-        if raw and not raw.startswith(b"-----BEGIN") and _HEXDIGITS.issuperset(raw):
-            raw = decode_hex(raw, structure=source, field="crl")
+        text = raw.strip()
+        if text and not text.startswith(b"-----BEGIN") and _HEXDIGITS.issuperset(text):
+            raw = decode_hex(text, structure=source, field="crl")
         return load_x509_crl(raw, structure=source)
     except FormatError as exc:
         raise ConfigError(f"not a CRL: {exc}") from None

@@ -67,10 +67,12 @@ def load_certificate_chain(data: bytes | str, *, structure: str, field: str = "c
         data = data.encode("utf-8", "surrogateescape")
     if not isinstance(data, bytes | bytearray | memoryview):
         raise FormatError(structure, field, got=type(data).__name__, want="bytes")
-    raw = bytes(data).rstrip(b"\x00").strip()
+    # Only PEM text may be trimmed: DER ends wherever its lengths say, and its last byte may
+    # well be a NUL or a whitespace byte (trimming those truncated one certificate in ~30).
+    raw = bytes(data).lstrip()
     ders: list[bytes] = []
     if raw[:1] != b"\x30":  # DER starts with a SEQUENCE; anything else is PEM text
-        for m in _PEM_RE.finditer(raw):
+        for m in _PEM_RE.finditer(raw.rstrip(b"\x00").strip()):
             if m.group(1) != b"CERTIFICATE":
                 continue
             if len(ders) >= max_certs:
@@ -92,12 +94,12 @@ def load_crl(data: bytes, *, structure: str, field: str = "crl"
     its extensions) parsed eagerly."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise FormatError(structure, field, got=type(data).__name__, want="bytes")
-    raw = bytes(data).strip()
+    raw = bytes(data).lstrip()
     try:
         if raw.startswith(b"-----BEGIN"):
-            crl = x509.load_pem_x509_crl(raw)
-        else:
-            crl = x509.load_der_x509_crl(raw)
+            crl = x509.load_pem_x509_crl(raw.rstrip(b"\x00").strip())
+        else:  # DER ends where its length says (its last byte may be NUL or whitespace)
+            crl = x509.load_der_x509_crl(_split_der(raw, structure, field, 1)[0])
     except Exception as exc:  # every loader error is malformed input
         raise FormatError(structure, field, got=_why(exc), want="a DER or PEM X.509 CRL"
                           ) from None
@@ -177,10 +179,17 @@ def _why(exc: BaseException) -> str:
 
 
 def _split_der(data: bytes, structure: str, field: str, max_certs: int) -> list[bytes]:
-    """Split concatenated DER SEQUENCEs (X.690 s8.1: tag, definite length, contents)."""
+    """Split concatenated DER SEQUENCEs (X.690 s8.1: tag, definite length, contents).
+
+    Padding after the last complete SEQUENCE (NUL bytes, as a fixed-size NV index or a
+    certificate table has, or whitespace, as a text editor adds) is ignored; nothing inside
+    a SEQUENCE ever is.
+    """
     out: list[bytes] = []
     off = 0
     while off < len(data):
+        if out and not data[off:].strip(b"\x00 \t\r\n"):
+            break
         if len(out) >= max_certs:
             raise FormatError(structure, field, offset=off, got=f"> {max_certs} certificates",
                               want=f"<= {max_certs}")

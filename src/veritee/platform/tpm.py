@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import struct
 import time
 import uuid
@@ -961,21 +960,6 @@ def _decode_seal_header(blob: bytes) -> tuple[bytes, bytes, bytes, bytes]:
     return blob[:pos], parts[0], parts[1], parts[2]
 
 
-_MANUFACTURE_TRIES = 3
-
-
-def _well_formed_ek(platform: TpmPlatform) -> bool:
-    """True when the EK certificate in NV is one complete DER certificate."""
-    from veritee.crypto._x509 import load_certificate
-    from veritee.errors import VeriteeError
-
-    try:
-        load_certificate(platform.ek_certificate(), structure="swtpm EK certificate")
-    except (VeriteeError, ValueError):
-        return False
-    return True
-
-
 class InsecureSwtpmPlatform(TpmPlatform):
     """A software TPM (``swtpm``) started and stopped by this object; see the module docstring.
 
@@ -1006,24 +990,14 @@ class InsecureSwtpmPlatform(TpmPlatform):
         if reason is not None:
             raise PlatformError(reason)
         layout = SwtpmLayout(Path(state_dir))
-        # swtpm's certificate tool has been seen to write, rarely, an EK certificate whose
-        # DER length runs one byte past its data (once in ~30 suite runs). A TPM just
-        # manufactured with such a certificate is manufactured again; an existing state is
-        # never touched, and its certificate is judged by the verifier as it is.
-        fresh = not layout.manufactured
-        for attempt in range(_MANUFACTURE_TRIES):
-            manufacture(layout)
-            process = SwtpmProcess(layout)
-            try:
-                process.start()
-            except BaseException:
-                process.cleanup()  # no socket directory left behind by a refused start
-                raise
-            platform = cls(process, description=f"swtpm TPM 2.0 (state {state_dir}, INSECURE)")
-            if not fresh or attempt + 1 == _MANUFACTURE_TRIES or _well_formed_ek(platform):
-                break
-            platform.close()
-            shutil.rmtree(layout.root)
+        manufacture(layout)
+        process = SwtpmProcess(layout)
+        try:
+            process.start()
+        except BaseException:
+            process.cleanup()  # no socket directory left behind by a refused start
+            raise
+        platform = cls(process, description=f"swtpm TPM 2.0 (state {state_dir}, INSECURE)")
         platform.measured_boot(default_boot_chain() if boot is None else boot)
         return platform
 
