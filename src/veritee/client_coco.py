@@ -101,7 +101,7 @@ class CocoKbsClient:
                  http: httpx.Client | None = None, dev_mode: bool = False,
                  hash_algorithms: tuple[str, ...] = ("sha256", "sha384", "sha512"),
                  version: str = KBS_PROTOCOL_VERSION, tee: str = "snp",
-                 key_algorithm: str | None = None) -> None:
+                 key_algorithm: str | None = None, rsa_bits: int = 2048) -> None:
         self.url = check_service_url(url, dev_mode=dev_mode)
         if tee not in _EVIDENCE:
             raise ConfigError(f"tee: got {tee!r}, want one of {', '.join(_EVIDENCE)} (the "
@@ -115,6 +115,7 @@ class CocoKbsClient:
         if self.key_algorithm not in _KEY_ALGORITHMS:
             raise ConfigError(f"key_algorithm: got {self.key_algorithm!r}, want one of "
                               f"{', '.join(_KEY_ALGORITHMS)}")
+        self.rsa_bits = rsa_bits  # attestation-agent's RSA keys are 2048 bits
         self.tee = tee
         self.source = source
         self.hash_algorithms = hash_algorithms
@@ -150,11 +151,11 @@ class CocoKbsClient:
             return {"alg": ALG, "crv": "P-256", "kty": "EC",
                     "x": _b64url(nums.x.to_bytes(32, "big")),
                     "y": _b64url(nums.y.to_bytes(32, "big"))}
-        rsa_key = rsa.generate_private_key(65537, 2048)  # attestation-agent's RSA size
+        rsa_key = rsa.generate_private_key(65537, self.rsa_bits)
         pub = rsa_key.public_key().public_numbers()
         self._key = rsa_key
         return {"alg": self.key_algorithm, "e": _b64url(pub.e.to_bytes(3, "big")),
-                "kty": "RSA", "n": _b64url(pub.n.to_bytes(256, "big"))}
+                "kty": "RSA", "n": _b64url(pub.n.to_bytes(self.rsa_bits // 8, "big"))}
 
     def attestation(self, challenge: dict[str, Any], *,
                     init_data: dict[str, str] | None = None) -> dict[str, Any]:

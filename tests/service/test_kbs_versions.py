@@ -137,6 +137,14 @@ def test_rsa_oaep_256_key_gets_its_resource(svc: Service, guests: Guests) -> Non
     assert claims["cnf"]["jwk"]["alg"] == "RSA-OAEP-256"
 
 
+def test_rsa_4096_key_session_cookie_still_opens(svc: Service, guests: Guests) -> None:
+    # The RSA modulus makes the EAR (and the cookie that carries it) larger; the attested
+    # cookie must still be accepted for the resource request.
+    with _kbs(svc, guests.a, key_algorithm="RSA-OAEP-256", rsa_bits=4096) as kbs:
+        assert kbs.get_resource("apps/a/key") == SECRET_A
+        assert len(kbs._http.cookies["kbs-session-id"]) > 4096
+
+
 def test_rsa1_5_key_is_refused_by_default_and_burns_the_challenge(svc: Service,
                                                                    guests: Guests) -> None:
     with _kbs(svc, guests.a, version="0.1.1") as kbs, pytest.raises(ServiceRefused) as exc:
