@@ -272,3 +272,42 @@ def test_runtime_data_per_version() -> None:
     assert runtime_data_digest("n", RSA_KEY, None) == hashlib.sha384(text).digest() + bytes(16)
     assert runtime_data_digest("n", EC_KEY, "") != runtime_data_digest("n", EC_KEY, None)
     assert runtime_data_digest("n", EC_KEY, "") != runtime_data_digest("n", EC_KEY, "{}")
+
+
+# -- messages as the protocol documents write them ------------------------------------------
+# Literal JSON text in the shapes of Trustee's docs/kbs_attestation_protocol.md (Request,
+# Challenge, Attestation) and kbs-types' own test messages at each version, with real-looking
+# values in place of the documents' "$placeholders". Written here, not copied.
+_N = _b64u(_RSA.n, 256)
+RECORDED = {
+    "0.1.0": '{"tee-pubkey": {"kty": "RSA", "alg": "RSA1_5", "n": "' + _N + '", "e": "AQAB"}, '
+             '"tee-evidence": "{\\"quote\\": \\"AAAA\\"}"}',
+    "0.1.1": '{"tee-pubkey": {"kty": "RSA", "alg": "RSA1_5", "n": "' + _N + '", "e": "AQAB"}, '
+             '"tee-evidence": {"quote": "AAAA"}}',
+    "0.2.0": '{"tee-pubkey": {"kty": "EC", "crv": "P-256", "alg": "ECDH-ES+A256KW", "x": "AAAA",'
+             ' "y": "BBBB"}, "tee-evidence": {"quote": "AAAA"}}',
+    "0.3.0": '{"tee-pubkey": {"kty": "RSA", "alg": "RSA-OAEP-256", "n": "' + _N + '", "e": '
+             '"AQAB"}, "tee-evidence": {"primary_evidence": {"quote": "AAAA"}, '
+             '"additional_evidence": ""}}',
+    "0.4.0": '{"init-data": {"format": "toml", "body": "algorithm = \\"sha384\\"\\nversion = '
+             '\\"0.1.0\\"\\n"}, "runtime-data": {"nonce": "bm9uY2U=", "tee-pubkey": {"kty": "RSA",'
+             ' "alg": "RSA-OAEP-256", "n": "' + _N + '", "e": "AQAB"}}, "tee-evidence": '
+             '{"primary_evidence": {"quote": "AAAA"}, "additional_evidence": ""}}',
+}
+
+
+@pytest.mark.parametrize("version", list(RECORDED))
+def test_recorded_attestation_of_each_version(version: str) -> None:
+    msg = parse_attestation(RECORDED[version].encode(), PROTOCOL_VERSIONS[version])
+    assert msg.primary == {"quote": "AAAA"}
+    # Only the kbs-types members are kept, in the canonical order the binding hashes.
+    assert set(msg.pubkey) in ({"alg", "crv", "kty", "x", "y"}, {"alg", "e", "kty", "n"})
+    if version == "0.4.0":
+        assert msg.init_data is not None and msg.nonce == "bm9uY2U="
+    # A 0.4.0 message is no older version's and the reverse (no silent reinterpretation of
+    # where the key and nonce are); an RSA-OAEP key is no 0.1.x message.
+    for other, proto in PROTOCOL_VERSIONS.items():
+        if proto.runtime_data_member != PROTOCOL_VERSIONS[version].runtime_data_member or (
+                other.startswith("0.1.") and "RSA-OAEP" in RECORDED[version]):
+            with pytest.raises(FormatError):
+                parse_attestation(RECORDED[version].encode(), proto)
