@@ -337,10 +337,17 @@ class _Prepared:
 
     message: AttestationMessage
     primary: CocoEvidence
-    binding: bytes  # the primary's expected report data (64 bytes)
+    binding: bytes  # the primary's expected binding (its scheme's binding_size bytes)
     devices: tuple[tuple[CocoEvidence, bytes], ...]  # (device part, its expected binding)
     host_data: bytes | None
     mrconfigid: bytes | None
+
+
+def _binding_size(scheme: str) -> int:
+    """Bytes of challenge ``scheme`` evidence carries (64 for report data until registered)."""
+    from veritee.schemes import get, names
+
+    return get(scheme).binding_size if scheme in names() else 64
 
 
 def _digest(session: _Session, body: dict[str, object]) -> bytes:
@@ -363,7 +370,8 @@ def _prepare(broker: Broker, session: _Session, raw: bytes) -> _Prepared:
     # Trustee backend.rs: the primary's runtime data names the additional-evidence string
     # (0.3.0+); each device's is {nonce, tee-pubkey} alone.
     binding = regularize(_digest(session, runtime_data(session.nonce, msg.pubkey,
-                                                       msg.additional)), 64)
+                                                       msg.additional)),
+                         _binding_size(primary.scheme))
     devices = []
     for tee, evidence in additional_evidence(msg.additional or ""):
         _check_tee(tee, where="additional_evidence")
