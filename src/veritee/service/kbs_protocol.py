@@ -250,35 +250,41 @@ def _select_hash(extra: object) -> str:
                    f"{names[:8]} is supported (sha256, sha384, sha512)", code="kbs.hash")
 
 
-# Which schemes Broker.attest (service/core.py) can verify today: SEV-SNP, and Intel TDX
-# through a DCAP path of its own (so TDX counts as available before the ``tdx`` scheme is
-# registered). Once the broker verifies every registered scheme, this set goes away and the
-# registry alone decides.
-_BROKER_SCHEMES = frozenset({"sevsnp", "tdx"})
+# Which schemes Broker.attest (service/core.py) verifies: a broker whose ``attest`` takes
+# ``scheme=`` verifies every registered scheme through attest.Verifier; an older one verifies
+# SEV-SNP, and Intel TDX through a DCAP path of its own (so TDX counts as available before the
+# ``tdx`` scheme is registered). Remove the older branch once every broker takes ``scheme=``.
+_OLD_BROKER_SCHEMES = frozenset({"sevsnp", "tdx"})
 _BROKER_OWN_PATHS = frozenset({"tdx"})
 
 
-def _unavailable(scheme: str) -> str | None:
+def _attest_parameters(broker: Broker) -> frozenset[str]:
+    import inspect
+
+    return frozenset(inspect.signature(broker.attest).parameters)
+
+
+def _unavailable(scheme: str, broker: Broker) -> str | None:
     """Why ``scheme`` evidence cannot be verified now, or None (registry read per call)."""
     from veritee.schemes import names
 
     if scheme not in set(names()) | _BROKER_OWN_PATHS:
         return f"its evidence is {scheme!r} evidence, and no {scheme!r} scheme is registered"
-    if scheme not in _BROKER_SCHEMES:
+    if "scheme" not in _attest_parameters(broker) and scheme not in _OLD_BROKER_SCHEMES:
         return (f"the {scheme!r} scheme is registered, but this broker verifies only "
-                f"{', '.join(sorted(_BROKER_SCHEMES))} evidence yet")
+                f"{', '.join(sorted(_OLD_BROKER_SCHEMES))} evidence yet")
     return None
 
 
-def _check_tee(tee: str, *, where: str = "tee") -> str:
+def _check_tee(tee: str, broker: Broker, *, where: str = "tee") -> str:
     """The veritee scheme for kbs-types TEE ``tee``; KbsError naming it if not verifiable."""
     shape = tee_shape(tee)
-    why = _unavailable(shape.scheme) if shape is not None else (
+    why = _unavailable(shape.scheme, broker) if shape is not None else (
         "a kbs-types TEE whose evidence veritee has no shape for" if tee in KNOWN_TEES
         else "not a kbs-types TEE name")
     if shape is not None and why is None:
         return shape.scheme
-    ok = [s.names[0] for s in TEE_SHAPES if _unavailable(s.scheme) is None]
+    ok = [s.names[0] for s in TEE_SHAPES if _unavailable(s.scheme, broker) is None]
     raise KbsError(401, "AttestationError", f"{where} {tee[:20]!r}: {why} (verifiable now: "
                    f"{', '.join(ok)})", code="kbs.tee.unsupported")
 
@@ -303,7 +309,7 @@ async def auth(request: Request) -> Response:
         if shape is not None and shape.device:
             raise KbsError(401, "AttestationError", f"tee {tee!r}: a device, attested only as "
                            "additional evidence of a CPU TEE", code="kbs.tee.unsupported")
-        _check_tee(tee)
+        _check_tee(tee, broker)
         # Before 0.2.0 the Challenge's extra-params is a string and SHA-384 is fixed.
         alg = "sha384" if proto.challenge_extra_string else _select_hash(body["extra-params"])
         challenge = await run_in_threadpool(broker.challenge)
@@ -374,7 +380,7 @@ def _prepare(broker: Broker, session: _Session, raw: bytes) -> _Prepared:
                          _binding_size(primary.scheme))
     devices = []
     for tee, evidence in additional_evidence(msg.additional or ""):
-        _check_tee(tee, where="additional_evidence")
+        _check_tee(tee, broker, where="additional_evidence")
         part = device_evidence(tee, evidence)
         devices.append((part, _digest(session, runtime_data(session.nonce, msg.pubkey))))
     if devices:  # Broker.attest takes one piece of evidence (composite: once it takes parts)
@@ -414,14 +420,26 @@ def _attest(broker: Broker, session: _Session, raw_body: bytes) -> str:
     except KbsError as err:
         raise _refuse_early(broker, session, err) from None
     part, pubkey = prepared.primary, prepared.message.pubkey
+    # The scheme by name when the broker takes it (never recognised from the bytes: the
+    # session's TEE decides what the evidence must be); RSA keys where the broker takes them.
+    from veritee.schemes import names
+
+    params = _attest_parameters(broker)
+    extra: dict[str, Any] = {"scheme": part.scheme} if "scheme" in params and \
+        part.scheme in names() else {}
+    if pubkey["kty"] == "RSA":
+        if "rsa_keys" not in params:
+            raise _refuse_early(broker, session, KbsError(
+                401, "AttestationError", "tee-pubkey: this broker takes EC keys only "
+                "(ECDH-ES+A256KW)", code="kbs.key.unsupported"))
+        extra["rsa_keys"] = True
     try:
         out = broker.attest(base64.b64encode(part.data).decode(),
                             base64.b64encode(part.attached).decode()
                             if part.attached is not None else None,
                             _b64url(base64.b64decode(session.nonce)), pubkey,
                             binding=prepared.binding, host_data=prepared.host_data,
-                            mrconfigid=prepared.mrconfigid, front="kbs",
-                            rsa_keys=pubkey["kty"] == "RSA")
+                            mrconfigid=prepared.mrconfigid, front="kbs", **extra)
     except Problem as problem:
         raise _from_problem(problem, where="attest") from None
     return out.token
