@@ -57,6 +57,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from veritee._decode import load_json
 from veritee.crypto.kbs_jwe import RSA1_5, encrypt_response
 from veritee.errors import FormatError
 from veritee.formats.coco import (
@@ -216,21 +217,12 @@ def _set_cookie(response: Response, broker: Broker, request: Request,
 
 
 # -- request parsing ------------------------------------------------------------------------
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate member {key!r}")
-        out[key] = value
-    return out
-
-
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    """A JSON object through the bounded decoder (size, depth, duplicate members, integers)."""
     try:
-        value = json.loads(raw, object_pairs_hook=_no_duplicates)
-    except (ValueError, RecursionError) as exc:
-        raise KbsError(401, "AttestationError", f"{what}: not valid JSON ({str(exc)[:80]})",
-                       code="request.invalid") from None
+        value = load_json(raw, structure=what, max_size=64 << 10)
+    except FormatError as exc:
+        raise KbsError(401, "AttestationError", str(exc)[:300], code="request.invalid") from None
     if not isinstance(value, dict):
         raise KbsError(401, "AttestationError", f"{what}: want a JSON object",
                        code="request.invalid")
@@ -307,7 +299,7 @@ async def auth(request: Request) -> Response:
         proto = PROTOCOL_VERSIONS[version]
         shape = tee_shape(tee)
         if shape is not None and shape.device:
-            raise KbsError(401, "AttestationError", f"tee {tee!r}: a device, attested only as "
+            raise KbsError(401, "AttestationError", f"tee {tee[:20]!r}: a device, attested only as "
                            "additional evidence of a CPU TEE", code="kbs.tee.unsupported")
         _check_tee(tee, broker)
         # Before 0.2.0 the Challenge's extra-params is a string and SHA-384 is fixed.
