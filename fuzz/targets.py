@@ -179,7 +179,8 @@ def _parse_targets() -> list[Target]:
 
     def tpm_any(d: bytes) -> None:
         for fn in (tpm.TpmsAttest.from_bytes, tpm.TpmtSignature.from_bytes,
-                   tpm.parse_tpm2b_public, tpm.parse_tpm2tools_pcrs):
+                   tpm.parse_tpm2b_public, tpm.parse_tpm2tools_pcrs,
+                   tpm.parse_pcr_values_text):
             with contextlib.suppress(FormatError):
                 fn(d)
 

@@ -176,3 +176,47 @@ def sign(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, data: bytes,
         padding.PSS(mgf=padding.MGF1(h), salt_length=h.digest_size)
         if alg is SigAlg.RSAPSS else padding.PKCS1v15())
     return TpmtSignature(alg, hash_alg, signature=key.sign(data, pad, h))
+
+
+# -- synthetic event logs -------------------------------------------------------------------
+EV_NO_ACTION = 0x00000003
+EV_EFI_ACTION = 0x80000007
+EV_EFI_HCRTM_EVENT = 0x80000010
+EV_SEPARATOR = 0x00000004
+
+
+def build_log(events: list[tuple[int, bytes] | tuple[int, int, bytes]], *,
+              banks: tuple[HashAlg, ...] = (HashAlg.SHA1, HashAlg.SHA256),
+              locality: int | None = None) -> bytes:
+    """A crypto-agile log (PFP 10.2.2): the Spec ID event, an optional StartupLocality event
+    (PFP 10.4.5.3), then one TCG_PCR_EVENT2 per ``(pcr, data)`` / ``(pcr, type, data)`` whose
+    digests are each bank's hash of the data (default type EV_SEPARATOR-like 0x0d EV_IPL)."""
+    import struct
+
+    from veritee.formats.eventlog import SPEC_ID_SIGNATURE, STARTUP_LOCALITY_SIGNATURE
+
+    algs = b"".join(struct.pack("<HH", b, b.digest_size) for b in banks)
+    spec = SPEC_ID_SIGNATURE + struct.pack("<IBBBBI", 0, 0, 2, 0, 2, len(banks)) + algs + b"\0"
+    out = [struct.pack("<II", 0, EV_NO_ACTION) + bytes(20) + struct.pack("<I", len(spec)) + spec]
+
+    def event2(pcr: int, etype: int, data: bytes, zero: bool = False) -> bytes:
+        digests = b"".join(struct.pack("<H", b) + (bytes(b.digest_size) if zero else
+                                                   b.digest(data)) for b in banks)
+        return (struct.pack("<III", pcr, etype, len(banks)) + digests
+                + struct.pack("<I", len(data)) + data)
+
+    if locality is not None:
+        out.append(event2(0, EV_NO_ACTION, STARTUP_LOCALITY_SIGNATURE + bytes([locality]),
+                          zero=True))
+    for item in events:
+        pcr, etype, data = (item[0], 0x0D, item[1]) if len(item) == 2 else item  # type: ignore[misc]
+        out.append(event2(pcr, etype, data))
+    return b"".join(out)
+
+
+def replay_by_hand(bank: HashAlg, digests: list[bytes], start: bytes | None = None) -> bytes:
+    """PCR := H(PCR || d) for each digest, from ``start`` (default zero)."""
+    pcr = start if start is not None else bytes(bank.digest_size)
+    for d in digests:
+        pcr = bank.digest(pcr + d)
+    return pcr

@@ -109,8 +109,13 @@ def test_tpm_answers_the_same_calls(tmp_path: object) -> None:
         p = TpmAdapter(tpm)
         assert isinstance(p, Platform) and p.name == "tpm"
         ev = p.evidence(bytes(range(64)))
-        verify_tpm_quote(ev.data, TpmtSignature.from_bytes(ev.endorsements), tpm.ak_public(),
-                         nonce=bytes(range(64)), pcrs=None)
+        # Trustee's tpm evidence JSON: one container with the quote, AK and PCRs.
+        from veritee.collateral.tpm import load_trustee_tpm
+
+        q = load_trustee_tpm(ev.data)
+        assert q.ak is not None
+        verify_tpm_quote(q.attest, TpmtSignature.from_bytes(q.signature.to_bytes()), q.ak,
+                         nonce=bytes(range(64)), pcrs=q.pcrs)
         k = p.derive_key("pcr", b"ctx")
         assert k == p.derive_key("pcr", b"ctx") != p.derive_key("tpm", b"ctx")
         assert len(p.random(16)) == 16 and p.counters is tpm

@@ -235,8 +235,11 @@ def test_encoded_log_is_what_the_tpm_extended() -> None:
 def test_quote_appraised_against_a_policy_pinning_the_kernel(quote: TpmQuote) -> None:
     kernel = HashAlg.SHA256.digest(b"veritee demo kernel")
     verified = _verify(quote)
+    # The AK is pinned: since issue 18 an AK must be bound (register_ak) or pinned.
+    from veritee.policy.tpm import ak_pin
+
     good = TpmPolicy(pcrs={HashAlg.SHA256: {4: quote.pcrs[HashAlg.SHA256][4]}},
-                     require_event_log=True,
+                     require_event_log=True, ak_pins=frozenset({ak_pin(quote.ak_public)}),
                      required_events=frozenset({EventRule(
                          4, HashAlg.SHA256, kernel, EventType.EV_EFI_BOOT_SERVICES_APPLICATION)}))
     assert appraise(verified, good).accepted

@@ -16,7 +16,10 @@ from veritee.policy.tpm import (
     FINDING_CODES,
     EventRule,
     TpmPolicy,
+    ak_pin,
     appraise,
+    policy_from_mapping,
+    policy_to_mapping,
 )
 from veritee.trust.tpm import VerifiedTpmQuote, verify_quote
 
@@ -31,8 +34,10 @@ def _verified(nonce: bytes = b"n", pcrs: dict[HashAlg, dict[int, bytes]] | None 
     values = pcrs or PCRS
     attest = make_attest(values, nonce, HashAlg.SHA256).to_bytes()
     v = verify_quote(attest, sign(KEY, attest), KEY.public_key(), nonce=nonce, pcrs=values)
-    # As if the AK had come as a TPMT_PUBLIC with an attestation key's attributes.
-    return replace(v, ak_attributes=int(AK_REQUIRED_ATTRIBUTES))
+    # As if the AK had come as a TPMT_PUBLIC with an attestation key's attributes, enrolled
+    # by credential activation (trust.tpm.bind_ak).
+    return replace(v, ak_attributes=int(AK_REQUIRED_ATTRIBUTES),
+                   ak_binding="credential-activation")
 
 
 def _policy(**kw: object) -> TpmPolicy:
@@ -45,7 +50,8 @@ def test_finding_codes_are_pinned() -> None:
         "tpm.eventlog.missing", "tpm.eventlog.unquoted",
         "tpm.eventlog.required_event_missing", "tpm.eventlog.forbidden_event",
         "tpm.ak.properties", "tpm.qualified_signer.mismatch", "tpm.clock.unsafe",
-        "tpm.firmware.below_minimum", "tpm.ak.uncertified",
+        "tpm.firmware.below_minimum", "tpm.ak.uncertified", "tpm.ak.unbound",
+        "tpm.eventlog.exit_boot_services_missing", "tpm.eventlog.bank_not_replayable",
     }) == FINDING_CODES
 
 
@@ -57,9 +63,15 @@ def test_matching_quote_is_accepted_and_every_check_reports() -> None:
     assert appraisal.verification  # the trust trace travels with the appraisal
 
 
-def test_there_is_no_accept_all_policy() -> None:
-    with pytest.raises(ConfigError):
-        TpmPolicy(pcrs={})
+def test_default_policy_has_no_reference_values_but_refuses_an_unbound_ak() -> None:
+    """The default policy (every scheme has one) names no PCR values, so the PCR checks are
+    skipped and say why; what it does refuse is an AK nothing ties to a genuine TPM."""
+    bound = appraise(_verified(), TpmPolicy())
+    assert bound.accepted, bound.to_text()
+    skipped = {f.code for f in bound.findings if f.outcome is Outcome.SKIP}
+    assert {"tpm.pcr.mismatch", "tpm.pcr.not_quoted"} <= skipped
+    unbound = appraise(replace(_verified(), ak_binding=None), TpmPolicy())
+    assert unbound.codes() == ["tpm.ak.unbound"]
     with pytest.raises(ConfigError):
         TpmPolicy(pcrs={HashAlg.SHA256: {0: b"short"}})
 
@@ -123,7 +135,7 @@ def test_real_quote_with_reference_pcrs_and_events() -> None:
     rule = EventRule(app.pcr, HashAlg.SHA256, digest, EventType.EV_EFI_BOOT_SERVICES_APPLICATION)
     reference = {HashAlg.SHA256: {i: v.pcrs[HashAlg.SHA256][i] for i in range(8)}}
     policy = TpmPolicy(pcrs=reference, nonce=b"", required_events=frozenset({rule}),
-                       require_event_log=True)
+                       require_event_log=True, ak_pins=frozenset({ak_pin(v.ak_public)}))
     appraisal = appraise(v, policy)
     assert appraisal.accepted, appraisal.to_text()
     forbid = replace(policy, required_events=frozenset(), forbidden_events=frozenset({rule}))
@@ -135,7 +147,7 @@ def test_rule_on_a_pcr_not_replayed_is_flagged() -> None:
     v = _cos_sha256()
     rule = EventRule(15, HashAlg.SHA256, bytes(32))
     policy = TpmPolicy(pcrs={HashAlg.SHA256: {0: v.pcrs[HashAlg.SHA256][0]}},
-                       forbidden_events=frozenset({rule}))
+                       forbidden_events=frozenset({rule}), ak_pins=frozenset({ak_pin(v.ak_public)}))
     appraisal = appraise(v, policy)
     assert appraisal.codes() == ["tpm.eventlog.unquoted"]
     assert next(f for f in appraisal.findings if f.code == "tpm.eventlog.forbidden_event") \
@@ -153,7 +165,10 @@ def _keylime(sid: str) -> tuple[QuoteCase, VerifiedTpmQuote]:
                               pcrs=case.pcrs)
 
 
-def _quoted_policy(v: VerifiedTpmQuote, **kw: object) -> TpmPolicy:
+def _quoted_policy(v: VerifiedTpmQuote, *, pin: bool = True, **kw: object) -> TpmPolicy:
+    """The quote's own PCRs as reference values; ``pin``: the relying party pins the AK
+    (these samples carry no AK certificate or enrolment)."""
+    kw.setdefault("ak_pins", frozenset({ak_pin(v.ak_public)}) if pin else frozenset())
     return TpmPolicy(pcrs=v.pcrs, nonce=v.nonce, **kw)  # type: ignore[arg-type]
 
 
@@ -162,10 +177,15 @@ def test_bare_public_key_ak_is_refused_by_default() -> None:
     """keylime's checkquote sample gives the AK as a PEM key: nothing says it is restricted,
     fixedTPM or even a TPM key (old code skipped the attribute checks and accepted)."""
     _, v = _keylime("keylime-checkquote-rsa2048-sha256")
-    a = appraise(v, _quoted_policy(v))
-    assert a.codes() == ["tpm.ak.properties"]
+    a = appraise(v, _quoted_policy(v, pin=False))
+    assert a.codes() == ["tpm.ak.properties", "tpm.ak.unbound"]
     assert "bare public key" in str(a.failures[0].got)
-    assert appraise(v, _quoted_policy(v, require_ak_properties=False)).accepted
+    # A relying party that pins this very key vouches for it (the attribute check is skipped,
+    # saying why); another key's pin does not.
+    assert appraise(v, _quoted_policy(v)).accepted
+    other = ak_pin(rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key())
+    assert appraise(v, _quoted_policy(v, pin=False, ak_pins=frozenset({other}))).codes() == [
+        "tpm.ak.properties", "tpm.ak.unbound"]
 
 
 @pytest.mark.evidence
@@ -247,3 +267,63 @@ def test_ak_certified_by_the_ek_ca_binds_and_another_key_is_refused() -> None:
     with pytest.raises(VerificationError) as exc:
         verify_ak_certificate(other, ev.ak_cert, [inter], roots=[root], now=at)
     assert exc.value.code == "tpm.ak.certificate"
+
+
+def test_decrypt_capable_ak_is_refused() -> None:
+    """A restricted signing key that can also decrypt is not an attestation key (Part 1,
+    "Object Attributes"): refused even when bound."""
+    v = replace(_verified(), ak_attributes=int(AK_REQUIRED_ATTRIBUTES | ObjectAttr.DECRYPT))
+    a = appraise(v, _policy())
+    assert a.codes() == ["tpm.ak.properties"]
+    assert "DECRYPT" in a.failures[0].message
+
+
+def test_an_unbound_ak_is_refused_even_with_matching_pcrs() -> None:
+    v = replace(_verified(), ak_binding=None)
+    assert appraise(v, _policy()).codes() == ["tpm.ak.unbound"]
+    assert appraise(v, _policy(ak_pins=frozenset({ak_pin(KEY.public_key())}))).accepted
+    assert appraise(v, _policy(require_ak_binding=False)).accepted
+
+
+def test_missing_exit_boot_services_is_refused_unless_allowed() -> None:
+    from veritee.formats.eventlog import EventLog
+
+    from _tpm_support import build_log
+
+    v = replace(_verified(), event_log=EventLog.from_bytes(build_log([(5, b"x")])),
+                eventlog_workaround="EBS Invocation + Success")
+    a = appraise(v, _policy())
+    assert a.codes() == ["tpm.eventlog.exit_boot_services_missing"]
+    assert appraise(v, _policy(allow_missing_exit_boot_services=True)).accepted
+    plain = replace(v, eventlog_workaround=None)
+    assert appraise(plain, _policy()).accepted
+
+
+def test_policy_mapping_round_trips() -> None:
+    rule = EventRule(4, HashAlg.SHA256, bytes(32), EventType.EV_EFI_BOOT_SERVICES_APPLICATION)
+    policy = TpmPolicy(pcrs=PCRS, nonce=b"n", required_events=frozenset({rule}),
+                       forbidden_events=frozenset({EventRule(7, HashAlg.SHA256, bytes(32), 5)}),
+                       qualified_signers=frozenset({b"\x00\x0b" + bytes(32)}),
+                       min_firmware_version=7, ak_pins=frozenset({bytes(32)}),
+                       allow_missing_exit_boot_services=True, policy_id="fleet")
+    mapping = policy_to_mapping(policy)
+    assert policy_from_mapping(mapping) == policy
+    assert policy_from_mapping({}) == TpmPolicy()
+    import json
+
+    assert policy_from_mapping(json.loads(json.dumps(mapping))) == policy
+
+
+@pytest.mark.parametrize(("mapping", "key"), [
+    ({"pcr": {}}, "pcr"),
+    ({"pcrs": {"md5": {}}}, "md5"),
+    ({"pcrs": {"sha256": {"0": "00"}}}, "sha256.0"),
+    ({"ak_pins": ["00"]}, "ak_pins"),
+    ({"require_ak_binding": 0}, "require_ak_binding"),
+    ({"required_events": [{"pcr": 4, "digest": "00" * 32, "event_type": "EV_NOPE"}]},
+     "event_type"),
+])
+def test_bad_policy_mapping_names_the_key(mapping: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        policy_from_mapping(mapping)
+    assert key in str(info.value)

@@ -38,7 +38,7 @@ def run_demo_tpm() -> int:
         register_ak,
     )
     from veritee.policy.tpm import TpmPolicy, appraise
-    from veritee.trust.tpm import verify_quote
+    from veritee.trust.tpm import TpmAnchors, bind_ak, verify_quote
 
     t0, n, ok = time.perf_counter(), 0, True
 
@@ -70,8 +70,12 @@ def run_demo_tpm() -> int:
             step("Verifier sends a fresh nonce; the TPM quotes PCRs 0-7 with it")
             nonce = os.urandom(32)
             q = tpm.quote(nonce)
-            verified = verify_quote(q.attest, q.signature, reg.ak_public, nonce=nonce,
-                                    pcrs=q.pcrs, event_log=EventLog.from_bytes(q.event_log))
+            # The enrolled AK binds the quote's AK to the TPM (issue 18: required by default).
+            enrolled = TpmAnchors(registered_aks=(reg.ak_public,))
+            verified = bind_ak(verify_quote(q.attest, q.signature, reg.ak_public, nonce=nonce,
+                                            pcrs=q.pcrs,
+                                            event_log=EventLog.from_bytes(q.event_log)),
+                               enrolled, now=now)
             golden = {b: dict(v) for b, v in q.pcrs.items()}
             policy = TpmPolicy(pcrs=golden, nonce=nonce, require_event_log=True,
                                policy_id="demo")
@@ -96,8 +100,8 @@ def run_demo_tpm() -> int:
             def other_boot() -> object:
                 tpm.extend(BootEvent(4, EventType.EV_IPL, b"a rootkit's boot loader"))
                 q2 = tpm.quote(nonce)
-                v2 = verify_quote(q2.attest, q2.signature, reg.ak_public, nonce=nonce,
-                                  pcrs=q2.pcrs)
+                v2 = bind_ak(verify_quote(q2.attest, q2.signature, reg.ak_public,
+                                          nonce=nonce, pcrs=q2.pcrs), enrolled, now=now)
                 a2 = appraise(v2, policy)
                 if not a2.accepted:
                     raise PolicyRejected(a2)

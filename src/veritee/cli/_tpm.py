@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING, Any
 
 from veritee.cli import AddCommand, _read
 from veritee.errors import ConfigError
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    from veritee.formats.eventlog import EventLog
+    from veritee.formats.tpm import HashAlg, PcrValues
+
+__all__ = ["eventlog_against_pcrs", "read_pcr_values", "register"]
 
 
 def _nonce(text: str) -> bytes:
@@ -51,19 +56,76 @@ def _cmd_quote(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_pcr_values(data: bytes) -> dict[HashAlg, dict[int, bytes]]:
+    """PCR values from a file: ``tpm2_pcrread`` YAML or JSON text, or the binary
+    ``tpm2_quote -o`` writes."""
+    from veritee.formats.tpm import parse_pcr_values_text, parse_tpm2tools_pcrs
+
+    head = data.lstrip()[:1]
+    if head in (b"{",) or head.isalpha():
+        return parse_pcr_values_text(data)
+    return parse_tpm2tools_pcrs(data)
+
+
+def eventlog_against_pcrs(log: EventLog, pcrs: PcrValues) -> tuple[dict[str, Any], int]:
+    """Replay ``log`` against PCR values in hand: the JSON document and the exit code (0 when
+    every given bank the log has replays to the given values, 4 otherwise: a mismatch, no
+    bank in common, or a bank this verifier cannot hash). For ``veritee tpm eventlog --pcrs``
+    and any command that wants the same verdict."""
+    from veritee.cli import EXIT_OK, EXIT_VERIFICATION_FAILED
+    from veritee.trust.tpm import replay_event_log
+
+    result = replay_event_log(log, pcrs)
+    unchecked = sorted({b.name for b in pcrs if b not in result.banks})
+    ok = result.ok and not unchecked
+    doc: dict[str, Any] = {
+        "verdict": "verified" if ok else "failed",
+        "banks": [b.name for b in result.banks],
+        "matched": [f"{b.name}:{i}" for b, i in result.matched],
+        "mismatched": [{"pcr": f"{b.name}:{i}", "replayed": want.hex(), "given": got.hex()}
+                       for b, i, want, got in result.mismatched],
+        "banks_not_checked": unchecked,
+        "not_replayable": list(result.unreplayable_banks),
+        "exit_boot_services_workaround": result.workaround,
+        "log_pcrs_not_given": sorted(result.unquoted),
+    }
+    return doc, EXIT_OK if ok else EXIT_VERIFICATION_FAILED
+
+
 def _cmd_eventlog(args: argparse.Namespace) -> int:
     from veritee.formats.eventlog import EventLog
 
     log = EventLog.from_bytes(_read(args.eventlog, "event log"))
+    if args.pcrs:
+        doc, code = eventlog_against_pcrs(log, read_pcr_values(_read(args.pcrs, "PCRs")))
+        if args.format == "json":
+            print(json.dumps(doc, indent=2))
+            return code
+        print(f"{len(log.events)} events replayed against {args.pcrs} "
+              f"(banks {', '.join(doc['banks']) or 'none in common'})")
+        print(f"  {len(doc['matched'])} PCR values match")
+        for m in doc["mismatched"]:
+            print(f"  [fail] PCR {m['pcr']}: log replays to {m['replayed']}, given {m['given']}")
+        for name in doc["banks_not_checked"]:
+            why = "not replayable here" if name in doc["not_replayable"] else "not in the log"
+            print(f"  [fail] bank {name}: {why}")
+        if doc["exit_boot_services_workaround"]:
+            print("  [note] PCR 5 matches only with the ExitBootServices events appended "
+                  f"({doc['exit_boot_services_workaround']}): the firmware did not log them")
+        print(f"verdict: {'VERIFIED' if code == 0 else 'FAILED'}")
+        return code
     replayed = log.replay_all()
     banks = [b.name for b in log.banks]
     doc = {"events": len(log.events), "banks": banks,
+           "not_replayable": list(log.unreplayable_banks),
            "pcrs": {alg.name: {str(i): v.hex() for i, v in sorted(pcrs.items())}
                     for alg, pcrs in replayed.items()}}
     if args.format == "json":
         print(json.dumps(doc, indent=2))
     else:
         print(f"{len(log.events)} events, banks {', '.join(banks)}")
+        if log.unreplayable_banks:
+            print(f"  not replayable here: {', '.join(log.unreplayable_banks)}")
         for alg, pcrs in replayed.items():
             for index, value in sorted(pcrs.items()):
                 print(f"  {alg.name} PCR[{index:2}] = {value.hex()}")
@@ -139,7 +201,9 @@ def register(add: AddCommand) -> None:
     p.add_argument("--signature", metavar="FILE", help="TPMT_SIGNATURE (tpm2_quote -s)")
     p.add_argument("--ak", metavar="FILE", help="AK: TPM2B_PUBLIC, or PEM/DER SPKI")
     p.add_argument("--nonce", help="qualifying data: hex, text, or @FILE")
-    p.add_argument("--pcrs", metavar="FILE", help="PCR values (tpm2_quote -o)")
+    p.add_argument("--pcrs", metavar="FILE",
+                   help="PCR values: tpm2_quote -o (quote), or tpm2_pcrread YAML / JSON "
+                        "(eventlog: exit 0 when the log replays to them, 4 when not)")
     p.add_argument("--eventlog", metavar="FILE", help="TCG PC Client event log (binary)")
     p.add_argument("--ima-log", metavar="FILE", help="IMA runtime measurements (binary/ascii)")
     p.add_argument("--ima-key", metavar="PEM", action="append", help="IMA signing key")

@@ -4,7 +4,11 @@ Formats read (all cited by project and file, none copied):
 
 * trustee ``tpm`` verifier evidence JSON: ``ak_public`` (base64 SPKI DER), ``tpm_quote``
   {``message``: base64 TPMS_ATTEST, ``signature``: base64 TPMT_SIGNATURE, ``pcrs``: 24 hex
-  SHA-256 values}.
+  SHA-256 values}. Optional members veritee reads beside them (and the swtpm attester writes,
+  :func:`veritee.formats.tpm.encode_tpm_evidence_json`): ``ak_tpmt_public`` (base64
+  TPMT_PUBLIC of the same key, so its attributes can be checked), ``ak_certificate`` and
+  ``ak_intermediates`` (base64 DER), ``event_log`` (base64), and ``pcrs`` also as an object
+  ``{bank: {index: hex}}`` for banks other than SHA-256 or PCRs not numbered from 0.
 * trustee ``az-snp-vtpm`` / ``az-tdx-vtpm`` evidence JSON: v0 carries byte arrays as JSON int
   lists (``quote`` + ``report`` or ``tpm_quote`` + ``hcl_report``), v1/v2 hex strings for the
   quote and unpadded base64url for the HCL report; the quote signature is a bare 256-byte
@@ -62,6 +66,9 @@ class QuoteEvidence:
     event_log: bytes | None = None
     hcl_report: bytes | None = field(default=None, repr=False)
     ak_cert: bytes | None = field(default=None, repr=False)
+    ak_intermediates: tuple[bytes, ...] = field(default=(), repr=False)
+    vcek: bytes | None = field(default=None, repr=False)  # Azure SNP: PEM or DER
+    td_quote: bytes | None = field(default=None, repr=False)  # Azure TDX: the TD quote
 
 
 def _json(source: str | bytes | Mapping[str, Any], name: str) -> Mapping[str, Any]:
@@ -117,10 +124,35 @@ def _spki(der: bytes, name: str) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 
 def _sha256_bank(values: Any, name: str) -> dict[HashAlg, dict[int, bytes]]:
+    if isinstance(values, Mapping):
+        return _bank_map(values, name)
     if not isinstance(values, list) or len(values) > 24:
         raise FormatError(name, "pcrs", got=type(values).__name__, want="<= 24 PCR values")
     bank = {i: _bytes_any(v, name, f"pcrs[{i}]") for i, v in enumerate(values)}
     return {HashAlg.SHA256: bank}
+
+
+def _bank_map(values: Mapping[str, Any], name: str) -> dict[HashAlg, dict[int, bytes]]:
+    out: dict[HashAlg, dict[int, bytes]] = {}
+    if len(values) > 8:
+        raise FormatError(name, "pcrs", got=f"{len(values)} banks", want="<= 8 banks")
+    for bank_name, entries in values.items():
+        bank = HashAlg.from_name(str(bank_name))
+        if not isinstance(entries, Mapping) or len(entries) > 32:
+            raise FormatError(name, f"pcrs.{bank_name}", got=type(entries).__name__,
+                              want="an object of <= 32 index -> hex")
+        bank_values: dict[int, bytes] = {}
+        for index, value in entries.items():
+            if not str(index).isdigit() or not 0 <= int(index) < 32:
+                raise FormatError(name, f"pcrs.{bank_name}", got=index, want="PCR 0..31")
+            bank_values[int(index)] = _bytes_any(value, name, f"pcrs.{bank_name}.{index}")
+        out[bank] = bank_values
+    return out
+
+
+def _optional_b64(doc: Mapping[str, Any], key: str, name: str) -> bytes | None:
+    value = doc.get(key)
+    return None if value is None else _b64(value, name, key)
 
 
 def load_spki_public_key(data: bytes) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
@@ -133,12 +165,32 @@ def load_trustee_tpm(source: str | bytes | Mapping[str, Any]) -> QuoteEvidence:
     name = "trustee-tpm-evidence"
     doc = _json(source, name)
     quote = _get(doc, "tpm_quote", name)
+    spki_key = _spki(_b64(_get(doc, "ak_public", name), name, "ak_public"), name)
+    ak: AkPublic = spki_key
+    tpmt = _optional_b64(doc, "ak_tpmt_public", name)
+    if tpmt is not None:
+        # The same key with its attributes: it must be the key ak_public names.
+        from veritee.trust.tpm import ak_spki
+
+        full = TpmtPublic.from_bytes(tpmt)
+        if ak_spki(full) != ak_spki(spki_key):
+            raise FormatError(name, "ak_tpmt_public", got="another key",
+                              want="the TPMT_PUBLIC of ak_public")
+        ak = full
+    inter = doc.get("ak_intermediates", [])
+    if not isinstance(inter, list) or len(inter) > 8:
+        raise FormatError(name, "ak_intermediates", got=type(inter).__name__,
+                          want="a list of <= 8 base64 DER certificates")
     return QuoteEvidence(
         attest=_b64(_get(quote, "message", name), name, "tpm_quote.message"),
         signature=TpmtSignature.from_bytes(_b64(_get(quote, "signature", name), name,
                                                 "tpm_quote.signature")),
         pcrs=_sha256_bank(_get(quote, "pcrs", name), name),
-        ak=_spki(_b64(_get(doc, "ak_public", name), name, "ak_public"), name),
+        ak=ak,
+        event_log=_optional_b64(doc, "event_log", name),
+        ak_cert=_optional_b64(doc, "ak_certificate", name),
+        ak_intermediates=tuple(_b64(c, name, f"ak_intermediates[{n}]")
+                               for n, c in enumerate(inter)),
     )
 
 
@@ -155,12 +207,26 @@ def load_trustee_azure_vtpm(source: str | bytes | Mapping[str, Any]) -> QuoteEvi
         hcl = _b64(hcl_value, name, "hcl_report", url=True)
     else:
         hcl = _bytes_any(hcl_value, name, "hcl_report")
+    vcek_value = doc.get("vcek")
+    vcek: bytes | None = None
+    if isinstance(vcek_value, str):
+        vcek = (vcek_value.encode() if vcek_value.lstrip().startswith("-----BEGIN")
+                else _b64(vcek_value, name, "vcek", url=True))
+    elif vcek_value is not None:
+        raise FormatError(name, "vcek", got=type(vcek_value).__name__,
+                          want="PEM or base64url DER")
+    td_value = doc.get("td_quote")
+    td_quote: bytes | None = None
+    if isinstance(td_value, str):
+        td_quote = _b64(td_value, name, "td_quote", url=True)
+    elif td_value is not None:
+        td_quote = _bytes_any(td_value, name, "td_quote")
     return QuoteEvidence(
         attest=_bytes_any(_get(quote, "message", name), name, "quote.message"),
         signature=TpmtSignature.rsassa(_bytes_any(_get(quote, "signature", name), name,
                                                   "quote.signature")),
         pcrs=_sha256_bank(_get(quote, "pcrs", name), name),
-        hcl_report=hcl,
+        hcl_report=hcl, vcek=vcek, td_quote=td_quote,
     )
 
 

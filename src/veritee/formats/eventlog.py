@@ -27,8 +27,17 @@ that remain, digest counts against the Spec ID algorithm list, and the number of
 the parser allocate or loop more than the input's size allows.
 
 Replay (PFP 3.3.4 / TPM Part 1 "PCR extend"): every event except EV_NO_ACTION extends its PCR
-in each bank, ``PCR := H(PCR || digest)``. PCRs start at zero, except PCR 0 when a
-StartupLocality event is present: it then starts at 0..0 || locality (PFP 10.4.5.3). Checks
+in each bank, ``PCR := H(PCR || digest)``. PCRs start at zero, except PCR 0, whose reset value
+records the locality the platform started from (PFP 3.3.4.1 and 10.4.5.3; TPM Part 1,
+"Locality and PCR 0"): a StartupLocality event gives it (3: TPM2_Startup from locality 3, so PCR 0
+starts at 0..03; 4: an H-CRTM measured from locality 4 with _TPM_Hash_Start, so 0..04). A log
+with an EV_EFI_HCRTM_EVENT in PCR 0 and no StartupLocality event is an H-CRTM log too (the
+H-CRTM sequence is only possible from locality 4), so PCR 0 then starts at 0..04 as well.
+
+Banks: every algorithm the Spec ID event lists is kept with its digests. SM3_256 (0x0012, on
+TPMs sold in China) is replayed with ``cryptography``'s SM3 when the OpenSSL build has it; an
+algorithm that cannot be hashed here is named in :attr:`EventLog.unreplayable_banks` rather
+than silently dropped. Checks
 deliberately left out here: that an event's digest equals the hash of its data (firmware hashes
 many events over data not in the log, e.g. a PE image), and any interpretation of what the
 events mean - that is policy's job.
@@ -42,9 +51,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from veritee.errors import FormatError
-from veritee.formats.tpm import HashAlg
+from veritee.formats.tpm import HashAlg, sm3_available
 
 __all__ = [
+    "EXIT_BOOT_SERVICES_ACTIONS",
+    "EXIT_BOOT_SERVICES_WORKAROUNDS",
+    "HCRTM_LOCALITY",
     "MAX_EVENTS",
     "SPEC_ID_SIGNATURE",
     "STARTUP_LOCALITY_SIGNATURE",
@@ -67,6 +79,25 @@ SPEC_ID_SIGNATURE = b"Spec ID Event03\0"
 """``TCG_EfiSpecIdEvent.signature`` for TPM 2.0 crypto-agile logs (PFP 10.4.5.1)."""
 STARTUP_LOCALITY_SIGNATURE = b"StartupLocality\0"
 """``TCG_EfiStartupLocalityEvent.Signature`` (PFP 10.4.5.3)."""
+
+HCRTM_LOCALITY = 4
+"""The locality an H-CRTM measures from (_TPM_Hash_Start): PCR 0 then starts at 0..04."""
+_STARTUP_LOCALITIES = (0, 3, HCRTM_LOCALITY)
+"""StartupLocality values the PFP defines (10.4.5.3): 0, 3, and 4 for an H-CRTM."""
+
+EXIT_BOOT_SERVICES_ACTIONS = (b"Exit Boot Services Invocation",
+                              b"Exit Boot Services Returned with Success",
+                              b"Exit Boot Services Returned with Failure")
+"""The EV_EFI_ACTION strings UEFI firmware measures into PCR 5 at ExitBootServices (PFP
+10.4.4 Table 10, "EV_EFI_ACTION event strings")."""
+EXIT_BOOT_SERVICES_WORKAROUNDS: tuple[tuple[bytes, ...], ...] = (
+    (EXIT_BOOT_SERVICES_ACTIONS[0], EXIT_BOOT_SERVICES_ACTIONS[1]),
+    (EXIT_BOOT_SERVICES_ACTIONS[0], EXIT_BOOT_SERVICES_ACTIONS[2]),
+    (EXIT_BOOT_SERVICES_ACTIONS[0], EXIT_BOOT_SERVICES_ACTIONS[2], EXIT_BOOT_SERVICES_ACTIONS[1]),
+)
+"""The ExitBootServices event sequences some firmware extends into PCR 5 without logging
+them; go-attestation (``attest/eventlog_workarounds.go``) appends each in turn when PCR 5 does
+not replay, and so does :func:`veritee.trust.tpm.replay_event_log` (reported as a finding)."""
 
 _NAME = "TCG_EVENT_LOG"
 _SHA1_SIZE = 20
@@ -274,10 +305,42 @@ class EventLog:
 
     @property
     def banks(self) -> tuple[HashAlg, ...]:
-        """The banks this log can be replayed in."""
+        """The banks this log can be replayed in (SM3_256 only where SM3 is available)."""
         if self.spec_id is None:
             return (HashAlg.SHA1,)
-        return tuple(a.hash_alg for a in self.spec_id.algorithms if a.hash_alg is not None)
+        sm3 = sm3_available()
+        return tuple(a.hash_alg for a in self.spec_id.algorithms if a.hash_alg is not None
+                     and (a.hash_alg is not HashAlg.SM3_256 or sm3))
+
+    @property
+    def unreplayable_banks(self) -> tuple[str, ...]:
+        """Banks the log carries digests for but this verifier cannot hash, by name
+        (``SM3_256`` without an SM3-capable OpenSSL, or an algorithm id it does not know):
+        kept in :attr:`Event.digests`, reported, never silently dropped."""
+        if self.spec_id is None:
+            return ()
+        known = set(self.banks)
+        return tuple(a.hash_alg.name if a.hash_alg is not None else f"0x{a.algorithm_id:04x}"
+                     for a in self.spec_id.algorithms
+                     if a.hash_alg is None or a.hash_alg not in known)
+
+    @property
+    def hcrtm(self) -> bool:
+        """True when PCR 0 holds an EV_EFI_HCRTM_EVENT (an H-CRTM platform)."""
+        return any(e.pcr == 0 and e.type == EventType.EV_EFI_HCRTM_EVENT for e in self.events)
+
+    @property
+    def pcr0_locality(self) -> int:
+        """The locality PCR 0 was reset for (its reset value is 0..0 || locality): the
+        StartupLocality event's, else 4 for an H-CRTM log, else 0 (PFP 10.4.5.3)."""
+        if self.startup_locality is not None:
+            return self.startup_locality
+        return HCRTM_LOCALITY if self.hcrtm else 0
+
+    def has_exit_boot_services(self) -> bool:
+        """True when PCR 5 has an ExitBootServices EV_EFI_ACTION event."""
+        return any(e.pcr == 5 and e.type == EventType.EV_EFI_ACTION
+                   and bytes(e.data) in EXIT_BOOT_SERVICES_ACTIONS for e in self.events)
 
     def measured(self) -> Iterable[Event]:
         """The events that extend a PCR (everything but EV_NO_ACTION)."""
@@ -304,8 +367,8 @@ class EventLog:
                                   got="missing", want=alg.name)
             if ev.pcr not in pcrs:
                 start = bytes(size)
-                if ev.pcr == 0 and self.startup_locality is not None:
-                    start = bytes(size - 1) + bytes([self.startup_locality])
+                if ev.pcr == 0:
+                    start = bytes(size - 1) + bytes([self.pcr0_locality])
                 pcrs[ev.pcr] = start
             pcrs[ev.pcr] = alg.digest(pcrs[ev.pcr] + digest)
         return pcrs
@@ -364,6 +427,10 @@ class EventLog:
                     raise FormatError("TCG_EfiStartupLocalityEvent", "StartupLocality",
                                       offset=ev.offset, got="a second event", want="one")
                 locality = ev.data[16]
+                if locality not in _STARTUP_LOCALITIES:
+                    raise FormatError("TCG_EfiStartupLocalityEvent", "StartupLocality",
+                                      offset=ev.offset + 16, got=locality,
+                                      want="0, 3 or 4 (H-CRTM) (PFP 10.4.5.3)")
         return cls(spec, tuple(events), locality, raw=buf)
 
 

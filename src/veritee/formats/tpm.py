@@ -19,7 +19,7 @@ that many bytes), so they are read with :class:`Cursor`, which checks every read
 of the buffer and raises :class:`~veritee.errors.FormatError` only.
 
 Checks deliberately left out here: signatures, Names against keys, nonces and PCR digests are
-``veritee.trust.tpm``'s job. Algorithms this module does not know (SM2, SM3, ECDAA, ...) are
+``veritee.trust.tpm``'s job. Algorithms this module does not know (SM2, ECDAA, ...) are
 rejected with a :class:`FormatError` rather than carried as opaque bytes, except in
 ``TPMU_ATTEST`` arms other than quote/certify/creation, which are kept raw.
 """
@@ -27,6 +27,7 @@ rejected with a :class:`FormatError` rather than carried as opaque bytes, except
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import struct
 from collections.abc import Mapping
@@ -52,8 +53,11 @@ __all__ = [
     "TpmsQuoteInfo",
     "TpmtPublic",
     "TpmtSignature",
+    "encode_tpm_evidence_json",
+    "parse_pcr_values_text",
     "parse_tpm2b_public",
     "parse_tpm2tools_pcrs",
+    "sm3_available",
 ]
 
 TPM_GENERATED_VALUE = 0xFF544347
@@ -75,12 +79,18 @@ _E = TypeVar("_E", bound=enum.IntEnum)
 
 
 class HashAlg(enum.IntEnum):
-    """``TPM_ALG_ID`` hash algorithms (Part 2, 6.3)."""
+    """``TPM_ALG_ID`` hash algorithms (Part 2, 6.3).
+
+    ``SM3_256`` (0x0012, GB/T 32905) appears as a PCR bank on TPMs sold in China (a Hygon
+    server's crypto-agile log carries it beside SHA-256); it is hashed with
+    ``cryptography``'s SM3 where the OpenSSL build has it (:func:`sm3_available`).
+    """
 
     SHA1 = 0x0004
     SHA256 = 0x000B
     SHA384 = 0x000C
     SHA512 = 0x000D
+    SM3_256 = 0x0012
 
     @property
     def digest_size(self) -> int:
@@ -93,21 +103,52 @@ class HashAlg(enum.IntEnum):
         return self.name.lower()
 
     def digest(self, data: bytes) -> bytes:
-        """``H(data)`` under this algorithm."""
+        """``H(data)`` under this algorithm (:class:`FormatError` for SM3 where this OpenSSL
+        build has no SM3: see :func:`sm3_available`)."""
+        if self is HashAlg.SM3_256:
+            return _sm3(data)
         return hashlib.new(self.hashlib_name, data).digest()
 
     @classmethod
     def from_name(cls, name: str) -> HashAlg:
-        """``sha256`` / ``SHA-256`` / ``SHA256`` -> :attr:`SHA256`; unknown names raise."""
+        """``sha256`` / ``SHA-256`` / ``SHA256`` -> :attr:`SHA256` (``sm3`` / ``sm3_256`` ->
+        :attr:`SM3_256`); unknown names raise."""
         key = name.replace("-", "").replace("_", "").upper()
+        if key in ("SM3", "SM3256"):
+            return cls.SM3_256
         try:
             return cls[key]
         except KeyError:
             raise FormatError("TPM_ALG_ID", "hash", got=name,
-                              want="sha1, sha256, sha384 or sha512") from None
+                              want="sha1, sha256, sha384, sha512 or sm3_256") from None
 
 
-_DIGEST_SIZES = {HashAlg.SHA1: 20, HashAlg.SHA256: 32, HashAlg.SHA384: 48, HashAlg.SHA512: 64}
+_DIGEST_SIZES = {HashAlg.SHA1: 20, HashAlg.SHA256: 32, HashAlg.SHA384: 48, HashAlg.SHA512: 64,
+                 HashAlg.SM3_256: 32}
+
+
+@functools.cache
+def sm3_available() -> bool:
+    """True when ``cryptography``'s OpenSSL build can hash SM3 (some FIPS builds cannot);
+    asked once per process (the OpenSSL build does not change under it)."""
+    try:
+        _sm3(b"")
+    except FormatError:
+        return False
+    return True
+
+
+def _sm3(data: bytes) -> bytes:
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import hashes
+
+    try:
+        h = hashes.Hash(hashes.SM3())
+    except (UnsupportedAlgorithm, AttributeError):
+        raise FormatError("TPM_ALG_ID", "hash", got="SM3_256",
+                          want="a hash this OpenSSL build provides (no SM3 here)") from None
+    h.update(bytes(data))
+    return h.finalize()
 
 
 class SigAlg(enum.IntEnum):
@@ -669,3 +710,145 @@ def parse_tpm2tools_pcrs(data: bytes) -> dict[HashAlg, dict[int, bytes]]:
                               want=f"{alg.digest_size} bytes")
         out.setdefault(alg, {})[idx] = value
     return out
+
+
+_MAX_PCR_TEXT = 1 << 20
+
+
+def parse_pcr_values_text(data: bytes) -> dict[HashAlg, dict[int, bytes]]:
+    """PCR values a person has in hand: ``tpm2_pcrread`` YAML output or JSON.
+
+    YAML (tpm2-tools ``tpm2_pcrread``, also the ``pcrs:`` section ``tpm2_eventlog`` prints)::
+
+        sha256:
+          0 : 0x3D458CFE55CC03EA1F443F1562BEEC8DF51C75E14A9FCF9A7234A13F198E7969
+
+    JSON: ``{"sha256": {"0": "3d45..."}}`` (``0x`` prefixes allowed), optionally under a
+    top-level ``"pcrs"`` key. Only this line shape is read, not general YAML: a bank name at
+    the start of a line, then ``index : hex`` lines indented below it. Values must have the
+    bank's digest size; a PCR given twice is an error.
+    """
+    name = "PCR_VALUES"
+    raw = bytes(data)
+    if len(raw) > _MAX_PCR_TEXT:
+        raise FormatError(name, "<length>", got=len(raw), want=f"<= {_MAX_PCR_TEXT} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError(name, "<encoding>", got="non-UTF-8 bytes",
+                          want="tpm2_pcrread YAML or JSON text") from None
+    if text.lstrip().startswith("{"):
+        return _pcrs_from_json(text, name)
+    out: dict[HashAlg, dict[int, bytes]] = {}
+    bank: HashAlg | None = None
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.split("#", 1)[0].rstrip()
+        if not stripped.strip() or stripped.strip() == "pcrs:":
+            continue
+        key, sep, value = stripped.partition(":")
+        if not sep:
+            raise FormatError(name, f"line {number}", got=stripped[:40],
+                              want="'bank:' or 'index : 0xHEX'")
+        if not value.strip():
+            bank = HashAlg.from_name(key.strip())
+            if bank in out:
+                raise FormatError(name, f"line {number}", got=f"{bank.name} twice",
+                                  want="each bank once")
+            out[bank] = {}
+            continue
+        if bank is None:
+            raise FormatError(name, f"line {number}", got=stripped[:40],
+                              want="a bank line ('sha256:') first")
+        _put_pcr(out[bank], bank, key.strip(), value.strip(), name=name,
+                 where=f"line {number}")
+    if not any(out.values()):
+        raise FormatError(name, "<pcrs>", got="no PCR values", want="at least one")
+    return out
+
+
+def _put_pcr(bank_values: dict[int, bytes], bank: HashAlg, index_text: str, hex_text: str,
+             *, name: str, where: str) -> None:
+    try:
+        index = int(index_text, 10)
+    except ValueError:
+        raise FormatError(name, where, got=index_text[:20], want="a PCR index") from None
+    if not 0 <= index <= 31:
+        raise FormatError(name, where, got=index, want="PCR 0..31")
+    if index in bank_values:
+        raise FormatError(name, where, got=f"PCR {bank.name}:{index} twice", want="once")
+    digits = hex_text[2:] if hex_text[:2].lower() == "0x" else hex_text
+    try:
+        value = bytes.fromhex(digits)
+    except ValueError:
+        raise FormatError(name, where, got=hex_text[:20], want="hex digits") from None
+    if len(value) != bank.digest_size:
+        raise FormatError(name, where, got=f"{len(value)} bytes",
+                          want=f"{bank.digest_size} bytes for {bank.name}")
+    bank_values[index] = value
+
+
+def _pcrs_from_json(text: str, name: str) -> dict[HashAlg, dict[int, bytes]]:
+    from veritee._decode import load_json
+
+    doc = load_json(text, structure=name, max_size=_MAX_PCR_TEXT)
+    if isinstance(doc, dict) and isinstance(doc.get("pcrs"), dict):
+        doc = doc["pcrs"]
+    if not isinstance(doc, dict):
+        raise FormatError(name, "<json>", got=type(doc).__name__, want="an object")
+    out: dict[HashAlg, dict[int, bytes]] = {}
+    for bank_name, values in doc.items():
+        bank = HashAlg.from_name(str(bank_name))
+        if bank in out or not isinstance(values, dict):
+            raise FormatError(name, str(bank_name), got=type(values).__name__,
+                              want="one object of index -> hex per bank")
+        out[bank] = {}
+        for index, value in values.items():
+            if not isinstance(value, str):
+                raise FormatError(name, f"{bank_name}.{index}", got=type(value).__name__,
+                                  want="a hex string")
+            _put_pcr(out[bank], bank, str(index), value, name=name,
+                     where=f"{bank_name}.{index}")
+    if not any(out.values()):
+        raise FormatError(name, "<pcrs>", got="no PCR values", want="at least one")
+    return out
+
+
+def encode_tpm_evidence_json(*, ak_spki_der: bytes, attest: bytes, signature: TpmtSignature,
+                             pcrs: Mapping[HashAlg, Mapping[int, bytes]],
+                             ak_public: TpmtPublic | None = None,
+                             event_log: bytes | None = None,
+                             ak_certificate: bytes | None = None) -> bytes:
+    """Trustee's ``tpm`` verifier evidence JSON (``ak_public``: base64 SPKI DER; ``tpm_quote``
+    {``message``, ``signature``: base64; ``pcrs``}), with veritee's optional members
+    (``ak_tpmt_public``, ``event_log``, ``ak_certificate``: base64).
+
+    ``pcrs`` is trustee's list of hex values when it is one SHA-256 bank numbered from PCR 0,
+    else an object ``{bank: {index: hex}}``. Read back by
+    :func:`veritee.collateral.tpm.load_trustee_tpm`.
+    """
+    import base64
+    import json
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(bytes(data)).decode()
+
+    banks = {b: dict(v) for b, v in pcrs.items() if v}
+    sha = banks.get(HashAlg.SHA256, {})
+    pcr_doc: object
+    if list(banks) == [HashAlg.SHA256] and sorted(sha) == list(range(len(sha))):
+        pcr_doc = [sha[i].hex() for i in range(len(sha))]
+    else:
+        pcr_doc = {b.name.lower(): {str(i): v.hex() for i, v in sorted(values.items())}
+                   for b, values in banks.items()}
+    doc: dict[str, object] = {
+        "ak_public": b64(ak_spki_der),
+        "tpm_quote": {"message": b64(attest), "signature": b64(signature.to_bytes()),
+                      "pcrs": pcr_doc},
+    }
+    if ak_public is not None:
+        doc["ak_tpmt_public"] = b64(ak_public.raw or ak_public.to_bytes())
+    if event_log is not None:
+        doc["event_log"] = b64(event_log)
+    if ak_certificate is not None:
+        doc["ak_certificate"] = b64(ak_certificate)
+    return json.dumps(doc, sort_keys=True).encode()

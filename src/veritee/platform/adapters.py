@@ -210,10 +210,11 @@ class TpmAdapter:
     """A TPM 2.0 (swtpm or ``/dev/tpmrm0``, :mod:`veritee.platform.tpm`) as a
     :class:`Platform`.
 
-    Evidence is a TPM2_Quote of PCRs 0-7 whose qualifyingData is the report data: ``data`` is
-    the TPMS_ATTEST as signed and ``endorsements`` the AK's TPMT_SIGNATURE (the verifier also
-    needs the AK, enrolled by credential activation, and the PCR values: use
-    ``TpmPlatform.quote`` for the whole :class:`~veritee.platform.tpm.TpmQuote`).
+    Evidence is a TPM2_Quote of the SHA-256 PCRs 0-9 whose qualifyingData is the report data,
+    in one container the ``tpm`` scheme reads (:mod:`veritee.schemes.tpm`): Trustee's ``tpm``
+    evidence JSON (the AK as SPKI, the quote, the PCR values) with the AK's TPMT_PUBLIC (its
+    attributes) and the boot's event log. The verifier still needs a reason to trust the AK
+    (credential activation, ``platform.tpm.register_ak``, or a pin).
     """
 
     name = "tpm"
@@ -229,9 +230,18 @@ class TpmAdapter:
         return self.tpm
 
     def evidence(self, report_data: bytes) -> Evidence:
-        """TPM2_Quote with ``report_data`` as qualifyingData."""
-        q = self.tpm.evidence(_report_data(report_data))
-        return Evidence("tpm", q.attest, q.signature.to_bytes())
+        """TPM2_Quote with ``report_data`` as qualifyingData (the ``tpm`` scheme binds 32
+        bytes, SHA-256(nonce || SPKI); a TPM takes at most 64), as Trustee's ``tpm`` JSON."""
+        from veritee.formats.tpm import encode_tpm_evidence_json
+        from veritee.trust.tpm import ak_spki
+
+        if not 0 < len(report_data) <= 64:
+            raise PlatformError(f"report data: got {len(report_data)} bytes, want 1..64")
+        q = self.tpm.evidence(bytes(report_data))
+        data = encode_tpm_evidence_json(ak_spki_der=ak_spki(q.ak_public), attest=q.attest,
+                                        signature=q.signature, pcrs=q.pcrs,
+                                        ak_public=q.ak_public, event_log=q.event_log)
+        return Evidence("tpm", data)
 
     def extended_report(self, report_data: bytes, vmpl: int | None = None
                         ) -> tuple[bytes, bytes]:

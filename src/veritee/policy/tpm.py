@@ -8,11 +8,15 @@ least one :class:`Finding` (one per PCR or event rule where it has several subje
 ====  ================================  ===================================================
  #    code                              what
 ====  ================================  ===================================================
- 1    tpm.hash.weak                     signature hash and quoted banks are not SHA-1
-                                        (unless ``allow_sha1``)
+ 1    tpm.hash.weak                     no signature uses SHA-1, the policy relies on no
+                                        SHA-1 bank, and some quoted bank is stronger than
+                                        SHA-1 (unless ``allow_sha1``); a SHA-1 bank quoted
+                                        beside a SHA-256 one (GCE) is carried, not relied on
  2    tpm.nonce.mismatch                TPMS_ATTEST.extraData == ``nonce`` (skip if None)
  3    tpm.pcr.not_quoted                every expected PCR is covered by the quote
- 4    tpm.pcr.mismatch                  every expected PCR has its expected value
+ 4    tpm.pcr.mismatch                  every expected PCR has its expected value (skipped
+                                        when ``pcrs`` is empty: the default policy has no
+                                        reference values, like every scheme's default)
  5    tpm.eventlog.missing              a replayed event log is present when the policy
                                         needs one (``require_event_log`` or event rules)
  6    tpm.eventlog.unquoted             every event rule's PCR was replayed against the
@@ -28,7 +32,30 @@ least one :class:`Finding` (one per PCR or event rule where it has several subje
 13    tpm.ak.uncertified                the AK was bound to a certificate chain
                                         (``trust.tpm.verify_ak_certificate``) when
                                         ``require_ak_certificate``
+14    tpm.ak.unbound                    the AK is tied to a genuine TPM (``trust.tpm.bind_ak``:
+                                        an AK certificate chained to a ``tpm`` root, an AK
+                                        enrolled by credential activation, or an Azure HCL
+                                        report verified with its hardware report) or pinned
+                                        by ``ak_pins`` (``require_ak_binding``, default on)
+15    tpm.eventlog.exit_boot_services_missing  the event log replayed without go-attestation's
+                                        ExitBootServices workaround (refused by default:
+                                        ``allow_missing_exit_boot_services``)
+16    tpm.eventlog.bank_not_replayable  informational (skip): banks the log carries that this
+                                        verifier cannot hash (SM3 without SM3 in OpenSSL)
 ====  ================================  ===================================================
+
+Issue 18, the AK: without a binding, a valid quote only proves that *some* key signed it. The
+default therefore refuses an AK that is neither bound (above) nor pinned (``ak_pins``: SHA-256
+of the AK's SubjectPublicKeyInfo DER, a relying party's statement that it knows this AK; pins
+are a trust source beside the bindings, not an allow-list). A pinned bare public key has no
+attributes to check: ``tpm.ak.properties`` is then skipped, since the pin is the relying
+party's word for the key; an unpinned bare key fails it.
+
+Why ``allow_missing_exit_boot_services`` is off by default: the workaround explains PCR 5 with
+events the log does not contain. The appended events are the fixed strings the PFP defines, so
+nothing unknown hides behind them, but the log is then not what the firmware measured, and a
+relying party that reads PCR 5's events (GPT, boot actions) should decide knowingly; fleets with
+such firmware (GCE Debian 10 images) set it. The finding is in the trace either way.
 
 Why the AK properties are required by default (TPM 2.0 Part 1, "Object Attributes" and
 "Restricted signing keys"): ``restricted|sign`` is what makes TPM_GENERATED meaningful, and
@@ -56,22 +83,34 @@ digests, which is what the TPM vouches for.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from veritee.errors import ConfigError
+from veritee.errors import ConfigError, FormatError
 from veritee.formats.eventlog import EventType
 from veritee.formats.tpm import HashAlg, ObjectAttr
 from veritee.policy import Appraisal, Finding, Outcome
+from veritee.policy._checks import contains
 from veritee.policy._checks import finding as _ok
 from veritee.policy._checks import skipped as _skip
-from veritee.trust.tpm import VerifiedTpmQuote
+from veritee.policy._load import (
+    check_keys,
+    read_bool,
+    read_hex,
+    read_hex_set,
+    read_int,
+    read_list,
+    read_str,
+    read_table,
+)
+from veritee.trust.tpm import VerifiedTpmQuote, ak_spki
 
-__all__ = ["AK_REQUIRED_ATTRIBUTES", "FINDING_CODES", "EventRule", "TpmPolicy", "appraise",
-           "claims"]
+__all__ = ["AK_REQUIRED_ATTRIBUTES", "FINDING_CODES", "EventRule", "TpmPolicy", "ak_pin",
+           "appraise", "claims", "policy_from_mapping", "policy_to_mapping"]
 
 AK_REQUIRED_ATTRIBUTES = (ObjectAttr.FIXED_TPM | ObjectAttr.FIXED_PARENT
                           | ObjectAttr.SENSITIVE_DATA_ORIGIN | ObjectAttr.RESTRICTED
@@ -92,6 +131,9 @@ FINDING_CODES: frozenset[str] = frozenset({
     "tpm.clock.unsafe",
     "tpm.firmware.below_minimum",
     "tpm.ak.uncertified",
+    "tpm.ak.unbound",
+    "tpm.eventlog.exit_boot_services_missing",
+    "tpm.eventlog.bank_not_replayable",
 })
 
 
@@ -124,10 +166,12 @@ class EventRule:
 class TpmPolicy:
     """What an acceptable TPM quote looks like. Frozen; mappings are copied read-only.
 
-    ``pcrs`` maps bank -> PCR index -> expected value and must name at least one PCR.
+    ``pcrs`` maps bank -> PCR index -> expected value; empty (the default policy) means no
+    reference values were given, so ``tpm.pcr.mismatch`` is skipped and the AR4SI
+    ``executables`` claim stays "no claim", exactly as for every scheme's default policy.
     """
 
-    pcrs: Mapping[HashAlg, Mapping[int, bytes]]
+    pcrs: Mapping[HashAlg, Mapping[int, bytes]] = field(default_factory=dict)
     policy_id: str = "tpm"
     nonce: bytes | None = None
     require_event_log: bool = False
@@ -139,6 +183,9 @@ class TpmPolicy:
     require_clock_safe: bool = False
     min_firmware_version: int | None = None
     require_ak_certificate: bool = False
+    require_ak_binding: bool = True
+    ak_pins: frozenset[bytes] = frozenset()  # SHA-256 of AK SubjectPublicKeyInfo DER
+    allow_missing_exit_boot_services: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.pcrs, Mapping):
@@ -156,9 +203,6 @@ class TpmPolicy:
                                       f"{bank.digest_size} bytes")
                 checked[index] = value
             frozen[bank] = MappingProxyType(checked)
-        if not any(frozen.values()):
-            raise ConfigError("TpmPolicy.pcrs: name at least one expected PCR value "
-                              "(there is no accept-all TPM policy)")
         object.__setattr__(self, "pcrs", MappingProxyType(frozen))
         for name in ("required_events", "forbidden_events"):
             rules: frozenset[object] = frozenset(getattr(self, name))
@@ -168,7 +212,8 @@ class TpmPolicy:
         if self.nonce is not None and not isinstance(self.nonce, bytes):
             raise ConfigError("TpmPolicy.nonce: want bytes or None")
         for name in ("allow_sha1", "require_ak_properties", "require_clock_safe",
-                     "require_ak_certificate"):
+                     "require_ak_certificate", "require_ak_binding",
+                     "allow_missing_exit_boot_services"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"TpmPolicy.{name}: want true or false")
         if self.qualified_signers is not None:
@@ -177,6 +222,12 @@ class TpmPolicy:
                     isinstance(x, bytes) and x for x in signers):
                 raise ConfigError("TpmPolicy.qualified_signers: want a non-empty set of Names")
             object.__setattr__(self, "qualified_signers", frozenset(signers))
+        pins = self.ak_pins
+        if isinstance(pins, bytes) or not all(isinstance(x, bytes) and len(x) == 32
+                                              for x in pins):
+            raise ConfigError("TpmPolicy.ak_pins: want SHA-256 digests (32 bytes) of AK "
+                              "SubjectPublicKeyInfo DER")
+        object.__setattr__(self, "ak_pins", frozenset(pins))
         fw = self.min_firmware_version
         if fw is not None and (isinstance(fw, bool) or not isinstance(fw, int)
                                or not 0 <= fw < 1 << 64):
@@ -187,15 +238,25 @@ class TpmPolicy:
 
 
 
+def _quotes(v: VerifiedTpmQuote) -> tuple[VerifiedTpmQuote, ...]:
+    return (v, *v.extra_quotes)
+
+
 def _check_hash(v: VerifiedTpmQuote, p: TpmPolicy) -> Iterable[Finding]:
     code = "tpm.hash.weak"
-    used = sorted({v.signature.hash_alg.name,
-                   *(s.hash_alg.name for s in v.quote.pcr_select)})
     if p.allow_sha1:
         yield _skip(code, "hash algorithms", "allow_sha1 is set")
         return
-    yield _ok(code, "signature hash and PCR banks", used, "no SHA1", "SHA1" not in used,
-              "SHA-1 is not collision resistant")
+    signatures = {q.signature.hash_alg for q in _quotes(v)}
+    banks = {s.hash_alg for q in _quotes(v) for s in q.quote.pcr_select}
+    relied = set(p.pcrs) | {r.hash_alg for r in p.required_events | p.forbidden_events}
+    weak = sorted({f"signature {h.name}" for h in signatures if h is HashAlg.SHA1}
+                  | {f"policy bank {h.name}" for h in relied if h is HashAlg.SHA1})
+    if banks and banks <= {HashAlg.SHA1}:
+        weak.append("only SHA1 banks quoted")
+    used = sorted({h.name for h in signatures | banks})
+    yield _ok(code, "signature hash and PCR banks", used, "no SHA1 relied on", not weak,
+              f"SHA-1 is not collision resistant: {', '.join(weak)}")
 
 
 def _check_nonce(v: VerifiedTpmQuote, p: TpmPolicy) -> Iterable[Finding]:
@@ -208,6 +269,10 @@ def _check_nonce(v: VerifiedTpmQuote, p: TpmPolicy) -> Iterable[Finding]:
 
 
 def _check_pcrs(v: VerifiedTpmQuote, p: TpmPolicy) -> Iterable[Finding]:
+    if not any(p.pcrs.values()):
+        yield _skip("tpm.pcr.not_quoted", "PCRs", "the policy has no reference PCR values")
+        yield _skip("tpm.pcr.mismatch", "PCRs", "the policy has no reference PCR values")
+        return
     quoted_any = False
     for bank, values in sorted(p.pcrs.items()):
         for index, want in sorted(values.items()):
@@ -300,6 +365,10 @@ def _check_ak(v: VerifiedTpmQuote, p: TpmPolicy) -> Iterable[Finding]:
             yield _skip(code, fld, "the AK is vouched for by the Azure HCL report, which"
                                    " carries no attributes")
             return
+        if _pinned(v, p):
+            yield _skip(code, fld, "a bare public key the policy pins (ak_pins): the relying"
+                                   " party vouches for it")
+            return
         yield _ok(code, fld, "unknown (a bare public key)", want, False,
                   "pass the AK as a TPMT_PUBLIC so its attributes can be checked")
         return
@@ -352,9 +421,57 @@ def _check_ak_certificate(v: VerifiedTpmQuote, p: TpmPolicy) -> Iterable[Finding
               "no AK certificate was verified (trust.tpm.verify_ak_certificate)")
 
 
+def ak_pin(key: Any) -> bytes:
+    """The pin of an AK for ``TpmPolicy.ak_pins``: SHA-256 of its SubjectPublicKeyInfo DER
+    (``key``: a ``cryptography`` public key or a TPMT_PUBLIC)."""
+    return hashlib.sha256(ak_spki(key)).digest()
+
+
+def _pinned(v: VerifiedTpmQuote, p: TpmPolicy) -> bool:
+    return bool(p.ak_pins) and contains(ak_pin(v.ak_public), p.ak_pins)
+
+
+def _check_ak_bound(v: VerifiedTpmQuote, p: TpmPolicy) -> Iterable[Finding]:
+    code, fld = "tpm.ak.unbound", "AK binding"
+    if not p.require_ak_binding:
+        yield _skip(code, fld, "require_ak_binding is false")
+        return
+    pinned = _pinned(v, p)
+    got = v.ak_binding or ("pinned by the policy" if pinned else "unbound")
+    yield _ok(code, fld, got, "bound to a genuine TPM, or pinned", bool(v.ak_binding) or pinned,
+              "nothing ties this AK to a genuine TPM: give tpm anchors (EK/AK CA roots, an "
+              "enrolled AK) or pin it (ak_pins)")
+
+
+def _check_ebs(v: VerifiedTpmQuote, p: TpmPolicy) -> Iterable[Finding]:
+    code, fld = "tpm.eventlog.exit_boot_services_missing", "PCR 5 ExitBootServices events"
+    if v.event_log is None:
+        yield _skip(code, fld, "no event log")
+        return
+    got = v.eventlog_workaround
+    if got is None:
+        yield _ok(code, fld, "logged or not needed", "logged", True)
+        return
+    yield _ok(code, fld, f"missing; PCR 5 matched with the workaround {got!r}", "logged",
+              p.allow_missing_exit_boot_services,
+              "the firmware omits the ExitBootServices EV_EFI_ACTION events (go-attestation's "
+              "workaround); allow_missing_exit_boot_services accepts it")
+
+
+def _check_banks(v: VerifiedTpmQuote, p: TpmPolicy) -> Iterable[Finding]:
+    code, fld = "tpm.eventlog.bank_not_replayable", "event log banks"
+    missing = sorted({b for q in _quotes(v) for b in q.unreplayable_banks})
+    if missing:
+        yield Finding(code, Outcome.SKIP, fld, got=missing,
+                      message="not replayable here (no such hash in this OpenSSL build): "
+                      + ", ".join(missing))
+    else:
+        yield _skip(code, fld, "every bank the log carries was replayable")
+
+
 _CHECKS = (_check_hash, _check_nonce, _check_pcrs, _check_log_present, _check_log_quoted,
            _check_required, _check_forbidden, _check_ak, _check_signer, _check_clock,
-           _check_firmware, _check_ak_certificate)
+           _check_firmware, _check_ak_certificate, _check_ak_bound, _check_ebs, _check_banks)
 
 
 def claims(verified: VerifiedTpmQuote) -> dict[str, Any]:
@@ -374,6 +491,11 @@ def claims(verified: VerifiedTpmQuote) -> dict[str, Any]:
         "qualified_signer": a.qualified_signer.hex(),
         "clock_safe": bool(a.clock_info.safe),
         "event_log_replayed": [f"{b.name.lower()}:{i}" for b, i in verified.replayed],
+        "ak_binding": verified.ak_binding,
+        "ak_pin": ak_pin(verified.ak_public).hex(),
+        "eventlog_workaround": verified.eventlog_workaround,
+        "eventlog_unreplayable_banks": sorted({b for q in _quotes(verified)
+                                               for b in q.unreplayable_banks}),
     }
 
 
@@ -382,3 +504,117 @@ def appraise(verified: VerifiedTpmQuote, policy: TpmPolicy) -> Appraisal:
     findings = [f for check in _CHECKS for f in check(verified, policy)]
     return Appraisal(tee="tpm", policy_id=policy.policy_id, findings=tuple(findings),
                      verification=verified.checks, claims=claims(verified))
+
+
+# -- the JSON/TOML form --------------------------------------------------------------------
+_BOOLS = ("require_event_log", "allow_sha1", "require_ak_properties", "require_clock_safe",
+          "require_ak_certificate", "require_ak_binding", "allow_missing_exit_boot_services")
+_KEYS = ("policy_id", "pcrs", "nonce", "required_events", "forbidden_events",
+         "qualified_signers", "min_firmware_version", "ak_pins", *_BOOLS)
+
+
+def _rules_from(value: object, path: str) -> frozenset[EventRule]:
+    out: set[EventRule] = set()
+    for n, item in enumerate(read_list(value, path, "a non-empty list of event rules")):
+        at = f"{path}[{n}]"
+        table = read_table(item, at)
+        check_keys(table, ("pcr", "hash", "digest", "event_type"), at + ".")
+        bank = _bank(table.get("hash", "sha256"), at + ".hash")
+        kind = table.get("event_type")
+        event_type: EventType | int | None = None
+        if isinstance(kind, str):
+            try:
+                event_type = EventType[kind]
+            except KeyError:
+                raise ConfigError(f"{at}.event_type: got {kind!r}, want an EV_* name or "
+                                  "an integer") from None
+        elif kind is not None:
+            event_type = read_int(kind, at + ".event_type", 0, 0xFFFFFFFF)
+        out.add(EventRule(read_int(table.get("pcr"), at + ".pcr", 0, 31), bank,
+                          read_hex(table.get("digest"), at + ".digest", bank.digest_size),
+                          event_type))
+    return frozenset(out)
+
+
+def _bank(value: object, path: str) -> HashAlg:
+    try:
+        return HashAlg.from_name(read_str(value, path))
+    except FormatError:  # the formats layer's error; in a policy it is a config mistake
+        raise ConfigError(f"{path}: got {value!r}, want sha1, sha256, sha384, sha512 or "
+                          "sm3_256") from None
+
+
+def policy_from_mapping(data: Mapping[str, Any]) -> TpmPolicy:
+    """A :class:`TpmPolicy` from its JSON/TOML form (:func:`policy_to_mapping`'s output);
+    :class:`ConfigError` naming the bad key. ``pcrs`` is ``{bank: {"index": hex}}``, event
+    rules ``{pcr, hash, digest, event_type}``, pins and Names hex strings."""
+    table = read_table(data, "tpm policy")
+    check_keys(table, _KEYS, "tpm.")
+    kw: dict[str, Any] = {}
+    if "policy_id" in table:
+        kw["policy_id"] = read_str(table["policy_id"], "tpm.policy_id")
+    if "pcrs" in table:
+        pcrs: dict[HashAlg, dict[int, bytes]] = {}
+        for bank_name, values in read_table(table["pcrs"], "tpm.pcrs").items():
+            bank = _bank(bank_name, f"tpm.pcrs.{bank_name}")
+            pcrs[bank] = {
+                read_int(int(i) if i.isdigit() else i, f"tpm.pcrs.{bank_name}.{i}", 0, 31):
+                read_hex(v, f"tpm.pcrs.{bank_name}.{i}", bank.digest_size)
+                for i, v in read_table(values, f"tpm.pcrs.{bank_name}").items()}
+        kw["pcrs"] = pcrs
+    if "nonce" in table:
+        text = read_str(table["nonce"], "tpm.nonce")
+        kw["nonce"] = read_hex(text, "tpm.nonce", len(text.removeprefix("0x")) // 2)
+    for name in ("required_events", "forbidden_events"):
+        if name in table:
+            kw[name] = _rules_from(table[name], f"tpm.{name}")
+    if "qualified_signers" in table:
+        names = read_list(table["qualified_signers"], "tpm.qualified_signers",
+                          "a non-empty list of hex Names")
+        kw["qualified_signers"] = frozenset(
+            read_hex(v, f"tpm.qualified_signers[{n}]", len(read_str(v, "tpm.qualified_signers"))
+                     // 2) for n, v in enumerate(names))
+    if "min_firmware_version" in table:
+        kw["min_firmware_version"] = read_int(table["min_firmware_version"],
+                                              "tpm.min_firmware_version", 0, (1 << 64) - 1)
+    if "ak_pins" in table:
+        kw["ak_pins"] = read_hex_set(table["ak_pins"], "tpm.ak_pins", 32)
+    for name in _BOOLS:
+        if name in table:
+            kw[name] = read_bool(table[name], f"tpm.{name}")
+    return TpmPolicy(**kw)
+
+
+def _rules_to(rules: frozenset[EventRule]) -> list[dict[str, Any]]:
+    out = []
+    for rule in sorted(rules, key=str):
+        item: dict[str, Any] = {"pcr": rule.pcr, "hash": rule.hash_alg.name.lower(),
+                                "digest": rule.digest.hex()}
+        if rule.event_type is not None:
+            item["event_type"] = (rule.event_type.name if isinstance(rule.event_type, EventType)
+                                  else int(rule.event_type))
+        out.append(item)
+    return out
+
+
+def policy_to_mapping(policy: TpmPolicy) -> dict[str, Any]:
+    """The JSON-ready form of ``policy``; :func:`policy_from_mapping` inverts it exactly."""
+    out: dict[str, Any] = {
+        "policy_id": policy.policy_id,
+        "pcrs": {bank.name.lower(): {str(i): v.hex() for i, v in sorted(values.items())}
+                 for bank, values in sorted(policy.pcrs.items())},
+        **{name: getattr(policy, name) for name in _BOOLS},
+    }
+    if policy.nonce is not None:
+        out["nonce"] = policy.nonce.hex()
+    if policy.required_events:
+        out["required_events"] = _rules_to(policy.required_events)
+    if policy.forbidden_events:
+        out["forbidden_events"] = _rules_to(policy.forbidden_events)
+    if policy.qualified_signers is not None:
+        out["qualified_signers"] = sorted(n.hex() for n in policy.qualified_signers)
+    if policy.min_firmware_version is not None:
+        out["min_firmware_version"] = policy.min_firmware_version
+    if policy.ak_pins:
+        out["ak_pins"] = sorted(p.hex() for p in policy.ak_pins)
+    return out

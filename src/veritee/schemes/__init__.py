@@ -58,6 +58,9 @@ __all__ = [
 # (an Azure vTPM evidence JSON before a plain Trustee TPM JSON; Nitro before PSA, both COSE).
 _REGISTERED: tuple[str, ...] = (
     "veritee.schemes.sevsnp:SCHEME",
+    "veritee.schemes.azure_vtpm:SNP_SCHEME",
+    "veritee.schemes.azure_vtpm:TDX_SCHEME",
+    "veritee.schemes.tpm:SCHEME",
 )
 
 COMMON_CLAIMS: Mapping[str, str] = MappingProxyType({
