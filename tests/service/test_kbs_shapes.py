@@ -110,20 +110,33 @@ def test_an_sgx_quote_is_not_tdx_evidence_and_back(intel: EmulatedIntelCpu) -> N
                                            ("azsnpvtpm", "AzSnpVtpmEvidence"),
                                            ("az-tdx-vtpm", "AzTdxVtpmEvidence"),
                                            ("aztdxvtpm", "AzTdxVtpmEvidence")])
-def test_azure_vtpm_shapes_pass_the_document_to_the_scheme(tee: str, structure: str) -> None:
-    doc = {"quote": {"signature": [1, 2], "message": [3], "pcrs": [[0] * 32]},
-           "report": [5, 6], "vcek": "-----BEGIN CERTIFICATE-----"}
+@pytest.mark.parametrize("quote,report", [("quote", "report"),  # attestation-agent v0 layout
+                                          ("tpm_quote", "hcl_report")])  # later layouts
+def test_azure_vtpm_shapes_pass_the_document_to_the_scheme(tee: str, structure: str,
+                                                           quote: str, report: str) -> None:
+    doc = {quote: {"signature": [1, 2], "message": [3], "pcrs": [[0] * 32]},
+           report: [5, 6], "vcek": "-----BEGIN CERTIFICATE-----", "td_quote": [7]}
     part = primary_evidence(tee, doc)
     assert part.scheme == tee_shape(tee).scheme  # type: ignore[union-attr]
     assert json.loads(part.data) == doc and part.data == canonical_json(doc)
     with pytest.raises(FormatError) as exc:
-        primary_evidence(tee, {"report": [5]})
+        primary_evidence(tee, {report: [5], "td_quote": [7]})
     assert exc.value.structure == structure and exc.value.field == "quote"
+    with pytest.raises(FormatError) as exc:
+        primary_evidence(tee, {quote: {}, "td_quote": [7]})
+    assert exc.value.field == "report"
+    if "tdx" in tee:
+        with pytest.raises(FormatError) as exc:
+            primary_evidence(tee, {quote: {}, report: [5]})
+        assert exc.value.field == "td_quote"
 
 
 def test_tpm_and_cca_shapes() -> None:
     doc = {"ak_public": "AAAA", "tpm_quote": {"message": "AA", "signature": "AA", "pcrs": []}}
     assert primary_evidence("tpm", doc).data == canonical_json(doc)
+    with pytest.raises(FormatError) as exc:
+        primary_evidence("tpm", {"ak_public": "AAAA"})
+    assert exc.value.field == "tpm_quote"
     token = bytes([0xD9, 0x01, 0x8F, 0xA2]) + bytes(60)
     assert primary_evidence("cca", {"token": list(token)}).data == token
     assert primary_evidence("cca", {"token": base64.b64encode(token).decode()}).data == token

@@ -371,13 +371,18 @@ def _dcap_quote(structure: str) -> Callable[[object, str], tuple[bytes, bytes | 
     return convert
 
 
-def _json_container(structure: str, required: tuple[str, ...]
+def _json_container(structure: str, required: tuple[tuple[str, ...], ...]
                     ) -> Callable[[object, str], tuple[bytes, bytes | None]]:
     def convert(value: object, tee: str) -> tuple[bytes, bytes | None]:
         # Trustee's verifier takes these JSON documents as they are; so does the veritee
-        # scheme (its parser names any bad field), so only the container is checked here.
+        # scheme (its parser names any bad field), so only the container is checked here:
+        # an object with one member of each group (layouts renamed members across versions).
         obj = _object(value, structure)
-        _members(obj, structure, "", set(obj), set(required))
+        for group in required:
+            if not any(name in obj for name in group):
+                raise FormatError(structure, group[0], got="absent",
+                                  want=f"present (or {', '.join(group[1:])})" if group[1:]
+                                  else "present")
         return canonical_json(obj), None
     return convert
 
@@ -397,13 +402,14 @@ TEE_SHAPES: tuple[TeeShape, ...] = (
              "REPORTDATA of the TD report (64 bytes)"),
     TeeShape(("sgx",), "sgx", _dcap_quote("SgxEvidence"),
              "REPORTDATA of the enclave report (64 bytes)"),
-    TeeShape(("az-snp-vtpm", "azsnpvtpm"), "az-snp-vtpm", _json_container("AzSnpVtpmEvidence",
-             ("quote",)), "the vTPM quote's nonce (TPMS_ATTEST.extraData); the HCL report "
-             "binds the AK"),
+    TeeShape(("az-snp-vtpm", "azsnpvtpm"), "az-snp-vtpm", _json_container(
+             "AzSnpVtpmEvidence", (("quote", "tpm_quote"), ("report", "hcl_report"))),
+             "the vTPM quote's nonce (TPMS_ATTEST.extraData); the HCL report binds the AK"),
     TeeShape(("az-tdx-vtpm", "aztdxvtpm"), "az-tdx-vtpm", _json_container(
-             "AzTdxVtpmEvidence", ("quote",)), "the vTPM quote's nonce (TPMS_ATTEST.extraData);"
-             " the HCL report binds the AK"),
-    TeeShape(("tpm",), "tpm", _json_container("TpmEvidence", ()),
+             "AzTdxVtpmEvidence", (("quote", "tpm_quote"), ("report", "hcl_report"),
+                                   ("td_quote",))),
+             "the vTPM quote's nonce (TPMS_ATTEST.extraData); the HCL report binds the AK"),
+    TeeShape(("tpm",), "tpm", _json_container("TpmEvidence", (("tpm_quote", "quote"),)),
              "TPM2_Quote qualifying data (TPMS_ATTEST.extraData)"),
     TeeShape(("cca",), "cca", _cca, "the realm token's challenge (64 bytes)"),
     TeeShape(("nvidia",), "nvidia", _json_container("NvidiaEvidence", ()),
