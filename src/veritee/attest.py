@@ -3,21 +3,14 @@
 :func:`verify` (and :class:`Verifier`, which keeps anchors, collateral, caches and fetchers for
 a relying party) is the one entry for every evidence family: it looks the scheme up in the
 registry (:mod:`veritee.schemes`) and runs the same steps for all, including composite evidence
-(a CPU plus devices, each bound to the same challenge). The older per-TEE functions below stay
-as thin wrappers for one release.
+(a CPU plus devices, each bound to the same challenge). It returns the
+:class:`~veritee.policy.Appraisal` on acceptance and raises
+:class:`~veritee.errors.PolicyRejected` (carrying the full appraisal) on rejection.
 
-SEV-SNP (bare, Azure HCL-wrapped, configfs-tsm) goes through :func:`verify_evidence`, Intel
-DCAP quotes (TDX, SGX) through :func:`verify_intel_evidence`; :func:`is_intel_quote` tells
-them apart. TPM quotes have their own inputs (quote, signature, AK, PCRs): see
-:mod:`veritee.trust.tpm`.
-
-``verify_evidence`` is the one call a verifier needs. It recognises the evidence format at
-the boundary (a bare SEV-SNP ``ATTESTATION_REPORT`` or an Azure HCL report wrapping one),
-verifies signatures, chain and revocation against the given trust anchors (the genuine AMD
-roots unless the caller passes others, e.g. an emulated vendor's, explicitly), then appraises
-the verified claims against a policy. It returns the :class:`~veritee.policy.Appraisal` on
-acceptance and raises :class:`~veritee.errors.PolicyRejected` (carrying the full appraisal)
-on rejection.
+The older per-TEE functions below (:func:`parse_evidence`, :func:`verify_only`,
+:func:`verify_evidence` for SEV-SNP; :func:`verify_intel_evidence` for TDX/SGX) stay for one
+release as thin wrappers over the ``sevsnp``, ``tdx`` and ``sgx`` schemes: same arguments,
+same results, no logic of their own.
 """
 
 from __future__ import annotations
@@ -25,26 +18,27 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from veritee.collateral.kds import KdsClient
-from veritee.errors import CollateralError, FormatError, VerificationError
-from veritee.formats.azure import HclReport
-from veritee.formats.sevsnp import REPORT_SIZE, AttestationReport, CertTable
-from veritee.formats.tsm import TsmReport
+from veritee.errors import ConfigError
 from veritee.policy import Appraisal, Finding, Outcome
-from veritee.policy.intel import SgxPolicy, TdxPolicy
-from veritee.policy.sevsnp import SevSnpPolicy, appraise
-from veritee.schemes import Anchors, Collateral, Context, Scheme
-from veritee.trust.intel import IntelCollateral
-from veritee.trust.roots import TrustAnchors
-from veritee.trust.sevsnp import AmdCertificates, ChainCache, VerifiedReport, verify_report
+from veritee.schemes import Anchors, Collateral, Context, Scheme, Verified
+
+if TYPE_CHECKING:  # the wrappers' types; at run time the schemes are reached through the registry
+    from veritee.collateral.kds import KdsClient
+    from veritee.formats.intel import Quote
+    from veritee.policy.intel import SgxPolicy, TdxPolicy
+    from veritee.policy.sevsnp import SevSnpPolicy
+    from veritee.schemes.sevsnp import SevSnpEvidence as Evidence
+    from veritee.trust.intel import IntelCollateral
+    from veritee.trust.roots import TrustAnchors
+    from veritee.trust.sevsnp import AmdCertificates, ChainCache, VerifiedReport
 
 __all__ = [
     "UNSAFE_DEFAULT_POLICIES",
@@ -62,7 +56,20 @@ __all__ = [
     "verify_only",
 ]
 
-_HCL_MAGIC = b"HCLA"
+
+def __getattr__(name: str) -> Any:
+    # ``Evidence`` (the parsed SEV-SNP evidence) is the sevsnp scheme's type; looked up on
+    # first use so that importing the front door loads no TEE module.
+    if name == "Evidence":
+        evidence_type: type = getattr(_scheme("sevsnp"), "evidence_type")  # noqa: B009
+        return evidence_type
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _scheme(name: str) -> Scheme:
+    from veritee.schemes import get
+
+    return get(name)
 
 
 def bind_report_data(nonce: bytes, public_key: PublicKeyTypes) -> bytes:
@@ -75,63 +82,18 @@ def bind_report_data(nonce: bytes, public_key: PublicKeyTypes) -> bytes:
     return hashlib.sha512(nonce + spki).digest()
 
 
-@dataclass(frozen=True)
-class Evidence:
-    """Parsed evidence: the SEV-SNP report and, when wrapped, the wrapper it came in."""
-
-    report: AttestationReport
-    hcl: HclReport | None = None
-    cert_table: CertTable | None = None
-    container: str | None = None
-
-    @property
-    def format(self) -> str:
-        """A short name of the evidence format."""
-        if self.hcl is not None:
-            return "azure-hcl+sevsnp"
-        return "configfs-tsm+sevsnp" if self.container == "configfs-tsm" else "sevsnp"
+def _aware(now: datetime | None) -> datetime:
+    """``now`` (default: the clock), refusing a naive time with one typed error."""
+    when = now or datetime.now(UTC)
+    _naive(when)
+    return when
 
 
 def parse_evidence(data: bytes, *, cert_table: bytes | None = None) -> Evidence:
-    """Recognise and parse evidence bytes; raise :class:`FormatError` if unrecognised."""
-    table = CertTable.from_bytes(cert_table) if cert_table else None
-    if data[:4] == _HCL_MAGIC:
-        hcl = HclReport.from_bytes(data)
-        if hcl.snp_report is None:
-            raise FormatError("HCL_REPORT", "report_type", got=hcl.report_type,
-                              want="an SEV-SNP hardware report")
-        return Evidence(report=hcl.snp_report, hcl=hcl, cert_table=table)
-    if len(data) == REPORT_SIZE:
-        return Evidence(report=AttestationReport.from_bytes(data), cert_table=table)
-    if TsmReport.looks_like(data):
-        tsm = TsmReport.from_bytes(data)
-        if tsm.provider != "sev_guest":
-            raise FormatError("TSM_REPORT", "provider", got=tsm.provider, want="sev_guest")
-        if table is None and tsm.auxblob:
-            table = CertTable.from_bytes(tsm.auxblob)
-        return Evidence(report=AttestationReport.from_bytes(tsm.outblob), cert_table=table,
-                        container="configfs-tsm")
-    raise FormatError("evidence", "<format>", got=f"{len(data)} bytes starting {data[:4].hex()}",
-                      want=f"a {REPORT_SIZE}-byte SEV-SNP report, an Azure HCL report or a "
-                      "configfs-tsm report (JSON/CBOR)")
-
-
-def _collateral(evidence: Evidence, given: AmdCertificates | None,
-                fetcher: KdsClient | None = None, *, require_crl: bool = False
-                ) -> AmdCertificates:
-    """Certificates from the caller first, then the evidence's own certificate table, then
-    (only when something is still missing and a fetcher was given) AMD's KDS."""
-    from veritee.collateral.amd import from_cert_table
-
-    certs = given or AmdCertificates(ark=None, ask=None, vek=None, crl=None)
-    if evidence.cert_table is not None:
-        certs = certs.merged(from_cert_table(evidence.cert_table))
-    if fetcher is not None and (certs.missing() or (require_crl and certs.crl is None)):
-        certs = certs.merged(fetcher.collateral_for(evidence.report, with_crl=require_crl))
-    if certs.vek is None:
-        raise CollateralError("no VCEK/VLEK certificate: pass --certs PATH, an extended "
-                              "report's certificate table, or --fetch to ask AMD's KDS")
-    return certs
+    """Recognise and parse SEV-SNP evidence (bare, Azure HCL, configfs-tsm); raise
+    :class:`~veritee.errors.FormatError` if unrecognised. The ``sevsnp`` scheme's ``parse``."""
+    parsed: Evidence = _scheme("sevsnp").parse(data, attached=cert_table)
+    return parsed
 
 
 def verify_only(evidence: bytes | Evidence, *, collateral: AmdCertificates | None = None,
@@ -139,35 +101,32 @@ def verify_only(evidence: bytes | Evidence, *, collateral: AmdCertificates | Non
                 require_crl: bool = False, cache: ChainCache | None = None,
                 cert_table: bytes | None = None,
                 fetcher: KdsClient | None = None) -> VerifiedReport:
-    """Parse and cryptographically verify; no policy. Raises on any failure.
+    """Parse and cryptographically verify SEV-SNP evidence; no policy. Raises on any failure.
 
-    ``fetcher`` (a :class:`~veritee.collateral.kds.KdsClient`) fills in what the collateral
-    and the evidence's certificate table lack; fetched certificates are verified like any.
+    The ``sevsnp`` scheme's ``verify``: ``fetcher`` (a
+    :class:`~veritee.collateral.kds.KdsClient`) fills in what the collateral and the
+    evidence's certificate table lack; fetched certificates are verified like any.
     """
-    ev = evidence if isinstance(evidence, Evidence) else parse_evidence(evidence,
-                                                                       cert_table=cert_table)
-    verified = verify_report(ev.report, _collateral(ev, collateral, fetcher,
-                                                    require_crl=require_crl),
-                             anchors=anchors or TrustAnchors.amd(),
-                             now=now or datetime.now(UTC), require_crl=require_crl, cache=cache)
-    if ev.hcl is not None:
-        verified = _check_hcl_binding(ev.hcl, verified)
-    return verified
+    native: VerifiedReport = _sevsnp_verify(
+        evidence, collateral=collateral, anchors=anchors, now=now, require_crl=require_crl,
+        cache=cache, cert_table=cert_table, fetcher=fetcher)[1].native
+    return native
 
 
-def _check_hcl_binding(hcl: HclReport, verified: VerifiedReport) -> VerifiedReport:
-    """The HCL's runtime data is bound to the report: REPORT_DATA = hash of variable data."""
-    from dataclasses import replace
-
-    want = hcl.expected_report_data()
-    got = verified.report.report_data
-    if not hmac.compare_digest(got, want):
-        raise VerificationError("azure.hcl.report_data_binding",
-                                f"REPORT_DATA {got.hex()} is not the hash of the HCL runtime "
-                                f"data {want.hex()}")
-    check = Finding("azure.hcl.report_data_binding", Outcome.PASS, "REPORT_DATA", got=got,
-                    want=want, message="runtime claims bound to the hardware report")
-    return replace(verified, checks=(*verified.checks, check))
+def _sevsnp_verify(evidence: bytes | Evidence, *, collateral: AmdCertificates | None,
+                   anchors: TrustAnchors | None, now: datetime | None, require_crl: bool,
+                   cache: ChainCache | None, cert_table: bytes | None,
+                   fetcher: KdsClient | None) -> tuple[Scheme, Verified]:
+    """The old SEV-SNP arguments as a context for the ``sevsnp`` scheme."""
+    scheme = _scheme("sevsnp")
+    parsed = (scheme.parse(bytes(evidence), attached=cert_table)
+              if isinstance(evidence, bytes | bytearray | memoryview) else evidence)
+    ctx = Context(collateral=Collateral({} if collateral is None else {"amd": collateral}),
+                  anchors=Anchors({} if anchors is None else {"amd": anchors}),
+                  now=_aware(now), require_revocation=require_crl,
+                  fetchers={} if fetcher is None else {"amd": fetcher},
+                  caches={} if cache is None else {scheme.name: cache})
+    return scheme, scheme.verify(parsed, ctx)
 
 
 def verify_evidence(evidence: bytes | Evidence, *, policy: SevSnpPolicy | None = None,
@@ -176,54 +135,65 @@ def verify_evidence(evidence: bytes | Evidence, *, policy: SevSnpPolicy | None =
                     require_crl: bool = False, cache: ChainCache | None = None,
                     cert_table: bytes | None = None,
                     fetcher: KdsClient | None = None) -> Appraisal:
-    """Parse, verify and appraise evidence; return the appraisal or raise.
+    """Parse, verify and appraise SEV-SNP evidence; return the appraisal or raise.
 
     Raises :class:`FormatError` for bad bytes, :class:`CollateralError` when certificates are
     missing, :class:`VerificationError` when a signature/chain/revocation/binding check fails,
     and :class:`~veritee.errors.PolicyRejected` (with every finding) when the policy rejects.
     ``anchors`` defaults to the genuine AMD roots; ``policy`` to the secure default policy.
+    Prefer :func:`verify` (a required policy, challenge binding, every scheme).
     """
     from veritee.errors import PolicyRejected
 
-    verified = verify_only(evidence, collateral=collateral, anchors=anchors, now=now,
-                           require_crl=require_crl, cache=cache, cert_table=cert_table,
-                           fetcher=fetcher)
-    appraisal = appraise(verified, policy or SevSnpPolicy())
+    scheme, verified = _sevsnp_verify(evidence, collateral=collateral, anchors=anchors,
+                                      now=now, require_crl=require_crl, cache=cache,
+                                      cert_table=cert_table, fetcher=fetcher)
+    chosen = scheme.default_policy() if policy is None else _policy_for(scheme, policy)
+    appraisal = scheme.appraise(verified, chosen)
     if not appraisal.accepted:
         raise PolicyRejected(appraisal)
     return appraisal
 
 
 def is_intel_quote(data: bytes) -> bool:
-    """True when ``data`` starts like an Intel DCAP quote (SGX v3, TDX v4/v5).
-
-    The quote header's u16 VERSION (3, 4, 5) is followed by a u16 ATT_KEY_TYPE (2 = ECDSA
-    P-256, 3 = P-384); an SEV-SNP report starts with a u32 version, so its bytes 2-3 are zero.
-    """
-    return (len(data) >= 48 and len(data) != REPORT_SIZE
-            and int.from_bytes(data[0:2], "little") in (3, 4, 5)
-            and int.from_bytes(data[2:4], "little") in (2, 3))
+    """True when ``data`` is an Intel DCAP quote (SGX v3, TDX v4/v5): the ``tdx`` or ``sgx``
+    scheme recognises it (by the quote header: u16 VERSION 3/4/5, u16 ATT_KEY_TYPE)."""
+    return any(_scheme(name).recognise(data) for name in ("tdx", "sgx"))
 
 
-def verify_intel_evidence(data: bytes, *, collateral: IntelCollateral | None = None,
+def verify_intel_evidence(data: bytes | Quote, *, collateral: IntelCollateral | None = None,
                           policy: TdxPolicy | SgxPolicy | None = None,
                           now: datetime | None = None,
                           trusted_roots: Iterable[x509.Certificate] | None = None) -> Appraisal:
     """Parse, verify and appraise an Intel DCAP quote (TDX or SGX); raise on rejection.
 
-    ``collateral`` (TCB Info, QE Identity, CRLs) makes the TCB status known; the default
-    policies refuse a quote without TCB Info, without a verified QE Identity or without both
-    CRLs checked (issue 18). ``trusted_roots`` replaces the pinned Intel SGX Root CA (e.g. for
-    Intel's non-production sample root).
+    The ``tdx``/``sgx`` scheme: ``collateral`` (TCB Info, QE Identity, CRLs) makes the TCB
+    status known; the default policies refuse a quote without TCB Info, without a verified QE
+    Identity or without both CRLs checked (issue 18). ``trusted_roots`` replaces the pinned
+    Intel SGX Root CA (e.g. for Intel's non-production sample root). A policy of the other
+    Intel TEE is appraised as given (its ``<tee>.tee.type`` check fails).
     """
     from veritee.errors import PolicyRejected
-    from veritee.policy.intel import appraise as appraise_intel
-    from veritee.trust.intel import verify_quote
+    from veritee.schemes import recognise
 
-    verified = verify_quote(data, collateral, now=now or datetime.now(UTC),
-                            trusted_roots=list(trusted_roots) if trusted_roots else None)
-    chosen = policy or (TdxPolicy() if verified.tee == "tdx" else SgxPolicy())
-    appraisal = appraise_intel(verified, chosen)
+    if isinstance(data, bytes | bytearray | memoryview):
+        scheme = recognise(bytes(data))
+        if scheme.name not in ("tdx", "sgx"):
+            from veritee.errors import FormatError
+
+            raise FormatError("Quote", "header", got=f"{scheme.name} evidence",
+                              want="an Intel DCAP quote (TDX or SGX)")
+        parsed: Any = scheme.parse(bytes(data))
+    else:  # an already parsed Quote
+        scheme, parsed = _scheme("tdx" if data.is_tdx else "sgx"), data
+    roots = list(trusted_roots) if trusted_roots else None
+    ctx = Context(collateral=Collateral({} if collateral is None else {"intel": collateral}),
+                  anchors=Anchors({} if roots is None else {"intel": roots}), now=_aware(now))
+    verified = scheme.verify(parsed, ctx)
+    if policy is not None:  # the scheme of the policy's TEE appraises (tee.type says no)
+        scheme = next(s for s in (_scheme("tdx"), _scheme("sgx"))
+                      if isinstance(policy, s.policy_type))
+    appraisal = scheme.appraise(verified, policy or scheme.default_policy())
     if not appraisal.accepted:
         raise PolicyRejected(appraisal)
     return appraisal
@@ -266,11 +236,13 @@ class Challenge:
 
 @dataclass(frozen=True)
 class EvidencePart:
-    """One attester's evidence in a composite: bytes, the scheme (``None``: recognised from
-    the bytes) and what the attester attached (a certificate table, a device chain)."""
+    """One attester's evidence in a composite: bytes, the scheme (a registered name, a scheme
+    object configured with options such as ``TdxScheme.with_options(...)``, or ``None``:
+    recognised from the bytes) and what the attester attached (a certificate table, a device
+    chain)."""
 
     data: bytes
-    scheme: str | None = None
+    scheme: str | Scheme | None = None
     attached: bytes | None = None
 
 
@@ -299,8 +271,6 @@ class CompositeAppraisal:
 
 def _naive(now: datetime) -> None:
     if now.tzinfo is None or now.utcoffset() is None:
-        from veritee.errors import ConfigError
-
         raise ConfigError(f"now: got a naive datetime ({now.isoformat()}), want an aware one "
                           "(for example datetime.now(UTC))")
 
@@ -390,33 +360,38 @@ class Verifier:
             raise PolicyRejected(result)
         return result
 
+    def verify_only(self, evidence: bytes | EvidencePart, *,
+                    challenge: Challenge | None = None, expected_binding: bytes | None = None,
+                    now: datetime | None = None, collateral: Collateral | None = None
+                    ) -> tuple[Scheme, Any, Verified, Finding]:
+        """Parse and verify one evidence, no policy: the scheme, the parsed evidence, the
+        verified form and the binding check (``<scheme>.binding.mismatch``: pass, fail, or
+        skip without a challenge). Raises like :meth:`verify`, except that a binding mismatch
+        is returned as the failed finding for the caller to act on."""
+        ctx = self.context(now=now, collateral=collateral)
+        part = evidence if isinstance(evidence, EvidencePart) else EvidencePart(bytes(evidence))
+        scheme = _resolve(part)
+        parsed = scheme.parse(part.data, attached=part.attached)
+        verified = scheme.verify(parsed, ctx)
+        return scheme, parsed, verified, _binding_check(scheme, verified, challenge,
+                                                        expected_binding)
+
+    @staticmethod
+    def check_binding(scheme: Scheme, verified: Verified, *, challenge: Challenge | None = None,
+                      expected_binding: bytes | None = None) -> Finding:
+        """The front door's binding check on verified evidence: ``<scheme>.binding.mismatch``
+        passes when the evidence carries the challenge's binding (or ``expected_binding``),
+        fails when it does not, is skipped when neither is given."""
+        return _binding_check(scheme, verified, challenge, expected_binding)
+
     def _one(self, part: EvidencePart, ctx: Context, policy: Any,
              challenge: Challenge | None, expected: bytes | None) -> Appraisal:
-        from veritee.errors import ConfigError
-        from veritee.schemes import expected_binding, get, recognise
-
-        scheme = get(part.scheme) if part.scheme else recognise(part.data)
+        scheme = _resolve(part)
         chosen = _policy_for(scheme, policy)
         parsed = scheme.parse(part.data, attached=part.attached)
         verified = scheme.verify(parsed, ctx)
-        if challenge is not None:
-            if expected is not None:
-                raise ConfigError("give challenge or expected_binding, not both")
-            expected = expected_binding(challenge.nonce, challenge.key_spki,
-                                        scheme.binding_size)
+        check = _binding_check(scheme, verified, challenge, expected)
         appraisal = scheme.appraise(verified, chosen)
-        code = f"{scheme.name}.binding.mismatch"
-        if expected is None:
-            check = Finding(code, Outcome.SKIP, "binding", message="no challenge given: "
-                            "freshness and key binding not checked")
-        else:
-            got = scheme.binding(verified)
-            ok = hmac.compare_digest(got, expected)
-            check = Finding(code, Outcome.PASS if ok else Outcome.FAIL, "binding", got=got,
-                            want=expected, message="" if ok else "the evidence does not carry "
-                            "the verifier's challenge")
-        from dataclasses import replace
-
         appraisal = replace(appraisal, findings=(check, *appraisal.findings))
         if appraisal.vector is not None:
             from veritee.results import binding_identity
@@ -424,6 +399,34 @@ class Verifier:
             appraisal = replace(appraisal, vector={**appraisal.vector, "instance-identity":
                                                    binding_identity(appraisal)})
         return appraisal
+
+
+def _resolve(part: EvidencePart) -> Scheme:
+    from veritee.schemes import get, recognise
+
+    if part.scheme is None:
+        return recognise(part.data)
+    return get(part.scheme) if isinstance(part.scheme, str) else part.scheme
+
+
+def _binding_check(scheme: Scheme, verified: Verified, challenge: Challenge | None,
+                   expected: bytes | None) -> Finding:
+    """The front door's binding check: the evidence carries the verifier's challenge."""
+    from veritee.schemes import expected_binding
+
+    if challenge is not None:
+        if expected is not None:
+            raise ConfigError("give challenge or expected_binding, not both")
+        expected = expected_binding(challenge.nonce, challenge.key_spki, scheme.binding_size)
+    code = f"{scheme.name}.binding.mismatch"
+    if expected is None:
+        return Finding(code, Outcome.SKIP, "binding", message="no challenge given: "
+                       "freshness and key binding not checked")
+    got = scheme.binding(verified)
+    ok = hmac.compare_digest(got, expected)
+    return Finding(code, Outcome.PASS if ok else Outcome.FAIL, "binding", got=got,
+                   want=expected, message="" if ok else "the evidence does not carry "
+                   "the verifier's challenge")
 
 
 def _policy_for(scheme: Scheme, policy: Any) -> Any:

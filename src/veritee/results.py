@@ -32,7 +32,7 @@ from __future__ import annotations
 import base64
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,13 +50,17 @@ __all__ = [
     "SIGNING_ALGORITHMS",
     "TIERS",
     "EarResult",
+    "VectorRules",
     "binding_identity",
     "ear_claims",
     "ear_status",
+    "failed",
+    "outcome",
     "public_jwk",
     "sign_ear",
     "tier",
     "trust_vector",
+    "vector_from_rules",
     "verify_ear",
 ]
 
@@ -81,32 +85,31 @@ CONTRAINDICATED = 96
 NOT_RECOGNIZED = 97  # instance-identity / hardware: not recognized though it should be
 CRYPTO_FAILED = 99  # "cryptographic validation of the Evidence has failed"
 
-# Which findings feed which vector entry. Codes not listed (skips aside) still make the
-# overall status contraindicated, because the verdict is the policy layer's, not ours.
-# Intel TDX/SGX findings (veritee.policy.intel) map the same way: TCB status -> hardware, MRTD /
-# RTMRs / MRSEAM / MRENCLAVE / MRSIGNER -> executables, debug -> configuration and
-# runtime-opaque, MRCONFIGID / MROWNER / TD ATTRIBUTES / XFAM -> configuration.
-_HARDWARE_UNSAFE = ("sevsnp.tcb.", "sevsnp.committed_tcb.", "sevsnp.launch_tcb.",
-                    "sevsnp.firmware.", "sevsnp.report_version.", "sevsnp.reported_tcb.",
-                    "tdx.tcb.", "sgx.tcb.")
-_HARDWARE_UNRECOGNISED = ("sevsnp.product.", "sevsnp.signing_key.", "tdx.tee.type",
-                          "sgx.tee.type", "tdx.qe_vendor_id", "sgx.qe_vendor_id")
-# Checks that did not run although the policy asked for them: the verifier cannot say.
-_HARDWARE_UNKNOWN = ("sevsnp.revocation.", "tdx.revocation.", "sgx.revocation.",
-                     "tdx.qe_identity.", "sgx.qe_identity.")
-_EXECUTABLES = ("sevsnp.measurement.", "sevsnp.id_key.", "sevsnp.author_key.",
-                "sevsnp.family_id.", "sevsnp.image_id.", "sevsnp.guest_svn.",
-                "tdx.mrtd.", "tdx.rtmr", "tdx.mrseam.", "sgx.mrenclave.", "sgx.mrsigner.",
-                "sgx.isvprodid.", "sgx.isvsvn.")
-_CONFIG_CONTRAINDICATED = ("sevsnp.policy.debug", "sevsnp.policy.migrate_ma", "tdx.debug",
-                           "sgx.debug")
-_CONFIG_UNSAFE = ("sevsnp.policy.", "sevsnp.vmpl.", "sevsnp.host_data.", "sevsnp.platform.",
-                  "tdx.mrconfigid.", "tdx.mrowner.", "tdx.td_attributes.", "tdx.xfam.")
-# The checks whose pass means "a reference measurement matched", per TEE.
-_REFERENCE = {"sevsnp": ("sevsnp.measurement.mismatch",), "tdx": ("tdx.mrtd.mismatch",),
-              "sgx": ("sgx.mrenclave.mismatch", "sgx.mrsigner.mismatch")}
-# The check whose pass means "this configuration was appraised" (debug refused), per TEE.
-_CONFIG_CHECK = {"sevsnp": "sevsnp.policy.debug", "tdx": "tdx.debug", "sgx": "sgx.debug"}
+# Which findings feed which vector entry is each scheme's business (its ``VECTOR_RULES`` and
+# ``trust_vector`` in ``veritee.schemes.<tee>``): this module only supplies the engine. Codes a
+# scheme does not list (skips aside) still make the overall status contraindicated, because
+# the verdict is the policy layer's, not ours.
+
+
+@dataclass(frozen=True)
+class VectorRules:
+    """One scheme's AR4SI mapping: which finding-code prefixes feed which vector entry.
+
+    ``hardware_*``: platform not recognised (97), known vulnerabilities (32), a check the
+    policy asked for that could not run (0); ``executables``: a workload check failed (33);
+    ``reference``: exact codes whose pass means "a reference measurement matched" (3);
+    ``config_contraindicated`` / ``config_unsafe``: configuration 96 / 32; ``config_check``:
+    the code whose pass means "this configuration was appraised" (2).
+    """
+
+    hardware_unrecognised: tuple[str, ...] = ()
+    hardware_unsafe: tuple[str, ...] = ()
+    hardware_unknown: tuple[str, ...] = ()
+    executables: tuple[str, ...] = ()
+    reference: tuple[str, ...] = ()
+    config_contraindicated: tuple[str, ...] = ()
+    config_unsafe: tuple[str, ...] = ()
+    config_check: str | None = None
 
 
 def tier(value: int) -> str:
@@ -125,105 +128,110 @@ def tier(value: int) -> str:
     return "contraindicated"
 
 
-def _failed(findings: Iterable[Finding], prefixes: tuple[str, ...]) -> bool:
+def failed(findings: Iterable[Finding], prefixes: tuple[str, ...]) -> bool:
+    """True when a finding whose code starts with one of ``prefixes`` failed."""
     return any(f.outcome is Outcome.FAIL and f.code.startswith(prefixes) for f in findings)
 
 
-def _outcome(findings: Iterable[Finding], code: str) -> Outcome | None:
+def outcome(findings: Iterable[Finding], code: str) -> Outcome | None:
+    """The outcome of the finding ``code`` (``None`` when it did not run)."""
     return next((f.outcome for f in findings if f.code == code), None)
-
-
-def _hardware(tee: str, f: tuple[Finding, ...]) -> int:
-    """Affirming only when the platform's TCB was appraised against something that can fail.
-
-    SEV-SNP: a TCB floor with a non-zero component passed (a zero floor cannot fail). Intel:
-    the TCB status check ran with the QE Identity verified, and the status is UpToDate; any
-    other accepted status (OutOfDate, SWHardeningNeeded, ...) is AR4SI's "known
-    vulnerabilities" (32), whatever the policy accepted.
-    """
-    if _failed(f, _HARDWARE_UNRECOGNISED):
-        return NOT_RECOGNIZED
-    if _failed(f, _HARDWARE_UNSAFE):
-        return WARNING_UNSAFE
-    if _failed(f, _HARDWARE_UNKNOWN):
-        return NO_CLAIM
-    if tee == "sevsnp":
-        floors = [x for x in f if x.code.startswith("sevsnp.tcb.") and
-                  x.code.endswith(".below_minimum") and x.outcome is Outcome.PASS]
-        meaningful = any(isinstance(x.want, int) and x.want > 0 for x in floors)
-        return AFFIRMING if meaningful else NO_CLAIM
-    if tee in ("tdx", "sgx"):
-        status = next((x for x in f if x.code == f"{tee}.tcb.status"), None)
-        if status is None or status.outcome is not Outcome.PASS:
-            return NO_CLAIM
-        if _outcome(f, f"{tee}.qe_identity.required") is not Outcome.PASS:
-            return NO_CLAIM  # the TCB status did not include the QE's
-        return AFFIRMING if status.got == "UpToDate" else WARNING_UNSAFE
-    return NO_CLAIM
 
 
 def binding_identity(appraisal: Appraisal) -> int:
     """AR4SI ``instance-identity`` from the front door's binding check
     (``<scheme>.binding.mismatch``): affirming when the evidence carried the verifier's
     challenge, 99 (cryptographic validation failed) when it did not, no claim when no
-    challenge was given."""
-    outcome = _outcome(appraisal.findings, f"{appraisal.tee}.binding.mismatch")
-    if _failed(appraisal.findings, ("sevsnp.chip_id.",)):
+    challenge was given. A failed platform-identity pin (``<scheme>.chip_id.*``) is 97."""
+    tee = appraisal.tee
+    result = outcome(appraisal.findings, f"{tee}.binding.mismatch")
+    if failed(appraisal.findings, (f"{tee}.chip_id.",)):
         return NOT_RECOGNIZED
-    if outcome is Outcome.FAIL:
+    if result is Outcome.FAIL:
         return CRYPTO_FAILED
-    if outcome is Outcome.PASS:
+    if result is Outcome.PASS:
         return AFFIRMING
     # No binding check ran: a policy's own REPORT_DATA check (the per-TEE APIs) may have.
-    outcome = _outcome(appraisal.findings, f"{appraisal.tee}.report_data.mismatch")
-    if outcome is Outcome.FAIL:
+    result = outcome(appraisal.findings, f"{tee}.report_data.mismatch")
+    if result is Outcome.FAIL:
         return CRYPTO_FAILED
-    return AFFIRMING if outcome is Outcome.PASS else NO_CLAIM
+    return AFFIRMING if result is Outcome.PASS else NO_CLAIM
 
 
-def trust_vector(appraisal: Appraisal) -> dict[str, int]:
-    """The AR4SI trustworthiness vector for an SEV-SNP or Intel TDX/SGX appraisal.
+def vector_from_rules(appraisal: Appraisal, rules: VectorRules, *,
+                      hardware: Callable[[tuple[Finding, ...]], int] | None = None,
+                      debug: bool = False) -> dict[str, int]:
+    """The AR4SI trustworthiness vector of ``appraisal`` under one scheme's ``rules``.
 
     Computed from what was checked: a claim is affirming only when the check behind it ran
     and passed, a failed check lowers it, and a claim nothing checked is 0 ("no claim").
-    ``hardware``: the TCB floor / TCB status (see :func:`_hardware`); ``instance-identity``:
-    REPORT_DATA matched the verifier's expected nonce/key binding; ``executables``: a
-    reference measurement matched; ``configuration``: the debug check ran and passed and no
-    configuration check failed; ``runtime-opaque``: memory encryption not defeated by a debug
-    guest. ``storage-opaque`` and ``sourced-data`` are absent: the evidence says nothing of them.
+    ``hardware`` decides the hardware entry once no hardware rule failed (default: no claim);
+    ``instance-identity`` comes from :func:`binding_identity`; ``runtime-opaque`` is
+    contraindicated when ``debug`` (the TEE's memory is readable by the host), affirming
+    otherwise. ``storage-opaque`` and ``sourced-data`` are absent: evidence says nothing of them.
     """
     f = appraisal.findings
-    tee = appraisal.tee
-    claims = appraisal.claims
-    vector: dict[str, int] = {"hardware": _hardware(tee, f)}
+    if failed(f, rules.hardware_unrecognised):
+        hw = NOT_RECOGNIZED
+    elif failed(f, rules.hardware_unsafe):
+        hw = WARNING_UNSAFE
+    elif failed(f, rules.hardware_unknown):
+        hw = NO_CLAIM  # checks that did not run although the policy asked: cannot say
+    else:
+        hw = hardware(f) if hardware is not None else NO_CLAIM
+    vector: dict[str, int] = {"hardware": hw, "instance-identity": binding_identity(appraisal)}
 
-    vector["instance-identity"] = binding_identity(appraisal)
-
-    if _failed(f, _EXECUTABLES):
+    if failed(f, rules.executables):
         vector["executables"] = UNRECOGNIZED_RUNTIME
-    elif any(_outcome(f, c) is Outcome.PASS for c in _REFERENCE.get(tee, ())):
+    elif any(outcome(f, c) is Outcome.PASS for c in rules.reference):
         vector["executables"] = APPROVED_BOOT
     else:
         vector["executables"] = NO_CLAIM  # no reference measurement: the verifier cannot say
 
-    if _failed(f, _CONFIG_CONTRAINDICATED):
+    if failed(f, rules.config_contraindicated):
         vector["configuration"] = CONTRAINDICATED
-    elif _failed(f, _CONFIG_UNSAFE):
+    elif failed(f, rules.config_unsafe):
         vector["configuration"] = WARNING_UNSAFE
-    elif _outcome(f, _CONFIG_CHECK.get(tee, "")) is Outcome.PASS:
+    elif rules.config_check and outcome(f, rules.config_check) is Outcome.PASS:
         vector["configuration"] = AFFIRMING
     else:
         vector["configuration"] = NO_CLAIM
 
-    # SEV-SNP encrypts guest memory; a DEBUG guest lets the hypervisor decrypt it, whatever
-    # the policy said about allowing debug.
-    debug = bool(claims.get("guest_policy", {}).get("debug", False))
-    if tee == "tdx":  # TD ATTRIBUTES bit 0 (hex of the little-endian bytes)
-        debug = bool(int(str(claims.get("td_attributes") or "00")[:2], 16) & 1)
-    elif tee == "sgx":  # ATTRIBUTES.FLAGS bit 1 (DEBUG), SGX SDM "SECS.ATTRIBUTES"
-        debug = bool(int(str(claims.get("attributes") or "00")[:2], 16) & 2)
     vector["runtime-opaque"] = CONTRAINDICATED if debug else AFFIRMING
     return vector
+
+
+def trust_vector(appraisal: Appraisal) -> dict[str, int]:
+    """The AR4SI trustworthiness vector of ``appraisal``.
+
+    The vector the scheme computed (``Appraisal.vector``, set by ``Scheme.appraise`` and the
+    front door) when there is one; otherwise (an appraisal made by a policy module directly,
+    a compatibility path) the mapping of the scheme named ``appraisal.tee``; for a TEE
+    without a scheme, the generic rules (no hardware or executables claim).
+    """
+    if appraisal.vector is not None:
+        return dict(appraisal.vector)
+    mapping = _scheme_mapping(appraisal.tee)
+    if mapping is not None:
+        return mapping(appraisal)
+    return vector_from_rules(appraisal, VectorRules())
+
+
+def _scheme_mapping(tee: str) -> Callable[[Appraisal], dict[str, int]] | None:
+    """The ``trust_vector`` of the scheme named ``tee``, or ``None``.
+
+    Compatibility path only (an appraisal a policy module made without its scheme): the
+    registry sits above this module, so it is looked up at call time, never imported here.
+    New code gets the vector from ``Scheme.appraise`` and never comes this way.
+    """
+    import importlib
+
+    registry = importlib.import_module("veritee.schemes")
+    if tee not in registry.names():
+        return None
+    mapping: Callable[[Appraisal], dict[str, int]] | None = getattr(
+        registry.get(tee), "trust_vector", None)
+    return mapping
 
 
 # Worst last: a required claim with no value ranks between affirming and warning.

@@ -66,10 +66,18 @@ def test_non_production_root_needs_explicit_trust(capsys: pytest.CaptureFixture[
 
 
 @needs_evidence
-def test_intel_quote_with_snp_policy_file_is_bad_input(tmp_path: object) -> None:
+def test_intel_quote_with_snp_policy_file_is_bad_input(tmp_path: object,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """--policy is read by the recognised scheme (issue 11): an SEV-SNP key in a policy for a
+    TD quote is refused naming it; a TDX policy file is used."""
     from pathlib import Path
 
     policy = Path(str(tmp_path)) / "p.toml"
-    policy.write_text("allow_debug = false\n")
-    assert main(["appraise", str(TDX / "tdx_quote"), "--certs", str(TDX), "--at", TDX_AT,
-                 "--policy", str(policy)]) == 3
+    policy.write_text("min_tcb = { bootloader = 1 }\n")
+    args = ["appraise", str(TDX / "tdx_quote"), "--certs", str(TDX), "--at", TDX_AT,
+            "--policy", str(policy)]
+    assert main(args) == 3
+    assert "min_tcb: unknown key" in capsys.readouterr().err
+    policy.write_text('mrtd = ["' + "00" * 48 + '"]\n')
+    assert main(args) == 6
+    assert "tdx.mrtd.mismatch" in capsys.readouterr().out

@@ -16,9 +16,6 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cryptography import x509
-
-from veritee.collateral.kds import KdsClient
 from veritee.errors import (
     CollateralError,
     ConfigError,
@@ -30,7 +27,6 @@ from veritee.errors import (
     VerificationError,
     VeriteeError,
 )
-from veritee.trust.intel import IntelCollateral
 from veritee.trust.roots import TrustAnchors
 from veritee.trust.sevsnp import AmdCertificates
 
@@ -39,6 +35,7 @@ __all__ = ["EXIT_CODES", "main"]
 # Modules that add subcommands (``register(add)`` where ``add(name, help, fn)`` returns the
 # subparser). Keeping the list here keeps ``--help`` complete without importing on demand.
 _COMMAND_MODULES: tuple[str, ...] = (
+    "veritee.cli._verify",
     "veritee.cli._sealing",
     "veritee.cli._keys",
     "veritee.cli._cert",
@@ -131,36 +128,6 @@ def _read(path: str, what: str) -> bytes:
         raise ConfigError(f"{what} {path}: cannot read ({exc.strerror or exc})") from None
 
 
-def _read_evidence(path: str) -> bytes:
-    """Evidence bytes: binary as-is; hex text (whitespace, ``0x``/``0X`` allowed) is decoded,
-    base64 text when it decodes to an Intel quote, and JSON carrying a ``quote`` member."""
-    from veritee._decode import decode_binary_text, decode_hex
-
-    data = _read(path, "evidence")
-    text = data.strip()
-    if text[:1] == b"{" and b'"quote"' in text:  # a quote wrapped in JSON (hex or base64)
-        from veritee.collateral.intel import decode_quote
-
-        return decode_quote(data, source=path)
-    if not text or not _TEXTUAL.issuperset(text[:4096]):
-        return data
-    try:
-        return decode_hex(text, structure=path, field="evidence")
-    except FormatError:
-        pass
-    try:
-        decoded = decode_binary_text(text, structure=path, field="evidence")
-    except FormatError:
-        return data
-    from veritee.attest import is_intel_quote
-
-    return decoded if is_intel_quote(decoded) else data
-
-
-_TEXTUAL = frozenset(b"0123456789abcdefABCDEFghijklmnopqrstuvwxyzGHIJKLMNOPQRSTUVWXYZ"
-                     b"+/-_=\r\n\t ")
-
-
 def _emit(args: argparse.Namespace, text: str, obj: object) -> None:
     if getattr(args, "format", "text") == "json":
         print(json.dumps(obj, indent=2))
@@ -169,71 +136,10 @@ def _emit(args: argparse.Namespace, text: str, obj: object) -> None:
 
 
 # -- commands ---------------------------------------------------------------------------------
-def _plain(value: object) -> object:
-    """A parsed structure as JSON-friendly values (bytes as hex, enums by name)."""
-    import dataclasses
-    import enum
-
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if f.repr}
-    if isinstance(value, bytes | bytearray):
-        return bytes(value).hex()
-    if isinstance(value, enum.Enum):
-        return value.name
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return value if value is None or isinstance(value, bool | int | float | str) else str(value)
-
-
-def _lines(obj: object, indent: str = "") -> list[str]:
-    out: list[str] = []
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            if isinstance(value, dict | list) and value:
-                out.append(f"{indent}{key}:")
-                out += _lines(value, indent + "  ")
-            else:
-                out.append(f"{indent}{key}: {value}")
-    elif isinstance(obj, list):
-        for i, value in enumerate(obj):
-            out.append(f"{indent}[{i}]")
-            out += _lines(value, indent + "  ")
-    return out
-
-
-def _cmd_show(args: argparse.Namespace) -> int:
-    from veritee.attest import is_intel_quote, parse_evidence
-
-    data = _read_evidence(args.report)
-    if is_intel_quote(data):
-        from veritee.formats.intel import Quote
-
-        quote = Quote.from_bytes(data, allow_nonzero_trailer=True)
-        doc = {"format": f"intel-{'tdx' if quote.is_tdx else 'sgx'}-quote", "quote":
-               _plain(quote)}
-        _emit(args, "\n".join(_lines(doc)), doc)
-        return EXIT_OK
-    ev = parse_evidence(data)
-    fields = ev.report.to_dict()
-    obj = {"format": ev.format, "report": fields}
-    if ev.hcl is not None:
-        obj["hcl"] = {"report_type": str(ev.hcl.report_type),
-                      "runtime_claims": ev.hcl.runtime_claims()}
-    lines = [f"format: {ev.format}"]
-    for key, value in fields.items():
-        if isinstance(value, dict):
-            lines.append(f"{key}:")
-            lines += [f"  {k}: {v}" for k, v in value.items()]
-        else:
-            lines.append(f"{key}: {value}")
-    _emit(args, "\n".join(lines), obj)
-    return EXIT_OK
-
-
 def _load_collateral(args: argparse.Namespace) -> tuple[AmdCertificates | None, TrustAnchors]:
+    """SEV-SNP collateral and anchors from ``--certs``/``--crl``/``--trust-root`` for
+    ``cert inspect`` (SNP-only until RA-TLS goes through the scheme registry; show/verify/
+    appraise use the registry, see cli._verify)."""
     from veritee.collateral.amd import load_crl, load_paths
 
     certs: AmdCertificates | None = load_paths(*args.certs) if args.certs else None
@@ -251,113 +157,6 @@ def _load_collateral(args: argparse.Namespace) -> tuple[AmdCertificates | None, 
     return certs, anchors
 
 
-def _intel_collateral(args: argparse.Namespace
-                      ) -> tuple[IntelCollateral | None, list[x509.Certificate] | None]:
-    from veritee.collateral.intel import load_directory
-    from veritee.trust.intel import load_certificates
-
-    if args.certs and len(args.certs) > 1:
-        raise ConfigError("Intel collateral: give one --certs directory")
-    collateral = load_directory(Path(args.certs[0])) if args.certs else None
-    roots = ([c for path in args.trust_root
-              for c in load_certificates(_read(path, "trust root"))]
-             if args.trust_root else None)
-    return collateral, roots
-
-
-def _cmd_verify_intel(args: argparse.Namespace, data: bytes) -> int:
-    from veritee.collateral.intel import load_crl
-    from veritee.trust.intel import verify_quote
-
-    collateral, roots = _intel_collateral(args)
-    if args.crl:
-        extra = load_crl(_read(args.crl, "CRL"))
-        base = collateral or IntelCollateral()
-        import dataclasses
-
-        collateral = dataclasses.replace(base, pck_crl=extra)
-    verified = verify_quote(data, collateral, now=args.at or datetime.now(UTC),
-                            trusted_roots=roots)
-    status = verified.tcb.status.value if verified.tcb and verified.tcb.status else (
-        "not evaluated (no TCB Info)" if verified.tcb is None else "no matching TCB level")
-    lines = [f"verified Intel {verified.tee.upper()} quote v{verified.quote.header.version}",
-             *[f"  {c}" for c in verified.checks], f"TCB status: {status}", "verdict: VERIFIED"]
-    _emit(args, "\n".join(lines), {"verdict": "verified", "tee": verified.tee,
-                                   "tcb_status": status,
-                                   "checks": [c.to_dict() for c in verified.checks]})
-    return EXIT_OK
-
-
-def _cmd_verify(args: argparse.Namespace) -> int:
-    from veritee.attest import is_intel_quote, verify_only
-
-    data = _read_evidence(args.report)
-    if is_intel_quote(data):
-        return _cmd_verify_intel(args, data)
-    from veritee.cli._tokens import identify, verify_token
-
-    kind = identify(data)
-    if kind is not None:
-        return verify_token(args, data, kind, appraise=False,
-                            emit=lambda text, obj: _emit(args, text, obj))
-    certs, anchors = _load_collateral(args)
-    cert_table = _read(args.cert_table, "certificate table") if args.cert_table else None
-    verified = verify_only(data, collateral=certs,
-                           anchors=anchors, now=args.at, require_crl=args.require_crl,
-                           cert_table=cert_table, fetcher=_fetcher(args))
-    lines = [f"verified SEV-SNP report ({verified.product}, signed by "
-             f"{verified.vek.kind.name})"]
-    lines += [f"  {c}" for c in verified.checks]
-    revocation = "checked against the ARK's CRL" if verified.crl_checked else (
-        "NOT checked (no CRL: pass --crl FILE, a CRL in --certs, or --fetch --require-crl;"
-        " the default appraisal policy refuses an unchecked chain)")
-    lines += [f"revocation: {revocation}", "verdict: VERIFIED"]
-    _emit(args, "\n".join(lines), {"verdict": "verified", "product": str(verified.product),
-                                   "signing_key": verified.vek.kind.name,
-                                   "revocation_checked": verified.crl_checked,
-                                   "checks": [c.to_dict() for c in verified.checks]})
-    return EXIT_OK
-
-
-def _cmd_appraise(args: argparse.Namespace) -> int:
-    from veritee.attest import is_intel_quote, verify_evidence, verify_intel_evidence
-    from veritee.policy.sevsnp import SevSnpPolicy, load_policy
-
-    data = _read_evidence(args.report)
-    from veritee.cli._tokens import identify, verify_token
-
-    kind = identify(data)
-    if kind is not None:
-        return verify_token(args, data, kind, appraise=True,
-                            emit=lambda text, obj: _emit(args, text, obj))
-    if is_intel_quote(data):
-        if args.policy:
-            raise ConfigError("--policy files are SEV-SNP policies; Intel quotes are appraised "
-                              "with the default TDX/SGX policy (use the Python API for others)")
-        collateral, roots = _intel_collateral(args)
-        try:
-            appraisal = verify_intel_evidence(data, collateral=collateral, now=args.at,
-                                              trusted_roots=roots)
-        except PolicyRejected as rejected:
-            _emit(args, rejected.appraisal.to_text(), rejected.appraisal.to_dict())
-            return EXIT_POLICY_REJECTED
-        _emit(args, appraisal.to_text(), appraisal.to_dict())
-        return EXIT_OK
-    certs, anchors = _load_collateral(args)
-    policy = load_policy(Path(args.policy)) if args.policy else SevSnpPolicy()
-    cert_table = _read(args.cert_table, "certificate table") if args.cert_table else None
-    try:
-        appraisal = verify_evidence(data, policy=policy,
-                                    collateral=certs, anchors=anchors,
-                                    now=args.at, require_crl=args.require_crl,
-                                    cert_table=cert_table, fetcher=_fetcher(args))
-    except PolicyRejected as rejected:
-        _emit(args, rejected.appraisal.to_text(), rejected.appraisal.to_dict())
-        return EXIT_POLICY_REJECTED
-    _emit(args, appraisal.to_text(), appraisal.to_dict())
-    return EXIT_OK
-
-
 def _cmd_demo(args: argparse.Namespace) -> int:
     from veritee.cli._demo import run_demo
 
@@ -372,43 +171,6 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     return run_emulate(out=Path(args.out), product=args.product,
                        report_data=args.report_data, key_size=args.key_size,
                        debug=args.debug_guest, tee=args.tee)
-
-
-def _add_collateral_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("report", help="the evidence: an SEV-SNP report (binary or hex text), an "
-                   "Azure HCL report, a configfs-tsm report, an Intel TDX/SGX quote, an AWS "
-                   "Nitro document, or an Arm PSA/CCA token")
-    p.add_argument("--certs", metavar="PATH", action="append",
-                   help="collateral: a directory or file (repeatable) with the AMD ARK, ASK/ASVK "
-                   "and VCEK/VLEK (PEM or DER, any names), or one directory of Intel TCB Info / "
-                   "QE Identity / CRLs / chains")
-    p.add_argument("--cert-table", metavar="FILE", help="an extended report's certificate "
-                   "table (configfs-tsm auxblob)")
-    p.add_argument("--crl", metavar="FILE", help="AMD CRL for the product (DER or PEM)")
-    p.add_argument("--require-crl", action="store_true",
-                   help="fail unless a valid CRL was checked")
-    p.add_argument("--at", type=_parse_time, metavar="TIME",
-                   help="verify as of this ISO 8601 time (default: now)")
-    p.add_argument("--trust-root", action="append", metavar="PEM", help="trust this ARK "
-                   "instead of the pinned AMD roots (e.g. an emulated machine's ark.pem)")
-    p.add_argument("--key", metavar="FILE", help="the device key (IAK/CPAK) that signs an "
-                   "Arm PSA or CCA token (PEM, DER or JWK)")
-    p.add_argument("--fetch", action="store_true", help="fetch what the collateral lacks "
-                   "(VCEK, chain, CRL) from AMD's KDS; fetched certificates are verified as any")
-    p.add_argument("--kds-url", default=None, metavar="URL", help="KDS base URL (a mirror)")
-    p.add_argument("--kds-cache", type=Path, metavar="DIR", help="cache directory for KDS "
-                   "responses (default ~/.cache/veritee/kds)")
-    p.add_argument("--format", choices=("text", "json"), default="text")
-
-
-def _fetcher(args: argparse.Namespace) -> KdsClient | None:
-    if not getattr(args, "fetch", False):
-        return None
-    from veritee.collateral.kds import DEFAULT_KDS
-
-    cache = args.kds_cache or Path.home() / ".cache" / "veritee" / "kds"
-    return KdsClient(args.kds_url or DEFAULT_KDS, cache_dir=cache,
-                     now=lambda: args.at or datetime.now(UTC))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -429,17 +191,6 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.set_defaults(fn=fn)
         return p
-
-    p = add("show", "decode every field of a report for a human", _cmd_show)
-    p.add_argument("report")
-    p.add_argument("--format", choices=("text", "json"), default="text")
-
-    _add_collateral_args(add("verify", "verify a report's signature and certificate chain",
-                             _cmd_verify))
-    p = add("appraise", "verify a report and appraise it against a policy", _cmd_appraise)
-    _add_collateral_args(p)
-    p.add_argument("--policy", metavar="FILE", help="policy file (TOML or JSON); default: the "
-                   "secure default policy")
 
     p = add("demo", "run the whole attestation flow on an emulated SEV-SNP machine", _cmd_demo)
     p.add_argument("--product", choices=("Milan", "Genoa", "Turin"), default="Milan")

@@ -48,6 +48,7 @@ __all__ = [
     "load_crl",
     "load_directory",
     "load_files",
+    "load_paths",
     "read_quote",
 ]
 
@@ -255,24 +256,42 @@ def load_directory(directory: PathLike) -> IntelCollateral:
     the root -> root CA CRL, else the PCK CRL.
     Two files of one kind raise :class:`ConfigError` (pass them with :func:`load_files`).
     """
+    return load_paths(directory)
+
+
+def _files_of(path: Path) -> list[Path]:
+    if not path.is_dir():
+        if not path.exists():
+            raise ConfigError(f"collateral {path}: cannot read (no such file or directory)")
+        return [path]
+    try:
+        entries = sorted(path.iterdir())
+    except OSError as exc:
+        raise ConfigError(f"collateral directory {path}: cannot read "
+                          f"({exc.strerror or exc})") from None
+    files = [p for p in entries if p.is_file()]
+    if len(files) > MAX_DIRECTORY_FILES:
+        raise ConfigError(f"collateral directory {path}: {len(files)} files, want <= "
+                          f"{MAX_DIRECTORY_FILES}")
+    return files
+
+
+def load_paths(*paths: PathLike) -> IntelCollateral:
+    """:func:`load_directory` over several files and directories (each directory's files
+    sniffed as one); a dcap-qvl ``collateral.json`` may be named on its own. Two files of
+    one kind among them raise :class:`ConfigError` naming the second."""
     found: dict[str, Any] = {}
     tcb_certs: list[x509.Certificate] = []
     pck_certs: list[x509.Certificate] = []
 
     def put(kind: str, value: Any, path: Path) -> None:
         if kind in found:
-            raise ConfigError(f"{directory}: two {kind} files ({path.name}); use load_files")
+            raise ConfigError(f"{path}: a second {kind} file; use load_files")
         found[kind] = value
 
-    try:
-        entries = sorted(Path(directory).iterdir())
-    except OSError as exc:
-        raise ConfigError(f"collateral directory {directory}: cannot read "
-                          f"({exc.strerror or exc})") from None
-    files = [p for p in entries if p.is_file()]
+    files = [f for p in paths for f in _files_of(Path(p))]
     if len(files) > MAX_DIRECTORY_FILES:
-        raise ConfigError(f"collateral directory {directory}: {len(files)} files, want <= "
-                          f"{MAX_DIRECTORY_FILES}")
+        raise ConfigError(f"collateral: {len(files)} files, want <= {MAX_DIRECTORY_FILES}")
     signed: dict[str, tuple[bytes, bytes]] = {}
     for path in files:
         data = _read(path)

@@ -41,8 +41,9 @@ masks are integers over ``int.from_bytes(td_attributes, "little")`` (likewise XF
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,14 +51,14 @@ from typing import Any
 from veritee.errors import ConfigError
 from veritee.findings import Finding, Outcome
 from veritee.formats.intel import SgxReportBody, TcbStatus, TdReportBody
-from veritee.policy import Appraisal
+from veritee.policy import Appraisal, _load
 from veritee.policy._checks import contains as _in
 from veritee.policy._checks import finding as _ok
 from veritee.policy._checks import skipped as _skip
 from veritee.trust.intel import VerifiedQuote
 
 __all__ = ["FINDING_CODES", "INTEL_QE_VENDOR_ID", "SEPT_VE_DISABLE", "SgxPolicy", "TdxPolicy",
-           "appraise", "claims"]
+           "appraise", "claims", "policy_from_mapping", "policy_to_mapping"]
 
 INTEL_QE_VENDOR_ID = bytes.fromhex("939a7233f79c4ca9940a0db3957f0607")
 """QE_VENDOR_ID of Intel's Quoting Enclave (Intel SGX ECDSA QuoteLibReference, "Quote Header")."""
@@ -375,4 +376,110 @@ def claims(verified: VerifiedQuote) -> dict[str, Any]:
         out.update(mrenclave=body.mr_enclave.hex(), mrsigner=body.mr_signer.hex(),
                    isv_prod_id=body.isv_prod_id, isv_svn=body.isv_svn,
                    attributes=body.attributes.hex())
+    return out
+
+
+# -- policy files (TOML / JSON) ---------------------------------------------------------------
+
+
+def _read_u64(value: object, path: str) -> int:
+    """An integer 0..2**64-1, or a hex string (TOML integers stop at 2**63-1)."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        digits = text[2:] if text.startswith("0x") else text
+        if not digits or any(c not in "0123456789abcdef" for c in digits) or len(digits) > 16:
+            raise _load.config_error(path, value, "an integer 0..2**64-1 or a hex string")
+        return int(digits, 16)
+    return _load.read_int(value, path, 0, (1 << 64) - 1)
+
+
+def _read_strings(value: object, path: str) -> frozenset[str]:
+    """A list of strings (may be empty)."""
+    if not isinstance(value, list | tuple):
+        raise _load.config_error(path, value, "a list of strings")
+    return frozenset(_load.read_str(v, f"{path}[{i}]") for i, v in enumerate(value))
+
+
+def _read_statuses(value: object, path: str) -> frozenset[str]:
+    items = _load.read_list(value, path, "a non-empty list of TCB statuses")
+    known = [s.value for s in TcbStatus]
+    out = set()
+    for i, v in enumerate(items):
+        text = _load.read_str(v, f"{path}[{i}]")
+        if text not in known:
+            raise _load.config_error(f"{path}[{i}]", v, f"one of {', '.join(known)}")
+        out.add(text)
+    return frozenset(out)
+
+
+def _read_policy_id(value: object, path: str) -> str:
+    text = _load.read_str(value, path)
+    if not text:
+        raise _load.config_error(path, value, "a non-empty string")
+    return text
+
+
+def _hex_set(size: int) -> Callable[[object, str], frozenset[bytes]]:
+    return lambda value, path: _load.read_hex_set(value, path, size)
+
+
+_Reader = Callable[[object, str], Any]
+_COMMON_READERS: dict[str, _Reader] = {
+    "policy_id": _read_policy_id,
+    "allow_debug": _load.read_bool,
+    "allowed_tcb_statuses": _read_statuses,
+    "report_data": lambda v, p: _load.read_hex(v, p, 64),
+    "require_qe_identity": _load.read_bool,
+    "allow_unchecked_revocation": _load.read_bool,
+    "denied_advisories": _read_strings,
+    "required_claims": _read_strings,
+}
+_READERS: dict[type, dict[str, _Reader]] = {
+    TdxPolicy: {**_COMMON_READERS,
+                **{m: _hex_set(48) for m in _TDX_MEASUREMENTS},
+                "require_sept_ve_disable": _load.read_bool,
+                **{k: _read_u64 for k in ("td_attributes_mask", "td_attributes_value",
+                                          "xfam_mask", "xfam_value")}},
+    SgxPolicy: {**_COMMON_READERS,
+                **{m: _hex_set(32) for m in _SGX_MEASUREMENTS},
+                "isv_prod_id": lambda v, p: _load.read_int(v, p, 0, 0xFFFF),
+                "min_isv_svn": lambda v, p: _load.read_int(v, p, 0, 0xFFFF)},
+}
+# Fields a JSON null (or an absent key) turns off: "not checked".
+_OPTIONAL = frozenset({"allowed_tcb_statuses", "report_data", "isv_prod_id", "min_isv_svn",
+                       *_TDX_MEASUREMENTS, *_SGX_MEASUREMENTS})
+
+
+def policy_from_mapping(data: Mapping[str, Any], kind: type[TdxPolicy] | type[SgxPolicy]
+                        ) -> TdxPolicy | SgxPolicy:
+    """A :class:`TdxPolicy` or :class:`SgxPolicy` (``kind``) from a parsed TOML/JSON mapping.
+
+    Keys are the policy's field names; digests and REPORTDATA are hex strings (``0x``
+    optional), sets are lists, TCB statuses are Intel's spelling (``"UpToDate"``), TD
+    ATTRIBUTES / XFAM masks integers or hex strings; a JSON ``null`` turns an allow-list off
+    (not checked). Missing keys take the secure defaults. A wrong key or value is a
+    :class:`~veritee.errors.ConfigError` naming it.
+    """
+    readers = _READERS[kind]
+    table = _load.read_table(data, "<policy>")
+    _load.check_keys(table, readers)
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        kwargs[key] = None if value is None and key in _OPTIONAL else readers[key](value, key)
+    return kind(**kwargs)
+
+
+def policy_to_mapping(policy: TdxPolicy | SgxPolicy) -> dict[str, Any]:
+    """The JSON-ready mapping of ``policy``; :func:`policy_from_mapping` inverts it exactly.
+
+    Every field is present (``None`` as ``null``); sets are sorted lists.
+    """
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(policy):
+        value = getattr(policy, f.name)
+        if isinstance(value, bytes):
+            value = value.hex()
+        elif isinstance(value, AbstractSet):
+            value = sorted(v.hex() if isinstance(v, bytes) else str(v) for v in value)
+        out[f.name] = value
     return out

@@ -19,6 +19,13 @@ verifier contract"), in the spirit of Veraison's scheme plug-ins and Trustee's v
 6. ``appraise(v, policy)``: the policy layer; every finding, an
    :class:`~veritee.policy.Appraisal` whose ``vector`` is this scheme's AR4SI mapping.
 
+Optional methods a scheme may add (callers fall back to a generic behaviour without them):
+``describe(parsed) -> dict`` (every field for ``veritee show``), ``load_anchors(paths)``
+(``--trust-root`` files as this vendor's anchors), ``revocation(verified) -> dict``
+(``{"checked": bool, "detail": str}``), ``new_fetcher(...)`` (a collateral fetcher for
+``--fetch``), ``with_options(**options)`` (a copy with parser options, e.g. TDX's
+``allow_nonzero_trailer``), ``trust_vector(appraisal)`` (its AR4SI mapping).
+
 Adding a TEE is one module with a ``SCHEME`` object and one line in :data:`_REGISTERED`;
 nothing above this package names a TEE. Scheme modules are imported on first use, so the CLI
 does not pay for every TEE's parsers at start-up.
@@ -60,6 +67,8 @@ _REGISTERED: tuple[str, ...] = (
     "veritee.schemes.sevsnp:SCHEME",
     "veritee.schemes.azure_vtpm:SNP_SCHEME",
     "veritee.schemes.azure_vtpm:TDX_SCHEME",
+    "veritee.schemes.intel:TDX",
+    "veritee.schemes.intel:SGX",
     "veritee.schemes.tpm:SCHEME",
 )
 

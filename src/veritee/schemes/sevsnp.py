@@ -11,25 +11,69 @@ REPORT_DATA, 64 bytes. Policy: :class:`~veritee.policy.sevsnp.SevSnpPolicy`.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from veritee.errors import CollateralError, FormatError, VerificationError
+from veritee.errors import CollateralError, ConfigError, FormatError, VerificationError
 from veritee.findings import Finding, Outcome
 from veritee.formats.azure import HclReport
-from veritee.formats.sevsnp import REPORT_SIZE, AttestationReport, CertTable
+from veritee.formats.sevsnp import REPORT_SIZE, AttestationReport, CertTable, Product
 from veritee.formats.tsm import TsmReport
 from veritee.policy import Appraisal
 from veritee.policy.sevsnp import SevSnpPolicy, appraise, policy_from_mapping, policy_to_mapping
+from veritee.results import (
+    AFFIRMING,
+    NO_CLAIM,
+    VectorRules,
+    vector_from_rules,
+)
 from veritee.schemes import Context, Verified
 from veritee.trust.roots import TrustAnchors
 from veritee.trust.sevsnp import AmdCertificates, ChainCache, VerifiedReport, verify_report
 
-__all__ = ["SCHEME", "SevSnpEvidence", "SevSnpScheme"]
+__all__ = ["SCHEME", "VECTOR_RULES", "SevSnpEvidence", "SevSnpScheme", "trust_vector"]
 
 _HCL_MAGIC = b"HCLA"
+
+VECTOR_RULES = VectorRules(
+    hardware_unrecognised=("sevsnp.product.", "sevsnp.signing_key."),
+    hardware_unsafe=("sevsnp.tcb.", "sevsnp.committed_tcb.", "sevsnp.launch_tcb.",
+                     "sevsnp.firmware.", "sevsnp.report_version.", "sevsnp.reported_tcb."),
+    hardware_unknown=("sevsnp.revocation.",),
+    executables=("sevsnp.measurement.", "sevsnp.id_key.", "sevsnp.author_key.",
+                 "sevsnp.family_id.", "sevsnp.image_id.", "sevsnp.guest_svn."),
+    reference=("sevsnp.measurement.mismatch",),
+    config_contraindicated=("sevsnp.policy.debug", "sevsnp.policy.migrate_ma"),
+    config_unsafe=("sevsnp.policy.", "sevsnp.vmpl.", "sevsnp.host_data.", "sevsnp.platform."),
+    config_check="sevsnp.policy.debug",
+)
+"""The SEV-SNP AR4SI mapping (docs/policy.md, "Trust vector"): TCB floors / firmware ->
+hardware, launch digest and ID-block fields -> executables, guest policy / VMPL / HOST_DATA /
+platform info -> configuration."""
+
+
+def _hardware(findings: tuple[Finding, ...]) -> int:
+    """Affirming only when a TCB floor with a non-zero component passed (a zero floor cannot
+    fail, so it proves nothing about the platform)."""
+    floors = [x for x in findings if x.code.startswith("sevsnp.tcb.") and
+              x.code.endswith(".below_minimum") and x.outcome is Outcome.PASS]
+    meaningful = any(isinstance(x.want, int) and x.want > 0 for x in floors)
+    return AFFIRMING if meaningful else NO_CLAIM
+
+
+def trust_vector(appraisal: Appraisal) -> dict[str, int]:
+    """The AR4SI vector of an SEV-SNP appraisal (see :data:`VECTOR_RULES`).
+
+    ``runtime-opaque``: SEV-SNP encrypts guest memory; a DEBUG guest lets the hypervisor
+    decrypt it, whatever the policy said about allowing debug.
+    """
+    guest_policy = appraisal.claims.get("guest_policy", {})
+    debug = bool(guest_policy.get("debug", False)) if isinstance(guest_policy, dict) else False
+    return vector_from_rules(appraisal, VECTOR_RULES, hardware=_hardware, debug=debug)
+
 
 
 @dataclass(frozen=True)
@@ -66,6 +110,15 @@ def _collateral(evidence: SevSnpEvidence, given: AmdCertificates | None, fetcher
     return certs
 
 
+def _cpuid(report: AttestationReport) -> dict[str, Any] | None:
+    """CPUID_FAM_ID / CPUID_MOD_ID / CPUID_STEP (report version >= 3) as numbers."""
+    if report.cpuid is None:
+        return None
+    c = report.cpuid
+    return {"family": c.family, "model": c.model, "stepping": c.stepping,
+            "product": c.product.value if c.product else None}
+
+
 def _check_hcl_binding(hcl: HclReport, verified: VerifiedReport) -> VerifiedReport:
     """The HCL's runtime data is bound to the report: REPORT_DATA = hash of variable data."""
     want = hcl.expected_report_data()
@@ -86,6 +139,7 @@ class SevSnpScheme:
     vendor = "amd"
     binding_size = 64
     policy_type = SevSnpPolicy
+    evidence_type = SevSnpEvidence
 
     def recognise(self, data: bytes) -> bool:
         """A 1184-byte report, an HCL report, or a configfs-tsm report from ``sev_guest``."""
@@ -143,7 +197,19 @@ class SevSnpScheme:
         own = claims(verified.native)
         return {**own, "tee": self.name, "debug": bool(own["guest_policy"]["debug"]),
                 "tcb_status": None, "advisory_ids": [],
-                "binding": own["report_data"]}
+                "binding": own["report_data"],
+                "cpuid": _cpuid(verified.native.report)}
+
+    def describe(self, evidence: SevSnpEvidence) -> dict[str, Any]:
+        """Every field of the (unverified) report for ``veritee show``, JSON-ready; CPUID
+        fields as numbers."""
+        fields = evidence.report.to_dict()
+        fields["cpuid"] = _cpuid(evidence.report)
+        doc: dict[str, Any] = {"format": evidence.format, "report": fields}
+        if evidence.hcl is not None:
+            doc["hcl"] = {"report_type": str(evidence.hcl.report_type),
+                          "runtime_claims": evidence.hcl.runtime_claims()}
+        return doc
 
     def default_policy(self) -> SevSnpPolicy:
         """:class:`SevSnpPolicy` with its secure defaults."""
@@ -159,25 +225,87 @@ class SevSnpScheme:
 
     def appraise(self, verified: Verified, policy: Any) -> Appraisal:
         """:func:`veritee.policy.sevsnp.appraise`, with the common claims."""
-        from veritee.results import trust_vector
-
         result = appraise(verified.native, policy)
         result = replace(result, claims=self.claims(verified))
         return replace(result, vector=trust_vector(result))
+
+    def trust_vector(self, appraisal: Appraisal) -> dict[str, int]:
+        """This scheme's AR4SI mapping (:func:`trust_vector`)."""
+        return trust_vector(appraisal)
+
+    def load_anchors(self, paths: Sequence[Path]) -> TrustAnchors:
+        """ARKs to trust instead of AMD's (an emulated machine's ``ark.pem``), PEM or DER."""
+        from veritee.crypto.amd_certs import load_certificates
+
+        roots = [c for p in paths for c in load_certificates(_read_anchor(p), source=str(p))]
+        if not roots:
+            raise ConfigError("trust root: no certificate in " + ", ".join(map(str, paths)))
+        return TrustAnchors.from_certificates(*roots)
+
+    def revocation(self, verified: Verified) -> dict[str, Any]:
+        """Whether the chain was checked against the ARK's CRL."""
+        native: VerifiedReport = verified.native
+        if native.crl_checked:
+            return {"checked": True, "detail": "checked against the ARK's CRL"}
+        return {"checked": False, "detail": "not checked: no CRL in the collateral or the "
+                "evidence (the default appraisal policy refuses an unchecked chain)"}
+
+    def new_fetcher(self, *, url: str | None, cache_dir: Path | None,
+                    clock: Callable[[], datetime], product: str | None = None) -> Any:
+        """A KDS client (``url`` default: AMD's) that fills in missing VCEK/chain/CRL;
+        ``product`` (Milan, Genoa, Turin) names the product of a report without CPUID
+        fields (version 2), which the KDS URL needs."""
+        from veritee.collateral.kds import DEFAULT_KDS, KdsClient
+
+        chosen = None
+        if product is not None:
+            try:
+                chosen = Product(product)
+            except ValueError:
+                raise ConfigError(f"product: got {product!r}, want one of "
+                                  f"{', '.join(p.value for p in Product)}") from None
+        return _KdsForProduct(KdsClient(url or DEFAULT_KDS, cache_dir=cache_dir, now=clock),
+                              chosen)
 
     def new_cache(self) -> ChainCache:
         """A validated-chain cache (a warm verification is about one ECDSA verify)."""
         return ChainCache()
 
     def load_collateral(self, paths: Sequence[Path]) -> AmdCertificates | None:
-        """AMD certificates (and CRLs) from files and directories; ``None`` when none is."""
+        """AMD certificates (and CRLs) from files and directories; ``None`` when there is
+        none. A file that is not well-formed collateral is an error naming it (FormatError or
+        ConfigError), never skipped: a skipped CRL would let a revoked chain pass unnoticed."""
         from veritee.collateral.amd import load_paths
 
-        try:
-            certs = load_paths(*paths)
-        except FormatError:
-            return None
+        certs = load_paths(*paths)
         return None if certs == AmdCertificates() else certs
+
+
+class _KdsForProduct:
+    """A KDS client that knows the product of reports without CPUID fields."""
+
+    def __init__(self, client: Any, product: Product | None) -> None:
+        self.client = client
+        self.product = product
+
+    def collateral_for(self, report: AttestationReport, *, with_crl: bool = False
+                       ) -> AmdCertificates:
+        if self.product is None and report.cpuid is None:
+            raise CollateralError(f"the report (version {report.version}) carries no CPUID "
+                                  "fields: name its product (Milan, Genoa or Turin; veritee: "
+                                  "--product NAME) to fetch its VCEK")
+        certs: AmdCertificates = self.client.collateral_for(report, product=self.product,
+                                                            with_crl=with_crl)
+        return certs
+
+
+def _read_anchor(path: Path) -> bytes:
+    from veritee._decode import limit_for, read_bounded
+
+    try:
+        return read_bounded(path, limit=limit_for("certificate"), what="trust root")
+    except OSError as exc:
+        raise ConfigError(f"trust root {path}: cannot read ({exc.strerror or exc})") from None
 
 
 SCHEME = SevSnpScheme()

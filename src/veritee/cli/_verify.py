@@ -1,0 +1,504 @@
+"""``veritee show``, ``verify`` and ``appraise``: one path for every registered scheme.
+
+The evidence is recognised by the scheme registry (:func:`veritee.schemes.recognise`; or named
+with ``--scheme``), in binary, hex or base64 text; every option goes to the recognised scheme
+through the one verifier contract (collateral files to its ``load_collateral``, trust roots to
+its vendor's anchors, a policy file to its ``policy_from_mapping``). Nothing here names a TEE.
+
+Evidence no scheme recognises yet (AWS Nitro documents, Arm PSA/CCA tokens, NVIDIA SPDM
+reports) goes through :mod:`veritee.cli._tokens` until those schemes are registered.
+
+verify/appraise print one JSON shape for every scheme (``--format json``)::
+
+    {"verdict", "scheme", "format", "checks", "claims", "findings", "tcb_status",
+     "advisory_ids", "tcb_date", "revocation"}           (+ "error" when it failed)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import enum
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from veritee.cli import (
+    EXIT_OK,
+    EXIT_POLICY_REJECTED,
+    AddCommand,
+    _parse_time,
+    _read,
+    exit_code_for,
+)
+from veritee.errors import ConfigError, FormatError, VerificationError, VeriteeError
+from veritee.findings import Finding, Outcome, jsonable
+
+__all__ = ["register"]
+
+_TEXT = frozenset(b"0123456789abcdefABCDEFghijklmnopqrstuvwxyzGHIJKLMNOPQRSTUVWXYZ+/-_=\r\n\t ")
+
+
+# -- reading and recognising evidence ---------------------------------------------------------
+def _decoded(data: bytes) -> bytes | None:
+    """Hex text (whitespace, ``0x`` allowed) or base64 text as bytes; ``None`` when ``data``
+    is not such text."""
+    from veritee._decode import decode_binary_text, decode_hex
+
+    text = data.strip()
+    if not text or not _TEXT.issuperset(text):
+        return None
+    for decode in (decode_hex, decode_binary_text):
+        try:
+            return decode(text, structure="evidence", field="text")
+        except FormatError:
+            continue
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Evidence:
+    data: bytes
+    scheme: Any | None  # a registered Scheme, or None for a _tokens kind
+    token_kind: str | None = None
+
+
+def _recognise(args: argparse.Namespace) -> _Evidence:
+    """The evidence bytes and the scheme they belong to (``--scheme`` or the registry), else
+    the token kind :mod:`veritee.cli._tokens` knows; FormatError naming what is known."""
+    from veritee import schemes
+
+    raw = _read(args.report, "evidence")
+    decoded = _decoded(raw)
+    candidates = [raw] if decoded is None else [raw, decoded]
+    if getattr(args, "scheme", None):
+        scheme = schemes.get(args.scheme)
+        data = next((c for c in candidates if scheme.recognise(c)), raw)
+        return _Evidence(data, _configured(scheme, args))
+    for data in candidates:
+        try:
+            return _Evidence(data, _configured(schemes.recognise(data), args))
+        except FormatError:
+            continue
+    from veritee.cli._tokens import identify
+
+    for data in candidates:
+        kind = identify(data)
+        if kind is not None:
+            return _Evidence(data, None, kind)
+    schemes.recognise(raw)  # raises the FormatError listing every registered scheme
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _configured(scheme: Any, args: argparse.Namespace) -> Any:
+    """The scheme with the parser options asked for (``--allow-nonzero-trailer``)."""
+    if not getattr(args, "allow_nonzero_trailer", False):
+        return scheme
+    with_options = getattr(scheme, "with_options", None)
+    if with_options is None:
+        raise ConfigError(f"--allow-nonzero-trailer: {scheme.name} evidence has no trailer "
+                          "(the option is for Intel quotes)")
+    return with_options(allow_nonzero_trailer=True)
+
+
+# -- show -------------------------------------------------------------------------------------
+def _plain(value: object) -> object:
+    """A parsed structure as JSON-ready values: bytes as hex, enums by name, numbers kept."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if f.repr}
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).hex()
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value if value is None or isinstance(value, bool | int | float | str) else str(value)
+
+
+def _lines(obj: object, indent: str = "") -> list[str]:
+    out: list[str] = []
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if isinstance(value, dict | list) and value:
+                out.append(f"{indent}{key}:")
+                out += _lines(value, indent + "  ")
+            else:
+                out.append(f"{indent}{key}: {value}")
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            if isinstance(value, dict | list):
+                out.append(f"{indent}[{i}]")
+                out += _lines(value, indent + "  ")
+            else:
+                out.append(f"{indent}[{i}] {value}")
+    return out
+
+
+def _describe(scheme: Any, parsed: Any) -> dict[str, Any]:
+    """The scheme's ``describe`` (optional in the contract), else every parsed field."""
+    describe = getattr(scheme, "describe", None)
+    if describe is not None:
+        doc: dict[str, Any] = describe(parsed)
+        return doc
+    fmt = getattr(parsed, "format", None)
+    return {"format": fmt if isinstance(fmt, str) else scheme.name, "evidence": _plain(parsed)}
+
+
+def _describe_token(data: bytes, kind: str) -> dict[str, Any]:
+    """Every field of a Nitro/PSA/CCA/NVIDIA evidence (until their schemes are registered)."""
+    parsed: Any
+    if kind == "nvidia":
+        from veritee.formats.nvidia import GpuReport
+
+        name, parsed = "nvidia-spdm", GpuReport.from_bytes(data)
+    elif kind == "nvat":
+        from veritee.formats.nvidia import parse_nvat_evidence
+
+        name, parsed = "nvidia-nvat-evidence", list(parse_nvat_evidence(data))
+    elif kind == "cca":
+        from veritee.formats.cca import CcaToken
+
+        name, parsed = "arm-cca-token", CcaToken.from_bytes(data)
+    else:
+        from veritee.formats.nitro import NitroDocument
+        from veritee.formats.psa import PsaToken
+
+        try:
+            name, parsed = "aws-nitro-document", NitroDocument.from_bytes(data)
+        except FormatError:
+            name, parsed = "arm-psa-token", PsaToken.from_bytes(data)
+    return {"format": name, "evidence": _plain(parsed)}
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    ev = _recognise(args)
+    if ev.scheme is None:
+        assert ev.token_kind is not None
+        doc = _describe_token(ev.data, ev.token_kind)
+    else:
+        doc = {"scheme": ev.scheme.name, **_describe(ev.scheme, ev.scheme.parse(ev.data))}
+    _emit(args, "\n".join(_lines(doc)), doc)
+    return EXIT_OK
+
+
+# -- verify / appraise ------------------------------------------------------------------------
+def _emit(args: argparse.Namespace, text: str, obj: object) -> None:
+    if getattr(args, "format", "text") == "json":
+        print(json.dumps(obj, indent=2))
+    else:
+        print(text)
+
+
+def _paths(args: argparse.Namespace) -> list[Path]:
+    """Every collateral path: ``--certs`` (repeatable) and ``--crl``."""
+    return [Path(p) for p in (args.certs or [])] + ([Path(args.crl)] if args.crl else [])
+
+
+def _verifier(args: argparse.Namespace, scheme: Any) -> Any:
+    """A verifier holding what the command line gave for the recognised scheme."""
+    from veritee.attest import Verifier
+    from veritee.schemes import Anchors, Collateral
+
+    anchors = Anchors()
+    # --trust-root (a root certificate) and --key (a device key that signs tokens: an Arm
+    # IAK/CPAK) are both the vendor's anchors; the scheme reads the files.
+    anchor_files = [*(args.trust_root or []), *([args.key] if args.key else [])]
+    if anchor_files:
+        load = getattr(scheme, "load_anchors", None)
+        if load is None:
+            raise ConfigError(f"--trust-root/--key: {scheme.name} evidence takes no trust "
+                              "anchor file")
+        anchors = anchors.with_vendor(scheme.vendor, load([Path(p) for p in anchor_files]))
+    collateral = Collateral()
+    paths = _paths(args)
+    if paths:
+        loaded = scheme.load_collateral(paths)
+        if loaded is not None:
+            collateral = collateral.with_vendor(scheme.vendor, loaded)
+    fetchers: dict[str, Any] = {}
+    if args.fetch:
+        make = getattr(scheme, "new_fetcher", None)
+        if make is None:
+            raise ConfigError(f"--fetch: no collateral service for {scheme.name} evidence; "
+                              "pass its collateral with --certs PATH")
+        cache = args.kds_cache or Path.home() / ".cache" / "veritee" / "kds"
+        fetchers[scheme.vendor] = make(url=args.kds_url, cache_dir=cache,
+                                       clock=lambda: args.at or datetime.now(UTC),
+                                       product=args.product)
+    elif args.product:
+        raise ConfigError("--product names the product for --fetch; give --fetch too")
+    return Verifier(anchors=anchors, collateral=collateral, fetchers=fetchers,
+                    require_revocation=args.require_crl)
+
+
+def _expected(args: argparse.Namespace, scheme: Any, verified: Any) -> bytes | None:
+    """``--nonce HEX``: the raw bytes the evidence must carry, zero-padded to the size of the
+    field that carries them (REPORT_DATA is 64 bytes; a TPM's qualifying data is as long as
+    the verifier's nonce was)."""
+    if args.nonce is None:
+        return None
+    from veritee._decode import decode_hex
+
+    try:
+        value = decode_hex(args.nonce, structure="--nonce", field="hex")
+    except FormatError as exc:
+        raise ConfigError(f"--nonce: {exc}") from None
+    size = len(scheme.binding(verified))
+    if len(value) > max(size, scheme.binding_size):
+        raise ConfigError(f"--nonce: got {len(value)} bytes, want at most {size} (the "
+                          f"{scheme.name} evidence carries {size} bytes)")
+    return value.ljust(size, b"\0")
+
+
+def _policy(args: argparse.Namespace, scheme: Any) -> Any:
+    if not getattr(args, "policy", None):
+        return scheme.default_policy()
+    from veritee.policy._load import load_mapping
+
+    data = load_mapping(args.policy)
+    try:
+        return scheme.policy_from_mapping(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{args.policy}: {exc} ({scheme.name} policy)") from None
+
+
+def _revocation(scheme: Any, verified: Any) -> dict[str, Any]:
+    describe = getattr(scheme, "revocation", None)
+    if describe is not None:
+        doc: dict[str, Any] = describe(verified)
+        return doc
+    passed = [c for c in verified.checks if c.outcome is Outcome.PASS
+              and ("crl" in c.code or "revocation" in c.code)]
+    if passed:
+        return {"checked": True, "detail": "checked (" + ", ".join(c.code for c in passed) + ")"}
+    return {"checked": False, "detail": f"not checked: {scheme.name} reports no revocation "
+            "check"}
+
+
+def _summary(claims: dict[str, Any]) -> dict[str, Any]:
+    return {"tcb_status": claims.get("tcb_status"),
+            "advisory_ids": list(claims.get("advisory_ids") or []),
+            "tcb_date": claims.get("tcb_date")}
+
+
+def _result(verdict: str, *, scheme: Any, fmt: str | None, checks: tuple[Finding, ...],
+            claims: dict[str, Any], findings: tuple[Finding, ...], summary: dict[str, Any],
+            revocation: dict[str, Any] | None) -> dict[str, Any]:
+    """The one JSON shape of verify/appraise for every scheme."""
+    return {"verdict": verdict, "scheme": getattr(scheme, "name", scheme), "format": fmt,
+            "checks": [c.to_dict() for c in checks], "claims": jsonable(claims),
+            "findings": [f.to_dict() for f in findings], **summary,
+            "revocation": revocation}
+
+
+def _summary_lines(summary: dict[str, Any], revocation: dict[str, Any] | None) -> list[str]:
+    out = []
+    if summary["tcb_status"] is not None:
+        line = f"TCB status: {summary['tcb_status']}"
+        if summary["tcb_date"]:
+            line += f" (TCB date {summary['tcb_date']})"
+        out.append(line)
+        out.append("advisory IDs: " + (", ".join(summary["advisory_ids"]) or "none"))
+    if revocation is not None:
+        out.append("revocation: " + revocation["detail"])
+    return out
+
+
+def _failure(args: argparse.Namespace, exc: VeriteeError, known: dict[str, Any]) -> None:
+    """On failure, JSON output still goes to stdout, with the error; main() prints it too."""
+    if getattr(args, "format", "text") != "json":
+        return
+    doc = {"verdict": "error", "scheme": None, "format": None, "checks": [], "claims": {},
+           "findings": [], "tcb_status": None, "advisory_ids": [], "tcb_date": None,
+           "revocation": None, **known}
+    doc["error"] = {"exit_code": exit_code_for(exc), "code": getattr(exc, "code", None),
+                    "message": str(exc)}
+    print(json.dumps(doc, indent=2))
+
+
+def _run(args: argparse.Namespace, *, appraise: bool) -> int:
+    known: dict[str, Any] = {}
+    try:
+        ev = _recognise(args)
+        if ev.scheme is None:
+            return _run_token(args, ev, appraise=appraise)
+        known["scheme"] = ev.scheme.name
+        return (_appraise if appraise else _verify)(args, ev, known)
+    except VeriteeError as exc:
+        _failure(args, exc, known)
+        raise
+
+
+def _verify(args: argparse.Namespace, ev: _Evidence, known: dict[str, Any]) -> int:
+    from veritee.attest import EvidencePart
+
+    scheme: Any = ev.scheme
+    verifier = _verifier(args, scheme)
+    attached = _read(args.cert_table, "certificate table") if args.cert_table else None
+    known["format"] = _describe(scheme, scheme.parse(ev.data, attached=attached)).get("format")
+    _, _, verified, _ = verifier.verify_only(
+        EvidencePart(ev.data, scheme=scheme, attached=attached), now=args.at)
+    binding = verifier.check_binding(scheme, verified,
+                                     expected_binding=_expected(args, scheme, verified))
+    fmt = known["format"]
+    checks = (*verified.checks, binding)
+    summary = _summary(scheme.claims(verified))
+    revocation = _revocation(scheme, verified)
+    known.update(checks=[c.to_dict() for c in checks], revocation=revocation, **summary)
+    if binding.outcome is Outcome.FAIL:
+        got = binding.got.hex() if isinstance(binding.got, bytes) else binding.got
+        raise VerificationError(binding.code, f"the evidence carries {got}, not the --nonce "
+                                "value")
+    lines = [f"verified {scheme.name} evidence ({fmt})", *[f"  {c}" for c in checks],
+             *_summary_lines(summary, revocation), "verdict: VERIFIED"]
+    _emit(args, "\n".join(lines), _result("verified", scheme=scheme, fmt=fmt, checks=checks,
+                                          claims={}, findings=(), summary=summary,
+                                          revocation=revocation))
+    return EXIT_OK
+
+
+def _appraise(args: argparse.Namespace, ev: _Evidence, known: dict[str, Any]) -> int:
+    from veritee.attest import EvidencePart
+
+    scheme: Any = ev.scheme
+    policy = _policy(args, scheme)
+    verifier = _verifier(args, scheme)
+    attached = _read(args.cert_table, "certificate table") if args.cert_table else None
+    part = EvidencePart(ev.data, scheme=scheme, attached=attached)
+    fmt = _describe(scheme, scheme.parse(ev.data, attached=attached)).get("format")
+    known["format"] = fmt
+    # Verification first on its own (for the revocation status and the size of the field
+    # --nonce is compared with); the appraisal then runs the same steps (chains are cached).
+    _, _, verified, _ = verifier.verify_only(part, now=args.at)
+    expected = _expected(args, scheme, verified)
+    revocation = _revocation(scheme, verified)
+    known["revocation"] = revocation
+    appraisal = verifier.appraise(part, policy=policy, expected_binding=expected, now=args.at)
+    summary = _summary(appraisal.claims)
+    verdict = "accepted" if appraisal.accepted else "rejected"
+    doc = _result(verdict, scheme=scheme, fmt=fmt, checks=appraisal.verification,
+                  claims=appraisal.claims, findings=appraisal.findings, summary=summary,
+                  revocation=revocation)
+    if not appraisal.accepted:
+        doc["error"] = {"exit_code": EXIT_POLICY_REJECTED, "code": "policy.rejected",
+                        "message": "policy rejected: " + ", ".join(appraisal.codes())}
+    text = "\n".join([*_summary_lines(summary, revocation), appraisal.to_text()])
+    _emit(args, text, doc)
+    return EXIT_OK if appraisal.accepted else EXIT_POLICY_REJECTED
+
+
+def _run_token(args: argparse.Namespace, ev: _Evidence, *, appraise: bool) -> int:
+    """Nitro/PSA/CCA/NVIDIA evidence through cli._tokens, printed in the one JSON shape."""
+    from veritee.cli._tokens import verify_token
+
+    assert ev.token_kind is not None
+    described = _describe_token(ev.data, ev.token_kind)
+    name = described["format"]
+    scheme = {"aws-nitro-document": "nitro", "arm-psa-token": "psa", "arm-cca-token": "cca"
+              }.get(name, "nvidia")
+
+    def emit(text: str, obj: object) -> None:
+        doc = obj if isinstance(obj, dict) else {}
+        if "accepted" in doc:  # an Appraisal.to_dict()
+            checks = doc.get("verification", [])
+            shaped = {"verdict": "accepted" if doc["accepted"] else "rejected",
+                      "scheme": doc.get("tee"), "format": name, "checks": checks,
+                      "claims": doc.get("claims", {}), "findings": doc.get("findings", [])}
+        else:
+            checks = doc.get("checks", [])
+            shaped = {"verdict": doc.get("verdict"), "scheme": scheme,
+                      "format": name, "checks": checks, "claims": {},
+                      "findings": []}
+        claims = shaped["claims"] if isinstance(shaped["claims"], dict) else {}
+        shaped.update(_summary(claims))
+        crl = [c for c in checks if isinstance(c, dict) and ".crl" in str(c.get("code"))]
+        shaped["revocation"] = ({"checked": True, "detail": "checked"} if crl and all(
+            c.get("outcome") == "pass" for c in crl) else
+            {"checked": False, "detail": f"not checked: {scheme} evidence carries no "
+             "revocation information veritee checks"})
+        if shaped["verdict"] == "rejected":
+            shaped["error"] = {"exit_code": EXIT_POLICY_REJECTED, "code": "policy.rejected",
+                               "message": "policy rejected the evidence"}
+        if getattr(args, "format", "text") == "json":
+            print(json.dumps(shaped, indent=2))
+        else:
+            lines = text.split("\n")
+            at = len(lines) - 1 if lines[-1].startswith("verdict:") else len(lines)
+            lines.insert(at, "revocation: " + shaped["revocation"]["detail"])
+            print("\n".join(lines))
+
+    return verify_token(args, ev.data, ev.token_kind, appraise=appraise, emit=emit)
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    return _run(args, appraise=False)
+
+
+def _cmd_appraise(args: argparse.Namespace) -> int:
+    return _run(args, appraise=True)
+
+
+# -- arguments --------------------------------------------------------------------------------
+def _scheme_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("report", help="the evidence, binary or hex/base64 text: an SEV-SNP report, "
+                   "an Azure HCL report, a configfs-tsm report, an Intel TDX/SGX quote (also "
+                   "JSON with a 'quote' member), an AWS Nitro document, an Arm PSA/CCA token, "
+                   "an NVIDIA SPDM report")
+    p.add_argument("--scheme", metavar="NAME", help="the evidence's scheme (default: "
+                   "recognised from the bytes); see the registry: sevsnp, tdx, sgx, ...")
+    p.add_argument("--allow-nonzero-trailer", action="store_true",
+                   help="accept non-zero bytes after an Intel quote's signature data (they "
+                   "are not signed and are ignored)")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="output format (default: text)")
+
+
+def _collateral_args(p: argparse.ArgumentParser) -> None:
+    _scheme_args(p)
+    p.add_argument("--certs", metavar="PATH", action="append",
+                   help="collateral, repeatable: files or directories (any names; each scheme "
+                   "picks its own): AMD ARK/ASK/ASVK/VCEK/VLEK and CRLs; Intel TCB Info / QE "
+                   "Identity / CRLs / chains or a dcap-qvl collateral.json; an NVIDIA device "
+                   "chain")
+    p.add_argument("--cert-table", metavar="FILE", help="an extended report's certificate "
+                   "table (configfs-tsm auxblob)")
+    p.add_argument("--crl", metavar="FILE", help="a CRL (DER or PEM) for the evidence's "
+                   "chain, as if given with --certs")
+    p.add_argument("--require-crl", action="store_true",
+                   help="fail verification unless the chain was checked against its CRLs")
+    p.add_argument("--at", type=_parse_time, metavar="TIME",
+                   help="verify as of this ISO 8601 time (default: now)")
+    p.add_argument("--trust-root", action="append", metavar="PEM", help="trust this root "
+                   "(repeatable) instead of the vendor's pinned one, for the recognised "
+                   "evidence's vendor (an emulated machine's ark.pem or root_ca.pem, Intel's "
+                   "sample root)")
+    p.add_argument("--nonce", metavar="HEX", help="the raw bytes the evidence must carry "
+                   "(REPORT_DATA; zero-padded to its size): fail unless they match")
+    p.add_argument("--key", metavar="FILE", help="the device key (IAK/CPAK) that signs an "
+                   "Arm PSA or CCA token (PEM, DER or JWK)")
+    p.add_argument("--fetch", action="store_true", help="fetch what the collateral lacks "
+                   "(SEV-SNP: VCEK, chain, CRL from AMD's KDS); fetched certificates are "
+                   "verified as any")
+    p.add_argument("--product", choices=("Milan", "Genoa", "Turin"), help="with --fetch: the "
+                   "product of an SEV-SNP report without CPUID fields (version 2)")
+    p.add_argument("--kds-url", default=None, metavar="URL", help="KDS base URL (a mirror)")
+    p.add_argument("--kds-cache", type=Path, metavar="DIR", help="cache directory for KDS "
+                   "responses (default ~/.cache/veritee/kds)")
+
+
+def register(add: AddCommand) -> None:
+    """Add ``show``, ``verify`` and ``appraise``."""
+    _scheme_args(add("show", "decode every field of evidence for a human (any scheme)",
+                     _cmd_show))
+    _collateral_args(add("verify", "verify evidence's signature, certificate chain and "
+                         "revocation (any scheme)", _cmd_verify))
+    p = add("appraise", "verify evidence and appraise it against a policy (any scheme)",
+            _cmd_appraise)
+    _collateral_args(p)
+    p.add_argument("--policy", metavar="FILE", help="the recognised scheme's policy (TOML or "
+                   "JSON); default: its secure default policy")
+
