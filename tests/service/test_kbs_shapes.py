@@ -32,6 +32,7 @@ from veritee.formats.coco import (
     device_evidence,
     parse_attestation,
     primary_evidence,
+    regularize,
     runtime_data,
     runtime_data_digest,
     tee_shape,
@@ -325,3 +326,40 @@ def test_recorded_attestation_of_each_version(version: str) -> None:
                 other.startswith("0.1.") and "RSA-OAEP" in RECORDED[version]):
             with pytest.raises(FormatError):
                 parse_attestation(RECORDED[version].encode(), proto)
+
+
+# -- Intel evidence in the KBS shapes, verified by the registered schemes ---------------------
+@pytest.mark.parametrize("tee,policy", [("tdx", "TdxPolicy"), ("sgx", "SgxPolicy")])
+def test_intel_evidence_in_the_kbs_shape_carries_the_runtime_data_digest(tee: str,
+                                                                        policy: str) -> None:
+    # What /kbs/v0 hands the broker: the scheme by the session's TEE name, the report data
+    # H(runtime-data) regularized to REPORTDATA, compared raw.
+    from veritee import attest, schemes
+    from veritee.attest import EvidencePart
+    from veritee.errors import PolicyRejected
+    from veritee.policy import intel as intel_policy
+    from veritee.testing.intel import FakeIntel
+
+    if tee not in schemes.names():
+        pytest.skip(f"the {tee} scheme is not registered")
+    fake = FakeIntel.generate()
+
+    def binding(nonce: str) -> bytes:
+        digest = hashlib.sha384(canonical_json(runtime_data(nonce, EC_KEY, ""))).digest()
+        return regularize(digest, schemes.get(tee).binding_size)
+
+    quote = (fake.td_quote if tee == "tdx" else fake.sgx_quote)(
+        report_data=binding("bm9uY2Ux"))
+    shape = tdx_evidence(quote) if tee == "tdx" else sgx_evidence(quote)
+    part = primary_evidence(tee, json.loads(json.dumps(shape)))
+    kwargs: dict[str, Any] = {
+        "policy": getattr(intel_policy, policy)(),
+        "collateral": schemes.Collateral({"intel": fake.collateral(tee.upper())}),
+        "anchors": schemes.Anchors({"intel": fake.roots}), "now": fake.now}
+    appraisal = attest.verify(EvidencePart(part.data, part.scheme), **kwargs,
+                              expected_binding=binding("bm9uY2Ux"))
+    assert appraisal.accepted
+    with pytest.raises(PolicyRejected) as info:
+        attest.verify(EvidencePart(part.data, part.scheme), **kwargs,
+                      expected_binding=binding("bm9uY2Uy"))
+    assert f"{tee}.binding.mismatch" in info.value.appraisal.codes()
