@@ -75,3 +75,44 @@ def test_tpm_evidence_in_the_kbs_shape_carries_the_runtime_data_digest(
         attest.verify(EvidencePart(part.data, part.scheme), policy=TpmPolicy(),
                       anchors=anchors, expected_binding=_binding("bm9uY2Uy"))
     assert info.value.appraisal.codes() == ["tpm.binding.mismatch"]
+
+
+# -- real Azure vTPM evidence (Trustee's az-snp-vtpm documents), through the KBS shape --------
+def _azure_samples() -> list[dict[str, Any]]:
+    from _tpm_support import samples
+
+    return [s for s in samples("azure-vtpm") if "evidence_json" in s["files"]]
+
+
+@pytest.mark.parametrize("sample", _azure_samples(), ids=lambda s: str(s["id"]))
+def test_real_azure_vtpm_evidence_passes_the_kbs_shape_unchanged(sample: dict[str, Any]
+                                                                  ) -> None:
+    # The az-snp-vtpm document a CoCo guest sends is re-serialised canonically by the shape
+    # conversion; the scheme must verify it exactly as the original, bound by the quote's
+    # nonce (TPMS_ATTEST.extraData: where the protocol's runtime-data digest goes).
+    from veritee.collateral.tpm import load_trustee_azure_vtpm
+    from veritee.crypto.amd_certs import load_certificates
+    from veritee.schemes import Collateral
+    from veritee.trust.sevsnp import AmdCertificates, parse_vek_extensions
+
+    from _evidence import EVIDENCE_DIR
+    from _tpm_support import file_of
+
+    data = file_of(sample, "evidence_json").read_bytes()
+    part = primary_evidence("az-snp-vtpm", json.loads(data))
+    assert part.scheme == "az-snp-vtpm" and part.data != data  # re-serialised
+    ev = load_trustee_azure_vtpm(part.data)
+    assert ev.vcek is not None
+    vek = load_certificates(ev.vcek, source="vcek")[0]
+    chain = EVIDENCE_DIR / "roots" / (
+        f"amd_{parse_vek_extensions(vek).product.value.lower()}_cert_chain_vcek.pem")
+    ask, ark = load_certificates(chain.read_bytes(), source=str(chain))
+    extra = bytes.fromhex(sample["known_fields"]["quote"]["extraData"])
+    kwargs: dict[str, Any] = {"policy": TpmPolicy(), "now": datetime(2025, 6, 1, tzinfo=UTC),
+                              "collateral": Collateral({"amd": AmdCertificates(ark=ark,
+                                                                               ask=ask)})}
+    a = attest.verify(EvidencePart(part.data, part.scheme), **kwargs, expected_binding=extra)
+    assert isinstance(a, Appraisal) and a.claims["ak_binding"] == "azure-hcl"
+    with pytest.raises(PolicyRejected):
+        attest.verify(EvidencePart(part.data, part.scheme), **kwargs,
+                      expected_binding=extra[::-1])
