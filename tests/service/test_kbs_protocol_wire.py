@@ -166,9 +166,43 @@ def test_tdx_evidence_through_kbs_v0_is_verified_then_refused_on_the_binding(
             message["init-data"] = {"format": "toml", "body": 'algorithm = "sha384"\n'}
         r = http.post(f"{svc.url}/kbs/v0/attest", content=canonical_json(message))
     assert r.status_code == 401 and r.json()["type"] == ERR + "AttestationError", r.text
+    assert "failures" in r.json(), r.text
     codes = [f["code"] for f in r.json()["failures"]]
     # Chain, QE, quote signature and TCB status verified (same path as /v1); the sample's
     # REPORTDATA cannot hold this session's runtime-data hash, nor its MRCONFIGID our digest.
     assert "tdx.report_data.mismatch" in codes
     assert any("mrconfigid" in c for c in codes) == with_init_data
     assert svc.refusals()[-1].detail["tee"] == "tdx"
+
+
+# -- attestation-agent's SnpEvidence as recorded by Trustee (real Genoa report; skips without) --
+def test_recorded_snp_evidence_json_is_the_signed_report() -> None:
+    # Trustee's attestation-service e2e evidence.json: the sev crate's serde form (key_info,
+    # current/committed objects, TCB objects with fmc) and the VCEK in cert_chain. The shape
+    # conversion must give back exactly the signed 1184 bytes (verified here to the AMD root).
+    from veritee.attest import verify_only
+    from veritee.crypto.amd_certs import load_certificates
+    from veritee.formats.coco import primary_evidence
+    from veritee.formats.sevsnp import CertTable
+    from veritee.trust.sevsnp import AmdCertificates
+
+    found = [s for s in manifest_samples("snp/") if s["dir"] == "snp/genoa-v3-trustee-e2e-json"]
+    if not found:
+        pytest.skip("sample snp/genoa-v3-trustee-e2e-json not in the shared evidence")
+    d = EVIDENCE_DIR / found[0]["dir"]
+    import json
+
+    evidence = json.loads((d / "evidence.json").read_bytes())
+    part = primary_evidence("snp", evidence)
+    assert part.data == (d / "report.bin").read_bytes()
+    assert part.attached is not None
+    vcek = next(e.data for e in CertTable.from_bytes(part.attached).entries if e.kind == "VCEK")
+    assert vcek == (d / "vcek.der").read_bytes()
+    chain = EVIDENCE_DIR / "roots" / "amd_genoa_cert_chain_vcek.pem"
+    ask, ark = load_certificates(chain.read_bytes(), source=str(chain))
+    verified = verify_only(part.data, cert_table=part.attached,
+                           collateral=AmdCertificates(ark=ark, ask=ask, vek=None, crl=None),
+                           now=sample_time(found[0]))
+    assert verified.report.report_data == bytes(evidence["attestation_report"]["report_data"])
+    # ... and the client writes the same form back (what attestation-agent sends).
+    assert snp_report_to_object(part.data) == evidence["attestation_report"]

@@ -469,34 +469,46 @@ def device_evidence(tee: str, evidence: object) -> CocoEvidence:
 
 # The SEV-SNP ATTESTATION_REPORT (SEV-SNP ABI 56860, Table 23) as the ``sev`` crate's serde
 # derive writes it inside attestation-agent's ``SnpEvidence.attestation_report``: one member
-# per field in ABI order, byte arrays as arrays of integers, TCB versions as objects.
-# (name, offset, size, kind): kind "u" little-endian integer, "b" bytes, "tcb", "sig".
+# per field in ABI order, byte arrays as arrays of integers, TCB versions as objects. Checked
+# against Trustee's recorded e2e evidence (attestation-service/tests/e2e/evidence.json, a
+# Genoa v3 report: ``key_info``, ``current``/``committed`` version objects, TCB objects with
+# ``fmc``); the older spelling (``current_build`` ...) is read too.
+# (name, offset, size, kind): kind "u" little-endian integer, "b" bytes, "tcb", "sig", "ver".
 _SNP_FIELDS: tuple[tuple[str, int, int, str], ...] = (
     ("version", 0x00, 4, "u"), ("guest_svn", 0x04, 4, "u"), ("policy", 0x08, 8, "u"),
     ("family_id", 0x10, 16, "b"), ("image_id", 0x20, 16, "b"), ("vmpl", 0x30, 4, "u"),
     ("sig_algo", 0x34, 4, "u"), ("current_tcb", 0x38, 8, "tcb"), ("plat_info", 0x40, 8, "u"),
-    ("_author_key_en", 0x48, 4, "u"), ("_reserved_0", 0x4C, 4, "u"),
+    # KEY_INFO (author key enabled, mask chip key, signing key), the older crates'
+    # ``_author_key_en``; 0x4C is reserved.
+    ("key_info", 0x48, 4, "u"), ("_reserved_0", 0x4C, 4, "u"),
     ("report_data", 0x50, 64, "b"), ("measurement", 0x90, 48, "b"),
     ("host_data", 0xC0, 32, "b"), ("id_key_digest", 0xE0, 48, "b"),
     ("author_key_digest", 0x110, 48, "b"), ("report_id", 0x140, 32, "b"),
     ("report_id_ma", 0x160, 32, "b"), ("reported_tcb", 0x180, 8, "tcb"),
     ("_reserved_1", 0x188, 24, "b"), ("chip_id", 0x1A0, 64, "b"),
-    ("committed_tcb", 0x1E0, 8, "tcb"), ("current_build", 0x1E8, 1, "u"),
-    ("current_minor", 0x1E9, 1, "u"), ("current_major", 0x1EA, 1, "u"),
-    ("_reserved_2", 0x1EB, 1, "u"), ("committed_build", 0x1EC, 1, "u"),
-    ("committed_minor", 0x1ED, 1, "u"), ("committed_major", 0x1EE, 1, "u"),
-    ("_reserved_3", 0x1EF, 1, "u"), ("launch_tcb", 0x1F0, 8, "tcb"),
+    ("committed_tcb", 0x1E0, 8, "tcb"), ("current", 0x1E8, 4, "ver"),
+    ("committed", 0x1EC, 4, "ver"), ("launch_tcb", 0x1F0, 8, "tcb"),
     ("_reserved_4", 0x1F8, 168, "b"), ("signature", 0x2A0, 512, "sig"),
 )
 _SNP_REPORT_SIZE = 0x4A0
-# TCB_VERSION (Table 3, Milan/Genoa layout): byte 0 boot loader, 1 TEE, 2-5 reserved,
-# 6 SNP, 7 microcode. Signature (Table 135): R (72 bytes), S (72), reserved (368).
+# Older spellings of members the table names differently.
+_ALIASES = {"key_info": "_author_key_en"}
+# CURRENT/COMMITTED (Table 23): build, minor, major, reserved - as one object
+# {major, minor, build} or, in older crates, three members ``current_build`` ...
+_VER = (("build", 0), ("minor", 1), ("major", 2))
+# TCB_VERSION (Table 3): Milan/Genoa byte 0 boot loader, 1 TEE, 2-5 reserved, 6 SNP,
+# 7 microcode; Turin (``fmc`` set) byte 0 FMC, 1 boot loader, 2 TEE, 3 SNP, 4-6 reserved,
+# 7 microcode. Signature (Table 135): R (72 bytes), S (72), reserved (368).
 _TCB = (("bootloader", 0, 1), ("tee", 1, 1), ("_reserved", 2, 4), ("snp", 6, 1),
         ("microcode", 7, 1))
+_TCB_TURIN = (("fmc", 0, 1), ("bootloader", 1, 1), ("tee", 2, 1), ("snp", 3, 1),
+              ("_reserved", 4, 3), ("microcode", 7, 1))
 _SIG = (("r", 0, 72), ("s", 72, 72), ("_reserved", 144, 368))
 # Report version 3 and later put the CPUID family, model and stepping in bytes 0x188-0x18A
-# of what version 2 reserved; newer ``sev`` crates name them.
+# of what version 2 reserved; version 5 the mitigation vectors in 0x1F8-0x207 (ABI 1.58).
 _CPUID = (("cpuid_fam_id", 0x188), ("cpuid_mod_id", 0x189), ("cpuid_step", 0x18A))
+_MIT = (("launch_mit_vector", 0x1F8), ("current_mit_vector", 0x200))
+_TURIN_FAMILY = 0x1A
 
 
 def _bytes_member(value: object, where: str, size: int) -> bytes:
@@ -506,8 +518,8 @@ def _bytes_member(value: object, where: str, size: int) -> bytes:
         except ValueError:
             raise FormatError("SnpEvidence", where, got="invalid base64",
                               want=f"{size} bytes") from None
-    elif isinstance(value, list) and all(isinstance(b, int) and not isinstance(b, bool)
-                                         and 0 <= b <= 255 for b in value):
+    elif isinstance(value, list) and len(value) <= 4 * size and all(
+            isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255 for b in value):
         raw = bytes(value)
     else:
         raise FormatError("SnpEvidence", where, got=type(value).__name__,
@@ -541,48 +553,99 @@ def _sub(value: object, where: str, parts: tuple[tuple[str, int, int], ...]) -> 
     return out
 
 
+def _tcb(value: object, where: str) -> bytes:
+    turin = isinstance(value, Mapping) and value.get("fmc") is not None
+    return _sub(value, where, _TCB_TURIN if turin else _TCB)
+
+
+def _version(report: Mapping[str, Any], name: str, where: str) -> bytes:
+    """CURRENT/COMMITTED as an object, or as the older crates' three members."""
+    if name in report:
+        obj = report[name]
+        if not isinstance(obj, Mapping):
+            raise FormatError("SnpEvidence", where, got=type(obj).__name__,
+                              want="{major, minor, build}")
+        found = {part: (obj.get(part), f"{where}.{part}") for part, _ in _VER}
+    else:
+        found = {part: (report.get(f"{name}_{part}"), f"attestation_report.{name}_{part}")
+                 for part, _ in _VER}
+    out = bytearray(4)
+    for part, at in _VER:
+        value, field = found[part]
+        if value is None:
+            raise FormatError("SnpEvidence", field, got="absent", want="present")
+        out[at:at + 1] = _int_member(value, field, 1)
+    return bytes(out)
+
+
 def snp_report_from_object(report: object) -> bytes:
     """The 1184 report bytes from attestation-agent's ``attestation_report`` member.
 
-    Accepted forms: the ``sev`` crate object (fields above), an array of 1184 integers, or
-    base64 of the 1184 bytes. Reserved members may be omitted (zero). Raises FormatError.
+    Accepted forms: the ``sev`` crate object (fields above, current or older spelling), an
+    array of 1184 integers, or base64 of the 1184 bytes. Reserved members may be omitted
+    (zero). Raises FormatError.
     """
     if not isinstance(report, Mapping):
         return _bytes_member(report, "attestation_report", _SNP_REPORT_SIZE)
     out = bytearray(_SNP_REPORT_SIZE)
     for name, off, size, kind in _SNP_FIELDS:
         where = f"attestation_report.{name}"
-        if name not in report:
-            if name.startswith("_"):
+        if kind == "ver":
+            out[off:off + size] = _version(report, name, where)
+            continue
+        key = name if name in report else _ALIASES.get(name, name)
+        if key not in report:
+            if name.startswith("_") or name in _ALIASES:
                 continue
             raise FormatError("SnpEvidence", where, got="absent", want="present")
-        value = report[name]
+        value = report[key]
         if kind == "u":
             out[off:off + size] = _int_member(value, where, size)
         elif kind == "b":
             out[off:off + size] = _bytes_member(value, where, size)
+        elif kind == "tcb":
+            out[off:off + size] = _tcb(value, where)
         else:
-            out[off:off + size] = _sub(value, where, _TCB if kind == "tcb" else _SIG)
+            out[off:off + size] = _sub(value, where, _SIG)
     for name, off in _CPUID:
         if name in report:
             out[off:off + 1] = _int_member(report[name], f"attestation_report.{name}", 1)
+    for name, off in _MIT:
+        if report.get(name) is not None:
+            out[off:off + 8] = _int_member(report[name], f"attestation_report.{name}", 8)
     return bytes(out)
 
 
 def snp_report_to_object(raw: bytes) -> dict[str, Any]:
-    """Inverse of :func:`snp_report_from_object` (object form), for an attester."""
+    """Inverse of :func:`snp_report_from_object`, in the current ``sev`` crate's form."""
     if len(raw) != _SNP_REPORT_SIZE:
         raise FormatError("ATTESTATION_REPORT", "<size>", got=len(raw), want=_SNP_REPORT_SIZE)
+    version = int.from_bytes(raw[0:4], "little")
+    turin = version >= 3 and raw[0x188] == _TURIN_FAMILY
+    # What is still reserved once the named v3 (CPUID) and v5 (mitigation) fields are out.
+    reserved = bytearray(raw)
+    if version >= 3:
+        reserved[0x188:0x18B] = bytes(3)
+    if version >= 5:
+        reserved[0x1F8:0x208] = bytes(16)
     obj: dict[str, Any] = {}
     for name, off, size, kind in _SNP_FIELDS:
         chunk = raw[off:off + size]
+        if name.startswith("_") and not any(reserved[off:off + size]):
+            continue  # the crate has no reserved members; zero ones are left out
         if kind == "u":
             obj[name] = int.from_bytes(chunk, "little")
         elif kind == "b":
             obj[name] = list(chunk)
+        elif kind == "ver":
+            obj[name] = {part: chunk[at] for part, at in _VER}
         else:
-            parts = _TCB if kind == "tcb" else _SIG
-            obj[name] = {n: (chunk[o] if s == 1 else list(chunk[o:o + s]))
-                         for n, o, s in parts}
+            parts = _SIG if kind == "sig" else _TCB_TURIN if turin else _TCB
+            sub: dict[str, Any] = {"fmc": None} if kind == "tcb" and not turin else {}
+            sub.update({n: (chunk[o] if s == 1 else list(chunk[o:o + s])) for n, o, s in parts
+                        if not (n.startswith("_") and not any(chunk[o:o + s]))})
+            obj[name] = sub
     obj.update({name: raw[off] for name, off in _CPUID})
+    if version >= 5:
+        obj.update({name: int.from_bytes(raw[off:off + 8], "little") for name, off in _MIT})
     return obj
