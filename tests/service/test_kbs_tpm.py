@@ -116,3 +116,24 @@ def test_real_azure_vtpm_evidence_passes_the_kbs_shape_unchanged(sample: dict[st
     with pytest.raises(PolicyRejected):
         attest.verify(EvidencePart(part.data, part.scheme), **kwargs,
                       expected_binding=extra[::-1])
+
+
+@pytest.mark.parametrize("sid,role,tee", [
+    ("trustee-tpm-verifier-fixture", "evidence_json", "tpm"),
+    ("azure-tdx-vtpm", "evidence_json_v0", "az-tdx-vtpm"),
+    ("azure-tdx-vtpm", "evidence_json_v1", "az-tdx-vtpm"),
+    ("azure-snp-vtpm-evidence-v1", "evidence_json", "azsnpvtpm"),
+])
+def test_recorded_trustee_documents_parse_the_same_after_the_kbs_shape(sid: str, role: str,
+                                                                       tee: str) -> None:
+    # Trustee's recorded tpm / Azure vTPM evidence documents, as a guest sends them: the
+    # scheme parses the shape's canonical re-serialisation exactly as the original bytes.
+    from _tpm_support import file_of, samples
+
+    found = [s for s in samples("tpm", "azure-vtpm") if s["id"] == sid]
+    if not found:
+        pytest.skip(f"sample {sid} not in the shared evidence")
+    data = file_of(found[0], role).read_bytes()
+    part = primary_evidence(tee, json.loads(data))
+    scheme = get(part.scheme)
+    assert scheme.parse(part.data) == scheme.parse(data)
