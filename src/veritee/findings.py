@@ -11,7 +11,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Finding", "Outcome", "jsonable"]
+__all__ = ["NOT_SET", "Finding", "Outcome", "check", "failed", "jsonable", "passed", "skipped"]
+
+NOT_SET = "no value in the policy"
+"""Why a policy check was skipped when the policy gives no value for it."""
 
 
 class Outcome(enum.StrEnum):
@@ -59,7 +62,32 @@ class Finding:
         return text
 
 
+def passed(code: str, fld: str, got: Any = None, want: Any = None,
+           message: str = "") -> Finding:
+    """A check that ran and passed; ``code`` names the check, not a failure."""
+    return Finding(code, Outcome.PASS, fld, got, want, message)
+
+
+def failed(code: str, fld: str, got: Any = None, want: Any = None,
+           message: str = "") -> Finding:
+    """A check that ran and failed; ``message`` says why."""
+    return Finding(code, Outcome.FAIL, fld, got, want, message)
+
+
+def skipped(code: str, fld: str, why: str = NOT_SET, *, got: Any = None) -> Finding:
+    """A check that did not run; ``why`` says why (recorded as ``not checked: why``)."""
+    return Finding(code, Outcome.SKIP, fld, got, message=f"not checked: {why}")
+
+
+def check(code: str, fld: str, got: Any, want: Any, ok: bool,  # noqa: PLR0917 - a table row
+          why: str = "") -> Finding:
+    """PASS when ``ok``, else FAIL with ``why``: one appraisal row."""
+    return Finding(code, Outcome.PASS if ok else Outcome.FAIL, fld, got, want,
+                   "" if ok else why)
+
+
 def jsonable(value: Any) -> Any:
+    """``value`` as JSON-friendly data (bytes as hex, enums by value, sets sorted)."""
     if isinstance(value, bytes | bytearray):
         return bytes(value).hex()
     if isinstance(value, dict):

@@ -41,7 +41,7 @@ def test_finding_codes_are_pinned() -> None:
         "tdx.mrowner.mismatch",
         "sgx.tee.type", "sgx.debug", "sgx.tcb.status", "sgx.report_data.mismatch",
         "sgx.mrenclave.mismatch", "sgx.mrsigner.mismatch", "sgx.isvprodid.mismatch",
-        "sgx.isvsvn.below_min",
+        "sgx.isvsvn.below_minimum",
         "tdx.td_attributes.sept_ve_disable", "tdx.td_attributes.mismatch", "tdx.xfam.mismatch",
         *(f"{t}.{c}" for t in ("tdx", "sgx") for c in (
             "qe_identity.required", "qe_vendor_id", "revocation.unchecked",
@@ -161,7 +161,7 @@ def test_sgx_identity_checks() -> None:
     bad = SgxPolicy(mrenclave={bytes(32)}, mrsigner={bytes(32)}, isv_prod_id=body.isv_prod_id + 1,
                     min_isv_svn=body.isv_svn + 1, **base)  # type: ignore[arg-type]
     assert appraise(v, bad).codes() == ["sgx.mrenclave.mismatch", "sgx.mrsigner.mismatch",
-                                        "sgx.isvprodid.mismatch", "sgx.isvsvn.below_min"]
+                                        "sgx.isvprodid.mismatch", "sgx.isvsvn.below_minimum"]
 
 
 def test_policy_of_the_other_tee_fails_the_type_check() -> None:

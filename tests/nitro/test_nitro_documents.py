@@ -132,7 +132,7 @@ def test_chain_verified_before_the_leaf_was_issued() -> None:
     leaf = x509.load_der_x509_certificate(doc.payload.certificate)
     with pytest.raises(VerificationError) as err:
         verify_document(raw, now=leaf.not_valid_before_utc - timedelta(seconds=1))
-    assert err.value.code == "nitro.chain.expired"
+    assert err.value.code == "nitro.chain.not_yet_valid"
 
 
 def test_flipped_payload_byte_breaks_the_signature() -> None:

@@ -189,7 +189,7 @@ def test_expired_chain_is_refused() -> None:
 def test_real_chain_before_its_not_before_is_refused() -> None:
     with pytest.raises(VerificationError) as err:
         verify_gpu_report(*GOOD.load(), now=datetime(2020, 1, 1, tzinfo=UTC))
-    assert err.value.code == "nvidia.chain.expired"
+    assert err.value.code == "nvidia.chain.not_yet_valid"
 
 
 @needs_evidence

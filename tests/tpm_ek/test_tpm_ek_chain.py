@@ -118,7 +118,7 @@ def test_infineon_reissued_ca_is_not_valid_before_its_own_not_before() -> None:
     ek, inter, root, _ = _infineon("rsa")
     with pytest.raises(VerificationError) as exc:
         verify_ek_chain(ek, [inter], roots=[root], now=datetime(2020, 1, 1, tzinfo=UTC))
-    assert exc.value.code == "tpm.ek.validity"
+    assert exc.value.code == "tpm.ek.not_yet_valid"
 
 
 @pytest.mark.evidence
@@ -212,7 +212,7 @@ def test_expired_chain_is_rejected() -> None:
     ek, inter, root, _ = _infineon("ecc")
     with pytest.raises(VerificationError) as exc:
         verify_ek_chain(ek, [inter], roots=[root], now=datetime(2034, 1, 1, tzinfo=UTC))
-    assert exc.value.code == "tpm.ek.validity"
+    assert exc.value.code == "tpm.ek.expired"
 
 
 def test_no_roots_is_not_a_default_trust() -> None:

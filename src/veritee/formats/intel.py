@@ -35,6 +35,7 @@ What the parser accepts, exactly:
 from __future__ import annotations
 
 import enum
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -540,10 +541,17 @@ class Quote:
 
 
 def _der_tlv(data: bytes, offset: int, structure: str) -> tuple[int, int, int]:
-    """Return (tag, value offset, value end) of the DER TLV at ``offset``."""
-    r = Reader(structure, data)
-    tag = r.u8("tag", offset)
-    first = r.u8("length", offset + 1)
+    """Return (tag, value offset, value end) of the DER TLV at ``offset``.
+
+    Bounds are checked inline, with the errors :class:`~veritee._wire.Reader` gives (no
+    Reader per TLV: a PCK certificate's SGX extensions hold a few hundred of them).
+    """
+    size = len(data)
+    if offset < 0 or offset + 2 > size:
+        field, at = ("tag", offset) if offset < 0 or offset + 1 > size else ("length",
+                                                                               offset + 1)
+        raise FormatError(structure, field, offset=at, got=f"{size} bytes", want=f">= {at + 1}")
+    tag, first = data[offset], data[offset + 1]
     if first < 0x80:
         start, length = offset + 2, first
     else:
@@ -551,10 +559,16 @@ def _der_tlv(data: bytes, offset: int, structure: str) -> tuple[int, int, int]:
         if n == 0 or n > 4:
             raise FormatError(structure, "length", offset=offset + 1, got=first,
                               want="definite length of at most 4 bytes")
-        length = int.from_bytes(r.raw("length", offset + 2, n), "big")
         start = offset + 2 + n
-    r.raw("value", start, length)  # bounds check
-    return tag, start, start + length
+        if start > size:
+            raise FormatError(structure, "length", offset=offset + 2, got=f"{size} bytes",
+                              want=f">= {start}")
+        length = int.from_bytes(data[offset + 2:start], "big")
+    end = start + length
+    if end > size:
+        raise FormatError(structure, "value", offset=start, got=f"{size} bytes",
+                          want=f">= {end}")
+    return tag, start, end
 
 
 def split_der(data: bytes) -> list[bytes]:
@@ -570,6 +584,7 @@ def split_der(data: bytes) -> list[bytes]:
     return out
 
 
+@functools.lru_cache(maxsize=256)  # a PCK certificate repeats the same ~25 OIDs
 def _oid(value: bytes) -> str:
     if not value:
         raise FormatError("PckExtensions", "oid", got=value, want="a non-empty OID")

@@ -1,28 +1,20 @@
-"""Small helpers every appraisal uses to record a check as a :class:`Finding`."""
+"""Small helpers every appraisal uses to record a check as a :class:`Finding`.
+
+``finding`` and ``skipped`` are :func:`veritee.findings.check` and
+:func:`veritee.findings.skipped`: one set of finding helpers for trust and policy alike.
+"""
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Iterable
-from typing import Any
 
-from veritee.findings import Finding, Outcome
+from veritee.findings import NOT_SET, Finding, check, skipped
 
-__all__ = ["contains", "finding", "skipped"]
+__all__ = ["NOT_SET", "contains", "finding", "flag", "skipped"]
 
-NOT_SET = "no value in the policy"
-
-
-def finding(code: str, fld: str, got: Any, want: Any, ok: bool,  # noqa: PLR0917 - a table row
-            why: str = "") -> Finding:
-    """A PASS or FAIL finding; ``why`` explains a failure."""
-    return Finding(code, Outcome.PASS if ok else Outcome.FAIL, fld, got, want,
-                   "" if ok else why)
-
-
-def skipped(code: str, fld: str, why: str = NOT_SET) -> Finding:
-    """A check the policy did not ask for."""
-    return Finding(code, Outcome.SKIP, fld, message=f"not checked: {why}")
+finding = check
+"""A PASS or FAIL finding; ``why`` explains a failure (:func:`veritee.findings.check`)."""
 
 
 def contains(value: bytes, allowed: Iterable[bytes]) -> bool:
@@ -31,3 +23,12 @@ def contains(value: bytes, allowed: Iterable[bytes]) -> bool:
     for candidate in allowed:
         found |= hmac.compare_digest(value, candidate)
     return found
+
+
+def flag(code: str, fld: str, got: bool, want: bool, *, waived: str | None = None,
+         why: str = "") -> Finding:
+    """A yes/no property that must equal ``want``; ``waived`` (why the policy does not ask
+    for it, e.g. "allow_debug is true") records the check as skipped instead."""
+    if waived is not None:
+        return skipped(code, fld, waived)
+    return check(code, fld, got, want, got == want, why)

@@ -23,7 +23,7 @@ code                       check
                            ``mrconfigid``, ``mrowner``)
 ``sgx.mrenclave.mismatch`` MRENCLAVE in the allow-list (likewise ``mrsigner``)
 ``sgx.isvprodid.mismatch`` ISVPRODID equals the policy's
-``sgx.isvsvn.below_min``   ISVSVN >= ``min_isv_svn``
+``sgx.isvsvn.below_minimum`` ISVSVN >= ``min_isv_svn``
 ``<tee>.report_data...``   REPORTDATA equals the expected 64 bytes (``report_data.mismatch``)
 ``<tee>.qe_identity...``   the QE Identity was verified (``qe_identity.required``)
 ``<tee>.qe_vendor_id``     the quote header's QE vendor ID is Intel's
@@ -81,7 +81,7 @@ FINDING_CODES: frozenset[str] = frozenset({
     "tdx.td_attributes.sept_ve_disable", "tdx.td_attributes.mismatch", "tdx.xfam.mismatch",
     "sgx.tee.type", "sgx.debug", "sgx.tcb.status", "sgx.report_data.mismatch",
     *(f"sgx.{m}.mismatch" for m in _SGX_MEASUREMENTS),
-    "sgx.isvprodid.mismatch", "sgx.isvsvn.below_min",
+    "sgx.isvprodid.mismatch", "sgx.isvsvn.below_minimum",
     *(f"{t}.{c}" for t in ("tdx", "sgx") for c in _COMMON),
 })
 """Every finding code this module emits (pinned by a test)."""
@@ -336,8 +336,8 @@ def _appraise_sgx(v: VerifiedQuote, p: SgxPolicy) -> list[Finding]:
     out.append(_skip("sgx.isvprodid.mismatch", "ISVPRODID") if p.isv_prod_id is None else
                _ok("sgx.isvprodid.mismatch", "ISVPRODID", body.isv_prod_id, p.isv_prod_id,
                    body.isv_prod_id == p.isv_prod_id))
-    out.append(_skip("sgx.isvsvn.below_min", "ISVSVN") if p.min_isv_svn is None else
-               _ok("sgx.isvsvn.below_min", "ISVSVN", body.isv_svn, f">= {p.min_isv_svn}",
+    out.append(_skip("sgx.isvsvn.below_minimum", "ISVSVN") if p.min_isv_svn is None else
+               _ok("sgx.isvsvn.below_minimum", "ISVSVN", body.isv_svn, f">= {p.min_isv_svn}",
                    body.isv_svn >= p.min_isv_svn))
     out.append(_report("sgx.report_data.mismatch", body.report_data, p.report_data))
     return out + _common("sgx", v, p)

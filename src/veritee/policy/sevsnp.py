@@ -99,6 +99,10 @@ from typing import Any
 from veritee.errors import ConfigError
 from veritee.formats.sevsnp import Product, SigningKey, TcbVersion
 from veritee.policy import Appraisal, Finding, Outcome, _load
+from veritee.policy._checks import contains as _in
+from veritee.policy._checks import finding as _ok
+from veritee.policy._checks import flag as _flag
+from veritee.policy._checks import skipped as _skip
 from veritee.trust.sevsnp import VerifiedReport
 
 __all__ = [
@@ -501,24 +505,6 @@ def claims(verified: VerifiedReport) -> dict[str, Any]:
 _Check = Callable[[VerifiedReport, SevSnpPolicy], Iterable[Finding]]
 
 
-def _ok(code: str, fld: str, got: Any, want: Any, ok: bool, *, why: str = "") -> Finding:
-    """A pass or fail finding; ``why`` explains a failure."""
-    if ok:
-        return Finding(code, Outcome.PASS, fld, got, want)
-    return Finding(code, Outcome.FAIL, fld, got, want, why)
-
-
-def _skip(code: str, fld: str, why: str) -> Finding:
-    return Finding(code, Outcome.SKIP, fld, message=f"not checked: {why}")
-
-
-def _in(value: bytes, allowed: Iterable[bytes]) -> bool:
-    """Constant-time membership: every entry is compared, no early exit."""
-    found = False
-    for candidate in allowed:
-        found |= hmac.compare_digest(value, candidate)
-    return found
-
 
 def _check_report_version(v: VerifiedReport, p: SevSnpPolicy) -> Iterable[Finding]:
     got = v.report.version
@@ -585,40 +571,31 @@ def _check_vmpl(v: VerifiedReport, p: SevSnpPolicy) -> Iterable[Finding]:
 
 
 def _check_debug(v: VerifiedReport, p: SevSnpPolicy) -> Iterable[Finding]:
-    code, fld = "sevsnp.policy.debug", "policy.debug"
-    if p.allow_debug:
-        yield _skip(code, fld, "allow_debug is true")
-        return
-    got = v.report.policy.debug
-    yield _ok(code, fld, got, False, not got,
-              why="debug guest: the hypervisor can read and write its memory")
+    yield _flag("sevsnp.policy.debug", "policy.debug",
+                v.report.policy.debug, False,
+                waived="allow_debug is true" if p.allow_debug else None,
+                why="debug guest: the hypervisor can read and write its memory")
 
 
 def _check_migrate_ma(v: VerifiedReport, p: SevSnpPolicy) -> Iterable[Finding]:
-    code, fld = "sevsnp.policy.migrate_ma", "policy.migrate_ma"
-    if p.allow_migration_agent:
-        yield _skip(code, fld, "allow_migration_agent is true")
-        return
-    got = v.report.policy.migrate_ma
-    yield _ok(code, fld, got, False, not got, why="a migration agent may be associated")
+    yield _flag("sevsnp.policy.migrate_ma", "policy.migrate_ma",
+                v.report.policy.migrate_ma, False,
+                waived="allow_migration_agent is true" if p.allow_migration_agent else None,
+                why="a migration agent may be associated")
 
 
 def _check_guest_smt(v: VerifiedReport, p: SevSnpPolicy) -> Iterable[Finding]:
-    code, fld = "sevsnp.policy.smt", "policy.smt"
-    if p.allow_smt:
-        yield _skip(code, fld, "allow_smt is true")
-        return
-    got = v.report.policy.smt
-    yield _ok(code, fld, got, False, not got, why="the guest policy permits SMT")
+    yield _flag("sevsnp.policy.smt", "policy.smt",
+                v.report.policy.smt, False,
+                waived="allow_smt is true" if p.allow_smt else None,
+                why="the guest policy permits SMT")
 
 
 def _check_single_socket(v: VerifiedReport, p: SevSnpPolicy) -> Iterable[Finding]:
-    code, fld = "sevsnp.policy.single_socket", "policy.single_socket"
-    if not p.require_single_socket:
-        yield _skip(code, fld, "require_single_socket is false")
-        return
-    got = v.report.policy.single_socket
-    yield _ok(code, fld, got, True, got, why="the guest may run on more than one socket")
+    yield _flag("sevsnp.policy.single_socket", "policy.single_socket",
+                v.report.policy.single_socket, True,
+                waived="require_single_socket is false" if not p.require_single_socket else None,
+                why="the guest may run on more than one socket")
 
 
 def _check_abi(v: VerifiedReport, p: SevSnpPolicy) -> Iterable[Finding]:
@@ -708,21 +685,17 @@ def _check_provisional(v: VerifiedReport, p: SevSnpPolicy) -> Iterable[Finding]:
 
 
 def _check_platform_smt(v: VerifiedReport, p: SevSnpPolicy) -> Iterable[Finding]:
-    code, fld = "sevsnp.platform.smt", "platform_info.smt_enabled"
-    if not p.require_smt_disabled:
-        yield _skip(code, fld, "require_smt_disabled is false")
-        return
-    got = v.report.platform_info.smt_enabled
-    yield _ok(code, fld, got, False, not got, why="SMT is enabled on the host")
+    yield _flag("sevsnp.platform.smt", "platform_info.smt_enabled",
+                v.report.platform_info.smt_enabled, False,
+                waived="require_smt_disabled is false" if not p.require_smt_disabled else None,
+                why="SMT is enabled on the host")
 
 
 def _check_platform_tsme(v: VerifiedReport, p: SevSnpPolicy) -> Iterable[Finding]:
-    code, fld = "sevsnp.platform.tsme", "platform_info.tsme_enabled"
-    if not p.require_tsme:
-        yield _skip(code, fld, "require_tsme is false")
-        return
-    got = v.report.platform_info.tsme_enabled
-    yield _ok(code, fld, got, True, got, why="TSME is not enabled on the host")
+    yield _flag("sevsnp.platform.tsme", "platform_info.tsme_enabled",
+                v.report.platform_info.tsme_enabled, True,
+                waived="require_tsme is false" if not p.require_tsme else None,
+                why="TSME is not enabled on the host")
 
 
 def _check_reported_above_current(v: VerifiedReport, p: SevSnpPolicy) -> Iterable[Finding]:

@@ -36,7 +36,13 @@ from veritee.results import (
     vector_from_rules,
 )
 from veritee.schemes import Context, Verified
-from veritee.trust.intel import IntelCollateral, VerifiedQuote, load_certificates, verify_quote
+from veritee.trust.intel import (
+    IntelCache,
+    IntelCollateral,
+    VerifiedQuote,
+    load_certificates,
+    verify_quote,
+)
 
 __all__ = ["SGX", "TDX", "SgxScheme", "TdxScheme", "looks_like_quote", "quote_bytes"]
 
@@ -178,8 +184,10 @@ class _IntelScheme:
         # One pin or certificate on its own is taken as a list of one (a str is iterable).
         roots = (None if anchors is None else [anchors]
                  if isinstance(anchors, str | x509.Certificate) else list(anchors))
+        cache = ctx.caches.get(self.name)
         try:
-            verified = verify_quote(quote, collateral, now=ctx.now, trusted_roots=roots)
+            verified = verify_quote(quote, collateral, now=ctx.now, trusted_roots=roots,
+                                    cache=cache if isinstance(cache, IntelCache) else None)
         except VerificationError as exc:
             raise _explained(exc, collateral) from None
         if ctx.require_revocation and not _crls_checked(verified):
@@ -283,9 +291,10 @@ class _IntelScheme:
         return {"checked": False, "detail": f"not checked: no {' and no '.join(missing)} in "
                 "the collateral (the default appraisal policy refuses an unchecked chain)"}
 
-    def new_cache(self) -> None:
-        """No DCAP collateral cache yet (``None``)."""
-        return None
+    def new_cache(self) -> IntelCache:
+        """Verified DCAP collateral and PCK chains, reused only for the exact bytes inside
+        their validity windows (:class:`~veritee.trust.intel.IntelCache`)."""
+        return IntelCache()
 
     def load_collateral(self, paths: Sequence[Path]) -> IntelCollateral | None:
         """Intel collateral from files and directories: PCS TCB Info / QE Identity JSON,

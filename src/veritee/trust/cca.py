@@ -29,7 +29,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from veritee.errors import VerificationError
-from veritee.findings import Finding, Outcome
+from veritee.findings import Finding, passed
 from veritee.formats.cca import CcaToken, RealmPublicKey
 from veritee.trust.psa import check_key_for_alg, verify_sign1
 
@@ -73,11 +73,11 @@ def verify_cca_token(token: CcaToken | bytes, *, cpak_public_key: Any) -> Verifi
     # 1. RAK
     rak = realm_public_key(realm.public_key)
     check_key_for_alg(rak, token.realm.alg, "cca.realm.key")
-    checks.append(Finding("cca.realm.key", Outcome.PASS, "RAK",
+    checks.append(passed("cca.realm.key", "RAK",
                           got=f"{realm.public_key.curve} ({realm.public_key.form})"))
     # 2. realm signature
     verify_sign1(token.realm, rak, "cca.realm.signature")
-    checks.append(Finding("cca.realm.signature", Outcome.PASS, "realm COSE_Sign1",
+    checks.append(passed("cca.realm.signature", "realm COSE_Sign1",
                           got=token.realm.alg.name))
     # 3. binding: platform challenge == H(RAK)
     name = RAK_HASH_ALGORITHMS.get(realm.public_key_hash_algo_id)
@@ -91,13 +91,13 @@ def verify_cca_token(token: CcaToken | bytes, *, cpak_public_key: Any) -> Verifi
         raise VerificationError("cca.binding.rak_hash",
                                 f"platform challenge {token.platform_claims.challenge.hex()} "
                                 f"!= {realm.public_key_hash_algo_id}(RAK) {digest.hex()}")
-    checks.append(Finding("cca.binding.rak_hash", Outcome.PASS, "platform challenge",
+    checks.append(passed("cca.binding.rak_hash", "platform challenge",
                           got=f"{realm.public_key_hash_algo_id}(RAK)"))
     # 4. platform signature with the CPAK
     check_key_for_alg(cpak_public_key, token.platform.alg, "cca.platform.key")
-    checks.append(Finding("cca.platform.key", Outcome.PASS, "CPAK",
+    checks.append(passed("cca.platform.key", "CPAK",
                           got=token.platform.alg.name))
     verify_sign1(token.platform, cpak_public_key, "cca.platform.signature")
-    checks.append(Finding("cca.platform.signature", Outcome.PASS, "platform COSE_Sign1",
+    checks.append(passed("cca.platform.signature", "platform COSE_Sign1",
                           got=token.platform.alg.name))
     return VerifiedCcaToken(token, rak, tuple(checks))

@@ -55,7 +55,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from veritee.errors import FormatError, VerificationError
-from veritee.findings import Finding, Outcome
+from veritee.findings import Finding, skipped
+from veritee.findings import passed as _ok
 from veritee.formats.ima import IMA_PCR, ImaEntry, ImaLog, ImaSignature
 from veritee.formats.tpm import HashAlg
 
@@ -145,10 +146,6 @@ def replay_ima(log: ImaLog, bank: HashAlg = HashAlg.SHA1, *, pcr: int = IMA_PCR,
     return value
 
 
-def _ok(code: str, fld: str, got: object = None, message: str = "") -> Finding:
-    return Finding(code, Outcome.PASS, fld, got, None, message)
-
-
 def _check_template_hashes(log: ImaLog) -> Finding:
     code = "ima.template_hash"
     checked = 0
@@ -213,8 +210,7 @@ def verify_ima_log(log: ImaLog, *, pcr10: bytes | None = None, bank: HashAlg = H
     code = "ima.replay_mismatch"
     replayed = replay_ima(log, bank, pcr=pcr, per_bank_template_hash=per_bank_template_hash)
     if pcr10 is None:
-        checks.append(Finding(code, Outcome.SKIP, f"PCR{pcr}",
-                              message="not checked: no quoted PCR value given"))
+        checks.append(skipped("ima.replay", f"PCR{pcr}", "no quoted PCR value given"))
     else:
         if not isinstance(pcr10, bytes) or len(pcr10) != bank.digest_size:
             raise VerificationError(code, f"PCR{pcr}: want {bank.digest_size} bytes for "
@@ -222,7 +218,8 @@ def verify_ima_log(log: ImaLog, *, pcr10: bytes | None = None, bank: HashAlg = H
         if not hmac.compare_digest(replayed, pcr10):
             raise VerificationError(code, f"PCR{pcr} {bank.name}: replayed {replayed.hex()}, "
                                           f"want {pcr10.hex()} (quoted)")
-        checks.append(_ok(code, f"PCR{pcr}", replayed.hex(), f"{bank.name} replay matches"))
+        checks.append(_ok("ima.replay", f"PCR{pcr}", replayed.hex(),
+                          f"{bank.name} replay matches"))
 
     # 3. signatures
     code = "ima.signature"
@@ -243,7 +240,7 @@ def verify_ima_log(log: ImaLog, *, pcr10: bytes | None = None, bank: HashAlg = H
         checks.append(_ok(code, "sig", f"{len(verified)} verified",
                           f"{len(unverified)} signed by keys not given"))
     else:
-        checks.append(Finding(code, Outcome.SKIP, "sig", message="not checked: no keys given"))
+        checks.append(skipped(code, "sig", "no keys given"))
 
     return VerifiedImaLog(
         log=log, bank=bank, pcr=pcr, replayed=replayed, pcr_value=pcr10,

@@ -22,7 +22,8 @@ AWS Nitro Enclaves User Guide, "Verifying the root of trust":
    basicConstraints with CA=TRUE, a pathLenConstraint that allows the CAs below it, and
    keyCertSign; the leaf is not a CA and, when it has keyUsage, has digitalSignature.
 6. ``nitro.chain.validity`` - every certificate, the root included (section 3.2.3.1), is
-   valid at ``now`` (``expired`` otherwise). Leaf certificates live about three hours, so
+   valid at ``now`` (``expired`` / ``not_yet_valid`` otherwise). Leaf certificates live
+   about three hours, so
    verification of a stored document needs a ``now`` close to its ``timestamp``.
 7. ``nitro.timestamp`` - the document's ``timestamp`` lies inside the leaf's validity (a
    consistency check of veritee's own: the NSM signs with a fresh leaf; ``outside_leaf``).
@@ -45,16 +46,23 @@ from datetime import datetime
 from typing import TypeVar
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509.oid import SignatureAlgorithmOID
 
-from veritee.crypto._x509 import issued_by, load_certificate
+from veritee.crypto._x509 import load_certificate
 from veritee.errors import VerificationError
-from veritee.findings import Finding, Outcome
+from veritee.findings import Finding, passed
 from veritee.formats.nitro import NitroDocument, NitroPayload
+from veritee.trust._common import (
+    Pins,
+    check_validity,
+    extension,
+    fingerprint,
+    issued_by,
+    require_aware,
+    verify_raw_ecdsa,
+)
 
 __all__ = ["AWS_NITRO_ROOT_G1_SHA256", "VerifiedNitroDocument", "verify_document"]
 
@@ -65,7 +73,6 @@ https://aws-nitro-enclaves.amazonaws.com/AWS_NitroEnclaves_Root-G1.zip (AWS quot
 8cf60e2b... as the SHA-256 of that zip file, not of the certificate)."""
 
 _SHA384_PCR = 48
-_ES384_HALF = 48
 _E = TypeVar("_E", bound=x509.ExtensionType)
 
 
@@ -93,15 +100,6 @@ class VerifiedNitroDocument:
         return self.chain[0]
 
 
-def _fp(cert: x509.Certificate) -> str:
-    return cert.fingerprint(hashes.SHA256()).hex()
-
-
-def _pass(checks: list[Finding], code: str, fld: str, *, got: object = None,
-          want: object = None, message: str = "") -> None:
-    checks.append(Finding(code, Outcome.PASS, fld, got, want, message))
-
-
 def _load(der: bytes, what: str) -> x509.Certificate:
     # Every field parsed here, at the edge (veritee.crypto._x509): later reads cannot raise.
     return load_certificate(der, structure="NitroPayload", field=what)
@@ -125,17 +123,8 @@ def _check_algorithm(cert: x509.Certificate, what: str) -> None:
         raise VerificationError("nitro.chain.algorithm", f"{what} key is not ECDSA P-384")
 
 
-def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
-    return issued_by(child, parent)
-
-
 def _ext(cert: x509.Certificate, kind: type[_E]) -> x509.Extension[_E] | None:
-    try:
-        return cert.extensions.get_extension_for_class(kind)
-    except x509.ExtensionNotFound:
-        return None
-    except ValueError as exc:  # duplicate or malformed extensions
-        raise VerificationError("nitro.chain.constraints", f"bad extensions: {exc}") from exc
+    return extension(cert, kind, code="nitro.chain.constraints")
 
 
 def _check_ca(cert: x509.Certificate, what: str, cas_below: int) -> None:
@@ -162,28 +151,6 @@ def _check_leaf(cert: x509.Certificate) -> None:
                                 "the signing certificate lacks keyUsage digitalSignature")
 
 
-def _check_validity(cert: x509.Certificate, now: datetime, what: str) -> None:
-    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-        raise VerificationError("nitro.chain.expired",
-                                f"{what} valid {cert.not_valid_before_utc.isoformat()}.."
-                                f"{cert.not_valid_after_utc.isoformat()}, not at "
-                                f"{now.isoformat()}")
-
-
-def _es384_ok(cert: x509.Certificate, raw_sig: bytes, data: bytes) -> bool:
-    """Verify a raw ``r || s`` (48 + 48 bytes, big endian) ECDSA P-384 / SHA-384 signature."""
-    key = cert.public_key()
-    if not isinstance(key, ec.EllipticCurvePublicKey) or len(raw_sig) != 2 * _ES384_HALF:
-        return False
-    der = encode_dss_signature(int.from_bytes(raw_sig[:_ES384_HALF], "big"),
-                               int.from_bytes(raw_sig[_ES384_HALF:], "big"))
-    try:
-        key.verify(der, data, ec.ECDSA(hashes.SHA384()))
-    except InvalidSignature:
-        return False
-    return True
-
-
 def verify_document(document: NitroDocument | bytes, *, now: datetime,
                     trusted_roots: Iterable[str | x509.Certificate] | None = None,
                     ) -> VerifiedNitroDocument:
@@ -195,16 +162,14 @@ def verify_document(document: NitroDocument | bytes, *, now: datetime,
     :class:`~veritee.errors.FormatError` (bytes that are not a document, certificates that
     are not DER).
     """
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware (UTC)")
+    require_aware(now)
     doc = document if isinstance(document, NitroDocument) else NitroDocument.from_bytes(document)
     p = doc.payload
-    pins = ({AWS_NITRO_ROOT_G1_SHA256} if trusted_roots is None else
-            {r.lower() if isinstance(r, str) else _fp(r) for r in trusted_roots})
+    pins = Pins.of(trusted_roots, AWS_NITRO_ROOT_G1_SHA256)
     checks: list[Finding] = []
 
     # 1. COSE algorithm (the parser refuses anything but {1: -35}).
-    _pass(checks, "nitro.cose.algorithm", "protected.alg", got=doc.algorithm, want=-35)
+    checks.append(passed("nitro.cose.algorithm", "protected.alg", got=doc.algorithm, want=-35))
 
     # 2. Digest: SHA384 and 48-byte PCRs.
     bad = sorted(i for i, v in p.pcrs.items() if len(v) != _SHA384_PCR)
@@ -212,44 +177,45 @@ def verify_document(document: NitroDocument | bytes, *, now: datetime,
         raise VerificationError("nitro.digest.unsupported",
                                 f"digest {p.digest!r} with PCR(s) {bad} not 48 bytes; "
                                 "want SHA384 and 48-byte PCRs")
-    _pass(checks, "nitro.digest", "digest", got=p.digest, want="SHA384")
+    checks.append(passed("nitro.digest", "digest", got=p.digest, want="SHA384"))
 
     # 3. Root: cabundle[0], pinned, self-signed.
     bundle = tuple(_load(der, f"cabundle[{i}]") for i, der in enumerate(p.cabundle))
     leaf = _load(p.certificate, "certificate")
     root = bundle[0]
-    root_fp = _fp(root)
-    if root_fp not in pins:
+    root_fp = fingerprint(root)
+    if root not in pins:
         raise VerificationError("nitro.chain.root_untrusted",
                                 f"cabundle[0] {_name(root)} (sha256 {root_fp}) is not a "
                                 "trusted root")
     _check_algorithm(root, "root")
-    if not _issued_by(root, root):
+    if not issued_by(root, root):
         raise VerificationError("nitro.chain.signature", "the root is not self-signed")
-    _pass(checks, "nitro.chain.root", "cabundle[0]", got=root_fp, message=_name(root))
+    checks.append(passed("nitro.chain.root", "cabundle[0]", got=root_fp, message=_name(root)))
 
     # 4.-5. Links root -> intermediates -> leaf, with algorithms and constraints.
     path = (*bundle, leaf)  # root first
     for i, (parent, child) in enumerate(itertools.pairwise(path)):
         what = "the signing certificate" if child is leaf else f"cabundle[{i + 1}]"
         _check_algorithm(child, what)
-        if not _issued_by(child, parent):
+        if not issued_by(child, parent):
             raise VerificationError("nitro.chain.signature",
                                     f"{what} ({_name(child)}) is not signed by "
                                     f"{_name(parent)}")
-    _pass(checks, "nitro.chain.signature", "certificate <- cabundle",
-          got=f"{len(path)} certificates", message="ECDSA P-384 / SHA-384 links")
+    checks.append(passed("nitro.chain.signature", "certificate <- cabundle",
+          got=f"{len(path)} certificates", message="ECDSA P-384 / SHA-384 links"))
     for i, ca in enumerate(bundle):
         _check_ca(ca, f"cabundle[{i}]", len(bundle) - 1 - i)
     _check_leaf(leaf)
-    _pass(checks, "nitro.chain.constraints", "basicConstraints / keyUsage")
+    checks.append(passed("nitro.chain.constraints", "basicConstraints / keyUsage"))
 
     # 6. Validity of every certificate at now.
     for i, cert in enumerate(bundle):
-        _check_validity(cert, now, f"cabundle[{i}] ({_name(cert)})")
-    _check_validity(leaf, now, f"the signing certificate ({_name(leaf)})")
-    _pass(checks, "nitro.chain.validity", "notBefore..notAfter", got=now.isoformat(),
-          want=f"{leaf.not_valid_before_utc.isoformat()}..{leaf.not_valid_after_utc.isoformat()}")
+        check_validity(cert, now, code="nitro.chain", what=f"cabundle[{i}] ({_name(cert)})")
+    check_validity(leaf, now, code="nitro.chain",
+                   what=f"the signing certificate ({_name(leaf)})")
+    checks.append(passed("nitro.chain.validity", "notBefore..notAfter", got=now.isoformat(),
+          want=f"{leaf.not_valid_before_utc.isoformat()}..{leaf.not_valid_after_utc.isoformat()}"))
 
     # 7. The document's timestamp lies inside the leaf's validity.
     ts = p.timestamp
@@ -257,14 +223,14 @@ def verify_document(document: NitroDocument | bytes, *, now: datetime,
         raise VerificationError("nitro.timestamp.outside_leaf",
                                 f"timestamp {ts.isoformat()} outside the signing certificate's "
                                 "validity")
-    _pass(checks, "nitro.timestamp", "timestamp", got=ts.isoformat())
+    checks.append(passed("nitro.timestamp", "timestamp", got=ts.isoformat()))
 
     # 8. COSE_Sign1 signature over Sig_structure.
-    if not _es384_ok(leaf, doc.signature, doc.sig_structure):
+    if not verify_raw_ecdsa(leaf.public_key(), doc.signature, doc.sig_structure):
         raise VerificationError("nitro.signature",
                                 "COSE_Sign1 signature does not verify with the signing "
                                 "certificate's key")
-    _pass(checks, "nitro.signature", "COSE_Sign1", message="ES384 over Sig_structure")
+    checks.append(passed("nitro.signature", "COSE_Sign1", message="ES384 over Sig_structure"))
 
     return VerifiedNitroDocument(document=doc, chain=tuple(reversed(path)),
                                  root_fingerprint=root_fp, checks=tuple(checks),

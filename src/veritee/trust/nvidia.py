@@ -19,7 +19,8 @@ trustee ``deps/verifier/src/nvidia`` (``cert_chain.rs``, ``report.rs``):
    parent's signature (``verify_directly_issued_by``).
 4. ``nvidia.chain.constraints`` - every certificate above the leaf has basicConstraints
    CA=TRUE; the leaf is not a CA and, when it has keyUsage, has digitalSignature.
-5. ``nvidia.chain.validity`` - every certificate is valid at ``now`` (``expired``). Device
+5. ``nvidia.chain.validity`` - every certificate is valid at ``now`` (``expired`` /
+   ``not_yet_valid``). Device
    certificates run to 9999-12-31, so in practice this pins nothing for real chains.
 6. ``nvidia.key`` - the leaf key is ECDSA P-384 (``unsupported``): SPDM 1.1 with
    TPM_ALG_ECDSA_ECC_NIST_P384 / TPM_ALG_SHA_384, which every NVIDIA report uses.
@@ -53,15 +54,22 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from veritee.crypto._x509 import load_certificate_chain
 from veritee.errors import FormatError, VerificationError
-from veritee.findings import Finding, Outcome
+from veritee.findings import Finding, passed, skipped
 from veritee.formats.nvidia import NONCE_SIZE, GpuReport
+from veritee.trust._common import (
+    Pins,
+    check_validity,
+    extension,
+    fingerprint,
+    issued_by,
+    require_aware,
+    verify_raw_ecdsa,
+)
 
 __all__ = [
     "NVIDIA_DEVICE_IDENTITY_CA_SHA256",
@@ -82,7 +90,6 @@ TCG_DICE_TCB_INFO_OID = x509.ObjectIdentifier("2.23.133.5.4.1")
 _BLACKWELL_TCB_INFO_OID = x509.ObjectIdentifier("2.23.133.5.4.1.1")
 """Blackwell (GB100) leaf certificates carry the TcbInfo under 2.23.133.5.4.1.1 (observed in
 attestation-sdk ``blackwellCertChain.txt``; the FWID sits there as ``04 30 <fwid>``)."""
-_HALF = 48
 
 
 @dataclass(frozen=True)
@@ -114,43 +121,18 @@ def parse_cert_chain(pem: bytes | str) -> tuple[x509.Certificate, ...]:
     return load_certificate_chain(data, structure="NvidiaCertChain", field="<pem>")
 
 
-def _fp(cert: x509.Certificate) -> str:
-    return cert.fingerprint(hashes.SHA256()).hex()
-
-
 def _name(cert: x509.Certificate) -> str:
     return cert.subject.rfc4514_string()
 
 
-def _pass(checks: list[Finding], code: str, fld: str, *, got: object = None,
-          want: object = None, message: str = "") -> None:
-    checks.append(Finding(code, Outcome.PASS, fld, got, want, message))
-
-
-def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
-    try:
-        child.verify_directly_issued_by(parent)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-        return False
-    return True
-
-
 def _basic(cert: x509.Certificate) -> x509.BasicConstraints | None:
-    try:
-        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        return None
-    except ValueError as exc:
-        raise VerificationError("nvidia.chain.constraints", f"bad extensions: {exc}") from exc
+    ext = extension(cert, x509.BasicConstraints, code="nvidia.chain.constraints")
+    return None if ext is None else ext.value
 
 
 def _key_usage(cert: x509.Certificate) -> x509.KeyUsage | None:
-    try:
-        return cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        return None
-    except ValueError as exc:
-        raise VerificationError("nvidia.chain.constraints", f"bad extensions: {exc}") from exc
+    ext = extension(cert, x509.KeyUsage, code="nvidia.chain.constraints")
+    return None if ext is None else ext.value
 
 
 def _tcb_info(cert: x509.Certificate) -> bytes | None:
@@ -167,24 +149,14 @@ def _tcb_info(cert: x509.Certificate) -> bytes | None:
     return None
 
 
-def _complete(chain: list[x509.Certificate], anchors: list[x509.Certificate]) -> None:
+def _complete(chain: list[x509.Certificate], anchors: Iterable[x509.Certificate]) -> None:
     last = chain[-1]
-    if _issued_by(last, last):
+    if issued_by(last, last):
         return
     for anchor in anchors:
-        if anchor.subject == last.issuer and _issued_by(last, anchor):
+        if anchor.subject == last.issuer and issued_by(last, anchor):
             chain.append(anchor)
             return
-
-
-def _es384_ok(key: ec.EllipticCurvePublicKey, raw_sig: bytes, data: bytes) -> bool:
-    der = encode_dss_signature(int.from_bytes(raw_sig[:_HALF], "big"),
-                               int.from_bytes(raw_sig[_HALF:], "big"))
-    try:
-        key.verify(der, data, ec.ECDSA(hashes.SHA384()))
-    except InvalidSignature:
-        return False
-    return True
 
 
 def verify_gpu_report(report: GpuReport | bytes,
@@ -202,45 +174,42 @@ def verify_gpu_report(report: GpuReport | bytes,
     :class:`~veritee.errors.VerificationError` (codes in the module docstring) or
     :class:`~veritee.errors.FormatError`.
     """
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware (UTC)")
+    require_aware(now)
     if nonce is not None and len(nonce) != NONCE_SIZE:
         raise ValueError(f"nonce must be {NONCE_SIZE} bytes, got {len(nonce)}")
     rep = report if isinstance(report, GpuReport) else GpuReport.from_bytes(report)
     chain = list(cert_chain if not isinstance(cert_chain, bytes | str)
                  else parse_cert_chain(cert_chain))
-    roots = list(trusted_roots) if trusted_roots is not None else []
-    pins = ({NVIDIA_DEVICE_IDENTITY_CA_SHA256} if trusted_roots is None else
-            {r.lower() if isinstance(r, str) else _fp(r) for r in roots})
+    pins = Pins.of(trusted_roots, NVIDIA_DEVICE_IDENTITY_CA_SHA256)
     checks: list[Finding] = []
 
     # 1. Length: the signing certificate and a root at least.
     if chain:
-        _complete(chain, [r for r in roots if isinstance(r, x509.Certificate)])
+        _complete(chain, list(pins.certificates))
     if len(chain) < 2:
         raise VerificationError("nvidia.chain.length",
                                 f"{len(chain)} certificate(s); want the signing certificate "
                                 "and the root at least")
-    _pass(checks, "nvidia.chain.length", "certificates", got=len(chain))
+    checks.append(passed("nvidia.chain.length", "certificates", got=len(chain)))
 
     # 2. Root: pinned and self-signed.
     root, leaf = chain[-1], chain[0]
-    root_fp = _fp(root)
-    if root_fp not in pins:
+    root_fp = fingerprint(root)
+    if root not in pins:
         raise VerificationError("nvidia.chain.root_untrusted",
                                 f"root {_name(root)} (sha256 {root_fp}) is not a trusted root")
-    if not _issued_by(root, root):
+    if not issued_by(root, root):
         raise VerificationError("nvidia.chain.signature", "the root is not self-signed")
-    _pass(checks, "nvidia.chain.root", "chain[-1]", got=root_fp, message=_name(root))
+    checks.append(passed("nvidia.chain.root", "chain[-1]", got=root_fp, message=_name(root)))
 
     # 3. Links: each certificate signed by the next one.
     for i, (child, parent) in enumerate(itertools.pairwise(chain)):
-        if child.issuer != parent.subject or not _issued_by(child, parent):
+        if child.issuer != parent.subject or not issued_by(child, parent):
             raise VerificationError("nvidia.chain.signature",
                                     f"chain[{i}] ({_name(child)}) is not issued by chain[{i + 1}]"
                                     f" ({_name(parent)})")
-    _pass(checks, "nvidia.chain.signature", "chain[i] <- chain[i+1]",
-          got=f"{len(chain)} certificates")
+    checks.append(passed("nvidia.chain.signature", "chain[i] <- chain[i+1]",
+          got=f"{len(chain)} certificates"))
 
     # 4. Constraints.
     for i, ca in enumerate(chain[1:], start=1):
@@ -252,20 +221,15 @@ def verify_gpu_report(report: GpuReport | bytes,
     if (bc is not None and bc.ca) or (ku is not None and not ku.digital_signature):
         raise VerificationError("nvidia.chain.constraints",
                                 "the signing certificate is a CA or lacks digitalSignature")
-    _pass(checks, "nvidia.chain.constraints", "basicConstraints / keyUsage")
+    checks.append(passed("nvidia.chain.constraints", "basicConstraints / keyUsage"))
 
     # 5. Validity at now.
     for i, cert in enumerate(chain):
-        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-            raise VerificationError("nvidia.chain.expired",
-                                    f"chain[{i}] ({_name(cert)}) valid "
-                                    f"{cert.not_valid_before_utc.isoformat()}.."
-                                    f"{cert.not_valid_after_utc.isoformat()}, not at "
-                                    f"{now.isoformat()}")
-    _pass(checks, "nvidia.chain.validity", "notBefore..notAfter", got=now.isoformat())
-    checks.append(Finding("nvidia.chain.revocation", Outcome.SKIP, "OCSP status",
-                          message="not checked: NVIDIA device certificate status is only "
-                                  "available from the online OCSP service"))
+        check_validity(cert, now, code="nvidia.chain", what=f"chain[{i}] ({_name(cert)})")
+    checks.append(passed("nvidia.chain.validity", "notBefore..notAfter", got=now.isoformat()))
+    checks.append(skipped("nvidia.chain.revocation", "OCSP status",
+                          "NVIDIA device certificate status is only available from the "
+                          "online OCSP service"))
 
     # 6. Leaf key: ECDSA P-384.
     try:
@@ -275,20 +239,19 @@ def verify_gpu_report(report: GpuReport | bytes,
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve,
                                                                        ec.SECP384R1):
         raise VerificationError("nvidia.key.unsupported", "the leaf key is not ECDSA P-384")
-    _pass(checks, "nvidia.key", "leaf public key", got="ECDSA P-384")
+    checks.append(passed("nvidia.key", "leaf public key", got="ECDSA P-384"))
 
     # 7. SPDM signature over request || response-without-signature.
-    if not _es384_ok(key, rep.response.signature, rep.signed_data):
+    if not verify_raw_ecdsa(key, rep.response.signature, rep.signed_data):
         raise VerificationError("nvidia.signature",
                                 "the MEASUREMENTS signature does not verify with the leaf key")
-    _pass(checks, "nvidia.signature", "MEASUREMENTS.Signature",
-          message="ECDSA P-384 / SHA-384 over request || response")
+    checks.append(passed("nvidia.signature", "MEASUREMENTS.Signature",
+          message="ECDSA P-384 / SHA-384 over request || response"))
 
     # 8. FWID binding between the opaque data and the leaf certificate.
     fwid = rep.opaque.fwid
     if fwid is None:
-        checks.append(Finding("nvidia.fwid", Outcome.SKIP, "opaque FWID",
-                              message="not checked: the report carries no FWID"))
+        checks.append(skipped("nvidia.fwid", "opaque FWID", "the report carries no FWID"))
     else:
         tcb = _tcb_info(leaf)
         if tcb is None:
@@ -299,17 +262,17 @@ def verify_gpu_report(report: GpuReport | bytes,
             raise VerificationError("nvidia.fwid.mismatch",
                                     f"opaque FWID {fwid.hex()} is not in the signing "
                                     "certificate's TcbInfo")
-        _pass(checks, "nvidia.fwid", "FWID", got=fwid.hex())
+        checks.append(passed("nvidia.fwid", "FWID", got=fwid.hex()))
 
     # 9. Nonce.
     if nonce is not None:
         if not hmac.compare_digest(rep.nonce, nonce):
             raise VerificationError("nvidia.nonce.mismatch",
                                     f"request nonce {rep.nonce.hex()}, want {nonce.hex()}")
-        _pass(checks, "nvidia.nonce", "request nonce", got=nonce.hex())
+        checks.append(passed("nvidia.nonce", "request nonce", got=nonce.hex()))
     else:
-        checks.append(Finding("nvidia.nonce", Outcome.SKIP, "request nonce",
-                              message="not checked: no nonce given (see GpuPolicy.nonce)"))
+        checks.append(skipped("nvidia.nonce", "request nonce",
+                              "no nonce given (see GpuPolicy.nonce)"))
 
     return VerifiedGpuReport(report=rep, chain=tuple(chain), root_fingerprint=root_fp,
                              checks=tuple(checks), checked_at=now)

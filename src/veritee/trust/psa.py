@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from veritee.errors import VerificationError
-from veritee.findings import Finding, Outcome
+from veritee.findings import Finding, passed
 from veritee.formats.cose import CoseAlg, CoseSign1
 from veritee.formats.psa import PsaToken
 
@@ -100,8 +100,8 @@ def verify_psa_token(token: PsaToken | bytes, *, iak_public_key: Any) -> Verifie
         token = PsaToken.from_bytes(token)
     checks: list[Finding] = []
     check_key_for_alg(iak_public_key, token.message.alg, "psa.key")
-    checks.append(Finding("psa.key", Outcome.PASS, "IAK", got=token.message.alg.name))
+    checks.append(passed("psa.key", "IAK", got=token.message.alg.name))
     verify_sign1(token.message, iak_public_key, "psa.signature")
-    checks.append(Finding("psa.signature", Outcome.PASS, "COSE_Sign1",
+    checks.append(passed("psa.signature", "COSE_Sign1",
                           got=token.message.alg.name))
     return VerifiedPsaToken(token, tuple(checks))

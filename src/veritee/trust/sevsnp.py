@@ -20,8 +20,6 @@ report_data, and the launch/committed/current TCB relationships.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -44,7 +42,8 @@ from veritee.crypto.amd_certs import (
     signature_algorithm,
 )
 from veritee.errors import CollateralError, FormatError, VerificationError
-from veritee.findings import Finding, Outcome
+from veritee.findings import Finding, skipped
+from veritee.findings import passed as _ok
 from veritee.formats.sevsnp import (
     SIGNATURE_ALGO_ECDSA_P384_SHA384,
     AttestationReport,
@@ -52,6 +51,7 @@ from veritee.formats.sevsnp import (
     SigningKey,
     TcbVersion,
 )
+from veritee.trust._common import WindowCache, check_crl, check_validity, require_aware
 from veritee.trust.roots import TrustAnchors
 
 __all__ = [
@@ -148,11 +148,6 @@ def _show(v: object) -> str:
     if isinstance(v, bytes):
         return v.hex() if len(v) <= 32 else v[:32].hex() + f"... ({len(v)} bytes)"
     return str(v)
-
-
-def _ok(code: str, field: str, got: object = None, want: object = None,
-        message: str = "") -> Finding:
-    return Finding(code, Outcome.PASS, field, got, want, message)
 
 
 def _cn(name: x509.Name) -> str | None:
@@ -275,7 +270,7 @@ def _verify_chain(certs: AmdCertificates, anchors: TrustAnchors, now: datetime,
     if product is None:
         raise _fail("sevsnp.chain.ark_untrusted", "ARK sha256", ark.sha256,
                     f"one of the {anchors.name} trust anchors")
-    out.append(_ok("sevsnp.chain.ark_untrusted", "ARK sha256", ark.sha256, anchors.name))
+    out.append(_ok("sevsnp.chain.ark", "ARK sha256", ark.sha256, anchors.name))
 
     # C2. Every certificate declares RSASSA-PSS/SHA-384/MGF1-SHA-384/salt 48 (57230).
     for cert, role in ((ark, "ARK"), (ask, inter), (vek, "VEK")):
@@ -319,7 +314,7 @@ def _verify_chain(certs: AmdCertificates, anchors: TrustAnchors, now: datetime,
         raise _fail("sevsnp.chain.product_mismatch", f"{inter}.CN", ask.common_name, want_ask)
     if vek.common_name != want_vek:
         raise _fail("sevsnp.vek.kind_mismatch", "VEK.CN", vek.common_name, want_vek)
-    out.append(_ok("sevsnp.chain.product_mismatch", "CN", product.value,
+    out.append(_ok("sevsnp.chain.product", "CN", product.value,
                    f"{want_ark} / {want_ask} / {want_vek}"))
 
     # C7. ARK and ASK/ASVK are CAs allowed to sign certificates; no unknown critical extension.
@@ -342,7 +337,7 @@ def _verify_chain(certs: AmdCertificates, anchors: TrustAnchors, now: datetime,
     if info.product is not product:
         raise _fail("sevsnp.vek.product_mismatch", "VEK.productName", info.product_name,
                     f"{product.value}[-...]")
-    out.append(_ok("sevsnp.vek.product_mismatch", "VEK.productName", info.product_name,
+    out.append(_ok("sevsnp.vek.product", "VEK.productName", info.product_name,
                    product.value))
     vek_key = vek.public_key()
     if not (isinstance(vek_key, ec.EllipticCurvePublicKey)
@@ -353,50 +348,41 @@ def _verify_chain(certs: AmdCertificates, anchors: TrustAnchors, now: datetime,
 
     # C9. Every certificate is valid at `now`.
     for cert, role in ((ark, "ARK"), (ask, inter), (vek, "VEK")):
-        window = f"{cert.not_valid_before_utc.isoformat()}..{cert.not_valid_after_utc.isoformat()}"
-        if now < cert.not_valid_before_utc:
-            raise _fail("sevsnp.chain.not_yet_valid", f"{role}.validity", now.isoformat(), window)
-        if now > cert.not_valid_after_utc:
-            raise _fail("sevsnp.chain.expired", f"{role}.validity", now.isoformat(), window)
+        check_validity(cert, now, code="sevsnp.chain", what=f"{role}.validity")
     not_before = max(c.not_valid_before_utc for c in (ark, ask, vek))
     not_after = min(c.not_valid_after_utc for c in (ark, ask, vek))
-    out.append(_ok("sevsnp.chain.expired", "validity", now.isoformat(),
+    out.append(_ok("sevsnp.chain.validity", "validity", now.isoformat(),
                    f"{not_before.isoformat()}..{not_after.isoformat()}"))
 
     # C10. Revocation: the CRL is the ARK's, signed by it, current, and lists neither the
     #      ASK/ASVK nor the VEK.
     if crl is not None:
-        lo, hi = _check_crl(crl, ark, now)
+        lo, hi = _check_crl(crl, ark, now, ((ask, inter), (vek, "VEK")))
         not_before, not_after = max(not_before, lo), min(not_after, hi)
-        for cert, role in ((ask, inter), (vek, "VEK")):
-            if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
-                raise _fail("sevsnp.chain.revoked", f"{role}.serialNumber", cert.serial_number,
-                            "not on the ARK's CRL")
-        out.append(_ok("sevsnp.chain.revoked", "CRL", f"{len(crl)} revoked serial(s)",
+        out.append(_ok("sevsnp.chain.revocation", "CRL", f"{len(crl)} revoked serial(s)",
                        f"{inter} and VEK not listed"))
     return _Chain(tuple(out), product, info, vek_key, (vek, ask, ark), ark.sha256, not_before,
                   not_after, crl is not None)
 
 
-def _check_crl(crl: x509.CertificateRevocationList, ark: AmdCertificate,
-               now: datetime) -> tuple[datetime, datetime]:
-    alg_oid, pss = signature_algorithm(crl.public_bytes(serialization.Encoding.DER))
-    if crl.issuer != ark.subject:
-        raise _fail("sevsnp.crl.signature", "CRL.issuer", crl.issuer.rfc4514_string(),
-                    ark.subject.rfc4514_string())
-    if 6 not in ark.key_usage_bits():
-        raise _fail("sevsnp.crl.signature", "ARK.keyUsage", "no cRLSign", "cRLSign")
-    try:
-        _check_pss_params(pss, alg_oid, "CRL.signatureAlgorithm")
-    except VerificationError as exc:
-        raise VerificationError("sevsnp.crl.signature", str(exc)) from None
-    _verify_pss(ark.public_key(), crl.signature, crl.tbs_certlist_bytes, "sevsnp.crl.signature",
-                "CRL.signature")
-    last, nxt = crl.last_update_utc, crl.next_update_utc
-    if nxt is None or not last <= now <= nxt:
-        raise _fail("sevsnp.crl.stale", "CRL.thisUpdate..nextUpdate", now.isoformat(),
-                    f"{last.isoformat()}..{nxt.isoformat() if nxt else 'None'}")
-    return last, nxt
+def _check_crl(crl: x509.CertificateRevocationList, ark: AmdCertificate, now: datetime,
+               subjects: tuple[tuple[AmdCertificate, str], ...]) -> tuple[datetime, datetime]:
+    def signed() -> bool:
+        # AMD signs its CRL with RSASSA-PSS (57230); the generic CRL check cannot judge the
+        # parameters, so they and the signature are checked here (raising with the reason).
+        alg_oid, pss = signature_algorithm(crl.public_bytes(serialization.Encoding.DER))
+        if 6 not in ark.key_usage_bits():
+            raise _fail("sevsnp.crl.signature", "ARK.keyUsage", "no cRLSign", "cRLSign")
+        try:
+            _check_pss_params(pss, alg_oid, "CRL.signatureAlgorithm")
+        except VerificationError as exc:
+            raise VerificationError("sevsnp.crl.signature", str(exc)) from None
+        _verify_pss(ark.public_key(), crl.signature, crl.tbs_certlist_bytes,
+                    "sevsnp.crl.signature", "CRL.signature")
+        return True
+
+    return check_crl(crl, ark, now, scheme="sevsnp", what="ARK", subjects=subjects,
+                     verify_signature=signed)
 
 
 def verify_chain(certs: AmdCertificates, *, anchors: TrustAnchors, now: datetime,
@@ -408,6 +394,7 @@ def verify_chain(certs: AmdCertificates, *, anchors: TrustAnchors, now: datetime
     passed checks; raises :class:`VerificationError` (or :class:`CollateralError` when a
     certificate is missing).
     """
+    require_aware(now)
     return _verify_chain(certs, anchors, now, kind, crl if crl is not None else certs.crl).findings
 
 
@@ -415,47 +402,16 @@ def verify_chain(certs: AmdCertificates, *, anchors: TrustAnchors, now: datetime
 _Key = tuple[bytes, bytes, bytes, TrustAnchors, SigningKey, bytes | None]
 
 
-class ChainCache:
+class ChainCache(WindowCache[_Chain]):
     """Validated (ARK, ASK/ASVK, VEK[, CRL]) chains, reused only inside their validity window.
 
     The key is the DER of the three certificates, the trust anchors, the key kind and the CRL's
     DER, so a different CRL or anchor set is a different entry. An entry is used only while
     ``now`` lies within every certificate's validity and the CRL's thisUpdate..nextUpdate; the
     VEK public key is kept parsed, so a warm ``verify_report`` costs about one ECDSA verify.
-    Thread-safe; least-recently-used entries beyond ``max_entries`` are dropped.
+    Thread-safe; least-recently-used entries beyond ``max_entries`` are dropped
+    (:class:`veritee.trust._common.WindowCache`).
     """
-
-    def __init__(self, max_entries: int = 256) -> None:
-        self._entries: OrderedDict[_Key, _Chain] = OrderedDict()
-        self._lock = threading.Lock()
-        self.max_entries = max_entries
-        self.hits = 0
-        self.misses = 0
-
-    def _get(self, key: _Key, now: datetime) -> _Chain | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None or not entry.not_before <= now <= entry.not_after:
-                self.misses += 1
-                return None
-            self._entries.move_to_end(key)
-            self.hits += 1
-            return entry
-
-    def _put(self, key: _Key, entry: _Chain) -> None:
-        with self._lock:
-            self._entries[key] = entry
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-
-    def clear(self) -> None:
-        """Forget every entry."""
-        with self._lock:
-            self._entries.clear()
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
 
 # -- report --------------------------------------------------------------------------------
@@ -467,6 +423,7 @@ def verify_report(report: AttestationReport, certs: AmdCertificates, *,
     Raises :class:`VerificationError` with the failed step's code, :class:`CollateralError`
     when a certificate (or, with ``require_crl``, the CRL) is missing.
     """
+    require_aware(now)
     checks: list[Finding] = []
 
     # 1. The only signature algorithm ABI 56860 defines: ECDSA P-384 with SHA-384.
@@ -497,11 +454,11 @@ def verify_report(report: AttestationReport, certs: AmdCertificates, *,
     crl = certs.crl
     key: _Key = (ark.der, ask.der, vek.der, anchors, kind,
                  None if crl is None else crl.public_bytes(serialization.Encoding.DER))
-    chain = cache._get(key, now) if cache is not None else None
+    chain = cache.get(key, now) if cache is not None else None
     if chain is None:
         chain = _verify_chain(certs, anchors, now, kind, crl)
         if cache is not None:
-            cache._put(key, chain)
+            cache.put(key, chain)
         checks += chain.findings
     else:
         checks += chain.findings
@@ -515,11 +472,11 @@ def verify_report(report: AttestationReport, certs: AmdCertificates, *,
             got = report.cpuid.product.value if report.cpuid.product else (
                 f"family 0x{report.cpuid.family:02x} model 0x{report.cpuid.model:02x}")
             raise _fail("sevsnp.vek.product_mismatch", "CPUID", got, chain.product.value)
-        checks.append(_ok("sevsnp.vek.product_mismatch", "CPUID", chain.product.value,
+        checks.append(_ok("sevsnp.vek.product", "CPUID", chain.product.value,
                           chain.product.value))
     else:
-        checks.append(Finding("sevsnp.vek.product_mismatch", Outcome.SKIP, "CPUID",
-                              message=f"report v{report.version} has no CPUID"))
+        checks.append(skipped("sevsnp.vek.product", "CPUID",
+                              f"report v{report.version} has no CPUID"))
 
     # 7. The VEK was issued for the TCB the report claims (57230: SPL extensions = REPORTED_TCB).
     if info.tcb != report.reported_tcb:
@@ -528,7 +485,7 @@ def verify_report(report: AttestationReport, certs: AmdCertificates, *,
                 if info.tcb.components().get(k) != v}
         raise _fail("sevsnp.vek.tcb_mismatch", "REPORTED_TCB vs VEK SPLs",
                     str(report.reported_tcb), f"{info.tcb} (differs: {diff})")
-    checks.append(_ok("sevsnp.vek.tcb_mismatch", "REPORTED_TCB", str(report.reported_tcb),
+    checks.append(_ok("sevsnp.vek.tcb", "REPORTED_TCB", str(report.reported_tcb),
                       str(info.tcb)))
 
     # 8. A VCEK belongs to this chip: hwID = CHIP_ID (Turin: the 8-byte hwID = CHIP_ID[0:8], as
@@ -538,16 +495,16 @@ def verify_report(report: AttestationReport, certs: AmdCertificates, *,
     #    it on MASK_CHIP_KEY, which masks the signing key, wrongly rejected such hosts).
     if info.kind is SigningKey.VCEK and info.hwid is not None:
         if not any(report.chip_id):
-            checks.append(Finding("sevsnp.vek.hwid_mismatch", Outcome.SKIP, "CHIP_ID",
-                                  message="CHIP_ID is zero (MASK_CHIP_ID): hwID not matched"))
+            checks.append(skipped("sevsnp.vek.hwid", "CHIP_ID",
+                                  "CHIP_ID is zero (MASK_CHIP_ID): hwID not matched"))
         else:
             n = len(info.hwid)
             if report.chip_id[:n] != info.hwid:
                 raise _fail("sevsnp.vek.hwid_mismatch", "CHIP_ID", report.chip_id, info.hwid)
-            checks.append(_ok("sevsnp.vek.hwid_mismatch", "CHIP_ID", info.hwid, info.hwid))
+            checks.append(_ok("sevsnp.vek.hwid", "CHIP_ID", info.hwid, info.hwid))
     else:
-        checks.append(Finding("sevsnp.vek.hwid_mismatch", Outcome.SKIP, "CHIP_ID",
-                              got=info.csp_id, message="VLEK: bound to a CSP, not a chip"))
+        checks.append(skipped("sevsnp.vek.hwid", "CHIP_ID", "VLEK: bound to a CSP, not a chip",
+                              got=info.csp_id))
 
     # 9. The report signature: ECDSA P-384/SHA-384 over bytes 0x000-0x29F (ABI 56860).
     sig = encode_dss_signature(report.signature.r, report.signature.s)

@@ -21,7 +21,8 @@ Steps, in the order :func:`verify_quote` runs them (each a stable code; the firs
 7. ``tpm.quote.pcr_digest``  pcrDigest == H_sig(concatenation of the selected PCR values in
                              selection order) (Part 2, 10.12.4 TPMS_QUOTE_INFO; the digest uses
                              the signing scheme's hash, Part 3 TPM2_Quote).
-8. ``tpm.eventlog.replay_mismatch``  with an event log: every quoted PCR that the log extends
+8. ``tpm.eventlog.replay``  (fails as ``.replay_mismatch``) with an event log: every quoted
+                             PCR that the log extends
                              replays to the quoted value, in every bank both carry; quoted
                              PCRs 0-7 without events must hold their reset value (zero), so
                              removing all of a firmware PCR's events is caught too. PCRs >= 8
@@ -70,7 +71,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from veritee.errors import FormatError, VerificationError
-from veritee.findings import Finding, Outcome
+from veritee.findings import Finding, skipped
+from veritee.findings import passed as _ok
 from veritee.formats.azure import HclReport
 from veritee.formats.eventlog import EXIT_BOOT_SERVICES_WORKAROUNDS, EventLog
 from veritee.formats.tpm import (
@@ -88,6 +90,7 @@ from veritee.formats.tpm import (
     TpmtPublic,
     TpmtSignature,
 )
+from veritee.trust._common import require_aware
 from veritee.trust.sevsnp import VerifiedReport
 
 __all__ = [
@@ -211,11 +214,6 @@ def jwk_public_key(jwk: Mapping[str, Any]) -> rsa.RSAPublicKey:
 
 
 # -- helpers -------------------------------------------------------------------------------
-def _ok(code: str, fld: str, got: object = None, want: object = None,
-        message: str = "") -> Finding:
-    return Finding(code, Outcome.PASS, fld, got, want, message)
-
-
 def _show(value: object) -> str:
     if isinstance(value, bytes):
         return value.hex() or "<empty>"
@@ -302,8 +300,8 @@ def _verify_signed(prefix: str, attest_bytes: bytes, signature: TpmtSignature,
             checks.append(_ok("tpm.ak.scheme", "TPMT_SIGNATURE.sigAlg/hash",
                               f"{signature.sig_alg.name}/{signature.hash_alg.name}"))
         else:
-            checks.append(Finding("tpm.ak.scheme", Outcome.SKIP, "TPMT_SIGNATURE.sigAlg/hash",
-                                  message="the AK has no fixed scheme"))
+            checks.append(skipped("tpm.ak.scheme", "TPMT_SIGNATURE.sigAlg/hash",
+                                  "the AK has no fixed scheme"))
         # 3. Restricted signing key.
         attrs = ak_public.attributes
         if (attrs & _RESTRICTED_SIGN) != _RESTRICTED_SIGN:
@@ -313,8 +311,7 @@ def _verify_signed(prefix: str, attest_bytes: bytes, signature: TpmtSignature,
                           f"0x{ak_public.object_attributes:x}", "restricted | sign"))
     else:
         for code in ("tpm.ak.scheme", "tpm.ak.attributes"):
-            checks.append(Finding(code, Outcome.SKIP, "TPMT_PUBLIC",
-                                  message="AK given as a bare public key"))
+            checks.append(skipped(code, "TPMT_PUBLIC", "AK given as a bare public key"))
     attest = TpmsAttest.from_bytes(attest_bytes)
     # 4./5. TPM_GENERATED and the structure tag (Part 2, 10.12.12).
     if attest.magic != TPM_GENERATED_VALUE:
@@ -326,8 +323,8 @@ def _verify_signed(prefix: str, attest_bytes: bytes, signature: TpmtSignature,
     checks.append(_ok(f"{prefix}.type", "TPMS_ATTEST.type", attest.type.name))
     # 6. Nonce (or, with nonce=None, the caller compares extraData: the front door does).
     if nonce is None:
-        checks.append(Finding(f"{prefix}.nonce", Outcome.SKIP, "TPMS_ATTEST.extraData",
-                              got=attest.extra_data, message="compared by the caller"))
+        checks.append(skipped(f"{prefix}.nonce", "TPMS_ATTEST.extraData",
+                              "compared by the caller", got=attest.extra_data))
         return attest, key, ak_name
     if not hmac.compare_digest(attest.extra_data, bytes(nonce)):
         raise _fail(f"{prefix}.nonce", "TPMS_ATTEST.extraData", attest.extra_data, nonce)
@@ -352,6 +349,7 @@ def verify_ak_certificate(verified: VerifiedTpmQuote, ak_certificate: object,
 
     from veritee.trust.tpm_ek import verify_tpm_cert_chain
 
+    require_aware(now)
     chain = verify_tpm_cert_chain(ak_certificate, intermediates,  # type: ignore[arg-type]
                                   roots=roots, now=now,  # type: ignore[arg-type]
                                   allow_sha1=allow_sha1)
@@ -448,7 +446,7 @@ def bind_ak(verified: VerifiedTpmQuote, anchors: TpmAnchors | None, *, now: date
            if ak_certificate is not None else
            "no AK certificate and the AK is not an enrolled (credential-activated) one")
     return replace(verified, checks=(*verified.checks,
-                                     Finding(code, Outcome.SKIP, fld, message=why)))
+                                     skipped(code, fld, why)))
 
 
 # -- the quote -----------------------------------------------------------------------------
@@ -472,8 +470,8 @@ def verify_quote(attest_bytes: bytes, signature: TpmtSignature, ak_public: AkPub
     quote = attest.quote
     selected: dict[HashAlg, dict[int, bytes]] = {}
     if pcrs is None:
-        checks.append(Finding("tpm.quote.pcr_digest", Outcome.SKIP, "pcrDigest",
-                              got=quote.pcr_digest, message="no PCR values supplied"))
+        checks.append(skipped("tpm.quote.pcr_digest", "pcrDigest", "no PCR values supplied",
+                              got=quote.pcr_digest))
     else:
         digest, selected = _pcr_digest(quote, pcrs, signature.hash_alg)
         if not hmac.compare_digest(digest, quote.pcr_digest):
@@ -493,13 +491,12 @@ def verify_quote(attest_bytes: bytes, signature: TpmtSignature, ak_public: AkPub
         result = _replay(event_log, selected)
         replayed, unquoted = list(result.matched), result.unquoted
         workaround, unreplayable = result.workaround, result.unreplayable_banks
-        checks.append(_ok("tpm.eventlog.replay_mismatch", "event log",
+        checks.append(_ok("tpm.eventlog.replay", "event log",
                           f"{len(replayed)} PCR values replayed",
                           message="every quoted PCR the log extends replays to its value"
                           + (f" (with the workaround {workaround!r})" if workaround else "")))
     else:
-        checks.append(Finding("tpm.eventlog.replay_mismatch", Outcome.SKIP, "event log",
-                              message="no event log supplied"))
+        checks.append(skipped("tpm.eventlog.replay", "event log", "no event log supplied"))
     return VerifiedTpmQuote(attest=attest, signature=signature, ak_public=key, ak_name=ak_name,
                             pcrs=selected, checks=tuple(checks), event_log=event_log,
                             replayed=tuple(replayed), unquoted_log_pcrs=unquoted,
@@ -652,8 +649,8 @@ def verify_azure_vtpm_quote(attest_bytes: bytes, signature: TpmtSignature, hcl: 
         checks.append(_ok("tpm.azure.hw_report", "hw_report",
                           "TDREPORT REPORTDATA == verified TD quote REPORTDATA"))
     else:
-        checks.append(Finding("tpm.azure.hw_report", Outcome.SKIP, "hw_report",
-                              message="hardware report signature not verified here"))
+        checks.append(skipped("tpm.azure.hw_report", "hw_report",
+                              "hardware report signature not verified here"))
     ak = jwk_public_key(hcl.ak_public_jwk())
     checks.append(_ok("tpm.azure.ak", "runtime_claims.keys[HCLAkPub]",
                       f"RSA-{ak.key_size}"))

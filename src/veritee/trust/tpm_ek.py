@@ -22,6 +22,7 @@ raises :class:`~veritee.errors.VerificationError` with it, each success is a pas
                           certificate's own padding and hash); SHA-1/MD5 signatures are
                           rejected unless ``allow_sha1=True``.
 3. ``tpm.ek.validity``    every certificate on the path, the root included, is valid at ``now``
+                          (fails as ``tpm.ek.expired`` / ``tpm.ek.not_yet_valid``)
                           (RFC 5280 6.1.3: validity is checked at the time of use, not nested: an
                           Infineon CA re-issued after its EK certificate is accepted from the
                           re-issue's notBefore on, and rejected before it).
@@ -62,8 +63,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, ObjectIdent
 
 from veritee.crypto._x509 import load_certificate_chain
 from veritee.errors import FormatError, VerificationError
-from veritee.findings import Finding, Outcome
+from veritee.findings import Finding, skipped
+from veritee.findings import passed as _ok
 from veritee.formats.tpm import TpmtPublic
+from veritee.trust._common import check_validity, extension, require_aware
 from veritee.trust.tpm import PublicKey, public_key
 
 __all__ = [
@@ -136,10 +139,6 @@ def load_certificate(data: CertificateInput) -> x509.Certificate:
     return chain[0]
 
 
-def _ok(code: str, fld: str, got: object = None, message: str = "") -> Finding:
-    return Finding(code, Outcome.PASS, fld, got, None, message)
-
-
 def _who(cert: x509.Certificate) -> str:
     subject = cert.subject.rfc4514_string() or "<empty subject>"
     return f"{subject} (serial {cert.serial_number:#x})"
@@ -147,10 +146,7 @@ def _who(cert: x509.Certificate) -> str:
 
 def _ext(cert: x509.Certificate, cls: type[x509.ExtensionType]) -> x509.Extension[
         x509.ExtensionType] | None:
-    try:
-        return cert.extensions.get_extension_for_class(cls)
-    except x509.ExtensionNotFound:
-        return None
+    return extension(cert, cls, code="tpm.ek.chain")
 
 
 def _check_signature(child: x509.Certificate, parent: x509.Certificate) -> bool:
@@ -258,15 +254,9 @@ def _check_signatures(path: Sequence[x509.Certificate], allow_sha1: bool) -> Fin
 
 
 def _check_validity(path: Sequence[x509.Certificate], now: datetime) -> Finding:
-    code = "tpm.ek.validity"
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
     for cert in path:
-        start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
-        if not start <= now <= end:
-            raise VerificationError(code, f"{_who(cert)}: valid {start.isoformat()} .. "
-                                          f"{end.isoformat()}, now {now.isoformat()}")
-    return _ok(code, "validity", now.isoformat())
+        check_validity(cert, now, code="tpm.ek", what=_who(cert))
+    return _ok("tpm.ek.validity", "validity", now.isoformat())
 
 
 def _tpm_attributes(cert: x509.Certificate) -> tuple[str, str, str]:
@@ -351,6 +341,7 @@ def verify_tpm_cert_chain(cert: CertificateInput, intermediates: Sequence[Certif
                           *, roots: Sequence[CertificateInput], now: datetime,
                           allow_sha1: bool = False) -> VerifiedEkChain:
     """Steps 1-3 (path, signatures, validity) for a TPM certificate of any profile."""
+    require_aware(now)
     leaf, pool, root_certs = _prepare(cert, intermediates, roots)
     path = _build_path(leaf, pool, root_certs)
     checks = (_check_path(path), _check_signatures(path, allow_sha1),
@@ -374,8 +365,7 @@ def verify_ek_chain(ek_cert: CertificateInput, intermediates: Sequence[Certifica
     profile, (manufacturer, model, version) = _check_profile(leaf)
     code = "tpm.ek.public_key"
     if ek_public is None:
-        key_check = Finding(code, Outcome.SKIP, "ek_public",
-                            message="not checked: no TPM public key given")
+        key_check = skipped(code, "ek_public", "no TPM public key given")
     else:
         tpm_key = public_key(ek_public) if isinstance(ek_public, TpmtPublic) else ek_public
         if _spki(tpm_key) != _spki(leaf.public_key()):
