@@ -363,3 +363,24 @@ def test_intel_evidence_in_the_kbs_shape_carries_the_runtime_data_digest(tee: st
         attest.verify(EvidencePart(part.data, part.scheme), **kwargs,
                       expected_binding=binding("bm9uY2Uy"))
     assert f"{tee}.binding.mismatch" in info.value.appraisal.codes()
+
+
+def test_recorded_cca_token_in_the_kbs_shape() -> None:
+    # Trustee's CCA example token, as attestation-agent's CcaEvidence {token} carries it
+    # (serde bytes): the part is the token itself, and the cca scheme (when registered)
+    # parses it as it parses the file.
+    from veritee import schemes
+
+    from _evidence import EVIDENCE_DIR, load_manifest
+
+    try:
+        sample = next(s for s in load_manifest("MANIFEST-2.json")["samples"]
+                      if s["id"] == "trustee-cca-example-token")
+    except (StopIteration, FileNotFoundError, KeyError, OSError):
+        pytest.skip("sample trustee-cca-example-token not in the shared evidence")
+    token = (EVIDENCE_DIR / sample["dir"] / sample["files"]["cca_token"]).read_bytes()
+    part = primary_evidence("cca", {"token": list(token)})
+    assert (part.scheme, part.data) == ("cca", token)
+    if "cca" in schemes.names():
+        scheme = schemes.get("cca")
+        assert scheme.parse(part.data) == scheme.parse(token)
