@@ -45,9 +45,10 @@ def svc(service_factory: Callable[..., Service], tmp_path: Path, guests: Guests)
 
 
 @pytest.fixture
-def svc_rsa1_5(service_factory: Callable[..., Service], tmp_path: Path,
+def svc_rsa1_5(service_factory: Callable[..., Service], database_url: str,
                guests: Guests) -> Service:
-    s = service_factory(f"sqlite:///{tmp_path}/kbs15.db", kbs_allow_rsa1_5=True)
+    """A service that allows RSA1_5 keys, on SQLite and PostgreSQL (skipped when absent)."""
+    s = service_factory(database_url, kbs_allow_rsa1_5=True)
     provision(s, guests)
     return s
 
