@@ -299,3 +299,37 @@ def test_tampered_tdx_quote_is_refused_in_the_protocol_error_shape(
         r = kbs._http.post(f"{s.url}/kbs/v0/attest", content=canonical_json(message))
     assert r.status_code == 401 and r.json()["type"] == ERR + "AttestationError", r.text
     assert s.refusals()[-1].detail["front"] == "kbs"
+
+
+# -- an emulated SGX enclave through /kbs/v0 (once the broker verifies the sgx scheme) -------
+def test_emulated_sgx_enclave_fetches_through_kbs_v0_and_another_is_refused(
+        service_factory: Callable[..., Service], tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
+
+    from veritee.platform.emulated.intel import EmulatedIntelCpu, EmulatedIntelVendor
+    from veritee.platform.emulated.sgx import InsecureEmulatedSgxMachine
+    from veritee.service.kbs_protocol import _unavailable
+
+    vendor = EmulatedIntelVendor.generate(now=datetime.now(UTC))
+    machine = InsecureEmulatedSgxMachine(vendor, cpu=EmulatedIntelCpu(vendor))
+    signer = rsa_keys.generate_private_key(3, 3072)
+    enclave = machine.load(b"\x90" * 64 + b"kbs enclave", signer)
+    other = machine.load(b"\x90" * 64 + b"another enclave", signer)
+    col = tmp_path / "intel"
+    vendor.write_collateral(col, "SGX", datetime.now(UTC))
+    s = service_factory(f"sqlite:///{tmp_path}/sgx.db", intel_collateral_dir=str(col),
+                        intel_trust_roots=(str(col / "root_ca.pem"),))
+    why = _unavailable("sgx", s.app.state.broker)
+    if why is not None:
+        pytest.skip(f"sgx through /kbs/v0: {why}")
+    r = s.http.put(f"{s.url}/v1/admin/resources/enclaves/db/key", headers=s.admin_headers(),
+                   json={"secret": base64.b64encode(b"enclave key").decode(),
+                         "policy": {"workloads": {"sgx": {
+                             "measurement": [enclave.mr_enclave.hex()]}}}})
+    assert r.status_code == 200, r.text
+    with CocoKbsClient(s.url, enclave, dev_mode=True, tee="sgx") as kbs:
+        assert kbs.get_resource("enclaves/db/key") == b"enclave key"
+    with CocoKbsClient(s.url, other, dev_mode=True, tee="sgx") as kbs, \
+            pytest.raises(ServiceRefused) as exc:
+        kbs.get_resource("enclaves/db/key")
+    assert exc.value.status == 403 and exc.value.problem["type"] == ERR + "PolicyDeny"
