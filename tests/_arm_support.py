@@ -21,6 +21,27 @@ from _evidence import EVIDENCE_DIR
 
 MANIFEST = "MANIFEST-2.json"
 
+# Each PSA/CCA sample of MANIFEST-2.json: [(token role, key role or None for the manifest's
+# known-fields key, verdict)]; verdict: "valid", "format" (FormatError), or a VerificationError
+# code (tests/arm/test_arm_samples.py, tests/schemes/test_samples_cose_nvidia.py).
+SAMPLE_VERDICTS: dict[str, list[tuple[str, str | None, str]]] = {
+    "tfm-psa-2.0.0-sign1": [("token_sign1", "iak_public_key", "valid"),
+                            ("token_mac0", "iak_public_key", "format")],
+    "tfm-psa-iot-profile1-sign1": [("token_sign1", "iak_public_key", "valid"),
+                                   ("token_sign1_test_variant", "iak_public_key", "valid"),
+                                   ("token_mac0", "iak_public_key", "format")],
+    "veraison-psa-iot-token": [("token", "trust_anchor_endorsement", "valid")],
+    "veraison-psa-integ-token": [("token", "trust_anchor_endorsement", "valid")],
+    "veraison-psa-good-cose-p2": [("token", "iak_public_jwk", "valid")],
+    "tf-rmm-cca-token-399": [("cca_token", "cpak_public_key", "valid")],
+    "tf-rmm-legacy-cca-token-907": [("cca_token", "cpak_public_jwk", "valid")],
+    "ccatoken-test-good-tokens": [("good_token_399", None, "valid"),
+                                  ("good_legacy_token_907", None, "valid"),
+                                  ("negative_bad_unwrapped", None, "format")],
+    "trustee-cca-example-token": [("cca_token", "cpak_public_jwk", "valid")],
+    "veraison-parsec-cca": [("pat_extracted", "iak_public_jwk", "valid")],
+}
+
 _EC = {CoseAlg.ES256: (hashes.SHA256, 32), CoseAlg.ES384: (hashes.SHA384, 48)}
 
 

@@ -16,10 +16,13 @@ the certificate *before writing a single byte of request data*, and closes the c
 any failure. The session keys come from the ephemeral (EC)DHE exchange authenticated by that
 signature, so nobody without the key can read or alter the channel.
 
-Who is accepted is the caller's policy, and it must pin the workload: a policy that pins no
-MEASUREMENT, ID key, author key or HOST_DATA would accept any genuine SEV-SNP VM (an
-attacker's own cloud VM included), so every entry point refuses it with ConfigError before
-connecting.
+The peer may run in any TEE whose scheme is registered (SEV-SNP, TDX, SGX ...): the
+certificate's evidence names its scheme, and :func:`~veritee.ratls.verify_attested_certificate`
+verifies it through the registry. Who is accepted is the caller's policy (the scheme's policy
+type, or a mapping from scheme name to policy), and it must pin the workload: a policy that
+pins no launch identity (SEV-SNP MEASUREMENT, ID/author key or HOST_DATA; TDX MRTD or an
+RTMR; SGX MRENCLAVE or MRSIGNER) would accept any genuine TEE of that kind (an attacker's own
+cloud VM included), so every entry point refuses it with ConfigError before connecting.
 
 What it does not give: freshness (the evidence has no verifier nonce; the verifier bounds
 staleness with ``max_age``, default :data:`~veritee.ratls.DEFAULT_MAX_AGE`, whatever validity
@@ -43,6 +46,7 @@ import ssl
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -59,20 +63,17 @@ from veritee.crypto.certs import (
     PrivateKey,
     certificate_pem,
     generate_private_key,
-    load_certificate,
     private_key_pem,
 )
 from veritee.errors import ConfigError, PlatformError, VerificationError
 from veritee.policy import Appraisal
-from veritee.policy.sevsnp import SevSnpPolicy
 from veritee.ratls import (
     DEFAULT_MAX_AGE,
+    Attester,
     SnpAttester,
     issue_attested_certificate,
     verify_attested_certificate,
 )
-from veritee.trust.roots import TrustAnchors
-from veritee.trust.sevsnp import AmdCertificates
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import httpx
@@ -146,22 +147,45 @@ def pinned_context(certificate: x509.Certificate) -> ssl.SSLContext:
     return ctx
 
 
-def require_workload_pin(policy: SevSnpPolicy | None) -> SevSnpPolicy:
-    """Return ``policy`` if it pins the workload (measurements, ID or author key digests,
-    or HOST_DATA), else raise ConfigError: without a pin any genuine SEV-SNP VM passes."""
-    if policy is None or (policy.measurements is None and policy.id_key_digests is None
-                          and policy.author_key_digests is None and policy.host_data is None):
-        raise ConfigError("attested TLS needs a policy that pins the workload (measurements, "
-                          "id_key_digests, author_key_digests or host_data): without a pin "
-                          "any genuine SEV-SNP VM, an attacker's own included, is accepted")
+# The policy fields, per scheme policy type, that pin a launch identity (SEV-SNP
+# SevSnpPolicy, Intel TdxPolicy / SgxPolicy, TpmPolicy's PCR reference values). TDX MROWNER /
+# MRCONFIGID are left out: whoever launches a TD chooses them, so they do not say which code
+# runs.
+_PINS = ("measurements", "id_key_digests", "author_key_digests", "host_data",
+         "mrtd", "rtmr0", "rtmr1", "rtmr2", "rtmr3", "mrenclave", "mrsigner", "pcrs")
+
+
+def _pins(policy: Any) -> bool:
+    """True when ``policy`` sets a reference value for one of the launch-identity fields
+    (an empty set or mapping pins nothing: TpmPolicy's ``pcrs`` defaults to ``{}``)."""
+    for name in _PINS:
+        value = getattr(policy, name, None)
+        if value is None or (isinstance(value, Mapping | AbstractSet) and not value):
+            continue
+        return True
+    return False
+
+
+def require_workload_pin(policy: Any) -> Any:
+    """Return ``policy`` if it pins the workload (SEV-SNP measurements, ID or author key
+    digests, or HOST_DATA; TDX MRTD or RTMRs; SGX MRENCLAVE or MRSIGNER; TPM PCRs), else raise
+    ConfigError: without a pin any genuine TEE of that kind passes. A mapping from scheme name
+    to policy must pin every scheme it names."""
+    values = list(policy.values()) if isinstance(policy, Mapping) else [policy]
+    if not values or not all(_pins(p) for p in values):
+        raise ConfigError("attested TLS needs a policy that pins the workload (SEV-SNP "
+                          "measurements, id_key_digests, author_key_digests or host_data; "
+                          "TDX mrtd or rtmr0-3; SGX mrenclave or mrsigner; TPM pcrs): without "
+                          "a pin "
+                          "any genuine TEE, an attacker's own included, is accepted")
     return policy
 
 
 @dataclass(frozen=True)
 class _Verifier:
-    policy: SevSnpPolicy
-    collateral: AmdCertificates | None
-    anchors: TrustAnchors | None
+    policy: Any
+    collateral: Any
+    anchors: Any
     now: datetime | None
     ca: x509.Certificate | None
     max_age: timedelta
@@ -172,9 +196,9 @@ class _Verifier:
                                            max_age=self.max_age)
 
 
-def verify_peer(sock: ssl.SSLSocket, *, policy: SevSnpPolicy | None = None,
-                collateral: AmdCertificates | None = None,
-                anchors: TrustAnchors | None = None, now: datetime | None = None,
+def verify_peer(sock: ssl.SSLSocket, *, policy: Any = None,
+                collateral: Any = None,
+                anchors: Any = None, now: datetime | None = None,
                 ca: x509.Certificate | None = None,
                 max_age: timedelta = DEFAULT_MAX_AGE) -> tuple[x509.Certificate, Appraisal]:
     """Verify the certificate the peer of a *completed* TLS 1.3 handshake presented.
@@ -188,7 +212,13 @@ def verify_peer(sock: ssl.SSLSocket, *, policy: SevSnpPolicy | None = None,
     der = sock.getpeercert(binary_form=True)
     if not der:
         raise VerificationError("tls.peer.no_certificate", "the peer sent no certificate")
-    cert = load_certificate(der, source="TLS peer certificate")
+    # getpeercert(binary_form=True) is DER: parse it as DER only, never search it for PEM
+    # (the peer's certificate can carry another certificate's PEM text in an extension).
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise VerificationError("tls.peer.certificate",
+                                f"the peer's certificate is not DER ({exc})") from None
     return cert, _Verifier(pinned, collateral, anchors, now, ca, max_age)(cert)
 
 
@@ -211,9 +241,9 @@ class AttestedConnection:
         self.close()
 
 
-def connect_attested(host: str, port: int, *, policy: SevSnpPolicy | None = None,
-                     collateral: AmdCertificates | None = None,
-                     anchors: TrustAnchors | None = None, now: datetime | None = None,
+def connect_attested(host: str, port: int, *, policy: Any = None,
+                     collateral: Any = None,
+                     anchors: Any = None, now: datetime | None = None,
                      ca: x509.Certificate | None = None,
                      timeout: float = DEFAULT_TIMEOUT,
                      max_age: timedelta = DEFAULT_MAX_AGE) -> AttestedConnection:
@@ -239,9 +269,9 @@ def connect_attested(host: str, port: int, *, policy: SevSnpPolicy | None = None
     return AttestedConnection(sock=sock, certificate=cert, appraisal=appraisal)
 
 
-def attested_httpx_client(base_url: str, *, policy: SevSnpPolicy | None = None,
-                          collateral: AmdCertificates | None = None,
-                          anchors: TrustAnchors | None = None, now: datetime | None = None,
+def attested_httpx_client(base_url: str, *, policy: Any = None,
+                          collateral: Any = None,
+                          anchors: Any = None, now: datetime | None = None,
                           ca: x509.Certificate | None = None,
                           timeout: float = DEFAULT_TIMEOUT,
                           max_age: timedelta = DEFAULT_MAX_AGE,
@@ -345,12 +375,14 @@ class AttestedHttpsServer:
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def in_guest(cls, guest: SnpAttester, *, now: datetime,
+    def in_guest(cls, guest: Attester | SnpAttester, *, now: datetime,
                  key_type: KeyType | str = KeyType.P256,
                  ca: CertificateAuthority | None = None, host: str = "127.0.0.1",
                  port: int = 0, routes: Mapping[str, bytes] | None = None,
                  io_timeout: float = DEFAULT_TIMEOUT) -> AttestedHttpsServer:
-        """Inside ``guest``: make a key, an attested certificate for it, and a server."""
+        """Inside ``guest`` (any :class:`~veritee.platform.base.Platform` whose scheme is
+        registered, or an SEV-SNP guest): make a key, an attested certificate for it, and a
+        server."""
         key = generate_private_key(key_type)
         ip_names = [host] if _is_ip(host) else []
         dns_names = [] if ip_names else [host]

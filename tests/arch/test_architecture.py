@@ -37,9 +37,10 @@ ALLOWED: dict[str, set[str]] = {
     "veritee.attest": BASE | {"veritee.formats", "veritee.crypto", "veritee.trust",
                               "veritee.policy", "veritee.collateral", "veritee.schemes",
                               "veritee.results"},
-    # Above attest: attested certificates call verify_evidence; tls sits on ratls.
+    # Above attest: attested certificates verify through attest.Verifier and find the
+    # scheme in the registry; tls sits on ratls.
     "veritee.ratls": BASE | {"veritee.formats", "veritee.crypto", "veritee.trust",
-                             "veritee.policy", "veritee.attest"},
+                             "veritee.policy", "veritee.attest", "veritee.schemes"},
     "veritee.tls": BASE | {"veritee.crypto", "veritee.trust", "veritee.policy",
                            "veritee.ratls"},
     # results: Appraisal -> EAR; encodes findings, never decides (no trust, no attest).

@@ -22,7 +22,7 @@ from veritee.policy.arm import CcaPolicy, PsaPolicy, appraise
 from veritee.trust.cca import verify_cca_token
 from veritee.trust.psa import verify_psa_token
 
-from _arm_support import MANIFEST, sample_path
+from _arm_support import MANIFEST, SAMPLE_VERDICTS, sample_path
 from _evidence import EVIDENCE_DIR, load_manifest, manifest_samples
 
 pytestmark = pytest.mark.evidence
@@ -30,25 +30,7 @@ pytestmark = pytest.mark.evidence
 PSA = manifest_samples("psa/", MANIFEST)
 CCA = manifest_samples("cca/", MANIFEST)
 
-# sample id -> [(token role, key role or None for the manifest's known-fields key, verdict)]
-# verdict: "valid", "format", or a VerificationError code.
-EXPECTED: dict[str, list[tuple[str, str | None, str]]] = {
-    "tfm-psa-2.0.0-sign1": [("token_sign1", "iak_public_key", "valid"),
-                            ("token_mac0", "iak_public_key", "format")],
-    "tfm-psa-iot-profile1-sign1": [("token_sign1", "iak_public_key", "valid"),
-                                   ("token_sign1_test_variant", "iak_public_key", "valid"),
-                                   ("token_mac0", "iak_public_key", "format")],
-    "veraison-psa-iot-token": [("token", "trust_anchor_endorsement", "valid")],
-    "veraison-psa-integ-token": [("token", "trust_anchor_endorsement", "valid")],
-    "veraison-psa-good-cose-p2": [("token", "iak_public_jwk", "valid")],
-    "tf-rmm-cca-token-399": [("cca_token", "cpak_public_key", "valid")],
-    "tf-rmm-legacy-cca-token-907": [("cca_token", "cpak_public_jwk", "valid")],
-    "ccatoken-test-good-tokens": [("good_token_399", None, "valid"),
-                                  ("good_legacy_token_907", None, "valid"),
-                                  ("negative_bad_unwrapped", None, "format")],
-    "trustee-cca-example-token": [("cca_token", "cpak_public_jwk", "valid")],
-    "veraison-parsec-cca": [("pat_extracted", "iak_public_jwk", "valid")],
-}
+EXPECTED = SAMPLE_VERDICTS
 
 
 def _one(samples: list[dict[str, Any]], sample_id: str) -> dict[str, Any]:

@@ -61,6 +61,7 @@ def test_public_surface_is_pinned() -> None:
     assert set(trust_cca.__all__) == {"RAK_HASH_ALGORITHMS", "VerifiedCcaToken",
                                          "realm_public_key", "verify_cca_token"}
     assert set(policy_arm.__all__) == {"FINDING_CODES", "CcaPolicy", "PsaPolicy",
-                                          "appraise", "claims"}
+                                          "appraise", "cca_policy_from_mapping", "claims",
+                                          "policy_to_mapping", "psa_policy_from_mapping"}
     assert set(collateral_arm.__all__) == {"load_public_key", "parse_public_key",
                                               "public_key_from_jwk", "read_token"}

@@ -34,7 +34,7 @@ def test_sealed_header_round_trip(kind: SealKind) -> None:
 
 @pytest.mark.parametrize(("offset", "field"), [
     (0, "MAGIC"), (4, "FORMAT_VERSION"), (5, "KIND"), (6, "POLICY"), (7, "ROOT_KEY_SELECT"),
-    (0x58, "CHUNK_SIZE"), (0x5C, "reserved"), (0x6C, "reserved")])
+    (0x58, "CHUNK_SIZE"), (0x5C, "TEE"), (0x5D, "reserved"), (0x6C, "reserved")])
 def test_sealed_header_field_errors(offset: int, field: str) -> None:
     raw = bytearray(_header().to_bytes())
     raw[offset] = 0xEE

@@ -374,17 +374,44 @@ def test_crash_between_the_halves_of_a_burn_opens_neither_version(
     assert RollbackSlot.next_for(tpm, cid).value == 4  # 3 was half-burned: never handed out
 
 
-def test_declared_counter_id_is_one_this_tpm_created_or_refused(
-        tpm: InsecureSwtpmPlatform) -> None:
+def test_declared_counter_id_names_a_deterministic_pair(tpm: InsecureSwtpmPlatform) -> None:
     from veritee.sealing import counter_id_for
 
     cid = tpm.counter_create()
     tpm.counter_advance(cid, 1 << 32)
     assert tpm.counter_create(cid) == cid and tpm.counter_read(cid) == 1 << 32  # kept
-    with pytest.raises(PlatformError, match="this TPM created"):
-        tpm.counter_create(counter_id_for(b"workload", "/var/lib/app/state.sealed"))
     with pytest.raises(PlatformError):  # well-formed, but no such counters on this TPM
         tpm.counter_create(_pair_id(0xFFFFE, 0xFFFFD))
+    declared = counter_id_for(b"workload", "/var/lib/app/state.sealed")
+    with pytest.raises(PlatformError):  # not created yet: reading does not create it
+        tpm.counter_read(declared)
+    assert tpm.counter_create(declared) == declared
+    start = tpm.counter_read(declared)
+    tpm.counter_advance(declared, start + (1 << 32) + 1)
+    assert tpm.counter_create(declared) == declared  # found again, not reset
+    assert tpm.counter_read(declared) == start + (1 << 32) + 1
+
+
+def test_declared_counter_deleted_by_the_host_never_goes_down(
+        tpm: InsecureSwtpmPlatform) -> None:
+    """The owner may delete a declared pair; redefined, it starts at the highest count the TPM
+    ever had, so its value (absolute: base 0) does not go back."""
+    import tpm2_pytss as tss
+
+    from veritee.platform.tpm import _decode_counter_id
+    from veritee.sealing import counter_id_for
+
+    declared = counter_id_for(b"workload", "/data/db.key")
+    tpm.counter_create(declared)
+    tpm.counter_advance(declared, 5 << 32 | 5)
+    before = tpm.counter_read(declared)
+    hi, lo, _, _ = _decode_counter_id(declared)
+    for off in (hi, lo):
+        nv = tpm.esys.tr_from_tpmpublic(0x01500000 + off)
+        tpm.esys.nv_undefine_space(nv, auth_handle=tss.ESYS_TR.OWNER)
+    tpm.counter_create(declared)
+    after = tpm.counter_read(declared)
+    assert after >> 32 >= before >> 32 and after & 0xFFFFFFFF >= before & 0xFFFFFFFF
 
 
 def test_counter_swapped_for_a_writable_nv_index_is_refused(tpm: InsecureSwtpmPlatform

@@ -195,7 +195,7 @@ def test_evidence_bound_to_another_key_is_rejected(cert: x509.Certificate,
     assert extract_evidence(stolen) == extract_evidence(cert)
     with pytest.raises(PolicyRejected) as exc:
         _verify(stolen, ratls_machine, good_guest)
-    assert exc.value.appraisal.codes() == ["sevsnp.report_data.mismatch"]
+    assert exc.value.appraisal.codes() == ["sevsnp.binding.mismatch"]
 
 
 def test_expired_certificate_is_rejected(cert: x509.Certificate,

@@ -192,3 +192,29 @@ def test_plain_tls_server_without_evidence_is_refused(policy: SevSnpPolicy,
         assert exc.value.code == "ratls.evidence.missing"
         srv.stop()
         assert srv.requests_served == 0
+
+
+def test_attacker_certificate_embedding_a_genuine_attested_certificate_is_refused(
+        good: EmulatedSnpGuest, machine: InsecureEmulatedSnpMachine,
+        policy: SevSnpPolicy) -> None:
+    """The attacker's own certificate (its key signs the handshake) carries the PEM text of
+    the genuine guest's attested certificate in an extension: the verifier must check the
+    certificate the peer presented, not a certificate found inside its bytes."""
+    from cryptography import x509
+
+    from veritee.crypto.certs import certificate_pem, self_signed_leaf
+    from veritee.ratls import issue_attested_certificate
+
+    now = datetime.now(UTC)
+    genuine = issue_attested_certificate(good, generate_private_key(KeyType.P256), now=now)
+    attacker_key = generate_private_key(KeyType.P256)
+    oid = x509.ObjectIdentifier("1.3.6.1.4.1.55555.1")
+    smuggled = x509.Extension(oid, False, x509.UnrecognizedExtension(
+        oid, b"\n" + certificate_pem(genuine)))
+    attacker = self_signed_leaf(attacker_key, "CN=attacker", now=now, extensions=[smuggled])
+    with AttestedHttpsServer(attacker, attacker_key, io_timeout=TIMEOUT) as srv:
+        host, port = srv.address
+        with pytest.raises(VerificationError):
+            connect_attested(host, port, policy=policy, anchors=machine.anchors(),
+                             collateral=_crl(machine), timeout=TIMEOUT)
+        assert srv.requests_served == 0

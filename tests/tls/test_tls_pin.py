@@ -85,3 +85,26 @@ def test_stale_attested_certificate_refused(machine: InsecureEmulatedSnpMachine,
         verify_attested_certificate(cert, policy=policy, anchors=machine.anchors(),
                                     now=issued + timedelta(days=5 * 365))
     assert exc.value.code == "ratls.certificate.too_old"
+
+
+def test_workload_pin_rule_for_every_scheme_policy() -> None:
+    """Each scheme's launch-identity fields pin; host-chosen or empty ones do not."""
+    from veritee.errors import ConfigError
+    from veritee.formats.tpm import HashAlg
+    from veritee.policy.intel import SgxPolicy, TdxPolicy
+    from veritee.policy.tpm import TpmPolicy
+    from veritee.tls import require_workload_pin
+
+    pinned = [TdxPolicy(mrtd=frozenset({bytes(48)})), TdxPolicy(rtmr1=frozenset({bytes(48)})),
+              SgxPolicy(mrenclave=frozenset({bytes(32)})),
+              SgxPolicy(mrsigner=frozenset({bytes(32)})),
+              TpmPolicy(pcrs={HashAlg.SHA256: {0: bytes(32)}})]
+    for policy in pinned:
+        assert require_workload_pin(policy) is policy
+    assert require_workload_pin({"tdx": pinned[0], "sgx": pinned[2]})
+    unpinned = [TdxPolicy(), TdxPolicy(mrowner=frozenset({bytes(48)}),
+                                       mrconfigid=frozenset({bytes(48)})),
+                SgxPolicy(), TpmPolicy(), {"tdx": pinned[0], "sgx": SgxPolicy()}, {}]
+    for bad in unpinned:
+        with pytest.raises(ConfigError):
+            require_workload_pin(bad)

@@ -8,7 +8,8 @@
                             --out DIR                                  -> cert.pem (+ key.pem)
     veritee cert check cert.pem --ca ca.pem [--usage server] [--at TIME]
     veritee cert inspect cert.pem [--trust-root ark.pem] [--policy FILE]
-    veritee cert attested --out DIR   (an emulated guest makes a key and an attested cert)
+    veritee cert attested --out DIR [--tee snp|tdx|sgx]   (an emulated TEE makes a key and
+                                                            an attested certificate)
 
 Private keys are written unencrypted with mode 0600; keep them inside the TEE or seal them.
 ``--key store:NAME`` (ca, csr, leaf) uses a key of the sealed key store instead of making one,
@@ -23,6 +24,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from cryptography import x509
 
 from veritee._fs import atomic_write
 from veritee.cli import (
@@ -109,20 +112,23 @@ def register(add: AddCommand) -> None:
     p = actions.add_parser("inspect", help="show an attested certificate and appraise the "
                            "evidence it carries")
     p.add_argument("cert", metavar="FILE", help="PEM or DER certificate")
-    p.add_argument("--trust-root", action="append", metavar="PEM", help="trust this ARK "
-                   "instead of the pinned AMD roots (e.g. an emulated machine's ark.pem)")
-    p.add_argument("--policy", metavar="FILE", help="policy file (TOML or JSON)")
-    p.add_argument("--certs", metavar="PATH", action="append", help="AMD certificates: a "
-                   "directory or file, repeatable (else the ones embedded "
-                   "in the certificate's endorsements extension)")
+    p.add_argument("--trust-root", action="append", metavar="PEM", help="trust this root "
+                   "instead of the vendor's pinned ones (e.g. an emulated machine's ark.pem "
+                   "or root_ca.pem)")
+    p.add_argument("--policy", metavar="FILE", help="policy file (TOML or JSON) of the "
+                   "evidence's scheme")
+    p.add_argument("--certs", metavar="PATH", action="append", help="collateral: a "
+                   "directory or file, repeatable (AMD certificates, else the ones in the "
+                   "certificate's endorsements extension; Intel TCB Info, QE Identity, CRLs)")
     p.add_argument("--crl", metavar="FILE")
     p.add_argument("--ca", metavar="PEM", help="check the certificate's issuer signature")
     p.add_argument("--at", type=_parse_time, metavar="TIME", help="as of (default: now)")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(fn=_cmd_inspect)
 
-    p = actions.add_parser("attested", help="launch an emulated SEV-SNP guest that makes a "
-                           "key and an attested certificate (INSECURE: emulated)")
+    p = actions.add_parser("attested", help="launch an emulated TEE (SEV-SNP guest, TDX TD "
+                           "or SGX enclave) that makes a key and an attested certificate "
+                           "(INSECURE: emulated)")
     p.add_argument("--out", required=True, metavar="DIR")
     _key_args(p)
     p.add_argument("--subject", default="CN=veritee attested workload")
@@ -133,7 +139,9 @@ def register(add: AddCommand) -> None:
                    help="RSA size of the emulated AMD roots")
     p.add_argument("--debug-guest", action="store_true", help="launch with the DEBUG bit")
     p.add_argument("--tee", choices=("snp", "tdx", "sgx", "tpm"), default="snp",
-                   help="the TEE whose evidence goes in the certificate (snp only, for now)")
+                   help="the TEE whose evidence goes in the certificate: snp (a report and "
+                   "its certificate table), tdx or sgx (a DCAP quote with its PCK chain); "
+                   "tpm is refused here (its quote verifies against an enrolled AK)")
     p.set_defaults(fn=_cmd_attested)
 
 
@@ -268,14 +276,13 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _describe(cert_path: str) -> tuple[list[str], dict[str, object]]:
+def _describe(cert: x509.Certificate) -> tuple[list[str], dict[str, object]]:
     import hashlib
 
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
     from veritee.ratls import OID_TCG_DICE_CMW, OID_TCG_DICE_ENDORSEMENT_MANIFEST
 
-    cert = load_certificate(_read(cert_path, "certificate"), source=cert_path)
     oids = {e.oid.dotted_string for e in cert.extensions}
     info: dict[str, object] = {
         "subject": cert.subject.rfc4514_string(),
@@ -283,7 +290,7 @@ def _describe(cert_path: str) -> tuple[list[str], dict[str, object]]:
         "not_before": cert.not_valid_before_utc.isoformat(),
         "not_after": cert.not_valid_after_utc.isoformat(),
         "sha256_fingerprint": fingerprint(cert),
-        # The value the evidence's REPORT_DATA must equal (veritee.ratls.report_data_for).
+        # The 64-byte binding the evidence's report data must equal (ratls.report_data_for).
         "spki_sha512": hashlib.sha512(cert.public_key().public_bytes(
             Encoding.DER, PublicFormat.SubjectPublicKeyInfo)).hexdigest(),
         "evidence_extension": OID_TCG_DICE_CMW.dotted_string in oids,
@@ -293,21 +300,57 @@ def _describe(cert_path: str) -> tuple[list[str], dict[str, object]]:
     return lines, info
 
 
-def _cmd_inspect(args: argparse.Namespace) -> int:
-    from veritee.policy.sevsnp import SevSnpPolicy, load_policy
-    from veritee.ratls import verify_attested_certificate
+def _vendor_anchors(vendor: str, paths: list[str]) -> Any:
+    """``--trust-root`` PEM files as the anchors of ``vendor`` (emulated roots are trusted
+    only so). AMD's verifier takes a TrustAnchors of ARKs; the others take certificates."""
+    if vendor == "amd":
+        from veritee.crypto.amd_certs import load_certificates
+        from veritee.trust.roots import TrustAnchors
 
-    lines, info = _describe(args.cert)
+        return TrustAnchors.from_certificates(*[
+            c for path in paths for c in load_certificates(_read(path, "trust root"),
+                                                           source=path)])
+    from veritee.crypto._x509 import load_certificate_chain
+
+    return [c for path in paths
+            for c in load_certificate_chain(_read(path, "trust root"), structure=path)]
+
+
+def _inspect_inputs(args: argparse.Namespace, scheme: Any) -> tuple[Any, Any, Any]:
+    """(policy, collateral, anchors) for the scheme the certificate's evidence names."""
+    from veritee.policy._load import load_mapping
+
+    policy = (scheme.policy_from_mapping(load_mapping(args.policy)) if args.policy
+              else scheme.default_policy())
+    if scheme.vendor == "amd":  # --crl merges into the AMD certificates (cli._load_collateral)
+        amd_certs, amd_anchors = _load_collateral(args)
+        return policy, amd_certs, amd_anchors
+    if args.crl:
+        raise ConfigError(f"--crl: {scheme.name} revocation lists come with --certs")
+    collateral = (scheme.load_collateral([Path(p) for p in args.certs]) if args.certs
+                  else None)
+    anchors = _vendor_anchors(scheme.vendor, args.trust_root) if args.trust_root else None
+    return policy, collateral, anchors
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from veritee import schemes
+    from veritee.ratls import extract_evidence, verify_attested_certificate
+
     cert = load_certificate(_read(args.cert, "certificate"), source=args.cert)
+    lines, info = _describe(cert)
+    carried = extract_evidence(cert)  # ratls.evidence.missing (exit 4) without it
+    scheme = schemes.get(carried.scheme)
+    info["scheme"] = scheme.name
+    lines.append(f"scheme: {scheme.name} ({len(carried.report)} bytes of evidence)")
     if not args.trust_root:
-        lines.append("trust: the pinned AMD roots (pass --trust-root for an emulated machine)")
-    certs, anchors = _load_collateral(args)
-    policy = load_policy(Path(args.policy)) if args.policy else SevSnpPolicy()
+        lines.append(f"trust: the pinned {scheme.vendor} roots (pass --trust-root for an "
+                     "emulated platform)")
+    policy, collateral, anchors = _inspect_inputs(args, scheme)
     ca = load_certificate(_read(args.ca, "CA certificate"), source=args.ca) if args.ca else None
     try:
         appraisal = verify_attested_certificate(
-            cert, policy=policy, collateral=certs, anchors=anchors,
-            now=args.at, ca=ca)
+            cert, policy=policy, collateral=collateral, anchors=anchors, now=args.at, ca=ca)
     except PolicyRejected as rejected:
         _emit(args, "\n".join([*lines, rejected.appraisal.to_text()]),
               {"certificate": info, "appraisal": rejected.appraisal.to_dict()})
@@ -322,47 +365,110 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_attested(args: argparse.Namespace) -> int:
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    from veritee.cli._demo import demo_image
-    from veritee.formats.sevsnp import GuestPolicy, Product
-    from veritee.platform.emulated.measurement import simple_guest_image
-    from veritee.platform.emulated.snp import InsecureEmulatedSnpMachine
-    from veritee.policy.sevsnp import SevSnpPolicy, policy_to_mapping
-    from veritee.ratls import issue_attested_certificate
-
-    if args.tee != "snp":
-        from veritee.errors import PlatformError
-
-        raise PlatformError(f"--tee {args.tee}: not yet: attested (RA-TLS) certificates carry "
-                            "SEV-SNP reports only; Intel quotes need their own evidence media "
-                            "type in veritee.ratls")
     if args.hours < 1:
         raise ConfigError(f"--hours: got {args.hours}, want >= 1")
+    if args.tee == "tpm":
+        from veritee.errors import PlatformError
+
+        raise PlatformError("--tee tpm: a certificate's TPM quote verifies only against an "
+                            "AK the verifier enrolled (credential activation, "
+                            "veritee.platform.tpm.register_ak) or an AK certificate, which "
+                            "`cert inspect` cannot take; issue it with the Python API "
+                            "(veritee.ratls.issue_attested_certificate(TpmAdapter(tpm), key)) "
+                            "or use --tee snp, tdx or sgx")
+    if args.tee in ("tdx", "sgx"):
+        return _attested_intel(args)
+    return _attested_snp(args)
+
+
+def _issue(args: argparse.Namespace, platform: Any, now: datetime) -> None:
+    """Inside the TEE: the key is made here and never leaves (except to key.pem, for demos)."""
+    from veritee.ratls import issue_attested_certificate
+
     out = Path(args.out)
-    machine = InsecureEmulatedSnpMachine.create(Product(args.product), key_size=args.key_size)
-    guest = machine.launch(simple_guest_image(demo_image()),
-                           policy=GuestPolicy(smt=True, debug=args.debug_guest))
-    # Inside the guest: the key is made here and never leaves (except to key.pem, for demos).
     key = generate_private_key(args.key_type)
-    cert = issue_attested_certificate(guest, key, now=machine.now(), subject=args.subject,
+    cert = issue_attested_certificate(platform, key, now=now, subject=args.subject,
                                       dns_names=args.dns, ip_addresses=args.ip,
                                       valid_for=timedelta(hours=args.hours))
     atomic_write(out / "cert.pem", certificate_pem(cert), 0o644)
     _write_key(out / "key.pem", private_key_pem(key))
+
+
+def _write_policy(out: Path, scheme_name: str, policy: Any) -> None:
+    from veritee import schemes
+
+    mapping = schemes.get(scheme_name).policy_to_mapping(policy)
+    atomic_write(out / "policy.json", (json.dumps(mapping, indent=2) + "\n").encode(), 0o644)
+
+
+def _attested_snp(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from veritee.cli._demo import demo_image
+    from veritee.formats.sevsnp import GuestPolicy, Product
+    from veritee.platform.adapters import SnpPlatform
+    from veritee.platform.emulated.measurement import simple_guest_image
+    from veritee.platform.emulated.snp import InsecureEmulatedSnpMachine
+    from veritee.policy.sevsnp import SevSnpPolicy
+
+    out = Path(args.out)
+    machine = InsecureEmulatedSnpMachine.create(Product(args.product), key_size=args.key_size)
+    guest = machine.launch(simple_guest_image(demo_image()),
+                           policy=GuestPolicy(smt=True, debug=args.debug_guest))
+    _issue(args, SnpPlatform(guest), machine.now())
     certs = machine.certificates()
     for name, c in (("ark", certs.ark), ("ask", certs.ask), ("vcek", certs.vek)):
         assert c is not None
         atomic_write(out / "certs" / f"{name}.pem", c.public_bytes(Encoding.PEM), 0o644)
     assert certs.crl is not None  # the ARK's CRL: the default policy refuses without it
     atomic_write(out / "certs" / "crl.pem", certs.crl.public_bytes(Encoding.PEM), 0o644)
-    policy = SevSnpPolicy(policy_id="emulated-workload",
-                          measurements=frozenset({guest.measurement}))
-    atomic_write(out / "policy.json",
-                 (json.dumps(policy_to_mapping(policy), indent=2) + "\n").encode(), 0o644)
+    _write_policy(out, "sevsnp", SevSnpPolicy(policy_id="emulated-workload",
+                                              measurements=frozenset({guest.measurement})))
     print(f"wrote {out / 'cert.pem'}, {out / 'key.pem'} (mode 0600), {out / 'certs'}/ and "
           f"{out / 'policy.json'} (pins measurement {guest.measurement.hex()[:16]}...)")
     print(f"inspect with: veritee cert inspect {out / 'cert.pem'} --trust-root "
           f"{out / 'certs' / 'ark.pem'} --crl {out / 'certs' / 'crl.pem'} "
           f"--policy {out / 'policy.json'}")
+    return EXIT_OK
+
+
+def _attested_intel(args: argparse.Namespace) -> int:
+    """A fresh emulated Intel vendor and CPU; a TD or an enclave of the demo image makes the
+    key and the certificate; the vendor's collateral and root go to ``--out``/collateral."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from veritee.cli._demo import demo_image
+    from veritee.platform.adapters import SgxPlatform, TdxPlatform
+    from veritee.platform.emulated.intel import EmulatedIntelCpu, EmulatedIntelVendor
+    from veritee.policy.intel import SgxPolicy, TdxPolicy
+
+    out = Path(args.out)
+    now = datetime.now(UTC)
+    vendor = EmulatedIntelVendor.generate()
+    cpu = EmulatedIntelCpu(vendor)
+    platform: Any
+    if args.tee == "tdx":
+        from veritee.platform.emulated.tdx import InsecureEmulatedTdxMachine
+
+        td = InsecureEmulatedTdxMachine(vendor, cpu=cpu).launch(demo_image(),
+                                                                debug=args.debug_guest)
+        platform, pin = TdxPlatform(td), td.mr_td
+        policy: Any = TdxPolicy(policy_id="emulated-workload", mrtd=frozenset({pin}))
+    else:
+        from veritee.platform.emulated.sgx import InsecureEmulatedSgxMachine
+
+        signer = rsa.generate_private_key(public_exponent=3, key_size=3072)
+        enclave = InsecureEmulatedSgxMachine(vendor, cpu=cpu).load(
+            demo_image(), signer, debug=args.debug_guest)
+        platform, pin = SgxPlatform(enclave), enclave.mr_enclave
+        policy = SgxPolicy(policy_id="emulated-workload", mrenclave=frozenset({pin}))
+    _issue(args, platform, now)
+    vendor.write_collateral(out / "collateral", args.tee.upper(), now)
+    _write_policy(out, args.tee, policy)
+    col = out / "collateral"
+    print(f"wrote {out / 'cert.pem'}, {out / 'key.pem'} (mode 0600), {col}/ and "
+          f"{out / 'policy.json'} (pins {'MRTD' if args.tee == 'tdx' else 'MRENCLAVE'} "
+          f"{pin.hex()[:16]}...)")
+    print(f"inspect with: veritee cert inspect {out / 'cert.pem'} --trust-root "
+          f"{col / 'root_ca.pem'} --certs {col} --policy {out / 'policy.json'}")
     return EXIT_OK

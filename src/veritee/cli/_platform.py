@@ -8,7 +8,10 @@ ID block, which gives the workload a signer identity for signer sealing policies
 
 ``--tee tdx|sgx`` selects an emulated Intel TD or enclave instead (:func:`open_platform`),
 whose CPU and vendor live in ``--state`` (default ``~/.local/share/veritee/emulated-intel``);
-``--tee tpm`` and sealing on the Intel platforms answer "not yet".
+``--tee tpm`` a TPM 2.0 (``/dev/tpmrm0``, or swtpm kept in ``--state``). Sealing, the key
+store and attested certificates run on each of them through the same APIs
+(:func:`open_workload`: the platform is the sealing key source, ``veritee.sealing`` finds
+its TEE's keys).
 """
 
 from __future__ import annotations
@@ -70,7 +73,8 @@ def add_platform_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--platform", choices=("auto", "emulated", "sev-snp"), default="auto",
                    help="auto: /dev/sev-guest when present, else the emulated machine")
     g.add_argument("--tee", choices=TEES, default=None,
-                   help="which TEE: snp (default), or the emulated Intel tdx / sgx")
+                   help="which TEE: snp (default), the emulated Intel tdx / sgx, or tpm "
+                   "(/dev/tpmrm0, else swtpm in --state)")
     g.add_argument("--state", metavar="DIR", type=Path, help="emulated machine state directory "
                    "(must hold a machine unless --create)")
     g.add_argument("--create", action="store_true", help="create a new emulated machine in "
@@ -93,12 +97,30 @@ class Attester(KeySource, EvidenceSource, Protocol):
 @dataclass
 class Workload:
     """The platform a command got: a key source, NV counters where the platform has them, and
-    its entropy source."""
+    its entropy source.
 
-    source: Attester
+    ``source`` is an SEV-SNP guest (:class:`Attester`) on ``--tee snp``, else the
+    :class:`~veritee.platform.base.Platform` of the TEE: both seal
+    (:func:`veritee.sealing.sealing_source`) and give evidence (``extended_report``).
+    """
+
+    source: Attester | Platform
     counters: MonotonicCounters | None
     description: str
     entropy: EntropySource
+
+    @property
+    def tee(self) -> str:
+        """``snp``, ``sgx``, ``tdx`` or ``tpm``."""
+        name = getattr(self.source, "name", "sevsnp")
+        return "snp" if name == "sevsnp" else str(name)
+
+    def snp_guest(self) -> Attester:
+        """The SEV-SNP guest, for commands that only SEV-SNP has (PlatformError otherwise)."""
+        if isinstance(self.source, Platform):
+            raise PlatformError(f"--tee {self.tee}: this command needs an SEV-SNP guest "
+                                "(--tee snp)")
+        return self.source
 
     def drbg(self) -> Drbg:
         """A CTR_DRBG (AES-256, with df, prediction resistance) on the platform's entropy,
@@ -115,19 +137,6 @@ def _hex16(text: str, name: str) -> bytes:
     if len(value) != 16:
         raise ConfigError(f"--{name}: got {len(value)} bytes, want 16")
     return value
-
-
-def _not_yet(args: argparse.Namespace, what: str) -> None:
-    tee = getattr(args, "tee", None)
-    if tee == "tpm":
-        raise PlatformError(f"--tee tpm: not yet for {what}: the key store and RA-TLS run on "
-                            "the SEV-SNP sealing API; the TPM seals with PCR policies "
-                            "('veritee seal --tee tpm')")
-    if tee in ("tdx", "sgx"):
-        raise PlatformError(f"--tee {tee}: not yet for {what}: sealing and the key store on "
-                            "the emulated Intel platforms wait for the new sealing API "
-                            "(issue 16); use the Python API (platform.emulated.sgx.sgx_seal, "
-                            "EmulatedTd.derived_key) meanwhile")
 
 
 def intel_state_dir(args: argparse.Namespace) -> Path:
@@ -184,7 +193,7 @@ def open_platform(args: argparse.Namespace) -> Platform:
         return TpmAdapter(open_tpm(args))
     if tee == "snp":
         work = open_workload(args)
-        return SnpPlatform(work.source, counters=work.counters, description=work.description,
+        return SnpPlatform(work.snp_guest(), counters=work.counters, description=work.description,
                            trng=work.counters)
     if tee == "tdx" and args.platform == "auto":
         from veritee.platform.tdx import TdxGuestDevice, tdx_guest_available
@@ -212,9 +221,19 @@ def open_platform(args: argparse.Namespace) -> Platform:
 
 
 def open_workload(args: argparse.Namespace) -> Workload:
-    """The workload the platform options describe (SEV-SNP: what sealing and the key store
-    run on)."""
-    _not_yet(args, "sealing and the key store")
+    """The workload the platform options describe: what sealing and the key store run on.
+
+    ``--tee sgx|tdx|tpm``: the TEE's platform (:func:`open_platform`), with the TPM's NV
+    counters (SGX and TDX have none) and its TRNG."""
+    tee = getattr(args, "tee", None) or "snp"
+    if tee != "snp":
+        platform = open_platform(args)
+        counters = platform.counters
+        entropy: EntropySource = OsEntropySource()
+        if tee == "tpm":
+            entropy = PlatformTrngSource(platform.random, name="tpm2-getrandom")
+        return Workload(platform, counters if isinstance(counters, MonotonicCounters)
+                        else None, platform.description, entropy)
     if args.platform == "sev-snp" or (args.platform == "auto" and sev_guest_available()):
         # In an SNP guest the kernel RNG is fed by RDSEED, inside the TEE.
         return Workload(SevGuestDevice(), None, "SEV-SNP guest (/dev/sev-guest)",

@@ -5,10 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from veritee.cli import AddCommand
 from veritee.errors import ConfigError
-from veritee.formats.sealed import HEADER_SIZE, SealedHeader, SealKind, SealPolicyKind
+from veritee.formats.sealed import (
+    HEADER_SIZE,
+    SealedHeader,
+    SealKind,
+    SealPolicyKind,
+    SealTee,
+    SgxKeyParams,
+    TdxKeyParams,
+    TpmKeyParams,
+)
 from veritee.formats.sevsnp import GuestFieldSelect, TcbVersion
 from veritee.sealing import (
     KeySource,
@@ -24,43 +34,80 @@ from veritee.sealing import (
 from veritee.sealing._core import own_report
 from veritee.sealing.stream import DEFAULT_CHUNK_SIZE
 
+if TYPE_CHECKING:
+    from veritee.cli._platform import Workload
+
 __all__ = ["bound_identity", "register"]
 
 
-def _make_policy(kind: str, min_svn: int | None, no_tcb: bool,
-                 tcb_floor: TcbVersion | None = None, what: str = "") -> SealingPolicy:
+def _make_policy(args: argparse.Namespace, kind: str, min_svn: int | None, *,
+                 tcb_floor: TcbVersion | None = None, what: str = "",
+                 min_cpu_svn: bytes | None = None) -> SealingPolicy:
+    tee = getattr(args, "tee", None) or "snp"
+    if tee == "tpm" and kind == "signer":
+        raise ConfigError(f"--{what}policy signer: a TPM has no signer identity; seal to PCR "
+                          "values (--policy measurement, --pcrs)")
     if kind == "measurement":
         if min_svn is not None:
             raise ConfigError(f"--{what}min-svn applies to --{what}policy signer only")
-        return SealingPolicy.measurement(bind_tcb=not no_tcb, tcb_floor=tcb_floor)
-    return SealingPolicy.signer(min_svn=min_svn, bind_tcb=not no_tcb, tcb_floor=tcb_floor)
+        return SealingPolicy.measurement(bind_tcb=not args.no_tcb, tcb_floor=tcb_floor,
+                                         min_cpu_svn=min_cpu_svn, pcrs=_pcrs(args),
+                                         bind_rtmrs=bool(getattr(args, "bind_rtmrs", False)))
+    return SealingPolicy.signer(min_svn=min_svn, bind_tcb=not args.no_tcb,
+                                tcb_floor=tcb_floor, min_cpu_svn=min_cpu_svn)
+
+
+def _pcrs(args: argparse.Namespace) -> tuple[int, ...] | None:
+    text = getattr(args, "pcrs", None)
+    if text is None:
+        return None
+    if (getattr(args, "tee", None) or "snp") != "tpm":
+        raise ConfigError("--pcrs applies to --tee tpm only")
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"--pcrs: got {text!r}, want PCR indices like 0,7,9") from None
 
 
 def _policy(args: argparse.Namespace) -> SealingPolicy:
     """The policy new data is sealed under."""
-    return _make_policy(args.policy, args.min_svn, args.no_tcb)
+    return _make_policy(args, args.policy, args.min_svn)
 
 
-def _tcb_floor(text: str | None, source: KeySource, flag: str) -> TcbVersion | None:
+def _tcb_floor(text: str | None, work: Workload, flag: str
+               ) -> tuple[TcbVersion | None, bytes | None]:
+    """``--min-tcb``: a TCB_VERSION (SEV-SNP) or a CPUSVN (SGX), as ``seal --inspect``
+    prints them."""
     if text is None:
-        return None
+        return None, None
+    if work.tee == "sgx":
+        try:
+            cpu_svn = bytes.fromhex(text.removeprefix("0x"))
+        except ValueError:
+            cpu_svn = b""
+        if len(cpu_svn) != 16:
+            raise ConfigError(f"{flag}: got {text!r}, want the 16-byte CPUSVN in hex")
+        return None, cpu_svn
+    if work.tee != "snp":
+        raise ConfigError(f"{flag}: --tee {work.tee} seals with no TCB floor to give")
     try:
         value = int(text, 16)
     except ValueError:
         raise ConfigError(f"{flag}: got {text!r}, want a TCB_VERSION in hex (as "
                           "`veritee seal --inspect` prints it)") from None
-    return TcbVersion.from_u64(value, own_report(source).tcb_layout, structure=flag)
+    source: KeySource = work.source  # type: ignore[assignment]  # --tee snp: the guest
+    return TcbVersion.from_u64(value, own_report(source).tcb_layout, structure=flag), None
 
 
-def _expected(args: argparse.Namespace, source: KeySource) -> SealingPolicy:
+def _expected(args: argparse.Namespace, work: Workload) -> SealingPolicy:
     """What the reader expects of an existing sealed file (unseal; reseal's --expect-*)."""
     if hasattr(args, "expect_policy"):  # reseal: the old file's policy, then the new one's
         kind = args.expect_policy or args.policy
-        return _make_policy(kind, args.expect_min_svn, args.no_tcb,
-                            _tcb_floor(args.expect_min_tcb, source, "--expect-min-tcb"),
-                            "expect-")
-    return _make_policy(args.policy, args.min_svn, args.no_tcb,
-                        _tcb_floor(args.min_tcb, source, "--min-tcb"))
+        floor, cpu = _tcb_floor(args.expect_min_tcb, work, "--expect-min-tcb")
+        return _make_policy(args, kind, args.expect_min_svn, tcb_floor=floor, what="expect-",
+                            min_cpu_svn=cpu)
+    floor, cpu = _tcb_floor(args.min_tcb, work, "--min-tcb")
+    return _make_policy(args, args.policy, args.min_svn, tcb_floor=floor, min_cpu_svn=cpu)
 
 
 # GUEST_FIELD_SELECT bits (SEV-SNP ABI 56860, "MSG_KEY_REQ Message Structure"),
@@ -71,6 +118,31 @@ _FIELDS = ((GuestFieldSelect.MEASUREMENT, "the exact launch MEASUREMENT of the s
            (GuestFieldSelect.GUEST_POLICY, "its guest POLICY"))
 
 
+def _bound_elsewhere(header: SealedHeader) -> dict[str, object]:
+    """:func:`bound_identity` for SGX, TDX and TPM headers."""
+    params = header.key_params()
+    parts: list[str]
+    if isinstance(params, SgxKeyParams):
+        who = ("the exact enclave (MRENCLAVE)" if params.key_policy & 1 else
+               "the enclave signer (MRSIGNER) and ISVPRODID")
+        parts = [who, f"ISVSVN floor {params.isv_svn} (enclaves with ISVSVN >= "
+                      f"{params.isv_svn} may open it)",
+                 f"CPUSVN {params.cpu_svn.hex()} (this microcode or newer)"
+                 if any(params.cpu_svn) else "no CPUSVN floor",
+                 "the CPU (EGETKEY seal key)"]
+    elif isinstance(params, TdxKeyParams):
+        parts = [{"mrtd": "the TD's MRTD and ATTRIBUTES",
+                  "mrtd+rtmr": "the TD's MRTD, RTMR0-2 and ATTRIBUTES",
+                  "mrowner": "MROWNER and MRCONFIGID (chosen by whoever launches the TD)"}[
+                      params.selection], "the CPU (the key-service TD's secret)"]
+    else:
+        assert isinstance(params, TpmKeyParams)
+        parts = [f"PCRs {','.join(map(str, params.pcrs))} (SHA-256) holding the values they "
+                 "held when sealed", "this TPM (owner hierarchy seed)"]
+    return {"tee": header.tee.name.lower(), "policy": header.policy.name.lower(),
+            "rollback_protected": header.rollback_protected, "summary": "; ".join(parts)}
+
+
 def bound_identity(header: SealedHeader) -> dict[str, object]:
     """What a sealed file's key is bound to, read from its (public) header.
 
@@ -78,6 +150,8 @@ def bound_identity(header: SealedHeader) -> dict[str, object]:
     mixes them in), so this names the fields; the values are those of the workload that
     sealed it.
     """
+    if header.tee is not SealTee.SEVSNP:
+        return _bound_elsewhere(header)
     select = GuestFieldSelect(header.guest_field_select)
     parts = [text for bit, text in _FIELDS if bit in select]
     if header.policy is SealPolicyKind.SIGNER:
@@ -90,8 +164,8 @@ def bound_identity(header: SealedHeader) -> dict[str, object]:
     parts.append(f"VMPL {header.vmpl}")
     root = "VM root key (this launch only)" if header.root_key_select else "chip (VCEK root)"
     parts.append(f"key root: {root}")
-    return {"policy": header.policy.name.lower(), "fields": [f.name for f in GuestFieldSelect
-                                                              if f in select],
+    return {"tee": "sevsnp", "policy": header.policy.name.lower(),
+            "fields": [f.name for f in GuestFieldSelect if f in select],
             "guest_svn_floor": header.guest_svn, "rollback_protected": header.rollback_protected,
             "summary": "; ".join(parts)}
 
@@ -119,10 +193,6 @@ def _cmd_seal(args: argparse.Namespace) -> int:
         return 0
     if args.output is None:
         raise ConfigError("seal needs IN and OUT (or --inspect FILE)")
-    if getattr(args, "tee", None) not in (None, "snp"):  # SGX/TDX/TPM seal their own way
-        from veritee.cli._tee_sealing import seal_on_tee
-
-        return seal_on_tee(args)
     work = open_workload(args)
     counters = _counters(args, work.counters)
     src = Path(args.input)
@@ -174,16 +244,12 @@ def _cmd_unseal(args: argparse.Namespace) -> int:
     src, dst = Path(args.input), Path(args.output)
     if (dst.exists() or dst.is_symlink()) and not args.force:
         raise ConfigError(f"{dst} exists: give --force to overwrite it")
-    if getattr(args, "tee", None) not in (None, "snp"):  # SGX/TDX/TPM seal their own way
-        from veritee.cli._tee_sealing import unseal_on_tee
-
-        return unseal_on_tee(args)
     work = open_workload(args)
     header = _read_header(src)
     # The caller declares rollback protection (--rollback), never the file's header.
     _hint_rollback(args, header)
     counters = _counters(args, work.counters)
-    expected = _expected(args, work.source)
+    expected = _expected(args, work)
     aad = args.aad.encode() if args.aad is not None else b""
     if header.kind is SealKind.STREAM:
         if aad:  # streams carry no associated data: refuse rather than ignore it
@@ -205,7 +271,7 @@ def _cmd_reseal(args: argparse.Namespace) -> int:
     path = Path(args.input)
     _hint_rollback(args, _read_header(path))
     counters = _counters(args, work.counters)
-    reseal_path(work.source, path, _policy(args), expected=_expected(args, work.source),
+    reseal_path(work.source, path, _policy(args), expected=_expected(args, work),
                 counters=counters, counter_id=_counter_id(path, counters))
     print(f"resealed {path} under the {args.policy} policy")
     return 0
@@ -225,10 +291,17 @@ def register(adder: AddCommand) -> None:
             "workload's own SVN)" if reading else
             "signer policy: lowest SVN that may unseal (default: this workload's SVN)"))
         p.add_argument("--no-tcb", action="store_true", help="do not require/bind the "
-                       "firmware TCB (by default a downgraded firmware cannot unseal)")
+                       "firmware TCB (by default a downgraded firmware cannot unseal; SGX: "
+                       "the CPUSVN)")
+        p.add_argument("--pcrs", metavar="LIST", help="--tee tpm: the SHA-256 PCRs the key "
+                       "is bound to, e.g. 0,7,9 (default: 0-7)" + (
+                           "; the file must bind at least these" if reading else ""))
+        p.add_argument("--bind-rtmrs", action="store_true", help="--tee tdx: also bind "
+                       "RTMR0-2 (the measured boot chain), not only MRTD")
         if reading:
             p.add_argument("--min-tcb", metavar="HEX", help="refuse files sealed under a TCB "
-                           "below this TCB_VERSION (default: this platform's COMMITTED_TCB)")
+                           "below this TCB_VERSION (default: this platform's COMMITTED_TCB; "
+                           "SGX: a 16-byte CPUSVN, default none)")
 
     def rollback_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--rollback", action="store_true", help="the file is rollback-"

@@ -89,7 +89,7 @@ def _cmd_kbs_measurement(args: argparse.Namespace) -> int:
     from veritee.cli._platform import open_workload
     from veritee.formats.sevsnp import AttestationReport
 
-    source = open_workload(args).source
+    source = open_workload(args).snp_guest()
     print(AttestationReport.from_bytes(source.attestation_report(bytes(64))).measurement.hex())
     return 0
 

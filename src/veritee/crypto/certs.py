@@ -455,10 +455,18 @@ def verify_leaf(leaf: x509.Certificate, ca: x509.Certificate, *, now: datetime,
 
 # -- encoding --------------------------------------------------------------------------------
 
+def _is_pem(data: bytes) -> bool:
+    # DER starts with a SEQUENCE tag (0x30). Bytes that start so are DER even when PEM text
+    # appears inside them (an extension can carry any bytes): looking for the PEM marker first
+    # would load a certificate embedded in the one given (an attested TLS peer could smuggle
+    # a genuine attested certificate into its own).
+    return data[:1] != b"\x30" and b"-----BEGIN" in data
+
+
 def load_certificate(data: bytes, *, source: str = "certificate") -> x509.Certificate:
     """One certificate from PEM or DER bytes; :class:`FormatError` if it does not parse."""
     try:
-        if b"-----BEGIN" in data:
+        if _is_pem(data):
             return x509.load_pem_x509_certificate(data)
         return x509.load_der_x509_certificate(data)
     except ValueError as exc:
@@ -469,7 +477,7 @@ def load_certificate(data: bytes, *, source: str = "certificate") -> x509.Certif
 def load_csr(data: bytes, *, source: str = "CSR") -> x509.CertificateSigningRequest:
     """A PKCS#10 request from PEM or DER bytes; :class:`FormatError` if it does not parse."""
     try:
-        if b"-----BEGIN" in data:
+        if _is_pem(data):
             return x509.load_pem_x509_csr(data)
         return x509.load_der_x509_csr(data)
     except ValueError as exc:
@@ -480,7 +488,7 @@ def load_csr(data: bytes, *, source: str = "CSR") -> x509.CertificateSigningRequ
 def load_private_key(data: bytes, *, source: str = "private key") -> PrivateKey:
     """An unencrypted PEM (PKCS#8 / traditional) or DER private key of a supported type."""
     try:
-        if b"-----BEGIN" in data:
+        if _is_pem(data):
             key = serialization.load_pem_private_key(data, password=None)
         else:
             key = serialization.load_der_private_key(data, password=None)

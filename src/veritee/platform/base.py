@@ -20,7 +20,14 @@ random     the SP TRNG (emulated:      RDSEED in the TD (emulated:   RDSEED in t
            host CSPRNG)                host CSPRNG)                  (emulated: host CSPRNG)
 =========  ==========================  ============================  ===========================
 
-A TPM platform (swtpm) answers the same calls; it lives with the TPM work (issue 12, part 4).
+A TPM platform (swtpm or ``/dev/tpmrm0``, :class:`~veritee.platform.adapters.TpmAdapter`)
+answers the same calls: a TPM2_Quote, keys from an owner-hierarchy HMAC primary (bound to PCR
+values for ``pcr``), NV counters, TPM2_GetRandom.
+
+Sealing (:mod:`veritee.sealing`) runs on every one of them through one
+``SealingKeySource`` (:mod:`veritee.sealing.platforms`): MSG_KEY_REQ, the TD key service,
+EGETKEY with a KEYID per seal, a PCR-bound TPM key; ``derive_key`` here is the simpler
+deterministic key for other purposes (HKDF-expanded over a context).
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ is trusted only when passed explicitly.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import struct
 import time
@@ -802,6 +803,31 @@ class TpmPlatform:
             return offset, base
         raise PlatformError("no free NV index for a counter")
 
+    def _define_counter_at(self, offset: int) -> None:
+        """Make sure an NV counter exists at ``offset`` and has been written (a declared
+        counter: defined on first use, kept afterwards)."""
+        tss = _pytss()
+        t, c = tss.types, tss.constants
+        attrs = (c.TPMA_NV.AUTHREAD | c.TPMA_NV.AUTHWRITE | c.TPMA_NV.NO_DA
+                 | (c.TPM2_NT.COUNTER << c.TPMA_NV.TPM2_NT_SHIFT))
+        info = t.TPM2B_NV_PUBLIC(nvPublic=t.TPMS_NV_PUBLIC(
+            nvIndex=_COUNTER_RANGE[0] + offset, nameAlg=c.TPM2_ALG.SHA256, attributes=attrs,
+            dataSize=8))
+        try:
+            nv = self.esys.nv_define_space(t.TPM2B_AUTH(), info, auth_handle=tss.ESYS_TR.OWNER)
+        except tss.TSS2_Exception as exc:
+            if exc.error != c.TPM2_RC.NV_DEFINED:
+                raise PlatformError(f"TPM NV_DefineSpace: {exc}") from None
+            with _tpm_errors("NV counter"):
+                nv = self.esys.tr_from_tpmpublic(_COUNTER_RANGE[0] + offset)
+                public, _ = self.esys.nv_read_public(nv)
+            if not int(public.nvPublic.attributes) & int(c.TPMA_NV.WRITTEN):
+                with _tpm_errors("NV_Increment"):  # defined, but a crash came before its
+                    self.esys.nv_increment(nv, auth_handle=nv)  # first write
+            return
+        with _tpm_errors("NV_Increment"):  # readable only once written (TPMA_NV_WRITTEN)
+            self.esys.nv_increment(nv, auth_handle=nv)
+
     def counter_create(self, counter_id: bytes | None = None) -> bytes:
         """Define a pair of NV counters and return their 16-byte id (value 0).
 
@@ -812,22 +838,26 @@ class TpmPlatform:
         offsets from NV index 0x01500000, big-endian; sealing authenticates it (it is in the
         sealed header).
 
-        ``counter_id`` (a caller-declared id) is accepted only when it is an id this TPM
-        handed out and its counters still exist: it is returned as it is. Any other declared
-        id (e.g. :func:`veritee.sealing.counter_id_for`) is a :class:`PlatformError`: the
-        TPM chooses a new counter's starting value, so the id must record it.
+        ``counter_id`` (a caller-declared id): an id this TPM handed out is accepted only while
+        its counters exist (returned as it is). Any other 16-byte id (e.g.
+        :func:`veritee.sealing.counter_id_for`, what ``Sealer`` and the key store declare)
+        names a *declared* pair at NV offsets derived from SHA-256 of the id, defined on first
+        use, whose value is the counters' absolute count (base 0). That stays sound when the
+        host deletes and redefines them: a redefined counter starts at the highest count the
+        TPM ever had, so the value only jumps up (the committed version then matches no file:
+        availability lost, never integrity). An id that starts with ``"V2"`` is read as a
+        created id (a declared id does so with probability 2**-16; it is then refused).
         """
         if counter_id is not None:
-            try:
-                _decode_counter_id(counter_id)
-            except PlatformError:
-                raise PlatformError(
-                    "TPM counters: a caller-declared counter id must be one this TPM created "
-                    "(counter_create() without an id); other ids cannot name a TPM NV counter "
-                    "pair soundly (the TPM picks a new counter's start value, the id records "
-                    "it)") from None
-            self._counter_pair(counter_id)  # exists and is still a pair of NV counters
-            return bytes(counter_id)
+            cid = bytes(counter_id)
+            if len(cid) != 16:
+                raise PlatformError(f"counter id: got {len(cid)} bytes, want 16")
+            if cid[:2] != _COUNTER_TAG:
+                hi_off, lo_off, _, _ = _decode_counter_id(cid)
+                self._define_counter_at(hi_off)
+                self._define_counter_at(lo_off)
+            self._counter_pair(cid)  # exists and is still a pair of NV counters
+            return cid
         hi_off, hi_base = self._define_counter()
         try:
             lo_off, lo_base = self._define_counter()
@@ -918,10 +948,19 @@ def _encode_counter_id(hi_off: int, lo_off: int, hi_base: int, lo_base: int) -> 
 
 
 def _decode_counter_id(counter_id: bytes) -> tuple[int, int, int, int]:
-    """(high offset, low offset, high base, low base) of a TPM counter id, or PlatformError."""
+    """(high offset, low offset, high base, low base) of a TPM counter id, or PlatformError.
+
+    A created id (``"V2"``) records its offsets and bases; any other 16-byte id is a declared
+    one (see :meth:`TpmPlatform.counter_create`): offsets from SHA-256 of it, bases 0."""
     cid = bytes(counter_id)
-    if len(cid) != 16 or cid[:2] != _COUNTER_TAG:
+    if len(cid) != 16:
         raise PlatformError(f"counter id {cid.hex()}: not a TPM NV counter-pair id")
+    if cid[:2] != _COUNTER_TAG:
+        span = _COUNTER_RANGE[1] - _COUNTER_RANGE[0] + 1
+        digest = hashlib.sha256(b"veritee declared TPM counter\0" + cid).digest()
+        hi = int.from_bytes(digest[0:4], "big") % span
+        lo = int.from_bytes(digest[4:8], "big") % span
+        return hi, (lo + 1) % span if lo == hi else lo, 0, 0
     hi_off, lo_off = int.from_bytes(cid[2:5], "big"), int.from_bytes(cid[5:8], "big")
     hi_base, lo_base = struct.unpack(">II", cid[8:])
     span = _COUNTER_RANGE[1] - _COUNTER_RANGE[0]

@@ -29,7 +29,7 @@ code                                     check
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,14 +37,15 @@ from typing import Any
 from veritee.errors import ConfigError
 from veritee.findings import Finding
 from veritee.formats.psa import LIFECYCLE_STATES, SwComponent
-from veritee.policy import Appraisal
+from veritee.policy import Appraisal, _load, _mapping
 from veritee.policy._checks import contains as _in
 from veritee.policy._checks import finding as _ok
 from veritee.policy._checks import skipped as _skip
 from veritee.trust.cca import VerifiedCcaToken
 from veritee.trust.psa import VerifiedPsaToken
 
-__all__ = ["FINDING_CODES", "CcaPolicy", "PsaPolicy", "appraise", "claims"]
+__all__ = ["FINDING_CODES", "CcaPolicy", "PsaPolicy", "appraise", "cca_policy_from_mapping",
+           "claims", "policy_to_mapping", "psa_policy_from_mapping"]
 
 FINDING_CODES: frozenset[str] = frozenset({
     "psa.lifecycle.state", "psa.nonce.mismatch", "psa.profile.mismatch",
@@ -169,10 +170,52 @@ class CcaPolicy:
                 _values(f"rems[{i}]", r, _DIGESTS) for i, r in enumerate(self.rems)))
 
 
+_SW = range(16, 65)
 
 
+def _read_rems(value: object, path: str) -> tuple[frozenset[bytes] | None, ...]:
+    items = _load.read_list(value, path, "a list of four entries (a list of hex values or "
+                            "null each)")
+    if len(items) != 4:
+        raise _load.config_error(path, value, "a list of four entries")
+    read = _mapping.hex_set_reader(_DIGESTS)
+    return tuple(None if v is None else read(v, f"{path}[{i}]") for i, v in enumerate(items))
 
 
+_COMMON: dict[str, _mapping.Reader] = {
+    "policy_id": _load.read_str,
+    "allowed_lifecycle_states": _mapping.str_set_reader,
+    "implementation_ids": _mapping.hex_set_reader((32,)),
+    "instance_ids": _mapping.hex_set_reader((33,)),
+    "sw_measurements": _mapping.hex_set_reader(_SW),
+}
+_PSA_READERS: dict[str, _mapping.Reader] = {
+    **_COMMON, "nonce": _mapping.hex_reader(_DIGESTS), "profiles": _mapping.str_set_reader}
+_CCA_READERS: dict[str, _mapping.Reader] = {
+    **_COMMON, "challenge": _mapping.hex_reader((64,)),
+    "platform_profiles": _mapping.str_set_reader,
+    "personalization_value": _mapping.hex_reader((64,)),
+    "rim": _mapping.hex_set_reader(_DIGESTS), "rems": _read_rems}
+
+
+def psa_policy_from_mapping(data: Mapping[str, Any]) -> PsaPolicy:
+    """A :class:`PsaPolicy` from its TOML/JSON form: the field names as keys, bytes as hex,
+    sets as lists, ``null`` for "not checked" (``allowed_lifecycle_states`` cannot be null).
+    :class:`~veritee.errors.ConfigError` names the bad key."""
+    return _mapping.from_mapping(PsaPolicy, data, _PSA_READERS,
+                                 set(_PSA_READERS) - {"policy_id", "allowed_lifecycle_states"})
+
+
+def cca_policy_from_mapping(data: Mapping[str, Any]) -> CcaPolicy:
+    """A :class:`CcaPolicy` from its TOML/JSON form (as :func:`psa_policy_from_mapping`;
+    ``rems`` is a list of four entries, each a list of hex values or ``null``)."""
+    return _mapping.from_mapping(CcaPolicy, data, _CCA_READERS,
+                                 set(_CCA_READERS) - {"policy_id", "allowed_lifecycle_states"})
+
+
+def policy_to_mapping(policy: PsaPolicy | CcaPolicy) -> dict[str, Any]:
+    """The JSON form of either policy (inverted exactly by the ``*_from_mapping`` reader)."""
+    return _mapping.to_mapping(policy)
 
 
 def _member(code: str, fld: str, got: bytes, allowed: AbstractSet[bytes] | None) -> Finding:

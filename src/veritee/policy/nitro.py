@@ -31,20 +31,21 @@ code                        check
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
 from veritee.errors import ConfigError
 from veritee.findings import Finding
-from veritee.policy import Appraisal
+from veritee.policy import Appraisal, _load, _mapping
 from veritee.policy._checks import contains as _in
 from veritee.policy._checks import finding as _ok
 from veritee.policy._checks import skipped as _skip
 from veritee.trust.nitro import VerifiedNitroDocument
 
-__all__ = ["FINDING_CODES", "NitroPolicy", "appraise", "claims"]
+__all__ = ["FINDING_CODES", "NitroPolicy", "appraise", "claims", "policy_from_mapping",
+           "policy_to_mapping"]
 
 _PCRS = (0, 1, 2, 3, 4, 8)
 _PCR_SIZE = 48  # SHA384 (the verifier refuses other digests)
@@ -116,10 +117,29 @@ class NitroPolicy:
             raise ConfigError("max_age_seconds must be a non-negative integer")
 
 
+_READERS: dict[str, _mapping.Reader] = {
+    "policy_id": _load.read_str,
+    "allow_debug": _load.read_bool,
+    **{f"pcr{i}": _mapping.hex_set_reader((_PCR_SIZE,)) for i in _PCRS},
+    **dict.fromkeys(("nonce", "user_data", "public_key"),
+                    _mapping.hex_reader(range(_MAX_VALUE + 1))),
+    "max_age_seconds": lambda v, k: _load.read_int(v, k, 0, 2**31 - 1),
+    "require_image_pin": _load.read_bool,
+}
+_OPTIONAL = frozenset({*(f"pcr{i}" for i in _PCRS), "nonce", "user_data", "public_key",
+                       "max_age_seconds"})
 
 
+def policy_from_mapping(data: Mapping[str, Any]) -> NitroPolicy:
+    """A :class:`NitroPolicy` from its TOML/JSON form: the field names as keys, PCRs as lists
+    of 48-byte hex strings, ``nonce``/``user_data``/``public_key`` as hex, ``null`` for "not
+    checked". :class:`~veritee.errors.ConfigError` names the bad key."""
+    return _mapping.from_mapping(NitroPolicy, data, _READERS, _OPTIONAL)
 
 
+def policy_to_mapping(policy: NitroPolicy) -> dict[str, Any]:
+    """The JSON form of ``policy`` (inverted exactly by :func:`policy_from_mapping`)."""
+    return _mapping.to_mapping(policy)
 
 
 def _pcr(v: VerifiedNitroDocument, index: int, allowed: AbstractSet[bytes] | None) -> Finding:

@@ -42,13 +42,14 @@ from typing import Any
 from veritee.errors import ConfigError
 from veritee.findings import Finding
 from veritee.formats.nvidia import NONCE_SIZE
-from veritee.policy import Appraisal
+from veritee.policy import Appraisal, _load, _mapping
 from veritee.policy._checks import contains as _in
 from veritee.policy._checks import finding as _ok
 from veritee.policy._checks import skipped as _skip
 from veritee.trust.nvidia import VerifiedGpuReport
 
-__all__ = ["FINDING_CODES", "GpuPolicy", "appraise", "claims"]
+__all__ = ["FINDING_CODES", "GpuPolicy", "appraise", "claims", "policy_from_mapping",
+           "policy_to_mapping"]
 
 FINDING_CODES: frozenset[str] = frozenset({
     "nvidia.request.all_blocks",
@@ -120,6 +121,42 @@ class GpuPolicy:
         object.__setattr__(self, "vbios_versions",
                            _strings("vbios_versions", self.vbios_versions, lower=True))
         object.__setattr__(self, "measurements", _measurements(self.measurements))
+
+
+def _read_measurements(value: object, path: str) -> dict[int, frozenset[bytes]]:
+    table = _load.read_table(value, path)
+    out: dict[int, frozenset[bytes]] = {}
+    for key, allowed in table.items():
+        if not key.isdigit():
+            raise _load.config_error(f"{path}.{key}", key, "a block index 0..254")
+        index = _load.read_int(int(key), f"{path}.{key}", 0, 0xFE)
+        out[index] = _mapping.hex_set_reader(range(1, _MAX_DIGEST + 1))(allowed,
+                                                                         f"{path}.{key}")
+    return out
+
+
+_READERS: dict[str, _mapping.Reader] = {
+    "policy_id": _load.read_str,
+    "require_all_blocks": _load.read_bool,
+    "nonce": _mapping.hex_reader((NONCE_SIZE,)),
+    "driver_versions": _mapping.str_set_reader,
+    "vbios_versions": _mapping.str_set_reader,
+    "measurements": _read_measurements,
+}
+_OPTIONAL = frozenset({"nonce", "driver_versions", "vbios_versions", "measurements"})
+
+
+def policy_from_mapping(data: Mapping[str, Any]) -> GpuPolicy:
+    """A :class:`GpuPolicy` from its TOML/JSON form: the field names as keys, ``nonce`` as
+    hex, versions as lists of strings, ``measurements`` as a table from the SPDM block index
+    (a string: ``"1"``) to a list of hex values; ``null`` for "not checked".
+    :class:`~veritee.errors.ConfigError` names the bad key."""
+    return _mapping.from_mapping(GpuPolicy, data, _READERS, _OPTIONAL)
+
+
+def policy_to_mapping(policy: GpuPolicy) -> dict[str, Any]:
+    """The JSON form of ``policy`` (inverted exactly by :func:`policy_from_mapping`)."""
+    return _mapping.to_mapping(policy)
 
 
 def _version(code: str, fld: str, got: str | None, allowed: AbstractSet[str] | None,

@@ -63,7 +63,13 @@ __all__ = [
 # -- the registry: one line per scheme ("module:attribute"), in recognition order ---------------
 # Order matters only where two formats could claim the same bytes: the more specific first
 # (an Azure vTPM evidence JSON before a plain Trustee TPM JSON; Nitro before PSA, both COSE).
+# Schemes recognised by magic bytes come before SEV-SNP, which recognises a bare report by its
+# size alone (no SNP report starts with a CBOR array/tag, SPDM 0x11 0xE0 or JSON).
 _REGISTERED: tuple[str, ...] = (
+    "veritee.schemes.nitro:SCHEME",
+    "veritee.schemes.psa:SCHEME",
+    "veritee.schemes.cca:SCHEME",
+    "veritee.schemes.nvidia:SCHEME",
     "veritee.schemes.sevsnp:SCHEME",
     "veritee.schemes.azure_vtpm:SNP_SCHEME",
     "veritee.schemes.azure_vtpm:TDX_SCHEME",
@@ -274,6 +280,8 @@ def recognise(data: bytes) -> Scheme:
     for scheme in all_schemes():
         if scheme.recognise(data):
             return scheme
+    # The list goes in ``detail``, which is never cut short (``want`` is, at 80 characters).
     raise FormatError("evidence", "<format>",
                       got=f"{len(data)} bytes starting {bytes(data[:8]).hex()}",
-                      want=f"evidence of a registered scheme ({', '.join(names())})")
+                      want="evidence of a registered scheme",
+                      detail=f"registered: {', '.join(names())}")

@@ -1,9 +1,14 @@
 """Sealing: data that only the right workload, on the right platform, can read again.
 
-The key is never stored: the platform's secure processor derives it (SEV-SNP MSG_KEY_REQ on
-real hardware via ``/dev/sev-guest``, or the emulated secure processor) from the chip's secret
-and the guest fields the :class:`SealingPolicy` selects. The header records those selections
-and is authenticated, so a tampered header only yields another key.
+The key is never stored: the platform derives it from its own secret and the workload
+identity the :class:`SealingPolicy` selects, through one platform-neutral interface
+(:class:`SealingKeySource`): SEV-SNP MSG_KEY_REQ (``/dev/sev-guest`` or the emulated secure
+processor), SGX EGETKEY (MRENCLAVE / MRSIGNER, ISVSVN and CPUSVN), the TDX key-service TD
+(MRTD / MROWNER), a TPM 2.0 key bound to PCR values (see docs/sealing.md for each TEE's
+table). Every ``source`` argument below may be any of them, or a
+:class:`~veritee.platform.base.Platform` (:func:`sealing_source`). The header records the
+TEE and its selections and is authenticated, so a tampered header only yields another key;
+a blob sealed on one TEE is refused on another.
 
 Every unseal takes the policy the *reader* expects and refuses a header weaker than it
 (the header is written by whoever sealed: it cannot vouch for itself). Every unseal failure
@@ -30,22 +35,26 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from veritee.errors import ConfigError, SealingError
-from veritee.formats.sealed import HEADER_SIZE, SealedHeader, SealKind, SealPolicyKind
+from veritee.formats.sealed import HEADER_SIZE, SealedHeader, SealKind
 from veritee.sealing._core import (
     KeySource,
     MonotonicCounters,
     RollbackSlot,
+    Sealable,
+    SealingKeySource,
     SealingPolicy,
+    SnpSealing,
+    blank_header,
     check_rollback,
     complete_publish,
     counter_id_for,
     data_key,
-    header_for,
+    new_seal,
     no_oracle,
-    own_report,
     pending_path,
     publish,
     reader_key,
+    sealing_source,
     with_counter,
 )
 from veritee.sealing.stream import (
@@ -59,10 +68,13 @@ from veritee.sealing.stream import (
 __all__ = [
     "KeySource",
     "MonotonicCounters",
+    "Sealable",
     "SealedFileReader",
     "SealedHeader",
     "Sealer",
+    "SealingKeySource",
     "SealingPolicy",
+    "SnpSealing",
     "counter_id_for",
     "inspect",
     "open_sealed",
@@ -71,6 +83,7 @@ __all__ = [
     "seal",
     "seal_file",
     "seal_to_path",
+    "sealing_source",
     "unseal",
     "unseal_file",
     "unseal_path",
@@ -84,17 +97,17 @@ def inspect(data: bytes) -> SealedHeader:
     return SealedHeader.from_bytes(data)
 
 
-def _seal(source: KeySource, data: bytes, policy: SealingPolicy, aad: bytes,
+def _seal(source: Sealable, data: bytes, policy: SealingPolicy, aad: bytes,
           slot: RollbackSlot | None) -> bytes:
-    request = policy.key_request(own_report(source))
-    header = with_counter(header_for(request, policy.kind, SealKind.BLOB,
-                                     salt=os.urandom(32), nonce=os.urandom(12)), slot)
-    key = data_key(source.derived_key(request), header, _LABEL)
+    header = with_counter(blank_header(SealKind.BLOB, policy, salt=os.urandom(32),
+                                       nonce=os.urandom(12)), slot)
+    header, derived = new_seal(source, policy, header)
+    key = data_key(derived, header, _LABEL)
     raw = header.to_bytes()
     return raw + AESGCM(key).encrypt(header.nonce, data, raw + aad)
 
 
-def seal(source: KeySource, data: bytes, policy: SealingPolicy, *, aad: bytes = b"",
+def seal(source: Sealable, data: bytes, policy: SealingPolicy, *, aad: bytes = b"",
          counters: MonotonicCounters | None = None, counter_id: bytes | None = None) -> bytes:
     """Seal ``data`` so that only workloads ``policy`` names can unseal it.
 
@@ -111,7 +124,7 @@ def seal(source: KeySource, data: bytes, policy: SealingPolicy, *, aad: bytes = 
     return blob
 
 
-def unseal(source: KeySource, blob: bytes, policy: SealingPolicy, *, aad: bytes = b"",
+def unseal(source: Sealable, blob: bytes, policy: SealingPolicy, *, aad: bytes = b"",
            counters: MonotonicCounters | None = None,
            counter_id: bytes | None = None) -> bytes:
     """Open a sealed blob, or raise the one :class:`SealingError`.
@@ -131,7 +144,7 @@ def unseal(source: KeySource, blob: bytes, policy: SealingPolicy, *, aad: bytes 
         return AESGCM(key).decrypt(header.nonce, blob[HEADER_SIZE:], blob[:HEADER_SIZE] + aad)
 
 
-def reseal(source: KeySource, blob: bytes, policy: SealingPolicy, *, expected: SealingPolicy,
+def reseal(source: Sealable, blob: bytes, policy: SealingPolicy, *, expected: SealingPolicy,
            aad: bytes = b"", counters: MonotonicCounters | None = None,
            counter_id: bytes | None = None) -> bytes:
     """Move sealed data that meets ``expected`` to ``policy`` (e.g. a raised SVN floor)."""
@@ -142,7 +155,7 @@ def reseal(source: KeySource, blob: bytes, policy: SealingPolicy, *, expected: S
     return seal(source, data, policy, aad=aad, counters=counters, counter_id=cid)
 
 
-def seal_to_path(source: KeySource, path: Path, data: bytes, policy: SealingPolicy, *,
+def seal_to_path(source: Sealable, path: Path, data: bytes, policy: SealingPolicy, *,
                  aad: bytes = b"", counters: MonotonicCounters | None = None,
                  counter_id: bytes | None = None) -> None:
     """Seal ``data`` into ``path`` atomically (temp file, fsync, rename, directory fsync).
@@ -161,7 +174,7 @@ def seal_to_path(source: KeySource, path: Path, data: bytes, policy: SealingPoli
     publish(path, lambda fh: fh.write(blob), slot)
 
 
-def unseal_path(source: KeySource, path: Path, policy: SealingPolicy, *, aad: bytes = b"",
+def unseal_path(source: Sealable, path: Path, policy: SealingPolicy, *, aad: bytes = b"",
                 counters: MonotonicCounters | None = None,
                 counter_id: bytes | None = None) -> bytes:
     """Read and unseal a blob written by :func:`seal_to_path` (``policy``, ``counters``: as
@@ -184,7 +197,7 @@ def unseal_path(source: KeySource, path: Path, policy: SealingPolicy, *, aad: by
         return data
 
 
-def reseal_path(source: KeySource, path: Path, policy: SealingPolicy, *,
+def reseal_path(source: Sealable, path: Path, policy: SealingPolicy, *,
                 expected: SealingPolicy, aad: bytes = b"",
                 counters: MonotonicCounters | None = None,
                 counter_id: bytes | None = None) -> None:
@@ -215,7 +228,7 @@ class Sealer:
     defaults to the workload identity the policy binds), never by the id in the file.
     """
 
-    source: KeySource
+    source: Sealable
     policy: SealingPolicy
     counters: MonotonicCounters | None = None
     counter_namespace: bytes | None = None
@@ -241,12 +254,8 @@ class Sealer:
         """The counter id this Sealer declares for a rollback-protected ``path``."""
         namespace = self.counter_namespace
         if namespace is None:
-            own = own_report(self.source)
-            if self.policy.kind is SealPolicyKind.MEASUREMENT:
-                namespace = b"measurement:" + own.measurement
-            else:  # the state survives upgrades: the signer and family, not the image
-                namespace = (b"signer:" + own.author_key_digest + own.id_key_digest
-                             + own.family_id)
+            # measurement: the image; signer: what survives upgrades (signer and family)
+            namespace = sealing_source(self.source).identity(self.policy)
         return counter_id_for(namespace, str(Path(path).resolve()))
 
     def seal_to_path(self, path: Path, data: bytes, *, aad: bytes = b"",

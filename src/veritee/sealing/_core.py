@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from veritee._fs import atomic_open, fsync_dir
 from veritee.errors import ConfigError, FormatError, PlatformError, SealingError
-from veritee.formats.sealed import SealedHeader, SealKind, SealPolicyKind
+from veritee.formats.sealed import SealedHeader, SealKind, SealPolicyKind, SealTee
 from veritee.formats.sevsnp import (
     AttestationReport,
     GuestFieldSelect,
@@ -28,7 +28,9 @@ from veritee.formats.sevsnp import (
 __all__ = [
     "KeySource",
     "MonotonicCounters",
+    "SealingKeySource",
     "SealingPolicy",
+    "SnpSealing",
     "no_oracle",
 ]
 
@@ -99,22 +101,36 @@ class SealingPolicy:
     bind_guest_policy: bool = True
     bind_image_id: bool = True
     root: RootKeySelect = RootKeySelect.VCEK
+    min_cpu_svn: bytes | None = None
+    """SGX: refuse data sealed under a CPUSVN below this (16 bytes, component-wise)."""
+    pcrs: tuple[int, ...] = tuple(range(8))
+    """TPM: the SHA-256 PCRs whose current values the key is bound to (a measurement policy
+    must select at least these)."""
+    bind_rtmrs: bool = False
+    """TDX: also bind RTMR0-2 (the boot chain the TD measured), not only MRTD."""
 
     @classmethod
     def measurement(cls, *, bind_tcb: bool = True, tcb_floor: TcbVersion | None = None,
-                    bind_guest_policy: bool = True) -> SealingPolicy:
-        """Only this exact launch identity can unseal."""
+                    bind_guest_policy: bool = True, min_cpu_svn: bytes | None = None,
+                    pcrs: tuple[int, ...] | None = None,
+                    bind_rtmrs: bool = False) -> SealingPolicy:
+        """Only this exact launch identity can unseal (SEV-SNP MEASUREMENT, SGX MRENCLAVE,
+        TDX MRTD (and RTMR0-2 with ``bind_rtmrs``), TPM PCR values of ``pcrs``)."""
         return cls(SealPolicyKind.MEASUREMENT, bind_tcb=bind_tcb, tcb_floor=tcb_floor,
-                   bind_guest_policy=bind_guest_policy)
+                   bind_guest_policy=bind_guest_policy, min_cpu_svn=_cpu_svn(min_cpu_svn),
+                   pcrs=_pcrs(pcrs), bind_rtmrs=bind_rtmrs)
 
     @classmethod
     def signer(cls, *, min_svn: int | None = None, bind_tcb: bool = True,
-               tcb_floor: TcbVersion | None = None, bind_image_id: bool = True) -> SealingPolicy:
-        """The same signer at SVN >= ``min_svn`` (default: the sealer's own SVN) can unseal."""
+               tcb_floor: TcbVersion | None = None, bind_image_id: bool = True,
+               min_cpu_svn: bytes | None = None) -> SealingPolicy:
+        """The same signer at SVN >= ``min_svn`` (default: the sealer's own SVN) can unseal
+        (SEV-SNP ID/author key + GUEST_SVN, SGX MRSIGNER + ISVSVN, TDX MROWNER (no SVN))."""
         if min_svn is not None and not 0 <= min_svn < 1 << 32:
             raise ConfigError(f"min_svn: got {min_svn}, want 0..2**32-1")
         return cls(SealPolicyKind.SIGNER, min_svn=min_svn, bind_tcb=bind_tcb,
-                   tcb_floor=tcb_floor, bind_image_id=bind_image_id)
+                   tcb_floor=tcb_floor, bind_image_id=bind_image_id,
+                   min_cpu_svn=_cpu_svn(min_cpu_svn))
 
     def required_fields(self) -> GuestFieldSelect:
         """The GUEST_FIELD_SELECT bits a seal must select to satisfy this policy."""
@@ -184,6 +200,87 @@ class SealingPolicy:
                          vmpl=own.vmpl, guest_svn=svn, tcb_version=tcb)
 
 
+def _cpu_svn(value: bytes | None) -> bytes | None:
+    if value is not None and len(value) != 16:
+        raise ConfigError(f"min_cpu_svn: got {len(value)} bytes, want the 16-byte CPUSVN")
+    return value
+
+
+def _pcrs(value: tuple[int, ...] | None) -> tuple[int, ...]:
+    if value is None:
+        return tuple(range(8))
+    chosen = tuple(sorted(set(value)))
+    if not chosen or not all(0 <= i < 24 for i in chosen):
+        raise ConfigError(f"pcrs: got {list(value)}, want PCR indices 0..23 (at least one)")
+    return chosen
+
+
+@runtime_checkable
+class SealingKeySource(Protocol):
+    """What sealing needs from any TEE: one platform-neutral interface.
+
+    ``tee`` names the TEE recorded in every header it writes; ``new_seal`` fills a header's
+    TEE fields for ``policy`` and returns the key for it; ``derive`` is the reader's side: it
+    refuses (the one :class:`SealingError`) a header of another TEE or weaker than the
+    reader's ``policy`` for *this* workload, then derives the key the header records (the
+    hardware enforces what only it can: SVNs not above the caller's, the caller's identity);
+    ``identity`` names the workload identity ``policy`` binds (a counter namespace).
+    Implementations: :class:`SnpSealing` here, and SGX, TDX, TPM in
+    :mod:`veritee.sealing.platforms`.
+    """
+
+    tee: SealTee
+
+    def new_seal(self, policy: SealingPolicy, header: SealedHeader
+                 ) -> tuple[SealedHeader, bytes]:
+        """``header`` with this TEE's fields for ``policy``, and the 32-byte derived key."""
+        ...
+
+    def derive(self, policy: SealingPolicy, header: SealedHeader) -> bytes:
+        """The key for ``header`` once it meets the reader's ``policy`` (SealingError
+        otherwise; call inside :func:`no_oracle`)."""
+        ...
+
+    def identity(self, policy: SealingPolicy) -> bytes:
+        """The workload identity ``policy`` binds (measurement, or signer and family)."""
+        ...
+
+
+class SnpSealing:
+    """SEV-SNP sealing over a :class:`KeySource`: MSG_KEY_REQ keys, SealingPolicy's
+    :meth:`~SealingPolicy.check` for the reader."""
+
+    tee = SealTee.SEVSNP
+
+    def __init__(self, source: KeySource) -> None:
+        self.source = source
+
+    def new_seal(self, policy: SealingPolicy, header: SealedHeader
+                 ) -> tuple[SealedHeader, bytes]:
+        """MSG_KEY_REQ for ``policy`` (recorded in the header) and its derived key."""
+        request = policy.key_request(own_report(self.source))
+        filled = replace(header, tee=SealTee.SEVSNP, tee_params=b"", policy=policy.kind,
+                         root_key_select=int(request.root_key_select),
+                         guest_field_select=int(request.guest_field_select),
+                         vmpl=request.vmpl, guest_svn=request.guest_svn,
+                         tcb_version=request.tcb_version)
+        return filled, self.source.derived_key(request)
+
+    def derive(self, policy: SealingPolicy, header: SealedHeader) -> bytes:
+        """:meth:`SealingPolicy.check`, then the firmware derives (and enforces floors)."""
+        if header.tee is not SealTee.SEVSNP:
+            raise SealingError()
+        policy.check(header, own_report(self.source))
+        return self.source.derived_key(request_from_header(header))
+
+    def identity(self, policy: SealingPolicy) -> bytes:
+        """MEASUREMENT, or (surviving upgrades) the signer digests and FAMILY_ID."""
+        own = own_report(self.source)
+        if policy.kind is SealPolicyKind.MEASUREMENT:
+            return b"measurement:" + own.measurement
+        return b"signer:" + own.author_key_digest + own.id_key_digest + own.family_id
+
+
 def request_from_header(header: SealedHeader) -> MsgKeyReq:
     """The MSG_KEY_REQ recorded in a sealed header (the firmware enforces its floors)."""
     return MsgKeyReq(root_key_select=RootKeySelect(header.root_key_select), key_sel=0,
@@ -218,11 +315,46 @@ def own_report(source: KeySource) -> AttestationReport:
     return AttestationReport.from_bytes(source.attestation_report(bytes(64)))
 
 
-def reader_key(source: KeySource, header: SealedHeader, expected: SealingPolicy) -> bytes:
+def reader_key(source: Sealable, header: SealedHeader, expected: SealingPolicy) -> bytes:
     """The derived key for ``header``, once the header meets the reader's ``expected`` policy
     (raises the one SealingError otherwise). Call inside :func:`no_oracle`."""
-    expected.check(header, own_report(source))
-    return source.derived_key(request_from_header(header))
+    return sealing_source(source).derive(expected, header)
+
+
+def new_seal(source: Sealable, policy: SealingPolicy, header: SealedHeader
+             ) -> tuple[SealedHeader, bytes]:
+    """``header`` completed by ``source``'s TEE for ``policy``, and the derived key."""
+    return sealing_source(source).new_seal(policy, header)
+
+
+def blank_header(kind: SealKind, policy: SealingPolicy, *, salt: bytes, nonce: bytes,
+                 chunk_size: int = 0) -> SealedHeader:
+    """A header with the per-seal randomness and no TEE fields yet (see :func:`new_seal`)."""
+    return SealedHeader(kind=kind, policy=policy.kind, root_key_select=0,
+                        guest_field_select=0, vmpl=0, guest_svn=0, tcb_version=0,
+                        counter_id=bytes(16), counter_value=0, salt=salt,
+                        chunk_size=chunk_size, nonce=nonce)
+
+
+Sealable = object
+"""Anything :func:`sealing_source` accepts: a :class:`SealingKeySource`, an SEV-SNP
+:class:`KeySource` (emulated guest, ``/dev/sev-guest``), a
+:class:`~veritee.platform.base.Platform` adapter, an emulated SGX enclave or TD, a TPM."""
+
+
+def sealing_source(source: Sealable) -> SealingKeySource:
+    """The :class:`SealingKeySource` for ``source`` (PlatformError when it cannot seal)."""
+    if isinstance(source, SealingKeySource):
+        return source
+    if isinstance(source, KeySource):  # an SEV-SNP guest (no other platform has both calls)
+        return SnpSealing(source)
+    from veritee.sealing.platforms import for_platform
+
+    found = for_platform(source)
+    if found is not None:
+        return found
+    raise PlatformError(f"{type(source).__name__}: not a platform that can seal (no sealing "
+                        "key source for it)")
 
 
 # A rollback counter holds two 32-bit halves, so one monotonic value records both:

@@ -28,16 +28,16 @@ from veritee._fs import atomic_open
 from veritee.errors import ConfigError, FormatError, SealingError
 from veritee.formats.sealed import HEADER_SIZE, SealedHeader, SealKind
 from veritee.sealing._core import (
-    KeySource,
     MonotonicCounters,
     RollbackSlot,
+    Sealable,
     SealingPolicy,
+    blank_header,
     check_rollback,
     complete_publish,
     data_key,
-    header_for,
+    new_seal,
     no_oracle,
-    own_report,
     pending_path,
     publish,
     reader_key,
@@ -95,20 +95,20 @@ def existing_counter(path: Path) -> bytes | None:
     return None
 
 
-def _seal_chunks(source: KeySource, chunks: Iterable[bytes], dst: Path, policy: SealingPolicy,
+def _seal_chunks(source: Sealable, chunks: Iterable[bytes], dst: Path, policy: SealingPolicy,
                  *, chunk_size: int, counters: MonotonicCounters | None,
                  counter_id: bytes | None) -> None:
     if not 1 <= chunk_size <= 1 << 30:
         raise ConfigError(f"chunk_size: got {chunk_size}, want 1..2**30")
-    request = policy.key_request(own_report(source))
     slot = (RollbackSlot.next_for(counters, counter_id or existing_counter(dst),
                                   declared=counter_id is not None)
             if counters is not None else None)
-    header = with_counter(header_for(request, policy.kind, SealKind.STREAM,
-                                     salt=os.urandom(32), nonce=os.urandom(7) + bytes(5),
-                                     chunk_size=chunk_size), slot)
+    header = with_counter(blank_header(SealKind.STREAM, policy, salt=os.urandom(32),
+                                       nonce=os.urandom(7) + bytes(5),
+                                       chunk_size=chunk_size), slot)
+    header, derived = new_seal(source, policy, header)
     raw = header.to_bytes()
-    aead = AESGCM(data_key(source.derived_key(request), header, _LABEL))
+    aead = AESGCM(data_key(derived, header, _LABEL))
     prefix = header.nonce[:7]
 
     def write(out: BinaryIO) -> None:
@@ -121,7 +121,7 @@ def _seal_chunks(source: KeySource, chunks: Iterable[bytes], dst: Path, policy: 
     publish(dst, write, slot)  # commits only once the new version is durable
 
 
-def seal_file(source: KeySource, src: Path, dst: Path, policy: SealingPolicy, *,
+def seal_file(source: Sealable, src: Path, dst: Path, policy: SealingPolicy, *,
               chunk_size: int = DEFAULT_CHUNK_SIZE,
               counters: MonotonicCounters | None = None,
               counter_id: bytes | None = None) -> None:
@@ -138,7 +138,7 @@ class SealedFileReader:
     truncation is caught before any read); each read then authenticates the chunks it
     touches."""
 
-    def __init__(self, source: KeySource, path: Path, policy: SealingPolicy,
+    def __init__(self, source: Sealable, path: Path, policy: SealingPolicy,
                  counters: MonotonicCounters | None = None,
                  counter_id: bytes | None = None) -> None:
         self._fh: BinaryIO | None = None
@@ -149,7 +149,7 @@ class SealedFileReader:
             self.close()
             raise
 
-    def _open(self, source: KeySource, path: Path, policy: SealingPolicy,
+    def _open(self, source: Sealable, path: Path, policy: SealingPolicy,
               counters: MonotonicCounters | None, counter_id: bytes | None) -> None:
         with no_oracle():
             self._fh = path.open("rb")
@@ -222,7 +222,7 @@ class SealedFileReader:
         self.close()
 
 
-def open_sealed(source: KeySource, path: Path, policy: SealingPolicy,
+def open_sealed(source: Sealable, path: Path, policy: SealingPolicy,
                 counters: MonotonicCounters | None = None,
                 counter_id: bytes | None = None) -> SealedFileReader:
     """Open a sealed file for random access (raises the one SealingError on any failure).
@@ -243,7 +243,7 @@ def open_sealed(source: KeySource, path: Path, policy: SealingPolicy,
         return reader
 
 
-def unseal_file(source: KeySource, src: Path, dst: Path, policy: SealingPolicy, *,
+def unseal_file(source: Sealable, src: Path, dst: Path, policy: SealingPolicy, *,
                 counters: MonotonicCounters | None = None,
                 counter_id: bytes | None = None) -> None:
     """Unseal ``src`` into ``dst``; ``dst`` appears only once every chunk authenticated."""
@@ -253,7 +253,7 @@ def unseal_file(source: KeySource, src: Path, dst: Path, policy: SealingPolicy, 
             out.write(chunk)
 
 
-def reseal_file(source: KeySource, path: Path, policy: SealingPolicy, *,
+def reseal_file(source: Sealable, path: Path, policy: SealingPolicy, *,
                 expected: SealingPolicy, counters: MonotonicCounters | None = None,
                 counter_id: bytes | None = None) -> None:
     """Reseal a sealed file that meets ``expected`` under ``policy`` in place (atomically)."""
