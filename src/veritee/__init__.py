@@ -11,12 +11,14 @@ Entry points:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 
 __version__ = "0.1.0"
 __all__ = ["VeriteeError", "__version__", "verify_evidence"]
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from veritee.attest import verify_evidence
     from veritee.errors import VeriteeError
 

@@ -18,9 +18,11 @@ the attributes give a human the detail.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 
 if TYPE_CHECKING:  # pragma: no cover - typing only, avoids an import cycle
+    from typing import Any
+
     from veritee.policy import Appraisal
 
 __all__ = [
@@ -64,7 +66,8 @@ class FormatError(VeriteeError, ValueError):
         self.got = got
         self.want = want
         where = f"{structure}.{field}" + (f" at offset 0x{offset:x}" if offset is not None else "")
-        msg = f"{where}: got {_short(got)}, want {_short(want)}"
+        # ``want`` is the specification's words (ours, bounded): never cut short.
+        msg = f"{where}: got {_short(got)}, want {_short(want, limit=400)}"
         if detail:
             msg += f" ({detail})"
         super().__init__(msg)
@@ -142,6 +145,9 @@ def _short(value: object, limit: int = 80) -> str:
         text = value[:limit + 1] if isinstance(value, str) else repr(value)
         # Lone surrogates cannot be encoded to the terminal: escape them here, once.
         text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-        return text if len(text) <= limit else text[:limit] + "..."
+        if len(text) <= limit:
+            return text
+        cut = text.rfind(" ", limit // 2, limit)  # at a word boundary: never mid-word
+        return text[:cut if cut > 0 else limit] + "..."
     except Exception:  # an error message must not raise a second error
         return f"<unprintable {type(value).__name__}>"

@@ -42,7 +42,9 @@ def test_bad_input_is_exit_3(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     bad.write_bytes(b"\x02" + bytes(100))
     assert main(["show", str(bad)]) == 3
     err = capsys.readouterr().err
-    assert "FormatError" in err and "Traceback" not in err
+    assert err.startswith("veritee: evidence.") and "Traceback" not in err
+    assert "FormatError" not in err  # no class names for people (issue 11)
+    assert "want " in err and "..." not in err  # the expectation, never cut mid-word
     assert main(["show", str(tmp_path / "missing.bin")]) == 3
 
 

@@ -33,9 +33,13 @@ def test_wrong_nonce_is_a_verification_failure(capsys: pytest.CaptureFixture[str
     assert "tpm.quote.nonce" in capsys.readouterr().err
 
 
-@needs_evidence
-def test_missing_argument_is_bad_input() -> None:
-    assert main(["tpm", "quote", "--quote", str(KEYLIME / "quote.attest.bin")]) == 3
+def test_missing_argument_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """Each action has its own options: a missing one is a usage error (2) naming them all,
+    with the action's usage line (before subcommands: exit 3, one flag at a time)."""
+    assert main(["tpm", "quote", "--quote", "q.attest"]) == 2
+    err = capsys.readouterr().err
+    assert "usage: veritee tpm quote" in err
+    assert "required: --signature, --ak, --nonce" in err
 
 
 @needs_evidence
@@ -73,4 +77,4 @@ def test_ek_chain(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*args, "--at", "2024-01-01T00:00:00Z"]) == 0
     assert "tpm.ek.profile" in capsys.readouterr().out
     assert main([*args, "--at", "2050-01-01T00:00:00Z"]) == 4
-    assert main(["tpm", "ek", "--ek-cert", str(EK / "ek_cert.der")]) == 3
+    assert main(["tpm", "ek", "--ek-cert", str(EK / "ek_cert.der")]) == 2  # --root missing

@@ -20,147 +20,50 @@ and ``--ca-key store:NAME`` signs leaves with one: nothing private is written th
 from __future__ import annotations
 
 import argparse
-import json
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
-from cryptography import x509
-
-from veritee._fs import atomic_write
 from veritee.cli import (
     EXIT_OK,
     EXIT_POLICY_REJECTED,
-    AddCommand,
     _emit,
     _load_collateral,
-    _parse_time,
     _read,
 )
-from veritee.crypto.certs import (
-    KeyType,
-    Usage,
-    build_csr,
-    certificate_pem,
-    create_ca,
-    fingerprint,
-    generate_private_key,
-    issue_leaf,
-    load_certificate,
-    load_csr,
-    load_private_key,
-    private_key_pem,
-    verify_leaf,
-)
+from veritee.cli._cert_commands import USAGES as _USAGES
 from veritee.errors import ConfigError, PolicyRejected, VerificationError
 
-__all__ = ["register"]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (start-up)
+if TYPE_CHECKING:
+    from datetime import datetime, timedelta
+    from typing import Any
 
-_USAGES = {"server": Usage.SERVER, "client": Usage.CLIENT}
+    from cryptography import x509
+
+__all__: list[str] = []
 
 
-def register(add: AddCommand) -> None:
-    """Add the ``cert`` command and its actions."""
-    cert = add("cert", "issue X.509 certificates and inspect attested (RA-TLS) ones",
-               _cmd_cert_help)
-    parser_class = type(cert)
-    actions = cert.add_subparsers(dest="cert_action", metavar="ACTION",
-                                  parser_class=parser_class)
-    actions.required = True
 
-    issue = actions.add_parser("issue", help="issue a CA, a CSR or a leaf certificate")
-    kinds = issue.add_subparsers(dest="cert_kind", metavar="KIND", parser_class=parser_class)
-    kinds.required = True
+def _usage(name: str) -> Any:
+    from veritee.crypto.certs import Usage
 
-    p = kinds.add_parser("ca", help="a self-signed CA (ca.pem, ca.key)")
-    _key_args(p)
-    p.add_argument("--subject", required=True, help='RFC 4514 name, e.g. "CN=Example CA"')
-    p.add_argument("--days", type=int, default=3650)
-    p.add_argument("--path-length", type=int, default=0)
-    _store_key_args(p)
-    p.set_defaults(fn=_cmd_issue_ca)
+    return {"server": Usage.SERVER, "client": Usage.CLIENT}[name]
 
-    p = kinds.add_parser("csr", help="a key and a PKCS#10 request (key.pem, csr.pem)")
-    _key_args(p)
-    p.add_argument("--subject", required=True)
-    _san_args(p)
-    _store_key_args(p)
-    p.set_defaults(fn=_cmd_issue_csr)
 
-    p = kinds.add_parser("leaf", help="a leaf signed by a CA, from a CSR or a new key")
-    _key_args(p)
-    p.add_argument("--ca-cert", required=True, metavar="PEM")
-    p.add_argument("--ca-key", required=True, metavar="PEM", help="the CA's key: a PEM file "
-                   "or store:NAME (a key in the key store)")
-    p.add_argument("--csr", metavar="FILE", help="issue for this CSR (else a new key is made)")
-    p.add_argument("--subject", help="subject (required without --csr; overrides the CSR's)")
-    _san_args(p)
-    p.add_argument("--usage", action="append", choices=sorted(_USAGES),
-                   help="extended key usage (repeatable; default: server and client)")
-    p.add_argument("--days", type=int, default=90)
-    _store_key_args(p)
-    p.set_defaults(fn=_cmd_issue_leaf)
+def _key_type(name: str) -> Any:
+    """The ``veritee.crypto.certs`` key type of a CLI spelling (``ec-p256``, ...)."""
+    from veritee.crypto.certs import KeyType
 
-    p = actions.add_parser("check", help="check a leaf against its CA (signature, validity, "
-                           "basicConstraints, EKU)")
-    p.add_argument("cert", metavar="CERT")
-    p.add_argument("--ca", required=True, metavar="PEM")
-    p.add_argument("--usage", choices=sorted(_USAGES), default="server")
-    p.add_argument("--at", type=_parse_time, metavar="TIME", help="check as of (default: now)")
-    p.set_defaults(fn=_cmd_check)
+    return {"ec-p256": KeyType.P256, "ec-p384": KeyType.P384, "ed25519": KeyType.ED25519,
+            "rsa-3072": KeyType.RSA3072, "rsa-4096": KeyType.RSA4096}[name]
 
-    p = actions.add_parser("inspect", help="show an attested certificate and appraise the "
-                           "evidence it carries")
-    p.add_argument("cert", metavar="FILE", help="PEM or DER certificate")
-    p.add_argument("--trust-root", action="append", metavar="PEM", help="trust this root "
-                   "instead of the vendor's pinned ones (e.g. an emulated machine's ark.pem "
-                   "or root_ca.pem)")
-    p.add_argument("--policy", metavar="FILE", help="policy file (TOML or JSON) of the "
-                   "evidence's scheme")
-    p.add_argument("--certs", metavar="PATH", action="append", help="collateral: a "
-                   "directory or file, repeatable (AMD certificates, else the ones in the "
-                   "certificate's endorsements extension; Intel TCB Info, QE Identity, CRLs)")
-    p.add_argument("--crl", metavar="FILE")
-    p.add_argument("--ca", metavar="PEM", help="check the certificate's issuer signature")
-    p.add_argument("--at", type=_parse_time, metavar="TIME", help="as of (default: now)")
-    p.add_argument("--format", choices=("text", "json"), default="text")
-    p.set_defaults(fn=_cmd_inspect)
 
-    p = actions.add_parser("attested", help="launch an emulated TEE (SEV-SNP guest, TDX TD "
-                           "or SGX enclave) that makes a key and an attested certificate "
-                           "(INSECURE: emulated)")
-    p.add_argument("--out", required=True, metavar="DIR")
-    _key_args(p)
-    p.add_argument("--subject", default="CN=veritee attested workload")
-    _san_args(p)
-    p.add_argument("--hours", type=int, default=24, help="certificate lifetime")
-    p.add_argument("--product", choices=("Milan", "Genoa", "Turin"), default="Milan")
-    p.add_argument("--key-size", type=int, default=4096, choices=(2048, 3072, 4096),
-                   help="RSA size of the emulated AMD roots")
-    p.add_argument("--debug-guest", action="store_true", help="launch with the DEBUG bit")
-    p.add_argument("--tee", choices=("snp", "tdx", "sgx", "tpm"), default="snp",
-                   help="the TEE whose evidence goes in the certificate: snp (a report and "
-                   "its certificate table), tdx or sgx (a DCAP quote with its PCK chain); "
-                   "tpm is refused here (its quote verifies against an enrolled AK)")
-    p.set_defaults(fn=_cmd_attested)
+def _new_key(args: argparse.Namespace) -> Any:
+    from veritee.crypto.certs import generate_private_key
+
+    return generate_private_key(_key_type(args.key_type))
 
 
 def _cmd_cert_help(args: argparse.Namespace) -> int:  # pragma: no cover - ACTION is required
     raise ConfigError("cert: an action is required (issue, check, inspect, attested)")
-
-
-def _key_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--key-type", choices=[k.value for k in KeyType], default=KeyType.P256.value)
-    if not any(a.dest == "out" for a in p._actions):
-        p.add_argument("--out", required=True, metavar="DIR")
-
-
-def _store_key_args(p: argparse.ArgumentParser) -> None:
-    from veritee.cli._keys import add_store_args
-
-    p.add_argument("--key", metavar="store:NAME", help="use this key of the sealed key store "
-                   "(a sign key) instead of generating one; no private key is written")
-    add_store_args(p)
 
 
 def _store_name(ref: str | None, flag: str) -> str | None:
@@ -177,25 +80,30 @@ def _store_private(args: argparse.Namespace, name: str) -> Any:
     return store_from_args(args).signing_key(name)
 
 
-def _san_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dns", action="append", default=[], metavar="NAME")
-    p.add_argument("--ip", action="append", default=[], metavar="ADDRESS")
-
-
 def _days(n: int) -> timedelta:
+    from datetime import timedelta
+
     if n < 1:
         raise ConfigError(f"--days: got {n}, want >= 1")
     return timedelta(days=n)
 
 
-def _write_key(path: Path, data: bytes) -> None:
+def _write_key(path: Any, data: bytes) -> None:
+    from veritee._fs import atomic_write
+
     atomic_write(path, data, 0o600)
 
 
 def _cmd_issue_ca(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from veritee._fs import atomic_write
+    from veritee.crypto.certs import certificate_pem, create_ca, fingerprint, private_key_pem
+
     out = Path(args.out)
     stored = _store_name(args.key, "--key")
-    key = _store_private(args, stored) if stored else generate_private_key(args.key_type)
+    key = _store_private(args, stored) if stored else _new_key(args)
     ca = create_ca(key, args.subject, now=datetime.now(UTC), valid_for=_days(args.days),
                    path_length=args.path_length)
     atomic_write(out / "ca.pem", certificate_pem(ca.certificate), 0o644)
@@ -209,11 +117,16 @@ def _cmd_issue_ca(args: argparse.Namespace) -> int:
 
 
 def _cmd_issue_csr(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from cryptography.hazmat.primitives.serialization import Encoding
+
+    from veritee._fs import atomic_write
+    from veritee.crypto.certs import build_csr, private_key_pem
 
     out = Path(args.out)
     stored = _store_name(args.key, "--key")
-    key = _store_private(args, stored) if stored else generate_private_key(args.key_type)
+    key = _store_private(args, stored) if stored else _new_key(args)
     csr = build_csr(key, args.subject, dns_names=args.dns, ip_addresses=args.ip)
     atomic_write(out / "csr.pem", csr.public_bytes(Encoding.PEM), 0o644)
     if stored:
@@ -225,7 +138,19 @@ def _cmd_issue_csr(args: argparse.Namespace) -> int:
 
 
 def _cmd_issue_leaf(args: argparse.Namespace) -> int:
-    from veritee.crypto.certs import CertificateAuthority
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from veritee._fs import atomic_write
+    from veritee.crypto.certs import (
+        CertificateAuthority,
+        certificate_pem,
+        issue_leaf,
+        load_certificate,
+        load_csr,
+        load_private_key,
+        private_key_pem,
+    )
 
     out = Path(args.out)
     ca_stored = _store_name(args.ca_key, "--ca-key") if args.ca_key.startswith("store:") \
@@ -235,7 +160,7 @@ def _cmd_issue_leaf(args: argparse.Namespace) -> int:
         key=(_store_private(args, ca_stored) if ca_stored else
              load_private_key(_read(args.ca_key, "CA key"), source=args.ca_key)))
     stored = _store_name(args.key, "--key")
-    usages = [_USAGES[u] for u in (args.usage or sorted(_USAGES))]
+    usages = [_usage(u) for u in (args.usage or sorted(_USAGES))]
     now = datetime.now(UTC)
     dns: list[str] | None = args.dns or None  # None: keep the CSR's SAN
     ips: list[str] | None = args.ip or None
@@ -257,7 +182,7 @@ def _cmd_issue_leaf(args: argparse.Namespace) -> int:
     else:
         if not args.subject:
             raise ConfigError("--subject: required without --csr")
-        key = generate_private_key(args.key_type)
+        key = _new_key(args)
         cert = issue_leaf(ca, key.public_key(), now=now, subject=args.subject, usages=usages,
                           valid_for=_days(args.days), dns_names=dns, ip_addresses=ips)
         _write_key(out / "key.pem", private_key_pem(key))
@@ -269,9 +194,13 @@ def _cmd_issue_leaf(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from veritee.crypto.certs import load_certificate, verify_leaf
+
     leaf = load_certificate(_read(args.cert, "certificate"), source=args.cert)
     ca = load_certificate(_read(args.ca, "CA certificate"), source=args.ca)
-    verify_leaf(leaf, ca, now=args.at or datetime.now(UTC), usage=_USAGES[args.usage])
+    verify_leaf(leaf, ca, now=args.at or datetime.now(UTC), usage=_usage(args.usage))
     print(f"{args.cert}: OK (issued by {ca.subject.rfc4514_string()}, valid, {args.usage})")
     return EXIT_OK
 
@@ -281,6 +210,7 @@ def _describe(cert: x509.Certificate) -> tuple[list[str], dict[str, object]]:
 
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+    from veritee.crypto.certs import fingerprint
     from veritee.ratls import OID_TCG_DICE_CMW, OID_TCG_DICE_ENDORSEMENT_MANIFEST
 
     oids = {e.oid.dotted_string for e in cert.extensions}
@@ -318,6 +248,8 @@ def _vendor_anchors(vendor: str, paths: list[str]) -> Any:
 
 def _inspect_inputs(args: argparse.Namespace, scheme: Any) -> tuple[Any, Any, Any]:
     """(policy, collateral, anchors) for the scheme the certificate's evidence names."""
+    from pathlib import Path
+
     from veritee.policy._load import load_mapping
 
     policy = (scheme.policy_from_mapping(load_mapping(args.policy)) if args.policy
@@ -335,6 +267,7 @@ def _inspect_inputs(args: argparse.Namespace, scheme: Any) -> tuple[Any, Any, An
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from veritee import schemes
+    from veritee.crypto.certs import load_certificate
     from veritee.ratls import extract_evidence, verify_attested_certificate
 
     cert = load_certificate(_read(args.cert, "certificate"), source=args.cert)
@@ -383,10 +316,15 @@ def _cmd_attested(args: argparse.Namespace) -> int:
 
 def _issue(args: argparse.Namespace, platform: Any, now: datetime) -> None:
     """Inside the TEE: the key is made here and never leaves (except to key.pem, for demos)."""
+    from datetime import timedelta
+    from pathlib import Path
+
+    from veritee._fs import atomic_write
+    from veritee.crypto.certs import certificate_pem, private_key_pem
     from veritee.ratls import issue_attested_certificate
 
     out = Path(args.out)
-    key = generate_private_key(args.key_type)
+    key = _new_key(args)
     cert = issue_attested_certificate(platform, key, now=now, subject=args.subject,
                                       dns_names=args.dns, ip_addresses=args.ip,
                                       valid_for=timedelta(hours=args.hours))
@@ -394,16 +332,22 @@ def _issue(args: argparse.Namespace, platform: Any, now: datetime) -> None:
     _write_key(out / "key.pem", private_key_pem(key))
 
 
-def _write_policy(out: Path, scheme_name: str, policy: Any) -> None:
+def _write_policy(out: Any, scheme_name: str, policy: Any) -> None:
+    import json
+
     from veritee import schemes
+    from veritee._fs import atomic_write
 
     mapping = schemes.get(scheme_name).policy_to_mapping(policy)
     atomic_write(out / "policy.json", (json.dumps(mapping, indent=2) + "\n").encode(), 0o644)
 
 
 def _attested_snp(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from cryptography.hazmat.primitives.serialization import Encoding
 
+    from veritee._fs import atomic_write
     from veritee.cli._demo import demo_image
     from veritee.formats.sevsnp import GuestPolicy, Product
     from veritee.platform.adapters import SnpPlatform
@@ -435,6 +379,9 @@ def _attested_snp(args: argparse.Namespace) -> int:
 def _attested_intel(args: argparse.Namespace) -> int:
     """A fresh emulated Intel vendor and CPU; a TD or an enclave of the demo image makes the
     key and the certificate; the vendor's collateral and root go to ``--out``/collateral."""
+    from datetime import UTC, datetime
+    from pathlib import Path
+
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     from veritee.cli._demo import demo_image

@@ -24,7 +24,7 @@ from veritee.platform.emulated.measurement import simple_guest_image
 from veritee.platform.emulated.snp import EmulatedSnpGuest, InsecureEmulatedSnpMachine
 from veritee.policy.sevsnp import SevSnpPolicy
 
-__all__ = ["demo_image", "run_demo"]
+__all__ = ["demo_image", "run_demo", "run_demo_json"]
 
 
 def demo_image() -> bytes:
@@ -132,6 +132,54 @@ def run_demo(*, product: str = "Milan", key_size: int = 4096, tee: str = "snp") 
     elapsed = time.perf_counter() - out.t0
     print(f"\nresult: {'OK' if ok else 'FAILED'} ({elapsed:.1f} s)")
     return 0 if ok else 1
+
+
+def run_demo_json(*, product: str = "Milan", key_size: int = 4096, tee: str = "snp") -> int:
+    """Run the demo and print it as one JSON document on stdout (``--format json``): its
+    steps (number, title, lines), ``ok``, ``elapsed_s`` and, if a step failed, ``error``.
+
+    The flows print their steps as they go (``[n] title`` then indented lines, as a person
+    reads them); that text is captured and structured here, so the three flows (SEV-SNP,
+    Intel, TPM) share one JSON shape without a second code path each.
+    """
+    import contextlib
+    import io
+    import json
+    import re
+    import sys
+
+    from veritee.cli import EXIT_CODES, exit_code_for
+    from veritee.errors import VeriteeError
+
+    buffer = io.StringIO()
+    error: dict[str, object] | None = None
+    try:
+        with contextlib.redirect_stdout(buffer):
+            code = run_demo(product=product, key_size=key_size, tee=tee)
+    except VeriteeError as exc:
+        code = exit_code_for(exc)
+        error = {"message": str(exc), "exit_code": code, "exit_meaning": EXIT_CODES[code]}
+        if isinstance(getattr(exc, "code", None), str):
+            error["code"] = exc.code  # type: ignore[attr-defined]
+        print(f"veritee: {exc}", file=sys.stderr)
+    steps: list[dict[str, object]] = []
+    doc: dict[str, object] = {"tee": tee, "steps": steps}
+    for line in buffer.getvalue().splitlines():
+        step = re.fullmatch(r"\[(\d+)\] (.*)", line)
+        result = re.fullmatch(r"result: (\w+) \(([\d.]+) s\)", line)
+        if step:
+            steps.append({"step": int(step.group(1)), "title": step.group(2), "lines": []})
+        elif result:
+            doc["elapsed_s"] = float(result.group(2))
+        elif line.strip() and steps:
+            lines = steps[-1]["lines"]
+            assert isinstance(lines, list)
+            lines.append(line.strip())
+    doc["ok"] = code == 0
+    if error is not None:
+        doc["error"] = error
+    print(json.dumps(doc, indent=2))
+    return code
 
 
 def _attacks(machine: InsecureEmulatedSnpMachine, guest: object, evidence: bytes, *,

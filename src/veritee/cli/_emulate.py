@@ -11,7 +11,6 @@ for a service's ``trust_roots`` or ``verify --trust-root``.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -23,19 +22,20 @@ from veritee.formats.sevsnp import GuestPolicy, Product
 from veritee.platform.emulated.measurement import simple_guest_image
 from veritee.platform.emulated.snp import InsecureEmulatedSnpMachine
 
-__all__ = ["add_export_roots_args", "export_roots", "run_emulate"]
+__all__ = ["export_roots", "run_emulate"]
 
 
-def add_export_roots_args(p: argparse.ArgumentParser) -> None:
-    """``emulate [export-roots] --state DIR``: the optional action and its state directory."""
-    p.add_argument("action", nargs="?", choices=("export-roots",), help="export-roots: write "
-                   "the ARK/ASK/VCEK of the machine in --state to --out (no guest launched)")
-    p.add_argument("--state", metavar="DIR", type=Path, help="export-roots: the emulated "
-                   "machine's state directory (default: $VERITEE_STATE_DIR or "
-                   "~/.local/share/veritee/emulated-snp)")
+def _say(fmt: str, doc: dict[str, object], lines: list[str]) -> None:
+    """What was written: ``lines`` for a person, or ``doc`` as JSON (paths as strings)."""
+    if fmt == "json":
+        import json
+
+        print(json.dumps(doc, indent=2))
+    else:
+        print("\n".join(lines))
 
 
-def export_roots(*, state: Path | None, out: Path) -> int:
+def export_roots(*, state: Path | None, out: Path, fmt: str = "text") -> int:
     """Write ark.pem, ask.pem and vcek.pem of an existing emulated machine; return 0."""
     from veritee.cli._platform import default_state_dir
 
@@ -47,14 +47,17 @@ def export_roots(*, state: Path | None, out: Path) -> int:
     for name, cert in (("ark", certs.ark), ("ask", certs.ask), ("vcek", certs.vek)):
         assert cert is not None
         atomic_write(out / f"{name}.pem", cert.public_bytes(Encoding.PEM), 0o644)
-    print(f"wrote {out}/{{ark,ask,vcek}}.pem of the emulated machine in {directory} "
-          "(INSECURE: trust ark.pem only for development)")
-    print(f'service settings: trust_roots = ["{out / "ark.pem"}"]')
+    _say(fmt, {"state": str(directory), "written": [str(out / f"{n}.pem")
+                                                     for n in ("ark", "ask", "vcek")],
+               "trust_roots": [str(out / "ark.pem")]},
+         [f"wrote {out}/{{ark,ask,vcek}}.pem of the emulated machine in {directory} "
+          "(INSECURE: trust ark.pem only for development)",
+          f'service settings: trust_roots = ["{out / "ark.pem"}"]'])
     return 0
 
 
 def run_emulate(*, out: Path, product: str, report_data: str, key_size: int,
-                debug: bool, tee: str = "snp") -> int:
+                debug: bool, tee: str = "snp", fmt: str = "text") -> int:
     """Launch an emulated guest, write report.bin and certs/; return 0.
 
     ``tee`` ``tdx``/``sgx``: write ``quote.dat`` and ``collateral/`` (TCB Info, QE identity,
@@ -69,9 +72,9 @@ def run_emulate(*, out: Path, product: str, report_data: str, key_size: int,
     if len(data) > 64:
         raise ConfigError(f"--report-data: got {len(data)} bytes, want at most 64")
     if tee in ("tdx", "sgx"):
-        return _emulate_intel(out, tee, data.ljust(64, b"\0"), debug)
+        return _emulate_intel(out, tee, data.ljust(64, b"\0"), debug, fmt)
     if tee == "tpm":
-        return _emulate_tpm(out, data)
+        return _emulate_tpm(out, data, fmt)
     machine = InsecureEmulatedSnpMachine.create(Product(product), key_size=key_size)
     guest = machine.launch(simple_guest_image(demo_image()),
                            policy=GuestPolicy(smt=True, debug=debug))
@@ -83,14 +86,17 @@ def run_emulate(*, out: Path, product: str, report_data: str, key_size: int,
         atomic_write(out / "certs" / f"{name}.pem", cert.public_bytes(Encoding.PEM), 0o644)
     assert certs.crl is not None  # the ARK's CRL: the default policy refuses without it
     atomic_write(out / "certs" / "crl.pem", certs.crl.public_bytes(Encoding.PEM), 0o644)
-    print(f"wrote {out / 'report.bin'} and {out / 'certs'}/{{ark,ask,vcek,crl}}.pem")
-    print(f"measurement: {guest.measurement.hex()}")
-    print(f"verify with: veritee verify {out / 'report.bin'} --certs {out / 'certs'} "
-          f"--trust-root {out / 'certs' / 'ark.pem'}")
+    verify = (f"veritee verify {out / 'report.bin'} --certs {out / 'certs'} "
+              f"--trust-root {out / 'certs' / 'ark.pem'}")
+    _say(fmt, {"tee": "snp", "product": product, "report": str(out / "report.bin"),
+               "certs": [str(out / "certs" / f"{n}.pem") for n in ("ark", "ask", "vcek", "crl")],
+               "measurement": guest.measurement.hex(), "debug": debug, "verify": verify},
+         [f"wrote {out / 'report.bin'} and {out / 'certs'}/{{ark,ask,vcek,crl}}.pem",
+          f"measurement: {guest.measurement.hex()}", f"verify with: {verify}"])
     return 0
 
 
-def _emulate_intel(out: Path, tee: str, report_data: bytes, debug: bool) -> int:
+def _emulate_intel(out: Path, tee: str, report_data: bytes, debug: bool, fmt: str) -> int:
     from datetime import UTC, datetime
 
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -105,6 +111,7 @@ def _emulate_intel(out: Path, tee: str, report_data: bytes, debug: bool) -> int:
 
         td = InsecureEmulatedTdxMachine(vendor, cpu=cpu).launch(demo_image(), debug=debug)
         quote, what = td.quote(report_data), f"MRTD: {td.mr_td.hex()}"
+        values = {"mr_td": td.mr_td.hex()}
     else:
         from veritee.platform.emulated.sgx import InsecureEmulatedSgxMachine
 
@@ -113,16 +120,20 @@ def _emulate_intel(out: Path, tee: str, report_data: bytes, debug: bool) -> int:
                                                                    debug=debug)
         quote = enclave.quote(report_data)
         what = f"MRENCLAVE: {enclave.mr_enclave.hex()}  MRSIGNER: {enclave.mr_signer.hex()}"
+        values = {"mr_enclave": enclave.mr_enclave.hex(), "mr_signer": enclave.mr_signer.hex()}
     atomic_write(out / "quote.dat", quote, 0o644)
     vendor.write_collateral(out / "collateral", tee.upper(), now)
-    print(f"wrote {out / 'quote.dat'} and {out / 'collateral'}/")
-    print(what)
-    print(f"verify with: veritee verify {out / 'quote.dat'} --certs {out / 'collateral'} "
-          f"--trust-root {out / 'collateral' / 'root_ca.pem'}")
+    verify = (f"veritee verify {out / 'quote.dat'} --certs {out / 'collateral'} "
+              f"--trust-root {out / 'collateral' / 'root_ca.pem'}")
+    _say(fmt, {"tee": tee, "quote": str(out / "quote.dat"),
+               "collateral": str(out / "collateral"), **values, "debug": debug,
+               "verify": verify},
+         [f"wrote {out / 'quote.dat'} and {out / 'collateral'}/", what,
+          f"verify with: {verify}"])
     return 0
 
 
-def _emulate_tpm(out: Path, report_data: bytes) -> int:
+def _emulate_tpm(out: Path, report_data: bytes, fmt: str) -> int:
     import os
     import shutil
     import tempfile
@@ -139,10 +150,14 @@ def _emulate_tpm(out: Path, report_data: bytes) -> int:
             atomic_write(out / "root.pem", tpm.ca_root(), 0o644)
     finally:
         shutil.rmtree(state, ignore_errors=True)
-    print(f"wrote a swtpm quote and its EK chain to {out}/")
-    print(f"verify with: veritee tpm quote --quote {files['quote']} --signature "
-          f"{files['signature']} --ak {files['ak']} --nonce {nonce.hex()} --pcrs "
-          f"{files['pcrs']} --eventlog {files['eventlog']}")
-    print(f"       and: veritee tpm ek --ek-cert {out / 'ek.der'} --intermediate "
+    quote = (f"veritee tpm quote --quote {files['quote']} --signature "
+             f"{files['signature']} --ak {files['ak']} --nonce {nonce.hex()} --pcrs "
+             f"{files['pcrs']} --eventlog {files['eventlog']}")
+    ek = (f"veritee tpm ek --ek-cert {out / 'ek.der'} --intermediate "
           f"{out / 'ca.pem'} --root {out / 'root.pem'}")
+    _say(fmt, {"tee": "tpm", "files": {k: str(v) for k, v in files.items()},
+               "ek_certificate": str(out / "ek.der"), "intermediates": str(out / "ca.pem"),
+               "root": str(out / "root.pem"), "nonce": nonce.hex(), "verify": [quote, ek]},
+         [f"wrote a swtpm quote and its EK chain to {out}/", f"verify with: {quote}",
+          f"       and: {ek}"])
     return 0

@@ -9,14 +9,11 @@ carries each cell's outcome, the rule that produced it, the rule's source and th
 from __future__ import annotations
 
 import argparse
-import json
-from collections.abc import Callable
 
+from veritee.cli import AddCommand, add_format_arg
 from veritee.errors import ConfigError
 
 __all__ = ["register", "render_isolation", "run_isolation"]
-
-AddCommand = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]
 
 
 def render_isolation(*, fmt: str = "text", pages: int = 64,
@@ -48,6 +45,8 @@ def render_isolation(*, fmt: str = "text", pages: int = 64,
         raise ConfigError(f"--ciphertext-hiding needs --generation turin, not {generation}")
     matrix = run_matrix(pages=pages, generation=gen, ciphertext_hiding=ciphertext_hiding)
     if fmt == "json":
+        import json
+
         return json.dumps({"pages": pages, "matrix": matrix.to_dict(),
                            "tcb": tcb_table_dict(),
                            "memory_encryption": {g.value: {"cipher": g.cipher,
@@ -83,7 +82,7 @@ def register(add: AddCommand) -> None:
             "and print the outcomes and each technology's TCBs", _cmd)
     p.add_argument("--pages", type=int, default=64, help="guest size in 4 KiB pages "
                    "(default 64)")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    add_format_arg(p, what="the matrix and the tables")
     p.add_argument("--ciphertext-hiding", action="store_true",
                    help="run SEV-SNP on Zen 5 (EPYC 9005) with ciphertext hiding on")
     p.add_argument("--generation", choices=("milan", "genoa", "turin"),

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
+from veritee.cli._options import add_platform_args  # re-exported; registration uses _options
 from veritee.client import EvidenceSource
 from veritee.crypto.random import (
     Drbg,
@@ -58,36 +59,10 @@ from veritee.sealing import KeySource, MonotonicCounters
 
 __all__ = ["Workload", "add_platform_args", "open_platform", "open_workload"]
 
-TEES = ("snp", "tdx", "sgx", "tpm")
-
-
 def default_state_dir() -> Path:
     """Where the emulated machine lives unless ``--state`` says otherwise."""
     env = os.environ.get("VERITEE_STATE_DIR")
     return Path(env) if env else Path.home() / ".local" / "share" / "veritee" / "emulated-snp"
-
-
-def add_platform_args(p: argparse.ArgumentParser) -> None:
-    """The options that pick and describe the platform."""
-    g = p.add_argument_group("platform")
-    g.add_argument("--platform", choices=("auto", "emulated", "sev-snp"), default="auto",
-                   help="auto: /dev/sev-guest when present, else the emulated machine")
-    g.add_argument("--tee", choices=TEES, default=None,
-                   help="which TEE: snp (default), the emulated Intel tdx / sgx, or tpm "
-                   "(/dev/tpmrm0, else swtpm in --state)")
-    g.add_argument("--state", metavar="DIR", type=Path, help="emulated machine state directory "
-                   "(must hold a machine unless --create)")
-    g.add_argument("--create", action="store_true", help="create a new emulated machine in "
-                   "--state DIR if none is there (a new chip: nothing sealed before opens)")
-    g.add_argument("--image", metavar="FILE", type=Path,
-                   help="emulated guest image (default: the demo firmware)")
-    g.add_argument("--id-key", metavar="PEM", type=Path,
-                   help="P-384 ID key signing the emulated guest's ID block (signer identity)")
-    g.add_argument("--svn", type=int, default=0, help="guest SVN in the ID block")
-    g.add_argument("--family-id", metavar="HEX", default="00" * 16)
-    g.add_argument("--image-id", metavar="HEX", default="00" * 16)
-    g.add_argument("--debug-guest", action="store_true",
-                   help="launch the emulated guest with the DEBUG policy bit")
 
 
 class Attester(KeySource, EvidenceSource, Protocol):

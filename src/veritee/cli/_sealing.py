@@ -1,4 +1,5 @@
-"""``veritee seal`` / ``unseal`` / ``reseal``: sealed files on the command line."""
+"""``veritee seal`` / ``unseal`` / ``reseal``: sealed files on the command line (the options are
+registered by ``veritee.cli._sealing_commands``, which imports this module only to run one)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from veritee.cli import AddCommand
 from veritee.errors import ConfigError
 from veritee.formats.sealed import (
     HEADER_SIZE,
@@ -32,12 +32,11 @@ from veritee.sealing import (
     unseal_path,
 )
 from veritee.sealing._core import own_report
-from veritee.sealing.stream import DEFAULT_CHUNK_SIZE
 
 if TYPE_CHECKING:
     from veritee.cli._platform import Workload
 
-__all__ = ["bound_identity", "register"]
+__all__ = ["bound_identity"]
 
 
 def _make_policy(args: argparse.Namespace, kind: str, min_svn: int | None, *,
@@ -275,71 +274,3 @@ def _cmd_reseal(args: argparse.Namespace) -> int:
                 counters=counters, counter_id=_counter_id(path, counters))
     print(f"resealed {path} under the {args.policy} policy")
     return 0
-
-
-def register(adder: AddCommand) -> None:
-    """Add seal, unseal and reseal."""
-    from veritee.cli._platform import add_platform_args
-
-    def policy_args(p: argparse.ArgumentParser, reading: bool = False) -> None:
-        p.add_argument("--policy", choices=("measurement", "signer"), default="measurement",
-                       help="measurement: this exact workload; signer: the same signer at "
-                       "SVN >= --min-svn" + (" (what the file must have been sealed to)"
-                                             if reading else ""))
-        p.add_argument("--min-svn", type=int, help=(
-            "signer policy: refuse files sealed to an SVN below this (default: this "
-            "workload's own SVN)" if reading else
-            "signer policy: lowest SVN that may unseal (default: this workload's SVN)"))
-        p.add_argument("--no-tcb", action="store_true", help="do not require/bind the "
-                       "firmware TCB (by default a downgraded firmware cannot unseal; SGX: "
-                       "the CPUSVN)")
-        p.add_argument("--pcrs", metavar="LIST", help="--tee tpm: the SHA-256 PCRs the key "
-                       "is bound to, e.g. 0,7,9 (default: 0-7)" + (
-                           "; the file must bind at least these" if reading else ""))
-        p.add_argument("--bind-rtmrs", action="store_true", help="--tee tdx: also bind "
-                       "RTMR0-2 (the measured boot chain), not only MRTD")
-        if reading:
-            p.add_argument("--min-tcb", metavar="HEX", help="refuse files sealed under a TCB "
-                           "below this TCB_VERSION (default: this platform's COMMITTED_TCB; "
-                           "SGX: a 16-byte CPUSVN, default none)")
-
-    def rollback_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--rollback", action="store_true", help="the file is rollback-"
-                       "protected: only its current version opens (and a file without a "
-                       "counter is refused)")
-
-    p = adder("seal", "seal a file to this workload (streaming, any size)", _cmd_seal)
-    p.add_argument("input", metavar="IN")
-    p.add_argument("output", metavar="OUT", nargs="?")
-    p.add_argument("--inspect", action="store_true", help="print IN's header, do not decrypt")
-    p.add_argument("--format", choices=("text", "json"), default="text")
-    p.add_argument("--rollback", action="store_true", help="bind a monotonic counter: older "
-                   "versions of OUT are refused once this one is written (then unseal and "
-                   "reseal it with --rollback)")
-    p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE)
-    p.add_argument("--aad", metavar="TEXT", help="associated data the reader must give "
-                   "(writes a blob, read whole into memory)")
-    policy_args(p)
-    add_platform_args(p)
-
-    p = adder("unseal", "unseal a sealed file (blob or stream)", _cmd_unseal)
-    p.add_argument("input", metavar="IN")
-    p.add_argument("output", metavar="OUT")
-    p.add_argument("--aad", metavar="TEXT", help="the associated data the file was sealed "
-                   "with (`kbs get --seal` uses the resource path, e.g. --aad db/password)")
-    p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
-    policy_args(p, reading=True)
-    rollback_arg(p)
-    add_platform_args(p)
-
-    p = adder("reseal", "move a sealed file to a new policy in place, atomically", _cmd_reseal)
-    p.add_argument("input", metavar="FILE")
-    policy_args(p)
-    p.add_argument("--expect-policy", choices=("measurement", "signer"), default=None,
-                   help="the policy FILE must have been sealed to (default: --policy)")
-    p.add_argument("--expect-min-svn", type=int, help="refuse FILE if sealed to an SVN below "
-                   "this (default: this workload's own SVN)")
-    p.add_argument("--expect-min-tcb", metavar="HEX", help="refuse FILE if sealed under a TCB "
-                   "below this (default: this platform's COMMITTED_TCB)")
-    rollback_arg(p)
-    add_platform_args(p)

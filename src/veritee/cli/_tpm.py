@@ -8,17 +8,24 @@ SubjectPublicKeyInfo. The nonce is the quote's qualifying data (``-q``), as hex 
 from __future__ import annotations
 
 import argparse
-import json
-from typing import TYPE_CHECKING, Any
 
-from veritee.cli import AddCommand, _read
-from veritee.errors import ConfigError
+from veritee.cli import _read
+from veritee.errors import ConfigError, FormatError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (start-up)
 if TYPE_CHECKING:
+    from typing import Any
+
     from veritee.formats.eventlog import EventLog
     from veritee.formats.tpm import HashAlg, PcrValues
 
-__all__ = ["eventlog_against_pcrs", "read_pcr_values", "register"]
+__all__ = ["eventlog_against_pcrs", "read_pcr_values"]
+
+
+def _dump(obj: object) -> None:
+    import json
+
+    print(json.dumps(obj, indent=2))
 
 
 def _nonce(text: str) -> bytes:
@@ -49,8 +56,7 @@ def _cmd_quote(args: argparse.Namespace) -> int:
     lines = ["verified TPM 2.0 quote", *[f"  {c}" for c in verified.checks],
              "verdict: VERIFIED"]
     if args.format == "json":
-        print(json.dumps({"verdict": "verified",
-                          "checks": [c.to_dict() for c in verified.checks]}, indent=2))
+        _dump({"verdict": "verified", "checks": [c.to_dict() for c in verified.checks]})
     else:
         print("\n".join(lines))
     return 0
@@ -99,7 +105,7 @@ def _cmd_eventlog(args: argparse.Namespace) -> int:
     if args.pcrs:
         doc, code = eventlog_against_pcrs(log, read_pcr_values(_read(args.pcrs, "PCRs")))
         if args.format == "json":
-            print(json.dumps(doc, indent=2))
+            _dump(doc)
             return code
         print(f"{len(log.events)} events replayed against {args.pcrs} "
               f"(banks {', '.join(doc['banks']) or 'none in common'})")
@@ -121,7 +127,7 @@ def _cmd_eventlog(args: argparse.Namespace) -> int:
            "pcrs": {alg.name: {str(i): v.hex() for i, v in sorted(pcrs.items())}
                     for alg, pcrs in replayed.items()}}
     if args.format == "json":
-        print(json.dumps(doc, indent=2))
+        _dump(doc)
     else:
         print(f"{len(log.events)} events, banks {', '.join(banks)}")
         if log.unreplayable_banks:
@@ -139,14 +145,20 @@ def _cmd_ima(args: argparse.Namespace) -> int:
 
     raw = _read(args.ima_log, "IMA log")
     log = ImaLog.from_ascii(raw) if raw[:1].isdigit() else ImaLog.from_binary(raw)
-    keys = [load_spki_public_key(_read(k, "IMA key")) for k in args.ima_key or ()]
-    pcr10 = bytes.fromhex(args.pcr10.removeprefix("0x")) if args.pcr10 else None
+    keys = []
+    for path in args.ima_key or ():
+        try:
+            keys.append(load_spki_public_key(_read(path, "IMA key")))
+        except FormatError as exc:  # the loader names it "AK": say which file and what it is
+            raise ConfigError(f"--ima-key {path}: not a PEM or DER SubjectPublicKeyInfo "
+                              f"public key ({exc})") from None
+    pcr10: bytes | None = args.pcr10
     verified = verify_ima_log(log, pcr10=pcr10, keys=keys)
     lines = [f"verified IMA log: {len(log.entries)} entries, PCR 10 = "
              f"{verified.replayed.hex()}", *[f"  {c}" for c in verified.checks]]
     if args.format == "json":
-        print(json.dumps({"entries": len(log.entries), "pcr10": verified.replayed.hex(),
-                          "checks": [c.to_dict() for c in verified.checks]}, indent=2))
+        _dump({"entries": len(log.entries), "pcr10": verified.replayed.hex(),
+               "checks": [c.to_dict() for c in verified.checks]})
     else:
         print("\n".join(lines))
     return 0
@@ -164,52 +176,11 @@ def _cmd_ek(args: argparse.Namespace) -> int:
         now=args.at or datetime.now(UTC))
     lines = ["verified TPM EK certificate chain", *[f"  {c}" for c in verified.checks]]
     if args.format == "json":
-        print(json.dumps({"verdict": "verified",
-                          "checks": [c.to_dict() for c in verified.checks]}, indent=2))
+        _dump({"verdict": "verified", "checks": [c.to_dict() for c in verified.checks]})
     else:
         print("\n".join(lines))
     return 0
 
 
-def _dispatch(args: argparse.Namespace) -> int:
-    if args.action == "ima":
-        if args.ima_log is None:
-            raise ConfigError("tpm ima: --ima-log FILE is required")
-        return _cmd_ima(args)
-    if args.action == "ek":
-        if args.ek_cert is None or not args.root:
-            raise ConfigError("tpm ek: --ek-cert FILE and at least one --root FILE are required")
-        return _cmd_ek(args)
-    if args.action == "quote":
-        for name in ("quote", "signature", "ak", "nonce"):
-            if getattr(args, name) is None:
-                raise ConfigError(f"tpm quote: --{name} is required")
-        return _cmd_quote(args)
-    if args.eventlog is None:
-        raise ConfigError("tpm eventlog: --eventlog FILE is required")
-    return _cmd_eventlog(args)
-
-
-def register(add: AddCommand) -> None:
-    """Add ``veritee tpm``."""
-    from veritee.cli import _parse_time
-
-    p = add("tpm", "TPM 2.0: verify a quote ('quote'), replay an event log ('eventlog') or an "
-            "IMA log ('ima'), verify an EK certificate chain ('ek')", _dispatch)
-    p.add_argument("action", choices=("quote", "eventlog", "ima", "ek"))
-    p.add_argument("--quote", metavar="FILE", help="TPMS_ATTEST as signed (tpm2_quote -m)")
-    p.add_argument("--signature", metavar="FILE", help="TPMT_SIGNATURE (tpm2_quote -s)")
-    p.add_argument("--ak", metavar="FILE", help="AK: TPM2B_PUBLIC, or PEM/DER SPKI")
-    p.add_argument("--nonce", help="qualifying data: hex, text, or @FILE")
-    p.add_argument("--pcrs", metavar="FILE",
-                   help="PCR values: tpm2_quote -o (quote), or tpm2_pcrread YAML / JSON "
-                        "(eventlog: exit 0 when the log replays to them, 4 when not)")
-    p.add_argument("--eventlog", metavar="FILE", help="TCG PC Client event log (binary)")
-    p.add_argument("--ima-log", metavar="FILE", help="IMA runtime measurements (binary/ascii)")
-    p.add_argument("--ima-key", metavar="PEM", action="append", help="IMA signing key")
-    p.add_argument("--pcr10", metavar="HEX", help="the quoted PCR 10 the IMA log must replay to")
-    p.add_argument("--ek-cert", metavar="FILE", help="EK certificate (DER or PEM)")
-    p.add_argument("--intermediate", metavar="FILE", action="append")
-    p.add_argument("--root", metavar="FILE", action="append", help="trusted TPM vendor root")
-    p.add_argument("--at", type=_parse_time, metavar="TIME", help="as of (default: now)")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+def _cmd_tpm_help(args: argparse.Namespace) -> int:  # pragma: no cover - ACTION is required
+    raise ConfigError("tpm: an action is required (quote, eventlog, ima, ek)")

@@ -89,7 +89,9 @@ class KdsClient:
                                               "bytes")
                     chunks.append(chunk)
         except httpx.HTTPError as exc:
-            raise CollateralError(f"{url}: {type(exc).__name__}: {exc}") from None
+            # A person reads this: the reason, not the exception class (unless it has no text).
+            raise CollateralError(f"{url}: cannot reach AMD's KDS: "
+                                  f"{exc or type(exc).__name__}") from None
         body = b"".join(chunks)
         if path is not None:
             atomic_write(path, body, 0o644)

@@ -470,8 +470,10 @@ def load_certificate(data: bytes, *, source: str = "certificate") -> x509.Certif
             return x509.load_pem_x509_certificate(data)
         return x509.load_der_x509_certificate(data)
     except ValueError as exc:
-        raise FormatError("X.509 certificate", "<der>", got=f"{source} ({exc})",
-                          want="a PEM or DER certificate") from None
+        # cryptography's reason without the Rust parser's debug dump that follows it
+        reason = str(exc).split(": ParseError", 1)[0]
+        raise FormatError("X.509 certificate", "<der>", got=source,
+                          want="a PEM or DER certificate", detail=reason) from None
 
 
 def load_csr(data: bytes, *, source: str = "CSR") -> x509.CertificateSigningRequest:

@@ -95,6 +95,11 @@ _ALLOWED: dict[KeyType, frozenset[Usage]] = {
 }
 
 
+def _names(usages: Iterable[Usage]) -> str:
+    """Usages as a person writes them (``sign, wrap``), not as enum reprs."""
+    return ", ".join(sorted(u.value for u in usages))
+
+
 @dataclass(frozen=True)
 class KeyInfo:
     """A key's public description (never its material)."""
@@ -214,8 +219,9 @@ class KeyStore:
         kt = KeyType(key_type)
         wanted = frozenset(Usage(u) for u in usages)
         if not wanted or not wanted <= _ALLOWED[kt]:
-            raise KeyStoreError("bad-request", f"usages {sorted(wanted)} for {kt.value}: want "
-                                f"a non-empty subset of {sorted(_ALLOWED[kt])}")
+            raise KeyStoreError("bad-request", f"usages {_names(wanted) or '(none)'} for "
+                                f"{kt.value}: want a non-empty subset of "
+                                f"{_names(_ALLOWED[kt])}")
         if (self._dir(name) / "meta.sealed").exists():
             raise KeyStoreError("exists", f"key {name!r} already exists")
         self._write_version(name, 1, generate(kt, self._rng))

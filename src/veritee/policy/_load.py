@@ -45,7 +45,7 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
     try:
         raw = p.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"{p}: cannot read policy file ({exc.strerror or exc})") from exc
+        raise ConfigError(f"{p}: cannot read ({exc.strerror or exc})") from exc
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
