@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -118,6 +119,18 @@ def _times() -> list[datetime]:
 
 
 # -- parse targets ------------------------------------------------------------------------------
+def _coco_seeds() -> list[bytes]:
+    """KBS Attestation messages (version byte + JSON) in the 0.1.0 and 0.4.0 shapes."""
+    key = '{"kty":"EC","crv":"P-256","alg":"ECDH-ES+A256KW","x":"AAAA","y":"BBBB"}'
+    rsa = '{"kty":"RSA","alg":"RSA1_5","n":"AQAB","e":"AQAB"}'
+    ev = '{"quote":"AAAA","attestation_report":"AAAA","token":[1,2]}'
+    return [b"\x00" + ('{"tee-pubkey":' + rsa + ',"tee-evidence":' + json.dumps(ev)
+                       + "}").encode(),
+            b"\x04" + ('{"runtime-data":{"nonce":"bm9uY2U=","tee-pubkey":' + key + '},'
+                       '"tee-evidence":{"primary_evidence":' + ev + ',"additional_evidence":'
+                       '"{\\"nvidia\\":{}}"}}').encode()]
+
+
 def _parse_targets() -> list[Target]:
     from veritee import _decode
     from veritee.collateral.intel import load_collateral_json
@@ -197,6 +210,18 @@ def _parse_targets() -> list[Target]:
 
         parse_evidence(d)
 
+    def coco_attestation(d: bytes) -> None:
+        # A KBS Attestation of the version its first byte picks, then its primary evidence
+        # as each TEE's shape reads it (the /kbs/v0 front does both before any verification).
+        from veritee.formats import coco
+
+        versions = list(coco.PROTOCOL_VERSIONS.values())
+        msg = coco.parse_attestation(d[1:], versions[d[0] % len(versions)] if d else versions[0])
+        for shape in coco.TEE_SHAPES:
+            with contextlib.suppress(FormatError):
+                coco.primary_evidence(shape.names[0], msg.primary)
+        coco.additional_evidence(msg.additional or "")
+
     def make(name: str, fn: Callable[[bytes], object], *extra_seeds: bytes,
              allowed: tuple[type[BaseException], ...] = (FormatError,), doc: str = "") -> Target:
         def run(d: bytes) -> None:
@@ -239,6 +264,7 @@ def _parse_targets() -> list[Target]:
         make("decode_json", js),
         make("decode_cbor", cb),
         make("parse_evidence", evidence),
+        make("coco_attestation", coco_attestation, *_coco_seeds()),
     ]
     # The emulated platform's output seeds the SEV-SNP and certificate targets on a clean clone.
     by_name = {t.name: t for t in targets}

@@ -39,7 +39,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, KeySet
+from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from veritee.errors import VerificationError
 from veritee.findings import Finding, Outcome, jsonable
@@ -462,8 +462,8 @@ def verify_ear(token: str, jwks: Mapping[str, Any], *, now: float | None = None,
     one to :data:`MAX_SUBMODS` submodules, each with a status, and the worst of them
     (:func:`worst_status`) in ``accept`` (default: only ``affirming``: the service also signs
     EARs for *rejected* evidence, for the record, and those must not pass as results; pass
-    :data:`TIERS` to read any); ``cnf.jwk``, when
-    present, an EC public JWK; the verified claims an object. Raises
+    :data:`TIERS` to read any); ``cnf.jwk``, when present, an EC (or, for KBS RSA TEE keys,
+    RSA) public JWK; the verified claims an object. Raises
     :class:`VerificationError` with code ``ear.<what>``.
     """
     now = time.time() if now is None else now
@@ -504,12 +504,16 @@ def verify_ear(token: str, jwks: Mapping[str, Any], *, now: float | None = None,
     if "cnf" in claims:
         cnf = claims["cnf"]
         jwk_doc = cnf.get("jwk") if isinstance(cnf, dict) else None
-        if not isinstance(jwk_doc, dict) or jwk_doc.get("kty") != "EC" or "d" in jwk_doc:
-            raise _fail("format", "cnf.jwk: want an EC public JWK")
+        # EC, or RSA for the KBS protocol's RSA TEE keys; never a private member.
+        if not isinstance(jwk_doc, dict) or jwk_doc.get("kty") not in ("EC", "RSA") or any(
+                k in jwk_doc for k in ("d", "p", "q", "dp", "dq", "qi")):
+            raise _fail("format", "cnf.jwk: want an EC or RSA public JWK")
+        names = ("kty", "crv", "x", "y") if jwk_doc["kty"] == "EC" else ("kty", "n", "e")
         try:
-            ECKey.import_key({k: jwk_doc[k] for k in ("kty", "crv", "x", "y")})
+            (ECKey if jwk_doc["kty"] == "EC" else RSAKey).import_key(
+                {k: jwk_doc[k] for k in names})
         except Exception:
-            raise _fail("format", "cnf.jwk: not a valid EC public key") from None
+            raise _fail("format", f"cnf.jwk: not a valid {jwk_doc['kty']} public key") from None
     if overall not in accepted:
         raise _fail("status", f"ear.status: got {overall!r}, want "
                     f"{' or '.join(repr(a) for a in accepted)}")

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from veritee.crypto.kbs_jwe import decrypt_response, encrypt_response, protected_header_json
 from veritee.errors import FormatError, VerificationError
 from veritee.formats.coco import (
+    PROTOCOL_VERSIONS,
     canonical_json,
     init_data_digest,
     regularize,
@@ -96,13 +97,21 @@ def test_snp_report_parser_only_raises_format_error(value: Any) -> None:
         snp_report_from_object(value)
 
 
-def test_tee_pubkey_keeps_only_the_kbs_types_members_and_refuses_rsa() -> None:
+def test_tee_pubkey_keeps_only_the_kbs_types_members_per_version() -> None:
     key = _jwk(ec.generate_private_key(ec.SECP256R1()), "P-256", 32)
     assert tee_pubkey({**key, "kid": "x", "use": "enc"}) == key
-    with pytest.raises(FormatError):
-        tee_pubkey({"kty": "RSA", "alg": "RSA-OAEP-256", "n": "AQAB", "e": "AQAB"})
-    with pytest.raises(FormatError):
-        tee_pubkey({**key, "alg": "ECDH-ES"})
+    rsa_key = {"kty": "RSA", "alg": "RSA-OAEP-256", "n": "AQAB", "e": "AQAB"}
+    assert tee_pubkey({**rsa_key, "kid": "x"}) == rsa_key  # kbs-types RSA {alg, n, e}
+    v010, v040 = PROTOCOL_VERSIONS["0.1.0"], PROTOCOL_VERSIONS["0.4.0"]
+    assert tee_pubkey({**rsa_key, "alg": "RSA1_5"}, v010)["alg"] == "RSA1_5"
+    for bad, version in (({**key, "alg": "ECDH-ES"}, v040),  # not the KBS algorithm
+                         ({**rsa_key, "alg": "ECDH-ES+A256KW"}, v040),  # EC alg on RSA
+                         (key, v010),  # 0.1.x guests had RSA keys only
+                         ({**rsa_key, "alg": "RSA-OAEP-256"}, v010),
+                         ({"kty": "oct", "k": "AAAA"}, v040),
+                         ({**key, "x": ""}, v040)):
+        with pytest.raises(FormatError):
+            tee_pubkey(bad, version)
 
 
 def test_init_data_digest_uses_the_algorithm_the_document_names() -> None:
@@ -157,9 +166,43 @@ def test_tdx_evidence_through_kbs_v0_is_verified_then_refused_on_the_binding(
             message["init-data"] = {"format": "toml", "body": 'algorithm = "sha384"\n'}
         r = http.post(f"{svc.url}/kbs/v0/attest", content=canonical_json(message))
     assert r.status_code == 401 and r.json()["type"] == ERR + "AttestationError", r.text
+    assert "failures" in r.json(), r.text
     codes = [f["code"] for f in r.json()["failures"]]
     # Chain, QE, quote signature and TCB status verified (same path as /v1); the sample's
     # REPORTDATA cannot hold this session's runtime-data hash, nor its MRCONFIGID our digest.
     assert "tdx.binding.mismatch" in codes
     assert any("mrconfigid" in c for c in codes) == with_init_data
     assert svc.refusals()[-1].detail["tee"] == "tdx"
+
+
+# -- attestation-agent's SnpEvidence as recorded by Trustee (real Genoa report; skips without) --
+def test_recorded_snp_evidence_json_is_the_signed_report() -> None:
+    # Trustee's attestation-service e2e evidence.json: the sev crate's serde form (key_info,
+    # current/committed objects, TCB objects with fmc) and the VCEK in cert_chain. The shape
+    # conversion must give back exactly the signed 1184 bytes (verified here to the AMD root).
+    from veritee.attest import verify_only
+    from veritee.crypto.amd_certs import load_certificates
+    from veritee.formats.coco import primary_evidence
+    from veritee.formats.sevsnp import CertTable
+    from veritee.trust.sevsnp import AmdCertificates
+
+    found = [s for s in manifest_samples("snp/") if s["dir"] == "snp/genoa-v3-trustee-e2e-json"]
+    if not found:
+        pytest.skip("sample snp/genoa-v3-trustee-e2e-json not in the shared evidence")
+    d = EVIDENCE_DIR / found[0]["dir"]
+    import json
+
+    evidence = json.loads((d / "evidence.json").read_bytes())
+    part = primary_evidence("snp", evidence)
+    assert part.data == (d / "report.bin").read_bytes()
+    assert part.attached is not None
+    vcek = next(e.data for e in CertTable.from_bytes(part.attached).entries if e.kind == "VCEK")
+    assert vcek == (d / "vcek.der").read_bytes()
+    chain = EVIDENCE_DIR / "roots" / "amd_genoa_cert_chain_vcek.pem"
+    ask, ark = load_certificates(chain.read_bytes(), source=str(chain))
+    verified = verify_only(part.data, cert_table=part.attached,
+                           collateral=AmdCertificates(ark=ark, ask=ask, vek=None, crl=None),
+                           now=sample_time(found[0]))
+    assert verified.report.report_data == bytes(evidence["attestation_report"]["report_data"])
+    # ... and the client writes the same form back (what attestation-agent sends).
+    assert snp_report_to_object(part.data) == evidence["attestation_report"]

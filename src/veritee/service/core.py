@@ -33,10 +33,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from joserfc import jwe, jws
-from joserfc.jwk import ECKey
+from joserfc.jwk import ECKey, RSAKey
 
 from veritee import __version__
 from veritee import schemes as registry
@@ -276,11 +276,20 @@ def _fetchers(settings: Settings, clock: Callable[[], float]) -> dict[str, Any]:
                              now=lambda: datetime.fromtimestamp(clock(), UTC))}
 
 
-def public_key_from_jwk(jwk: object) -> ec.EllipticCurvePublicKey:
-    """The TEE's ephemeral key from its JWK: EC P-256/P-384/P-521 public keys only."""
+def public_key_from_jwk(jwk: object, *, rsa_keys: bool = False
+                        ) -> ec.EllipticCurvePublicKey | rsa.RSAPublicKey:
+    """The TEE's ephemeral key from its JWK: EC P-256/P-384/P-521 public keys (and, for the
+    KBS front's ``rsa_keys``, RSA keys of 2048 to 8192 bits)."""
     if not isinstance(jwk, dict):
         raise InvalidRequest("runtime_data.key: want a JWK object")
     kty, crv = jwk.get("kty"), jwk.get("crv")
+    if rsa_keys and kty == "RSA":
+        from veritee.crypto.kbs_jwe import rsa_public_key
+
+        try:
+            return rsa_public_key(jwk)
+        except FormatError as exc:
+            raise InvalidRequest(f"tee-pubkey: {exc}") from None
     if kty != "EC" or not isinstance(crv, str) or crv not in _EC_CURVES:
         raise InvalidRequest(f"runtime_data.key: got kty={str(kty)[:20]!r} "
                              f"crv={str(crv)[:20]!r}, want an EC key on P-256, P-384 or P-521 "
@@ -546,8 +555,8 @@ class Broker:
                host_data: bytes | None = None, mrconfigid: bytes | None = None,
                front: str = "v1", scheme: object = None,
                additional: Sequence[Mapping[str, Any]] | None = None,
-               policy_overrides: Mapping[str, Mapping[str, Any]] | None = None
-               ) -> AttestOutcome:
+               policy_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+               rsa_keys: bool = False) -> AttestOutcome:
         """Verify evidence bound to a nonce and a TEE key; return a signed EAR or raise.
 
         ``evidence_b64`` is evidence of any registered scheme (``scheme`` names it, else it
@@ -559,7 +568,9 @@ class Broker:
         another front's raw value (the KBS protocol's; one attester only);
         ``policy_overrides`` maps a scheme to policy keys a front pins per request (init-data
         digests); ``host_data`` and ``mrconfigid`` are the older spellings of those
-        overrides for SEV-SNP and TDX. ``front`` names the protocol in the audit entries.
+        overrides for SEV-SNP and TDX. ``front`` names the protocol in the audit entries;
+        ``rsa_keys`` accepts an RSA TEE key (the KBS protocol's RSA-OAEP-256/RSA1_5 keys; /v1
+        takes EC keys only).
         """
         parts = [self._part(evidence_b64, cert_table_b64, scheme, "")]
         extra = list(additional or [])
@@ -579,12 +590,12 @@ class Broker:
             overrides.setdefault("tdx", {})["mrconfigid"] = [mrconfigid.hex()]
         nonce = _unb64(nonce_b64, "runtime_data.nonce", url=True)
         return self.attest_parts(parts, nonce, key_jwk, binding=binding, front=front,
-                                 policy_overrides=overrides)
+                                 policy_overrides=overrides, rsa_keys=rsa_keys)
 
     def attest_parts(self, parts: Sequence[EvidencePart], nonce: bytes, key_jwk: object, *,
                      binding: bytes | None = None, front: str = "v1",
-                     policy_overrides: Mapping[str, Mapping[str, Any]] | None = None
-                     ) -> AttestOutcome:
+                     policy_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+                     rsa_keys: bool = False) -> AttestOutcome:
         """:meth:`attest` for decoded input: evidence parts (bytes, scheme name or None,
         attached bytes or None; the primary attester first), the raw nonce and the TEE key's
         JWK. What another front (the KBS protocol) calls once it has turned its own evidence
@@ -596,8 +607,13 @@ class Broker:
             raise InvalidRequest(f"evidence: got {len(parts)} parts, want 1.."
                                  f"{MAX_ADDITIONAL + 1}")
         overrides = {k: dict(v) for k, v in (policy_overrides or {}).items()}
-        key = public_key_from_jwk(key_jwk)
-        jwk = ECKey.import_key(key)
+        key = public_key_from_jwk(key_jwk, rsa_keys=rsa_keys)
+        jwk = RSAKey.import_key(key) if isinstance(key, rsa.RSAPublicKey) else ECKey.import_key(
+            key)
+        # An RSA key keeps the JWE algorithm it was sent for (RSA-OAEP-256 or RSA1_5).
+        cnf = jwk.as_dict(private=False) | ({"alg": key_jwk["alg"]} if isinstance(
+            key, rsa.RSAPublicKey) and isinstance(key_jwk, dict) and isinstance(
+            key_jwk.get("alg"), str) else {})
         thumb = jwk.thumbprint()
         nonce_id = fingerprint(nonce)
         subject = f"key:{thumb[:16]}"
@@ -641,7 +657,7 @@ class Broker:
         make = ear_claims if len(appraisals) == 1 else composite_ear_claims
         claims = make(appraisals[0] if len(appraisals) == 1 else appraisals,  # type: ignore[arg-type]
                       issuer=self.settings.issuer, now=when, ttl=self.settings.token_ttl,
-                      nonce=nonce, cnf_jwk=jwk.as_dict(private=False),
+                      nonce=nonce, cnf_jwk=cnf,
                       build=f"veritee {__version__}")
         token = sign_ear(claims, self.signing_key.private_key, kid=self.signing_key.kid)
         result = EarResult(header={"kid": self.signing_key.kid}, claims=claims)

@@ -1,4 +1,4 @@
-"""The Confidential Containers KBS protocol (Trustee RCAR, version 0.4.0): a second front.
+"""The Confidential Containers KBS protocol (Trustee RCAR, versions 0.1.0-0.4.0): a second front.
 
 Guests that run CoCo's guest components (attestation-agent, confidential-data-hub,
 ``kbs-client``) speak Trustee's "Request-Challenge-Attestation-Response" protocol
@@ -10,26 +10,30 @@ resource stored at ``repo/type/tag`` is ``/v1/resources/repo/type/tag`` and
 ``/kbs/v0/resource/repo/type/tag``.
 
 * ``POST /kbs/v0/auth`` ``Request {version, tee, extra-params}`` -> ``Challenge {nonce,
-  extra-params}`` and ``Set-Cookie: kbs-session-id``. The nonce is the broker's (32 random
+  extra-params}`` and ``Set-Cookie: kbs-session-id``. The version is any of
+  :data:`~veritee.formats.coco.PROTOCOL_VERSIONS` (the session remembers which); the TEE is
+  refused by name unless veritee has its evidence shape *and* its scheme is registered
+  (:func:`veritee.schemes.names`, read per request). The nonce is the broker's (32 random
   bytes, standard base64 as Trustee writes it).
-* ``POST /kbs/v0/attest`` (with the cookie) ``Attestation {init-data?, runtime-data {nonce,
-  tee-pubkey}, tee-evidence {primary_evidence, additional_evidence}}`` -> ``{token}`` (the
-  EAR, signed as /v1 signs it) and an attested session cookie.
+* ``POST /kbs/v0/attest`` (with the cookie) ``Attestation`` in the session version's shape
+  (:func:`veritee.formats.coco.parse_attestation`) -> ``{token}`` (the EAR, signed as /v1
+  signs it) and an attested session cookie.
 * ``GET /kbs/v0/resource/<repository>/<type>/<tag>`` with the attested cookie or
   ``Authorization: Bearer <token>`` -> ``Response``: a flattened JWE to ``tee-pubkey``
-  (:mod:`veritee.crypto.kbs_jwe`).
+  (:mod:`veritee.crypto.kbs_jwe`: EC, RSA-OAEP-256; RSA1_5 only with ``kbs_allow_rsa1_5``).
 * Errors are kbs-types ``ErrorInformation`` ``{type: https://github.com/
   confidential-containers/kbs/errors/<Name>, detail}`` with 401 (not authenticated or
   attestation failed), 403 (policy denies) or 404 (no such resource/path), plus veritee's
   ``code`` (and ``failures`` for an appraisal) so the per-check explanation is not lost.
 
-Binding: the protocol's, not /v1's (see :mod:`veritee.formats.coco`): report data is
-``H(runtime-data JSON)`` zero-padded, init-data's digest is in HOSTDATA / MRCONFIGID.
+Binding: the protocol's, not /v1's (see :mod:`veritee.formats.coco`): the TEE carries
+``H(runtime-data JSON)`` regularized to its binding field; init-data's digest is in HOSTDATA
+(SEV-SNP) / MRCONFIGID (TDX). It is handed to the broker as the raw expected binding.
 
-Sessions are stateless across replicas: the cookie is the session (nonce, TEE, hash
-algorithm, expiry and, once attested, the EAR) sealed with AES-256-GCM under a key derived
-(HKDF) from the service's data key, so any replica can open it and nobody else can forge
-or read it. A challenge session can be attested once (the nonce is burnt in the shared
+Sessions are stateless across replicas: the cookie is the session (protocol version, nonce,
+TEE, hash algorithm, expiry and, once attested, the EAR) sealed with AES-256-GCM under a key
+derived (HKDF) from the service's data key, so any replica can open it and nobody else can
+forge or read it. A challenge session can be attested once (the nonce is burnt in the shared
 store); an attested session is worth exactly its EAR (a bearer token bound to the TEE key:
 everything released is encrypted to that key).
 """
@@ -53,18 +57,25 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from veritee.attest import is_intel_quote
-from veritee.crypto.kbs_jwe import encrypt_response
+from veritee._decode import load_json
+from veritee.crypto.kbs_jwe import RSA1_5, encrypt_response
 from veritee.errors import FormatError
 from veritee.formats.coco import (
-    KBS_PROTOCOL_VERSION,
+    HASH_ALGORITHMS,
     KNOWN_TEES,
-    SUPPORTED_TEES,
+    PROTOCOL_VERSIONS,
+    TEE_SHAPES,
+    AttestationMessage,
+    CocoEvidence,
+    additional_evidence,
+    canonical_json,
+    device_evidence,
     init_data_digest,
+    parse_attestation,
+    primary_evidence,
     regularize,
-    runtime_data_digest,
-    snp_report_from_object,
-    tee_pubkey,
+    runtime_data,
+    tee_shape,
 )
 from veritee.service.core import Broker, _b64url
 from veritee.service.observability import fingerprint, log_event
@@ -74,7 +85,10 @@ __all__ = ["ERROR_TYPE_PREFIX", "SESSION_COOKIE", "KbsError", "router"]
 
 ERROR_TYPE_PREFIX = "https://github.com/confidential-containers/kbs/errors/"
 SESSION_COOKIE = "kbs-session-id"
-_MAX_COOKIE = 4096  # browsers' limit; the sealed session with its EAR is ~2 KiB
+# The sealed session with its EAR is ~3.4 KiB (EC key), ~3.8 KiB with an RSA-2048 key and
+# ~4.9 KiB with an RSA-8192 one: above browsers' 4 KiB, which CoCo's HTTP clients do not
+# apply; the service's 8 KiB header bound still holds.
+_MAX_COOKIE = 6144
 _SESSION_INFO = b"veritee kbs-session-id v1"
 
 router = APIRouter(prefix="/kbs/v0", tags=["kbs (Confidential Containers)"])
@@ -118,6 +132,7 @@ def _from_problem(problem: Problem, *, where: str) -> KbsError:
 # -- sessions -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Session:
+    version: str  # the protocol version of the Request (a PROTOCOL_VERSIONS key)
     nonce: str  # as sent in the Challenge (standard base64)
     tee: str
     hash_alg: str
@@ -159,8 +174,8 @@ def _unpack_token(text: str) -> str:
 
 
 def _seal_session(broker: Broker, session: _Session) -> str:
-    body = json.dumps({"n": session.nonce, "t": session.tee, "h": session.hash_alg,
-                       "e": session.expires,
+    body = json.dumps({"v": session.version, "n": session.nonce, "t": session.tee,
+                       "h": session.hash_alg, "e": session.expires,
                        "k": None if session.token is None else _pack_token(session.token)
                        }).encode()
     iv = os.urandom(12)
@@ -177,9 +192,12 @@ def _open_session(broker: Broker, request: Request) -> _Session | None:
             raise ValueError
         raw = _unb64url(text)
         body = json.loads(_session_key(broker).decrypt(raw[:12], raw[12:], _SESSION_INFO))
-        session = _Session(nonce=str(body["n"]), tee=str(body["t"]), hash_alg=str(body["h"]),
+        session = _Session(version=str(body["v"]), nonce=str(body["n"]), tee=str(body["t"]),
+                           hash_alg=str(body["h"]),
                            expires=float(body["e"]),
                            token=None if body["k"] is None else _unpack_token(body["k"]))
+        if session.version not in PROTOCOL_VERSIONS:
+            raise ValueError
     except (ValueError, KeyError, TypeError, InvalidTag, zlib.error):
         raise KbsError(401, "AttestationError", f"{SESSION_COOKIE}: not a session this "
                        "service issued (request a new challenge from /kbs/v0/auth)",
@@ -199,21 +217,12 @@ def _set_cookie(response: Response, broker: Broker, request: Request,
 
 
 # -- request parsing ------------------------------------------------------------------------
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate member {key!r}")
-        out[key] = value
-    return out
-
-
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    """A JSON object through the bounded decoder (size, depth, duplicate members, integers)."""
     try:
-        value = json.loads(raw, object_pairs_hook=_no_duplicates)
-    except (ValueError, RecursionError) as exc:
-        raise KbsError(401, "AttestationError", f"{what}: not valid JSON ({str(exc)[:80]})",
-                       code="request.invalid") from None
+        value = load_json(raw, structure=what, max_size=64 << 10)
+    except FormatError as exc:
+        raise KbsError(401, "AttestationError", str(exc)[:300], code="request.invalid") from None
     if not isinstance(value, dict):
         raise KbsError(401, "AttestationError", f"{what}: want a JSON object",
                        code="request.invalid")
@@ -233,6 +242,55 @@ def _select_hash(extra: object) -> str:
                    f"{names[:8]} is supported (sha256, sha384, sha512)", code="kbs.hash")
 
 
+# Which schemes the broker (service/core.py) verifies: one with ``attest_parts`` (or an
+# ``attest`` taking ``scheme=``) verifies every registered scheme through attest.Verifier; an
+# older one verifies SEV-SNP, and Intel TDX through a DCAP path of its own (so TDX counts as
+# available before the ``tdx`` scheme is registered). Remove the older branch once every
+# broker has ``attest_parts``.
+_OLD_BROKER_SCHEMES = frozenset({"sevsnp", "tdx"})
+_BROKER_OWN_PATHS = frozenset({"tdx"})
+
+
+def _parameters(method: Any) -> frozenset[str]:
+    import inspect
+
+    return frozenset(inspect.signature(method).parameters)
+
+
+def _attest_parameters(broker: Broker) -> frozenset[str]:
+    return _parameters(broker.attest)
+
+
+def _generic(broker: Broker) -> bool:
+    """True when the broker verifies every registered scheme."""
+    return hasattr(broker, "attest_parts") or "scheme" in _attest_parameters(broker)
+
+
+def _unavailable(scheme: str, broker: Broker) -> str | None:
+    """Why ``scheme`` evidence cannot be verified now, or None (registry read per call)."""
+    from veritee.schemes import names
+
+    if scheme not in set(names()) | _BROKER_OWN_PATHS:
+        return f"its evidence is {scheme!r} evidence, and no {scheme!r} scheme is registered"
+    if not _generic(broker) and scheme not in _OLD_BROKER_SCHEMES:
+        return (f"the {scheme!r} scheme is registered, but this broker verifies only "
+                f"{', '.join(sorted(_OLD_BROKER_SCHEMES))} evidence yet")
+    return None
+
+
+def _check_tee(tee: str, broker: Broker, *, where: str = "tee") -> str:
+    """The veritee scheme for kbs-types TEE ``tee``; KbsError naming it if not verifiable."""
+    shape = tee_shape(tee)
+    why = _unavailable(shape.scheme, broker) if shape is not None else (
+        "a kbs-types TEE whose evidence veritee has no shape for" if tee in KNOWN_TEES
+        else "not a kbs-types TEE name")
+    if shape is not None and why is None:
+        return shape.scheme
+    ok = [s.names[0] for s in TEE_SHAPES if _unavailable(s.scheme, broker) is None]
+    raise KbsError(401, "AttestationError", f"{where} {tee[:20]!r}: {why} (verifiable now: "
+                   f"{', '.join(ok)})", code="kbs.tee.unsupported")
+
+
 @router.post("/auth")
 async def auth(request: Request) -> Response:
     """RCAR Request -> Challenge, with a new session cookie."""
@@ -244,87 +302,29 @@ async def auth(request: Request) -> Response:
                                                                                       str):
             raise KbsError(401, "AttestationError", "Request: want {version, tee, "
                            "extra-params}", code="request.invalid")
-        if version != KBS_PROTOCOL_VERSION:
+        if version not in PROTOCOL_VERSIONS:
             raise KbsError(401, "AttestationError", "KBS Client Protocol Version Mismatch: "
-                           f"expect ={KBS_PROTOCOL_VERSION} while the request is "
-                           f"{version[:20]}", code="kbs.version")
-        if tee not in SUPPORTED_TEES:
-            known = "a TEE this service does not verify yet" if tee in KNOWN_TEES \
-                else "not a kbs-types TEE name"
-            raise KbsError(401, "AttestationError", f"tee {tee[:20]!r}: {known} (supported: "
-                           f"{', '.join(SUPPORTED_TEES)})", code="kbs.tee.unsupported")
-        alg = _select_hash(body["extra-params"])
+                           f"expect one of {', '.join(PROTOCOL_VERSIONS)} while the request "
+                           f"is {version[:20]}", code="kbs.version")
+        proto = PROTOCOL_VERSIONS[version]
+        shape = tee_shape(tee)
+        if shape is not None and shape.device:
+            raise KbsError(401, "AttestationError", f"tee {tee[:20]!r}: a device, attested only as "
+                           "additional evidence of a CPU TEE", code="kbs.tee.unsupported")
+        _check_tee(tee, broker)
+        # Before 0.2.0 the Challenge's extra-params is a string and SHA-384 is fixed.
+        alg = "sha384" if proto.challenge_extra_string else _select_hash(body["extra-params"])
         challenge = await run_in_threadpool(broker.challenge)
     except KbsError as err:
         log_event("kbs.auth.refused", code=err.extra.get("code"))
         return err.response()
     nonce = base64.b64encode(challenge.nonce).decode()
-    response = JSONResponse({"nonce": nonce, "extra-params": {"selected-hash-algorithm": alg}},
+    extra: object = "" if proto.challenge_extra_string else {"selected-hash-algorithm": alg}
+    response = JSONResponse({"nonce": nonce, "extra-params": extra},
                             headers={"Cache-Control": "no-store"})
-    _set_cookie(response, broker, request, _Session(nonce=nonce, tee=tee, hash_alg=alg,
-                                                     expires=challenge.expires_at))
+    _set_cookie(response, broker, request, _Session(
+        version=version, nonce=nonce, tee=tee, hash_alg=alg, expires=challenge.expires_at))
     return response
-
-
-def _primary_evidence(tee: str, primary: object) -> tuple[bytes, bytes | None]:
-    """(evidence bytes, SEV-SNP certificate table or None) from attestation-agent's JSON."""
-    if isinstance(primary, str):
-        # Some attesters hand the evidence over as a JSON string.
-        try:
-            primary = json.loads(primary)
-        except ValueError:
-            raise FormatError("tee-evidence", "primary_evidence", got="a non-JSON string",
-                              want="the attester's evidence object") from None
-    if not isinstance(primary, dict):
-        raise FormatError("tee-evidence", "primary_evidence", got=type(primary).__name__,
-                          want="an object")
-    if tee == "tdx":
-        # attestation-agent TdxEvidence: {cc_eventlog?, quote (base64), aa_eventlog?}
-        quote = primary.get("quote")
-        if not isinstance(quote, str):
-            raise FormatError("TdxEvidence", "quote", got=type(quote).__name__,
-                              want="base64 of a TDX quote")
-        try:
-            raw = base64.b64decode(quote, validate=True)
-        except ValueError:
-            raise FormatError("TdxEvidence", "quote", got="invalid base64",
-                              want="base64 of a TDX quote") from None
-        if not is_intel_quote(raw):  # the session's TEE decides what the evidence must be
-            raise FormatError("TdxEvidence", "quote", got=f"{len(raw)} bytes, not a DCAP quote",
-                              want="a TDX quote (header version 4 or 5)")
-        return raw, None
-    # attestation-agent SnpEvidence: {attestation_report, cert_chain?: [{cert_type, data}]}
-    report = snp_report_from_object(primary.get("attestation_report"))
-    chain = primary.get("cert_chain")
-    if chain is None:
-        return report, None
-    if not isinstance(chain, list) or len(chain) > 8:
-        raise FormatError("SnpEvidence", "cert_chain", got=type(chain).__name__,
-                          want="a list of {cert_type, data}")
-    from veritee.formats.sevsnp import CertTable
-
-    items: dict[str, bytes] = {}
-    for i, entry in enumerate(chain):
-        kind = entry.get("cert_type") if isinstance(entry, dict) else None
-        data = entry.get("data") if isinstance(entry, dict) else None
-        if not isinstance(kind, str) or kind.upper() not in ("ARK", "ASK", "VCEK", "VLEK",
-                                                             "CRL"):
-            raise FormatError("SnpEvidence", f"cert_chain[{i}].cert_type", got=repr(kind)[:30],
-                              want="ARK, ASK, VCEK, VLEK or CRL")
-        if isinstance(data, str):
-            try:
-                raw = base64.b64decode(data, validate=True)
-            except ValueError:
-                raise FormatError("SnpEvidence", f"cert_chain[{i}].data", got="invalid base64",
-                                  want="DER bytes") from None
-        elif isinstance(data, list) and len(data) <= 1 << 16 and all(
-                isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255 for b in data):
-            raw = bytes(data)
-        else:
-            raise FormatError("SnpEvidence", f"cert_chain[{i}].data", got=type(data).__name__,
-                              want="DER bytes (an array of integers or base64)")
-        items[kind.upper()] = raw
-    return report, CertTable.build(items).to_bytes()
 
 
 def _refuse_early(broker: Broker, session: _Session, err: KbsError) -> KbsError:
@@ -339,66 +339,130 @@ def _refuse_early(broker: Broker, session: _Session, err: KbsError) -> KbsError:
     return err
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """An Attestation checked against its session: what the broker verifies."""
+
+    message: AttestationMessage
+    primary: CocoEvidence
+    binding: bytes  # the primary's expected binding (its scheme's binding_size bytes)
+    devices: tuple[tuple[CocoEvidence, bytes], ...]  # (device part, its expected binding)
+    host_data: bytes | None
+    mrconfigid: bytes | None
+
+
+def _binding_size(scheme: str) -> int:
+    """Bytes of challenge ``scheme`` evidence carries (64 for report data until registered)."""
+    from veritee.schemes import get, names
+
+    return get(scheme).binding_size if scheme in names() else 64
+
+
+def _digest(session: _Session, body: dict[str, object]) -> bytes:
+    return HASH_ALGORITHMS[session.hash_alg](canonical_json(body))
+
+
+def _prepare(broker: Broker, session: _Session, raw: bytes) -> _Prepared:
+    """Parse and check the Attestation (FormatError/KbsError before any verification)."""
+    msg = parse_attestation(raw, PROTOCOL_VERSIONS[session.version])
+    if msg.nonce is not None and msg.nonce != session.nonce:
+        raise KbsError(401, "AttestationError", "the nonce in the handshake session is "
+                       "different from the client side in KBS protocol's Attestation "
+                       "message", code="kbs.nonce.mismatch")
+    if msg.pubkey["kty"] == "RSA" and msg.pubkey["alg"] == RSA1_5 and \
+            not broker.settings.kbs_allow_rsa1_5:
+        raise KbsError(401, "AttestationError", "tee-pubkey.alg RSA1_5 (PKCS #1 v1.5, "
+                       "deprecated): refused unless the service sets kbs_allow_rsa1_5; "
+                       "use RSA-OAEP-256 or ECDH-ES+A256KW", code="kbs.key.rsa1_5")
+    primary = primary_evidence(session.tee, msg.primary)
+    # Trustee backend.rs: the primary's runtime data names the additional-evidence string
+    # (0.3.0+); each device's is {nonce, tee-pubkey} alone.
+    binding = regularize(_digest(session, runtime_data(session.nonce, msg.pubkey,
+                                                       msg.additional)),
+                         _binding_size(primary.scheme))
+    devices = []
+    for tee, evidence in additional_evidence(msg.additional or ""):
+        _check_tee(tee, broker, where="additional_evidence")
+        part = device_evidence(tee, evidence)
+        devices.append((part, _digest(session, runtime_data(session.nonce, msg.pubkey))))
+    if devices:  # Broker.attest takes one piece of evidence (composite: once it takes parts)
+        raise KbsError(401, "AttestationError", "composite evidence: additional evidence from "
+                       f"{', '.join(p.tee for p, _ in devices)} cannot be verified by this "
+                       "broker yet; send the primary evidence alone",
+                       code="kbs.tee.unsupported")
+    host_data = mrconfigid = None
+    if msg.init_data is not None:
+        digest = init_data_digest(msg.init_data)
+        if primary.scheme == "sevsnp":
+            host_data = regularize(digest, 32)  # HOSTDATA, ABI 56860 Table 23
+            with broker.store.transaction(write=False) as tx:
+                pinned = broker._appraisal_policy(tx).host_data
+            if pinned is not None and pinned != host_data:
+                # The appraisal policy's own HOSTDATA pin always holds.
+                raise KbsError(401, "AttestationError", "init-data: its digest "
+                               f"{host_data.hex()} is not the HOSTDATA the appraisal "
+                               f"policy requires ({pinned.hex()})",
+                               code="kbs.init_data.policy")
+        elif primary.scheme == "tdx":
+            mrconfigid = regularize(digest, 48)  # MRCONFIGID, TDX module ABI TDREPORT
+        else:
+            # Fail closed: a digest this service cannot compare is not silently dropped.
+            raise KbsError(401, "AttestationError", f"init-data: not supported for tee "
+                           f"{session.tee!r} (only snp HOSTDATA and tdx MRCONFIGID carry it)",
+                           code="kbs.init_data.unsupported")
+    return _Prepared(msg, primary, binding, tuple(devices), host_data, mrconfigid)
+
+
 def _attest(broker: Broker, session: _Session, raw_body: bytes) -> str:
     try:
-        body = _json_object(raw_body, "Attestation")
-        runtime = body.get("runtime-data")
-        evidence = body.get("tee-evidence")
-        if set(body) - {"init-data", "runtime-data", "tee-evidence"} or not isinstance(
-                runtime, dict) or not isinstance(evidence, dict):
-            raise KbsError(401, "AttestationError", "Attestation: want {init-data?, "
-                           "runtime-data {nonce, tee-pubkey}, tee-evidence {primary_evidence, "
-                           "additional_evidence}} (protocol 0.4.0)", code="request.invalid")
-        if runtime.get("nonce") != session.nonce:
-            raise KbsError(401, "AttestationError", "the nonce in the handshake session is "
-                           "different from the client side in KBS protocol's Attestation "
-                           "message", code="kbs.nonce.mismatch")
-        additional = evidence.get("additional_evidence", "")
-        if not isinstance(additional, str):
-            raise KbsError(401, "AttestationError", "tee-evidence.additional_evidence: want "
-                           "a string (JSON of {tee: evidence})", code="request.invalid")
-        if additional.strip():
-            try:
-                devices = json.loads(additional)
-                names = sorted(str(k)[:20] for k in devices) if isinstance(devices,
-                                                                           dict) else []
-            except ValueError:
-                names = []
-            raise KbsError(401, "AttestationError", "composite evidence: additional evidence "
-                           f"from {', '.join(names) or 'unnamed devices'} cannot be verified "
-                           "yet; send the primary evidence alone", code="kbs.tee.unsupported")
-        pubkey = tee_pubkey(runtime.get("tee-pubkey"))
-        binding = runtime_data_digest(session.nonce, pubkey, additional, session.hash_alg)
-        host_data = mrconfigid = None
-        if body.get("init-data") is not None:
-            digest = init_data_digest(body["init-data"])
-            if session.tee == "snp":
-                host_data = regularize(digest, 32)  # HOSTDATA, ABI 56860 Table 23
-                with broker.store.transaction(write=False) as tx:
-                    pinned = broker._appraisal_policy(tx).host_data
-                if pinned is not None and pinned != host_data:
-                    # The appraisal policy's own HOSTDATA pin always holds.
-                    raise KbsError(401, "AttestationError", "init-data: its digest "
-                                   f"{host_data.hex()} is not the HOSTDATA the appraisal "
-                                   f"policy requires ({pinned.hex()})",
-                                   code="kbs.init_data.policy")
-            else:
-                mrconfigid = regularize(digest, 48)  # MRCONFIGID, TDX module ABI TDREPORT
-        report, table = _primary_evidence(session.tee, evidence.get("primary_evidence"))
+        prepared = _prepare(broker, session, raw_body)
     except FormatError as exc:
         raise _refuse_early(broker, session, KbsError(401, "AttestationError", str(exc),
                                                       code="evidence.malformed")) from None
     except KbsError as err:
         raise _refuse_early(broker, session, err) from None
+    part, pubkey = prepared.primary, prepared.message.pubkey
+    nonce = base64.b64decode(session.nonce)
+    # The scheme by name (never recognised from the bytes: the session's TEE decides what the
+    # evidence must be); RSA keys where the broker takes them.
+    from veritee.schemes import names
+
+    scheme = part.scheme if part.scheme in names() else None
+    call = getattr(broker, "attest_parts", None)
+    params = _parameters(call) if call is not None else _attest_parameters(broker)
+    extra: dict[str, Any] = {}
+    if pubkey["kty"] == "RSA":
+        if "rsa_keys" not in params:
+            raise _refuse_early(broker, session, KbsError(
+                401, "AttestationError", "tee-pubkey: this broker takes EC keys only "
+                "(ECDH-ES+A256KW)", code="kbs.key.unsupported"))
+        extra["rsa_keys"] = True
     try:
-        out = broker.attest(base64.b64encode(report).decode(),
-                            base64.b64encode(table).decode() if table is not None else None,
-                            _b64url(base64.b64decode(session.nonce)), pubkey,
-                            binding=binding, host_data=host_data, mrconfigid=mrconfigid,
-                            front="kbs")
+        if call is not None:
+            from veritee.attest import EvidencePart
+
+            # Init-data digests pinned per request, in each scheme's policy keys.
+            overrides: dict[str, dict[str, Any]] = {}
+            if prepared.host_data is not None:
+                overrides["sevsnp"] = {"host_data": prepared.host_data.hex()}
+            if prepared.mrconfigid is not None:
+                overrides["tdx"] = {"mrconfigid": [prepared.mrconfigid.hex()]}
+            out = call([EvidencePart(part.data, scheme, part.attached)], nonce, pubkey,
+                       binding=prepared.binding, front="kbs",
+                       policy_overrides=overrides or None, **extra)
+        else:
+            if "scheme" in params and scheme is not None:
+                extra["scheme"] = scheme
+            out = broker.attest(base64.b64encode(part.data).decode(),
+                                base64.b64encode(part.attached).decode()
+                                if part.attached is not None else None,
+                                _b64url(nonce), pubkey, binding=prepared.binding,
+                                host_data=prepared.host_data, mrconfigid=prepared.mrconfigid,
+                                front="kbs", **extra)
     except Problem as problem:
         raise _from_problem(problem, where="attest") from None
-    return out.token
+    token: str = out.token
+    return token
 
 
 @router.post("/attest")
@@ -422,19 +486,21 @@ async def attest(request: Request) -> Response:
     claims = broker.verify_token(token).claims
     response = JSONResponse({"token": token}, headers={"Cache-Control": "no-store"})
     _set_cookie(response, broker, request, _Session(
-        nonce=session.nonce, tee=session.tee, hash_alg=session.hash_alg,
+        version=session.version, nonce=session.nonce, tee=session.tee,
+        hash_alg=session.hash_alg,
         expires=float(claims.get("exp", time.time())), token=token))
     return response
 
 
-def _kbs_seal(secret: bytes, cnf: dict[str, Any], *, path: str, version: int, jti: str) -> str:
-    """The release as the protocol's Response, to the EAR's ``cnf`` key (= tee-pubkey).
-
-    The veritee.* members name the resource, its version and the EAR's ``jti``; they are
-    in the protected header, so authenticated as AAD, and ignored by CoCo clients.
-    """
-    header = {"veritee.jti": jti, "veritee.resource": path, "veritee.version": version}
-    return json.dumps(encrypt_response(secret, cnf, header))
+def _kbs_sealer(*, allow_rsa1_5: bool, legacy_aad: bool) -> Any:
+    """The release as the protocol's Response, to the EAR's ``cnf`` key (= tee-pubkey)."""
+    def seal(secret: bytes, cnf: dict[str, Any], *, path: str, version: int, jti: str) -> str:
+        # The veritee.* members name the resource, its version and the EAR's jti; they are in
+        # the protected header, so authenticated as AAD, and ignored by CoCo clients.
+        header = {"veritee.jti": jti, "veritee.resource": path, "veritee.version": version}
+        return json.dumps(encrypt_response(secret, cnf, header, allow_rsa1_5=allow_rsa1_5,
+                                           legacy_aad=legacy_aad))
+    return seal
 
 
 @router.get("/resource/{rest:path}")
@@ -450,6 +516,7 @@ async def resource(rest: str, request: Request) -> Response:
         value = request.headers.get("authorization", "")
         scheme, _, cred = value.partition(" ")
         token = cred.strip() if scheme.lower() == "bearer" and cred.strip() else None
+        session = None
         if token is None:
             session = _open_session(broker, request)
             token = session.token if session is not None else None
@@ -457,9 +524,14 @@ async def resource(rest: str, request: Request) -> Response:
             raise KbsError(401, "TokenNotFound", "Attestation Token not found: attest first "
                            "(cookie kbs-session-id) or send Authorization: Bearer <token>",
                            code="token.missing")
+        # A 0.1.x session gets the Response form its client reads (an aad member); a bearer
+        # token alone says no version, so it gets the RFC 7516 form.
+        seal = _kbs_sealer(allow_rsa1_5=broker.settings.kbs_allow_rsa1_5,
+                           legacy_aad=session is not None
+                           and PROTOCOL_VERSIONS[session.version].legacy_aad)
         try:
             sealed, _version = await run_in_threadpool(
-                lambda: broker.release(path, token, seal=_kbs_seal))
+                lambda: broker.release(path, token, seal=seal))
         except Problem as problem:
             raise _from_problem(problem, where="resource") from None
     except KbsError as err:

@@ -95,6 +95,7 @@ class Settings:
     pkcs11_key_label: str = "veritee-master-key"
     db_connect_timeout: int = 5
     db_statement_timeout_ms: int = 5000
+    kbs_allow_rsa1_5: bool = False  # /kbs/v0: release to RSA1_5 TEE keys (docs/coco.md)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def insecure_reasons(self) -> list[str]:
@@ -205,7 +206,7 @@ _KINDS: dict[str, Any] = {
     "tdx_allowed_tcb_statuses": "tuple", "intel_trust_roots": "tuple",
     "pkcs11_module": "str | None", "pkcs11_token": str,
     "pkcs11_pin_file": "str | None", "pkcs11_key_label": str, "db_connect_timeout": int,
-    "db_statement_timeout_ms": int,
+    "db_statement_timeout_ms": int, "kbs_allow_rsa1_5": bool,
 }
 
 
