@@ -242,39 +242,13 @@ def _select_hash(extra: object) -> str:
                    f"{names[:8]} is supported (sha256, sha384, sha512)", code="kbs.hash")
 
 
-# Which schemes the broker (service/core.py) verifies: one with ``attest_parts`` (or an
-# ``attest`` taking ``scheme=``) verifies every registered scheme through attest.Verifier; an
-# older one verifies SEV-SNP, and Intel TDX through a DCAP path of its own (so TDX counts as
-# available before the ``tdx`` scheme is registered). Remove the older branch once every
-# broker has ``attest_parts``.
-_OLD_BROKER_SCHEMES = frozenset({"sevsnp", "tdx"})
-_BROKER_OWN_PATHS = frozenset({"tdx"})
-
-
-def _parameters(method: Any) -> frozenset[str]:
-    import inspect
-
-    return frozenset(inspect.signature(method).parameters)
-
-
-def _attest_parameters(broker: Broker) -> frozenset[str]:
-    return _parameters(broker.attest)
-
-
-def _generic(broker: Broker) -> bool:
-    """True when the broker verifies every registered scheme."""
-    return hasattr(broker, "attest_parts") or "scheme" in _attest_parameters(broker)
-
-
 def _unavailable(scheme: str, broker: Broker) -> str | None:
     """Why ``scheme`` evidence cannot be verified now, or None (registry read per call)."""
     from veritee.schemes import names
 
-    if scheme not in set(names()) | _BROKER_OWN_PATHS:
+    # The broker verifies every registered scheme (attest.Verifier over the registry).
+    if scheme not in names():
         return f"its evidence is {scheme!r} evidence, and no {scheme!r} scheme is registered"
-    if not _generic(broker) and scheme not in _OLD_BROKER_SCHEMES:
-        return (f"the {scheme!r} scheme is registered, but this broker verifies only "
-                f"{', '.join(sorted(_OLD_BROKER_SCHEMES))} evidence yet")
     return None
 
 
@@ -423,42 +397,21 @@ def _attest(broker: Broker, session: _Session, raw_body: bytes) -> str:
         raise _refuse_early(broker, session, err) from None
     part, pubkey = prepared.primary, prepared.message.pubkey
     nonce = base64.b64decode(session.nonce)
-    # The scheme by name (never recognised from the bytes: the session's TEE decides what the
-    # evidence must be); RSA keys where the broker takes them.
-    from veritee.schemes import names
+    # The scheme by name (never recognised from the bytes: the session's TEE, checked
+    # against the registry by _check_tee, decides what the evidence must be).
+    from veritee.attest import EvidencePart
 
-    scheme = part.scheme if part.scheme in names() else None
-    call = getattr(broker, "attest_parts", None)
-    params = _parameters(call) if call is not None else _attest_parameters(broker)
-    extra: dict[str, Any] = {}
-    if pubkey["kty"] == "RSA":
-        if "rsa_keys" not in params:
-            raise _refuse_early(broker, session, KbsError(
-                401, "AttestationError", "tee-pubkey: this broker takes EC keys only "
-                "(ECDH-ES+A256KW)", code="kbs.key.unsupported"))
-        extra["rsa_keys"] = True
+    # Init-data digests pinned per request, in each scheme's policy keys.
+    overrides: dict[str, dict[str, Any]] = {}
+    if prepared.host_data is not None:
+        overrides["sevsnp"] = {"host_data": prepared.host_data.hex()}
+    if prepared.mrconfigid is not None:
+        overrides["tdx"] = {"mrconfigid": [prepared.mrconfigid.hex()]}
     try:
-        if call is not None:
-            from veritee.attest import EvidencePart
-
-            # Init-data digests pinned per request, in each scheme's policy keys.
-            overrides: dict[str, dict[str, Any]] = {}
-            if prepared.host_data is not None:
-                overrides["sevsnp"] = {"host_data": prepared.host_data.hex()}
-            if prepared.mrconfigid is not None:
-                overrides["tdx"] = {"mrconfigid": [prepared.mrconfigid.hex()]}
-            out = call([EvidencePart(part.data, scheme, part.attached)], nonce, pubkey,
-                       binding=prepared.binding, front="kbs",
-                       policy_overrides=overrides or None, **extra)
-        else:
-            if "scheme" in params and scheme is not None:
-                extra["scheme"] = scheme
-            out = broker.attest(base64.b64encode(part.data).decode(),
-                                base64.b64encode(part.attached).decode()
-                                if part.attached is not None else None,
-                                _b64url(nonce), pubkey, binding=prepared.binding,
-                                host_data=prepared.host_data, mrconfigid=prepared.mrconfigid,
-                                front="kbs", **extra)
+        out = broker.attest_parts([EvidencePart(part.data, part.scheme, part.attached)], nonce,
+                                  pubkey, binding=prepared.binding, front="kbs",
+                                  policy_overrides=overrides or None,
+                                  rsa_keys=pubkey["kty"] == "RSA")
     except Problem as problem:
         raise _from_problem(problem, where="attest") from None
     token: str = out.token
