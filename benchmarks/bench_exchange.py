@@ -1,0 +1,157 @@
+"""Server CPU of one key-broker exchange, in process (no HTTP), against its cryptographic floor.
+
+Run: ``python benchmarks/bench_exchange.py [--exchanges N] [--profile]``
+
+One exchange is ``Broker.challenge`` + ``Broker.attest`` (an emulated SEV-SNP report with a
+P-384 signature, warm VCEK chain) + ``Broker.release`` (signed JWE) on a SQLite file. Only the
+broker's calls are timed (process CPU); the guest producing evidence and its key are not.
+
+The floor is measured in the same run from the same primitives an exchange cannot avoid: one
+P-384 ECDSA verify of the report, one ES256 sign (the EAR), one ES256 verify (the EAR at
+release), one ephemeral P-384 key + ECDH + AES-256-GCM (the JWE) and one ES256 sign (the
+signed release). Printed: CPU ms per exchange, the floor, their ratio (issue 14 target 2:
+<= 2.0) and exchanges per CPU-second. ``--profile`` adds a cProfile of the broker's calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import cProfile
+import os
+import pstats
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from veritee.client import evidence_for
+from veritee.formats.sevsnp import Product
+from veritee.platform.emulated.measurement import simple_guest_image
+from veritee.platform.emulated.snp import EmulatedAmdVendor, InsecureEmulatedSnpMachine
+from veritee.service import MasterKey, Settings, create_app
+from veritee.service.core import Broker
+
+
+def _per_call(fn: Callable[[], object], n: int) -> float:
+    """CPU seconds per call of ``fn``: the best of three runs of ``n`` (filters noise)."""
+    best = float("inf")
+    for _ in range(3):
+        c0 = time.process_time()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.process_time() - c0) / n)
+    return best
+
+
+def floor(n: int) -> dict[str, float]:
+    """CPU seconds of each primitive an exchange needs."""
+    report_key = ec.generate_private_key(ec.SECP384R1())
+    body = os.urandom(0x2A0)  # the signed part of an SNP report (SEV-SNP ABI Table 22)
+    sig = report_key.sign(body, ec.ECDSA(hashes.SHA384()))
+    pub = report_key.public_key()
+    ear_key = ec.generate_private_key(ec.SECP256R1())
+    ear = os.urandom(700)  # about an EAR's signing input
+    ear_sig = ear_key.sign(ear, ec.ECDSA(hashes.SHA256()))
+    ear_pub = ear_key.public_key()
+    tee = ec.generate_private_key(ec.SECP384R1()).public_key()
+    secret = os.urandom(32)
+
+    def jwe() -> None:
+        eph = ec.generate_private_key(ec.SECP384R1())
+        z = eph.exchange(ec.ECDH(), tee)
+        # Concat KDF (RFC 7518 section 4.6.2): one SHA-256 block for a 256-bit key.
+        h = hashes.Hash(hashes.SHA256())
+        h.update(b"\0\0\0\1" + z + b"A256GCM")
+        AESGCM(h.finalize()).encrypt(os.urandom(12), secret, b"header")
+
+    return {
+        "report verify (P-384)": _per_call(lambda: pub.verify(sig, body,
+                                                              ec.ECDSA(hashes.SHA384())), n),
+        "EAR sign (ES256)": _per_call(lambda: ear_key.sign(ear, ec.ECDSA(hashes.SHA256())), n),
+        "EAR verify (ES256)": _per_call(lambda: ear_pub.verify(ear_sig, ear,
+                                                               ec.ECDSA(hashes.SHA256())), n),
+        "JWE (P-384 eph + ECDH + GCM)": _per_call(jwe, n),
+        "release sign (ES256)": _per_call(lambda: ear_key.sign(ear, ec.ECDSA(hashes.SHA256())),
+                                          n),
+    }
+
+
+class Bench:
+    """A broker on a fresh SQLite file with one registered guest and its resource."""
+
+    def __init__(self, tmp: Path) -> None:
+        vendor = EmulatedAmdVendor.generate(Product.MILAN, key_size=2048)
+        machine = InsecureEmulatedSnpMachine(vendor)
+        self.guest = machine.launch(simple_guest_image(b"bench".ljust(4096, b"\0")))
+        crl = tmp / "crl"
+        crl.mkdir()
+        (crl / "ark.crl").write_bytes(vendor.crl(datetime.now(UTC)).public_bytes(Encoding.PEM))
+        settings = Settings(database_url=f"sqlite:///{tmp}/bench.db", dev_mode=True,
+                            key_source="emulated", emulated_machine_dir="/nonexistent",
+                            amd_crl_dir=str(crl), log_level="warning")
+        app = create_app(settings, master_key=MasterKey(b"\x11" * 32),
+                         anchors=machine.anchors())
+        self.broker: Broker = app.state.broker
+        self.broker.put_reference("bench", "g", {"kind": "measurement",
+                                                 "value": self.guest.measurement.hex()})
+        self.broker.put_resource("bench", "apps/key", {
+            "secret": base64.b64encode(b"s" * 32).decode(),
+            "policy": {"measurements": [self.guest.measurement.hex()]}})
+        self.cpu = 0.0
+
+    def exchange(self) -> None:
+        """One whole exchange; only the broker's calls count towards ``self.cpu``."""
+        c0 = time.process_time()
+        nonce = self.broker.challenge().nonce
+        c1 = time.process_time()
+        body: dict[str, Any] = evidence_for(self.guest, nonce,
+                                            ec.generate_private_key(ec.SECP384R1()))
+        c2 = time.process_time()
+        out = self.broker.attest(body["evidence"], body.get("attached"),
+                                 body["runtime_data"]["nonce"], body["runtime_data"]["key"])
+        self.broker.release("apps/key", out.token)
+        self.cpu += (c1 - c0) + (time.process_time() - c2)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--exchanges", type=int, default=300)
+    ap.add_argument("--profile", action="store_true")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="veritee-bench-exchange-") as tmp:
+        bench = Bench(Path(tmp))
+        for _ in range(20):  # warm: VCEK chain cache, JWKS, statements
+            bench.exchange()
+        best = float("inf")
+        for _ in range(3):
+            bench.cpu = 0.0
+            for _ in range(args.exchanges // 3):
+                bench.exchange()
+            best = min(best, bench.cpu / (args.exchanges // 3))
+        parts = floor(max(50, args.exchanges // 2))
+        total = sum(parts.values())
+        print(f"exchange (challenge + attest + release, SQLite): {best * 1e3:.2f} ms CPU "
+              f"({1 / best:.0f} exchanges per CPU-second)")
+        for name, cost in parts.items():
+            print(f"  floor  {name:30s} {cost * 1e3:.3f} ms")
+        print(f"floor: {total * 1e3:.2f} ms; ratio exchange/floor: {best / total:.2f}x "
+              "(target <= 2.0)")
+        if args.profile:
+            prof = cProfile.Profile()
+            prof.enable()
+            for _ in range(100):
+                bench.exchange()
+            prof.disable()
+            pstats.Stats(prof).sort_stats("cumulative").print_stats(60)
+
+
+if __name__ == "__main__":
+    main()
