@@ -381,11 +381,19 @@ def _alg_for(key: ec.EllipticCurvePrivateKey) -> str:
     raise ValueError(f"EAR signing keys must be P-256 or P-384, got {key.curve.name}")
 
 
-def sign_ear(claims: Mapping[str, Any], key: ec.EllipticCurvePrivateKey, *, kid: str) -> str:
-    """Sign the claims as a compact JWS/JWT (ES256 for P-256 keys, ES384 for P-384)."""
-    alg = _alg_for(key)
+def sign_ear(claims: Mapping[str, Any], key: ec.EllipticCurvePrivateKey | ECKey, *,
+             kid: str) -> str:
+    """Sign the claims as a compact JWS/JWT (ES256 for P-256 keys, ES384 for P-384).
+
+    ``key`` may be the key already imported as a joserfc ``ECKey`` (a service signing many
+    EARs imports it once)."""
+    jwk = key if isinstance(key, ECKey) else ECKey.import_key(key)
+    private = jwk.private_key
+    if not isinstance(private, ec.EllipticCurvePrivateKey):
+        raise TypeError("sign_ear: want a private EC key")
+    alg = _alg_for(private)
     header = {"alg": alg, "kid": kid, "typ": "JWT"}
-    return str(jwt.encode(header, dict(claims), ECKey.import_key(key), algorithms=[alg]))
+    return str(jwt.encode(header, dict(claims), jwk, algorithms=[alg]))
 
 
 @dataclass(frozen=True)
@@ -451,13 +459,14 @@ def _fail(code: str, message: str) -> VerificationError:
     return VerificationError(f"ear.{code}", message)
 
 
-def verify_ear(token: str, jwks: Mapping[str, Any], *, now: float | None = None,
+def verify_ear(token: str, jwks: Mapping[str, Any] | KeySet, *, now: float | None = None,
                issuer: str | None = None, leeway: int = 0,
                accept: Iterable[str] = ("affirming",)) -> EarResult:
     """Verify an EAR JWT offline (passport model) and return it; raise on any failure.
 
     Checks, in order: compact JWS form with an ES256/ES384 header naming a ``kid`` in
-    ``jwks`` (a JWK Set, RFC 7517 section 5); the signature; ``eat_profile``; ``iss`` when
+    ``jwks`` (a JWK Set, RFC 7517 section 5, or one imported as a joserfc ``KeySet``); the
+    signature; ``eat_profile``; ``iss`` when
     ``issuer`` is given; ``iat`` not in the future and ``exp`` not past (``leeway`` seconds);
     one to :data:`MAX_SUBMODS` submodules, each with a status, and the worst of them
     (:func:`worst_status`) in ``accept`` (default: only ``affirming``: the service also signs
@@ -472,7 +481,8 @@ def verify_ear(token: str, jwks: Mapping[str, Any], *, now: float | None = None,
         # Five parts would be a JWE, which joserfc's jwt.decode would also accept.
         raise _fail("format", "not a compact JWS (three dot-separated parts)")
     try:
-        keys = KeySet.import_key_set(dict(jwks))  # type: ignore[arg-type]
+        keys = jwks if isinstance(jwks, KeySet) else KeySet.import_key_set(
+            dict(jwks))  # type: ignore[arg-type]
         decoded = jwt.decode(token, keys, algorithms=list(SIGNING_ALGORITHMS))
     except JoseError as exc:
         raise _fail("signature", f"token signature or header invalid ({exc.error})") from None

@@ -36,7 +36,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from joserfc import jwe, jws
-from joserfc.jwk import ECKey, RSAKey
+from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from veritee import __version__
 from veritee import schemes as registry
@@ -340,6 +340,10 @@ class Broker:
         self._jwks_loaded = 0.0
         self._jwks_due = 0.0
         self._jwks: dict[str, Any] = self._load_jwks()
+        # Imported once (joserfc key imports cost as much as the signatures they serve):
+        # the JWKS as a KeySet, rebuilt when the JWKS is; the signing key, per SigningKey.
+        self._key_set = KeySet.import_key_set(self._jwks)  # type: ignore[arg-type]
+        self._signing_jwk: tuple[SigningKey, ECKey] | None = None
         # One verifier for every scheme: anchors and collateral per vendor from the settings
         # (read once: a bad directory is a ConfigError at start), caches, the KDS fetcher.
         self.verifier = Verifier(
@@ -389,8 +393,29 @@ class Broker:
             # grace is over, the monotonic one guards against wall-clock steps back.
             if (time.monotonic() - self._jwks_loaded > self._JWKS_REFRESH
                     or self.clock() > self._jwks_due):
-                self._jwks = self._load_jwks()
+                self._reload_jwks()
             return {"keys": list(self._jwks["keys"])}
+
+    def _reload_jwks(self) -> None:
+        """Reload the JWKS and its imported KeySet together (callers hold the lock)."""
+        self._jwks = self._load_jwks()
+        self._key_set = KeySet.import_key_set(self._jwks)  # type: ignore[arg-type]
+
+    def _verification_keys(self) -> KeySet:
+        """:meth:`jwks` as an imported KeySet, refreshed on the same timer."""
+        with self._jwks_lock:
+            if (time.monotonic() - self._jwks_loaded > self._JWKS_REFRESH
+                    or self.clock() > self._jwks_due):
+                self._reload_jwks()
+            return self._key_set
+
+    def _signing(self) -> tuple[SigningKey, ECKey]:
+        """The current signing key and its joserfc import (imported once per key)."""
+        key, cached = self.signing_key, self._signing_jwk
+        if cached is None or cached[0] is not key:
+            cached = (key, ECKey.import_key(key.private_key))
+            self._signing_jwk = cached
+        return cached
 
     def rotate_signing_key(self, actor: str) -> dict[str, Any]:
         """Make a fresh EAR signing key current; the old one is retired (still published).
@@ -404,7 +429,7 @@ class Broker:
                                       now=now, actor=actor, request_id=current_request_id())
         with self._jwks_lock:
             self.signing_key = new
-            self._jwks = self._load_jwks()
+            self._reload_jwks()
         log_event("admin.signing_key.rotate", actor=actor, kid=new.kid, retired=old)
         return {"kid": new.kid, "retired": old,
                 "retired_until": _iso(now + self.settings.token_ttl) if old else None}
@@ -659,8 +684,9 @@ class Broker:
                       issuer=self.settings.issuer, now=when, ttl=self.settings.token_ttl,
                       nonce=nonce, cnf_jwk=cnf,
                       build=f"veritee {__version__}")
-        token = sign_ear(claims, self.signing_key.private_key, kid=self.signing_key.kid)
-        result = EarResult(header={"kid": self.signing_key.kid}, claims=claims)
+        signer, signer_jwk = self._signing()
+        token = sign_ear(claims, signer_jwk, kid=signer.kid)
+        result = EarResult(header={"kid": signer.kid}, claims=claims)
         primary = appraisals[0]
         failures = [f for a in appraisals for f in a.failures]
         codes = [f.code for f in failures]
@@ -715,7 +741,8 @@ class Broker:
         try:
             # Contraindicated (and "none") results never open anything; whether a warning
             # is enough is the resource policy's call.
-            return verify_ear(token, self.jwks(), now=self.clock(), issuer=self.settings.issuer,
+            return verify_ear(token, self._verification_keys(), now=self.clock(),
+                              issuer=self.settings.issuer,
                               accept=("affirming", "warning"))
         except VerificationError as exc:
             code = "token.expired" if exc.code == "ear.expired" else "token.invalid"
@@ -825,10 +852,10 @@ class Broker:
             raise Unauthenticated("token.invalid", "token cnf.jwk cannot be encrypted to",
                                   headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
                           ) from None
-        key = self.signing_key
+        key, jwk = self._signing()
         signed = jws.serialize_compact(
             {"alg": key.alg, "kid": key.kid, "typ": RELEASE_TYP, "cty": "JWE"},
-            inner.encode(), ECKey.import_key(key.private_key), algorithms=[key.alg])
+            inner.encode(), jwk, algorithms=[key.alg])
         return str(signed)
 
     # -- admin ------------------------------------------------------------------------------
