@@ -483,6 +483,14 @@ class Broker:
         return problem
 
     # -- per-scheme policies ----------------------------------------------------------------
+    def _load_policies(self, tx: Tx, parts: Sequence[EvidencePart],
+                       overrides: Mapping[str, Mapping[str, Any]] | None
+                       ) -> tuple[list[Scheme], dict[str, Any]]:
+        """The scheme of every part and the appraisal policy of each scheme, read in ``tx``."""
+        found = [self._scheme_of(p) for p in parts]
+        return found, {s.name: self._appraisal_policy(tx, s.name, (overrides or {}).get(
+            s.name)) for s in found}
+
     def _policy_doc(self, tx: Tx, scheme: str) -> tuple[str, dict[str, Any] | None]:
         """The id of the appraisal policy for ``scheme`` and its stored document (or None:
         the scheme's default policy under that id). See :mod:`veritee.service.settings`."""
@@ -552,17 +560,19 @@ class Broker:
     def appraise_parts(self, parts: Sequence[EvidencePart], *,
                        challenge: BindingChallenge | None = None,
                        expected_binding: bytes | None = None, now: datetime,
-                       overrides: Mapping[str, Mapping[str, Any]] | None = None
+                       overrides: Mapping[str, Mapping[str, Any]] | None = None,
+                       loaded: tuple[list[Scheme], dict[str, Any]] | None = None
                        ) -> list[Appraisal]:
         """Verify and appraise every part at ``now`` under its scheme's policy, bound to
         ``challenge`` (or, for one part, the raw ``expected_binding`` of another front);
-        raise on what cannot be verified, return every appraisal (accepted or not)."""
+        raise on what cannot be verified, return every appraisal (accepted or not).
+        ``loaded`` is :meth:`_load_policies` already read (in the caller's transaction)."""
         if expected_binding is not None and len(parts) > 1:
             raise InvalidRequest("additional_evidence: this front binds one attester only")
-        found = [self._scheme_of(p) for p in parts]
-        with self.store.transaction(write=False) as tx:
-            policies = {s.name: self._appraisal_policy(tx, s.name, (overrides or {}).get(
-                s.name)) for s in found}
+        if loaded is None:
+            with self.store.transaction(write=False) as tx:
+                loaded = self._load_policies(tx, parts, overrides)
+        found, policies = loaded
         out = []
         for given, scheme in zip(parts, found, strict=True):
             # The scheme found here is the one the policies were chosen for.
@@ -647,6 +657,10 @@ class Broker:
 
         # 1. Burn the nonce first, even if verification then fails: a nonce never serves
         #    two attempts, so a rejected guest cannot retry with the same challenge.
+        #    The same transaction reads the appraisal policies (one round trip fewer); what
+        #    fails there is kept and raised in step 2, after the burn has committed.
+        loaded: tuple[list[Scheme], dict[str, Any]] | None = None
+        deferred: VeriteeError | None = None
         with self.store.transaction() as tx:
             state = tx.nonce_consume(hashlib.sha256(nonce).hexdigest(), when)
             if state != NonceState.OK:
@@ -654,17 +668,24 @@ class Broker:
                 refusal = self._refuse_attest(NonceRejected(
                     f"nonce.{state}", f"runtime_data.nonce: {state} (request a fresh "
                     "challenge from POST /v1/challenge)"), subject, base, tx)
+            else:
+                try:
+                    loaded = self._load_policies(tx, parts, overrides)
+                except VeriteeError as exc:  # unknown scheme, bad policy, refused row
+                    deferred = exc
         if state != NonceState.OK:
             raise refusal
 
         # 2. Verify and appraise every part under its scheme's policy, bound to the challenge.
         t0, c0 = time.perf_counter(), time.thread_time()
         try:
+            if deferred is not None:
+                raise deferred
             challenge = None if binding is not None else BindingChallenge(
                 nonce, key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
             appraisals = self.appraise_parts(parts, challenge=challenge,
                                              expected_binding=binding, now=now,
-                                             overrides=overrides)
+                                             overrides=overrides, loaded=loaded)
         except (IntegrityViolation, DatabaseUnavailable):
             raise
         except CollateralError as exc:

@@ -1,0 +1,137 @@
+"""The exchange's hot path (issue 14 target 2): fewer database round trips and keys imported
+once, with the security rules unchanged.
+
+In process, against the running service's broker: attest reads its policies in the nonce-burn
+transaction (two write transactions, no separate read), yet a policy that fails to load still
+leaves the nonce burned and the refusal audited; EARs and releases signed with the cached key
+import verify against the published JWKS with joserfc; a rotated key is used at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from veritee.client import decrypt_release, evidence_for
+from veritee.results import verify_ear
+from veritee.service.core import Broker
+from veritee.service.integrity import IntegrityViolation
+from veritee.service.problems import NonceRejected, Problem
+from veritee.service.storage import Store
+
+from _service_support import SECRET_A, Guests, Service
+
+
+def _broker(svc: Service) -> Broker:
+    broker = svc.app.state.broker
+    assert isinstance(broker, Broker)
+    return broker
+
+
+@contextmanager
+def _counting(store: Store, seen: list[bool]) -> Iterator[None]:
+    """Record ``write`` of every transaction the store opens meanwhile."""
+    original = store.transaction
+
+    @contextmanager
+    def counted(*, write: bool = True) -> Iterator[Any]:
+        seen.append(write)
+        with original(write=write) as tx:
+            yield tx
+
+    store.transaction = counted  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del store.transaction
+
+
+def _attest(broker: Broker, guest: Any, nonce: bytes | None = None
+            ) -> tuple[Any, ec.EllipticCurvePrivateKey, bytes]:
+    nonce = nonce or broker.challenge().nonce
+    key = ec.generate_private_key(ec.SECP384R1())
+    body = evidence_for(guest, nonce, key)
+    out = broker.attest(body["evidence"], body.get("attached"), body["runtime_data"]["nonce"],
+                        body["runtime_data"]["key"])
+    return out, key, nonce
+
+
+def test_attest_is_two_write_transactions_and_no_read(service: Service,
+                                                      guests: Guests) -> None:
+    broker = _broker(service)
+    nonce = broker.challenge().nonce
+    seen: list[bool] = []
+    with _counting(service.store, seen):
+        out, _, _ = _attest(broker, guests.a, nonce)
+    assert out.result.status == "affirming"
+    # The nonce burn (which also reads the policies) and the accepted entry in the audit log.
+    assert seen == [True, True]
+
+
+def test_policy_that_fails_to_load_still_burns_the_nonce(service: Service,
+                                                        guests: Guests) -> None:
+    """Policies are read in the burn transaction; their failure must not roll the burn back,
+    whatever the error."""
+    broker = _broker(service)
+    r = service.http.put(f"{service.url}/v1/admin/policies/default",
+                         headers=service.admin_headers(), json={"min_guest_svn": 0})
+    assert r.status_code == 201, r.text
+    with service.store.transaction() as tx:  # a database writer without the key
+        tx.execute("UPDATE appraisal_policies SET body = ? WHERE policy_id = 'default'",
+                   (json.dumps({"policy_id": "default", "allow_debug": True}),))
+    nonce = broker.challenge().nonce
+    with pytest.raises(IntegrityViolation):  # the app answers it as state.integrity
+        _attest(broker, guests.a, nonce)
+    with pytest.raises(NonceRejected) as again:
+        _attest(broker, guests.a, nonce)
+    assert again.value.code == "nonce.used"
+
+
+def test_unknown_evidence_refused_audited_and_nonce_burned(service: Service) -> None:
+    broker = _broker(service)
+    nonce = broker.challenge().nonce
+    key = ec.generate_private_key(ec.SECP384R1())
+    jwk = evidence_for(_Junk(), nonce, key)["runtime_data"]["key"]
+    junk = base64.b64encode(b"\x00" * 64).decode()
+    with pytest.raises(Problem) as first:
+        broker.attest(junk, None, base64.urlsafe_b64encode(nonce).decode().rstrip("="), jwk)
+    assert service.refusals()[-1].detail["code"] == first.value.code
+    with pytest.raises(NonceRejected):
+        broker.attest(junk, None, base64.urlsafe_b64encode(nonce).decode().rstrip("="), jwk)
+
+
+class _Junk:
+    """An evidence source whose bytes no scheme recognises."""
+
+    def extended_report(self, report_data: bytes, vmpl: int | None = None
+                        ) -> tuple[bytes, bytes]:
+        return b"\x00" * 64, b""
+
+
+def test_cached_keys_sign_what_joserfc_verifies_and_follow_rotation(service: Service,
+                                                                    guests: Guests) -> None:
+    broker = _broker(service)
+    for _ in range(2):  # the second exchange uses the cached imports
+        out, key, _ = _attest(broker, guests.a)
+        jwks = broker.jwks()
+        jti = str(verify_ear(out.token, jwks, issuer=broker.settings.issuer).claims["jti"])
+        release, _ = broker.release("apps/a/key", out.token)
+        assert decrypt_release(release, key, jwks=jwks, path="apps/a/key",
+                               jti=jti) == SECRET_A
+    old = broker.signing_key.kid
+    rotated = broker.rotate_signing_key("test")
+    assert rotated["kid"] != old
+    out, key, _ = _attest(broker, guests.a)
+    assert verify_ear(out.token, broker.jwks()).header["kid"] == rotated["kid"]
+    release, _ = broker.release("apps/a/key", out.token)
+    signed_header = json.loads(base64.urlsafe_b64decode(release.split(".")[0] + "=="))
+    assert signed_header["kid"] == rotated["kid"]
+    jti = str(out.result.claims["jti"])
+    assert decrypt_release(release, key, jwks=broker.jwks(), path="apps/a/key",
+                           jti=jti) == SECRET_A
