@@ -135,3 +135,37 @@ def test_cached_keys_sign_what_joserfc_verifies_and_follow_rotation(service: Ser
     jti = str(out.result.claims["jti"])
     assert decrypt_release(release, key, jwks=broker.jwks(), path="apps/a/key",
                            jti=jti) == SECRET_A
+
+
+@pytest.mark.parametrize("curve", [ec.SECP256R1(), ec.SECP384R1(), ec.SECP521R1()],
+                         ids=lambda c: c.name)
+def test_direct_jwe_is_what_joserfc_decrypts(curve: ec.EllipticCurve) -> None:
+    """The release JWE built with cryptography is byte-compatible with joserfc's ECDH-ES +
+    A256GCM; the thumbprint is joserfc's; a changed protected header (the AAD) fails."""
+    from joserfc import jwe
+    from joserfc.errors import JoseError
+    from joserfc.jwk import ECKey
+
+    from veritee.crypto.kbs_jwe import encrypt_compact_ecdh_es
+    from veritee.service.core import _ec_thumbprint
+
+    key = ec.generate_private_key(curve)
+    public = ECKey.import_key(key.public_key()).as_dict(private=False)
+    assert _ec_thumbprint(public) == ECKey.import_key(public).thumbprint()
+    token = encrypt_compact_ecdh_es(b"secret bytes", public, {
+        "kid": _ec_thumbprint(public), "veritee.resource": "a/b", "veritee.version": 3})
+    registry = jwe.JWERegistry(algorithms=["ECDH-ES", "A256GCM"], strict_check_header=False)
+    obj = jwe.decrypt_compact(token, ECKey.import_key(key), registry=registry)
+    assert obj.plaintext == b"secret bytes"
+    assert obj.protected["veritee.resource"] == "a/b"
+    assert obj.protected["veritee.version"] == 3
+    assert (obj.protected["alg"], obj.protected["enc"]) == ("ECDH-ES", "A256GCM")
+    header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+    header["veritee.resource"] = "a/c"
+    forged = base64.urlsafe_b64encode(json.dumps(header).encode()).rstrip(b"=").decode()
+    with pytest.raises(JoseError):
+        jwe.decrypt_compact(".".join([forged, *token.split(".")[1:]]), ECKey.import_key(key),
+                            registry=registry)
+    with pytest.raises(JoseError):  # another key cannot open it
+        jwe.decrypt_compact(token, ECKey.import_key(ec.generate_private_key(curve)),
+                            registry=registry)

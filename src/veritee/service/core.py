@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import os
 import secrets
@@ -35,13 +36,14 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from joserfc import jwe, jws
+from joserfc import jws
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from veritee import __version__
 from veritee import schemes as registry
 from veritee.attest import Challenge as BindingChallenge
 from veritee.attest import EvidencePart, Verifier
+from veritee.crypto.kbs_jwe import encrypt_compact_ecdh_es
 from veritee.errors import (
     CollateralError,
     ConfigError,
@@ -84,11 +86,18 @@ __all__ = ["MAX_NAME", "MAX_PATH", "RELEASE_TYP", "AttestOutcome", "Broker", "Ch
 
 NONCE_BYTES = 32
 RELEASE_TYP = "veritee-release+jws"
-# The veritee.* protected-header members are private names (RFC 7516 section 4.3); joserfc
-# checks headers against its registry unless told not to. They are still authenticated AAD.
-_JWE_REGISTRY = jwe.JWERegistry(algorithms=["ECDH-ES", "A256GCM"], strict_check_header=False)
 _ROLES = ("admin", "reader")
 _EC_CURVES = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1}
+
+
+def _ec_thumbprint(jwk: Mapping[str, Any]) -> str:
+    """The RFC 7638 thumbprint of an EC public JWK: SHA-256 over its required members
+    (crv, kty, x, y; section 3.2) in lexicographic order, no whitespace."""
+    members = {k: jwk[k] for k in ("crv", "kty", "x", "y")}
+    if not all(isinstance(v, str) for v in members.values()) or members["kty"] != "EC":
+        raise ValueError("not an EC public JWK")
+    text = json.dumps(members, separators=(",", ":"), sort_keys=True)
+    return _b64url(hashlib.sha256(text.encode()).digest())
 
 
 def _b64url(data: bytes) -> str:
@@ -864,11 +873,11 @@ class Broker:
         recipient's curve, and the TEE's curve is the client's choice.
         """
         try:
-            recipient = ECKey.import_key(cnf)
-            header = {"alg": "ECDH-ES", "enc": "A256GCM", "kid": recipient.thumbprint(),
-                      "veritee.resource": path, "veritee.version": version,
-                      "veritee.jti": jti}
-            inner = jwe.encrypt_compact(header, secret, recipient, registry=_JWE_REGISTRY)
+            # Built with cryptography directly (kbs_jwe.encrypt_compact_ecdh_es): joserfc's
+            # generic JWE path cost more than the ECDH itself; joserfc still decrypts it.
+            inner = encrypt_compact_ecdh_es(secret, cnf, {
+                "kid": _ec_thumbprint(cnf), "veritee.resource": path,
+                "veritee.version": version, "veritee.jti": jti})
         except Exception:
             raise Unauthenticated("token.invalid", "token cnf.jwk cannot be encrypted to",
                                   headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
