@@ -169,3 +169,28 @@ def test_direct_jwe_is_what_joserfc_decrypts(curve: ec.EllipticCurve) -> None:
     with pytest.raises(JoseError):  # another key cannot open it
         jwe.decrypt_compact(token, ECKey.import_key(ec.generate_private_key(curve)),
                             registry=registry)
+
+
+def test_es384_release_verifies_with_joserfc(service_factory: Any, database_url: str,
+                                             guests: Guests) -> None:
+    """The directly built release JWS with an ES384 key (48-byte R and S) is what joserfc
+    verifies; a flipped signature byte is refused."""
+    from _service_support import provision
+
+    svc = service_factory(database_url, ear_alg="ES384")
+    provision(svc, guests)
+    broker = _broker(svc)
+    out, key, _ = _attest(broker, guests.a)
+    release, _ = broker.release("apps/a/key", out.token)
+    jti = str(out.result.claims["jti"])
+    assert decrypt_release(release, key, jwks=broker.jwks(), path="apps/a/key",
+                           jti=jti) == SECRET_A
+    head, body, sig = release.split(".")
+    raw = bytearray(base64.urlsafe_b64decode(sig + "=="))
+    assert len(raw) == 96
+    raw[5] ^= 1
+    bad = ".".join([head, body, base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()])
+    from veritee.errors import VerificationError
+
+    with pytest.raises(VerificationError):
+        decrypt_release(bad, key, jwks=broker.jwks(), path="apps/a/key", jti=jti)
