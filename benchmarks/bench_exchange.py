@@ -20,6 +20,7 @@ import base64
 import cProfile
 import os
 import pstats
+import resource
 import tempfile
 import time
 from collections.abc import Callable
@@ -105,20 +106,34 @@ class Bench:
         self.broker.put_resource("bench", "apps/key", {
             "secret": base64.b64encode(b"s" * 32).decode(),
             "policy": {"measurements": [self.guest.measurement.hex()]}})
-        self.cpu = 0.0
+        self.cpu = self.sys = 0.0
 
     def exchange(self) -> None:
-        """One whole exchange; only the broker's calls count towards ``self.cpu``."""
-        c0 = time.process_time()
+        """One whole exchange; only the broker's calls count towards ``self.cpu`` (user +
+        system) and ``self.sys`` (system: mostly SQLite's fsync at each commit)."""
+        t0 = resource.getrusage(resource.RUSAGE_SELF)
         nonce = self.broker.challenge().nonce
-        c1 = time.process_time()
+        t1 = resource.getrusage(resource.RUSAGE_SELF)
         body: dict[str, Any] = evidence_for(self.guest, nonce,
                                             ec.generate_private_key(ec.SECP384R1()))
-        c2 = time.process_time()
+        t2 = resource.getrusage(resource.RUSAGE_SELF)
         out = self.broker.attest(body["evidence"], body.get("attached"),
                                  body["runtime_data"]["nonce"], body["runtime_data"]["key"])
         self.broker.release("apps/key", out.token)
-        self.cpu += (c1 - c0) + (time.process_time() - c2)
+        t3 = resource.getrusage(resource.RUSAGE_SELF)
+        user = (t1.ru_utime - t0.ru_utime) + (t3.ru_utime - t2.ru_utime)
+        system = (t1.ru_stime - t0.ru_stime) + (t3.ru_stime - t2.ru_stime)
+        self.cpu += user + system
+        self.sys += system
+
+    def write_transaction(self) -> float:
+        """CPU seconds of one bare write transaction (a nonce row) on the same database."""
+        store = self.broker.store
+
+        def one() -> None:
+            with store.transaction() as tx:
+                tx.nonce_create(os.urandom(32).hex(), 0.0, 0.0)
+        return _per_call(one, 200)
 
 
 def main() -> None:
@@ -130,18 +145,25 @@ def main() -> None:
         bench = Bench(Path(tmp))
         for _ in range(20):  # warm: VCEK chain cache, JWKS, statements
             bench.exchange()
-        best = float("inf")
-        for _ in range(3):
-            bench.cpu = 0.0
-            for _ in range(args.exchanges // 3):
+        best, best_sys = float("inf"), 0.0
+        rounds = 5
+        for _ in range(rounds):  # the best round: the machine is shared
+            bench.cpu = bench.sys = 0.0
+            for _ in range(args.exchanges // rounds):
                 bench.exchange()
-            best = min(best, bench.cpu / (args.exchanges // 3))
+            if bench.cpu < best * (args.exchanges // rounds):
+                best = bench.cpu / (args.exchanges // rounds)
+                best_sys = bench.sys / (args.exchanges // rounds)
         parts = floor(max(50, args.exchanges // 2))
         total = sum(parts.values())
-        print(f"exchange (challenge + attest + release, SQLite): {best * 1e3:.2f} ms CPU "
-              f"({1 / best:.0f} exchanges per CPU-second)")
+        write = bench.write_transaction()
+        print(f"exchange (challenge + attest + release, SQLite): {best * 1e3:.2f} ms CPU, of "
+              f"which system {best_sys * 1e3:.2f} ms ({1 / best:.0f} exchanges per "
+              "CPU-second)")
         for name, cost in parts.items():
             print(f"  floor  {name:30s} {cost * 1e3:.3f} ms")
+        print(f"  (a bare SQLite write transaction here: {write * 1e3:.3f} ms CPU; an exchange "
+              "commits 4)")
         print(f"floor: {total * 1e3:.2f} ms; ratio exchange/floor: {best / total:.2f}x "
               "(target <= 2.0)")
         if args.profile:
