@@ -173,14 +173,18 @@ def test_direct_jwe_is_what_joserfc_decrypts(curve: ec.EllipticCurve) -> None:
 
 def test_es384_release_verifies_with_joserfc(service_factory: Any, database_url: str,
                                              guests: Guests) -> None:
-    """The directly built release JWS with an ES384 key (48-byte R and S) is what joserfc
-    verifies; a flipped signature byte is refused."""
+    """The directly built EAR and release JWS with an ES384 key (48-byte R and S) are what
+    joserfc verifies; a flipped signature byte is refused."""
     from _service_support import provision
 
     svc = service_factory(database_url, ear_alg="ES384")
     provision(svc, guests)
     broker = _broker(svc)
     out, key, _ = _attest(broker, guests.a)
+    # The EAR, signed without joserfc, is what joserfc (verify_ear) verifies, as a JWT.
+    ear = verify_ear(out.token, broker.jwks(), issuer=broker.settings.issuer)
+    assert ear.claims == out.result.claims
+    assert ear.header == {"alg": "ES384", "kid": broker.signing_key.kid, "typ": "JWT"}
     release, _ = broker.release("apps/a/key", out.token)
     jti = str(out.result.claims["jti"])
     assert decrypt_release(release, key, jwks=broker.jwks(), path="apps/a/key",

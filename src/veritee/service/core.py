@@ -58,7 +58,6 @@ from veritee.results import (
     EarResult,
     composite_ear_claims,
     ear_claims,
-    sign_ear,
     tier,
     verify_ear,
 )
@@ -366,9 +365,8 @@ class Broker:
         self._jwks_due = 0.0
         self._jwks: dict[str, Any] = self._load_jwks()
         # Imported once (joserfc key imports cost as much as the signatures they serve):
-        # the JWKS as a KeySet, rebuilt when the JWKS is; the signing key, per SigningKey.
+        # the JWKS as a KeySet, rebuilt when the JWKS is.
         self._key_set = KeySet.import_key_set(self._jwks)  # type: ignore[arg-type]
-        self._signing_jwk: tuple[SigningKey, ECKey] | None = None
         # One verifier for every scheme: anchors and collateral per vendor from the settings
         # (read once: a bad directory is a ConfigError at start), caches, the KDS fetcher.
         self.verifier = Verifier(
@@ -433,14 +431,6 @@ class Broker:
                     or self.clock() > self._jwks_due):
                 self._reload_jwks()
             return self._key_set
-
-    def _signing(self) -> tuple[SigningKey, ECKey]:
-        """The current signing key and its joserfc import (imported once per key)."""
-        key, cached = self.signing_key, self._signing_jwk
-        if cached is None or cached[0] is not key:
-            cached = (key, ECKey.import_key(key.private_key))
-            self._signing_jwk = cached
-        return cached
 
     def rotate_signing_key(self, actor: str) -> dict[str, Any]:
         """Make a fresh EAR signing key current; the old one is retired (still published).
@@ -730,8 +720,11 @@ class Broker:
                       issuer=self.settings.issuer, now=when, ttl=self.settings.token_ttl,
                       nonce=nonce, cnf_jwk=cnf,
                       build=f"veritee {__version__}")
-        signer, signer_jwk = self._signing()
-        token = sign_ear(claims, signer_jwk, kid=signer.kid)
+        # A JWT (RFC 7519) as results.sign_ear writes it, signed directly (joserfc's encode
+        # cost six times the signature); verify_ear (joserfc) reads it, as the tests check.
+        signer = self.signing_key
+        token = _jws_compact(signer, {"alg": signer.alg, "kid": signer.kid, "typ": "JWT"},
+                             json.dumps(claims, separators=(",", ":")).encode())
         result = EarResult(header={"kid": signer.kid}, claims=claims)
         primary = appraisals[0]
         failures = [f for a in appraisals for f in a.failures]
