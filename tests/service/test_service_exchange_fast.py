@@ -198,3 +198,36 @@ def test_es384_release_verifies_with_joserfc(service_factory: Any, database_url:
 
     with pytest.raises(VerificationError):
         decrypt_release(bad, key, jwks=broker.jwks(), path="apps/a/key", jti=jti)
+
+
+@pytest.mark.parametrize("column, value", [("detail", '{"code":"forged"}'),
+                                           ("outcome", "refused"), ("entry_hash", "0" * 64)])
+def test_audit_head_changed_after_this_process_wrote_it_is_refused(
+        service: Service, guests: Guests, column: str, value: str) -> None:
+    """audit_append skips recomputing the head's MAC only for a head stored exactly as this
+    process wrote it: a head edited in the database since (any column) is still refused."""
+    broker = _broker(service)
+    _attest(broker, guests.a)  # this process writes the head ("attestation accepted")
+    with service.store.transaction() as tx:
+        if tx.dialect == "sqlite":
+            tx.execute("DROP TRIGGER audit_log_no_update")
+        else:
+            tx.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_change")
+        tx.execute(f"UPDATE audit_log SET {column} = ? WHERE seq = (SELECT MAX(seq) FROM "
+                   "audit_log)", (value,))
+    with pytest.raises(IntegrityViolation), service.store.transaction() as tx:
+        tx.audit_append("test", "ok", "x", {}, "2026-01-01T00:00:00Z")
+
+
+def test_audit_chain_extended_on_the_fast_path_verifies(service: Service,
+                                                       guests: Guests) -> None:
+    from veritee.service.audit import verify_chain
+
+    broker = _broker(service)
+    for _ in range(3):
+        out, _, _ = _attest(broker, guests.a)
+        broker.release("apps/a/key", out.token)
+    with service.store.transaction(write=False) as tx:
+        report = verify_chain(tx.audit_rows(), service.store.integrity)
+    assert report.ok, report.problem
+    assert report.entries >= 6

@@ -457,25 +457,34 @@ class Tx:
 
         integrity = self._integrity()
         self.lock(_LOCK_AUDIT)
-        last = self.audit_rows_desc(1)
-        if last:
-            head = last[0]
-            want = entry_hash(integrity, head.prev_hash, seq=head.seq, at=head.at,
-                              event=head.event, outcome=head.outcome, subject=head.subject,
-                              detail=head.detail)
-            if not hmac.compare_digest(head.entry_hash.encode("utf-8", "surrogatepass"),
-                                       want.encode()):
-                raise IntegrityViolation("audit_log", str(head.seq))
+        raw = self.one("SELECT seq, at, event, outcome, subject, detail, prev_hash, entry_hash "
+                       "FROM audit_log ORDER BY seq DESC LIMIT 1")
+        if raw is not None:
+            head = self._audit_row(raw)
+            # The MAC is a function of the row's stored columns and the key: a head stored
+            # exactly as this process last checked or wrote it under this key needs no new
+            # computation (any changed byte, another key or another row is checked in full).
+            known = self._store._audit_head
+            if known is None or known[0] is not integrity or known[1] != tuple(raw):
+                want = entry_hash(integrity, head.prev_hash, seq=head.seq, at=head.at,
+                                  event=head.event, outcome=head.outcome,
+                                  subject=head.subject, detail=head.detail)
+                if not hmac.compare_digest(head.entry_hash.encode("utf-8", "surrogatepass"),
+                                           want.encode()):
+                    raise IntegrityViolation("audit_log", str(head.seq))
             seq, prev = head.seq, head.entry_hash
         else:
             seq, prev = 0, GENESIS
         seq += 1
         digest = entry_hash(integrity, prev, seq=seq, at=at, event=event, outcome=outcome,
                             subject=subject, detail=detail)
+        stored = (seq, at, event, outcome, subject,
+                  json.dumps(detail, sort_keys=True, separators=(",", ":")), prev, digest)
         self.execute("INSERT INTO audit_log (seq, at, event, outcome, subject, detail, "
-                     "prev_hash, entry_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                     (seq, at, event, outcome, subject,
-                      json.dumps(detail, sort_keys=True, separators=(",", ":")), prev, digest))
+                     "prev_hash, entry_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", stored)
+        # Remembered even if this transaction rolls back: only an identical stored row (whose
+        # MAC is then this one, which verifies) would ever match it.
+        self._store._audit_head = (integrity, stored)
         return AuditRow(seq, at, event, outcome, subject, detail, prev, digest)
 
     def _audit_row(self, r: Sequence[Any]) -> AuditRow:
@@ -586,6 +595,8 @@ class Store:
         self._closed = False
         # The row-MAC and audit keys (set by create_app once the data key is unwrapped).
         self.integrity: StateIntegrity | None = None
+        # (integrity, the audit head's stored columns) as last written here: see audit_append.
+        self._audit_head: tuple[StateIntegrity, tuple[Any, ...]] | None = None
         # SQLite: one writer per process at a time, queued here instead of in SQLite's busy
         # handler, which sleeps with growing back-off and wrecks latency under load.
         self._write_lock = threading.Lock()
