@@ -147,10 +147,11 @@ def test_direct_jwe_is_what_joserfc_decrypts(curve: ec.EllipticCurve) -> None:
     from joserfc.jwk import ECKey
 
     from veritee.crypto.kbs_jwe import encrypt_compact_ecdh_es
-    from veritee.service.core import _ec_thumbprint
+    from veritee.service.core import _ec_public_jwk, _ec_thumbprint
 
     key = ec.generate_private_key(curve)
     public = ECKey.import_key(key.public_key()).as_dict(private=False)
+    assert _ec_public_jwk(key.public_key()) == public
     assert _ec_thumbprint(public) == ECKey.import_key(public).thumbprint()
     token = encrypt_compact_ecdh_es(b"secret bytes", public, {
         "kid": _ec_thumbprint(public), "veritee.resource": "a/b", "veritee.version": 3})

@@ -90,6 +90,15 @@ _ROLES = ("admin", "reader")
 _EC_CURVES = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1}
 
 
+def _ec_public_jwk(key: ec.EllipticCurvePublicKey) -> dict[str, Any]:
+    """The public JWK of an EC key (RFC 7518 section 6.2.1: x and y the full field size)."""
+    size = (key.curve.key_size + 7) // 8
+    nums = key.public_numbers()
+    crv = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}[key.curve.name]
+    return {"crv": crv, "x": _b64url(nums.x.to_bytes(size, "big")),
+            "y": _b64url(nums.y.to_bytes(size, "big")), "kty": "EC"}
+
+
 def _ec_thumbprint(jwk: Mapping[str, Any]) -> str:
     """The RFC 7638 thumbprint of an EC public JWK: SHA-256 over its required members
     (crv, kty, x, y; section 3.2) in lexicographic order, no whitespace."""
@@ -658,13 +667,15 @@ class Broker:
                                  f"{MAX_ADDITIONAL + 1}")
         overrides = {k: dict(v) for k, v in (policy_overrides or {}).items()}
         key = public_key_from_jwk(key_jwk, rsa_keys=rsa_keys)
-        jwk = RSAKey.import_key(key) if isinstance(key, rsa.RSAPublicKey) else ECKey.import_key(
-            key)
-        # An RSA key keeps the JWE algorithm it was sent for (RSA-OAEP-256 or RSA1_5).
-        cnf = jwk.as_dict(private=False) | ({"alg": key_jwk["alg"]} if isinstance(
-            key, rsa.RSAPublicKey) and isinstance(key_jwk, dict) and isinstance(
-            key_jwk.get("alg"), str) else {})
-        thumb = jwk.thumbprint()
+        if isinstance(key, rsa.RSAPublicKey):
+            jwk = RSAKey.import_key(key)
+            # An RSA key keeps the JWE algorithm it was sent for (RSA-OAEP-256 or RSA1_5).
+            cnf = jwk.as_dict(private=False) | ({"alg": key_jwk["alg"]} if isinstance(
+                key_jwk, dict) and isinstance(key_jwk.get("alg"), str) else {})
+            thumb = jwk.thumbprint()
+        else:
+            cnf = _ec_public_jwk(key)  # what joserfc's as_dict writes, without an import
+            thumb = _ec_thumbprint(cnf)
         nonce_id = fingerprint(nonce)
         subject = f"key:{thumb[:16]}"
         base = {"nonce": nonce_id, "key_thumbprint": thumb,
