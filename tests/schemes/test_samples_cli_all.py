@@ -358,3 +358,97 @@ def test_azure_tdx_vtpm_evidence_through_the_cli(role: str,
     assert out["claims"]["ak_binding"] == "azure-hcl"
     code, out = _cli(capsys, "verify", *argv, "--nonce", b"challengf".hex())
     assert code == 4 and _error(out) == "az-tdx-vtpm.binding.mismatch"
+
+
+def test_keylime_tpm2tools_files_through_the_cli(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """The TPM2B_PUBLIC AK travels in the container, so its attributes are checked."""
+    from veritee.formats.tpm import (
+        TpmtSignature,
+        encode_tpm_evidence_json,
+        parse_tpm2b_public,
+        parse_tpm2tools_pcrs,
+    )
+    from veritee.trust.tpm import ak_spki
+
+    s = _by_id("keylime-tpm2tools-quote-files")
+    ak = parse_tpm2b_public(file_of(s, "ak_tpm2b_public").read_bytes())
+    ev = encode_tpm_evidence_json(
+        ak_spki_der=ak_spki(ak), attest=file_of(s, "quote_tpms_attest").read_bytes(),
+        signature=TpmtSignature.from_bytes(file_of(s, "signature_tpmt_signature").read_bytes()),
+        pcrs=parse_tpm2tools_pcrs(file_of(s, "pcr_values").read_bytes()), ak_public=ak)
+    (tmp_path / "evidence.json").write_bytes(ev)
+    policy = _policy_file(tmp_path, "tpm", TpmPolicy(ak_pins=frozenset({ak_pin(ak)})))
+    code, out = _cli(capsys, "appraise", str(tmp_path / "evidence.json"), "--policy", policy,
+                     "--nonce", s["known_fields"]["extraData_hex"])
+    assert code == 0 and out["verdict"] == "accepted", out
+    assert out["claims"]["ak_name"] == s["known_fields"]["ak_name"]
+    assert out["claims"]["ak_attributes"] == "0x00050072"
+
+
+def test_parsec_platform_attestation_token_through_the_cli(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Veraison's Parsec PAT (a TPM2_Quote with no PCR values) in the tpm container."""
+    import base64
+
+    import cbor2
+
+    from veritee.collateral.tpm import load_spki_public_key
+    from veritee.trust.tpm import ak_spki
+
+    s = _by_id("veraison-parsec-tpm-certify-quote")
+    pat = cbor2.loads(file_of(s, "evidence_cbor").read_bytes())["pat"]
+    ak = load_spki_public_key(file_of(s, "attestation_key_pem").read_bytes())
+    (tmp_path / "evidence.json").write_text(json.dumps({
+        "ak_public": base64.b64encode(ak_spki(ak)).decode(),
+        "tpm_quote": {"message": base64.b64encode(pat["attestInfo"]).decode(),
+                      "signature": base64.b64encode(pat["sig"]).decode(), "pcrs": {}}}))
+    policy = _policy_file(tmp_path, "tpm", TpmPolicy(ak_pins=frozenset({ak_pin(ak)})))
+    argv = [str(tmp_path / "evidence.json"), "--policy", policy]
+    code, out = _cli(capsys, "appraise", *argv, "--nonce", "deadbeefdeadbeef")
+    assert code == 0 and out["claims"]["pcrs"] == {}, out
+    skipped = [c for c in out["checks"] if c["code"] == "tpm.quote.pcr_digest"]
+    assert [c["outcome"] for c in skipped] == ["skip"]
+    code, out = _cli(capsys, "verify", *argv[:1], "--nonce", "deadbeefdeadbeee")
+    assert code == 4 and _error(out) == "tpm.binding.mismatch"
+
+
+def test_azure_unit_hcl_and_quote_through_the_cli(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Trustee's unit-test HCL report and quote in one container: valid with 'challenge'; a
+    flipped signature byte is a verification failure (exit 4)."""
+    import base64
+
+    s = _by_id("azure-snp-vtpm-unit-hcl-and-quote")
+    quote = json.loads(file_of(s, "tpm_quote_json").read_text())
+    hcl = file_of(s, "hcl_report").read_bytes()
+    vcek = file_of(s, "vcek_pem").read_bytes()
+
+    def container(q: dict[str, Any]) -> str:
+        path = tmp_path / "evidence.json"
+        path.write_text(json.dumps({
+            "version": 1, "tpm_quote": q, "vcek": vcek.decode(),
+            "hcl_report": base64.urlsafe_b64encode(hcl).decode().rstrip("=")}))
+        return str(path)
+
+    argv = ["--certs", _amd_chain(vcek), "--at", AZURE_SNP_TIME, "--nonce", b"challenge".hex()]
+    code, out = _cli(capsys, "appraise", container(quote), *argv)
+    assert code == 0 and out["verdict"] == "accepted", out
+    sig = bytearray.fromhex(quote["signature"])
+    sig[0] ^= 1
+    code, out = _cli(capsys, "verify", container({**quote, "signature": sig.hex()}), *argv)
+    assert code == 4 and _error(out) == "tpm.quote.signature"
+
+
+def test_every_tpm_family_sample_with_evidence_is_driven() -> None:
+    """Each TPM / GCE / Azure vTPM sample with evidence has a CLI test above (the EK
+    certificate-only samples and the GCE certificates are not evidence)."""
+    if not TPM_ALL:
+        pytest.skip("shared evidence not present")
+    driven = {"keylime-checkquote-rsa2048-sha256", "keylime-tpm2tools-quote-files",
+              "trustee-tpm-verifier-fixture", "veraison-parsec-tpm-certify-quote",
+              "gce-cos-85-no-nonce", "gce-windows-shielded-vm-quote-eventlog",
+              "azure-snp-vtpm-unit-hcl-and-quote", "azure-tdx-vtpm",
+              *(s["id"] for s in samples("azure-vtpm") if "evidence_json" in s["files"])}
+    not_evidence = {"infineon-slb9670-ek-rsa", "infineon-slb9670-ek-ecc", "gce-vtpm-ek-ak-certs"}
+    assert {s["id"] for s in TPM_ALL} <= driven | not_evidence
