@@ -36,23 +36,31 @@ def _say(fmt: str, doc: dict[str, object], lines: list[str]) -> None:
 
 
 def export_roots(*, state: Path | None, out: Path, fmt: str = "text") -> int:
-    """Write ark.pem, ask.pem and vcek.pem of an existing emulated machine; return 0."""
+    """Write ark.pem, ask.pem and vcek.pem of an existing emulated machine, and its vendor's
+    CRL as ``crl/ark.crl`` (the service requires a checked CRL, as AMD's KDS serves it);
+    return 0."""
     from veritee.cli._platform import default_state_dir
 
     directory = state or default_state_dir()
     if not (directory / InsecureEmulatedSnpMachine.STATE_FILE).exists():
         raise ConfigError(f"--state {directory}: no emulated machine there (seal, keys or kbs "
                           "with --create make one)")
-    certs = InsecureEmulatedSnpMachine.load(directory).certificates()
+    machine = InsecureEmulatedSnpMachine.load(directory)
+    certs = machine.certificates()
     for name, cert in (("ark", certs.ark), ("ask", certs.ask), ("vcek", certs.vek)):
         assert cert is not None
         atomic_write(out / f"{name}.pem", cert.public_bytes(Encoding.PEM), 0o644)
+    (out / "crl").mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "crl" / "ark.crl",
+                 machine.vendor.crl(machine.now()).public_bytes(Encoding.DER), 0o644)
     _say(fmt, {"state": str(directory), "written": [str(out / f"{n}.pem")
-                                                     for n in ("ark", "ask", "vcek")],
-               "trust_roots": [str(out / "ark.pem")]},
-         [f"wrote {out}/{{ark,ask,vcek}}.pem of the emulated machine in {directory} "
-          "(INSECURE: trust ark.pem only for development)",
-          f'service settings: trust_roots = ["{out / "ark.pem"}"]'])
+                                                     for n in ("ark", "ask", "vcek")]
+               + [str(out / "crl" / "ark.crl")],
+               "trust_roots": [str(out / "ark.pem")], "amd_crl_dir": str(out / "crl")},
+         [f"wrote {out}/{{ark,ask,vcek}}.pem and {out}/crl/ark.crl of the emulated machine in "
+          f"{directory} (INSECURE: trust ark.pem only for development)",
+          f'service settings: trust_roots = ["{out / "ark.pem"}"]',
+          f'                  amd_crl_dir = "{out / "crl"}"'])
     return 0
 
 
