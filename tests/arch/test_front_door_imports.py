@@ -23,6 +23,8 @@ LAYERS = ("formats", "trust", "policy", "collateral", "schemes")
 
 # Attester-side CLI modules that drive one specific emulated platform or sealing format; each
 # may import TEE modules. Adding an entry needs a reason here; verifier-side code never does.
+# A module that also holds verifier-side commands is listed in FUNCTIONS_ALLOWED instead, so
+# the rest of it stays checked.
 ALLOWED: dict[str, str] = {
     "cli/_platform.py": "opens the emulated/real guest device a workload runs on (SNP launch "
                         "policy for the emulated machine)",
@@ -32,12 +34,16 @@ ALLOWED: dict[str, str] = {
     "cli/_demo_tpm.py": "`veritee demo --tee tpm` plays both sides on an emulated TPM",
     "cli/_sealing.py": "`seal`/`unseal` derive keys from one platform's sealing facility "
                        "(SNP MSG_KEY_REQ, SGX/TDX, TPM) and read the sealed header",
-    "cli/_service.py": "`kbs measurement` reads the launch measurement from this guest's own "
-                       "SNP report (attester side)",
     "cli/_tpm.py": "`veritee tpm` is TPM tooling by design (quote without a scheme container, "
                    "event log and IMA replay against given PCRs, EK chains)",
-    "cli/_cert.py": "`cert attested` issues a certificate from this guest's own SNP/Intel "
-                    "evidence under that TEE's policy (attester side)",
+}
+FUNCTIONS_ALLOWED: dict[tuple[str, str], str] = {
+    ("cli/_service.py", "_cmd_kbs_measurement"): "`kbs measurement` reads the launch "
+        "measurement from this guest's own SNP report (attester side)",
+    ("cli/_cert.py", "_attested_snp"): "`cert attested` on SNP: a certificate from this "
+        "guest's own report under the SNP policy it embeds (attester side)",
+    ("cli/_cert.py", "_attested_intel"): "`cert attested` on TDX/SGX: the same with this "
+        "guest's own quote (attester side)",
 }
 
 # Verifier-side imports that remain (not cheap to fix in this change): each is an expected
@@ -120,7 +126,7 @@ def _cases() -> list[object]:
 def test_no_tee_module_is_imported(rel: str) -> None:
     if rel in ALLOWED:
         pytest.skip(f"attester side: {ALLOWED[rel]}")
-    bad = _tee_imports(SRC / rel)
+    bad = [(fn, m) for fn, m in _tee_imports(SRC / rel) if (rel, fn) not in FUNCTIONS_ALLOWED]
     assert not bad, f"{rel} imports TEE modules directly: {bad}"
 
 
@@ -139,3 +145,8 @@ def test_the_rule_sees_a_tee_import(tmp_path: Path) -> None:
 def test_lists_name_existing_modules() -> None:
     assert all((SRC / rel).is_file() for rel in [*ALLOWED, *DEBT]), "stale entry"
     assert not set(ALLOWED) & set(DEBT)
+    needless = [rel for rel in ALLOWED if not _tee_imports(SRC / rel)]
+    assert not needless, f"ALLOWED entries that import no TEE module: {needless}"
+    for rel, function in FUNCTIONS_ALLOWED:
+        found = {fn for fn, _ in _tee_imports(SRC / rel)}
+        assert function in found, f"stale FUNCTIONS_ALLOWED entry {rel}:{function}"
