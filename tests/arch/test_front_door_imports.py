@@ -49,8 +49,6 @@ FUNCTIONS_ALLOWED: dict[tuple[str, str], str] = {
 # Verifier-side imports that remain (not cheap to fix in this change): each is an expected
 # failure that fails loudly (strict) once fixed, so the entry is then deleted, not forgotten.
 DEBT: dict[str, str] = {
-    "cli/__init__.py": "_load_collateral: `cert inspect --crl` merges a CRL into AMD "
-                       "certificates (collateral.amd/trust.sevsnp)",
     "service/app.py": "service_master_key: dev mode launches an emulated SNP guest "
                       "(formats.sevsnp.GuestPolicy) to seal the service key",
     "service/core.py": "_anchors reads intel_trust_roots with trust.intel; _fetchers builds "
