@@ -523,3 +523,21 @@ def test_real_devices_in_one_nvat_json(tmp_path: Path,
     assert doc["verdict"] == "accepted" and len(doc["parts"]) == 2
     fwids = [c["got"] for p in doc["parts"] for c in p["checks"] if c["code"] == "nvidia.fwid"]
     assert len(set(fwids)) == 2  # two distinct devices
+
+
+def test_one_device_nvat_json_stays_whole(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A one-device nvat JSON is not split: the scheme still checks the JSON's nonce against
+    the report's (a split part is the bare transcript, which has no JSON nonce)."""
+    from veritee.testing.nvidia import FakeNvidia
+
+    gpu = FakeNvidia()
+    report = gpu.report(nonce=b"\x01" * 32)
+    (tmp_path / "root.pem").write_bytes(gpu.root.public_bytes(Encoding.PEM))
+    (tmp_path / "one.json").write_bytes(gpu.nvat([report]))
+    (tmp_path / "lying.json").write_bytes(gpu.nvat([report], nonce=b"\x02" * 32))
+    assert main(["verify", *_gpu_args(tmp_path / "one.json", tmp_path / "root.pem"),
+                 "--format", "json"]) == 0
+    doc = _json(capsys)
+    assert "parts" not in doc and doc["format"] == "nvidia-nvat-evidence"
+    assert main(["verify", *_gpu_args(tmp_path / "lying.json", tmp_path / "root.pem")]) == 4
