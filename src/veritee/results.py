@@ -34,6 +34,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -50,6 +51,7 @@ __all__ = [
     "MAX_SUBMODS",
     "SIGNING_ALGORITHMS",
     "TIERS",
+    "UNMAPPED_VECTOR",
     "EarResult",
     "VectorRules",
     "binding_identity",
@@ -205,37 +207,27 @@ def vector_from_rules(appraisal: Appraisal, rules: VectorRules, *,
     return vector
 
 
+# The vector of an appraisal no scheme mapped: one a policy module's ``appraise`` made
+# directly, not through ``Scheme.appraise`` / ``veritee.attest`` (which set
+# ``Appraisal.vector``). Every AR4SI claim is "no claim" (0), so it affirms nothing: such an
+# EAR's status is at best "none" ("contraindicated" when the appraisal rejected), never
+# "affirming", whatever the findings. A relying party that wants the TEE's vector verifies
+# through the front door; nothing here guesses a scheme from ``appraisal.tee``.
+UNMAPPED_VECTOR: Mapping[str, int] = MappingProxyType({
+    "instance-identity": NO_CLAIM, "configuration": NO_CLAIM, "executables": NO_CLAIM,
+    "hardware": NO_CLAIM, "runtime-opaque": NO_CLAIM})
+
+
 def trust_vector(appraisal: Appraisal) -> dict[str, int]:
     """The AR4SI trustworthiness vector of ``appraisal``.
 
-    The vector the scheme computed (``Appraisal.vector``, set by ``Scheme.appraise`` and the
-    front door) when there is one; otherwise (an appraisal made by a policy module directly,
-    a compatibility path) the mapping of the scheme named ``appraisal.tee``; for a TEE
-    without a scheme, the generic rules (no hardware or executables claim).
+    The vector its scheme computed (``Appraisal.vector``, set by ``Scheme.appraise`` and the
+    front door); for an appraisal without one (made by a policy module directly),
+    :data:`UNMAPPED_VECTOR`, which affirms nothing.
     """
     if appraisal.vector is not None:
         return dict(appraisal.vector)
-    mapping = _scheme_mapping(appraisal.tee)
-    if mapping is not None:
-        return mapping(appraisal)
-    return vector_from_rules(appraisal, VectorRules())
-
-
-def _scheme_mapping(tee: str) -> Callable[[Appraisal], dict[str, int]] | None:
-    """The ``trust_vector`` of the scheme named ``tee``, or ``None``.
-
-    Compatibility path only (an appraisal a policy module made without its scheme): the
-    registry sits above this module, so it is looked up at call time, never imported here.
-    New code gets the vector from ``Scheme.appraise`` and never comes this way.
-    """
-    import importlib
-
-    registry = importlib.import_module("veritee.schemes")
-    if tee not in registry.names():
-        return None
-    mapping: Callable[[Appraisal], dict[str, int]] | None = getattr(
-        registry.get(tee), "trust_vector", None)
-    return mapping
+    return dict(UNMAPPED_VECTOR)
 
 
 # Worst last: a required claim with no value ranks between affirming and warning.

@@ -118,3 +118,34 @@ def test_an_sgx_reference_value_pins_the_enclave_in_the_appraisal(
     assert [f["code"] for f in info.value.problem["failures"]] == ["sgx.mrenclave.mismatch"]
     with AttesterClient(svc.url, enclave, dev_mode=True) as client:
         assert client.attest().status == "affirming"
+
+
+def test_a_debug_enclave_is_refused(
+        service_factory: Callable[..., Service], intel_vendor: EmulatedIntelVendor,
+        sgx: InsecureEmulatedSgxMachine, signer: rsa.RSAPrivateKey, tmp_path: Path) -> None:
+    svc = _start(service_factory, intel_vendor, tmp_path)
+    debug = sgx.load(b"enclave code for the service test", signer, debug=True)
+    _provision(svc, debug.mr_enclave)
+    with AttesterClient(svc.url, debug, dev_mode=True) as client, \
+            pytest.raises(ServiceRefused) as info:
+        client.attest()
+    assert info.value.status == 403
+    assert [f["code"] for f in info.value.problem["failures"]] == ["sgx.debug"]
+
+
+@pytest.mark.parametrize(("release", "status"), [(1, "Revoked"), (2, "OutOfDate")])
+def test_an_enclave_on_revoked_or_out_of_date_microcode_is_refused(
+        service_factory: Callable[..., Service], intel_vendor: EmulatedIntelVendor,
+        signer: rsa.RSAPrivateKey, tmp_path: Path, release: int, status: str) -> None:
+    svc = _start(service_factory, intel_vendor, tmp_path)
+    machine = InsecureEmulatedSgxMachine(intel_vendor, cpu=EmulatedIntelCpu(intel_vendor))
+    enclave = machine.load(b"enclave code for the service test", signer)
+    _provision(svc, enclave.mr_enclave)
+    machine.cpu.update_microcode(release)
+    with AttesterClient(svc.url, enclave, dev_mode=True) as client, \
+            pytest.raises(ServiceRefused) as info:
+        client.attest()
+    assert [f["code"] for f in info.value.problem["failures"]] == ["sgx.tcb.status"]
+    ear = verify_ear(info.value.problem["ear"], svc.http.get(f"{svc.url}/v1/jwks").json(),
+                     accept=("contraindicated",))
+    assert ear.verified_claims["tcb_status"] == status
