@@ -452,3 +452,48 @@ def test_every_tpm_family_sample_with_evidence_is_driven() -> None:
               *(s["id"] for s in samples("azure-vtpm") if "evidence_json" in s["files"])}
     not_evidence = {"infineon-slb9670-ek-rsa", "infineon-slb9670-ek-ecc", "gce-vtpm-ek-ak-certs"}
     assert {s["id"] for s in TPM_ALL} <= driven | not_evidence
+
+
+def _azure_hcl_reports() -> list[dict[str, Any]]:
+    return [s for s in samples("azure-vtpm") if "hcl_report" in s["files"] and "snp" in s["id"]]
+
+
+@pytest.mark.parametrize("s", _azure_hcl_reports(), ids=lambda s: s["id"])
+def test_azure_hcl_report_alone_through_the_cli(s: dict[str, Any],
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """The HCL-wrapped SEV-SNP report of each Azure vTPM sample (what
+    test_samples_snp_intel verifies through attest): recognised as sevsnp, verified with its
+    VCEK a month after the VCEK's notBefore (MANIFEST-2 records no time)."""
+    from datetime import timedelta
+
+    vcek_role = "vcek_pem" if "vcek_pem" in s["files"] else "vcek"
+    vcek = file_of(s, vcek_role)
+    data = vcek.read_bytes()
+    at = load_certificates(data, source="vcek")[0].not_valid_before_utc + timedelta(days=30)
+    code, out = _cli(capsys, "verify", str(file_of(s, "hcl_report")), "--certs", str(vcek),
+                     "--certs", _amd_chain(data), "--at", at.isoformat())
+    assert code == 0 and out["verdict"] == "verified" and out["scheme"] == "sevsnp", out
+    assert "azure.hcl.report_data_binding" in {c["code"] for c in out["checks"]}
+
+
+def test_azure_td_quote_alone_through_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    """The Azure TDX vTPM's TD quote: PCK chain and quote signature verified a month after
+    the PCK certificate's notBefore; no TCB Info ships, so no TCB status."""
+    from datetime import timedelta
+
+    from cryptography import x509
+
+    from veritee.formats.intel import Quote
+
+    s = _by_id("azure-tdx-vtpm")
+    path = file_of(s, "td_quote")
+    quote = Quote.from_bytes(path.read_bytes(), allow_nonzero_trailer=True)
+    chain = quote.signature_data.qe.certification_data.pck_chain_bytes
+    assert chain is not None
+    at = x509.load_pem_x509_certificates(chain)[0].not_valid_before_utc + timedelta(days=30)
+    argv = [str(path), "--at", at.isoformat()]
+    if any(quote.trailer):
+        argv.append("--allow-nonzero-trailer")
+    code, out = _cli(capsys, "verify", *argv)
+    assert code == 0 and out["verdict"] == "verified" and out["scheme"] == "tdx", out
+    assert out["tcb_status"] is None
