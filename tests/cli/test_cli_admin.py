@@ -123,12 +123,62 @@ def test_reference_value_put_list_delete(admin: list[str],
                  *admin]) == 0
     capsys.readouterr()
     assert main(["admin", "reference-value", "list", *admin]) == 0
-    assert f"name=web-v3  kind=measurement  value={MEASUREMENT}" in capsys.readouterr().out
+    assert (f"name=web-v3  scheme=sevsnp  kind=measurement  value={MEASUREMENT}"
+            in capsys.readouterr().out)
     assert main(["admin", "reference-value", "delete", "web-v3", *admin]) == 0
     capsys.readouterr()
     assert main(["admin", "reference-value", "list", "--format", "json", *admin]) == 0
     listed = _json(capsys)
     assert isinstance(listed, dict) and listed["reference_values"] == []
+
+
+def test_policy_put_for_another_scheme(admin: list[str], tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """--scheme sends the scheme: a TDX policy is stored as TDX (its own fields), a file that
+    names another scheme is refused, an unknown name is refused before the service is asked."""
+    doc = tmp_path / "td.json"
+    doc.write_text(json.dumps({"mrtd": [MEASUREMENT]}))
+    assert main(["admin", "policy", "put", "td", "--file", str(doc), *admin]) == 3
+    assert "mrtd" in capsys.readouterr().err  # not a field of the default (sevsnp) policy
+    assert main(["admin", "policy", "put", "td", "--file", str(doc), "--scheme", "tdx",
+                 *admin]) == 0
+    assert "stored tdx policy td" in capsys.readouterr().out
+    assert main(["admin", "policy", "get", "td", "--format", "json", *admin]) == 0
+    stored = _json(capsys)
+    assert isinstance(stored, dict) and stored["scheme"] == "tdx"
+    # the stored document names its scheme: put back as it is, with or without --scheme
+    again = tmp_path / "again.json"
+    again.write_text(json.dumps(stored))
+    assert main(["admin", "policy", "put", "td", "--file", str(again), *admin]) == 0
+    assert main(["admin", "policy", "put", "td", "--file", str(again), "--scheme", "sevsnp",
+                 *admin]) == 3
+    assert "names scheme 'tdx'" in capsys.readouterr().err
+    assert main(["admin", "policy", "put", "td", "--file", str(doc), "--scheme", "tdxx",
+                 "--url", "http://127.0.0.1:9"]) == 3  # refused here: no service is asked
+    err = capsys.readouterr().err
+    assert "--scheme: got 'tdxx'" in err and "sevsnp" in err and "nvidia" in err
+    assert main(["admin", "policy", "delete", "td", *admin]) == 0
+
+
+def test_reference_value_for_another_scheme(admin: list[str],
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """An SGX MRENCLAVE is 32 bytes: refused as a (48-byte) SEV-SNP measurement, stored with
+    --scheme sgx, and listed with its scheme."""
+    enclave = "cd" * 32
+    assert main(["admin", "reference-value", "put", "enclave", "--value", enclave,
+                 *admin]) == 3
+    capsys.readouterr()
+    assert main(["admin", "reference-value", "put", "enclave", "--value", enclave,
+                 "--scheme", "sgx", *admin]) == 0
+    assert "stored sgx reference value enclave" in capsys.readouterr().out
+    assert main(["admin", "reference-value", "list", "--format", "json", *admin]) == 0
+    listed = _json(capsys)
+    assert isinstance(listed, dict)
+    assert {"name": "enclave", "kind": "measurement", "scheme": "sgx",
+            "value": enclave} in listed["reference_values"]
+    assert main(["admin", "reference-value", "put", "x", "--value", enclave, "--scheme",
+                 "nope", "--url", "http://127.0.0.1:9"]) == 3
+    assert main(["admin", "reference-value", "delete", "enclave", *admin]) == 0
 
 
 def test_token_create_list_revoke(admin: list[str], svc: Service, tmp_path: Path,

@@ -1,11 +1,11 @@
-"""``veritee verify/appraise`` recognise AWS Nitro documents and Arm PSA/CCA tokens."""
+"""``veritee verify/appraise`` recognise AWS Nitro documents, Arm PSA/CCA tokens and NVIDIA
+reports through the scheme registry (the pre-scheme ``cli._tokens`` fallback is gone)."""
 
 from __future__ import annotations
 
 import pytest
 
 from veritee.cli import main
-from veritee.cli._tokens import identify
 
 from _evidence import EVIDENCE_DIR, evidence_available
 
@@ -14,14 +14,6 @@ CCA = EVIDENCE_DIR / "cca" / "tf-rmm-cca-token-399"
 PSA = EVIDENCE_DIR / "psa" / "tfm-psa-2.0.0-sign1"
 NITRO = EVIDENCE_DIR / "nitro" / "brave-nitro-utils-example-doc" / "attestation_doc.cbor"
 NITRO_AT = "2022-07-26T18:39:12Z"
-
-
-@needs_evidence
-def test_identify() -> None:
-    assert identify((CCA / "cca_token.cbor").read_bytes()) == "cca"
-    assert identify((PSA / "psa-2_0_0_sign1.bin").read_bytes()) == "cose"
-    assert identify(NITRO.read_bytes()) == "cose"
-    assert identify(b"\x02\x00\x00\x00") is None
 
 
 @needs_evidence

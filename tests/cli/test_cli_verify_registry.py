@@ -396,8 +396,8 @@ def test_fetch_for_a_report_without_cpuid_asks_for_the_product(
 
 @needs_evidence
 def test_token_evidence_prints_the_same_shape(capsys: pytest.CaptureFixture[str]) -> None:
-    """Nitro/PSA/CCA/NVIDIA still go through cli._tokens (until their schemes land), in the
-    one JSON shape, with a revocation line."""
+    """Nitro (as PSA/CCA/NVIDIA) goes through its registered scheme, in the one JSON shape,
+    with a revocation line."""
     doc = EVIDENCE_DIR / "nitro" / "brave-nitro-utils-example-doc" / "attestation_doc.cbor"
     at = ["--at", "2022-07-26T18:39:12Z"]
     assert main(["verify", str(doc), *at, "--format", "json"]) == 0
@@ -422,3 +422,122 @@ def test_nonce_matches_a_shorter_binding_exactly(capsys: pytest.CaptureFixture[s
     assert main([*args, "--nonce", b"challenge".hex()]) == 0
     assert main([*args, "--nonce", b"challengf".hex()]) == 4
     assert "carries 6368616c6c656e6765" in capsys.readouterr().err
+
+
+# -- several devices in one file (NVIDIA nvat evidence JSON) ----------------------------------
+@pytest.fixture(scope="module")
+def gpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """(two-device nvat JSON, the same with device 1's signature made by another key, root)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from veritee.testing.nvidia import FakeNvidia
+
+    gpu = FakeNvidia()
+    d = tmp_path_factory.mktemp("gpus")
+    good = [gpu.report(nonce=b"\x01" * 32), gpu.report(nonce=b"\x01" * 32)]
+    (d / "two.json").write_bytes(gpu.nvat(good))
+    forged = gpu.report(nonce=b"\x01" * 32, key=ec.generate_private_key(ec.SECP384R1()))
+    (d / "forged.json").write_bytes(gpu.nvat([good[0], forged]))
+    (d / "root.pem").write_bytes(gpu.root.public_bytes(Encoding.PEM))
+    return d / "two.json", d / "forged.json", d / "root.pem"
+
+
+def _gpu_args(path: Path, root: Path) -> list[str]:
+    from veritee.testing.nvidia import DEFAULT_NOW as GPU_NOW
+
+    return [str(path), "--trust-root", str(root), "--at", GPU_NOW.isoformat()]
+
+
+@pytest.mark.parametrize("command", ["verify", "appraise"])
+def test_every_device_of_an_nvat_json(command: str, gpus: tuple[Path, Path, Path],
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    two, _, root = gpus
+    assert main([command, *_gpu_args(two, root), "--format", "json"]) == 0
+    doc = _json(capsys)
+    assert set(doc) == SHAPE | {"parts"} and doc["scheme"] == "nvidia"
+    assert len(doc["parts"]) == 2
+    assert all(set(p) >= SHAPE and p["verdict"] == doc["verdict"] for p in doc["parts"])
+    assert doc["verdict"] == ("verified" if command == "verify" else "accepted")
+    # every device's checks, in order, at the top level too
+    assert len(doc["checks"]) == sum(len(p["checks"]) for p in doc["parts"])
+    assert main([command, *_gpu_args(two, root)]) == 0
+    out = capsys.readouterr().out
+    assert "device 0 of 2:" in out and "device 1 of 2:" in out
+    assert "(worst of 2 devices)" in out
+
+
+@pytest.mark.parametrize("command", ["verify", "appraise"])
+def test_one_forged_device_fails_the_whole_file(command: str, gpus: tuple[Path, Path, Path],
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Device 0 is genuine, device 1's report is signed by a key not in its chain: the file
+    fails with the worst exit code (4), and the JSON says which device failed."""
+    _, forged, root = gpus
+    assert main([command, *_gpu_args(forged, root), "--format", "json"]) == 4
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert doc["verdict"] == "error" and doc["error"]["exit_code"] == 4
+    assert doc["error"]["message"].startswith("device 1: ")
+    good, bad = doc["parts"]
+    assert good["verdict"] in {"verified", "accepted"} and "error" not in good
+    assert bad["verdict"] == "error" and bad["error"]["exit_code"] == 4
+    assert "veritee: device 1: " in captured.err
+
+
+def test_several_devices_with_a_wrong_nonce(gpus: tuple[Path, Path, Path],
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """--nonce is every device's challenge: a wrong one fails every device."""
+    two, _, root = gpus
+    assert main(["verify", *_gpu_args(two, root), "--nonce", "01" * 32]) == 0
+    capsys.readouterr()
+    assert main(["verify", *_gpu_args(two, root), "--nonce", "02" * 32,
+                 "--format", "json"]) == 4
+    doc = _json(capsys)
+    assert [p["verdict"] for p in doc["parts"]] == ["error", "error"]
+
+
+def test_show_every_device(gpus: tuple[Path, Path, Path],
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    two, _, _ = gpus
+    assert main(["show", str(two), "--format", "json"]) == 0
+    doc = _json(capsys)
+    assert doc["scheme"] == "nvidia" and len(doc["parts"]) == 2
+    assert all(p["evidence"]["request"]["nonce"] == "01" * 32 for p in doc["parts"])
+
+
+@needs_evidence
+def test_real_devices_in_one_nvat_json(tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """The shared evidence holds no multi-device nvat JSON; two real single-device ones
+    (a Blackwell and a Hopper, each valid per its manifest entry) are joined into one list
+    at test time (nothing copied into the repository)."""
+    d = EVIDENCE_DIR / "nvidia"
+    files = [d / "b200-veraison-evidence-json" / "blackwell-evidence.json",
+             d / "h100-sdk-evidence-json-570.86.10-cert-hold" / "hopper_evidence_cert_hold.json"]
+    if not all(f.is_file() for f in files):
+        pytest.skip("nvat samples absent")
+    joined = tmp_path / "two.json"
+    joined.write_text(json.dumps([e for f in files for e in json.loads(f.read_text())]))
+    at = ["--at", "2026-06-01T00:00:00Z", "--format", "json"]
+    assert main(["appraise", str(joined), *at]) == 0
+    doc = _json(capsys)
+    assert doc["verdict"] == "accepted" and len(doc["parts"]) == 2
+    fwids = [c["got"] for p in doc["parts"] for c in p["checks"] if c["code"] == "nvidia.fwid"]
+    assert len(set(fwids)) == 2  # two distinct devices
+
+
+def test_one_device_nvat_json_stays_whole(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A one-device nvat JSON is not split: the scheme still checks the JSON's nonce against
+    the report's (a split part is the bare transcript, which has no JSON nonce)."""
+    from veritee.testing.nvidia import FakeNvidia
+
+    gpu = FakeNvidia()
+    report = gpu.report(nonce=b"\x01" * 32)
+    (tmp_path / "root.pem").write_bytes(gpu.root.public_bytes(Encoding.PEM))
+    (tmp_path / "one.json").write_bytes(gpu.nvat([report]))
+    (tmp_path / "lying.json").write_bytes(gpu.nvat([report], nonce=b"\x02" * 32))
+    assert main(["verify", *_gpu_args(tmp_path / "one.json", tmp_path / "root.pem"),
+                 "--format", "json"]) == 0
+    doc = _json(capsys)
+    assert "parts" not in doc and doc["format"] == "nvidia-nvat-evidence"
+    assert main(["verify", *_gpu_args(tmp_path / "lying.json", tmp_path / "root.pem")]) == 4

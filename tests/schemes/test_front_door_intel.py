@@ -342,19 +342,26 @@ def test_der_collateral_ending_in_a_whitespace_byte_loads() -> None:
     assert len(load_certificate_chain(cert_der * 2, structure="chain")) == 2
 
 
-def test_an_appraisal_made_by_the_policy_module_gets_its_schemes_vector(
-        intel: FakeIntel) -> None:
-    """results.trust_vector (compatibility): an appraisal without a vector gets the mapping of
-    the scheme its ``tee`` names; a TEE without a scheme gets the generic rules."""
+def test_an_appraisal_made_by_the_policy_module_affirms_nothing(intel: FakeIntel) -> None:
+    """results.trust_vector no longer guesses a scheme from ``appraisal.tee`` (issue 11): an
+    appraisal the policy module made directly (no ``vector``) gets UNMAPPED_VECTOR, every
+    claim 0, so its EAR is "none" even though every check passed (the scheme's own mapping,
+    via the front door, affirms it), and "contraindicated" when rejected."""
     from veritee.policy.intel import appraise
+    from veritee.results import UNMAPPED_VECTOR, ear_claims
     from veritee.trust.intel import verify_quote
 
     v = verify_quote(intel.td_quote(), intel.collateral("TDX"), now=intel.now,
                      trusted_roots=intel.roots)
     a = appraise(v, TdxPolicy(mrtd={bytes(48)}))
-    assert a.vector is None
-    assert trust_vector(a) == {"hardware": 2, "instance-identity": 0, "executables": 3,
-                               "configuration": 2, "runtime-opaque": 2}
-    other = dataclasses.replace(a, tee="not-a-scheme")
-    assert trust_vector(other) == {"hardware": 0, "instance-identity": 0, "executables": 0,
-                                   "configuration": 0, "runtime-opaque": 2}
+    assert a.vector is None and a.accepted
+    assert trust_vector(a) == dict(UNMAPPED_VECTOR)
+    assert set(trust_vector(a).values()) == {0}
+    assert ear_claims(a, issuer="i", now=1.0, ttl=60)["submods"]["tdx"]["ear.status"] == "none"
+    mapped = getattr(schemes.get("tdx"), "trust_vector")(a)  # noqa: B009
+    assert mapped == {"hardware": 2, "instance-identity": 0, "executables": 3,
+                      "configuration": 2, "runtime-opaque": 2}
+    rejected = appraise(v, TdxPolicy(mrtd={b"\x01" * 48}))
+    assert not rejected.accepted
+    claims = ear_claims(rejected, issuer="i", now=1.0, ttl=60)
+    assert claims["submods"]["tdx"]["ear.status"] == "contraindicated"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from veritee import schemes
 from veritee.attest import bind_report_data
 from veritee.client import (
     AttesterClient,
@@ -22,7 +24,7 @@ from veritee.errors import ConfigError, SealingError, VerificationError
 from veritee.findings import Finding, Outcome
 from veritee.platform.emulated.snp import InsecureEmulatedSnpMachine
 from veritee.policy import Appraisal
-from veritee.results import ear_claims, ear_status, sign_ear, tier, trust_vector
+from veritee.results import ear_claims, ear_status, sign_ear, tier
 from veritee.service import MasterKey, load_master_key
 from veritee.service.settings import load_settings, settings_from_mapping
 
@@ -144,6 +146,12 @@ def _appraisal(*failed: str, debug: bool = False) -> Appraisal:
                      claims={"guest_policy": {"debug": debug}})
 
 
+def trust_vector(a: Appraisal) -> dict[str, int]:
+    """The AR4SI mapping of the scheme ``a.tee`` names (``results.trust_vector`` maps only
+    appraisals made through a scheme; these are made by the policy module directly)."""
+    return dict(getattr(schemes.get(a.tee), "trust_vector")(a))  # noqa: B009
+
+
 @pytest.mark.parametrize(("failed", "entry", "value"), [
     ((), "executables", 3),
     (("sevsnp.measurement.mismatch",), "executables", 33),
@@ -156,7 +164,8 @@ def test_trust_vector_maps_each_failed_check(failed: tuple[str, ...], entry: str
                                              value: int) -> None:
     a = _appraisal(*failed)
     assert trust_vector(a)[entry] == value
-    claims = ear_claims(a, issuer="i", now=1000.0, ttl=60, nonce=b"n")
+    claims = ear_claims(dataclasses.replace(a, vector=trust_vector(a)), issuer="i", now=1000.0,
+                        ttl=60, nonce=b"n")
     assert claims["submods"]["sevsnp"]["ear.status"] == (
         "affirming" if not failed else "contraindicated")
     assert claims["exp"] == 1060 and claims["eat_nonce"] == "bg"

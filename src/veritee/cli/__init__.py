@@ -326,31 +326,6 @@ def _emit(args: argparse.Namespace, text: str, obj: object) -> None:
 
 
 # -- commands ---------------------------------------------------------------------------------
-def _load_collateral(args: argparse.Namespace) -> Any:
-    """SEV-SNP collateral and anchors from ``--certs``/``--crl``/``--trust-root`` for
-    ``cert inspect`` (SNP-only until RA-TLS goes through the scheme registry; show/verify/
-    appraise use the registry, see cli._verify)."""
-    from pathlib import Path
-
-    from veritee.collateral.amd import load_crl, load_paths
-    from veritee.trust.roots import TrustAnchors
-    from veritee.trust.sevsnp import AmdCertificates
-
-    certs: AmdCertificates | None = load_paths(*args.certs) if args.certs else None
-    if args.crl:
-        crl = load_crl(Path(args.crl))  # collateral.amd.load_crl: size-checked there
-        base = certs or AmdCertificates(ark=None, ask=None, vek=None, crl=None)
-        certs = AmdCertificates(ark=base.ark, ask=base.ask, vek=base.vek, crl=crl)
-    anchors = TrustAnchors.amd()
-    if args.trust_root:
-        from veritee.crypto.amd_certs import load_certificates
-
-        roots = [c for path in args.trust_root
-                 for c in load_certificates(_read(path, "trust root"), source=path)]
-        anchors = TrustAnchors.from_certificates(*roots)
-    return certs, anchors
-
-
 def _cmd_demo(args: argparse.Namespace) -> int:
     from veritee.cli._demo import run_demo
 

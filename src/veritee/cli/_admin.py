@@ -223,11 +223,39 @@ def _policy_get(c: AdminClient, args: argparse.Namespace) -> None:
     _out(args, doc, lambda d: json.dumps(d, indent=2))
 
 
+# The service's scheme for documents that name none (they were all SEV-SNP before schemes).
+LEGACY_SCHEME = "sevsnp"
+
+
+def _scheme(args: argparse.Namespace, named: object = None) -> str:
+    """The scheme a policy/reference value is for: ``--scheme``, else the one the file names,
+    else :data:`LEGACY_SCHEME`; checked against the registry here (imported only now, to keep
+    start-up light), so a typo is refused before the service is asked. A ``--scheme`` that
+    contradicts the file's is refused rather than silently applied to another TEE."""
+    from veritee.schemes import names
+
+    given = getattr(args, "scheme", None)
+    if given is not None and named is not None and named != given:
+        raise ConfigError(f"--scheme: got {given!r}, but the file names scheme {named!r}")
+    name = given if given is not None else named if named is not None else LEGACY_SCHEME
+    known = names()
+    if not isinstance(name, str) or name not in known:
+        source = "--scheme" if given is not None else "scheme (in the file)"
+        raise ConfigError(f"{source}: got {clip(str(name), 40)!r}, want one of "
+                          f"{', '.join(known)}")
+    return name
+
+
 @_with_client
 def _policy_put(c: AdminClient, args: argparse.Namespace) -> None:
-    doc = c.request("PUT", f"/policies/{_p(args.name)}", _load_doc(args.file, "--file"))
-    _out(args, doc if isinstance(doc, dict) else {"stored": args.name},
-         lambda d: f"stored policy {args.name}")
+    body = _load_doc(args.file, "--file")
+    if not isinstance(body, dict):
+        raise ConfigError(f"--file {args.file}: want a policy object, got "
+                          f"{type(body).__name__}")
+    body = {**body, "scheme": _scheme(args, body.get("scheme"))}
+    doc = c.request("PUT", f"/policies/{_p(args.name)}", body)
+    _out(args, doc if isinstance(doc, dict) else {"stored": args.name, "scheme": body["scheme"]},
+         lambda d: f"stored {body['scheme']} policy {args.name}")
 
 
 @_with_client
@@ -240,14 +268,15 @@ def _policy_delete(c: AdminClient, args: argparse.Namespace) -> None:
 @_with_client
 def _reference_list(c: AdminClient, args: argparse.Namespace) -> None:
     doc = c.request("GET", "/reference-values")
-    _out(args, doc, lambda d: _table(d["reference_values"], ("name", "kind", "value")))
+    _out(args, doc, lambda d: _table(d["reference_values"], ("name", "scheme", "kind", "value")))
 
 
 @_with_client
 def _reference_put(c: AdminClient, args: argparse.Namespace) -> None:
+    scheme = _scheme(args)
     doc = c.request("PUT", f"/reference-values/{_p(args.name)}",
-                    {"kind": args.kind, "value": args.value})
-    _out(args, doc, lambda d: f"stored reference value {d['name']}")
+                    {"kind": args.kind, "value": args.value, "scheme": scheme})
+    _out(args, doc, lambda d: f"stored {scheme} reference value {d['name']}")
 
 
 @_with_client

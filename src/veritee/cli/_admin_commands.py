@@ -19,6 +19,16 @@ def _impl(name: str) -> CommandFn:
     return lazy(f"veritee.cli._admin:{name}")
 
 
+def _scheme_arg(p: argparse.ArgumentParser, what: str) -> None:
+    # Checked against veritee.schemes.names() when the command runs (not here: listing the
+    # schemes imports every one, and `veritee --help` must stay light).
+    p.add_argument("--scheme", metavar="NAME", default=None,
+                   help=f"the scheme (TEE) the {what} is for, e.g. sevsnp, tdx, nvidia "
+                   "(default: the one the file names, else sevsnp)" if what == "policy" else
+                   f"the scheme (TEE) the {what} is for, e.g. sevsnp, tdx, nvidia (default "
+                   "sevsnp; the value's size is that scheme's measurement's)")
+
+
 def register(add: AddCommand) -> None:
     """Add ``veritee admin GROUP ACTION``: each action its own subcommand, options and help."""
     admin = add("admin", "operate a running service over its admin API (resources, policies, "
@@ -68,6 +78,7 @@ def register(add: AddCommand) -> None:
     p = action("put", "store a policy", _impl("_policy_put"), operand=pid)
     p.add_argument("--file", metavar="FILE", required=True,
                    help="the policy (JSON or .toml)")
+    _scheme_arg(p, "policy")
     action("delete", "delete a policy", _impl("_policy_delete"), operand=pid)
 
     action = group("reference-value", "reference values (accepted launch measurements)",
@@ -78,6 +89,7 @@ def register(add: AddCommand) -> None:
     p.add_argument("--value", metavar="HEX", required=True, help="the measurement, hex")
     p.add_argument("--kind", default="measurement", help="what the value is (default "
                    "measurement)")
+    _scheme_arg(p, "value")
     action("delete", "delete a reference value", _impl("_reference_delete"), operand=rname)
 
     action = group("token", "API bearer tokens", aliases=("tokens",))

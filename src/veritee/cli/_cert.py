@@ -25,7 +25,6 @@ from veritee.cli import (
     EXIT_OK,
     EXIT_POLICY_REJECTED,
     _emit,
-    _load_collateral,
     _read,
 )
 from veritee.cli._cert_commands import USAGES as _USAGES
@@ -254,13 +253,9 @@ def _inspect_inputs(args: argparse.Namespace, scheme: Any) -> tuple[Any, Any, An
 
     policy = (scheme.policy_from_mapping(load_mapping(args.policy)) if args.policy
               else scheme.default_policy())
-    if scheme.vendor == "amd":  # --crl merges into the AMD certificates (cli._load_collateral)
-        amd_certs, amd_anchors = _load_collateral(args)
-        return policy, amd_certs, amd_anchors
-    if args.crl:
-        raise ConfigError(f"--crl: {scheme.name} revocation lists come with --certs")
-    collateral = (scheme.load_collateral([Path(p) for p in args.certs]) if args.certs
-                  else None)
+    # --crl is one more collateral file, read by the scheme as --certs are (as in verify).
+    paths = [Path(p) for p in args.certs or []] + ([Path(args.crl)] if args.crl else [])
+    collateral = scheme.load_collateral(paths) if paths else None
     anchors = _vendor_anchors(scheme.vendor, args.trust_root) if args.trust_root else None
     return policy, collateral, anchors
 

@@ -5,13 +5,16 @@ with ``--scheme``), in binary, hex or base64 text; every option goes to the reco
 through the one verifier contract (collateral files to its ``load_collateral``, trust roots to
 its vendor's anchors, a policy file to its ``policy_from_mapping``). Nothing here names a TEE.
 
-Evidence no scheme recognises yet (AWS Nitro documents, Arm PSA/CCA tokens, NVIDIA SPDM
-reports) goes through :mod:`veritee.cli._tokens` until those schemes are registered.
-
 verify/appraise print one JSON shape for every scheme (``--format json``)::
 
     {"verdict", "scheme", "format", "checks", "claims", "findings", "tcb_status",
      "advisory_ids", "tcb_date", "revocation"}           (+ "error" when it failed)
+
+Evidence of several devices in one file (an NVIDIA nvat evidence JSON listing several GPUs:
+the scheme's optional ``split`` hook) is verified/appraised device by device: the document
+then has the same members (``verdict`` the worst of the devices, ``checks``/``findings``
+every device's, ``claims`` empty) plus ``parts``, one such document per device in the file's
+order; the exit code is the worst of the devices' (see :data:`_SEVERITY`).
 """
 
 from __future__ import annotations
@@ -20,13 +23,17 @@ import argparse
 import dataclasses
 import enum
 import json
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from veritee.cli import (
+    EXIT_BAD_INPUT,
+    EXIT_COLLATERAL_UNAVAILABLE,
     EXIT_OK,
     EXIT_POLICY_REJECTED,
+    EXIT_VERIFICATION_FAILED,
     _read,
     exit_code_for,
     json_reported,
@@ -59,13 +66,12 @@ def _decoded(data: bytes) -> bytes | None:
 @dataclasses.dataclass(frozen=True)
 class _Evidence:
     data: bytes
-    scheme: Any | None  # a registered Scheme, or None for a _tokens kind
-    token_kind: str | None = None
+    scheme: Any  # a registered Scheme (veritee.schemes.Scheme)
 
 
 def _recognise(args: argparse.Namespace) -> _Evidence:
-    """The evidence bytes and the scheme they belong to (``--scheme`` or the registry), else
-    the token kind :mod:`veritee.cli._tokens` knows; FormatError naming what is known."""
+    """The evidence bytes and the scheme they belong to (``--scheme`` or the registry);
+    FormatError listing every registered scheme when none recognises them."""
     from veritee import schemes
 
     raw = _read(args.report, "evidence")
@@ -80,12 +86,6 @@ def _recognise(args: argparse.Namespace) -> _Evidence:
             return _Evidence(data, _configured(schemes.recognise(data), args))
         except FormatError:
             continue
-    from veritee.cli._tokens import identify
-
-    for data in candidates:
-        kind = identify(data)
-        if kind is not None:
-            return _Evidence(data, None, kind)
     schemes.recognise(raw)  # raises the FormatError listing every registered scheme
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -147,39 +147,33 @@ def _describe(scheme: Any, parsed: Any) -> dict[str, Any]:
     return {"format": fmt if isinstance(fmt, str) else scheme.name, "evidence": _plain(parsed)}
 
 
-def _describe_token(data: bytes, kind: str) -> dict[str, Any]:
-    """Every field of a Nitro/PSA/CCA/NVIDIA evidence (until their schemes are registered)."""
-    parsed: Any
-    if kind == "nvidia":
-        from veritee.formats.nvidia import GpuReport
-
-        name, parsed = "nvidia-spdm", GpuReport.from_bytes(data)
-    elif kind == "nvat":
-        from veritee.formats.nvidia import parse_nvat_evidence
-
-        name, parsed = "nvidia-nvat-evidence", list(parse_nvat_evidence(data))
-    elif kind == "cca":
-        from veritee.formats.cca import CcaToken
-
-        name, parsed = "arm-cca-token", CcaToken.from_bytes(data)
-    else:
-        from veritee.formats.nitro import NitroDocument
-        from veritee.formats.psa import PsaToken
-
-        try:
-            name, parsed = "aws-nitro-document", NitroDocument.from_bytes(data)
-        except FormatError:
-            name, parsed = "arm-psa-token", PsaToken.from_bytes(data)
-    return {"format": name, "evidence": _plain(parsed)}
+def _parts(args: argparse.Namespace, ev: _Evidence) -> list[tuple[bytes, bytes | None]]:
+    """``(data, attached)`` per evidence part: the scheme's optional ``split`` hook (one part
+    per device of an NVIDIA nvat JSON), else the evidence whole with ``--cert-table``."""
+    attached = (_read(args.cert_table, "certificate table")
+                if getattr(args, "cert_table", None) else None)
+    split = getattr(ev.scheme, "split", None)
+    if split is None:
+        return [(ev.data, attached)]
+    parts: list[tuple[bytes, bytes | None]] = split(ev.data, attached)
+    if not parts:
+        raise FormatError(ev.scheme.name, "<root>", got="no evidence part",
+                          want="at least one device")
+    # One device: the evidence as given, so the scheme sees its whole container (an nvat
+    # JSON's own nonce field is checked against the report's only when parsed whole).
+    return parts if len(parts) > 1 else [(ev.data, attached)]
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
     ev = _recognise(args)
-    if ev.scheme is None:
-        assert ev.token_kind is not None
-        doc = _describe_token(ev.data, ev.token_kind)
+    scheme = ev.scheme
+    parts = _parts(args, ev)
+    if len(parts) == 1:
+        data, attached = parts[0]
+        doc = {"scheme": scheme.name, **_describe(scheme, scheme.parse(data, attached=attached))}
     else:
-        doc = {"scheme": ev.scheme.name, **_describe(ev.scheme, ev.scheme.parse(ev.data))}
+        doc = {"scheme": scheme.name, "parts": [_describe(scheme, scheme.parse(d, attached=a))
+                                                for d, a in parts]}
     _emit(args, "\n".join(_lines(doc)), doc)
     return EXIT_OK
 
@@ -307,41 +301,112 @@ def _summary_lines(summary: dict[str, Any], revocation: dict[str, Any] | None) -
     return out
 
 
-def _failure(args: argparse.Namespace, exc: VeriteeError, known: dict[str, Any]) -> None:
-    """On failure, JSON output still goes to stdout, with the error; main() prints it too."""
-    if getattr(args, "format", "text") != "json":
-        return
+def _error_doc(exc: VeriteeError, known: dict[str, Any]) -> dict[str, Any]:
     doc = {"verdict": "error", "scheme": None, "format": None, "checks": [], "claims": {},
            "findings": [], "tcb_status": None, "advisory_ids": [], "tcb_date": None,
            "revocation": None, **known}
     doc["error"] = {"exit_code": exit_code_for(exc), "code": getattr(exc, "code", None),
                     "message": str(exc)}
-    print(json.dumps(doc, indent=2))
+    return doc
+
+
+def _failure(args: argparse.Namespace, exc: VeriteeError, known: dict[str, Any]) -> None:
+    """On failure, JSON output still goes to stdout, with the error; main() prints it too."""
+    if getattr(args, "format", "text") != "json":
+        return
+    print(json.dumps(_error_doc(exc, known), indent=2))
     json_reported(exc)  # main() prints the stderr line only
+
+
+@dataclasses.dataclass(frozen=True)
+class _Outcome:
+    """One evidence part's result: exit code, text for people, the JSON document."""
+
+    code: int
+    text: str
+    doc: dict[str, Any]
+
+
+# Exit codes of several devices, best first: the command exits with the worst one. A device
+# that could not be checked (collateral missing, bad bytes) is worse than one a policy
+# rejected, and a failed signature/chain/binding is worse than missing collateral; codes not
+# listed (a bug) are worst of all.
+_SEVERITY = (EXIT_OK, EXIT_POLICY_REJECTED, EXIT_COLLATERAL_UNAVAILABLE,
+             EXIT_VERIFICATION_FAILED, EXIT_BAD_INPUT)
+
+
+def _rank(code: int) -> int:
+    return _SEVERITY.index(code) if code in _SEVERITY else len(_SEVERITY)
 
 
 def _run(args: argparse.Namespace, *, appraise: bool) -> int:
     known: dict[str, Any] = {}
     try:
         ev = _recognise(args)
-        if ev.scheme is None:
-            return _run_token(args, ev, appraise=appraise)
         known["scheme"] = ev.scheme.name
-        return (_appraise if appraise else _verify)(args, ev, known)
+        parts = _parts(args, ev)
+        verifier = _verifier(args, ev.scheme)
+        if len(parts) == 1:
+            out = _one(args, verifier, ev.scheme, parts[0], known, appraise=appraise)
+            _emit(args, out.text, out.doc)
+            return out.code
     except VeriteeError as exc:
         _failure(args, exc, known)
         raise
+    return _several(args, verifier, ev.scheme, parts, appraise=appraise)
 
 
-def _verify(args: argparse.Namespace, ev: _Evidence, known: dict[str, Any]) -> int:
+def _one(args: argparse.Namespace, verifier: Any, scheme: Any, part: tuple[bytes, bytes | None],
+         known: dict[str, Any], *, appraise: bool) -> _Outcome:
+    run = _appraise if appraise else _verify
+    return run(args, verifier, scheme, part, known)
+
+
+def _several(args: argparse.Namespace, verifier: Any, scheme: Any,
+             parts: list[tuple[bytes, bytes | None]], *, appraise: bool) -> int:
+    """Every device of a multi-device evidence file, one result each; the worst exit code.
+
+    A device that fails does not stop the others (a person wants to see every GPU's state);
+    each failure is also one ``veritee: device N: ...`` line on stderr."""
+    outcomes: list[_Outcome] = []
+    for i, part in enumerate(parts):
+        known: dict[str, Any] = {"scheme": scheme.name}
+        try:
+            outcomes.append(_one(args, verifier, scheme, part, known, appraise=appraise))
+        except VeriteeError as exc:
+            print(f"veritee: device {i}: {exc}", file=sys.stderr)
+            outcomes.append(_Outcome(exit_code_for(exc), f"error: {exc}",
+                                     _error_doc(exc, known)))
+    at = max(range(len(outcomes)), key=lambda i: _rank(outcomes[i].code))
+    worst = outcomes[at]
+    formats = {o.doc.get("format") for o in outcomes}
+    doc: dict[str, Any] = {
+        "verdict": worst.doc["verdict"], "scheme": scheme.name,
+        "format": formats.pop() if len(formats) == 1 else None,
+        "checks": [c for o in outcomes for c in o.doc["checks"]], "claims": {},
+        "findings": [f for o in outcomes for f in o.doc["findings"]],
+        "tcb_status": None, "advisory_ids": [], "tcb_date": None, "revocation": None,
+        "parts": [o.doc for o in outcomes]}
+    if worst.code != EXIT_OK:
+        error = worst.doc.get("error") or {}
+        doc["error"] = {"exit_code": worst.code, "code": error.get("code"),
+                        "message": f"device {at}: {error.get('message', '')}"}
+    lines = []
+    for i, o in enumerate(outcomes):
+        lines += [f"device {i} of {len(outcomes)}:", *[f"  {t}" for t in o.text.split("\n")]]
+    lines.append(f"verdict (worst of {len(outcomes)} devices): {worst.doc['verdict'].upper()}")
+    _emit(args, "\n".join(lines), doc)
+    return worst.code
+
+
+def _verify(args: argparse.Namespace, verifier: Any, scheme: Any,
+            part: tuple[bytes, bytes | None], known: dict[str, Any]) -> _Outcome:
     from veritee.attest import EvidencePart
 
-    scheme: Any = ev.scheme
-    verifier = _verifier(args, scheme)
-    attached = _read(args.cert_table, "certificate table") if args.cert_table else None
-    known["format"] = _describe(scheme, scheme.parse(ev.data, attached=attached)).get("format")
+    data, attached = part
+    known["format"] = _describe(scheme, scheme.parse(data, attached=attached)).get("format")
     _, _, verified, _ = verifier.verify_only(
-        EvidencePart(ev.data, scheme=scheme, attached=attached), now=args.at)
+        EvidencePart(data, scheme=scheme, attached=attached), now=args.at)
     binding = verifier.check_binding(scheme, verified,
                                      expected_binding=_expected(args, scheme, verified))
     fmt = known["format"]
@@ -355,29 +420,27 @@ def _verify(args: argparse.Namespace, ev: _Evidence, known: dict[str, Any]) -> i
                                 "value")
     lines = [f"verified {scheme.name} evidence ({fmt})", *[f"  {c}" for c in checks],
              *_summary_lines(summary, revocation), "verdict: VERIFIED"]
-    _emit(args, "\n".join(lines), _result("verified", scheme=scheme, fmt=fmt, checks=checks,
-                                          claims={}, findings=(), summary=summary,
-                                          revocation=revocation))
-    return EXIT_OK
+    return _Outcome(EXIT_OK, "\n".join(lines),
+                    _result("verified", scheme=scheme, fmt=fmt, checks=checks, claims={},
+                            findings=(), summary=summary, revocation=revocation))
 
 
-def _appraise(args: argparse.Namespace, ev: _Evidence, known: dict[str, Any]) -> int:
+def _appraise(args: argparse.Namespace, verifier: Any, scheme: Any,
+              part: tuple[bytes, bytes | None], known: dict[str, Any]) -> _Outcome:
     from veritee.attest import EvidencePart
 
-    scheme: Any = ev.scheme
+    data, attached = part
     policy = _policy(args, scheme)
-    verifier = _verifier(args, scheme)
-    attached = _read(args.cert_table, "certificate table") if args.cert_table else None
-    part = EvidencePart(ev.data, scheme=scheme, attached=attached)
-    fmt = _describe(scheme, scheme.parse(ev.data, attached=attached)).get("format")
+    evidence = EvidencePart(data, scheme=scheme, attached=attached)
+    fmt = _describe(scheme, scheme.parse(data, attached=attached)).get("format")
     known["format"] = fmt
     # Verification first on its own (for the revocation status and the size of the field
     # --nonce is compared with); the appraisal then runs the same steps (chains are cached).
-    _, _, verified, _ = verifier.verify_only(part, now=args.at)
+    _, _, verified, _ = verifier.verify_only(evidence, now=args.at)
     expected = _expected(args, scheme, verified)
     revocation = _revocation(scheme, verified)
     known["revocation"] = revocation
-    appraisal = verifier.appraise(part, policy=policy, expected_binding=expected, now=args.at)
+    appraisal = verifier.appraise(evidence, policy=policy, expected_binding=expected, now=args.at)
     summary = _summary(appraisal.claims)
     verdict = "accepted" if appraisal.accepted else "rejected"
     doc = _result(verdict, scheme=scheme, fmt=fmt, checks=appraisal.verification,
@@ -387,51 +450,7 @@ def _appraise(args: argparse.Namespace, ev: _Evidence, known: dict[str, Any]) ->
         doc["error"] = {"exit_code": EXIT_POLICY_REJECTED, "code": "policy.rejected",
                         "message": "policy rejected: " + ", ".join(appraisal.codes())}
     text = "\n".join([*_summary_lines(summary, revocation), appraisal.to_text()])
-    _emit(args, text, doc)
-    return EXIT_OK if appraisal.accepted else EXIT_POLICY_REJECTED
-
-
-def _run_token(args: argparse.Namespace, ev: _Evidence, *, appraise: bool) -> int:
-    """Nitro/PSA/CCA/NVIDIA evidence through cli._tokens, printed in the one JSON shape."""
-    from veritee.cli._tokens import verify_token
-
-    assert ev.token_kind is not None
-    described = _describe_token(ev.data, ev.token_kind)
-    name = described["format"]
-    scheme = {"aws-nitro-document": "nitro", "arm-psa-token": "psa", "arm-cca-token": "cca"
-              }.get(name, "nvidia")
-
-    def emit(text: str, obj: object) -> None:
-        doc = obj if isinstance(obj, dict) else {}
-        if "accepted" in doc:  # an Appraisal.to_dict()
-            checks = doc.get("verification", [])
-            shaped = {"verdict": "accepted" if doc["accepted"] else "rejected",
-                      "scheme": doc.get("tee"), "format": name, "checks": checks,
-                      "claims": doc.get("claims", {}), "findings": doc.get("findings", [])}
-        else:
-            checks = doc.get("checks", [])
-            shaped = {"verdict": doc.get("verdict"), "scheme": scheme,
-                      "format": name, "checks": checks, "claims": {},
-                      "findings": []}
-        claims = shaped["claims"] if isinstance(shaped["claims"], dict) else {}
-        shaped.update(_summary(claims))
-        crl = [c for c in checks if isinstance(c, dict) and ".crl" in str(c.get("code"))]
-        shaped["revocation"] = ({"checked": True, "detail": "checked"} if crl and all(
-            c.get("outcome") == "pass" for c in crl) else
-            {"checked": False, "detail": f"not checked: {scheme} evidence carries no "
-             "revocation information veritee checks"})
-        if shaped["verdict"] == "rejected":
-            shaped["error"] = {"exit_code": EXIT_POLICY_REJECTED, "code": "policy.rejected",
-                               "message": "policy rejected the evidence"}
-        if getattr(args, "format", "text") == "json":
-            print(json.dumps(shaped, indent=2))
-        else:
-            lines = text.split("\n")
-            at = len(lines) - 1 if lines[-1].startswith("verdict:") else len(lines)
-            lines.insert(at, "revocation: " + shaped["revocation"]["detail"])
-            print("\n".join(lines))
-
-    return verify_token(args, ev.data, ev.token_kind, appraise=appraise, emit=emit)
+    return _Outcome(EXIT_OK if appraisal.accepted else EXIT_POLICY_REJECTED, text, doc)
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:

@@ -256,15 +256,18 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"amd_kds_url: got {s.amd_kds_url!r}, want an https:// URL")
     if s.log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level: got {s.log_level!r}, want debug/info/warning/error")
-    from veritee.formats.intel import TcbStatus
-
-    known = [t.value for t in TcbStatus if t is not TcbStatus.REVOKED]  # never acceptable
     if not s.tdx_allowed_tcb_statuses:
         raise ConfigError("tdx_allowed_tcb_statuses: want at least one TCB status")
-    for status in s.tdx_allowed_tcb_statuses:
-        if status not in known:
-            raise ConfigError(f"tdx_allowed_tcb_statuses: got {status!r}, want one of "
-                              f"{', '.join(known)}")
+    if "Revoked" in s.tdx_allowed_tcb_statuses:
+        raise ConfigError("tdx_allowed_tcb_statuses: got 'Revoked', which is never acceptable")
+    # The names are the tdx scheme's (its policy reads them): no TEE module imported here.
+    from veritee.schemes import get
+
+    try:
+        get("tdx").policy_from_mapping({"allowed_tcb_statuses":
+                                        list(s.tdx_allowed_tcb_statuses)})
+    except ConfigError as exc:
+        raise ConfigError(f"tdx_{exc}") from None
     if not s.dev_mode:
         reasons = s.insecure_reasons()
         if reasons:
