@@ -26,8 +26,8 @@ PINNED = {
     # The Confidential Containers KBS protocol (issue 13).
     "veritee.client_coco": ["CocoKbsClient", "sgx_evidence", "snp_evidence", "tdx_evidence"],
     "veritee.crypto.kbs_jwe": ["ALG", "ENC", "RSA1_5", "RSA_ALGORITHMS", "RSA_OAEP",
-                               "RSA_OAEP_256", "decrypt_response", "encrypt_response",
-                               "protected_header_json", "rsa_public_key"],
+                               "RSA_OAEP_256", "decrypt_response", "encrypt_compact_ecdh_es",
+                               "encrypt_response", "protected_header_json", "rsa_public_key"],
     "veritee.formats.coco": ["HASH_ALGORITHMS", "KBS_PROTOCOL_VERSION", "KNOWN_TEES",
                              "PROTOCOL_VERSIONS", "TEE_SHAPES", "AttestationMessage",
                              "CocoEvidence", "ProtocolVersion", "TeeShape",
