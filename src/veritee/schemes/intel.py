@@ -37,6 +37,7 @@ from veritee.results import (
 )
 from veritee.schemes import Context, Verified
 from veritee.trust.intel import (
+    INTEL_SGX_ROOT_CA_SHA256,
     IntelCache,
     IntelCollateral,
     VerifiedQuote,
@@ -266,12 +267,15 @@ class _IntelScheme:
         raise NotImplementedError
 
     # -- collateral and anchors ------------------------------------------------------------
-    def load_anchors(self, paths: Sequence[Path]) -> list[x509.Certificate]:
+    def load_anchors(self, paths: Sequence[Path], *,
+                     keep_production: bool = False) -> list[x509.Certificate | str]:
         """Intel SGX Root CA certificates to trust instead of the production pin (Intel's
-        non-production sample root, an emulated vendor's ``root_ca.pem``), PEM or DER."""
+        non-production sample root, an emulated vendor's ``root_ca.pem``), PEM or DER; with
+        ``keep_production``, beside it."""
         from veritee._decode import limit_for, read_bounded
 
-        roots: list[x509.Certificate] = []
+        roots: list[x509.Certificate | str] = (
+            [INTEL_SGX_ROOT_CA_SHA256] if keep_production else [])
         for path in paths:
             try:
                 data = read_bounded(path, limit=limit_for("certificate"), what="trust root")

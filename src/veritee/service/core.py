@@ -269,14 +269,12 @@ def _anchors(settings: Settings, amd: Any) -> Anchors:
     ``intel_trust_roots`` (dev_mode); ``None`` leaves a vendor on its production pins."""
     base = amd if isinstance(amd, Anchors) else Anchors({"amd": amd} if amd is not None else {})
     if settings.intel_trust_roots and base.get("intel") is None:
-        from veritee.trust.intel import INTEL_SGX_ROOT_CA_SHA256, load_certificates
-
-        roots: list[Any] = [INTEL_SGX_ROOT_CA_SHA256]
-        for path in settings.intel_trust_roots:
-            try:
-                roots += load_certificates(Path(path).read_bytes())
-            except (OSError, FormatError) as exc:
-                raise ConfigError(f"intel_trust_roots: {path}: {exc}") from None
+        paths = [Path(p) for p in settings.intel_trust_roots]
+        intel: Any = scheme_named("tdx")  # load_anchors: an optional Scheme method
+        try:
+            roots = intel.load_anchors(paths, keep_production=True)
+        except (ConfigError, FormatError) as exc:
+            raise ConfigError(f"intel_trust_roots: {exc}") from None
         base = base.with_vendor("intel", roots)
     return base
 
@@ -302,11 +300,11 @@ def _fetchers(settings: Settings, clock: Callable[[], float]) -> dict[str, Any]:
     """AMD's KDS (CRLs, and VCEKs a report arrives without), cached, when ``amd_kds``."""
     if not settings.amd_kds:
         return {}
-    from veritee.collateral.kds import KdsClient
-
     cache = Path(settings.amd_kds_cache_dir) if settings.amd_kds_cache_dir else None
-    return {"amd": KdsClient(settings.amd_kds_url, cache_dir=cache,
-                             now=lambda: datetime.fromtimestamp(clock(), UTC))}
+    amd: Any = scheme_named("sevsnp")  # new_fetcher: an optional Scheme method
+    return {"amd": amd.new_fetcher(
+        url=settings.amd_kds_url, cache_dir=cache,
+        clock=lambda: datetime.fromtimestamp(clock(), UTC))}
 
 
 def public_key_from_jwk(jwk: object, *, rsa_keys: bool = False
