@@ -158,8 +158,16 @@ class CocoKbsClient:
                 "kty": "RSA", "n": _b64url(pub.n.to_bytes(self.rsa_bits // 8, "big"))}
 
     def attestation(self, challenge: dict[str, Any], *,
-                    init_data: dict[str, str] | None = None) -> dict[str, Any]:
-        """The Attestation message for ``challenge``, with a fresh ephemeral key."""
+                    init_data: dict[str, str] | None = None,
+                    additional_evidence: Callable[[bytes], str] | None = None
+                    ) -> dict[str, Any]:
+        """The Attestation message for ``challenge``, with a fresh ephemeral key.
+
+        ``additional_evidence`` (protocol 0.3.0+) makes the devices' evidence: it gets the
+        devices' binding digest ``H({nonce, tee-pubkey})`` (Trustee's backend.rs: runtime data
+        without the additional-evidence member; each device truncates it to its own field)
+        and returns the ``{tee: evidence}`` JSON string, which the primary's runtime data
+        then names."""
         nonce = challenge.get("nonce")
         if not isinstance(nonce, str):
             raise FormatError("Challenge", "nonce", got=type(nonce).__name__, want="a string")
@@ -171,12 +179,18 @@ class CocoKbsClient:
                               want=", ".join(HASH_ALGORITHMS))
         pubkey = self._new_key()
         additional = "" if self.protocol.composite else None
+        if additional_evidence is not None:
+            if not self.protocol.composite:
+                raise ConfigError(f"additional_evidence: protocol {self.version} has no "
+                                  "composite evidence (0.3.0+)")
+            additional = additional_evidence(
+                HASH_ALGORITHMS[alg](canonical_json(runtime_data(nonce, pubkey))))
         digest = HASH_ALGORITHMS[alg](canonical_json(runtime_data(nonce, pubkey, additional)))
         report, table = self.source.extended_report(regularize(digest, 64))
         evidence = _EVIDENCE[self.tee](report, table)
         tee_evidence: object = evidence
         if self.protocol.composite:
-            tee_evidence = {"primary_evidence": evidence, "additional_evidence": ""}
+            tee_evidence = {"primary_evidence": evidence, "additional_evidence": additional}
         elif self.protocol.evidence_as_string:
             tee_evidence = json.dumps(evidence)
         if self.protocol.runtime_data_member:

@@ -262,15 +262,17 @@ def test_runtime_data_binding_is_the_protocol_rule() -> None:
         text.encode()).digest()
 
 
-def test_composite_additional_evidence_is_refused_by_device_name(sqlite_service: Service,
-                                                                 guests: Guests) -> None:
+def test_malformed_device_evidence_is_a_protocol_error_naming_the_device(
+        sqlite_service: Service, guests: Guests) -> None:
+    # Composite evidence is verified (tests/service/test_kbs_composite.py); a device whose
+    # evidence is not in its TEE's shape is refused before verification, by name.
     with _kbs(sqlite_service, guests.a) as kbs:
         message = kbs.attestation(kbs.auth())
         message["tee-evidence"]["additional_evidence"] = json.dumps({"nvidia": {"x": 1}})
         r = kbs._http.post(f"{sqlite_service.url}/kbs/v0/attest",
                            content=canonical_json(message))
-    assert r.status_code == 401 and "nvidia" in r.json()["detail"]
-    assert r.json()["code"] == "kbs.tee.unsupported"
+    assert r.status_code == 401 and "nvidia" in r.json()["detail"], r.text
+    assert r.json()["code"] == "evidence.malformed"
 
 
 @pytest.mark.parametrize("mutate", [

@@ -180,8 +180,14 @@ def test_device_shapes_are_only_additional_evidence() -> None:
     assert tee_shape("nvidia").device  # type: ignore[union-attr]
     with pytest.raises(FormatError):
         primary_evidence("nvidia", {"a": 1})
-    part = device_evidence("nvidia", {"device_evidence_list": []})
-    assert part.scheme == "nvidia"
+    one = {"evidence": base64.b64encode(b"\x11\xe0spdm").decode(),
+           "certificate": base64.b64encode(b"-----BEGIN").decode(), "arch": "HOPPER"}
+    part = device_evidence("nvidia", {"device_evidence_list": [one]})
+    assert (part.scheme, part.data, part.attached) == ("nvidia", b"\x11\xe0spdm", b"-----BEGIN")
+    # No device, two devices (one part each is what gets bound), or a missing member.
+    for bad in ([], [one, one], [{"evidence": one["evidence"]}]):
+        with pytest.raises(FormatError, match="nvidia"):
+            device_evidence("nvidia", {"device_evidence_list": bad})
     with pytest.raises(FormatError):
         device_evidence("no-such-device", {})
 

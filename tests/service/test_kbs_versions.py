@@ -189,7 +189,9 @@ def test_composite_evidence_names_each_device(svc: Service, guests: Guests) -> N
         message["tee-evidence"]["additional_evidence"] = json.dumps(
             {"nvidia": {"device_evidence_list": []}})
         r = kbs._http.post(f"{svc.url}/kbs/v0/attest", content=canonical_json(message))
-    assert r.status_code == 401 and r.json()["code"] == "kbs.tee.unsupported"
+    # No device in the list: a protocol error naming the device (composite evidence itself
+    # is verified: tests/service/test_kbs_composite.py).
+    assert r.status_code == 401 and r.json()["code"] == "evidence.malformed", r.text
     assert "nvidia" in r.json()["detail"]
 
 

@@ -397,6 +397,24 @@ def _cca(value: object, tee: str) -> tuple[bytes, bytes | None]:
     return _blob(obj["token"], "CcaEvidence", "token", limit=64 << 10), None
 
 
+def _nvidia(value: object, tee: str) -> tuple[bytes, bytes | None]:
+    # attestation-agent's NVIDIA device evidence {device_evidence_list: [{evidence,
+    # certificate, ...}]}: per device the SPDM GET_MEASUREMENTS transcript (base64) and its
+    # certificate chain (base64 of the PEM, leaf first), what the nvidia scheme verifies.
+    # One device per kbs-types entry here: every part is bound and appraised on its own.
+    obj = _object(value, "NvidiaEvidence")
+    field = f"additional_evidence.{tee[:20]}.device_evidence_list"
+    devices = obj.get("device_evidence_list")
+    if not isinstance(devices, list) or len(devices) != 1 or not isinstance(devices[0], dict):
+        got = f"{len(devices)} devices" if isinstance(devices, list) else type(devices).__name__
+        raise FormatError("NvidiaEvidence", field, got=got,
+                          want="a list of one {evidence, certificate} device")
+    device = devices[0]
+    report = _blob(device.get("evidence"), "NvidiaEvidence", f"{field}[0].evidence")
+    chain = _blob(device.get("certificate"), "NvidiaEvidence", f"{field}[0].certificate")
+    return report, chain
+
+
 TEE_SHAPES: tuple[TeeShape, ...] = (
     TeeShape(("snp",), "sevsnp", _snp, "REPORT_DATA (64 bytes; SEV-SNP ABI 56860 Table 23)"),
     TeeShape(("tdx",), "tdx", _dcap_quote("TdxEvidence"),
@@ -413,7 +431,7 @@ TEE_SHAPES: tuple[TeeShape, ...] = (
     TeeShape(("tpm",), "tpm", _json_container("TpmEvidence", (("tpm_quote", "quote"),)),
              "TPM2_Quote qualifying data (TPMS_ATTEST.extraData)"),
     TeeShape(("cca",), "cca", _cca, "the realm token's challenge (64 bytes)"),
-    TeeShape(("nvidia",), "nvidia", _json_container("NvidiaEvidence", ()),
+    TeeShape(("nvidia",), "nvidia", _nvidia,
              "the SPDM GET_MEASUREMENTS requester nonce (32 bytes)", device=True),
 )
 KNOWN_TEES = frozenset({"snp", "tdx", "sgx", "azsnpvtpm", "aztdxvtpm", "az-snp-vtpm",

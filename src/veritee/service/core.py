@@ -354,6 +354,24 @@ class AttestOutcome:
     result: EarResult
 
 
+def _per_part_bindings(expected: bytes | Sequence[bytes] | None,
+                       count: int) -> list[bytes | None]:
+    """One raw expected binding per part: ``expected`` is None (the challenge binds every
+    part), one value (one part only) or one value per part; InvalidRequest otherwise."""
+    if expected is None:
+        return [None] * count
+    if isinstance(expected, bytes | bytearray | memoryview):
+        if count != 1:
+            raise InvalidRequest(f"binding: one raw value for {count} attesters; this front "
+                                 "must give one per attester")
+        return [bytes(expected)]
+    values = list(expected)
+    if len(values) != count or not all(isinstance(v, bytes) for v in values):
+        raise InvalidRequest(f"binding: got {len(values)} raw values for {count} attesters, "
+                             "want one (bytes) per attester")
+    return list(values)
+
+
 class Broker:
     """Verifier and key broker over a :class:`Store`. Thread-safe."""
 
@@ -581,28 +599,29 @@ class Broker:
 
     def appraise_parts(self, parts: Sequence[EvidencePart], *,
                        challenge: BindingChallenge | None = None,
-                       expected_binding: bytes | None = None, now: datetime,
+                       expected_binding: bytes | Sequence[bytes] | None = None,
+                       now: datetime,
                        overrides: Mapping[str, Mapping[str, Any]] | None = None,
                        loaded: tuple[list[Scheme], dict[str, Any]] | None = None
                        ) -> list[Appraisal]:
         """Verify and appraise every part at ``now`` under its scheme's policy, bound to
-        ``challenge`` (or, for one part, the raw ``expected_binding`` of another front);
+        ``challenge`` or to another front's raw ``expected_binding``: one value (one part
+        only) or a sequence with one value per part, in order (each part checked against its
+        own: the KBS protocol binds a device to a different hash than its CPU TEE);
         raise on what cannot be verified, return every appraisal (accepted or not).
         ``loaded`` is :meth:`_load_policies` already read (in the caller's transaction)."""
-        if expected_binding is not None and len(parts) > 1:
-            raise InvalidRequest("additional_evidence: this front binds one attester only")
+        bindings = _per_part_bindings(expected_binding, len(parts))
         if loaded is None:
             with self.store.transaction(write=False) as tx:
                 loaded = self._load_policies(tx, parts, overrides)
         found, policies = loaded
         out = []
-        for given, scheme in zip(parts, found, strict=True):
+        for given, scheme, bound in zip(parts, found, bindings, strict=True):
             # The scheme found here is the one the policies were chosen for.
             optional = scheme.name in self.settings.revocation_optional
             verifier = self._lenient if optional else self.verifier
             result = verifier.appraise(replace(given, scheme=scheme), policy=policies,
-                                       challenge=challenge, expected_binding=expected_binding,
-                                       now=now)
+                                       challenge=challenge, expected_binding=bound, now=now)
             assert isinstance(result, Appraisal)
             out.append(result if optional else _unchecked_revocation(result))
         return out
@@ -650,13 +669,14 @@ class Broker:
                                  policy_overrides=overrides, rsa_keys=rsa_keys)
 
     def attest_parts(self, parts: Sequence[EvidencePart], nonce: bytes, key_jwk: object, *,
-                     binding: bytes | None = None, front: str = "v1",
+                     binding: bytes | Sequence[bytes] | None = None, front: str = "v1",
                      policy_overrides: Mapping[str, Mapping[str, Any]] | None = None,
                      rsa_keys: bool = False) -> AttestOutcome:
         """:meth:`attest` for decoded input: evidence parts (bytes, scheme name or None,
         attached bytes or None; the primary attester first), the raw nonce and the TEE key's
         JWK. What another front (the KBS protocol) calls once it has turned its own evidence
-        shapes into parts."""
+        shapes into parts; ``binding`` is then its raw expected binding, one value (one part)
+        or one per part (see :meth:`appraise_parts`)."""
         when = self.clock()  # read once: nonce expiry, verification time and the EAR's iat
         now = datetime.fromtimestamp(when, UTC)
         parts = list(parts)

@@ -29,6 +29,10 @@ resource stored at ``repo/type/tag`` is ``/v1/resources/repo/type/tag`` and
 Binding: the protocol's, not /v1's (see :mod:`veritee.formats.coco`): the TEE carries
 ``H(runtime-data JSON)`` regularized to its binding field; init-data's digest is in HOSTDATA
 (SEV-SNP) / MRCONFIGID (TDX). It is handed to the broker as the raw expected binding.
+Composite evidence (``additional_evidence``, 0.3.0+): each device (an NVIDIA GPU) is a part of
+its own, bound as Trustee's backend.rs binds it: ``H({nonce, tee-pubkey})`` (the runtime data
+without the additional-evidence member) regularized to its scheme's binding size (the SPDM
+requester nonce: 32 bytes); one EAR results, a submodule per attester.
 
 Sessions are stateless across replicas: the cookie is the session (protocol version, nonce,
 TEE, hash algorithm, expiry and, once attested, the EAR) sealed with AES-256-GCM under a key
@@ -358,12 +362,10 @@ def _prepare(broker: Broker, session: _Session, raw: bytes) -> _Prepared:
     for tee, evidence in additional_evidence(msg.additional or ""):
         _check_tee(tee, broker, where="additional_evidence")
         part = device_evidence(tee, evidence)
-        devices.append((part, _digest(session, runtime_data(session.nonce, msg.pubkey))))
-    if devices:  # Broker.attest takes one piece of evidence (composite: once it takes parts)
-        raise KbsError(401, "AttestationError", "composite evidence: additional evidence from "
-                       f"{', '.join(p.tee for p, _ in devices)} cannot be verified by this "
-                       "broker yet; send the primary evidence alone",
-                       code="kbs.tee.unsupported")
+        # Regularized to the field the device carries it in (an SPDM requester nonce: 32).
+        devices.append((part, regularize(_digest(session, runtime_data(session.nonce,
+                                                                       msg.pubkey)),
+                                         _binding_size(part.scheme))))
     host_data = mrconfigid = None
     if msg.init_data is not None:
         digest = init_data_digest(msg.init_data)
@@ -408,8 +410,11 @@ def _attest(broker: Broker, session: _Session, raw_body: bytes) -> str:
     if prepared.mrconfigid is not None:
         overrides["tdx"] = {"mrconfigid": [prepared.mrconfigid.hex()]}
     try:
-        out = broker.attest_parts([EvidencePart(part.data, part.scheme, part.attached)], nonce,
-                                  pubkey, binding=prepared.binding, front="kbs",
+        # Composite evidence: the primary first, then each device, each with its own binding.
+        parts = [EvidencePart(p.data, p.scheme, p.attached)
+                 for p in (part, *(device for device, _ in prepared.devices))]
+        bindings = [prepared.binding, *(bound for _, bound in prepared.devices)]
+        out = broker.attest_parts(parts, nonce, pubkey, binding=bindings, front="kbs",
                                   policy_overrides=overrides or None,
                                   rsa_keys=pubkey["kty"] == "RSA")
     except Problem as problem:
