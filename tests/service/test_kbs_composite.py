@@ -156,3 +156,12 @@ def test_the_broker_takes_one_raw_binding_per_part(svc: Service, gpu: Any,
             broker.attest_parts(parts, broker.challenge().nonce, jwk, binding=wrong,
                                 front="kbs")
         assert svc.refusals()[-1].detail["code"] == "request.invalid"
+
+
+def test_composite_evidence_needs_protocol_0_3_0(guests: Guests) -> None:
+    from veritee.errors import ConfigError
+
+    client = CocoKbsClient("http://127.0.0.1:1", guests.a, dev_mode=True, version="0.2.0")
+    with client, pytest.raises(ConfigError, match="additional_evidence"):
+        client.attestation({"nonce": "bm9uY2U=", "extra-params": {}},
+                           additional_evidence=lambda d: "{}")
