@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import enum
 import json
 import sys
 from datetime import UTC, datetime
@@ -40,6 +39,7 @@ from veritee.cli import (
 )
 from veritee.errors import ConfigError, FormatError, VerificationError, VeriteeError
 from veritee.findings import Finding, Outcome, jsonable
+from veritee.schemes._shared import plain
 
 __all__ = ["_cmd_appraise", "_cmd_show", "_cmd_verify"]
 
@@ -102,22 +102,6 @@ def _configured(scheme: Any, args: argparse.Namespace) -> Any:
 
 
 # -- show -------------------------------------------------------------------------------------
-def _plain(value: object) -> object:
-    """A parsed structure as JSON-ready values: bytes as hex, enums by name, numbers kept."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if f.repr}
-    if isinstance(value, bytes | bytearray):
-        return bytes(value).hex()
-    if isinstance(value, enum.Enum):
-        return value.name
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return value if value is None or isinstance(value, bool | int | float | str) else str(value)
-
-
 def _lines(obj: object, indent: str = "") -> list[str]:
     out: list[str] = []
     if isinstance(obj, dict):
@@ -144,7 +128,7 @@ def _describe(scheme: Any, parsed: Any) -> dict[str, Any]:
         doc: dict[str, Any] = describe(parsed)
         return doc
     fmt = getattr(parsed, "format", None)
-    return {"format": fmt if isinstance(fmt, str) else scheme.name, "evidence": _plain(parsed)}
+    return {"format": fmt if isinstance(fmt, str) else scheme.name, "evidence": plain(parsed)}
 
 
 def _parts(args: argparse.Namespace, ev: _Evidence) -> list[tuple[bytes, bytes | None]]:

@@ -11,7 +11,6 @@ root, :data:`~veritee.trust.intel.INTEL_SGX_ROOT_CA_SHA256`). Binding: REPORTDAT
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -36,6 +35,7 @@ from veritee.results import (
     vector_from_rules,
 )
 from veritee.schemes import Context, Verified
+from veritee.schemes._shared import plain
 from veritee.trust.intel import (
     INTEL_SGX_ROOT_CA_SHA256,
     IntelCache,
@@ -169,7 +169,7 @@ class _IntelScheme:
 
     def describe(self, quote: Quote) -> dict[str, Any]:
         """Every field of the (unverified) quote for ``veritee show``, JSON-ready."""
-        return {"format": f"intel-{self.name}-quote", "quote": _plain(quote)}
+        return {"format": f"intel-{self.name}-quote", "quote": plain(quote)}
 
     # -- verify ------------------------------------------------------------------------
     def verify(self, quote: Quote, ctx: Context) -> Verified:
@@ -307,24 +307,6 @@ class _IntelScheme:
 
         collateral = load_paths(*paths)
         return None if collateral == IntelCollateral() else collateral
-
-
-def _plain(value: object) -> object:
-    """A parsed structure as JSON-ready values: bytes as hex, enums by name, numbers kept."""
-    import enum
-
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if f.repr}
-    if isinstance(value, bytes | bytearray):
-        return bytes(value).hex()
-    if isinstance(value, enum.Enum):
-        return value.name
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return value if value is None or isinstance(value, bool | int | float | str) else str(value)
 
 
 def _crls_checked(v: VerifiedQuote) -> bool:
