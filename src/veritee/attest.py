@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -275,6 +276,30 @@ def _naive(now: datetime) -> None:
                           "(for example datetime.now(UTC))")
 
 
+class _SchemeCaches(dict[str, Any]):
+    """One cache per scheme, made on its first use: a verifier (one per attested certificate
+    in RA-TLS) does not build every scheme's cache up front."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+
+    def __missing__(self, name: str) -> Any:
+        from veritee.schemes import get
+
+        with self._lock:
+            if name not in self:
+                super().__setitem__(name, get(name).new_cache())
+            return super().__getitem__(name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The cache of scheme ``name`` (made now if need be); ``default`` for no scheme."""
+        try:
+            return self[name]
+        except ConfigError:
+            return default
+
+
 class Verifier:
     """A relying party's verifier: anchors per vendor, default collateral, fetchers, caches,
     clock and revocation requirement, kept across verifications (go-sev-guest's Options,
@@ -284,14 +309,12 @@ class Verifier:
     def __init__(self, *, anchors: Anchors | None = None, collateral: Collateral | None = None,
                  fetchers: Mapping[str, Any] | None = None, require_revocation: bool = False,
                  clock: Callable[[], datetime] | None = None) -> None:
-        from veritee.schemes import all_schemes
-
         self.anchors = anchors or Anchors()
         self.collateral = collateral or Collateral()
         self.fetchers = dict(fetchers or {})
         self.require_revocation = require_revocation
         self.clock = clock or (lambda: datetime.now(UTC))
-        self.caches = {s.name: s.new_cache() for s in all_schemes()}
+        self.caches = _SchemeCaches()
 
     def context(self, *, now: datetime | None = None,
                 collateral: Collateral | None = None) -> Context:
