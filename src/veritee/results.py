@@ -267,13 +267,10 @@ def _trace(appraisal: Appraisal) -> dict[str, str]:
     return {fd.code: fd.outcome.value for fd in (*appraisal.verification, *appraisal.findings)}
 
 
-def ear_claims(appraisal: Appraisal, *, issuer: str, now: float, ttl: int,
-               nonce: bytes | None = None, cnf_jwk: Mapping[str, Any] | None = None,
-               build: str = "veritee", developer: str = "veritee",
-               jti: str | None = None) -> dict[str, Any]:
-    """The EAR claim set for ``appraisal`` (see the module docstring for every claim)."""
+def _submod(appraisal: Appraisal) -> dict[str, Any]:
+    """One attester's submodule: status, vector, policy id, verified claims, trace, failures."""
     vector = appraisal.vector if appraisal.vector is not None else trust_vector(appraisal)
-    submod: dict[str, Any] = {
+    return {
         "ear.status": ear_status(vector, accepted=appraisal.accepted,
                                  required=appraisal.required_claims),
         "ear.trustworthiness-vector": vector,
@@ -282,6 +279,11 @@ def ear_claims(appraisal: Appraisal, *, issuer: str, now: float, ttl: int,
         "veritee.trace": _trace(appraisal),
         "veritee.failures": [fd.to_dict() for fd in appraisal.failures],
     }
+
+
+def _envelope(submods: dict[str, Any], *, issuer: str, now: float, ttl: int,
+              nonce: bytes | None, cnf_jwk: Mapping[str, Any] | None, build: str,
+              developer: str, jti: str | None) -> dict[str, Any]:
     claims: dict[str, Any] = {
         "eat_profile": EAR_PROFILE,
         "iss": issuer,
@@ -289,13 +291,22 @@ def ear_claims(appraisal: Appraisal, *, issuer: str, now: float, ttl: int,
         "exp": int(now) + ttl,
         "jti": jti or uuid.uuid4().hex,
         "ear.verifier-id": {"build": build, "developer": developer},
-        "submods": {appraisal.tee: submod},
+        "submods": submods,
     }
     if nonce is not None:
         claims["eat_nonce"] = _b64url(nonce)
     if cnf_jwk is not None:
         claims["cnf"] = {"jwk": dict(cnf_jwk)}
     return claims
+
+
+def ear_claims(appraisal: Appraisal, *, issuer: str, now: float, ttl: int,
+               nonce: bytes | None = None, cnf_jwk: Mapping[str, Any] | None = None,
+               build: str = "veritee", developer: str = "veritee",
+               jti: str | None = None) -> dict[str, Any]:
+    """The EAR claim set for ``appraisal`` (see the module docstring for every claim)."""
+    return _envelope({appraisal.tee: _submod(appraisal)}, issuer=issuer, now=now, ttl=ttl,
+                     nonce=nonce, cnf_jwk=cnf_jwk, build=build, developer=developer, jti=jti)
 
 
 MAX_SUBMODS = 16
@@ -328,19 +339,17 @@ def composite_ear_claims(appraisals: Iterable[Appraisal], *, issuer: str, now: f
         raise ValueError("composite_ear_claims: no appraisal")
     if len(parts) > MAX_SUBMODS:
         raise ValueError(f"composite_ear_claims: {len(parts)} attesters, at most {MAX_SUBMODS}")
-    claims = ear_claims(parts[0], issuer=issuer, now=now, ttl=ttl, nonce=nonce,
-                        cnf_jwk=cnf_jwk, build=build, developer=developer, jti=jti)
     submods: dict[str, Any] = {}
     for i, (name, part) in enumerate(zip(submod_names(parts), parts, strict=True)):
-        sub = next(iter(ear_claims(part, issuer=issuer, now=now, ttl=ttl)["submods"].values()))
+        sub = _submod(part)
         if i:
             # The token travels in an HTTP header: a device's trace lists only the checks
             # that did not pass (its failures, with got/want, are in veritee.failures).
             sub["veritee.trace"] = {k: v for k, v in sub["veritee.trace"].items()
                                     if v != Outcome.PASS.value}
         submods[name] = sub
-    claims["submods"] = submods
-    return claims
+    return _envelope(submods, issuer=issuer, now=now, ttl=ttl, nonce=nonce, cnf_jwk=cnf_jwk,
+                     build=build, developer=developer, jti=jti)
 
 
 def worst_status(statuses: Iterable[str]) -> str:
