@@ -25,12 +25,9 @@ from veritee.client_coco import CocoKbsClient
 from veritee.formats.coco import canonical_json, regularize
 from veritee.results import verify_ear
 from veritee.service import MasterKey
+from veritee.testing import nvidia
 
 from _service_support import Guests, Service, start_service
-
-nvidia = pytest.importorskip("veritee.testing.nvidia")
-pytestmark = pytest.mark.skipif("nvidia" not in schemes.names(),
-                                reason="the nvidia scheme is not registered")
 
 
 @pytest.fixture(scope="module")

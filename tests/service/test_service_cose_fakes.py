@@ -92,8 +92,6 @@ FAKES = {"nitro": _nitro, "psa": _psa, "cca": _cca}
 
 @pytest.fixture(params=sorted(FAKES))
 def tee(request: pytest.FixtureRequest) -> Tee:
-    if request.param not in schemes.names():
-        pytest.skip(f"the {request.param} scheme is not registered")
     return FAKES[request.param]()
 
 

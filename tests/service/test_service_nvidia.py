@@ -22,12 +22,9 @@ from veritee import schemes
 from veritee.client import AttesterClient, ServiceRefused, evidence_for
 from veritee.results import TIERS, verify_ear
 from veritee.service import MasterKey
+from veritee.testing import nvidia
 
 from _service_support import Guests, Service, start_service
-
-nvidia = pytest.importorskip("veritee.testing.nvidia")
-pytestmark = pytest.mark.skipif("nvidia" not in schemes.names(),
-                                reason="the nvidia scheme is not registered")
 
 
 class GpuSource:
