@@ -21,9 +21,12 @@ an :class:`~veritee.service.integrity.IntegrityViolation`, raised loudly and nev
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import hmac
 import json
 import logging
+import math
 import os
 import secrets
 import threading
@@ -64,7 +67,7 @@ from veritee.results import (
 )
 from veritee.schemes import Anchors, Collateral, Scheme
 from veritee.service._reqlog import current_request_id
-from veritee.service.integrity import IntegrityViolation
+from veritee.service.integrity import IntegrityViolation, StateIntegrity
 from veritee.service.keys import MasterKey, SigningKey, rotate_signing_key
 from veritee.service.observability import Metrics, fingerprint, log_event
 from veritee.service.problems import (
@@ -355,6 +358,11 @@ class AttestOutcome:
     result: EarResult
 
 
+def _nonce_problem(state: str) -> NonceRejected:
+    return NonceRejected(f"nonce.{state}", f"runtime_data.nonce: {state} (request a fresh "
+                         "challenge from POST /v1/challenge)")
+
+
 def _per_part_bindings(expected: bytes | Sequence[bytes] | None,
                        count: int) -> list[bytes | None]:
     """One raw expected binding per part: ``expected`` is None (the challenge binds every
@@ -494,17 +502,50 @@ class Broker:
 
     # -- challenge --------------------------------------------------------------------------
     def challenge(self) -> Challenge:
-        """Issue a fresh single-use nonce (stored by hash; expires after ``nonce_ttl``)."""
+        """Issue a fresh single-use nonce (valid for ``nonce_ttl``), without a database write.
+
+        ``nonce = expiry (ms, 6 bytes) || random (10 bytes) || tag (16 bytes)``, the tag an
+        HMAC under a key derived from the data key (:meth:`StateIntegrity.challenge_tag`):
+        any replica can tell the service's own unexpired nonces from others, so only their
+        *use* is recorded (:meth:`Tx.nonce_consume`, once per nonce, in the transaction that
+        records the attempt's result).
+        """
         now = self.clock()
-        nonce = os.urandom(NONCE_BYTES)
-        expires = now + self.settings.nonce_ttl
-        with self.store.transaction() as tx:
-            tx.nonce_create(hashlib.sha256(nonce).hexdigest(), now, expires)
-            # Housekeeping, ~1% of the time: expired nonces would be refused anyway.
-            if secrets.randbelow(100) == 0:
-                tx.nonce_purge(now - 3600)
+        expires_ms = math.ceil((now + self.settings.nonce_ttl) * 1000)
+        body = expires_ms.to_bytes(6, "big") + os.urandom(NONCE_BYTES - 22)
+        nonce = body + self._integrity().challenge_tag(body)
         self.metrics.challenges.inc()
-        return Challenge(nonce=nonce, expires_at=expires)
+        return Challenge(nonce=nonce, expires_at=expires_ms / 1000)
+
+    def _integrity(self) -> StateIntegrity:
+        integrity = self.store.integrity
+        if integrity is None:
+            raise ConfigError("the broker's store has no data key (open it through create_app)")
+        return integrity
+
+    def nonce_state(self, nonce: bytes, when: float) -> tuple[str, float]:
+        """``(state, expires_at)`` of ``nonce`` from its own bytes at ``when``: ``unknown``
+        unless this service's tag authenticates it, ``expired`` once its expiry passed, else
+        ``ok`` (whether it was used is the database's to say: :meth:`consume_nonce`)."""
+        if len(nonce) != NONCE_BYTES:
+            return NonceState.UNKNOWN, 0.0
+        body, tag = nonce[:16], nonce[16:]
+        if not hmac.compare_digest(tag, self._integrity().challenge_tag(body)):
+            return NonceState.UNKNOWN, 0.0
+        expires = int.from_bytes(body[:6], "big") / 1000
+        return (NonceState.EXPIRED if when >= expires else NonceState.OK), expires
+
+    def consume_nonce(self, tx: Tx, nonce: bytes, when: float) -> str:
+        """Use ``nonce`` up in ``tx``: its :class:`NonceState` (``ok`` exactly once)."""
+        state, expires = self.nonce_state(nonce, when)
+        if state != NonceState.OK:
+            return state
+        found = tx.nonce_consume(hashlib.sha256(nonce).hexdigest(), when, expires)
+        # Housekeeping, ~1% of the time: a row is needed only until its nonce expires (the
+        # hour's margin covers replicas whose clocks disagree).
+        if secrets.randbelow(100) == 0:
+            tx.nonce_purge(when - 3600)
+        return found
 
     # -- attestation ------------------------------------------------------------------------
     def _audit(self, event: str, outcome: str, subject: str, detail: dict[str, Any],
@@ -517,7 +558,16 @@ class Broker:
             own.audit_append(event, outcome, subject, _traced(detail), at)
 
     def _refuse_attest(self, problem: Problem, subject: str, detail: dict[str, Any],
-                       tx: Tx | None = None) -> Problem:
+                       tx: Tx | None = None, *, burn: tuple[bytes, float] | None = None
+                       ) -> Problem:
+        """Audit a refused attestation (in ``tx``, else in a transaction of its own) and
+        return the problem to raise. ``burn = (nonce, when)`` uses the nonce up in the same
+        transaction; one that another attempt used first is the refusal then."""
+        if tx is None:
+            with self.store.transaction() as own:
+                return self._refuse_attest(problem, subject, detail, own, burn=burn)
+        if burn is not None and self.consume_nonce(tx, *burn) == NonceState.USED:
+            problem = _nonce_problem(NonceState.USED)
         self._audit("attestation", "refused", subject, {**detail, "code": problem.code}, tx)
         self.metrics.attestations.labels("refused").inc()
         log_event("attestation.refused", code=problem.code, subject=subject)
@@ -700,26 +750,26 @@ class Broker:
         base = {"nonce": nonce_id, "key_thumbprint": thumb,
                 **({"front": front} if front != "v1" else {})}
 
-        # 1. Burn the nonce first, even if verification then fails: a nonce never serves
-        #    two attempts, so a rejected guest cannot retry with the same challenge.
-        #    The same transaction reads the appraisal policies (one round trip fewer); what
-        #    fails there is kept and raised in step 2, after the burn has committed.
+        # 1. The nonce: this service's and unexpired (its own bytes say), not used yet (a
+        #    read, in the transaction that reads the appraisal policies). Whatever happens
+        #    after this, the attempt uses the nonce up in the one write transaction that
+        #    records its result: a nonce never serves two attempts, so a rejected guest
+        #    cannot retry with the same challenge. No write lock is held while verifying.
+        state, _ = self.nonce_state(nonce, when)
         loaded: tuple[list[Scheme], dict[str, Any]] | None = None
         deferred: VeriteeError | None = None
-        with self.store.transaction() as tx:
-            state = tx.nonce_consume(hashlib.sha256(nonce).hexdigest(), when)
-            if state != NonceState.OK:
-                # Recorded in this transaction (which changed nothing else), raised after.
-                refusal = self._refuse_attest(NonceRejected(
-                    f"nonce.{state}", f"runtime_data.nonce: {state} (request a fresh "
-                    "challenge from POST /v1/challenge)"), subject, base, tx)
-            else:
-                try:
-                    loaded = self._load_policies(tx, parts, overrides)
-                except VeriteeError as exc:  # unknown scheme, bad policy, refused row
-                    deferred = exc
+        if state == NonceState.OK:
+            with self.store.transaction(write=False) as tx:
+                if tx.nonce_used(hashlib.sha256(nonce).hexdigest()):
+                    state = NonceState.USED
+                else:
+                    try:
+                        loaded = self._load_policies(tx, parts, overrides)
+                    except VeriteeError as exc:  # unknown scheme, bad policy, refused row
+                        deferred = exc
         if state != NonceState.OK:
-            raise refusal
+            raise self._refuse_attest(_nonce_problem(state), subject, base)
+        burn = (nonce, when)
 
         # 2. Verify and appraise every part under its scheme's policy, bound to the challenge.
         t0, c0 = time.perf_counter(), time.thread_time()
@@ -732,26 +782,30 @@ class Broker:
                                              expected_binding=binding, now=now,
                                              overrides=overrides, loaded=loaded)
         except (IntegrityViolation, DatabaseUnavailable):
+            # The alarm is raised as it is; the nonce is still used up if the database lets.
+            with contextlib.suppress(DatabaseUnavailable), self.store.transaction() as tx:
+                self.consume_nonce(tx, nonce, when)
             raise
         except CollateralError as exc:
             problem = problem_for(exc)
             problem.detail += self._collateral_hint(self._vendors_of(parts), ("collateral",))
-            raise self._refuse_attest(problem, subject, base) from None
+            raise self._refuse_attest(problem, subject, base, burn=burn) from None
         except VeriteeError as exc:
-            raise self._refuse_attest(problem_for(exc), subject, base) from None
+            raise self._refuse_attest(problem_for(exc), subject, base, burn=burn) from None
         finally:
             self.metrics.verification.observe(time.perf_counter() - t0)
             # CPU of this thread only: under load wall time also counts waiting for the GIL.
             self.metrics.verification_cpu.inc(time.thread_time() - c0)
 
-        # 3. Encode the result as an EAR bound to the TEE key, sign it, record it.
+        # 3. Encode the result as an EAR bound to the TEE key, sign it, record it (with the
+        #    nonce's use, in one transaction).
         make = ear_claims if len(appraisals) == 1 else composite_ear_claims
         claims = make(appraisals[0] if len(appraisals) == 1 else appraisals,  # type: ignore[arg-type]
                       issuer=self.settings.issuer, now=when, ttl=self.settings.token_ttl,
                       nonce=nonce, cnf_jwk=cnf,
                       build=f"veritee {__version__}")
         # A JWT (RFC 7519) as results.sign_ear writes it, signed directly (joserfc's encode
-        # cost six times the signature); verify_ear (joserfc) reads it, as the tests check.
+        # cost six times the signature); verify_ear reads it, as joserfc does (tests).
         signer = self.signing_key
         token = _jws_compact(signer, {"alg": signer.alg, "kid": signer.kid, "typ": "JWT"},
                              json.dumps(claims, separators=(",", ":")).encode())
@@ -768,14 +822,25 @@ class Broker:
                                 "measurement": a.claims.get("measurement"),
                                 "status": result.submods[name]["ear.status"]}
                                for name, a in zip(result.submods, appraisals, strict=True)]
+        refusal: Problem | None = None
+        with self.store.transaction() as tx:
+            if self.consume_nonce(tx, nonce, when) == NonceState.USED:
+                # Another attempt with this nonce recorded its result first.
+                refusal = self._refuse_attest(_nonce_problem(NonceState.USED), subject, base,
+                                              tx)
+            elif failures:
+                refusal = self._refuse_attest(AttestationRejected(
+                    "attestation.rejected",
+                    f"{len(failures)} check(s) failed: {', '.join(codes)}"
+                    + self._collateral_hint(found_vendors(appraisals), codes),
+                    failures=[f.to_dict() for f in failures], ear=token), subject, detail, tx)
+            else:
+                self._audit("attestation", "accepted", subject, detail, tx)
+        if refusal is not None:
+            if refusal.code != "nonce.used":
+                self.metrics.verdicts.labels(result.status).inc()
+            raise refusal
         self.metrics.verdicts.labels(result.status).inc()
-        if failures:
-            raise self._refuse_attest(AttestationRejected(
-                "attestation.rejected",
-                f"{len(failures)} check(s) failed: {', '.join(codes)}"
-                + self._collateral_hint(found_vendors(appraisals), codes),
-                failures=[f.to_dict() for f in failures], ear=token), subject, detail)
-        self._audit("attestation", "accepted", subject, detail)
         self.metrics.attestations.labels("accepted").inc()
         log_event("attestation.accepted", jti=claims["jti"], status=result.status,
                   policy_id=primary.policy_id, key_thumbprint=thumb)

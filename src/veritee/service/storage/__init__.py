@@ -67,7 +67,8 @@ _LOCK_KEYS = 0x7665_7269_0003
 
 
 class NonceState:
-    """Outcomes of consuming a nonce (strings, so they go straight into audit details)."""
+    """Outcomes of checking and consuming a nonce (strings, so they go straight into audit
+    details): ``unknown`` (not this service's), ``expired``, ``used``, ``ok``."""
 
     OK = "ok"
     UNKNOWN = "unknown"
@@ -129,26 +130,23 @@ class Tx:
             self.execute("SELECT pg_advisory_xact_lock(?)", (key,))
 
     # -- nonces -----------------------------------------------------------------------------
-    def nonce_create(self, nonce_hash: str, now: float, expires_at: float) -> None:
-        """Record a fresh challenge."""
-        self.execute("INSERT INTO nonces (nonce_hash, created_at, expires_at) VALUES (?, ?, ?)",
-                     (nonce_hash, now, expires_at))
+    def nonce_consume(self, nonce_hash: str, now: float, expires_at: float) -> str:
+        """Record a (MAC-checked, unexpired) challenge nonce as used; return
+        :class:`NonceState` ``ok`` exactly once per nonce, ``used`` after that.
 
-    def nonce_consume(self, nonce_hash: str, now: float) -> str:
-        """Mark a nonce used; return :class:`NonceState` (``ok`` exactly once per nonce).
-
-        One conditional UPDATE is the whole protocol: whichever transaction flips
-        ``used_at`` first wins, in any number of processes, because the row lock (or
-        SQLite's write lock) makes the second one see ``used_at`` already set.
+        One conditional INSERT is the whole protocol: whichever transaction inserts the row
+        first wins, in any number of processes, because the primary key (and SQLite's write
+        lock) makes the second one find it. The row is kept until ``expires_at`` has passed
+        (then the nonce is refused as expired without it, see :meth:`nonce_purge`).
         """
-        cur = self.execute("UPDATE nonces SET used_at = ? WHERE nonce_hash = ? AND used_at IS "
-                           "NULL AND expires_at > ?", (now, nonce_hash, now))
-        if cur.rowcount == 1:
-            return NonceState.OK
-        row = self.one("SELECT used_at FROM nonces WHERE nonce_hash = ?", (nonce_hash,))
-        if row is None:
-            return NonceState.UNKNOWN
-        return NonceState.USED if row[0] is not None else NonceState.EXPIRED
+        cur = self.execute("INSERT INTO nonces (nonce_hash, created_at, expires_at, used_at) "
+                           "VALUES (?, ?, ?, ?) ON CONFLICT (nonce_hash) DO NOTHING",
+                           (nonce_hash, now, expires_at, now))
+        return NonceState.OK if cur.rowcount == 1 else NonceState.USED
+
+    def nonce_used(self, nonce_hash: str) -> bool:
+        """Whether the nonce was consumed already (a read: the INSERT above decides)."""
+        return self.one("SELECT 1 FROM nonces WHERE nonce_hash = ?", (nonce_hash,)) is not None
 
     def nonce_purge(self, before: float) -> int:
         """Forget nonces that expired before ``before`` (they would be refused anyway)."""
