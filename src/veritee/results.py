@@ -183,28 +183,36 @@ def vector_from_rules(appraisal: Appraisal, rules: VectorRules, *,
     otherwise. ``storage-opaque`` and ``sourced-data`` are absent: evidence says nothing of them.
     """
     f = appraisal.findings
-    if failed(f, rules.hardware_unrecognised):
+    # One pass over the findings (this runs for every attestation): the failed codes and
+    # the passed ones; each rule below is then a lookup.
+    fails = tuple(x.code for x in f if x.outcome is Outcome.FAIL)
+    passes = {x.code for x in f if x.outcome is Outcome.PASS}
+
+    def any_failed(prefixes: tuple[str, ...]) -> bool:
+        return bool(prefixes) and any(c.startswith(prefixes) for c in fails)
+
+    if any_failed(rules.hardware_unrecognised):
         hw = NOT_RECOGNIZED
-    elif failed(f, rules.hardware_unsafe):
+    elif any_failed(rules.hardware_unsafe):
         hw = WARNING_UNSAFE
-    elif failed(f, rules.hardware_unknown):
+    elif any_failed(rules.hardware_unknown):
         hw = NO_CLAIM  # checks that did not run although the policy asked: cannot say
     else:
         hw = hardware(f) if hardware is not None else NO_CLAIM
     vector: dict[str, int] = {"hardware": hw, "instance-identity": binding_identity(appraisal)}
 
-    if failed(f, rules.executables):
+    if any_failed(rules.executables):
         vector["executables"] = UNRECOGNIZED_RUNTIME
-    elif any(outcome(f, c) is Outcome.PASS for c in rules.reference):
+    elif any(c in passes for c in rules.reference):
         vector["executables"] = APPROVED_BOOT
     else:
         vector["executables"] = NO_CLAIM  # no reference measurement: the verifier cannot say
 
-    if failed(f, rules.config_contraindicated):
+    if any_failed(rules.config_contraindicated):
         vector["configuration"] = CONTRAINDICATED
-    elif failed(f, rules.config_unsafe):
+    elif any_failed(rules.config_unsafe):
         vector["configuration"] = WARNING_UNSAFE
-    elif rules.config_check and outcome(f, rules.config_check) is Outcome.PASS:
+    elif rules.config_check and rules.config_check in passes:
         vector["configuration"] = AFFIRMING
     else:
         vector["configuration"] = NO_CLAIM

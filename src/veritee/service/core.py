@@ -41,13 +41,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from joserfc.jwk import ECKey, RSAKey
+from joserfc.jwk import RSAKey
 
 from veritee import __version__
 from veritee import schemes as registry
 from veritee.attest import Challenge as BindingChallenge
 from veritee.attest import EvidencePart, Verifier
-from veritee.crypto.kbs_jwe import encrypt_compact_ecdh_es
+from veritee.crypto.kbs_jwe import ec_public_key, encrypt_compact_ecdh_es
 from veritee.errors import (
     CollateralError,
     ConfigError,
@@ -89,6 +89,7 @@ __all__ = ["MAX_NAME", "MAX_PATH", "RELEASE_TYP", "AttestOutcome", "Broker", "Ch
            "checked_text", "create_admin_token", "hash_token"]
 
 NONCE_BYTES = 32
+_POLICY_CACHE = 256  # built appraisal policies kept (per scheme and document)
 RELEASE_TYP = "veritee-release+jws"
 _ROLES = ("admin", "reader")
 _EC_CURVES = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1}
@@ -333,13 +334,11 @@ def public_key_from_jwk(jwk: object, *, rsa_keys: bool = False
         raise InvalidRequest("runtime_data.key: contains a private key (d); "
                              "send only the public key")
     try:
-        key = ECKey.import_key({k: jwk[k] for k in ("kty", "crv", "x", "y")})
-    except Exception:
-        raise InvalidRequest(
-                             "runtime_data.key: not a valid EC public key") from None
-    pub = key.public_key
-    assert isinstance(pub, ec.EllipticCurvePublicKey)
-    return pub
+        # RFC 7518 6.2.1: each coordinate the field's size, the point on the curve. Read
+        # with the release's own reader, which keeps the key for the release to use.
+        return ec_public_key(jwk)
+    except FormatError:
+        raise InvalidRequest("runtime_data.key: not a valid EC public key") from None
 
 
 @dataclass(frozen=True)
@@ -395,6 +394,10 @@ class Broker:
         self.clock = clock
         self.metrics = metrics or Metrics()
         self._jwks_lock = threading.Lock()
+        # Appraisal policies built from their documents (see _appraisal_policy).
+        self._policies: dict[tuple[str, str], Any] = {}
+        self._resource_policies: dict[str, ResourcePolicy] = {}
+        self._default_mappings: dict[str, dict[str, Any]] = {}
         self._jwks_loaded = 0.0
         self._jwks_due = 0.0
         self._jwks: dict[str, Any] = self._load_jwks()
@@ -610,7 +613,11 @@ class Broker:
         found = scheme_named(scheme)
         pid, doc = self._policy_doc(tx, scheme)
         if doc is None:
-            mapping = found.policy_to_mapping(found.default_policy())
+            default = self._default_mappings.get(scheme)
+            if default is None:
+                default = self._default_mappings[scheme] = found.policy_to_mapping(
+                    found.default_policy())
+            mapping = dict(default)
             mapping["policy_id"] = pid
             for key, setting in _SETTING_OVERRIDES.get(scheme, {}).items():
                 value = getattr(self.settings, setting)
@@ -629,7 +636,18 @@ class Broker:
             # and the vector makes no hardware claim (_unchecked_revocation).
             mapping["allow_unchecked_revocation"] = True
         mapping.update(overrides or {})
-        return found.policy_from_mapping(mapping)
+        # The same document always builds the same (immutable) policy: build each once.
+        try:
+            text = json.dumps(mapping, sort_keys=True, separators=(",", ":"))
+        except (TypeError, ValueError):  # not JSON-shaped: built every time
+            return found.policy_from_mapping(mapping)
+        cached = self._policies.get((scheme, text))
+        if cached is None:
+            cached = found.policy_from_mapping(mapping)
+            if len(self._policies) >= _POLICY_CACHE:
+                self._policies.clear()
+            self._policies[(scheme, text)] = cached
+        return cached
 
     # -- attestation ------------------------------------------------------------------------
     def _part(self, evidence_b64: object, attached_b64: object, scheme: object,
@@ -930,7 +948,7 @@ class Broker:
             else:
                 policy_doc, ciphertext, version = found
                 try:
-                    findings = ResourcePolicy.from_mapping(policy_doc).evaluate(result)
+                    findings = self._resource_policy(policy_doc).evaluate(result)
                 except (TypeError, ValueError, KeyError, AttributeError, VeriteeError):
                     # A correctly signed token whose claims have the wrong shapes: refused
                     # as a bad token, never a 500.
@@ -964,6 +982,17 @@ class Broker:
         self.metrics.releases.labels("granted").inc()
         log_event("release.granted", resource=path, version=version, jti=jti)
         return sealed, version
+
+    def _resource_policy(self, doc: dict[str, Any]) -> ResourcePolicy:
+        """The resource policy of an (authenticated) stored document, built once per text."""
+        text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+        found = self._resource_policies.get(text)
+        if found is None:
+            found = ResourcePolicy.from_mapping(doc)
+            if len(self._resource_policies) >= _POLICY_CACHE:
+                self._resource_policies.clear()
+            self._resource_policies[text] = found
+        return found
 
     def _seal_release(self, secret: bytes, cnf: dict[str, Any], *, path: str, version: int,
                       jti: str) -> str:

@@ -64,6 +64,7 @@ class DatabaseUnavailable(VeriteeError):  # noqa: N818 - a state, named as opera
 _LOCK_MIGRATE = 0x7665_7269_0001
 _LOCK_AUDIT = 0x7665_7269_0002
 _LOCK_KEYS = 0x7665_7269_0003
+_VERIFIED_ROWS = 4096  # verified rows remembered (policies, references, resources, keys)
 
 
 class NonceState:
@@ -164,8 +165,24 @@ class Tx:
         return self._integrity().row_mac(table, values)
 
     def _checked(self, table: str, row: Sequence[Any], width: int) -> Sequence[Any]:
-        """``row`` = (values..., mac): raise IntegrityViolation unless the MAC matches."""
-        self._integrity().check_row(table, row[:width], row[width])
+        """``row`` = (values..., mac): raise IntegrityViolation unless the MAC matches.
+
+        A row stored exactly as one this process verified under the same key needs no new
+        HMAC: the MAC is a function of those values and the key alone (any changed byte, or
+        another key, is a different entry and is checked in full)."""
+        integrity = self._integrity()
+        seen = self._store._verified_rows
+        key = (table, *row)
+        try:
+            known = seen.get(key) is integrity
+        except TypeError:  # a value a driver returns unhashable: checked, not remembered
+            integrity.check_row(table, row[:width], row[width])
+            return row[:width]
+        if not known:
+            integrity.check_row(table, row[:width], row[width])
+            if len(seen) >= _VERIFIED_ROWS:
+                seen.clear()  # bounded; refilled by the rows in use
+            seen[key] = integrity
         return row[:width]
 
     # -- appraisal policies and reference values ---------------------------------------------
@@ -451,7 +468,7 @@ class Tx:
         The head entry is checked before the new one is chained to it, so the service never
         extends (and so never vouches for) a row it did not write.
         """
-        from veritee.service.audit import GENESIS, entry_hash
+        from veritee.service.audit import GENESIS, detail_json, entry_hash, entry_hash_text
 
         integrity = self._integrity()
         self.lock(_LOCK_AUDIT)
@@ -474,10 +491,10 @@ class Tx:
         else:
             seq, prev = 0, GENESIS
         seq += 1
-        digest = entry_hash(integrity, prev, seq=seq, at=at, event=event, outcome=outcome,
-                            subject=subject, detail=detail)
-        stored = (seq, at, event, outcome, subject,
-                  json.dumps(detail, sort_keys=True, separators=(",", ":")), prev, digest)
+        text = detail_json(detail)
+        digest = entry_hash_text(integrity, prev, seq=seq, at=at, event=event,
+                                 outcome=outcome, subject=subject, detail_text=text)
+        stored = (seq, at, event, outcome, subject, text, prev, digest)
         self.execute("INSERT INTO audit_log (seq, at, event, outcome, subject, detail, "
                      "prev_hash, entry_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", stored)
         # Remembered even if this transaction rolls back: only an identical stored row (whose
@@ -595,6 +612,8 @@ class Store:
         self.integrity: StateIntegrity | None = None
         # (integrity, the audit head's stored columns) as last written here: see audit_append.
         self._audit_head: tuple[StateIntegrity, tuple[Any, ...]] | None = None
+        # Rows whose MAC this process checked, with the key it checked them under: _checked.
+        self._verified_rows: dict[tuple[Any, ...], StateIntegrity] = {}
         # SQLite: one writer per process at a time, queued here instead of in SQLite's busy
         # handler, which sleeps with growing back-off and wrecks latency under load.
         self._write_lock = threading.Lock()
