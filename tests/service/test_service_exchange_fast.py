@@ -236,3 +236,37 @@ def test_audit_chain_extended_on_the_fast_path_verifies(service: Service,
         report = verify_chain(tx.audit_rows(), service.store.integrity)
     assert report.ok, report.problem
     assert report.entries >= 6
+
+
+@pytest.mark.parametrize("curve", [ec.SECP256R1(), ec.SECP384R1(), ec.SECP521R1()])
+def test_spki_from_the_jwk_is_cryptography_s(curve: ec.EllipticCurve) -> None:
+    """The binding hashes the TEE key's SPKI, built from the JWK's coordinates: byte for
+    byte what cryptography serialises, on every curve."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from veritee.service.core import _ec_public_jwk, _spki
+
+    for _ in range(3):
+        key = ec.generate_private_key(curve).public_key()
+        assert _spki(key, _ec_public_jwk(key)) == key.public_bytes(
+            Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
+def test_tee_key_text_must_be_canonical(service: Service, guests: Guests) -> None:
+    """The EAR's cnf is the JWK text as sent, so that text must name exactly one key: padded,
+    short or non-canonical coordinates are refused."""
+    broker = _broker(service)
+    nonce = broker.challenge().nonce
+    key = ec.generate_private_key(ec.SECP384R1())
+    body = evidence_for(guests.a, nonce, key)
+    jwk = body["runtime_data"]["key"]
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    bad = [{**jwk, "x": jwk["x"] + "="}, {**jwk, "x": "AA" + jwk["x"]},
+           {**jwk, "y": jwk["y"][:-1] + alphabet[alphabet.index(jwk["y"][-1]) | 1]}
+           if len(jwk["y"]) % 4 else {**jwk, "y": jwk["y"] + "A"},
+           {**jwk, "x": jwk["x"].replace(jwk["x"][0], "+", 1)}]
+    for wrong in bad:
+        with pytest.raises(Problem) as refused:
+            broker.attest(body["evidence"], body.get("attached"), body["runtime_data"]["nonce"],
+                          wrong)
+        assert refused.value.code == "request.invalid", wrong

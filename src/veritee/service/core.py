@@ -45,6 +45,7 @@ from joserfc.jwk import RSAKey
 
 from veritee import __version__
 from veritee import schemes as registry
+from veritee._decode import b64url_canonical
 from veritee.attest import Challenge as BindingChallenge
 from veritee.attest import EvidencePart, Verifier
 from veritee.crypto.kbs_jwe import ec_public_key, encrypt_compact_ecdh_es
@@ -102,6 +103,24 @@ def _ec_public_jwk(key: ec.EllipticCurvePublicKey) -> dict[str, Any]:
     crv = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}[key.curve.name]
     return {"crv": crv, "x": _b64url(nums.x.to_bytes(size, "big")),
             "y": _b64url(nums.y.to_bytes(size, "big")), "kty": "EC"}
+
+
+_SPKI_PREFIX: dict[str, bytes] = {}
+
+
+def _spki(key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey, cnf: Mapping[str, Any]) -> bytes:
+    """SubjectPublicKeyInfo DER of ``key`` (whose JWK is ``cnf``). For EC keys (RFC 5480)
+    everything before the uncompressed point is fixed per curve, learnt once per curve from
+    ``cryptography``; the point is the JWK's coordinates (serialising it costs as much as
+    validating it)."""
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    point = b"\x04" + b64url_canonical(str(cnf["x"])) + b64url_canonical(str(cnf["y"]))
+    prefix = _SPKI_PREFIX.get(key.curve.name)
+    if prefix is None:
+        der = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        prefix = _SPKI_PREFIX[key.curve.name] = der[:-len(point)]
+    return prefix + point
 
 
 def _ec_thumbprint(jwk: Mapping[str, Any]) -> str:
@@ -761,7 +780,10 @@ class Broker:
                 key_jwk, dict) and isinstance(key_jwk.get("alg"), str) else {})
             thumb = jwk.thumbprint()
         else:
-            cnf = _ec_public_jwk(key)  # what joserfc's as_dict writes, without an import
+            # The JWK as read: ec_public_key accepted only full-size canonical coordinates,
+            # so this text is the key's one JWK (what joserfc's as_dict writes).
+            assert isinstance(key_jwk, dict)
+            cnf = {"crv": key_jwk["crv"], "x": key_jwk["x"], "y": key_jwk["y"], "kty": "EC"}
             thumb = _ec_thumbprint(cnf)
         nonce_id = fingerprint(nonce)
         subject = f"key:{thumb[:16]}"
@@ -794,8 +816,7 @@ class Broker:
         try:
             if deferred is not None:
                 raise deferred
-            challenge = None if binding is not None else BindingChallenge(
-                nonce, key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
+            challenge = None if binding is not None else BindingChallenge(nonce, _spki(key, cnf))
             appraisals = self.appraise_parts(parts, challenge=challenge,
                                              expected_binding=binding, now=now,
                                              overrides=overrides, loaded=loaded)
