@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import threading
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -387,10 +388,28 @@ class CrlParts:
     issuer_der: bytes
 
 
+_CRLS: dict[bytes, CrlParts] = {}
+_CRLS_MAX = 64  # a verifier sees one CRL per product and kind at a time
+_CRLS_LOCK = threading.Lock()
+
+
 def crl_parts(der: bytes, *, what: str = "CertificateList") -> CrlParts:
     """Split a DER CRL (RFC 5280 5.1: tbsCertList = version?, signature, issuer, ...) in one
-    walk, strictly; raise :class:`FormatError` naming what is wrong."""
+    walk, strictly; raise :class:`FormatError` naming what is wrong. The same bytes are split
+    once (every report of a product carries the same CRL)."""
     der = bytes(der)
+    known = _CRLS.get(der)
+    if known is not None:
+        return known
+    parts = _split_crl(der, what)
+    with _CRLS_LOCK:
+        while len(_CRLS) >= _CRLS_MAX:  # drop the oldest: CRLs are replaced, not revisited
+            del _CRLS[next(iter(_CRLS))]
+        _CRLS[der] = parts
+    return parts
+
+
+def _split_crl(der: bytes, what: str) -> CrlParts:
     signed, tcs, tce = _split_signed(der, what)
     pos = tcs
     tag, _, end = _tlv(der, pos, tce, what + ".tbsCertList")

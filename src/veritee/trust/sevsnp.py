@@ -169,12 +169,17 @@ def _cn(name: x509.Name) -> str | None:
     return str(cns[0].value) if len(cns) == 1 else None
 
 
-def _check_pss_params(params: PssParams | None, oid: str, field: str) -> None:
+def _check_pss_params(cert: AmdCertificate, role: str) -> None:
+    if cert.pss is None or not cert.pss.is_amd:
+        _check_pss(cert.pss, cert.signature_algorithm_oid, f"{role}.signatureAlgorithm")
+
+
+def _check_pss(params: PssParams | None, oid: x509.ObjectIdentifier | str, field: str) -> None:
     # 57230: RSASSA-PSS with SHA-384, MGF1-SHA-384, salt 48 (trailer 1; AMD writes it out).
     if params is None or not params.is_amd:
-        got = oid if params is None else (f"hash={params.hash_oid} mgf={params.mgf_oid}/"
-                                          f"{params.mgf_hash_oid} salt={params.salt_length} "
-                                          f"trailer={params.trailer_field}")
+        got = (oid if isinstance(oid, str) else oid.dotted_string) if params is None else (
+            f"hash={params.hash_oid} mgf={params.mgf_oid}/{params.mgf_hash_oid} "
+            f"salt={params.salt_length} trailer={params.trailer_field}")
         raise _fail("sevsnp.chain.signature_algorithm", field, got,
                     "RSASSA-PSS SHA-384 MGF1-SHA-384 salt 48")
 
@@ -191,8 +196,11 @@ def _verify_pss(key: object, signature: bytes, data: bytes, code: str,
     return key
 
 
+_VEK_KINDS = {"SEV-VCEK": SigningKey.VCEK, "SEV-VLEK": SigningKey.VLEK}
+
+
 def _vek_kind_from_cn(cert: AmdCertificate) -> SigningKey | None:
-    return {"SEV-VCEK": SigningKey.VCEK, "SEV-VLEK": SigningKey.VLEK}.get(cert.common_name or "")
+    return _VEK_KINDS.get(cert.common_name or "")
 
 
 # -- VEK extensions ------------------------------------------------------------------------
@@ -287,9 +295,6 @@ class _ProductChain:
     product: Product
     ask_key: rsa.RSAPublicKey
     ark_found: Finding
-    ark_signature: Finding
-    ask_signature: Finding
-    names: tuple[str, str]  # the ARK's and the ASK's/ASVK's expected CN, checked
     certs_before: datetime
     certs_after: datetime
     not_before: datetime
@@ -307,7 +312,36 @@ _SIGNATURE_ALGORITHM = _ok("sevsnp.chain.signature_algorithm", "signatureAlgorit
                            "RSASSA-PSS SHA-384 salt 48")
 _CA_CONSTRAINTS = _ok("sevsnp.chain.ca_constraints", "basicConstraints/keyUsage",
                       "CA, keyCertSign")
+_ARK_SIGNATURE = _ok("sevsnp.chain.ark_signature", "ARK.signature", "self-signed")
+_VEK_KEY = _ok("sevsnp.vek.key", "VEK.subjectPublicKeyInfo", "ECDSA P-384")
 _KNOWN_CRITICAL = (OID_BASIC_CONSTRAINTS, OID_KEY_USAGE)
+
+
+@dataclass(frozen=True)
+class _Profile:
+    """What 57230 names for one product and key kind, and the findings that say so."""
+
+    inter: str  # "ASK" (VCEK chains) or "ASVK" (VLEK chains)
+    want_ark: str
+    want_ask: str
+    want_vek: str
+    ask_signature: Finding
+    vek_signature: Finding
+    names: Finding
+
+
+@lru_cache(maxsize=16)
+def _profile(product: Product, kind: SigningKey) -> _Profile:
+    vlek = kind is SigningKey.VLEK
+    inter = "ASVK" if vlek else "ASK"
+    want_ark = f"ARK-{product.value}"
+    want_ask = f"SEV-VLEK-{product.value}" if vlek else f"SEV-{product.value}"
+    want_vek = "SEV-VLEK" if vlek else "SEV-VCEK"
+    return _Profile(inter, want_ark, want_ask, want_vek,
+                    _ok("sevsnp.chain.ask_signature", f"{inter}.signature", "signed by ARK"),
+                    _ok("sevsnp.chain.vek_signature", "VEK.signature", f"signed by {inter}"),
+                    _ok("sevsnp.chain.product", "CN", product.value,
+                        f"{want_ark} / {want_ask} / {want_vek}"))
 
 
 def _verify_chain(certs: AmdCertificates, anchors: TrustAnchors, now: datetime,
@@ -318,10 +352,9 @@ def _verify_chain(certs: AmdCertificates, anchors: TrustAnchors, now: datetime,
     :class:`ChainCache`, inside its window): its steps are then taken from it and only the
     VEK's run; without it every step runs and every signature is verified once."""
     ark, ask, vek = _require(certs)
-    out: list[Finding] = []
-    inter = "ASVK" if kind is SigningKey.VLEK else "ASK"
     if kind not in (SigningKey.VCEK, SigningKey.VLEK):
         raise _fail("sevsnp.report.signing_key", "signing_key", kind.name, "VCEK or VLEK")
+    inter = "ASVK" if kind is SigningKey.VLEK else "ASK"
 
     # C1. The ARK is one of the pinned roots (DER SHA-256); everything else hangs off it.
     if known is None:
@@ -332,14 +365,13 @@ def _verify_chain(certs: AmdCertificates, anchors: TrustAnchors, now: datetime,
         ark_found = _passed("sevsnp.chain.ark", "ARK sha256", ark.sha256, anchors.name)
     else:
         product, ark_found = known.product, known.ark_found
-    out.append(ark_found)
+    names = _profile(product, kind)
 
     # C2. Every certificate declares RSASSA-PSS/SHA-384/MGF1-SHA-384/salt 48 (57230).
-    for cert, role in (((ark, "ARK"), (ask, inter), (vek, "VEK")) if known is None
-                       else ((vek, "VEK"),)):
-        _check_pss_params(cert.pss, cert.signature_algorithm_oid.dotted_string,
-                          f"{role}.signatureAlgorithm")
-    out.append(_SIGNATURE_ALGORITHM)
+    if known is None:
+        _check_pss_params(ark, "ARK")
+        _check_pss_params(ask, inter)
+    _check_pss_params(vek, "VEK")
 
     if known is None:
         # C3. The ARK is self-issued and self-signed.
@@ -349,7 +381,6 @@ def _verify_chain(certs: AmdCertificates, anchors: TrustAnchors, now: datetime,
         ark_key = ark.public_key()
         _verify_pss(ark_key, ark.signature, ark.tbs_certificate_bytes,
                     "sevsnp.chain.ark_signature", "ARK.signature")
-        ark_signature = _passed("sevsnp.chain.ark_signature", "ARK.signature", "self-signed")
 
         # C4. The ASK (VCEK chain) or ASVK (VLEK chain) is issued and signed by the ARK.
         if ask.issuer != ark.subject:
@@ -357,13 +388,9 @@ def _verify_chain(certs: AmdCertificates, anchors: TrustAnchors, now: datetime,
                         ask.issuer.rfc4514_string(), ark.subject.rfc4514_string())
         _verify_pss(ark_key, ask.signature, ask.tbs_certificate_bytes,
                     "sevsnp.chain.ask_signature", f"{inter}.signature")
-        ask_signature = _passed("sevsnp.chain.ask_signature", f"{inter}.signature",
-                                "signed by ARK")
         ask_key = ask.public_key()
     else:
-        ark_signature, ask_signature, ask_key = (known.ark_signature, known.ask_signature,
-                                                 known.ask_key)
-    out += (ark_signature, ask_signature)
+        ask_key = known.ask_key
 
     # C5. The VEK is issued and signed by the ASK/ASVK.
     if vek.issuer != ask.subject:
@@ -371,23 +398,18 @@ def _verify_chain(certs: AmdCertificates, anchors: TrustAnchors, now: datetime,
                     ask.subject.rfc4514_string())
     ask_rsa = _verify_pss(ask_key, vek.signature, vek.tbs_certificate_bytes,
                           "sevsnp.chain.vek_signature", "VEK.signature")
-    out.append(_passed("sevsnp.chain.vek_signature", "VEK.signature", f"signed by {inter}"))
 
     # C6. Names say one product and the right key kind: ARK-<P>, SEV-<P> / SEV-VLEK-<P>, and
     #     SEV-VCEK / SEV-VLEK (57230 certificate profiles); <P> is the pinned ARK's product.
-    want_ark = f"ARK-{product.value}"
-    want_ask = f"SEV-VLEK-{product.value}" if kind is SigningKey.VLEK else f"SEV-{product.value}"
-    want_vek = "SEV-VLEK" if kind is SigningKey.VLEK else "SEV-VCEK"
     if known is None:
-        if ark.common_name != want_ark:
-            raise _fail("sevsnp.chain.product_mismatch", "ARK.CN", ark.common_name, want_ark)
-        if ask.common_name != want_ask:
+        if ark.common_name != names.want_ark:
+            raise _fail("sevsnp.chain.product_mismatch", "ARK.CN", ark.common_name,
+                        names.want_ark)
+        if ask.common_name != names.want_ask:
             raise _fail("sevsnp.chain.product_mismatch", f"{inter}.CN", ask.common_name,
-                        want_ask)
-    if vek.common_name != want_vek:
-        raise _fail("sevsnp.vek.kind_mismatch", "VEK.CN", vek.common_name, want_vek)
-    out.append(_passed("sevsnp.chain.product", "CN", product.value,
-                       f"{want_ark} / {want_ask} / {want_vek}"))
+                        names.want_ask)
+    if vek.common_name != names.want_vek:
+        raise _fail("sevsnp.vek.kind_mismatch", "VEK.CN", vek.common_name, names.want_vek)
 
     # C7. ARK and ASK/ASVK are CAs allowed to sign certificates; no unknown critical extension.
     if known is None:
@@ -395,13 +417,9 @@ def _verify_chain(certs: AmdCertificates, anchors: TrustAnchors, now: datetime,
             if not cert.basic_constraints_ca() or 5 not in cert.key_usage_bits():
                 raise _fail("sevsnp.chain.ca_constraints", f"{role}.basicConstraints/keyUsage",
                             "not a certificate-signing CA", "cA TRUE and keyCertSign")
-    for cert, role in (((ark, "ARK"), (ask, inter), (vek, "VEK")) if known is None
-                       else ((vek, "VEK"),)):
-        unknown = [oid for oid in cert.critical_extension_oids if oid not in _KNOWN_CRITICAL]
-        if unknown:
-            raise _fail("sevsnp.chain.critical_extension", f"{role}.extensions", unknown,
-                        "no unknown critical extension")
-    out.append(_CA_CONSTRAINTS)
+        _check_critical(ark, "ARK")
+        _check_critical(ask, inter)
+    _check_critical(vek, "VEK")
 
     # C8. The VEK's AMD extensions: kind and product agree with the chain; P-384 key.
     info = parse_vek_extensions(vek)
@@ -410,19 +428,18 @@ def _verify_chain(certs: AmdCertificates, anchors: TrustAnchors, now: datetime,
     if info.product is not product:
         raise _fail("sevsnp.vek.product_mismatch", "VEK.productName", info.product_name,
                     f"{product.value}[-...]")
-    out.append(_passed("sevsnp.vek.product", "VEK.productName", info.product_name,
-                       product.value))
+    vek_product = _passed("sevsnp.vek.product", "VEK.productName", info.product_name,
+                          product.value)
     vek_key = vek.public_key()
     if not (isinstance(vek_key, ec.EllipticCurvePublicKey)
             and isinstance(vek_key.curve, ec.SECP384R1)):
         raise _fail("sevsnp.vek.key", "VEK.subjectPublicKeyInfo", type(vek_key).__name__,
                     "ECDSA P-384")
-    out.append(_passed("sevsnp.vek.key", "VEK.subjectPublicKeyInfo", "ECDSA P-384"))
 
     # C9. Every certificate is valid at `now`.
     if known is None:
-        for cert, role in ((ark, "ARK"), (ask, inter)):
-            check_validity(cert, now, code="sevsnp.chain", what=f"{role}.validity")
+        check_validity(ark, now, code="sevsnp.chain", what="ARK.validity")
+        check_validity(ask, now, code="sevsnp.chain", what=f"{inter}.validity")
         certs_before = max(ark.not_valid_before_utc, ask.not_valid_before_utc)
         certs_after = min(ark.not_valid_after_utc, ask.not_valid_after_utc)
     else:
@@ -430,8 +447,10 @@ def _verify_chain(certs: AmdCertificates, anchors: TrustAnchors, now: datetime,
     check_validity(vek, now, code="sevsnp.chain", what="VEK.validity")
     not_before = max(certs_before, vek.not_valid_before_utc)
     not_after = min(certs_after, vek.not_valid_after_utc)
-    out.append(_ok("sevsnp.chain.validity", "validity", now.isoformat(),
-                   f"{not_before.isoformat()}..{not_after.isoformat()}"))
+    out = [ark_found, _SIGNATURE_ALGORITHM, _ARK_SIGNATURE, names.ask_signature,
+           names.vek_signature, names.names, _CA_CONSTRAINTS, vek_product, _VEK_KEY,
+           _ok("sevsnp.chain.validity", "validity", now.isoformat(),
+               f"{not_before.isoformat()}..{not_after.isoformat()}")]
 
     # C10. Revocation: the CRL is the ARK's, signed by it, current, and lists neither the
     #      ASK/ASVK nor the VEK (a known product chain checked all but the VEK's serial).
@@ -444,19 +463,24 @@ def _verify_chain(certs: AmdCertificates, anchors: TrustAnchors, now: datetime,
             crl_before, crl_after = check_crl(crl, ark, now, scheme="sevsnp", what="ARK",
                                               subjects=((vek, "VEK"),), issuer_checked=True)
         not_before, not_after = max(not_before, crl_before), min(not_after, crl_after)
-        out.append(_passed("sevsnp.chain.revocation", "CRL",
-                           f"{len(crl)} revoked serial(s)", f"{inter} and VEK not listed"))
+        out.append(_passed("sevsnp.chain.revocation", "CRL", f"{len(crl)} revoked serial(s)",
+                           f"{inter} and VEK not listed"))
     if known is not None:
         out.append(_ok("sevsnp.chain.cached", f"ARK/{inter}", "cached",
                        f"{known.not_before.isoformat()}..{known.not_after.isoformat()}"))
     else:
-        known = _ProductChain(
-            product, ask_rsa, ark_found, ark_signature, ask_signature,
-            (want_ark, want_ask), certs_before, certs_after,
-            max(certs_before, crl_before), min(certs_after, crl_after))
+        known = _ProductChain(product, ask_rsa, ark_found, certs_before, certs_after,
+                              max(certs_before, crl_before), min(certs_after, crl_after))
     chain = _Chain(tuple(out), product, info, vek_key, (vek, ask, ark), ark.sha256, not_before,
                    not_after, crl is not None)
     return chain, known
+
+
+def _check_critical(cert: AmdCertificate, role: str) -> None:
+    unknown = [oid for oid in cert.critical_extension_oids if oid not in _KNOWN_CRITICAL]
+    if unknown:
+        raise _fail("sevsnp.chain.critical_extension", f"{role}.extensions", unknown,
+                    "no unknown critical extension")
 
 
 def _check_crl(crl: x509.CertificateRevocationList, crl_der: bytes | None,
@@ -476,7 +500,7 @@ def _check_crl(crl: x509.CertificateRevocationList, crl_der: bytes | None,
         if 6 not in ark.key_usage_bits():
             raise _fail("sevsnp.crl.signature", "ARK.keyUsage", "no cRLSign", "cRLSign")
         try:
-            _check_pss_params(pss, alg_oid, "CRL.signatureAlgorithm")
+            _check_pss(pss, alg_oid, "CRL.signatureAlgorithm")
         except VerificationError as exc:
             raise VerificationError("sevsnp.crl.signature", str(exc)) from None
         tbs, signature = ((parts.tbs, parts.signature) if parts is not None
@@ -636,7 +660,7 @@ def verify_report(report: AttestationReport, certs: AmdCertificates, *,
             n = len(info.hwid)
             if report.chip_id[:n] != info.hwid:
                 raise _fail("sevsnp.vek.hwid_mismatch", "CHIP_ID", report.chip_id, info.hwid)
-            checks.append(_ok("sevsnp.vek.hwid", "CHIP_ID", info.hwid, info.hwid))
+            checks.append(_passed("sevsnp.vek.hwid", "CHIP_ID", info.hwid, info.hwid))
     else:
         checks.append(skipped("sevsnp.vek.hwid", "CHIP_ID", "VLEK: bound to a CSP, not a chip",
                               got=info.csp_id))
