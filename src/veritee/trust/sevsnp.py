@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -282,6 +282,12 @@ class _Chain:
     not_after: datetime
     crl_checked: bool
 
+    @cached_property
+    def reused(self) -> Finding:
+        """The finding that records a cache hit on this chain (made once per entry)."""
+        return _ok("sevsnp.chain.cached", "chain", "cached",
+                   f"{self.not_before.isoformat()}..{self.not_after.isoformat()}")
+
 
 @dataclass(frozen=True)
 class _ProductChain:
@@ -295,10 +301,17 @@ class _ProductChain:
     product: Product
     ask_key: rsa.RSAPublicKey
     ark_found: Finding
+    inter: str
     certs_before: datetime
     certs_after: datetime
     not_before: datetime
     not_after: datetime
+
+    @cached_property
+    def reused(self) -> Finding:
+        """The finding that records a cache hit on this product chain (made once per entry)."""
+        return _ok("sevsnp.chain.cached", f"ARK/{self.inter}", "cached",
+                   f"{self.not_before.isoformat()}..{self.not_after.isoformat()}")
 
 
 def _require(certs: AmdCertificates) -> tuple[AmdCertificate, AmdCertificate, AmdCertificate]:
@@ -466,10 +479,9 @@ def _verify_chain(certs: AmdCertificates, anchors: TrustAnchors, now: datetime,
         out.append(_passed("sevsnp.chain.revocation", "CRL", f"{len(crl)} revoked serial(s)",
                            f"{inter} and VEK not listed"))
     if known is not None:
-        out.append(_ok("sevsnp.chain.cached", f"ARK/{inter}", "cached",
-                       f"{known.not_before.isoformat()}..{known.not_after.isoformat()}"))
+        out.append(known.reused)
     else:
-        known = _ProductChain(product, ask_rsa, ark_found, certs_before, certs_after,
+        known = _ProductChain(product, ask_rsa, ark_found, inter, certs_before, certs_after,
                               max(certs_before, crl_before), min(certs_after, crl_after))
     chain = _Chain(tuple(out), product, info, vek_key, (vek, ask, ark), ark.sha256, not_before,
                    not_after, crl is not None)
@@ -622,8 +634,7 @@ def verify_report(report: AttestationReport, certs: AmdCertificates, *,
         else:
             chain = cached
             checks += chain.findings
-            checks.append(_ok("sevsnp.chain.cached", "chain", "cached",
-                              f"{chain.not_before.isoformat()}..{chain.not_after.isoformat()}"))
+            checks.append(chain.reused)
     info = chain.vek
 
     # 6. The report's CPUID (v3+) names the chain's product; v2 reports carry no CPUID.
