@@ -162,8 +162,8 @@ def _decode_int(content: bytes, what: str) -> int:
 
 # Decoded values by their exact bytes. Every AMD certificate repeats the same OIDs, names
 # and PSS parameters (a new chip's VCEK has the same issuer and subject as every other), so
-# each is decoded once. Only successful decodes are kept (a bad encoding raises every time),
-# and each table is bounded so that hostile input cannot grow it.
+# each is decoded once. Only successful decodes are kept (a bad encoding raises every time);
+# a full table is emptied and refilled, so hostile input can neither grow it nor pin it.
 _MEMO_MAX = 1024
 _OIDS: dict[bytes, str] = {}
 _NAMES: dict[bytes, x509.Name] = {}
@@ -171,8 +171,9 @@ _PSS: dict[bytes, PssParams] = {}
 
 
 def _remember(table: dict[bytes, _V], key: bytes, value: _V) -> _V:
-    if len(table) < _MEMO_MAX:
-        table[key] = value
+    if len(table) >= _MEMO_MAX:
+        table.clear()
+    table[key] = value
     return value
 
 
@@ -564,7 +565,10 @@ class AmdCertificate:
 
     @cached_property
     def _extensions_by_oid(self) -> dict[str, RawExtension]:
-        return {e.oid: e for e in self.extensions}  # the reader refuses duplicate OIDs
+        found: dict[str, RawExtension] = {}
+        for e in self.extensions:  # the reader refuses duplicate OIDs; the first one wins
+            found.setdefault(e.oid, e)
+        return found
 
     def extension(self, oid: str) -> RawExtension | None:
         """The extension with dotted ``oid``, or ``None``."""
@@ -573,7 +577,7 @@ class AmdCertificate:
     @cached_property
     def extension_values(self) -> Mapping[str, bytes]:
         """Each extension's value octets by dotted OID (read-only)."""
-        return MappingProxyType({e.oid: e.value for e in self.extensions})
+        return MappingProxyType({oid: e.value for oid, e in self._extensions_by_oid.items()})
 
     @cached_property
     def critical_extension_oids(self) -> tuple[str, ...]:
