@@ -650,6 +650,7 @@ def _decode_extensions(der: bytes, start: int, end: int) -> list[RawExtension]:
     tag, cs, ce = _tlv(der, start, end, what)
     _expect(tag, 0x30, what, start)
     out: list[RawExtension] = []
+    seen: set[str] = set()
     for etag, epos, ecs, ece in _children(der, cs, ce, what):
         _expect(etag, 0x30, what, epos)
         parts = _children(der, ecs, ece, what)
@@ -663,8 +664,9 @@ def _decode_extensions(der: bytes, start: int, end: int) -> list[RawExtension]:
                 raise _err(what + ".critical", der[parts[1][2]:parts[1][3]], "ff", offset=epos)
             critical = True
         oid = _decode_oid(der[parts[0][2]:parts[0][3]], what)
-        if any(e.oid == oid for e in out):
+        if oid in seen:
             raise _err(what, f"duplicate {oid}", "each extension once", offset=epos)
+        seen.add(oid)
         out.append(RawExtension(oid, critical, der[parts[-1][2]:parts[-1][3]]))
     return out
 
