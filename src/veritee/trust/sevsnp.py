@@ -360,10 +360,12 @@ def _profile(product: Product, kind: SigningKey) -> _Profile:
 def _verify_chain(certs: AmdCertificates, anchors: TrustAnchors, now: datetime,
                   kind: SigningKey, crl: x509.CertificateRevocationList | None, *,
                   crl_der: bytes | None = None,
-                  known: _ProductChain | None = None) -> tuple[_Chain, _ProductChain]:
+                  known: _ProductChain | None = None,
+                  keep: bool = False) -> tuple[_Chain, _ProductChain | None]:
     """C1-C10 in order. ``known`` is this exact ARK/ASK(/CRL)'s verified product chain (from
     :class:`ChainCache`, inside its window): its steps are then taken from it and only the
-    VEK's run; without it every step runs and every signature is verified once."""
+    VEK's run; without it every step runs and every signature is verified once. ``keep``
+    asks for the verified product chain (to cache it) when it was not ``known``."""
     ark, ask, vek = _require(certs)
     if kind not in (SigningKey.VCEK, SigningKey.VLEK):
         raise _fail("sevsnp.report.signing_key", "signing_key", kind.name, "VCEK or VLEK")
@@ -388,7 +390,7 @@ def _verify_chain(certs: AmdCertificates, anchors: TrustAnchors, now: datetime,
 
     if known is None:
         # C3. The ARK is self-issued and self-signed.
-        if ark.issuer != ark.subject:
+        if not _same_name(ark.issuer, ark.subject):
             raise _fail("sevsnp.chain.issuer_mismatch", "ARK.issuer",
                         ark.issuer.rfc4514_string(), ark.subject.rfc4514_string())
         ark_key = ark.public_key()
@@ -396,7 +398,7 @@ def _verify_chain(certs: AmdCertificates, anchors: TrustAnchors, now: datetime,
                     "sevsnp.chain.ark_signature", "ARK.signature")
 
         # C4. The ASK (VCEK chain) or ASVK (VLEK chain) is issued and signed by the ARK.
-        if ask.issuer != ark.subject:
+        if not _same_name(ask.issuer, ark.subject):
             raise _fail("sevsnp.chain.issuer_mismatch", f"{inter}.issuer",
                         ask.issuer.rfc4514_string(), ark.subject.rfc4514_string())
         _verify_pss(ark_key, ask.signature, ask.tbs_certificate_bytes,
@@ -406,7 +408,7 @@ def _verify_chain(certs: AmdCertificates, anchors: TrustAnchors, now: datetime,
         ask_key = known.ask_key
 
     # C5. The VEK is issued and signed by the ASK/ASVK.
-    if vek.issuer != ask.subject:
+    if not _same_name(vek.issuer, ask.subject):
         raise _fail("sevsnp.chain.issuer_mismatch", "VEK.issuer", vek.issuer.rfc4514_string(),
                     ask.subject.rfc4514_string())
     ask_rsa = _verify_pss(ask_key, vek.signature, vek.tbs_certificate_bytes,
@@ -463,7 +465,7 @@ def _verify_chain(certs: AmdCertificates, anchors: TrustAnchors, now: datetime,
     out = [ark_found, _SIGNATURE_ALGORITHM, _ARK_SIGNATURE, names.ask_signature,
            names.vek_signature, names.names, _CA_CONSTRAINTS, vek_product, _VEK_KEY,
            _ok("sevsnp.chain.validity", "validity", now.isoformat(),
-               f"{not_before.isoformat()}..{not_after.isoformat()}")]
+               _window_text(not_before, not_after))]
 
     # C10. Revocation: the CRL is the ARK's, signed by it, current, and lists neither the
     #      ASK/ASVK nor the VEK (a known product chain checked all but the VEK's serial).
@@ -480,12 +482,23 @@ def _verify_chain(certs: AmdCertificates, anchors: TrustAnchors, now: datetime,
                            f"{inter} and VEK not listed"))
     if known is not None:
         out.append(known.reused)
-    else:
+    elif keep:
         known = _ProductChain(product, ask_rsa, ark_found, inter, certs_before, certs_after,
                               max(certs_before, crl_before), min(certs_after, crl_after))
     chain = _Chain(tuple(out), product, info, vek_key, (vek, ask, ark), ark.sha256, not_before,
                    not_after, crl is not None)
     return chain, known
+
+
+def _same_name(a: x509.Name, b: x509.Name) -> bool:
+    # The reader hands out one Name object per distinct encoding, so equal names are
+    # usually the same object; otherwise the full comparison decides.
+    return a is b or a == b
+
+
+@lru_cache(maxsize=256)
+def _window_text(not_before: datetime, not_after: datetime) -> str:
+    return f"{not_before.isoformat()}..{not_after.isoformat()}"
 
 
 def _check_critical(cert: AmdCertificate, role: str) -> None:
@@ -626,9 +639,9 @@ def verify_report(report: AttestationReport, certs: AmdCertificates, *,
             product_key: _ProductKey = (ark.der, ask.der, anchors, kind, crl_der)
             known = cache.products.get(product_key, now)
             chain, product_chain = _verify_chain(certs, anchors, now, kind, crl,
-                                                 crl_der=crl_der, known=known)
+                                                 crl_der=crl_der, known=known, keep=True)
             cache.put(key, chain)
-            if known is None:
+            if known is None and product_chain is not None:
                 cache.products.put(product_key, product_chain)
             checks += chain.findings
         else:
