@@ -148,6 +148,8 @@ _passed = lru_cache(maxsize=1024)(_ok)
 @lru_cache(maxsize=256)
 def _tcb_passed(reported: TcbVersion, certified: TcbVersion) -> Finding:
     return _ok("sevsnp.vek.tcb", "REPORTED_TCB", str(reported), str(certified))
+
+
 def _as_amd(cert: AmdCertificate | x509.Certificate | None) -> AmdCertificate | None:
     if cert is None or isinstance(cert, AmdCertificate):
         return cert
