@@ -20,6 +20,7 @@ report_data, and the launch/committed/current TCB relationships.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property, lru_cache
@@ -510,10 +511,29 @@ def _check_critical(cert: AmdCertificate, role: str) -> None:
                     "no unknown critical extension")
 
 
+_CRL_DER_MAX = 16
+_crl_ders: dict[int, tuple[x509.CertificateRevocationList, bytes]] = {}
+_crl_ders_lock = threading.Lock()
+
+
+def _crl_der(crl: x509.CertificateRevocationList) -> bytes:
+    """The CRL's DER, serialised once per CRL object (one CRL serves every report of a
+    product). Keyed by identity; the entry holds the object, so its id is not reused."""
+    hit = _crl_ders.get(id(crl))
+    if hit is not None and hit[0] is crl:
+        return hit[1]
+    der = crl.public_bytes(serialization.Encoding.DER)
+    with _crl_ders_lock:
+        if len(_crl_ders) >= _CRL_DER_MAX:
+            _crl_ders.clear()
+        _crl_ders[id(crl)] = (crl, der)
+    return der
+
+
 def _check_crl(crl: x509.CertificateRevocationList, crl_der: bytes | None,
                ark: AmdCertificate, now: datetime,
                subjects: tuple[tuple[AmdCertificate, str], ...]) -> tuple[datetime, datetime]:
-    der = crl.public_bytes(serialization.Encoding.DER) if crl_der is None else crl_der
+    der = _crl_der(crl) if crl_der is None else crl_der
     try:
         parts: CrlParts | None = crl_parts(der)
     except FormatError:  # not strict DER: the generic steps below judge it, as they always did
@@ -634,7 +654,7 @@ def verify_report(report: AttestationReport, certs: AmdCertificates, *,
         chain, _ = _verify_chain(certs, anchors, now, kind, crl)
         checks += chain.findings
     else:
-        crl_der = None if crl is None else crl.public_bytes(serialization.Encoding.DER)
+        crl_der = None if crl is None else _crl_der(crl)
         key: _Key = (ark.der, ask.der, vek.der, anchors, kind, crl_der)
         cached = cache.get(key, now)
         if cached is None:
