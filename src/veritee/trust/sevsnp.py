@@ -266,6 +266,8 @@ def _spl(raw: bytes | None, name: str) -> int | None:
     """An SPL extension's value (a DER INTEGER in 0..255), or None when absent."""
     if raw is None:
         return None
+    if len(raw) == 3 and raw[0] == 0x02 and raw[1] == 1 and raw[2] < 0x80:
+        return raw[2]  # a one-octet INTEGER 0..127, as KDS writes SPLs
     v = decode_integer(raw, name)
     if not 0 <= v <= 0xFF:
         raise FormatError("VEK", name, got=v, want="0..255")
