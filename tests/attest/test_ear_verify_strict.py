@@ -245,3 +245,27 @@ def test_nonzero_trailing_bits_are_refused(p256: ec.EllipticCurvePrivateKey,
         sig + "==")
     with pytest.raises(VerificationError, match="base64url"):
         _verify(f"{head}.{body}.{sig[:-1]}{last}", jwks)
+
+
+def test_payload_json_is_strict(p256: ec.EllipticCurvePrivateKey, jwks: dict[str, Any]) -> None:
+    """RFC 8259 only: NaN, a lone surrogate escape and runaway nesting are refused as
+    ear.format (never a traceback)."""
+    good = json.dumps(_claims())
+    payloads = [good[:-1] + ',"x":NaN}', good[:-1] + ',"x":"\\ud800"}',
+                good[:-1] + ',"x":' + "[" * 5000 + "]" * 5000 + "}"]
+    for payload in payloads:
+        signing_input = _b64(b'{"alg":"ES256","kid":"k1"}') + "." + _b64(payload.encode())
+        r, s = decode_dss_signature(p256.sign(signing_input.encode(),
+                                              ec.ECDSA(hashes.SHA256())))
+        token = signing_input + "." + _b64(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+        with pytest.raises(VerificationError, match=r"ear\.format"):
+            _verify(token, jwks)
+
+
+def test_ear_encoding_falls_back_for_what_orjson_refuses() -> None:
+    """The broker encodes an EAR with orjson and falls back to json for what orjson refuses
+    (integers past 64 bits, lone surrogates): the same document either way."""
+    from veritee.service.core import _json_bytes
+
+    for value in ({"a": 2 ** 70, "b": [1, "x"]}, {"s": "\ud800"}, _claims()):
+        assert json.loads(_json_bytes(value)) == value

@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -134,6 +135,16 @@ def _ec_thumbprint(jwk: Mapping[str, Any]) -> str:
 
 
 _JWS_HASHES = {"ES256": hashes.SHA256, "ES384": hashes.SHA384}
+
+
+def _json_bytes(value: Any) -> bytes:
+    """Compact JSON of ``value`` (orjson: the EAR is ~6 KB and encoded on every attestation);
+    what orjson will not encode (an integer past 64 bits, a lone surrogate) goes through
+    ``json``, whose output is the same JSON document."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(value, separators=(",", ":")).encode()
 
 
 def _jws_compact(key: SigningKey, header: Mapping[str, Any], payload: bytes) -> str:
@@ -847,7 +858,7 @@ class Broker:
         # cost six times the signature); verify_ear reads it, as joserfc does (tests).
         signer = self.signing_key
         token = _jws_compact(signer, {"alg": signer.alg, "kid": signer.kid, "typ": "JWT"},
-                             json.dumps(claims, separators=(",", ":")).encode())
+                             _json_bytes(claims))
         result = EarResult(header={"kid": signer.kid}, claims=claims)
         primary = appraisals[0]
         failures = [f for a in appraisals for f in a.failures]
