@@ -425,8 +425,8 @@ class Broker:
         self.metrics = metrics or Metrics()
         self._jwks_lock = threading.Lock()
         # Appraisal policies built from their documents (see _appraisal_policy).
-        self._policies: dict[tuple[str, str], Any] = {}
-        self._resource_policies: dict[str, ResourcePolicy] = {}
+        self._policies: dict[tuple[str, bytes], Any] = {}
+        self._resource_policies: dict[bytes, ResourcePolicy] = {}
         self._default_mappings: dict[str, dict[str, Any]] = {}
         self._jwks_loaded = 0.0
         self._jwks_due = 0.0
@@ -668,8 +668,8 @@ class Broker:
         mapping.update(overrides or {})
         # The same document always builds the same (immutable) policy: build each once.
         try:
-            text = json.dumps(mapping, sort_keys=True, separators=(",", ":"))
-        except (TypeError, ValueError):  # not JSON-shaped: built every time
+            text = orjson.dumps(mapping, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # not JSON-shaped: built every time
             return found.policy_from_mapping(mapping)
         cached = self._policies.get((scheme, text))
         if cached is None:
@@ -1017,7 +1017,10 @@ class Broker:
 
     def _resource_policy(self, doc: dict[str, Any]) -> ResourcePolicy:
         """The resource policy of an (authenticated) stored document, built once per text."""
-        text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+        try:
+            text = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # not JSON-shaped (it was read from JSON): built every time
+            return ResourcePolicy.from_mapping(doc)
         found = self._resource_policies.get(text)
         if found is None:
             found = ResourcePolicy.from_mapping(doc)
