@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -136,8 +136,10 @@ def _install_error_handlers(app: FastAPI) -> None:
                                  headers={"Retry-After": "2"})
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
+        from veritee.service._reqlog import route_name
+
         log_event("http.unexpected", logging.ERROR, error=type(exc).__name__,
-                  route=getattr(request.scope.get("route"), "path", "unmatched"))
+                  route=route_name(request.scope))
         return _problem_response(request, 500, "internal", "internal error", "internal error")
 
     app.add_exception_handler(Problem, on_problem)
@@ -150,22 +152,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def _install_middleware(app: FastAPI, metrics: Metrics) -> None:
-    @app.middleware("http")
-    async def observe(request: Request,
-                      call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        elapsed = time.perf_counter() - t0
-        route = request.scope.get("route")
-        name = getattr(route, "path", "unmatched")
-        metrics.latency.labels(name).observe(elapsed)
-        # Paths of resources may be sensitive names but not secrets; query strings, headers
-        # and bodies are never logged.
-        log_event("http.request", method=request.method, route=name,
-                  status=response.status_code, ms=round(elapsed * 1000, 2))
-        return response
+    from veritee.service._reqlog import AccessLog
 
-    # Outermost: bodies, headers and paths are bounded before routing or authentication.
+    app.add_middleware(AccessLog, histogram=metrics.latency)
+    # Outside it: bodies, headers and paths are bounded before routing or authentication.
     app.add_middleware(BoundedRequest, max_body=_MAX_BODY)
 
 
@@ -330,7 +320,7 @@ def _routes(app: FastAPI) -> None:
         return broker.jwks()
 
     @app.get("/healthz", tags=["operations"])
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
