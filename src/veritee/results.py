@@ -30,6 +30,8 @@ JWKS, ``exp``/``iat``/``iss``, profile, and it hands back the decoded result.
 from __future__ import annotations
 
 import base64
+import binascii
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -37,12 +39,15 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, KeySet, RSAKey
+from joserfc.jwk import ECKey, KeySet
 
-from veritee.errors import VerificationError
+from veritee.crypto.kbs_jwe import ec_public_key, rsa_public_key
+from veritee.errors import FormatError, VerificationError
 from veritee.findings import Finding, Outcome, jsonable
 from veritee.policy import Appraisal
 
@@ -52,6 +57,7 @@ __all__ = [
     "SIGNING_ALGORITHMS",
     "TIERS",
     "UNMAPPED_VECTOR",
+    "EarKeys",
     "EarResult",
     "VectorRules",
     "binding_identity",
@@ -452,14 +458,113 @@ def _fail(code: str, message: str) -> VerificationError:
     return VerificationError(f"ear.{code}", message)
 
 
-def verify_ear(token: str, jwks: Mapping[str, Any] | KeySet, *, now: float | None = None,
-               issuer: str | None = None, leeway: int = 0,
+_B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+# Per algorithm: the curve instance, its field size in bytes (half a JWS signature), the hash.
+_ALGS: dict[str, tuple[ec.EllipticCurve, int, type[hashes.HashAlgorithm]]] = {
+    "ES256": (ec.SECP256R1(), 32, hashes.SHA256), "ES384": (ec.SECP384R1(), 48, hashes.SHA384)}
+MAX_TOKEN = 256 * 1024
+"""The longest EAR :func:`verify_ear` reads (characters): 16 submodules fit many times over."""
+_CURVE_ALG = {"P-256": "ES256", "P-384": "ES384"}
+
+
+def _unb64url(part: str) -> bytes:
+    """Strict base64url without padding (RFC 7515 section 2): other characters, padding and
+    non-zero trailing bits are refused, so one token has exactly one encoding."""
+    if "+" in part or "/" in part or "=" in part or len(part) % 4 == 1:
+        raise ValueError("not base64url")
+    try:
+        raw = binascii.a2b_base64(part.encode("ascii").translate(_FROM_URLSAFE)
+                                  + b"=" * (-len(part) % 4), strict_mode=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raise ValueError("not base64url") from None
+    # The last character may carry bits beyond the data (2 or 4): they must be zero.
+    if len(part) % 4 and _B64_ALPHABET.index(part[-1]) & (0x0F if len(part) % 4 == 2 else 0x03):
+        raise ValueError("non-canonical base64url")
+    return raw
+
+
+def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise _fail("format", f"{what}: not JSON") from None
+    if not isinstance(value, dict):
+        raise _fail("format", f"{what}: want a JSON object")
+    return value
+
+
+class EarKeys:
+    """EAR verification keys by ``kid``, imported once from a JWK Set (RFC 7517 section 5).
+
+    Only EC P-256/P-384 keys can verify an EAR (:data:`SIGNING_ALGORITHMS`); other keys in the
+    set are ignored, a malformed EC key refuses the whole set. Hold one and pass it to
+    :func:`verify_ear` to verify many tokens without importing the keys each time.
+    """
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, keys: Mapping[str, ec.EllipticCurvePublicKey]) -> None:
+        self._keys = dict(keys)
+
+    @classmethod
+    def from_jwks(cls, jwks: Mapping[str, Any] | KeySet) -> EarKeys:
+        """Import the EC keys of ``jwks`` (a JWK Set document or a joserfc ``KeySet``);
+        raise :class:`VerificationError` ``ear.format`` on a malformed one."""
+        if isinstance(jwks, KeySet):
+            docs: object = [k.as_dict(private=False) for k in jwks.keys]
+        else:
+            docs = jwks.get("keys") if isinstance(jwks, Mapping) else None
+        if not isinstance(docs, list):
+            raise _fail("format", "jwks: want {\"keys\": [...]}")
+        keys: dict[str, ec.EllipticCurvePublicKey] = {}
+        for i, doc in enumerate(docs):
+            if not isinstance(doc, Mapping) or doc.get("kty") != "EC":
+                continue
+            kid, crv = doc.get("kid"), doc.get("crv")
+            if not isinstance(kid, str) or crv not in _CURVE_ALG:
+                continue
+            if doc.get("alg") not in (None, _CURVE_ALG[crv]):
+                raise _fail("format", f"jwks.keys[{i}]: alg {str(doc.get('alg'))[:20]!r} does "
+                            f"not match crv {crv}")
+            curve, size, _ = _ALGS[_CURVE_ALG[crv]]
+            try:
+                x, y = _unb64url(str(doc.get("x"))), _unb64url(str(doc.get("y")))
+                if len(x) != size or len(y) != size:
+                    raise ValueError("coordinate size")
+                key = ec.EllipticCurvePublicKey.from_encoded_point(curve, b"\x04" + x + y)
+            except ValueError:
+                raise _fail("format", f"jwks.keys[{i}]: not a valid {crv} public key"
+                            ) from None
+            keys.setdefault(kid, key)  # the first key of a kid, as a KeySet lookup has it
+        return cls(keys)
+
+    def get(self, kid: str) -> ec.EllipticCurvePublicKey | None:
+        """The key named ``kid``, or None."""
+        return self._keys.get(kid)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def _check_cnf(jwk_doc: Mapping[str, Any]) -> None:
+    """``cnf.jwk`` must be a public key the release can encrypt to: EC P-256/384/521 with
+    the point on its curve, or RSA within the KBS protocol's bounds (FormatError if not)."""
+    if jwk_doc.get("kty") == "EC":
+        ec_public_key(jwk_doc)
+    else:
+        rsa_public_key(jwk_doc)
+
+
+def verify_ear(token: str, jwks: Mapping[str, Any] | KeySet | EarKeys, *,
+               now: float | None = None, issuer: str | None = None, leeway: int = 0,
                accept: Iterable[str] = ("affirming",)) -> EarResult:
     """Verify an EAR JWT offline (passport model) and return it; raise on any failure.
 
-    Checks, in order: compact JWS form with an ES256/ES384 header naming a ``kid`` in
-    ``jwks`` (a JWK Set, RFC 7517 section 5, or one imported as a joserfc ``KeySet``); the
-    signature; ``eat_profile``; ``iss`` when
+    Checks, in order: compact JWS form (RFC 7515 section 7.1, strict base64url) with an
+    ES256/ES384 header naming a ``kid`` in ``jwks`` (a JWK Set document, a joserfc
+    ``KeySet`` or :class:`EarKeys`, the fastest: imported once) whose curve is the
+    algorithm's, and no ``crit`` member; the signature; ``eat_profile``; ``iss`` when
     ``issuer`` is given; ``iat`` not in the future and ``exp`` not past (``leeway`` seconds);
     one to :data:`MAX_SUBMODS` submodules, each with a status, and the worst of them
     (:func:`worst_status`) in ``accept`` (default: only ``affirming``: the service also signs
@@ -470,19 +575,41 @@ def verify_ear(token: str, jwks: Mapping[str, Any] | KeySet, *, now: float | Non
     """
     now = time.time() if now is None else now
     accepted = tuple(accept)
-    if not isinstance(token, str) or token.count(".") != 2:
-        # Five parts would be a JWE, which joserfc's jwt.decode would also accept.
+    if not isinstance(token, str) or token.count(".") != 2 or len(token) > MAX_TOKEN:
+        # Five parts would be a JWE.
         raise _fail("format", "not a compact JWS (three dot-separated parts)")
+    keys = jwks if isinstance(jwks, EarKeys) else EarKeys.from_jwks(jwks)
+    head_b64, body_b64, sig_b64 = token.split(".")
     try:
-        keys = jwks if isinstance(jwks, KeySet) else KeySet.import_key_set(
-            dict(jwks))  # type: ignore[arg-type]
-        decoded = jwt.decode(token, keys, algorithms=list(SIGNING_ALGORITHMS))
-    except JoseError as exc:
-        raise _fail("signature", f"token signature or header invalid ({exc.error})") from None
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise _fail("format", f"malformed token ({type(exc).__name__})") from None
-    claims = dict(decoded.claims)
-    header = dict(decoded.header)
+        header_raw, payload, signature = (_unb64url(head_b64), _unb64url(body_b64),
+                                          _unb64url(sig_b64))
+    except ValueError:
+        raise _fail("format", "malformed token (a part is not base64url)") from None
+    header = _json_object(header_raw, "JWS header")
+    alg, kid = header.get("alg"), header.get("kid")
+    if alg not in SIGNING_ALGORITHMS:
+        raise _fail("signature", f"token signature or header invalid (alg "
+                    f"{str(alg)[:20]!r}, want one of {', '.join(SIGNING_ALGORITHMS)})")
+    if "crit" in header:
+        # RFC 7515 section 4.1.11: no extension is understood here, so none may be critical.
+        raise _fail("signature", "token signature or header invalid (crit is not supported)")
+    key = keys.get(kid) if isinstance(kid, str) else None
+    if key is None:
+        raise _fail("signature", "token signature or header invalid (kid names no key of "
+                    "the JWK Set)")
+    curve, size, digest = _ALGS[str(alg)]
+    if key.curve.name != curve.name or len(signature) != 2 * size:
+        raise _fail("signature", "token signature or header invalid (the key or signature "
+                    f"does not fit {alg})")
+    der = encode_dss_signature(int.from_bytes(signature[:size], "big"),
+                               int.from_bytes(signature[size:], "big"))
+    try:
+        key.verify(der, f"{head_b64}.{body_b64}".encode("ascii"),
+                   ec.ECDSA(digest()))
+    except InvalidSignature:
+        raise _fail("signature", "token signature or header invalid (bad signature)"
+                    ) from None
+    claims = _json_object(payload, "JWT claims")
     if claims.get("eat_profile") != EAR_PROFILE:
         raise _fail("profile", f"eat_profile: got {claims.get('eat_profile')!r}, "
                     f"want {EAR_PROFILE!r}")
@@ -511,11 +638,9 @@ def verify_ear(token: str, jwks: Mapping[str, Any] | KeySet, *, now: float | Non
         if not isinstance(jwk_doc, dict) or jwk_doc.get("kty") not in ("EC", "RSA") or any(
                 k in jwk_doc for k in ("d", "p", "q", "dp", "dq", "qi")):
             raise _fail("format", "cnf.jwk: want an EC or RSA public JWK")
-        names = ("kty", "crv", "x", "y") if jwk_doc["kty"] == "EC" else ("kty", "n", "e")
         try:
-            (ECKey if jwk_doc["kty"] == "EC" else RSAKey).import_key(
-                {k: jwk_doc[k] for k in names})
-        except Exception:
+            _check_cnf(jwk_doc)
+        except FormatError:
             raise _fail("format", f"cnf.jwk: not a valid {jwk_doc['kty']} public key") from None
     if overall not in accepted:
         raise _fail("status", f"ear.status: got {overall!r}, want "

@@ -167,7 +167,7 @@ def load_collateral_json(data: bytes | str, *,
     def chain(key: str) -> tuple[x509.Certificate, ...]:
         value = text(key)
         try:
-            return (load_certificates(value.encode("utf-8", "surrogateescape"),
+            return (load_certificates(_utf8(value, key) or b"",
                                       structure=f"collateral JSON {key}") if value else ())
         except FormatError as exc:
             raise ConfigError(f"collateral JSON: {exc}") from exc

@@ -64,7 +64,11 @@ def load_certificate_chain(data: bytes | str, *, structure: str, field: str = "c
     DER (trailing NUL bytes ignored), at most ``max_certs``, each parsed as
     :func:`load_certificate`. Raises :class:`FormatError` when there is none."""
     if isinstance(data, str):
-        data = data.encode("utf-8", "surrogateescape")
+        try:
+            data = data.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError as exc:  # a lone surrogate outside U+DC80..U+DCFF
+            raise FormatError(structure, field, offset=exc.start, got="a lone surrogate",
+                              want="PEM text") from None
     if not isinstance(data, bytes | bytearray | memoryview):
         raise FormatError(structure, field, got=type(data).__name__, want="bytes")
     # Only PEM text may be trimmed: DER ends wherever its lengths say, and its last byte may

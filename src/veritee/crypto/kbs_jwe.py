@@ -31,6 +31,7 @@ Every primitive is ``cryptography``'s; this module only composes them.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 from collections.abc import Mapping
@@ -94,13 +95,25 @@ def _kek(shared: bytes) -> bytes:
     return ConcatKDFHash(hashes.SHA256(), 32, other).derive(shared)
 
 
-def _public_key(jwk: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
-    crv = jwk.get("crv")
+def ec_public_key(jwk: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
+    """The EC key of a public JWK ``{kty: EC, crv, x, y}`` (RFC 7518 section 6.2.1; P-256,
+    P-384, P-521, each coordinate the field's size, the point on the curve); FormatError if
+    bad. The last keys read are kept (the EAR check and the release read the same one)."""
+    crv, x, y = jwk.get("crv"), jwk.get("x"), jwk.get("y")
     if jwk.get("kty") != "EC" or not isinstance(crv, str) or crv not in _CURVES:
         raise FormatError("tee-pubkey", "crv", got=str(crv)[:20], want="P-256, P-384 or P-521")
+    if not isinstance(x, str) or not isinstance(y, str):
+        raise FormatError("tee-pubkey", "x/y", got="not text", want="base64url text")
+    return _ec_point(crv, x, y)
+
+
+@functools.lru_cache(maxsize=256)
+def _ec_point(crv: str, x_text: str, y_text: str) -> ec.EllipticCurvePublicKey:
+    # Cached by the exact text: the same coordinates always give the same key (or the same
+    # refusal, which is raised again since exceptions are not cached).
     curve, size = _CURVES[crv]
-    x = _unb64url(jwk.get("x"), "x")
-    y = _unb64url(jwk.get("y"), "y")
+    x = _unb64url(x_text, "x")
+    y = _unb64url(y_text, "y")
     if len(x) != size or len(y) != size:
         raise FormatError("tee-pubkey", "x/y", got=f"{len(x)}/{len(y)} bytes", want=size)
     try:
@@ -108,6 +121,9 @@ def _public_key(jwk: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
     except ValueError:
         raise FormatError("tee-pubkey", "x/y", got="not a point on the curve",
                           want="a valid public key") from None
+
+
+_public_key = ec_public_key
 
 
 def rsa_public_key(jwk: Mapping[str, Any]) -> rsa.RSAPublicKey:

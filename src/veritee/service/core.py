@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from joserfc.jwk import ECKey, KeySet, RSAKey
+from joserfc.jwk import ECKey, RSAKey
 
 from veritee import __version__
 from veritee import schemes as registry
@@ -55,6 +55,7 @@ from veritee.errors import (
 from veritee.findings import Outcome
 from veritee.policy import Appraisal
 from veritee.results import (
+    EarKeys,
     EarResult,
     composite_ear_claims,
     ear_claims,
@@ -390,8 +391,8 @@ class Broker:
         self._jwks_due = 0.0
         self._jwks: dict[str, Any] = self._load_jwks()
         # Imported once (joserfc key imports cost as much as the signatures they serve):
-        # the JWKS as a KeySet, rebuilt when the JWKS is.
-        self._key_set = KeySet.import_key_set(self._jwks)  # type: ignore[arg-type]
+        # the JWKS imported for verify_ear, rebuilt when the JWKS is.
+        self._key_set = EarKeys.from_jwks(self._jwks)
         # One verifier for every scheme: anchors and collateral per vendor from the settings
         # (read once: a bad directory is a ConfigError at start), caches, the KDS fetcher.
         self.verifier = Verifier(
@@ -445,12 +446,12 @@ class Broker:
             return {"keys": list(self._jwks["keys"])}
 
     def _reload_jwks(self) -> None:
-        """Reload the JWKS and its imported KeySet together (callers hold the lock)."""
+        """Reload the JWKS and its imported keys together (callers hold the lock)."""
         self._jwks = self._load_jwks()
-        self._key_set = KeySet.import_key_set(self._jwks)  # type: ignore[arg-type]
+        self._key_set = EarKeys.from_jwks(self._jwks)
 
-    def _verification_keys(self) -> KeySet:
-        """:meth:`jwks` as an imported KeySet, refreshed on the same timer."""
+    def _verification_keys(self) -> EarKeys:
+        """:meth:`jwks` imported for :func:`verify_ear`, refreshed on the same timer."""
         with self._jwks_lock:
             if (time.monotonic() - self._jwks_loaded > self._JWKS_REFRESH
                     or self.clock() > self._jwks_due):
