@@ -39,6 +39,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from cryptography.hazmat.primitives.asymmetric import ec
+from joserfc.jwk import ECKey
+
+from veritee.client import decrypt_release, evidence_for
+from veritee.platform.emulated.measurement import simple_guest_image
+from veritee.platform.emulated.snp import InsecureEmulatedSnpMachine
+from veritee.results import EarKeys, verify_ear
+
 __all__ = ["LoadResult", "percentile", "run_load"]
 
 
@@ -198,11 +206,6 @@ class _Attester:
     does them (the same library functions), over :class:`_Connection`."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
-        from joserfc.jwk import KeySet
-
-        from veritee.platform.emulated.measurement import simple_guest_image
-        from veritee.platform.emulated.snp import InsecureEmulatedSnpMachine
-
         machine = InsecureEmulatedSnpMachine.load(Path(spec["machine_dir"]))
         label = base64.b64decode(spec["image_label"])
         self.guest = machine.launch(simple_guest_image(label.ljust(4096, b"\0")))
@@ -212,23 +215,15 @@ class _Attester:
         self.path = spec["resource"]
         self.secret = base64.b64decode(spec["secret"])
         self.jwks: dict[str, Any] = {}
-        self.keyset: KeySet | None = None
+        self.keys: EarKeys | None = None
 
     async def fetch_jwks(self, conn: _Connection) -> None:
-        from joserfc.jwk import KeySet
-
         status, self.jwks = await conn.request("GET", "/v1/jwks")
         if status != 200:
             raise _RefusedError(f"jwks: HTTP {status}")
-        self.keyset = KeySet.import_key_set(self.jwks)
+        self.keys = EarKeys.from_jwks(self.jwks)  # imported once, as a long-lived client would
 
     async def exchange(self, conn: _Connection) -> None:
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from joserfc.jwk import ECKey
-
-        from veritee.client import decrypt_release, evidence_for
-        from veritee.results import verify_ear
-
         status, body = await conn.request("POST", "/v1/challenge")
         if status != 200:
             raise _RefusedError(f"challenge: HTTP {status} {body}")
@@ -239,8 +234,8 @@ class _Attester:
         if status != 200:
             raise _RefusedError(f"attest: HTTP {status} {body}")
         token = str(body["token"])
-        assert self.keyset is not None
-        result = verify_ear(token, self.keyset, issuer="veritee",
+        assert self.keys is not None
+        result = verify_ear(token, self.keys, issuer="veritee",
                             accept=("affirming", "warning"))
         cnf = result.cnf_jwk
         if cnf is None or ECKey.import_key(cnf).thumbprint() != \
