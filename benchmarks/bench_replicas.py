@@ -52,6 +52,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from _loadgen import percentile, run_load
@@ -203,13 +204,13 @@ class Figures:
 
 def run_one(replicas: int, *, capped: float | None, seconds: float, concurrency: int,
             per_process: int, client_cpus: list[int] | None,
-            vendor: EmulatedAmdVendor) -> Figures:
+            vendor: EmulatedAmdVendor, settings: dict[str, Any]) -> Figures:
     """One configuration: database, cluster, optional quotas, load; all removed after."""
     db = _pg_create()
     dbname = db.rsplit("/", 1)[1]
     try:
         with tempfile.TemporaryDirectory(prefix="veritee-bench-replicas-") as tmp, \
-                Cluster(db, replicas, vendor=vendor) as cluster, \
+                Cluster(db, replicas, vendor=vendor, settings=settings) as cluster, \
                 CpuQuotas(capped or 0.0) as quotas:
             # The clients' guest: same vendor and image (so the same measurement the
             # cluster's resource policy admits), in a machine the client processes load.
@@ -282,6 +283,8 @@ def main() -> None:
                     help="auto (default), none, or a comma list of CPUs for the clients")
     ap.add_argument("--rounds", type=int, default=2,
                     help="repeat each mode's runs, keep each configuration's best round")
+    ap.add_argument("--worker-threads", type=int, default=None, metavar="N",
+                    help="the replicas' worker_threads setting (default: the service's)")
     ap.add_argument("--waits", action="store_true",
                     help="also print what PostgreSQL backends were sampled waiting on")
     args = ap.parse_args()
@@ -294,10 +297,13 @@ def main() -> None:
         print(f"capped runs skipped: {why}; running uncapped only")
         modes = [m for m in modes if m != "capped"] or ["uncapped"]
     vendor = EmulatedAmdVendor.generate(Product.MILAN, key_size=2048)
+    settings: dict[str, Any] = {}
+    if args.worker_threads is not None:
+        settings["worker_threads"] = args.worker_threads
     print(f"{args.concurrency} concurrent exchanges through HAProxy from "
           f"{math.ceil(args.concurrency / args.per_process)} client process(es), "
           f"{args.seconds:.0f} s per configuration, {os.cpu_count()} CPUs; {pinning}; "
-          f"load average {os.getloadavg()[0]:.1f}")
+          f"replica settings {settings or 'default'}; load average {os.getloadavg()[0]:.1f}")
     try:
         append_ms = serial_audit_append_ms()
         print(f"one audit append alone (one thread, lock to commit, WAL flush): "
@@ -319,7 +325,7 @@ def main() -> None:
             for n in args.replicas:
                 r = run_one(n, capped=cap, seconds=args.seconds, concurrency=args.concurrency,
                             per_process=args.per_process, client_cpus=client_cpus,
-                            vendor=vendor)
+                            vendor=vendor, settings=settings)
                 if n not in best or r.rate > best[n].rate:
                     best[n] = r
         base = best[args.replicas[0]].rate

@@ -44,6 +44,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 from _loadgen import percentile, run_load
@@ -134,7 +135,7 @@ class Figures:
 
 def run_one(backend: str, workers: int, *, seconds: float, concurrency: int,
             per_process: int, vendor: EmulatedAmdVendor, client_cpus: list[int] | None,
-            server_cpus: list[int] | None) -> Figures | None:
+            server_cpus: list[int] | None, extra: dict[str, Any]) -> Figures | None:
     """Start the service for one configuration, load it, stop it; None if no database."""
     tmp = Path(tempfile.mkdtemp(prefix="veritee-bench-"))
     db_url = f"sqlite:///{tmp}/bench.db" if backend == "sqlite" else _pg_create()
@@ -153,7 +154,7 @@ def run_one(backend: str, workers: int, *, seconds: float, concurrency: int,
             "emulated_machine_dir": str(tmp / "svc-machine"), "trust_roots": [str(ark)],
             "amd_crl_dir": str(crl), "host": "127.0.0.1",
             "master_key_file": str(tmp / "master.sealed"), "log_level": "warning",
-            "nonce_ttl": 600, "token_ttl": 600}))
+            "nonce_ttl": 600, "token_ttl": 600, **extra}))
         InsecureEmulatedSnpMachine.open(tmp / "svc-machine", key_size=2048)
         # The token row is authenticated under the service's data key, as the CLI writes it.
         store = open_store(db_url)
@@ -271,19 +272,25 @@ def main() -> None:
                     choices=["sqlite", "postgresql"])
     ap.add_argument("--client-cpus", default="auto",
                     help="auto (default), none, or a comma list of CPUs for the clients")
+    ap.add_argument("--worker-threads", type=int, default=None, metavar="N",
+                    help="the service's worker_threads setting (default: the service's)")
     ap.add_argument("--rounds", type=int, default=1,
                     help="repeat each configuration, keep its best round")
     ap.add_argument("--in-process", type=int, default=300, metavar="N",
                     help="exchanges for the in-process comparison (0: skip)")
     args = ap.parse_args()
     client_cpus, server_cpus, pinning = cpu_plan(args.client_cpus)
+    extra: dict[str, Any] = {}
+    if args.worker_threads is not None:
+        extra["worker_threads"] = args.worker_threads
     vendor = EmulatedAmdVendor.generate(Product.MILAN, key_size=2048)
     parts = floor(150)
     floor_ms = 1e3 * sum(parts.values())
     load = os.getloadavg()[0]
     print(f"{args.concurrency} concurrent exchanges from "
           f"{math.ceil(args.concurrency / args.per_process)} client process(es), "
-          f"{args.seconds:.0f} s per configuration; {pinning}; load average {load:.1f}")
+          f"{args.seconds:.0f} s per configuration; {pinning}; service settings "
+          f"{extra or 'default'}; load average {load:.1f}")
     print(f"floor (crypto an exchange cannot avoid, this run): {floor_ms:.2f} ms CPU")
     if args.rounds > 1:
         print(f"best of {args.rounds} interleaved rounds per configuration")
@@ -299,7 +306,7 @@ def main() -> None:
                 continue
             r = run_one(backend, workers, seconds=args.seconds, concurrency=args.concurrency,
                         per_process=args.per_process, vendor=vendor, client_cpus=client_cpus,
-                        server_cpus=server_cpus)
+                        server_cpus=server_cpus, extra=extra)
             if r is None:
                 unreachable.add(backend)
                 continue

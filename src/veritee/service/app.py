@@ -38,7 +38,7 @@ from veritee.service.deps import AdminActor, BrokerDep, ReaderActor, bearer, get
 from veritee.service.integrity import IntegrityViolation, StateIntegrity
 from veritee.service.kbs_protocol import router as kbs_router
 from veritee.service.keys import KeyWrapper, load_data_key, load_signing_key
-from veritee.service.limits import MAX_BODY, BoundedRequest
+from veritee.service.limits import MAX_BODY, BoundedRequest, ThreadBudget
 from veritee.service.observability import Metrics, log_event
 from veritee.service.problems import InvalidRequest, Problem, problem_body, problem_for
 from veritee.service.settings import Settings
@@ -151,12 +151,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http)
 
 
-def _install_middleware(app: FastAPI, metrics: Metrics) -> None:
+def _install_middleware(app: FastAPI, metrics: Metrics, settings: Settings) -> None:
     from veritee.service._reqlog import AccessLog
 
     app.add_middleware(AccessLog, histogram=metrics.latency)
     # Outside it: bodies, headers and paths are bounded before routing or authentication.
     app.add_middleware(BoundedRequest, max_body=_MAX_BODY)
+    app.add_middleware(ThreadBudget, threads=settings.worker_threads)
 
 
 def _default_anchors(settings: Settings) -> TrustAnchors:
@@ -261,7 +262,7 @@ def create_app(settings: Settings, *, master_key: KeyWrapper | None = None,
     app.state.broker = broker
     app.state.settings = settings
     _install_error_handlers(app)
-    _install_middleware(app, metrics)
+    _install_middleware(app, metrics, settings)
     from veritee.service._reqlog import RequestContext
 
     app.add_middleware(RequestContext)  # outermost: the request id spans the whole request
