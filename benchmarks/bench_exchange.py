@@ -132,7 +132,7 @@ class Bench:
 
         def one() -> None:
             with store.transaction() as tx:
-                tx.nonce_create(os.urandom(32).hex(), 0.0, 0.0)
+                tx.nonce_consume(os.urandom(32).hex(), 0.0, 0.0)
         return _per_call(one, 200)
 
 

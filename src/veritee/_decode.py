@@ -333,6 +333,10 @@ def _text(value: bytes | str, structure: str, field: str) -> str:
     return "".join(value.split())
 
 
+_B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+
+
 def decode_hex(value: bytes | str, *, structure: str, field: str) -> bytes:
     """Hex digits (either case, optional ``0x``/``0X``, whitespace anywhere) to bytes."""
     text = _text(value, structure, field)
@@ -368,6 +372,23 @@ def decode_base64(value: bytes | str, *, structure: str, field: str,
         return base64.urlsafe_b64decode(padded)
     except (binascii.Error, ValueError):  # pragma: no cover - the checks above are stricter
         raise FormatError(structure, field, got=_snippet(text), want="base64") from None
+
+
+def b64url_canonical(part: str) -> bytes:
+    """Strict base64url without padding (RFC 7515 section 2, as JOSE writes it): other
+    characters, padding and non-zero trailing bits are refused (ValueError), so one value has
+    exactly one encoding."""
+    if "+" in part or "/" in part or "=" in part or len(part) % 4 == 1:
+        raise ValueError("not base64url")
+    try:
+        raw = binascii.a2b_base64(part.encode("ascii").translate(_FROM_URLSAFE)
+                                  + b"=" * (-len(part) % 4), strict_mode=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raise ValueError("not base64url") from None
+    # The last character may carry bits beyond the data (2 or 4): they must be zero.
+    if len(part) % 4 and _B64_ALPHABET.index(part[-1]) & (0x0F if len(part) % 4 == 2 else 0x03):
+        raise ValueError("non-canonical base64url")
+    return raw
 
 
 def decode_binary_text(value: bytes | str, *, structure: str, field: str) -> bytes:

@@ -86,8 +86,16 @@ def check(code: str, fld: str, got: Any, want: Any, ok: bool,  # noqa: PLR0917 -
                    "" if ok else why)
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def jsonable(value: Any) -> Any:
     """``value`` as JSON-friendly data (bytes as hex, enums by value, sets sorted)."""
+    kind = type(value)
+    if kind in _PLAIN:  # most values: exact types only (an IntEnum is not an int here)
+        return value
+    if kind is dict:
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, bytes | bytearray):
         return bytes(value).hex()
     if isinstance(value, dict):

@@ -30,7 +30,6 @@ JWKS, ``exp``/``iat``/``iss``, profile, and it hands back the decoded result.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import time
 import uuid
@@ -46,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet
 
+from veritee._decode import b64url_canonical as _unb64url
 from veritee.crypto.kbs_jwe import ec_public_key, rsa_public_key
 from veritee.errors import FormatError, VerificationError
 from veritee.findings import Finding, Outcome, jsonable
@@ -156,18 +156,24 @@ def binding_identity(appraisal: Appraisal) -> int:
     challenge, 99 (cryptographic validation failed) when it did not, no claim when no
     challenge was given. A failed platform-identity pin (``<scheme>.chip_id.*``) is 97."""
     tee = appraisal.tee
-    result = outcome(appraisal.findings, f"{tee}.binding.mismatch")
-    if failed(appraisal.findings, (f"{tee}.chip_id.",)):
-        return NOT_RECOGNIZED
+    bind, chip, own = f"{tee}.binding.mismatch", f"{tee}.chip_id.", f"{tee}.report_data.mismatch"
+    result: Outcome | None = None
+    report_data: Outcome | None = None
+    for f in appraisal.findings:  # one pass: this runs for every attestation
+        if f.outcome is Outcome.FAIL and f.code.startswith(chip):
+            return NOT_RECOGNIZED
+        if f.code == bind and result is None:
+            result = f.outcome
+        elif f.code == own and report_data is None:
+            report_data = f.outcome
     if result is Outcome.FAIL:
         return CRYPTO_FAILED
     if result is Outcome.PASS:
         return AFFIRMING
     # No binding check ran: a policy's own REPORT_DATA check (the per-TEE APIs) may have.
-    result = outcome(appraisal.findings, f"{tee}.report_data.mismatch")
-    if result is Outcome.FAIL:
+    if report_data is Outcome.FAIL:
         return CRYPTO_FAILED
-    return AFFIRMING if result is Outcome.PASS else NO_CLAIM
+    return AFFIRMING if report_data is Outcome.PASS else NO_CLAIM
 
 
 def vector_from_rules(appraisal: Appraisal, rules: VectorRules, *,
@@ -183,28 +189,36 @@ def vector_from_rules(appraisal: Appraisal, rules: VectorRules, *,
     otherwise. ``storage-opaque`` and ``sourced-data`` are absent: evidence says nothing of them.
     """
     f = appraisal.findings
-    if failed(f, rules.hardware_unrecognised):
+    # One pass over the findings (this runs for every attestation): the failed codes and
+    # the passed ones; each rule below is then a lookup.
+    fails = tuple(x.code for x in f if x.outcome is Outcome.FAIL)
+    passes = {x.code for x in f if x.outcome is Outcome.PASS}
+
+    def any_failed(prefixes: tuple[str, ...]) -> bool:
+        return bool(prefixes) and any(c.startswith(prefixes) for c in fails)
+
+    if any_failed(rules.hardware_unrecognised):
         hw = NOT_RECOGNIZED
-    elif failed(f, rules.hardware_unsafe):
+    elif any_failed(rules.hardware_unsafe):
         hw = WARNING_UNSAFE
-    elif failed(f, rules.hardware_unknown):
+    elif any_failed(rules.hardware_unknown):
         hw = NO_CLAIM  # checks that did not run although the policy asked: cannot say
     else:
         hw = hardware(f) if hardware is not None else NO_CLAIM
     vector: dict[str, int] = {"hardware": hw, "instance-identity": binding_identity(appraisal)}
 
-    if failed(f, rules.executables):
+    if any_failed(rules.executables):
         vector["executables"] = UNRECOGNIZED_RUNTIME
-    elif any(outcome(f, c) is Outcome.PASS for c in rules.reference):
+    elif any(c in passes for c in rules.reference):
         vector["executables"] = APPROVED_BOOT
     else:
         vector["executables"] = NO_CLAIM  # no reference measurement: the verifier cannot say
 
-    if failed(f, rules.config_contraindicated):
+    if any_failed(rules.config_contraindicated):
         vector["configuration"] = CONTRAINDICATED
-    elif failed(f, rules.config_unsafe):
+    elif any_failed(rules.config_unsafe):
         vector["configuration"] = WARNING_UNSAFE
-    elif rules.config_check and outcome(f, rules.config_check) is Outcome.PASS:
+    elif rules.config_check and rules.config_check in passes:
         vector["configuration"] = AFFIRMING
     else:
         vector["configuration"] = NO_CLAIM
@@ -458,30 +472,12 @@ def _fail(code: str, message: str) -> VerificationError:
     return VerificationError(f"ear.{code}", message)
 
 
-_B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 # Per algorithm: the curve instance, its field size in bytes (half a JWS signature), the hash.
 _ALGS: dict[str, tuple[ec.EllipticCurve, int, type[hashes.HashAlgorithm]]] = {
     "ES256": (ec.SECP256R1(), 32, hashes.SHA256), "ES384": (ec.SECP384R1(), 48, hashes.SHA384)}
 MAX_TOKEN = 256 * 1024
 """The longest EAR :func:`verify_ear` reads (characters): 16 submodules fit many times over."""
 _CURVE_ALG = {"P-256": "ES256", "P-384": "ES384"}
-
-
-def _unb64url(part: str) -> bytes:
-    """Strict base64url without padding (RFC 7515 section 2): other characters, padding and
-    non-zero trailing bits are refused, so one token has exactly one encoding."""
-    if "+" in part or "/" in part or "=" in part or len(part) % 4 == 1:
-        raise ValueError("not base64url")
-    try:
-        raw = binascii.a2b_base64(part.encode("ascii").translate(_FROM_URLSAFE)
-                                  + b"=" * (-len(part) % 4), strict_mode=True)
-    except (binascii.Error, UnicodeEncodeError):
-        raise ValueError("not base64url") from None
-    # The last character may carry bits beyond the data (2 or 4): they must be zero.
-    if len(part) % 4 and _B64_ALPHABET.index(part[-1]) & (0x0F if len(part) % 4 == 2 else 0x03):
-        raise ValueError("non-canonical base64url")
-    return raw
 
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:

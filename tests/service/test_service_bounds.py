@@ -214,14 +214,23 @@ def test_sqlite_locked_past_the_timeout_is_503(service_factory: Callable[..., Se
     other = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")
     try:
-        r = svc.http.post(f"{svc.url}/v1/challenge")
+        r = svc.http.post(f"{svc.url}/v1/attest", json=_fresh_evidence(svc, guests))
         assert r.status_code == 503 and r.headers["content-type"] == PROBLEM
         assert r.json()["code"] == "service.unavailable"
         _no_infra(r.text)
     finally:
         other.execute("ROLLBACK")
         other.close()
-    assert svc.http.post(f"{svc.url}/v1/challenge").status_code == 200  # recovered
+    r = svc.http.post(f"{svc.url}/v1/attest", json=_fresh_evidence(svc, guests))
+    assert r.status_code == 200, r.text  # recovered
+
+
+def _fresh_evidence(svc: Service, guests: Guests) -> dict[str, Any]:
+    """Evidence for a fresh challenge (which needs no database: the nonce carries its tag)."""
+    r = svc.http.post(f"{svc.url}/v1/challenge")
+    assert r.status_code == 200, r.text
+    nonce = base64.urlsafe_b64decode(r.json()["nonce"] + "==")
+    return evidence_for(guests.a, nonce, ec.generate_private_key(ec.SECP384R1()))
 
 
 def test_postgresql_outage_is_503_and_recovers(service_factory: Callable[..., Service],
@@ -239,9 +248,9 @@ def test_postgresql_outage_is_503_and_recovers(service_factory: Callable[..., Se
         admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
                       "datname = %s AND pid <> pg_backend_pid()", (name,))
         try:
-            for route in ("/v1/challenge", "/readyz"):
-                method = "POST" if route == "/v1/challenge" else "GET"
-                r = svc.http.request(method, f"{svc.url}{route}")
+            for route in ("/v1/attest", "/readyz"):
+                r = (svc.http.post(f"{svc.url}{route}", json=_fresh_evidence(svc, guests))
+                     if route == "/v1/attest" else svc.http.get(f"{svc.url}{route}"))
                 assert r.status_code == 503 and r.headers["content-type"] == PROBLEM
                 assert r.json()["code"] == "service.unavailable"
                 _no_infra(r.text)

@@ -1,10 +1,11 @@
 """The exchange's hot path (issue 14 target 2): fewer database round trips and keys imported
 once, with the security rules unchanged.
 
-In process, against the running service's broker: attest reads its policies in the nonce-burn
-transaction (two write transactions, no separate read), yet a policy that fails to load still
-leaves the nonce burned and the refusal audited; EARs and releases signed with the cached key
-import verify against the published JWKS with joserfc; a rotated key is used at once.
+In process, against the running service's broker: a challenge writes nothing (the nonce carries
+its own tag), attest reads the policies and writes once (nonce use + audit), yet a policy that
+fails to load still leaves the nonce burned and the refusal audited; EARs and releases signed
+with the cached key import verify against the published JWKS with joserfc; a rotated key is
+used at once.
 """
 
 from __future__ import annotations
@@ -62,16 +63,19 @@ def _attest(broker: Broker, guest: Any, nonce: bytes | None = None
     return out, key, nonce
 
 
-def test_attest_is_two_write_transactions_and_no_read(service: Service,
-                                                      guests: Guests) -> None:
+def test_challenge_writes_nothing_and_attest_writes_once(service: Service,
+                                                         guests: Guests) -> None:
     broker = _broker(service)
-    nonce = broker.challenge().nonce
     seen: list[bool] = []
+    with _counting(service.store, seen):
+        nonce = broker.challenge().nonce
+    assert seen == []  # the nonce authenticates itself (a tag under the data key)
     with _counting(service.store, seen):
         out, _, _ = _attest(broker, guests.a, nonce)
     assert out.result.status == "affirming"
-    # The nonce burn (which also reads the policies) and the accepted entry in the audit log.
-    assert seen == [True, True]
+    # One read (nonce not used yet, the policies), then one write: the nonce used up and the
+    # accepted entry in the audit log, together.
+    assert seen == [False, True]
 
 
 def test_policy_that_fails_to_load_still_burns_the_nonce(service: Service,
@@ -232,3 +236,37 @@ def test_audit_chain_extended_on_the_fast_path_verifies(service: Service,
         report = verify_chain(tx.audit_rows(), service.store.integrity)
     assert report.ok, report.problem
     assert report.entries >= 6
+
+
+@pytest.mark.parametrize("curve", [ec.SECP256R1(), ec.SECP384R1(), ec.SECP521R1()])
+def test_spki_from_the_jwk_is_cryptography_s(curve: ec.EllipticCurve) -> None:
+    """The binding hashes the TEE key's SPKI, built from the JWK's coordinates: byte for
+    byte what cryptography serialises, on every curve."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from veritee.service.core import _ec_public_jwk, _spki
+
+    for _ in range(3):
+        key = ec.generate_private_key(curve).public_key()
+        assert _spki(key, _ec_public_jwk(key)) == key.public_bytes(
+            Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
+def test_tee_key_text_must_be_canonical(service: Service, guests: Guests) -> None:
+    """The EAR's cnf is the JWK text as sent, so that text must name exactly one key: padded,
+    short or non-canonical coordinates are refused."""
+    broker = _broker(service)
+    nonce = broker.challenge().nonce
+    key = ec.generate_private_key(ec.SECP384R1())
+    body = evidence_for(guests.a, nonce, key)
+    jwk = body["runtime_data"]["key"]
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    bad = [{**jwk, "x": jwk["x"] + "="}, {**jwk, "x": "AA" + jwk["x"]},
+           {**jwk, "y": jwk["y"][:-1] + alphabet[alphabet.index(jwk["y"][-1]) | 1]}
+           if len(jwk["y"]) % 4 else {**jwk, "y": jwk["y"] + "A"},
+           {**jwk, "x": jwk["x"].replace(jwk["x"][0], "+", 1)}]
+    for wrong in bad:
+        with pytest.raises(Problem) as refused:
+            broker.attest(body["evidence"], body.get("attached"), body["runtime_data"]["nonce"],
+                          wrong)
+        assert refused.value.code == "request.invalid", wrong

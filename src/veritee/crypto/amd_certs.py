@@ -23,11 +23,14 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import threading
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
+from types import MappingProxyType
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -50,8 +53,10 @@ __all__ = [
     "OID_RSASSA_PSS",
     "OID_SHA384",
     "AmdCertificate",
+    "CrlParts",
     "PssParams",
     "RawExtension",
+    "crl_parts",
     "decode_hwid",
     "decode_ia5string",
     "decode_integer",
@@ -96,6 +101,7 @@ AMD_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
 """The RSASSA-PSS parameters of every AMD certificate and CRL (57230): MGF1-SHA-384, salt 48."""
 
 _STRUCT = "X509"
+_V = TypeVar("_V")
 
 
 def _err(field_name: str, got: object, want: object, *, offset: int | None = None,
@@ -154,7 +160,31 @@ def _decode_int(content: bytes, what: str) -> int:
     return int.from_bytes(content, "big", signed=True)
 
 
+# Decoded values by their exact bytes. Every AMD certificate repeats the same OIDs, names
+# and PSS parameters (a new chip's VCEK has the same issuer and subject as every other), so
+# each is decoded once. Only successful decodes are kept (a bad encoding raises every time);
+# a full table is emptied and refilled, so hostile input can neither grow it nor pin it.
+_MEMO_MAX = 1024
+_OIDS: dict[bytes, str] = {}
+_NAMES: dict[bytes, x509.Name] = {}
+_PSS: dict[bytes, PssParams] = {}
+
+
+def _remember(table: dict[bytes, _V], key: bytes, value: _V) -> _V:
+    if len(table) >= _MEMO_MAX:
+        table.clear()
+    table[key] = value
+    return value
+
+
 def _decode_oid(content: bytes, what: str) -> str:
+    known = _OIDS.get(content)
+    if known is not None:
+        return known
+    return _remember(_OIDS, content, _decode_oid_arcs(content, what))
+
+
+def _decode_oid_arcs(content: bytes, what: str) -> str:
     if not content or content[-1] & 0x80:
         raise _err(what, content, "a complete OBJECT IDENTIFIER")
     arcs: list[int] = []
@@ -196,6 +226,14 @@ _STRING_CODECS = {0x0C: "utf-8", 0x13: "ascii", 0x16: "ascii", 0x14: "latin-1",
 
 
 def _decode_name(data: bytes, start: int, end: int, what: str) -> x509.Name:
+    raw = data[start:end]
+    known = _NAMES.get(raw)
+    if known is not None:
+        return known
+    return _remember(_NAMES, raw, _decode_rdns(data, start, end, what))
+
+
+def _decode_rdns(data: bytes, start: int, end: int, what: str) -> x509.Name:
     rdns = []
     for tag, pos, cs, ce in _children(data, start, end, what):
         _expect(tag, 0x31, what, pos)  # SET OF AttributeTypeAndValue
@@ -251,6 +289,14 @@ def _decode_hash_alg(data: bytes, start: int, end: int, what: str) -> str:
 
 
 def _decode_pss(data: bytes, start: int, end: int) -> PssParams:
+    raw = data[start:end]
+    known = _PSS.get(raw)
+    if known is not None:
+        return known
+    return _remember(_PSS, raw, _decode_pss_fields(data, start, end))
+
+
+def _decode_pss_fields(data: bytes, start: int, end: int) -> PssParams:
     what = "signatureAlgorithm.RSASSA-PSS-params"
     hash_oid, mgf_oid, mgf_hash, salt, trailer = OID_SHA1, OID_MGF1, OID_SHA1, 20, 1
     last = -1
@@ -331,6 +377,53 @@ def signature_algorithm(der: bytes, *,
     return signed.alg_oid, signed.pss
 
 
+@dataclass(frozen=True)
+class CrlParts:
+    """A CRL split as signed: the exact ``tbsCertList`` bytes, the outer signature algorithm
+    (and PSS parameters), the signature and the issuer Name's encoding."""
+
+    tbs: bytes
+    alg_oid: str
+    pss: PssParams | None
+    signature: bytes
+    issuer_der: bytes
+
+
+_CRLS: dict[bytes, CrlParts] = {}
+_CRLS_MAX = 64  # a verifier sees one CRL per product and kind at a time
+_CRLS_LOCK = threading.Lock()
+
+
+def crl_parts(der: bytes, *, what: str = "CertificateList") -> CrlParts:
+    """Split a DER CRL (RFC 5280 5.1: tbsCertList = version?, signature, issuer, ...) in one
+    walk, strictly; raise :class:`FormatError` naming what is wrong. The same bytes are split
+    once (every report of a product carries the same CRL)."""
+    der = bytes(der)
+    known = _CRLS.get(der)
+    if known is not None:
+        return known
+    parts = _split_crl(der, what)
+    with _CRLS_LOCK:
+        while len(_CRLS) >= _CRLS_MAX:  # drop the oldest: CRLs are replaced, not revisited
+            del _CRLS[next(iter(_CRLS))]
+        _CRLS[der] = parts
+    return parts
+
+
+def _split_crl(der: bytes, what: str) -> CrlParts:
+    signed, tcs, tce = _split_signed(der, what)
+    pos = tcs
+    tag, _, end = _tlv(der, pos, tce, what + ".tbsCertList")
+    if tag == 0x02:  # version v2 (optional)
+        pos = end
+        tag, _, end = _tlv(der, pos, tce, what + ".tbsCertList")
+    _expect(tag, 0x30, what + ".tbsCertList.signature", pos)
+    pos = end
+    tag, _, end = _tlv(der, pos, tce, what + ".tbsCertList.issuer")
+    _expect(tag, 0x30, what + ".tbsCertList.issuer", pos)
+    return CrlParts(signed.tbs, signed.alg_oid, signed.pss, signed.signature, der[pos:end])
+
+
 # -- the certificate view ----------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class AmdCertificate:
@@ -354,6 +447,8 @@ class AmdCertificate:
     not_valid_after_utc: datetime
     public_key_der: bytes
     extensions: tuple[RawExtension, ...] = field(default=())
+    issuer_der: bytes = b""  # the Name elements exactly as encoded (b"" when not known)
+    subject_der: bytes = b""
 
     @classmethod
     def from_der(cls, der: bytes) -> AmdCertificate:
@@ -408,7 +503,8 @@ class AmdCertificate:
             issuer=_decode_name(der, iss[2], iss[3], "issuer"),
             subject=_decode_name(der, sub[2], sub[3], "subject"),
             not_valid_before_utc=nb, not_valid_after_utc=na,
-            public_key_der=der[spki[1]:spki[3]], extensions=tuple(extensions))
+            public_key_der=der[spki[1]:spki[3]], extensions=tuple(extensions),
+            issuer_der=der[iss[1]:iss[3]], subject_der=der[sub[1]:sub[3]])
 
     # -- cryptography-shaped accessors -----------------------------------------------------
     @cached_property
@@ -455,24 +551,41 @@ class AmdCertificate:
         except ValueError as exc:
             raise _err("Certificate", str(exc)[:60], "DER that cryptography accepts") from None
 
-    @property
+    # The values below are read on every verification; each is a function of the DER only,
+    # so it is computed once per certificate object.
+    @cached_property
     def common_name(self) -> str | None:
         """The subject CN, if exactly one is present."""
-        cns = self.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        return str(cns[0].value) if len(cns) == 1 else None
+        return _single_cn(self.subject)
 
-    @property
+    @cached_property
     def issuer_common_name(self) -> str | None:
         """The issuer CN, if exactly one is present."""
-        cns = self.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
-        return str(cns[0].value) if len(cns) == 1 else None
+        return _single_cn(self.issuer)
+
+    @cached_property
+    def _extensions_by_oid(self) -> dict[str, RawExtension]:
+        found: dict[str, RawExtension] = {}
+        for e in self.extensions:  # the reader refuses duplicate OIDs; the first one wins
+            found.setdefault(e.oid, e)
+        return found
 
     def extension(self, oid: str) -> RawExtension | None:
         """The extension with dotted ``oid``, or ``None``."""
-        return next((e for e in self.extensions if e.oid == oid), None)
+        return self._extensions_by_oid.get(oid)
 
-    def basic_constraints_ca(self) -> bool:
-        """True when basicConstraints says cA TRUE."""
+    @cached_property
+    def extension_values(self) -> Mapping[str, bytes]:
+        """Each extension's value octets by dotted OID (read-only)."""
+        return MappingProxyType({oid: e.value for oid, e in self._extensions_by_oid.items()})
+
+    @cached_property
+    def critical_extension_oids(self) -> tuple[str, ...]:
+        """The OIDs of the extensions marked critical, in certificate order."""
+        return tuple(e.oid for e in self.extensions if e.critical)
+
+    @cached_property
+    def _basic_constraints_ca(self) -> bool:
         ext = self.extension(OID_BASIC_CONSTRAINTS)
         if ext is None:
             return False
@@ -482,8 +595,12 @@ class AmdCertificate:
         parts = _children(ext.value, cs, ce, what)
         return bool(parts) and parts[0][0] == 0x01 and ext.value[parts[0][2]:parts[0][3]] == b"\xff"
 
-    def key_usage_bits(self) -> frozenset[int]:
-        """The keyUsage bits that are set (5 = keyCertSign, 6 = cRLSign); empty if absent."""
+    def basic_constraints_ca(self) -> bool:
+        """True when basicConstraints says cA TRUE."""
+        return self._basic_constraints_ca
+
+    @cached_property
+    def _key_usage_bits(self) -> frozenset[int]:
         ext = self.extension(OID_KEY_USAGE)
         if ext is None:
             return frozenset()
@@ -493,6 +610,10 @@ class AmdCertificate:
         bits = ext.value[cs + 1:ce]
         return frozenset(i for i in range(len(bits) * 8) if bits[i // 8] >> (7 - i % 8) & 1)
 
+    def key_usage_bits(self) -> frozenset[int]:
+        """The keyUsage bits that are set (5 = keyCertSign, 6 = cRLSign); empty if absent."""
+        return self._key_usage_bits
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, AmdCertificate) and other.der == self.der
 
@@ -501,6 +622,11 @@ class AmdCertificate:
 
     def __repr__(self) -> str:
         return f"<AmdCertificate {self.subject.rfc4514_string()} serial={self.serial_number}>"
+
+
+def _single_cn(name: x509.Name) -> str | None:
+    cns = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(cns[0].value) if len(cns) == 1 else None
 
 
 def _cross_check(der: bytes, serial: int) -> None:
@@ -524,6 +650,7 @@ def _decode_extensions(der: bytes, start: int, end: int) -> list[RawExtension]:
     tag, cs, ce = _tlv(der, start, end, what)
     _expect(tag, 0x30, what, start)
     out: list[RawExtension] = []
+    seen: set[str] = set()
     for etag, epos, ecs, ece in _children(der, cs, ce, what):
         _expect(etag, 0x30, what, epos)
         parts = _children(der, ecs, ece, what)
@@ -537,8 +664,9 @@ def _decode_extensions(der: bytes, start: int, end: int) -> list[RawExtension]:
                 raise _err(what + ".critical", der[parts[1][2]:parts[1][3]], "ff", offset=epos)
             critical = True
         oid = _decode_oid(der[parts[0][2]:parts[0][3]], what)
-        if any(e.oid == oid for e in out):
+        if oid in seen:
             raise _err(what, f"duplicate {oid}", "each extension once", offset=epos)
+        seen.add(oid)
         out.append(RawExtension(oid, critical, der[parts[-1][2]:parts[-1][3]]))
     return out
 
@@ -763,6 +891,8 @@ def make_crl(ark_key: rsa.RSAPrivateKey, ark_cert: AmdCertificate | x509.Certifi
 # -- decoders for AMD extension values (57230: INTEGER, IA5String, raw or OCTET STRING hwID) --
 def decode_integer(value: bytes, what: str) -> int:
     """A whole-value DER INTEGER (``what`` names it in errors)."""
+    if len(value) == 3 and value[0] == 0x02 and value[1] == 1:  # one octet, as every SPL
+        return value[2] - 0x100 if value[2] >= 0x80 else value[2]
     tag, cs, ce = _tlv(value, 0, len(value), what)
     _expect(tag, 0x02, what, 0)
     if ce != len(value):

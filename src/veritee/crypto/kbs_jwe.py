@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
+from veritee._decode import b64url_canonical
 from veritee.errors import FormatError, VerificationError
 
 __all__ = [
@@ -98,7 +99,8 @@ def _kek(shared: bytes) -> bytes:
 def ec_public_key(jwk: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
     """The EC key of a public JWK ``{kty: EC, crv, x, y}`` (RFC 7518 section 6.2.1; P-256,
     P-384, P-521, each coordinate the field's size, the point on the curve); FormatError if
-    bad. The last keys read are kept (the EAR check and the release read the same one)."""
+    bad. The last keys read are kept (the EAR check and the release read the same one).
+    The coordinates must be canonical base64url, so the JWK's text names exactly one key."""
     crv, x, y = jwk.get("crv"), jwk.get("x"), jwk.get("y")
     if jwk.get("kty") != "EC" or not isinstance(crv, str) or crv not in _CURVES:
         raise FormatError("tee-pubkey", "crv", got=str(crv)[:20], want="P-256, P-384 or P-521")
@@ -112,8 +114,12 @@ def _ec_point(crv: str, x_text: str, y_text: str) -> ec.EllipticCurvePublicKey:
     # Cached by the exact text: the same coordinates always give the same key (or the same
     # refusal, which is raised again since exceptions are not cached).
     curve, size = _CURVES[crv]
-    x = _unb64url(x_text, "x")
-    y = _unb64url(y_text, "y")
+    try:
+        # Canonical base64url: one key has one text (the EAR's cnf is this text).
+        x, y = b64url_canonical(x_text), b64url_canonical(y_text)
+    except ValueError:
+        raise FormatError("tee-pubkey", "x/y", got="not canonical base64url",
+                          want="base64url without padding") from None
     if len(x) != size or len(y) != size:
         raise FormatError("tee-pubkey", "x/y", got=f"{len(x)}/{len(y)} bytes", want=size)
     try:

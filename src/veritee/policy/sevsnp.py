@@ -467,6 +467,17 @@ def appraise(verified: VerifiedReport, policy: SevSnpPolicy) -> Appraisal:
                      required_claims=policy.required_claims)
 
 
+_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _names(cls: type) -> tuple[str, ...]:
+    """A dataclass's field names, in order (looked up once per class)."""
+    names = _NAMES.get(cls)
+    if names is None:
+        names = _NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
 def claims(verified: VerifiedReport) -> dict[str, Any]:
     """The verified claims a relying party may use, JSON-ready (bytes as lowercase hex)."""
     r = verified.report
@@ -489,10 +500,9 @@ def claims(verified: VerifiedReport) -> dict[str, Any]:
         "report_id": r.report_id.hex(),
         "guest_svn": r.guest_svn,
         "vmpl": r.vmpl,
-        "guest_policy": {f.name: getattr(r.policy, f.name)
-                         for f in dataclasses.fields(r.policy)},
-        "platform_info": {f.name: getattr(r.platform_info, f.name)
-                          for f in dataclasses.fields(r.platform_info)},
+        "guest_policy": {name: getattr(r.policy, name) for name in _names(type(r.policy))},
+        "platform_info": {name: getattr(r.platform_info, name)
+                          for name in _names(type(r.platform_info))},
         "reported_tcb": r.reported_tcb.components(),
         "current_tcb": r.current_tcb.components(),
         "committed_tcb": r.committed_tcb.components(),

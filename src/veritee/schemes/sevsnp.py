@@ -60,9 +60,9 @@ platform info -> configuration."""
 def _hardware(findings: tuple[Finding, ...]) -> int:
     """Affirming only when a TCB floor with a non-zero component passed (a zero floor cannot
     fail, so it proves nothing about the platform)."""
-    floors = [x for x in findings if x.code.startswith("sevsnp.tcb.") and
-              x.code.endswith(".below_minimum") and x.outcome is Outcome.PASS]
-    meaningful = any(isinstance(x.want, int) and x.want > 0 for x in floors)
+    meaningful = any(x.outcome is Outcome.PASS and isinstance(x.want, int) and x.want > 0
+                     and x.code.startswith("sevsnp.tcb.") and x.code.endswith(".below_minimum")
+                     for x in findings)
     return AFFIRMING if meaningful else NO_CLAIM
 
 
@@ -224,11 +224,12 @@ class SevSnpScheme:
         """The SEV-SNP claims (:func:`veritee.policy.sevsnp.claims`) plus the common ones."""
         from veritee.policy.sevsnp import claims
 
-        own = claims(verified.native)
+        return self._with_common(claims(verified.native), verified.native.report)
+
+    def _with_common(self, own: dict[str, Any], report: AttestationReport) -> dict[str, Any]:
         return {**own, "tee": self.name, "debug": bool(own["guest_policy"]["debug"]),
                 "tcb_status": None, "advisory_ids": [],
-                "binding": own["report_data"],
-                "cpuid": _cpuid(verified.native.report)}
+                "binding": own["report_data"], "cpuid": _cpuid(report)}
 
     def describe(self, evidence: SevSnpEvidence) -> dict[str, Any]:
         """Every field of the (unverified) report for ``veritee show``, JSON-ready; CPUID
@@ -256,7 +257,10 @@ class SevSnpScheme:
     def appraise(self, verified: Verified, policy: Any) -> Appraisal:
         """:func:`veritee.policy.sevsnp.appraise`, with the common claims."""
         result = appraise(verified.native, policy)
-        result = replace(result, claims=self.claims(verified))
+        # The policy's appraisal carries its claims already: add the common ones (and the
+        # vector) in one copy.
+        result = replace(result, claims=self._with_common(dict(result.claims),
+                                                           verified.native.report))
         return replace(result, vector=trust_vector(result))
 
     def trust_vector(self, appraisal: Appraisal) -> dict[str, int]:

@@ -29,7 +29,8 @@ from veritee.errors import ConfigError
 from veritee.service.integrity import StateIntegrity
 from veritee.service.storage import AuditRow
 
-__all__ = ["GENESIS", "ChainReport", "entry_hash", "verify_chain"]
+__all__ = ["GENESIS", "ChainReport", "detail_json", "entry_hash", "entry_hash_text",
+           "verify_chain"]
 
 GENESIS = "0" * 64
 
@@ -37,9 +38,23 @@ GENESIS = "0" * 64
 def entry_hash(integrity: StateIntegrity, prev_hash: str, *, seq: int, at: str, event: str,
                outcome: str, subject: str, detail: dict[str, Any]) -> str:
     """HMAC-SHA256 hex (audit key) over the previous hash and the entry's canonical JSON."""
-    body = json.dumps({"seq": seq, "at": at, "event": event, "outcome": outcome,
-                       "subject": subject, "detail": detail},
-                      sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return entry_hash_text(integrity, prev_hash, seq=seq, at=at, event=event, outcome=outcome,
+                           subject=subject, detail_text=detail_json(detail))
+
+
+def detail_json(detail: dict[str, Any]) -> str:
+    """An entry's detail as stored and as hashed: canonical JSON (sorted keys, ASCII)."""
+    return json.dumps(detail, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def entry_hash_text(integrity: StateIntegrity, prev_hash: str, *, seq: int, at: str,
+                    event: str, outcome: str, subject: str, detail_text: str) -> str:
+    """:func:`entry_hash` for a detail already in :func:`detail_json` form (the append path
+    stores that text too, so it is encoded once). The body is the canonical JSON of
+    ``{seq, at, event, outcome, subject, detail}`` with sorted keys, byte for byte."""
+    body = (f'{{"at":{json.dumps(at)},"detail":{detail_text},"event":{json.dumps(event)},'
+            f'"outcome":{json.dumps(outcome)},"seq":{int(seq)},'
+            f'"subject":{json.dumps(subject)}}}')
     return integrity.audit_mac(prev_hash, body.encode())
 
 

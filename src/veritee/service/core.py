@@ -21,9 +21,12 @@ an :class:`~veritee.service.integrity.IntegrityViolation`, raised loudly and nev
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import hmac
 import json
 import logging
+import math
 import os
 import secrets
 import threading
@@ -38,13 +41,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from joserfc.jwk import ECKey, RSAKey
+from joserfc.jwk import RSAKey
 
 from veritee import __version__
 from veritee import schemes as registry
+from veritee._decode import b64url_canonical
 from veritee.attest import Challenge as BindingChallenge
 from veritee.attest import EvidencePart, Verifier
-from veritee.crypto.kbs_jwe import encrypt_compact_ecdh_es
+from veritee.crypto.kbs_jwe import ec_public_key, encrypt_compact_ecdh_es
 from veritee.errors import (
     CollateralError,
     ConfigError,
@@ -64,7 +68,7 @@ from veritee.results import (
 )
 from veritee.schemes import Anchors, Collateral, Scheme
 from veritee.service._reqlog import current_request_id
-from veritee.service.integrity import IntegrityViolation
+from veritee.service.integrity import IntegrityViolation, StateIntegrity
 from veritee.service.keys import MasterKey, SigningKey, rotate_signing_key
 from veritee.service.observability import Metrics, fingerprint, log_event
 from veritee.service.problems import (
@@ -86,6 +90,7 @@ __all__ = ["MAX_NAME", "MAX_PATH", "RELEASE_TYP", "AttestOutcome", "Broker", "Ch
            "checked_text", "create_admin_token", "hash_token"]
 
 NONCE_BYTES = 32
+_POLICY_CACHE = 256  # built appraisal policies kept (per scheme and document)
 RELEASE_TYP = "veritee-release+jws"
 _ROLES = ("admin", "reader")
 _EC_CURVES = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1}
@@ -98,6 +103,24 @@ def _ec_public_jwk(key: ec.EllipticCurvePublicKey) -> dict[str, Any]:
     crv = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}[key.curve.name]
     return {"crv": crv, "x": _b64url(nums.x.to_bytes(size, "big")),
             "y": _b64url(nums.y.to_bytes(size, "big")), "kty": "EC"}
+
+
+_SPKI_PREFIX: dict[str, bytes] = {}
+
+
+def _spki(key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey, cnf: Mapping[str, Any]) -> bytes:
+    """SubjectPublicKeyInfo DER of ``key`` (whose JWK is ``cnf``). For EC keys (RFC 5480)
+    everything before the uncompressed point is fixed per curve, learnt once per curve from
+    ``cryptography``; the point is the JWK's coordinates (serialising it costs as much as
+    validating it)."""
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    point = b"\x04" + b64url_canonical(str(cnf["x"])) + b64url_canonical(str(cnf["y"]))
+    prefix = _SPKI_PREFIX.get(key.curve.name)
+    if prefix is None:
+        der = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        prefix = _SPKI_PREFIX[key.curve.name] = der[:-len(point)]
+    return prefix + point
 
 
 def _ec_thumbprint(jwk: Mapping[str, Any]) -> str:
@@ -330,13 +353,11 @@ def public_key_from_jwk(jwk: object, *, rsa_keys: bool = False
         raise InvalidRequest("runtime_data.key: contains a private key (d); "
                              "send only the public key")
     try:
-        key = ECKey.import_key({k: jwk[k] for k in ("kty", "crv", "x", "y")})
-    except Exception:
-        raise InvalidRequest(
-                             "runtime_data.key: not a valid EC public key") from None
-    pub = key.public_key
-    assert isinstance(pub, ec.EllipticCurvePublicKey)
-    return pub
+        # RFC 7518 6.2.1: each coordinate the field's size, the point on the curve. Read
+        # with the release's own reader, which keeps the key for the release to use.
+        return ec_public_key(jwk)
+    except FormatError:
+        raise InvalidRequest("runtime_data.key: not a valid EC public key") from None
 
 
 @dataclass(frozen=True)
@@ -353,6 +374,11 @@ class AttestOutcome:
 
     token: str
     result: EarResult
+
+
+def _nonce_problem(state: str) -> NonceRejected:
+    return NonceRejected(f"nonce.{state}", f"runtime_data.nonce: {state} (request a fresh "
+                         "challenge from POST /v1/challenge)")
 
 
 def _per_part_bindings(expected: bytes | Sequence[bytes] | None,
@@ -387,6 +413,10 @@ class Broker:
         self.clock = clock
         self.metrics = metrics or Metrics()
         self._jwks_lock = threading.Lock()
+        # Appraisal policies built from their documents (see _appraisal_policy).
+        self._policies: dict[tuple[str, str], Any] = {}
+        self._resource_policies: dict[str, ResourcePolicy] = {}
+        self._default_mappings: dict[str, dict[str, Any]] = {}
         self._jwks_loaded = 0.0
         self._jwks_due = 0.0
         self._jwks: dict[str, Any] = self._load_jwks()
@@ -494,17 +524,50 @@ class Broker:
 
     # -- challenge --------------------------------------------------------------------------
     def challenge(self) -> Challenge:
-        """Issue a fresh single-use nonce (stored by hash; expires after ``nonce_ttl``)."""
+        """Issue a fresh single-use nonce (valid for ``nonce_ttl``), without a database write.
+
+        ``nonce = expiry (ms, 6 bytes) || random (10 bytes) || tag (16 bytes)``, the tag an
+        HMAC under a key derived from the data key (:meth:`StateIntegrity.challenge_tag`):
+        any replica can tell the service's own unexpired nonces from others, so only their
+        *use* is recorded (:meth:`Tx.nonce_consume`, once per nonce, in the transaction that
+        records the attempt's result).
+        """
         now = self.clock()
-        nonce = os.urandom(NONCE_BYTES)
-        expires = now + self.settings.nonce_ttl
-        with self.store.transaction() as tx:
-            tx.nonce_create(hashlib.sha256(nonce).hexdigest(), now, expires)
-            # Housekeeping, ~1% of the time: expired nonces would be refused anyway.
-            if secrets.randbelow(100) == 0:
-                tx.nonce_purge(now - 3600)
+        expires_ms = math.ceil((now + self.settings.nonce_ttl) * 1000)
+        body = expires_ms.to_bytes(6, "big") + os.urandom(NONCE_BYTES - 22)
+        nonce = body + self._integrity().challenge_tag(body)
         self.metrics.challenges.inc()
-        return Challenge(nonce=nonce, expires_at=expires)
+        return Challenge(nonce=nonce, expires_at=expires_ms / 1000)
+
+    def _integrity(self) -> StateIntegrity:
+        integrity = self.store.integrity
+        if integrity is None:
+            raise ConfigError("the broker's store has no data key (open it through create_app)")
+        return integrity
+
+    def nonce_state(self, nonce: bytes, when: float) -> tuple[str, float]:
+        """``(state, expires_at)`` of ``nonce`` from its own bytes at ``when``: ``unknown``
+        unless this service's tag authenticates it, ``expired`` once its expiry passed, else
+        ``ok`` (whether it was used is the database's to say: :meth:`consume_nonce`)."""
+        if len(nonce) != NONCE_BYTES:
+            return NonceState.UNKNOWN, 0.0
+        body, tag = nonce[:16], nonce[16:]
+        if not hmac.compare_digest(tag, self._integrity().challenge_tag(body)):
+            return NonceState.UNKNOWN, 0.0
+        expires = int.from_bytes(body[:6], "big") / 1000
+        return (NonceState.EXPIRED if when >= expires else NonceState.OK), expires
+
+    def consume_nonce(self, tx: Tx, nonce: bytes, when: float) -> str:
+        """Use ``nonce`` up in ``tx``: its :class:`NonceState` (``ok`` exactly once)."""
+        state, expires = self.nonce_state(nonce, when)
+        if state != NonceState.OK:
+            return state
+        found = tx.nonce_consume(hashlib.sha256(nonce).hexdigest(), when, expires)
+        # Housekeeping, ~1% of the time: a row is needed only until its nonce expires (the
+        # hour's margin covers replicas whose clocks disagree).
+        if secrets.randbelow(100) == 0:
+            tx.nonce_purge(when - 3600)
+        return found
 
     # -- attestation ------------------------------------------------------------------------
     def _audit(self, event: str, outcome: str, subject: str, detail: dict[str, Any],
@@ -517,7 +580,16 @@ class Broker:
             own.audit_append(event, outcome, subject, _traced(detail), at)
 
     def _refuse_attest(self, problem: Problem, subject: str, detail: dict[str, Any],
-                       tx: Tx | None = None) -> Problem:
+                       tx: Tx | None = None, *, burn: tuple[bytes, float] | None = None
+                       ) -> Problem:
+        """Audit a refused attestation (in ``tx``, else in a transaction of its own) and
+        return the problem to raise. ``burn = (nonce, when)`` uses the nonce up in the same
+        transaction; one that another attempt used first is the refusal then."""
+        if tx is None:
+            with self.store.transaction() as own:
+                return self._refuse_attest(problem, subject, detail, own, burn=burn)
+        if burn is not None and self.consume_nonce(tx, *burn) == NonceState.USED:
+            problem = _nonce_problem(NonceState.USED)
         self._audit("attestation", "refused", subject, {**detail, "code": problem.code}, tx)
         self.metrics.attestations.labels("refused").inc()
         log_event("attestation.refused", code=problem.code, subject=subject)
@@ -560,7 +632,11 @@ class Broker:
         found = scheme_named(scheme)
         pid, doc = self._policy_doc(tx, scheme)
         if doc is None:
-            mapping = found.policy_to_mapping(found.default_policy())
+            default = self._default_mappings.get(scheme)
+            if default is None:
+                default = self._default_mappings[scheme] = found.policy_to_mapping(
+                    found.default_policy())
+            mapping = dict(default)
             mapping["policy_id"] = pid
             for key, setting in _SETTING_OVERRIDES.get(scheme, {}).items():
                 value = getattr(self.settings, setting)
@@ -579,7 +655,18 @@ class Broker:
             # and the vector makes no hardware claim (_unchecked_revocation).
             mapping["allow_unchecked_revocation"] = True
         mapping.update(overrides or {})
-        return found.policy_from_mapping(mapping)
+        # The same document always builds the same (immutable) policy: build each once.
+        try:
+            text = json.dumps(mapping, sort_keys=True, separators=(",", ":"))
+        except (TypeError, ValueError):  # not JSON-shaped: built every time
+            return found.policy_from_mapping(mapping)
+        cached = self._policies.get((scheme, text))
+        if cached is None:
+            cached = found.policy_from_mapping(mapping)
+            if len(self._policies) >= _POLICY_CACHE:
+                self._policies.clear()
+            self._policies[(scheme, text)] = cached
+        return cached
 
     # -- attestation ------------------------------------------------------------------------
     def _part(self, evidence_b64: object, attached_b64: object, scheme: object,
@@ -693,65 +780,71 @@ class Broker:
                 key_jwk, dict) and isinstance(key_jwk.get("alg"), str) else {})
             thumb = jwk.thumbprint()
         else:
-            cnf = _ec_public_jwk(key)  # what joserfc's as_dict writes, without an import
+            # The JWK as read: ec_public_key accepted only full-size canonical coordinates,
+            # so this text is the key's one JWK (what joserfc's as_dict writes).
+            assert isinstance(key_jwk, dict)
+            cnf = {"crv": key_jwk["crv"], "x": key_jwk["x"], "y": key_jwk["y"], "kty": "EC"}
             thumb = _ec_thumbprint(cnf)
         nonce_id = fingerprint(nonce)
         subject = f"key:{thumb[:16]}"
         base = {"nonce": nonce_id, "key_thumbprint": thumb,
                 **({"front": front} if front != "v1" else {})}
 
-        # 1. Burn the nonce first, even if verification then fails: a nonce never serves
-        #    two attempts, so a rejected guest cannot retry with the same challenge.
-        #    The same transaction reads the appraisal policies (one round trip fewer); what
-        #    fails there is kept and raised in step 2, after the burn has committed.
+        # 1. The nonce: this service's and unexpired (its own bytes say), not used yet (a
+        #    read, in the transaction that reads the appraisal policies). Whatever happens
+        #    after this, the attempt uses the nonce up in the one write transaction that
+        #    records its result: a nonce never serves two attempts, so a rejected guest
+        #    cannot retry with the same challenge. No write lock is held while verifying.
+        state, _ = self.nonce_state(nonce, when)
         loaded: tuple[list[Scheme], dict[str, Any]] | None = None
         deferred: VeriteeError | None = None
-        with self.store.transaction() as tx:
-            state = tx.nonce_consume(hashlib.sha256(nonce).hexdigest(), when)
-            if state != NonceState.OK:
-                # Recorded in this transaction (which changed nothing else), raised after.
-                refusal = self._refuse_attest(NonceRejected(
-                    f"nonce.{state}", f"runtime_data.nonce: {state} (request a fresh "
-                    "challenge from POST /v1/challenge)"), subject, base, tx)
-            else:
-                try:
-                    loaded = self._load_policies(tx, parts, overrides)
-                except VeriteeError as exc:  # unknown scheme, bad policy, refused row
-                    deferred = exc
+        if state == NonceState.OK:
+            with self.store.transaction(write=False) as tx:
+                if tx.nonce_used(hashlib.sha256(nonce).hexdigest()):
+                    state = NonceState.USED
+                else:
+                    try:
+                        loaded = self._load_policies(tx, parts, overrides)
+                    except VeriteeError as exc:  # unknown scheme, bad policy, refused row
+                        deferred = exc
         if state != NonceState.OK:
-            raise refusal
+            raise self._refuse_attest(_nonce_problem(state), subject, base)
+        burn = (nonce, when)
 
         # 2. Verify and appraise every part under its scheme's policy, bound to the challenge.
         t0, c0 = time.perf_counter(), time.thread_time()
         try:
             if deferred is not None:
                 raise deferred
-            challenge = None if binding is not None else BindingChallenge(
-                nonce, key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
+            challenge = None if binding is not None else BindingChallenge(nonce, _spki(key, cnf))
             appraisals = self.appraise_parts(parts, challenge=challenge,
                                              expected_binding=binding, now=now,
                                              overrides=overrides, loaded=loaded)
         except (IntegrityViolation, DatabaseUnavailable):
+            # The alarm is raised as it is; the nonce is still used up if the database lets.
+            with contextlib.suppress(DatabaseUnavailable), self.store.transaction() as tx:
+                self.consume_nonce(tx, nonce, when)
             raise
         except CollateralError as exc:
             problem = problem_for(exc)
             problem.detail += self._collateral_hint(self._vendors_of(parts), ("collateral",))
-            raise self._refuse_attest(problem, subject, base) from None
+            raise self._refuse_attest(problem, subject, base, burn=burn) from None
         except VeriteeError as exc:
-            raise self._refuse_attest(problem_for(exc), subject, base) from None
+            raise self._refuse_attest(problem_for(exc), subject, base, burn=burn) from None
         finally:
             self.metrics.verification.observe(time.perf_counter() - t0)
             # CPU of this thread only: under load wall time also counts waiting for the GIL.
             self.metrics.verification_cpu.inc(time.thread_time() - c0)
 
-        # 3. Encode the result as an EAR bound to the TEE key, sign it, record it.
+        # 3. Encode the result as an EAR bound to the TEE key, sign it, record it (with the
+        #    nonce's use, in one transaction).
         make = ear_claims if len(appraisals) == 1 else composite_ear_claims
         claims = make(appraisals[0] if len(appraisals) == 1 else appraisals,  # type: ignore[arg-type]
                       issuer=self.settings.issuer, now=when, ttl=self.settings.token_ttl,
                       nonce=nonce, cnf_jwk=cnf,
                       build=f"veritee {__version__}")
         # A JWT (RFC 7519) as results.sign_ear writes it, signed directly (joserfc's encode
-        # cost six times the signature); verify_ear (joserfc) reads it, as the tests check.
+        # cost six times the signature); verify_ear reads it, as joserfc does (tests).
         signer = self.signing_key
         token = _jws_compact(signer, {"alg": signer.alg, "kid": signer.kid, "typ": "JWT"},
                              json.dumps(claims, separators=(",", ":")).encode())
@@ -768,14 +861,25 @@ class Broker:
                                 "measurement": a.claims.get("measurement"),
                                 "status": result.submods[name]["ear.status"]}
                                for name, a in zip(result.submods, appraisals, strict=True)]
+        refusal: Problem | None = None
+        with self.store.transaction() as tx:
+            if self.consume_nonce(tx, nonce, when) == NonceState.USED:
+                # Another attempt with this nonce recorded its result first.
+                refusal = self._refuse_attest(_nonce_problem(NonceState.USED), subject, base,
+                                              tx)
+            elif failures:
+                refusal = self._refuse_attest(AttestationRejected(
+                    "attestation.rejected",
+                    f"{len(failures)} check(s) failed: {', '.join(codes)}"
+                    + self._collateral_hint(found_vendors(appraisals), codes),
+                    failures=[f.to_dict() for f in failures], ear=token), subject, detail, tx)
+            else:
+                self._audit("attestation", "accepted", subject, detail, tx)
+        if refusal is not None:
+            if refusal.code != "nonce.used":
+                self.metrics.verdicts.labels(result.status).inc()
+            raise refusal
         self.metrics.verdicts.labels(result.status).inc()
-        if failures:
-            raise self._refuse_attest(AttestationRejected(
-                "attestation.rejected",
-                f"{len(failures)} check(s) failed: {', '.join(codes)}"
-                + self._collateral_hint(found_vendors(appraisals), codes),
-                failures=[f.to_dict() for f in failures], ear=token), subject, detail)
-        self._audit("attestation", "accepted", subject, detail)
         self.metrics.attestations.labels("accepted").inc()
         log_event("attestation.accepted", jti=claims["jti"], status=result.status,
                   policy_id=primary.policy_id, key_thumbprint=thumb)
@@ -865,7 +969,7 @@ class Broker:
             else:
                 policy_doc, ciphertext, version = found
                 try:
-                    findings = ResourcePolicy.from_mapping(policy_doc).evaluate(result)
+                    findings = self._resource_policy(policy_doc).evaluate(result)
                 except (TypeError, ValueError, KeyError, AttributeError, VeriteeError):
                     # A correctly signed token whose claims have the wrong shapes: refused
                     # as a bad token, never a 500.
@@ -899,6 +1003,17 @@ class Broker:
         self.metrics.releases.labels("granted").inc()
         log_event("release.granted", resource=path, version=version, jti=jti)
         return sealed, version
+
+    def _resource_policy(self, doc: dict[str, Any]) -> ResourcePolicy:
+        """The resource policy of an (authenticated) stored document, built once per text."""
+        text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+        found = self._resource_policies.get(text)
+        if found is None:
+            found = ResourcePolicy.from_mapping(doc)
+            if len(self._resource_policies) >= _POLICY_CACHE:
+                self._resource_policies.clear()
+            self._resource_policies[text] = found
+        return found
 
     def _seal_release(self, secret: bytes, cnf: dict[str, Any], *, path: str, version: int,
                       jti: str) -> str:

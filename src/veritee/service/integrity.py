@@ -32,6 +32,7 @@ __all__ = ["IntegrityViolation", "StateIntegrity"]
 
 _ROW_INFO = b"veritee/service/row-mac/v1"
 _AUDIT_INFO = b"veritee/service/audit-chain/v1"
+_CHALLENGE_INFO = b"veritee/service/challenge/v1"
 
 
 class IntegrityViolation(VeriteeError):  # noqa: N818 - named as the alarm operators see
@@ -63,6 +64,8 @@ class StateIntegrity:
             raise ValueError("data key: want 32 bytes")
         self._row = HKDF(hashes.SHA256(), 32, salt=None, info=_ROW_INFO).derive(data_key)
         self._audit = HKDF(hashes.SHA256(), 32, salt=None, info=_AUDIT_INFO).derive(data_key)
+        self._challenge = HKDF(hashes.SHA256(), 32, salt=None,
+                               info=_CHALLENGE_INFO).derive(data_key)
 
     def __repr__(self) -> str:
         return "StateIntegrity(<keys hidden>)"
@@ -75,6 +78,10 @@ class StateIntegrity:
         """Raise :class:`IntegrityViolation` unless ``mac`` authenticates the row."""
         if not isinstance(mac, str) or not hmac.compare_digest(mac, self.row_mac(table, values)):
             raise IntegrityViolation(table, str(values[0]) if values else "?")
+
+    def challenge_tag(self, body: bytes) -> bytes:
+        """The 16-byte tag that makes a challenge nonce this service's (HMAC-SHA256, cut)."""
+        return hmac.new(self._challenge, body, hashlib.sha256).digest()[:16]
 
     def audit_mac(self, prev_hash: str, body: bytes) -> str:
         """HMAC-SHA256 hex of one audit entry, chained to the previous entry's value."""

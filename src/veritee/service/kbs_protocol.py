@@ -45,7 +45,6 @@ everything released is encrypted to that key).
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import time
@@ -310,7 +309,7 @@ def _refuse_early(broker: Broker, session: _Session, err: KbsError) -> KbsError:
     raw = base64.b64decode(session.nonce)
     problem = Problem(401, str(err.extra.get("code", "request.invalid")), err.detail)
     with broker.store.transaction() as tx:
-        tx.nonce_consume(hashlib.sha256(raw).hexdigest(), broker.clock())
+        broker.consume_nonce(tx, raw, broker.clock())
         broker._refuse_attest(problem, f"kbs-session:{fingerprint(raw)}",
                               {"nonce": fingerprint(raw), "front": "kbs", "tee": session.tee},
                               tx)

@@ -64,10 +64,12 @@ class DatabaseUnavailable(VeriteeError):  # noqa: N818 - a state, named as opera
 _LOCK_MIGRATE = 0x7665_7269_0001
 _LOCK_AUDIT = 0x7665_7269_0002
 _LOCK_KEYS = 0x7665_7269_0003
+_VERIFIED_ROWS = 4096  # verified rows remembered (policies, references, resources, keys)
 
 
 class NonceState:
-    """Outcomes of consuming a nonce (strings, so they go straight into audit details)."""
+    """Outcomes of checking and consuming a nonce (strings, so they go straight into audit
+    details): ``unknown`` (not this service's), ``expired``, ``used``, ``ok``."""
 
     OK = "ok"
     UNKNOWN = "unknown"
@@ -129,26 +131,23 @@ class Tx:
             self.execute("SELECT pg_advisory_xact_lock(?)", (key,))
 
     # -- nonces -----------------------------------------------------------------------------
-    def nonce_create(self, nonce_hash: str, now: float, expires_at: float) -> None:
-        """Record a fresh challenge."""
-        self.execute("INSERT INTO nonces (nonce_hash, created_at, expires_at) VALUES (?, ?, ?)",
-                     (nonce_hash, now, expires_at))
+    def nonce_consume(self, nonce_hash: str, now: float, expires_at: float) -> str:
+        """Record a (MAC-checked, unexpired) challenge nonce as used; return
+        :class:`NonceState` ``ok`` exactly once per nonce, ``used`` after that.
 
-    def nonce_consume(self, nonce_hash: str, now: float) -> str:
-        """Mark a nonce used; return :class:`NonceState` (``ok`` exactly once per nonce).
-
-        One conditional UPDATE is the whole protocol: whichever transaction flips
-        ``used_at`` first wins, in any number of processes, because the row lock (or
-        SQLite's write lock) makes the second one see ``used_at`` already set.
+        One conditional INSERT is the whole protocol: whichever transaction inserts the row
+        first wins, in any number of processes, because the primary key (and SQLite's write
+        lock) makes the second one find it. The row is kept until ``expires_at`` has passed
+        (then the nonce is refused as expired without it, see :meth:`nonce_purge`).
         """
-        cur = self.execute("UPDATE nonces SET used_at = ? WHERE nonce_hash = ? AND used_at IS "
-                           "NULL AND expires_at > ?", (now, nonce_hash, now))
-        if cur.rowcount == 1:
-            return NonceState.OK
-        row = self.one("SELECT used_at FROM nonces WHERE nonce_hash = ?", (nonce_hash,))
-        if row is None:
-            return NonceState.UNKNOWN
-        return NonceState.USED if row[0] is not None else NonceState.EXPIRED
+        cur = self.execute("INSERT INTO nonces (nonce_hash, created_at, expires_at, used_at) "
+                           "VALUES (?, ?, ?, ?) ON CONFLICT (nonce_hash) DO NOTHING",
+                           (nonce_hash, now, expires_at, now))
+        return NonceState.OK if cur.rowcount == 1 else NonceState.USED
+
+    def nonce_used(self, nonce_hash: str) -> bool:
+        """Whether the nonce was consumed already (a read: the INSERT above decides)."""
+        return self.one("SELECT 1 FROM nonces WHERE nonce_hash = ?", (nonce_hash,)) is not None
 
     def nonce_purge(self, before: float) -> int:
         """Forget nonces that expired before ``before`` (they would be refused anyway)."""
@@ -166,8 +165,24 @@ class Tx:
         return self._integrity().row_mac(table, values)
 
     def _checked(self, table: str, row: Sequence[Any], width: int) -> Sequence[Any]:
-        """``row`` = (values..., mac): raise IntegrityViolation unless the MAC matches."""
-        self._integrity().check_row(table, row[:width], row[width])
+        """``row`` = (values..., mac): raise IntegrityViolation unless the MAC matches.
+
+        A row stored exactly as one this process verified under the same key needs no new
+        HMAC: the MAC is a function of those values and the key alone (any changed byte, or
+        another key, is a different entry and is checked in full)."""
+        integrity = self._integrity()
+        seen = self._store._verified_rows
+        key = (table, *row)
+        try:
+            known = seen.get(key) is integrity
+        except TypeError:  # a value a driver returns unhashable: checked, not remembered
+            integrity.check_row(table, row[:width], row[width])
+            return row[:width]
+        if not known:
+            integrity.check_row(table, row[:width], row[width])
+            if len(seen) >= _VERIFIED_ROWS:
+                seen.clear()  # bounded; refilled by the rows in use
+            seen[key] = integrity
         return row[:width]
 
     # -- appraisal policies and reference values ---------------------------------------------
@@ -453,7 +468,7 @@ class Tx:
         The head entry is checked before the new one is chained to it, so the service never
         extends (and so never vouches for) a row it did not write.
         """
-        from veritee.service.audit import GENESIS, entry_hash
+        from veritee.service.audit import GENESIS, detail_json, entry_hash, entry_hash_text
 
         integrity = self._integrity()
         self.lock(_LOCK_AUDIT)
@@ -476,10 +491,10 @@ class Tx:
         else:
             seq, prev = 0, GENESIS
         seq += 1
-        digest = entry_hash(integrity, prev, seq=seq, at=at, event=event, outcome=outcome,
-                            subject=subject, detail=detail)
-        stored = (seq, at, event, outcome, subject,
-                  json.dumps(detail, sort_keys=True, separators=(",", ":")), prev, digest)
+        text = detail_json(detail)
+        digest = entry_hash_text(integrity, prev, seq=seq, at=at, event=event,
+                                 outcome=outcome, subject=subject, detail_text=text)
+        stored = (seq, at, event, outcome, subject, text, prev, digest)
         self.execute("INSERT INTO audit_log (seq, at, event, outcome, subject, detail, "
                      "prev_hash, entry_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", stored)
         # Remembered even if this transaction rolls back: only an identical stored row (whose
@@ -597,6 +612,8 @@ class Store:
         self.integrity: StateIntegrity | None = None
         # (integrity, the audit head's stored columns) as last written here: see audit_append.
         self._audit_head: tuple[StateIntegrity, tuple[Any, ...]] | None = None
+        # Rows whose MAC this process checked, with the key it checked them under: _checked.
+        self._verified_rows: dict[tuple[Any, ...], StateIntegrity] = {}
         # SQLite: one writer per process at a time, queued here instead of in SQLite's busy
         # handler, which sleeps with growing back-off and wrecks latency under load.
         self._write_lock = threading.Lock()
