@@ -345,6 +345,11 @@ def main() -> None:
                     f"{k} {v}" for k, v in r.waits.most_common(6)))
             for sample in r.samples:
                 print(f"    error: {sample}")
+        if 1 in best and 2 in best and best[1].rate:
+            print(f"{label}: 2 replicas deliver {best[2].rate / best[1].rate:.2f}x the "
+                  "exchanges/s of 1 (issue 14 target 3: >= 1.8x"
+                  + (" with a fixed CPU budget per replica)" if cap is not None else
+                     "; uncapped they share this machine's CPUs)"))
     print("repl/pg/hap/cli ms: CPU ms per exchange of all replicas, PostgreSQL (all its "
           "processes), HAProxy, the clients; pg tx: transactions per exchange; thrott: quota "
           "periods in which a replica was throttled; waits: busy backend samples waiting on a "
