@@ -284,7 +284,11 @@ def _trace(appraisal: Appraisal) -> dict[str, str]:
     Compact on purpose: the token travels in an HTTP header. The failed checks' got/want go
     in ``veritee.failures``.
     """
-    return {fd.code: fd.outcome.value for fd in (*appraisal.verification, *appraisal.findings)}
+    text = _OUTCOME_TEXT
+    return {fd.code: text[fd.outcome] for fd in (*appraisal.verification, *appraisal.findings)}
+
+
+_OUTCOME_TEXT = {o: o.value for o in Outcome}  # a lookup: enum .value is a slow descriptor
 
 
 def _submod(appraisal: Appraisal) -> dict[str, Any]:

@@ -13,8 +13,8 @@ resource stored at ``repo/type/tag`` is ``/v1/resources/repo/type/tag`` and
   extra-params}`` and ``Set-Cookie: kbs-session-id``. The version is any of
   :data:`~veritee.formats.coco.PROTOCOL_VERSIONS` (the session remembers which); the TEE is
   refused by name unless veritee has its evidence shape *and* its scheme is registered
-  (:func:`veritee.schemes.names`, read per request). The nonce is the broker's (32 random
-  bytes, standard base64 as Trustee writes it).
+  (:func:`veritee.schemes.names`, read per request). The nonce is the broker's
+  (:meth:`Broker.challenge`: 32 bytes, standard base64 as Trustee writes it).
 * ``POST /kbs/v0/attest`` (with the cookie) ``Attestation`` in the session version's shape
   (:func:`veritee.formats.coco.parse_attestation`) -> ``{token}`` (the EAR, signed as /v1
   signs it) and an attested session cookie.
