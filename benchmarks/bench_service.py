@@ -243,9 +243,9 @@ def run_one(backend: str, workers: int, *, seconds: float, concurrency: int,
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def in_process_ms(exchanges: int) -> float:
+def in_process_ms(exchanges: int) -> tuple[float, int]:
     """Server CPU ms of one exchange in process (no HTTP, SQLite): ``bench_exchange.Bench``,
-    the best of 5 rounds as that benchmark measures it."""
+    the best of 5 rounds as that benchmark measures it; and the EAR's signing input size."""
     with tempfile.TemporaryDirectory(prefix="veritee-bench-inproc-") as tmp:
         bench = Bench(Path(tmp))
         for _ in range(20):
@@ -257,7 +257,7 @@ def in_process_ms(exchanges: int) -> float:
             for _ in range(per_round):
                 bench.exchange()
             best = min(best, bench.cpu / per_round)
-        return 1e3 * best
+        return 1e3 * best, int(getattr(bench, "ear_size", 0))
 
 
 def main() -> None:
@@ -284,7 +284,9 @@ def main() -> None:
     if args.worker_threads is not None:
         extra["worker_threads"] = args.worker_threads
     vendor = EmulatedAmdVendor.generate(Product.MILAN, key_size=2048)
-    parts = floor(150)
+    # In process first: its real EAR size sizes the floor's signatures, as bench_exchange does.
+    inproc, ear_size = in_process_ms(args.in_process) if args.in_process > 0 else (0.0, 0)
+    parts = floor(150, ear_size) if ear_size else floor(150)
     floor_ms = 1e3 * sum(parts.values())
     load = os.getloadavg()[0]
     print(f"{args.concurrency} concurrent exchanges from "
@@ -330,7 +332,6 @@ def main() -> None:
     print("srv ms, cli ms, db ms: CPU ms per exchange of the service processes, the client "
           "processes, PostgreSQL (all its processes); db tx: its transactions per exchange")
     if args.in_process > 0:
-        inproc = in_process_ms(args.in_process)
         line = (f"in process (bench_exchange.Bench, no HTTP, SQLite): {inproc:.2f} ms CPU per "
                 f"exchange, {inproc / floor_ms:.2f}x the floor")
         if sqlite_server:
