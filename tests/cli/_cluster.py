@@ -74,8 +74,10 @@ class Cluster:
     """Replicas + HAProxy; ``url`` is the balancer's. Use as a context manager."""
 
     def __init__(self, database_url: str, replicas: int, *,
-                 vendor: EmulatedAmdVendor | None = None) -> None:
+                 vendor: EmulatedAmdVendor | None = None,
+                 settings: dict[str, Any] | None = None) -> None:
         self.database_url = database_url
+        self.extra_settings = dict(settings or {})  # more service settings, e.g. worker_threads
         self.n = replicas
         self.vendor = vendor or EmulatedAmdVendor.generate(Product.MILAN, key_size=2048)
         self.tmp = Path(tempfile.mkdtemp(prefix="veritee-cluster-"))
@@ -112,7 +114,7 @@ class Cluster:
             "emulated_machine_dir": str(self.tmp / "svc-machine"), "trust_roots": [str(ark)],
             "master_key_file": str(self.tmp / "master.sealed"), "log_level": "warning",
             "amd_crl_dir": crl_dir(self.vendor, self.tmp / "amd-crl"),
-            "nonce_ttl": 600, "token_ttl": 600}))
+            "nonce_ttl": 600, "token_ttl": 600, **self.extra_settings}))
         InsecureEmulatedSnpMachine.open(self.tmp / "svc-machine", key_size=2048)
         # Migrate once, before the replicas start; the token row is authenticated under the
         # service's data key, as `veritee admin token-create` writes it.

@@ -5,8 +5,10 @@
   forge log lines), else a fresh one. The id is echoed in the ``X-Request-ID`` response
   header, is in every ``veritee.service`` log line written while the request runs
   (:func:`~veritee.service.observability.log_event` reads it) and in every problem body.
-  It also names the route of requests FastAPI's own routes serve (``/openapi.json``,
-  ``/docs``), which the latency metric and the request log otherwise call "unmatched".
+* :class:`AccessLog` (pure ASGI, inside the bounds checks) times every request and writes
+  the latency metric and the ``http.request`` log line under the route's path
+  (:func:`route_name`: also for FastAPI's own routes, ``/openapi.json`` and ``/docs``, which
+  would otherwise be "unmatched").
 * :func:`uvicorn_log_config` makes uvicorn's own loggers (start-up, errors, and the access
   log when it is on) print JSON lines too, in the same ``{"ts", "event", ...}`` shape.
 """
@@ -28,8 +30,10 @@ from typing import Any
 
 from starlette.routing import Match
 
-__all__ = ["JsonLogFormatter", "RequestContext", "current_request_id", "uvicorn_log_config",
-           "worker_metrics_dir"]
+from veritee.service.observability import log_event
+
+__all__ = ["AccessLog", "JsonLogFormatter", "RequestContext", "current_request_id",
+           "route_name", "uvicorn_log_config", "worker_metrics_dir"]
 
 _REQUEST_ID: ContextVar[str | None] = ContextVar("veritee_request_id", default=None)
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
@@ -47,7 +51,7 @@ def current_request_id() -> str | None:
 
 
 class RequestContext:
-    """ASGI middleware: request id (context variable + response header) and route naming."""
+    """ASGI middleware: the request id (context variable + response header)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -56,10 +60,13 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope.get("headers") or ()).get(b"x-request-id", b"").decode("latin-1")
-        rid = given if _CLIENT_ID.fullmatch(given) else uuid.uuid4().hex
+        given = b""
+        for name, value in scope.get("headers") or ():
+            if name == b"x-request-id":
+                given = value  # the last one wins, as dict(headers) had it
+        text = given.decode("latin-1")
+        rid = text if _CLIENT_ID.fullmatch(text) else uuid.uuid4().hex
         token = _REQUEST_ID.set(rid)
-        self._name_route(scope)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -73,20 +80,63 @@ class RequestContext:
         finally:
             _REQUEST_ID.reset(token)
 
-    @staticmethod
-    def _name_route(scope: Scope) -> None:
-        # FastAPI sets scope["route"] for its API routes only; match the app's other routes
-        # (openapi.json, docs) here so they are logged and measured under their path.
-        app = scope.get("app")
-        router = getattr(app, "router", None)
-        for route in getattr(router, "routes", ()):
+
+def route_name(scope: Scope) -> str:
+    """The path template of the route that served ``scope`` (``"unmatched"`` if none).
+
+    FastAPI records its API routes in ``scope["route"]`` while routing; the app's other routes
+    (``/openapi.json``, ``/docs``) are matched here, only when asked, so the common request
+    pays for one routing pass, not two.
+    """
+    route = scope.get("route")
+    if route is None:
+        router = getattr(scope.get("app"), "router", None)
+        for candidate in getattr(router, "routes", ()):
             try:
-                match, _ = route.matches(scope)
+                match, _ = candidate.matches(scope)
             except (KeyError, TypeError):
                 continue
             if match is Match.FULL:
-                scope.setdefault("route", route)
-                return
+                route = scope["route"] = candidate
+                break
+    return str(getattr(route, "path", "unmatched"))
+
+
+class AccessLog:
+    """ASGI middleware: request latency by route (``histogram``) and one ``http.request`` log
+    line per answered request (method, route, status, ms; never the query, headers or body).
+
+    Pure ASGI rather than Starlette's ``BaseHTTPMiddleware``, which runs the rest of the app
+    in a second task with a memory stream between them: a cost every request paid. A request
+    whose handler raises is neither timed nor logged here, as before: the error handler
+    outside logs it.
+    """
+
+    def __init__(self, app: ASGIApp, *, histogram: Any) -> None:
+        self.app = app
+        self.histogram = histogram
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = 0
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        await self.app(scope, receive, send_status)
+        elapsed = time.perf_counter() - t0
+        name = route_name(scope)
+        self.histogram.labels(name).observe(elapsed)
+        # Paths of resources may be sensitive names but not secrets; query strings, headers
+        # and bodies are never logged.
+        log_event("http.request", method=scope["method"], route=name, status=status,
+                  ms=round(elapsed * 1000, 2))
 
 
 class JsonLogFormatter(logging.Formatter):

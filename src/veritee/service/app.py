@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from veritee.service.deps import AdminActor, BrokerDep, ReaderActor, bearer, get
 from veritee.service.integrity import IntegrityViolation, StateIntegrity
 from veritee.service.kbs_protocol import router as kbs_router
 from veritee.service.keys import KeyWrapper, load_data_key, load_signing_key
-from veritee.service.limits import MAX_BODY, BoundedRequest
+from veritee.service.limits import MAX_BODY, BoundedRequest, ThreadBudget
 from veritee.service.observability import Metrics, log_event
 from veritee.service.problems import InvalidRequest, Problem, problem_body, problem_for
 from veritee.service.settings import Settings
@@ -136,8 +136,10 @@ def _install_error_handlers(app: FastAPI) -> None:
                                  headers={"Retry-After": "2"})
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
+        from veritee.service._reqlog import route_name
+
         log_event("http.unexpected", logging.ERROR, error=type(exc).__name__,
-                  route=getattr(request.scope.get("route"), "path", "unmatched"))
+                  route=route_name(request.scope))
         return _problem_response(request, 500, "internal", "internal error", "internal error")
 
     app.add_exception_handler(Problem, on_problem)
@@ -149,24 +151,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http)
 
 
-def _install_middleware(app: FastAPI, metrics: Metrics) -> None:
-    @app.middleware("http")
-    async def observe(request: Request,
-                      call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        elapsed = time.perf_counter() - t0
-        route = request.scope.get("route")
-        name = getattr(route, "path", "unmatched")
-        metrics.latency.labels(name).observe(elapsed)
-        # Paths of resources may be sensitive names but not secrets; query strings, headers
-        # and bodies are never logged.
-        log_event("http.request", method=request.method, route=name,
-                  status=response.status_code, ms=round(elapsed * 1000, 2))
-        return response
+def _install_middleware(app: FastAPI, metrics: Metrics, settings: Settings) -> None:
+    from veritee.service._reqlog import AccessLog
 
-    # Outermost: bodies, headers and paths are bounded before routing or authentication.
+    app.add_middleware(AccessLog, histogram=metrics.latency)
+    # Outside it: bodies, headers and paths are bounded before routing or authentication.
     app.add_middleware(BoundedRequest, max_body=_MAX_BODY)
+    app.add_middleware(ThreadBudget, threads=settings.worker_threads)
 
 
 def _default_anchors(settings: Settings) -> TrustAnchors:
@@ -271,7 +262,7 @@ def create_app(settings: Settings, *, master_key: KeyWrapper | None = None,
     app.state.broker = broker
     app.state.settings = settings
     _install_error_handlers(app)
-    _install_middleware(app, metrics)
+    _install_middleware(app, metrics, settings)
     from veritee.service._reqlog import RequestContext
 
     app.add_middleware(RequestContext)  # outermost: the request id spans the whole request
@@ -288,10 +279,12 @@ def create_app(settings: Settings, *, master_key: KeyWrapper | None = None,
 
 def _routes(app: FastAPI) -> None:
     @app.post("/v1/challenge", tags=["attestation"])
-    def challenge(broker: BrokerDep) -> dict[str, Any]:
+    async def challenge(broker: BrokerDep) -> dict[str, Any]:
         """Issue a single-use nonce; it expires after ``nonce_ttl`` seconds."""
         from veritee.service.core import _b64url, _iso
 
+        # On the event loop, no worker thread: a challenge is an HMAC-tagged nonce with no
+        # database access (Broker.challenge). Were it to block, this must become a plain def.
         c = broker.challenge()
         return {"nonce": _b64url(c.nonce), "expires_at": _iso(c.expires_at),
                 "expires_in": broker.settings.nonce_ttl}
@@ -330,7 +323,7 @@ def _routes(app: FastAPI) -> None:
         return broker.jwks()
 
     @app.get("/healthz", tags=["operations"])
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         """Liveness: the process answers."""
         return {"status": "ok"}
 

@@ -21,6 +21,12 @@ def get_broker(request: Request) -> Broker:
     return broker
 
 
+async def _broker(request: Request) -> Broker:
+    # A coroutine, so FastAPI resolves it on the event loop: a plain function dependency is
+    # run in the thread pool, a thread hand-off per request for one attribute read.
+    return get_broker(request)
+
+
 def bearer(request: Request) -> str | None:
     """The bearer credential of ``Authorization: Bearer <x>``, or None."""
     value = request.headers.get("authorization", "")
@@ -38,6 +44,6 @@ def _admin(request: Request) -> str:
     return get_broker(request).authenticate(bearer(request), need="admin")
 
 
-BrokerDep = Annotated[Broker, Depends(get_broker)]
+BrokerDep = Annotated[Broker, Depends(_broker)]
 ReaderActor = Annotated[str, Depends(_reader)]
 AdminActor = Annotated[str, Depends(_admin)]

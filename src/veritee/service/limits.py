@@ -11,16 +11,21 @@ application unchanged.
 Headers (total bytes; RFC 9110 leaves the limit to the server, 431 is RFC 6585 section 5) and
 the path (bytes, and no control characters or NUL: they end in a database as a 500 on
 PostgreSQL) are capped the same way. Every refusal is an RFC 9457 problem+json.
+
+:class:`ThreadBudget` sets how many requests a worker runs at once in its thread pool (the
+routes that touch the database are plain functions, which Starlette runs in anyio's worker
+threads): setting ``worker_threads``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 from veritee.service.problems import PROBLEM_TYPE_BASE
 
-__all__ = ["MAX_BODY", "MAX_HEADER_BYTES", "MAX_PATH_BYTES", "BoundedRequest"]
+__all__ = ["MAX_BODY", "MAX_HEADER_BYTES", "MAX_PATH_BYTES", "BoundedRequest", "ThreadBudget"]
 
 MAX_BODY = 2 << 20  # 2 MiB: a 1 MiB secret in base64 plus slack; evidence is ~1-10 KiB
 MAX_HEADER_BYTES = 16 << 10  # all header names and values together (an SEV-SNP EAR is
@@ -132,3 +137,28 @@ class BoundedRequest:
             return dict(await receive())
 
         await self.app(scope, replay, send)
+
+
+class ThreadBudget:
+    """ASGI middleware: at most ``threads`` requests of this worker run in threads at once.
+
+    anyio's default limiter (40) is per event loop and exists only once a loop runs, so it is
+    set at the first request each loop serves (a lifespan hook would not run where the app is
+    served with ``lifespan="off"``). Fewer threads mean fewer of them competing for the GIL:
+    less CPU per request and a shorter hold of the audit chain's database lock, whose holder
+    waits for the GIL between its statements (docs/operations.md, "Scale-out figures").
+    """
+
+    def __init__(self, app: Any, *, threads: int) -> None:
+        self.app = app
+        self.threads = threads
+        self._loop: object = None
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            import anyio.to_thread
+
+            anyio.to_thread.current_default_thread_limiter().total_tokens = self.threads
+            self._loop = loop
+        await self.app(scope, receive, send)

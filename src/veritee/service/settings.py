@@ -95,6 +95,7 @@ class Settings:
     pkcs11_key_label: str = "veritee-master-key"
     db_connect_timeout: int = 5
     db_statement_timeout_ms: int = 5000
+    worker_threads: int = 40  # requests a worker runs at once in threads (anyio's default)
     kbs_allow_rsa1_5: bool = False  # /kbs/v0: release to RSA1_5 TEE keys (docs/coco.md)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -206,7 +207,7 @@ _KINDS: dict[str, Any] = {
     "tdx_allowed_tcb_statuses": "tuple", "intel_trust_roots": "tuple",
     "pkcs11_module": "str | None", "pkcs11_token": str,
     "pkcs11_pin_file": "str | None", "pkcs11_key_label": str, "db_connect_timeout": int,
-    "db_statement_timeout_ms": int, "kbs_allow_rsa1_5": bool,
+    "db_statement_timeout_ms": int, "worker_threads": int, "kbs_allow_rsa1_5": bool,
 }
 
 
@@ -248,6 +249,8 @@ def _validate(s: Settings) -> None:
     if not 100 <= s.db_statement_timeout_ms <= 60000:
         raise ConfigError(f"db_statement_timeout_ms: got {s.db_statement_timeout_ms}, want "
                           "100..60000")
+    if not 1 <= s.worker_threads <= 256:
+        raise ConfigError(f"worker_threads: got {s.worker_threads}, want 1..256")
     if s.key_source == "emulated" and not s.emulated_machine_dir:
         raise ConfigError("emulated_machine_dir: required with key_source = 'emulated'")
     if (s.tls_certfile is None) != (s.tls_keyfile is None):
