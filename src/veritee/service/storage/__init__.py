@@ -130,6 +130,18 @@ class Tx:
         if self.dialect == "postgresql":
             self.execute("SELECT pg_advisory_xact_lock(?)", (key,))
 
+    def _locked_one(self, key: int, sql: str) -> Sequence[Any] | None:
+        """:meth:`lock` then :meth:`one`, in one round trip on PostgreSQL (a pipeline: the
+        query runs once the lock is granted, with a snapshot taken after it, so it sees
+        what the previous holder committed), one round trip fewer with the lock held."""
+        if self.dialect != "postgresql":
+            return self.one(sql)
+        with self._conn.pipeline():
+            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+            cur = self._conn.execute(sql.replace("?", "%s"))
+        row: Sequence[Any] | None = cur.fetchone()
+        return row
+
     # -- nonces -----------------------------------------------------------------------------
     def nonce_consume(self, nonce_hash: str, now: float, expires_at: float) -> str:
         """Record a (MAC-checked, unexpired) challenge nonce as used; return
@@ -471,27 +483,28 @@ class Tx:
         from veritee.service.audit import GENESIS, detail_json, entry_hash, entry_hash_text
 
         integrity = self._integrity()
-        self.lock(_LOCK_AUDIT)
-        raw = self.one("SELECT seq, at, event, outcome, subject, detail, prev_hash, entry_hash "
-                       "FROM audit_log ORDER BY seq DESC LIMIT 1")
+        # Everything that does not need the chain's head is done before its lock is taken:
+        # the lock serialises every replica's audit appends until this transaction commits.
+        text = detail_json(detail)
+        raw = self._locked_one(_LOCK_AUDIT, "SELECT seq, at, event, outcome, subject, detail, "
+                               "prev_hash, entry_hash FROM audit_log ORDER BY seq DESC LIMIT 1")
         if raw is not None:
-            head = self._audit_row(raw)
             # The MAC is a function of the row's stored columns and the key: a head stored
             # exactly as this process last checked or wrote it under this key needs no new
             # computation (any changed byte, another key or another row is checked in full).
             known = self._store._audit_head
             if known is None or known[0] is not integrity or known[1] != tuple(raw):
+                head = self._audit_row(raw)
                 want = entry_hash(integrity, head.prev_hash, seq=head.seq, at=head.at,
                                   event=head.event, outcome=head.outcome,
                                   subject=head.subject, detail=head.detail)
                 if not hmac.compare_digest(head.entry_hash.encode("utf-8", "surrogatepass"),
                                            want.encode()):
                     raise IntegrityViolation("audit_log", str(head.seq))
-            seq, prev = head.seq, head.entry_hash
+            seq, prev = int(raw[0]), str(raw[7])
         else:
             seq, prev = 0, GENESIS
         seq += 1
-        text = detail_json(detail)
         digest = entry_hash_text(integrity, prev, seq=seq, at=at, event=event,
                                  outcome=outcome, subject=subject, detail_text=text)
         stored = (seq, at, event, outcome, subject, text, prev, digest)
