@@ -97,15 +97,6 @@ _ROLES = ("admin", "reader")
 _EC_CURVES = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1}
 
 
-def _ec_public_jwk(key: ec.EllipticCurvePublicKey) -> dict[str, Any]:
-    """The public JWK of an EC key (RFC 7518 section 6.2.1: x and y the full field size)."""
-    size = (key.curve.key_size + 7) // 8
-    nums = key.public_numbers()
-    crv = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}[key.curve.name]
-    return {"crv": crv, "x": _b64url(nums.x.to_bytes(size, "big")),
-            "y": _b64url(nums.y.to_bytes(size, "big")), "kty": "EC"}
-
-
 _SPKI_PREFIX: dict[str, bytes] = {}
 
 
