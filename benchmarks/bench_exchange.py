@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from _pg import PG_ADMIN, create_database, drop_database
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -152,33 +153,12 @@ def main() -> None:
                     help="postgresql: a throwaway database on $VERITEE_BENCH_PG (default "
                     f"{PG_ADMIN}); the broker's CPU is counted, not the server's")
     args = ap.parse_args()
-    url = _pg_create() if args.database == "postgresql" else None
+    url = create_database() if args.database == "postgresql" else None
     try:
         _run(args, url)
     finally:
         if url is not None:
-            _pg_drop(url)
-
-
-PG_ADMIN = os.environ.get("VERITEE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def _pg_create() -> str:
-    import secrets
-
-    import psycopg
-
-    name = f"veritee_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-
-
-def _pg_drop(url: str) -> None:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
+            drop_database(url)
 
 
 def _run(args: argparse.Namespace, url: str | None) -> None:

@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import secrets
 import sys
 import tempfile
 import threading
@@ -56,6 +55,7 @@ from typing import Any
 
 import httpx
 from _loadgen import percentile, run_load
+from _pg import PG_ADMIN, create_database, drop_database
 from _sysstat import CpuMeter, CpuQuotas, pg_transactions, program_pids, tree_pids
 from bench_service import cpu_plan
 
@@ -67,24 +67,7 @@ from veritee.platform.emulated.snp import EmulatedAmdVendor, InsecureEmulatedSnp
 
 from _cluster import RESOURCE, SECRET, Cluster, haproxy_binary
 
-PG_ADMIN = os.environ.get("VERITEE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 IMAGE_LABEL = b"cluster workload"  # the image _cluster.Cluster launches its guest from
-
-
-def _pg_create() -> str:
-    import psycopg
-
-    name = f"veritee_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-
-
-def _pg_drop(url: str) -> None:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
 
 
 def serial_audit_append_ms(appends: int = 300) -> float:
@@ -93,7 +76,7 @@ def serial_audit_append_ms(appends: int = 300) -> float:
     from veritee.service.integrity import StateIntegrity
     from veritee.service.storage import open_store
 
-    db = _pg_create()
+    db = create_database()
     try:
         store = open_store(db)
         store.integrity = StateIntegrity(os.urandom(32))
@@ -110,7 +93,7 @@ def serial_audit_append_ms(appends: int = 300) -> float:
         finally:
             store.close()
     finally:
-        _pg_drop(db)
+        drop_database(db)
 
 
 def _audit_rows(url: str) -> int:
@@ -206,7 +189,7 @@ def run_one(replicas: int, *, capped: float | None, seconds: float, concurrency:
             per_process: int, client_cpus: list[int] | None,
             vendor: EmulatedAmdVendor, settings: dict[str, Any]) -> Figures:
     """One configuration: database, cluster, optional quotas, load; all removed after."""
-    db = _pg_create()
+    db = create_database()
     dbname = db.rsplit("/", 1)[1]
     try:
         with tempfile.TemporaryDirectory(prefix="veritee-bench-replicas-") as tmp, \
@@ -255,7 +238,7 @@ def run_one(replicas: int, *, capped: float | None, seconds: float, concurrency:
             tx = (pg_transactions(PG_ADMIN, dbname) - marks["tx"]) / n
             audit = (_audit_rows(db) - marks["audit"]) / n
     finally:
-        _pg_drop(db)
+        drop_database(db)
     return Figures(rate=load.rate, p50_ms=1e3 * percentile(load.latencies, 0.5),
                    p99_ms=1e3 * percentile(load.latencies, 0.99),
                    replica_ms=1e3 * servers.seconds / n, db_ms=1e3 * database.seconds / n,

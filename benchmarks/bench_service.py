@@ -34,7 +34,6 @@ import base64
 import json
 import math
 import os
-import secrets
 import shutil
 import socket
 import subprocess
@@ -48,6 +47,7 @@ from typing import Any
 
 import httpx
 from _loadgen import percentile, run_load
+from _pg import PG_ADMIN, create_database, drop_database
 from _sysstat import CpuMeter, pg_transactions, program_pids, tree_pids
 from bench_exchange import Bench, floor
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -62,7 +62,6 @@ from veritee.service.keys import load_data_key
 from veritee.service.settings import load_settings
 from veritee.service.storage import open_store
 
-PG_ADMIN = os.environ.get("VERITEE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 IMAGE_LABEL = b"bench workload"
 RESOURCE = "bench/key"
 SECRET = b"k" * 32
@@ -76,23 +75,10 @@ def _free_port() -> int:
 
 def _pg_create() -> str | None:
     try:
-        import psycopg
-
-        name = f"veritee_bench_{secrets.token_hex(4)}"
-        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
-        return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+        return create_database()
     except Exception as exc:
         print(f"postgresql unavailable ({type(exc).__name__}): skipped")
         return None
-
-
-def _pg_drop(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def cpu_plan(spec: str) -> tuple[list[int] | None, list[int] | None, str]:
@@ -239,7 +225,7 @@ def run_one(backend: str, workers: int, *, seconds: float, concurrency: int,
             if proc.stderr:
                 proc.stderr.close()
         if backend == "postgresql" and db_url is not None:
-            _pg_drop(db_url)
+            drop_database(db_url)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
