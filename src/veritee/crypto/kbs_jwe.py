@@ -87,13 +87,30 @@ def _unb64url(text: object, field: str) -> bytes:
                           want="base64url text") from None
 
 
-def _kek(shared: bytes) -> bytes:
+def _concat_kdf(shared: bytes, algorithm_id: str) -> bytes:
     # RFC 7518 4.6.2: OtherInfo = AlgorithmID || PartyUInfo || PartyVInfo || SuppPubInfo,
     # each a 32-bit big-endian length then the data; apu/apv are empty; keydatalen = 256.
-    alg = ALG.encode()
+    # AlgorithmID is the alg (key wrapping) or, in direct key agreement, the enc.
+    alg = algorithm_id.encode()
     other = (len(alg).to_bytes(4, "big") + alg + bytes(4) + bytes(4)
              + (256).to_bytes(4, "big"))
     return ConcatKDFHash(hashes.SHA256(), 32, other).derive(shared)
+
+
+def _kek(shared: bytes) -> bytes:
+    return _concat_kdf(shared, ALG)
+
+
+def _ecdh_ephemeral(recipient_jwk: Mapping[str, Any]) -> tuple[dict[str, str], bytes]:
+    """A fresh key on the recipient's curve: ``(its public JWK, the epk member; the ECDH
+    shared secret Z)``. FormatError for a recipient key it cannot use."""
+    recipient = ec_public_key(recipient_jwk)
+    curve, size = _CURVES[str(recipient_jwk["crv"])]
+    eph = ec.generate_private_key(curve)
+    nums = eph.public_key().public_numbers()
+    epk = {"crv": str(recipient_jwk["crv"]), "kty": "EC",
+           "x": _b64url(nums.x.to_bytes(size, "big")), "y": _b64url(nums.y.to_bytes(size, "big"))}
+    return epk, eph.exchange(ec.ECDH(), recipient)
 
 
 def ec_public_key(jwk: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
@@ -128,8 +145,6 @@ def _ec_point(crv: str, x_text: str, y_text: str) -> ec.EllipticCurvePublicKey:
         raise FormatError("tee-pubkey", "x/y", got="not a point on the curve",
                           want="a valid public key") from None
 
-
-_public_key = ec_public_key
 
 
 def rsa_public_key(jwk: Mapping[str, Any]) -> rsa.RSAPublicKey:
@@ -199,13 +214,8 @@ def _wrap_cek(cek: bytes, tee_pubkey: Mapping[str, Any], *, allow_rsa1_5: bool
         return {"alg": alg}, wrapped
     if alg not in (None, ALG):
         raise FormatError("tee-pubkey", "alg", got=str(alg)[:30], want=ALG)
-    recipient = _public_key(tee_pubkey)
-    curve, size = _CURVES[str(tee_pubkey["crv"])]
-    eph = ec.generate_private_key(curve)
-    nums = eph.public_key().public_numbers()
-    epk = {"crv": str(tee_pubkey["crv"]), "kty": "EC",
-           "x": _b64url(nums.x.to_bytes(size, "big")), "y": _b64url(nums.y.to_bytes(size, "big"))}
-    return {"alg": ALG, "epk": epk}, aes_key_wrap(_kek(eph.exchange(ec.ECDH(), recipient)), cek)
+    epk, shared = _ecdh_ephemeral(tee_pubkey)
+    return {"alg": ALG, "epk": epk}, aes_key_wrap(_kek(shared), cek)
 
 
 def encrypt_response(plaintext: bytes, tee_pubkey: Mapping[str, Any],
@@ -241,18 +251,10 @@ def encrypt_compact_ecdh_es(plaintext: bytes, recipient_jwk: Mapping[str, Any],
     ECDH it wraps. ``extra_header`` members (``kid``, private names) join the protected
     header, which is the GCM AAD. Raises FormatError for a key it cannot use.
     """
-    recipient = _public_key(recipient_jwk)
-    curve, size = _CURVES[str(recipient_jwk["crv"])]
-    eph = ec.generate_private_key(curve)
-    nums = eph.public_key().public_numbers()
-    epk = {"crv": str(recipient_jwk["crv"]), "kty": "EC",
-           "x": _b64url(nums.x.to_bytes(size, "big")), "y": _b64url(nums.y.to_bytes(size, "big"))}
+    epk, shared = _ecdh_ephemeral(recipient_jwk)
     header = {"alg": "ECDH-ES", "enc": ENC, **(extra_header or {}), "epk": epk}
     protected = _b64url(json.dumps(header, separators=(",", ":")).encode())
-    # RFC 7518 4.6.2: AlgorithmID is the enc value in direct mode; apu/apv empty; 256 bits.
-    enc = ENC.encode()
-    other = len(enc).to_bytes(4, "big") + enc + bytes(8) + (256).to_bytes(4, "big")
-    cek = ConcatKDFHash(hashes.SHA256(), 32, other).derive(eph.exchange(ec.ECDH(), recipient))
+    cek = _concat_kdf(shared, ENC)  # direct mode: AlgorithmID is the enc value
     iv = os.urandom(12)
     sealed = AESGCM(cek).encrypt(iv, plaintext, protected.encode("ascii"))
     return ".".join((protected, "", _b64url(iv), _b64url(sealed[:-16]), _b64url(sealed[-16:])))
@@ -273,7 +275,7 @@ def _unwrap_cek(header: Mapping[str, Any], wrapped: bytes, key: PrivateKey) -> b
     epk = header.get("epk")
     if not isinstance(epk, dict):
         raise FormatError("KBS Response", "protected.epk", got=type(epk).__name__, want="a JWK")
-    return aes_key_unwrap(_kek(key.exchange(ec.ECDH(), _public_key(epk))), wrapped)
+    return aes_key_unwrap(_kek(key.exchange(ec.ECDH(), ec_public_key(epk))), wrapped)
 
 
 def decrypt_response(response: Mapping[str, Any], key: PrivateKey
