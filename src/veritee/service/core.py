@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from cryptography.hazmat.primitives import hashes
@@ -378,6 +378,22 @@ class AttestOutcome:
     result: EarResult
 
 
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def _built(table: dict[_K, _V], key: _K, build: Callable[[], _V]) -> _V:
+    """``table[key]``, built on first use; the table is bounded (emptied when full, then
+    refilled by what is in use). Errors from ``build`` are raised, never remembered."""
+    found = table.get(key)
+    if found is None:
+        found = build()
+        if len(table) >= _POLICY_CACHE:
+            table.clear()
+        table[key] = found
+    return found
+
+
 def _nonce_problem(state: str) -> NonceRejected:
     return NonceRejected(f"nonce.{state}", f"runtime_data.nonce: {state} (request a fresh "
                          "challenge from POST /v1/challenge)")
@@ -662,13 +678,7 @@ class Broker:
             text = orjson.dumps(mapping, option=orjson.OPT_SORT_KEYS)
         except TypeError:  # not JSON-shaped: built every time
             return found.policy_from_mapping(mapping)
-        cached = self._policies.get((scheme, text))
-        if cached is None:
-            cached = found.policy_from_mapping(mapping)
-            if len(self._policies) >= _POLICY_CACHE:
-                self._policies.clear()
-            self._policies[(scheme, text)] = cached
-        return cached
+        return _built(self._policies, (scheme, text), lambda: found.policy_from_mapping(mapping))
 
     # -- attestation ------------------------------------------------------------------------
     def _part(self, evidence_b64: object, attached_b64: object, scheme: object,
@@ -1012,13 +1022,7 @@ class Broker:
             text = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
         except TypeError:  # not JSON-shaped (it was read from JSON): built every time
             return ResourcePolicy.from_mapping(doc)
-        found = self._resource_policies.get(text)
-        if found is None:
-            found = ResourcePolicy.from_mapping(doc)
-            if len(self._resource_policies) >= _POLICY_CACHE:
-                self._resource_policies.clear()
-            self._resource_policies[text] = found
-        return found
+        return _built(self._resource_policies, text, lambda: ResourcePolicy.from_mapping(doc))
 
     def _seal_release(self, secret: bytes, cnf: dict[str, Any], *, path: str, version: int,
                       jti: str) -> str:
