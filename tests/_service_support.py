@@ -152,6 +152,18 @@ class Service:
     def refusals(self) -> list[Any]:
         return [r for r in self.audit() if r.outcome == "refused"]
 
+    def close(self) -> None:
+        """Stop the server and release its client and database connections."""
+        self.http.close()
+        self.server.stop()
+        self.store.close()
+
+
+def challenge_nonce(svc: Service) -> bytes:
+    """A fresh nonce from ``POST /v1/challenge`` (base64url decoded)."""
+    text = svc.http.post(f"{svc.url}/v1/challenge").json()["nonce"]
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
 
 SECRET_A = b"model key for A: 7f3a9c"
 SECRET_B = b"database password for B"
@@ -217,9 +229,7 @@ def service_factory(machine: InsecureEmulatedSnpMachine
 
     yield make
     for svc in started:
-        svc.http.close()
-        svc.server.stop()
-        svc.store.close()
+        svc.close()
 
 
 @pytest.fixture

@@ -42,9 +42,7 @@ def svc(gpu: Any, machine: Any, tmp_path: Path) -> Iterator[Service]:
                             master=MasterKey(b"\x44" * 32), anchors=anchors,
                             revocation_optional=("nvidia",))
     yield service
-    service.http.close()
-    service.server.stop()
-    service.store.close()
+    service.close()
 
 
 def _gpu_evidence(gpu: Any, *, nonce: Callable[[bytes], bytes] = lambda d: regularize(d, 32)

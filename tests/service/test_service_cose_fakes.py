@@ -28,7 +28,7 @@ from veritee.service import MasterKey
 from veritee.testing.arm import FakeCca, FakePsa
 from veritee.testing.nitro import FakeNitro
 
-from _service_support import Service, start_service
+from _service_support import Service, challenge_nonce, start_service
 
 
 class Source:
@@ -105,14 +105,7 @@ def svc(tee: Tee, machine: Any, tmp_path: Path) -> Iterator[Service]:
                              headers=service.admin_headers(), json=tee.policy)
         assert r.status_code == 201, r.text
     yield service
-    service.http.close()
-    service.server.stop()
-    service.store.close()
-
-
-def _nonce(svc: Service) -> bytes:
-    text = svc.http.post(f"{svc.url}/v1/challenge").json()["nonce"]
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    service.close()
 
 
 def _jwks(svc: Service) -> dict[str, Any]:
@@ -148,8 +141,8 @@ def test_a_fresh_challenge_gets_an_ear_and_the_resource_pinned_to_the_workload(
 
 def test_evidence_bound_to_another_key_is_refused_and_audited(svc: Service, tee: Tee) -> None:
     key = ec.generate_private_key(ec.SECP384R1())
-    body = evidence_for(tee.source, _nonce(svc), key)
-    other = evidence_for(tee.source, _nonce(svc), ec.generate_private_key(ec.SECP384R1()))
+    body = evidence_for(tee.source, challenge_nonce(svc), key)
+    other = evidence_for(tee.source, challenge_nonce(svc), ec.generate_private_key(ec.SECP384R1()))
     body["runtime_data"]["nonce"] = other["runtime_data"]["nonce"]  # fresh, but not bound
     before = len(svc.refusals())
     r = svc.http.post(f"{svc.url}/v1/attest", json=body)

@@ -24,7 +24,7 @@ from veritee.results import TIERS, verify_ear
 from veritee.service import MasterKey
 from veritee.testing import nvidia
 
-from _service_support import Guests, Service, start_service
+from _service_support import Guests, Service, challenge_nonce, start_service
 
 
 class GpuSource:
@@ -55,14 +55,7 @@ def svc(gpu: Any, machine: Any, tmp_path: Path) -> Iterator[Service]:
                             master=MasterKey(b"\x33" * 32), anchors=anchors,
                             revocation_optional=("nvidia",))
     yield service
-    service.http.close()
-    service.server.stop()
-    service.store.close()
-
-
-def _nonce(svc: Service) -> bytes:
-    text = svc.http.post(f"{svc.url}/v1/challenge").json()["nonce"]
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    service.close()
 
 
 def test_cpu_and_gpu_get_one_ear_and_a_secret_pinned_to_both(svc: Service, gpu: Any,
@@ -94,8 +87,8 @@ def test_cpu_and_gpu_get_one_ear_and_a_secret_pinned_to_both(svc: Service, gpu: 
 def test_a_gpu_answering_another_challenge_is_refused(svc: Service, gpu: Any,
                                                       guests: Guests) -> None:
     key = ec.generate_private_key(ec.SECP384R1())
-    body = evidence_for(guests.a, _nonce(svc), key, devices=[GpuSource(gpu)])
-    stale = evidence_for(guests.a, _nonce(svc), key, devices=[GpuSource(gpu)])
+    body = evidence_for(guests.a, challenge_nonce(svc), key, devices=[GpuSource(gpu)])
+    stale = evidence_for(guests.a, challenge_nonce(svc), key, devices=[GpuSource(gpu)])
     body["additional_evidence"] = stale["additional_evidence"]
     r = svc.http.post(f"{svc.url}/v1/attest", json=body)
     assert r.status_code == 403, r.text
@@ -118,6 +111,4 @@ def test_without_revocation_optional_a_gpu_is_refused(gpu: Any, machine: Any, gu
             client.attest()
         assert info.value.code == "nvidia.chain.revocation"
     finally:
-        svc.http.close()
-        svc.server.stop()
-        svc.store.close()
+        svc.close()

@@ -35,7 +35,7 @@ from veritee.service import problems
 from veritee.service.resource_policy import ResourcePolicy
 from veritee.service.settings import settings_from_mapping
 
-from _service_support import SECRET_A, Guests, Service, crl_dir, provision
+from _service_support import SECRET_A, Guests, Service, challenge_nonce, crl_dir, provision
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "veritee" / "service"
 
@@ -46,11 +46,6 @@ def _svc(factory: Callable[..., Service], tmp_path: Path, guests: Guests | None 
     if guests is not None:
         provision(svc, guests)
     return svc
-
-
-def _nonce(svc: Service) -> bytes:
-    text = svc.http.post(f"{svc.url}/v1/challenge").json()["nonce"]
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _jwks(svc: Service) -> dict[str, Any]:
@@ -99,8 +94,8 @@ def test_device_evidence_bound_to_another_challenge_is_refused(
         service_factory: Callable[..., Service], tmp_path: Path, guests: Guests) -> None:
     svc = _svc(service_factory, tmp_path, guests)
     key = ec.generate_private_key(ec.SECP384R1())
-    body = evidence_for(guests.a, _nonce(svc), key, devices=[guests.b])
-    stale = evidence_for(guests.a, _nonce(svc), key, devices=[guests.b])
+    body = evidence_for(guests.a, challenge_nonce(svc), key, devices=[guests.b])
+    stale = evidence_for(guests.a, challenge_nonce(svc), key, devices=[guests.b])
     body["additional_evidence"] = stale["additional_evidence"]  # a replayed device report
     r = svc.http.post(f"{svc.url}/v1/attest", json=body)
     assert r.status_code == 403 and _codes(r) == ["sevsnp.binding.mismatch"]
@@ -110,7 +105,7 @@ def test_too_many_devices_are_refused(service_factory: Callable[..., Service],
                                       tmp_path: Path, guests: Guests) -> None:
     svc = _svc(service_factory, tmp_path, guests)
     key = ec.generate_private_key(ec.SECP384R1())
-    body = evidence_for(guests.a, _nonce(svc), key)
+    body = evidence_for(guests.a, challenge_nonce(svc), key)
     body["additional_evidence"] = [{"evidence": body["evidence"]}] * 16
     r = svc.http.post(f"{svc.url}/v1/attest", json=body)
     assert r.status_code in (400, 422)
@@ -119,7 +114,7 @@ def test_too_many_devices_are_refused(service_factory: Callable[..., Service],
 def test_unknown_scheme_name_is_a_400_naming_it(service_factory: Callable[..., Service],
                                                 tmp_path: Path, guests: Guests) -> None:
     svc = _svc(service_factory, tmp_path, guests)
-    body = evidence_for(guests.a, _nonce(svc), ec.generate_private_key(ec.SECP384R1()))
+    body = evidence_for(guests.a, challenge_nonce(svc), ec.generate_private_key(ec.SECP384R1()))
     r = svc.http.post(f"{svc.url}/v1/attest", json={**body, "scheme": "nosuchtee"})
     assert r.status_code == 400 and "nosuchtee" in r.json()["detail"]
     assert svc.refusals()[-1].detail["code"] == "request.invalid"
@@ -129,10 +124,10 @@ def test_attached_and_its_old_name_cert_table_are_the_same(
         service_factory: Callable[..., Service], tmp_path: Path, guests: Guests) -> None:
     svc = _svc(service_factory, tmp_path, guests)
     key = ec.generate_private_key(ec.SECP384R1())
-    body = evidence_for(guests.a, _nonce(svc), key)
+    body = evidence_for(guests.a, challenge_nonce(svc), key)
     body["cert_table"] = body.pop("attached")
     assert svc.http.post(f"{svc.url}/v1/attest", json=body).status_code == 200
-    body = evidence_for(guests.a, _nonce(svc), key)
+    body = evidence_for(guests.a, challenge_nonce(svc), key)
     body["cert_table"] = body["attached"]
     assert svc.http.post(f"{svc.url}/v1/attest", json=body).status_code == 400
 
@@ -162,7 +157,8 @@ def test_policy_documents_per_scheme_through_the_admin_api(
     r = svc.http.put(f"{base}/default", headers=h, json={"allow_debug": True})
     assert r.status_code == 201 and r.json()["scheme"] == "sevsnp"
     key = ec.generate_private_key(ec.SECP384R1())
-    r = svc.http.post(f"{svc.url}/v1/attest", json=evidence_for(guests.debug, _nonce(svc), key))
+    r = svc.http.post(f"{svc.url}/v1/attest",
+                      json=evidence_for(guests.debug, challenge_nonce(svc), key))
     # The stored policy allows debug: accepted, though the vector still says the memory is
     # readable (runtime-opaque contraindicated), so no resource opens with it.
     assert r.status_code == 200 and r.json()["status"] == "contraindicated", r.text
@@ -248,7 +244,8 @@ def test_with_revocation_waived_the_ear_does_not_affirm_hardware(
         service_factory: Callable[..., Service], tmp_path: Path, guests: Guests) -> None:
     svc = _svc(service_factory, tmp_path, guests, require_crl=False)
     key = ec.generate_private_key(ec.SECP384R1())
-    r = svc.http.post(f"{svc.url}/v1/attest", json=evidence_for(guests.a, _nonce(svc), key))
+    r = svc.http.post(f"{svc.url}/v1/attest",
+                      json=evidence_for(guests.a, challenge_nonce(svc), key))
     assert r.status_code == 200, r.text
     ear = verify_ear(r.json()["token"], _jwks(svc), accept=TIERS)
     assert ear.submod["veritee.trace"]["sevsnp.revocation.unchecked"] == "skip"
@@ -260,7 +257,8 @@ def test_with_a_crl_the_ear_affirms_hardware(
         service_factory: Callable[..., Service], tmp_path: Path, guests: Guests) -> None:
     svc = _svc(service_factory, tmp_path, guests)
     key = ec.generate_private_key(ec.SECP384R1())
-    r = svc.http.post(f"{svc.url}/v1/attest", json=evidence_for(guests.a, _nonce(svc), key))
+    r = svc.http.post(f"{svc.url}/v1/attest",
+                      json=evidence_for(guests.a, challenge_nonce(svc), key))
     ear = verify_ear(r.json()["token"], _jwks(svc))
     assert ear.submod["veritee.trace"]["sevsnp.revocation.unchecked"] == "pass"
     assert ear.submod["ear.trustworthiness-vector"]["hardware"] == 2

@@ -25,7 +25,7 @@ from veritee.schemes import Anchors
 from veritee.service import MasterKey
 from veritee.trust.tpm import TpmAnchors
 
-from _service_support import Service, start_service
+from _service_support import Service, challenge_nonce, start_service
 
 swtpm = pytest.importorskip("veritee.platform.tpm")
 REASON = swtpm.swtpm_unavailable_reason()
@@ -69,14 +69,7 @@ def svc(tpm: Any, machine: Any, tmp_path: Path) -> Iterator[Service]:
     service = start_service(f"sqlite:///{tmp_path}/veritee.db", machine,
                             master=MasterKey(b"\x22" * 32), anchors=anchors)
     yield service
-    service.http.close()
-    service.server.stop()
-    service.store.close()
-
-
-def _nonce(svc: Service) -> bytes:
-    text = svc.http.post(f"{svc.url}/v1/challenge").json()["nonce"]
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    service.close()
 
 
 def test_a_tpm_attests_with_a_fresh_challenge_and_gets_its_secret(svc: Service,
@@ -110,8 +103,8 @@ def test_a_tpm_attests_with_a_fresh_challenge_and_gets_its_secret(svc: Service,
 def test_a_tpm_quote_bound_to_another_key_is_refused(svc: Service, tpm: Any) -> None:
     source = TpmSource(tpm)
     key = ec.generate_private_key(ec.SECP384R1())
-    body = evidence_for(source, _nonce(svc), key)
-    other = evidence_for(source, _nonce(svc), ec.generate_private_key(ec.SECP384R1()))
+    body = evidence_for(source, challenge_nonce(svc), key)
+    other = evidence_for(source, challenge_nonce(svc), ec.generate_private_key(ec.SECP384R1()))
     body["runtime_data"]["nonce"] = other["runtime_data"]["nonce"]  # a fresh, unbound nonce
     r = svc.http.post(f"{svc.url}/v1/attest", json=body)
     assert r.status_code == 403, r.text
