@@ -21,7 +21,13 @@ from typing import Any
 from veritee.errors import CollateralError, ConfigError, FormatError, VerificationError
 from veritee.findings import Finding, Outcome
 from veritee.formats.azure import HclReport
-from veritee.formats.sevsnp import REPORT_SIZE, AttestationReport, CertTable, Product
+from veritee.formats.sevsnp import (
+    REPORT_SIZE,
+    SIGNED_SIZE,
+    AttestationReport,
+    CertTable,
+    Product,
+)
 from veritee.formats.tsm import TsmReport
 from veritee.policy import Appraisal
 from veritee.policy.sevsnp import SevSnpPolicy, appraise, policy_from_mapping, policy_to_mapping
@@ -76,6 +82,36 @@ def trust_vector(appraisal: Appraisal) -> dict[str, int]:
     debug = bool(guest_policy.get("debug", False)) if isinstance(guest_policy, dict) else False
     return vector_from_rules(appraisal, VECTOR_RULES, hardware=_hardware, debug=debug)
 
+
+
+# Appraisals by everything they read (see SevSnpScheme.appraise): a full table is emptied and
+# refilled, so hostile input can neither grow it nor pin it.
+_APPRAISALS: dict[tuple[Any, ...], tuple[SevSnpPolicy, Appraisal]] = {}
+_APPRAISALS_MAX = 1024
+_REPORT_DATA = slice(0x050, 0x090)  # ABI 56860 Table 22: REPORT_DATA, 64 bytes
+
+
+def _appraisal_memo_key(native: VerifiedReport, policy: Any) -> tuple[Any, ...] | None:
+    """What :func:`veritee.policy.sevsnp.appraise` and the common claims read, but
+    REPORT_DATA: the signed report bytes around it, the product, VEK and ARK the chain
+    proved, whether the CRL was checked, and the policy (by identity: a policy is immutable,
+    and the entry holds it, so its id is not reused while the entry lives). None when the
+    policy reads REPORT_DATA itself."""
+    if not isinstance(policy, SevSnpPolicy) or policy.report_data is not None:
+        return None
+    raw = native.report.raw
+    return (id(policy), raw[:_REPORT_DATA.start], raw[_REPORT_DATA.stop:SIGNED_SIZE],
+            native.product, native.vek, native.ark_fingerprint, native.crl_checked)
+
+
+def _reused(kept: Appraisal, native: VerifiedReport) -> Appraisal:
+    """``kept`` for a report that differs from its own only in REPORT_DATA (and signature):
+    this report's REPORT_DATA claims and verification trace; the nested claims copied, so
+    a caller that edits its appraisal's claims cannot reach the kept one."""
+    claims = {k: (dict(v) if type(v) is dict else list(v) if type(v) is list else v)
+              for k, v in kept.claims.items()}
+    claims["report_data"] = claims["binding"] = native.report.report_data.hex()
+    return replace(kept, verification=tuple(native.checks), claims=claims)
 
 
 @dataclass(frozen=True)
@@ -255,13 +291,30 @@ class SevSnpScheme:
         return policy_to_mapping(policy)
 
     def appraise(self, verified: Verified, policy: Any) -> Appraisal:
-        """:func:`veritee.policy.sevsnp.appraise`, with the common claims."""
-        result = appraise(verified.native, policy)
+        """:func:`veritee.policy.sevsnp.appraise`, with the common claims.
+
+        A guest's reports differ between its attestations only in REPORT_DATA and the
+        signature, which the appraisal does not read unless the policy pins REPORT_DATA: the
+        appraisal of the rest is kept (:func:`_appraisal_memo_key`) and reused with this
+        report's REPORT_DATA claims and verification trace.
+        """
+        native: VerifiedReport = verified.native
+        key = _appraisal_memo_key(native, policy)
+        if key is not None:
+            hit = _APPRAISALS.get(key)
+            if hit is not None and hit[0] is policy:
+                return _reused(hit[1], native)
+        result = appraise(native, policy)
         # The policy's appraisal carries its claims already: add the common ones (and the
         # vector) in one copy.
-        result = replace(result, claims=self._with_common(dict(result.claims),
-                                                           verified.native.report))
-        return replace(result, vector=trust_vector(result))
+        result = replace(result, claims=self._with_common(dict(result.claims), native.report))
+        result = replace(result, vector=trust_vector(result))
+        if key is None:
+            return result
+        if len(_APPRAISALS) >= _APPRAISALS_MAX:
+            _APPRAISALS.clear()  # bounded; refilled by the guests that attest
+        _APPRAISALS[key] = (policy, result)
+        return _reused(result, native)
 
     def trust_vector(self, appraisal: Appraisal) -> dict[str, int]:
         """This scheme's AR4SI mapping (:func:`trust_vector`)."""
