@@ -1,18 +1,20 @@
-"""The SEV-SNP appraisal kept per guest (schemes.sevsnp._APPRAISALS): a report that differs
+"""The SEV-SNP appraisal and parse kept per guest (schemes.sevsnp): a report that differs
 from an appraised one only in REPORT_DATA reuses that appraisal, with its own REPORT_DATA
 claims and trace; anything else the appraisal reads gives a fresh one. Each result is
-compared with the appraisal made with the memo empty."""
+compared with the appraisal made with the memo empty; the parse likewise."""
 
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from veritee import attest, schemes
-from veritee.formats.sevsnp import GuestPolicy
+from veritee.errors import FormatError
+from veritee.formats.sevsnp import AttestationReport, CertTable, CertTableEntry, GuestPolicy
 from veritee.policy import Appraisal
 from veritee.policy.sevsnp import SevSnpPolicy, TcbFloor
 from veritee.schemes import sevsnp as scheme_module
@@ -147,7 +149,65 @@ def test_the_verification_trace_is_the_reports_own(amd: FakeAmd) -> None:
 
 
 def test_the_table_is_bounded(amd: FakeAmd, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(scheme_module, "_APPRAISALS_MAX", 3)
+    monkeypatch.setattr(scheme_module, "_MEMO_MAX", 3)
     for svn in range(7):
         _appraise(amd, guest_svn=svn)
         assert len(scheme_module._APPRAISALS) <= 3
+
+
+# -- the parse ----------------------------------------------------------------------------
+def _clear_parses() -> None:
+    scheme_module._REPORTS.clear()
+    scheme_module._TABLES.clear()
+
+
+def test_a_reports_parse_is_reused_with_its_own_report_data_and_signature(amd: FakeAmd
+                                                                          ) -> None:
+    _clear_parses()
+    first = amd.make_report(report_data=b"\x01" * 64).to_bytes()
+    second = amd.make_report(report_data=b"\x02" * 64).to_bytes()
+    assert scheme_module._parse_report(first) == AttestationReport.from_bytes(first)
+    reused = scheme_module._parse_report(second)
+    assert len(scheme_module._REPORTS) == 1
+    assert reused == AttestationReport.from_bytes(second)
+    assert reused.raw == second and reused.signed_bytes == second[:0x2A0]
+    assert reused.report_data == b"\x02" * 64
+
+
+@pytest.mark.parametrize(("offset", "what"), [
+    (0x2A0 + 48, "R.padding"), (0x2A0 + 72 + 48, "S.padding"), (0x2A0 + 200, "reserved")])
+def test_a_bad_signature_field_is_refused_when_the_rest_was_parsed_before(
+        amd: FakeAmd, offset: int, what: str) -> None:
+    _clear_parses()
+    good = amd.make_report().to_bytes()
+    scheme_module._parse_report(good)
+    bad = bytearray(good)
+    bad[offset] = 1
+    with pytest.raises(FormatError) as info:
+        scheme_module._parse_report(bytes(bad))
+    assert what in str(info.value)
+
+
+def test_a_changed_byte_outside_report_data_is_parsed_afresh(amd: FakeAmd) -> None:
+    _clear_parses()
+    good = amd.make_report().to_bytes()
+    scheme_module._parse_report(good)
+    bad = bytearray(good)
+    bad[0x04C] = 1  # reserved0, must be zero
+    with pytest.raises(FormatError):
+        scheme_module._parse_report(bytes(bad))
+    other = amd.make_report(vmpl=1).to_bytes()
+    assert scheme_module._parse_report(other).vmpl == 1
+    assert len(scheme_module._REPORTS) == 2
+
+
+def test_a_certificate_table_is_parsed_once(amd: FakeAmd) -> None:
+    _clear_parses()
+    table = CertTable(tuple(CertTableEntry(uuid.UUID(int=i + 1), bytes([i]) * 10)
+                            for i in range(3))).to_bytes()
+    first = scheme_module._parse_table(table)
+    assert scheme_module._parse_table(bytes(table)) is first
+    assert first == CertTable.from_bytes(table)
+    with pytest.raises(FormatError):
+        scheme_module._parse_table(table[:30])
+    assert len(scheme_module._TABLES) == 1

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from veritee.errors import CollateralError, ConfigError, FormatError, VerificationError
 from veritee.findings import Finding, Outcome
@@ -26,6 +26,7 @@ from veritee.formats.sevsnp import (
     SIGNED_SIZE,
     AttestationReport,
     CertTable,
+    EcdsaP384Signature,
     Product,
 )
 from veritee.formats.tsm import TsmReport
@@ -84,11 +85,48 @@ def trust_vector(appraisal: Appraisal) -> dict[str, int]:
 
 
 
-# Appraisals by everything they read (see SevSnpScheme.appraise): a full table is emptied and
-# refilled, so hostile input can neither grow it nor pin it.
+# A guest's reports differ only in REPORT_DATA and the signature, and every guest on a chip
+# sends the same certificate table: what is derived from the rest is kept in these tables,
+# keyed by every input it depends on. A full table is emptied and refilled (_kept), so hostile
+# input can neither grow one nor pin it; only successful parses are kept.
+_MEMO_MAX = 1024
 _APPRAISALS: dict[tuple[Any, ...], tuple[SevSnpPolicy, Appraisal]] = {}
-_APPRAISALS_MAX = 1024
+_REPORTS: dict[bytes, AttestationReport] = {}
+_TABLES: dict[bytes, CertTable] = {}
 _REPORT_DATA = slice(0x050, 0x090)  # ABI 56860 Table 22: REPORT_DATA, 64 bytes
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def _kept(table: dict[_K, _V], key: _K, value: _V) -> _V:
+    if len(table) >= _MEMO_MAX:
+        table.clear()
+    table[key] = value
+    return value
+
+
+def _parse_report(data: bytes) -> AttestationReport:
+    """:meth:`AttestationReport.from_bytes`; a report whose bytes but REPORT_DATA and the
+    signature equal a parsed one's is that report with these two fields (each read as the
+    full parse reads it: any 64 bytes, and the signature structure with its checks)."""
+    if len(data) != REPORT_SIZE:
+        return AttestationReport.from_bytes(data)  # the parse says what is wrong
+    key = data[:_REPORT_DATA.start] + data[_REPORT_DATA.stop:SIGNED_SIZE]
+    known = _REPORTS.get(key)
+    if known is None:
+        return _kept(_REPORTS, key, AttestationReport.from_bytes(data))
+    report = replace(known, report_data=data[_REPORT_DATA],
+                     signature=EcdsaP384Signature.from_bytes(
+                         data[SIGNED_SIZE:], structure="ATTESTATION_REPORT", base=SIGNED_SIZE))
+    report.__dict__["raw"] = data  # as from_bytes keeps it: the input is the serialisation
+    return report
+
+
+def _parse_table(data: bytes) -> CertTable:
+    """:meth:`CertTable.from_bytes`, once per distinct table."""
+    known = _TABLES.get(data)
+    return known if known is not None else _kept(_TABLES, data, CertTable.from_bytes(data))
 
 
 def _appraisal_memo_key(native: VerifiedReport, policy: Any) -> tuple[Any, ...] | None:
@@ -215,7 +253,7 @@ class SevSnpScheme:
 
     def parse(self, data: bytes, *, attached: bytes | None = None) -> SevSnpEvidence:
         """Parse; ``attached`` is an extended report's certificate table (GUID table)."""
-        table = CertTable.from_bytes(attached) if attached else None
+        table = _parse_table(attached) if attached else None
         if data[:4] == _HCL_MAGIC:
             hcl = HclReport.from_bytes(data)
             if hcl.snp_report is None:
@@ -223,14 +261,14 @@ class SevSnpScheme:
                                   want="an SEV-SNP hardware report")
             return SevSnpEvidence(report=hcl.snp_report, hcl=hcl, cert_table=table)
         if len(data) == REPORT_SIZE:
-            return SevSnpEvidence(report=AttestationReport.from_bytes(data), cert_table=table)
+            return SevSnpEvidence(report=_parse_report(data), cert_table=table)
         if TsmReport.looks_like(data):
             tsm = TsmReport.from_bytes(data)
             if tsm.provider != "sev_guest":
                 raise FormatError("TSM_REPORT", "provider", got=tsm.provider, want="sev_guest")
             if table is None and tsm.auxblob:
-                table = CertTable.from_bytes(tsm.auxblob)
-            return SevSnpEvidence(report=AttestationReport.from_bytes(tsm.outblob),
+                table = _parse_table(tsm.auxblob)
+            return SevSnpEvidence(report=_parse_report(tsm.outblob),
                                   cert_table=table, container="configfs-tsm")
         raise FormatError("evidence", "<format>",
                           got=f"{len(data)} bytes starting {data[:4].hex()}",
@@ -311,9 +349,7 @@ class SevSnpScheme:
         result = replace(result, vector=trust_vector(result))
         if key is None:
             return result
-        if len(_APPRAISALS) >= _APPRAISALS_MAX:
-            _APPRAISALS.clear()  # bounded; refilled by the guests that attest
-        _APPRAISALS[key] = (policy, result)
+        _kept(_APPRAISALS, key, (policy, result))
         return _reused(result, native)
 
     def trust_vector(self, appraisal: Appraisal) -> dict[str, int]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -118,10 +119,17 @@ def _spki(key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey, cnf: Mapping[str, A
 def _ec_thumbprint(jwk: Mapping[str, Any]) -> str:
     """The RFC 7638 thumbprint of an EC public JWK: SHA-256 over its required members
     (crv, kty, x, y; section 3.2) in lexicographic order, no whitespace."""
-    members = {k: jwk[k] for k in ("crv", "kty", "x", "y")}
-    if not all(isinstance(v, str) for v in members.values()) or members["kty"] != "EC":
+    members = (jwk["crv"], jwk["kty"], jwk["x"], jwk["y"])
+    if not all(isinstance(v, str) for v in members) or members[1] != "EC":
         raise ValueError("not an EC public JWK")
-    text = json.dumps(members, separators=(",", ":"), sort_keys=True)
+    return _thumbprint_of(*members)
+
+
+@functools.lru_cache(maxsize=256)
+def _thumbprint_of(crv: str, kty: str, x: str, y: str) -> str:
+    # By the exact member texts: attest and release compute the same key's thumbprint.
+    text = json.dumps({"crv": crv, "kty": kty, "x": x, "y": y}, separators=(",", ":"),
+                      sort_keys=True)
     return _b64url(hashlib.sha256(text.encode()).digest())
 
 
