@@ -271,3 +271,27 @@ def test_tee_key_text_must_be_canonical(service: Service, guests: Guests) -> Non
             broker.attest(body["evidence"], body.get("attached"), body["runtime_data"]["nonce"],
                           wrong)
         assert refused.value.code == "request.invalid", wrong
+
+
+@pytest.mark.parametrize("sql", [
+    "UPDATE reference_values SET value = ? WHERE name = 'a'",
+    "UPDATE reference_values SET scheme = 'tdx', value = ? WHERE name = 'a'",
+    "UPDATE appraisal_policies SET body = ? WHERE policy_id = 'default'",
+], ids=["reference value", "reference scheme", "policy body"])
+def test_rows_verified_before_are_checked_again_once_changed(
+        service: Service, guests: Guests, sql: str) -> None:
+    """Reference values and policies are verified (and the policy built) once per stored
+    text: a row a database writer changes after the service used it is refused, not served
+    from what was verified before."""
+    broker = _broker(service)
+    r = service.http.put(f"{service.url}/v1/admin/policies/default",
+                         headers=service.admin_headers(), json={"min_guest_svn": 0})
+    assert r.status_code == 201, r.text
+    _attest(broker, guests.a)  # policy and reference rows verified and built
+    _attest(broker, guests.a)  # ... and served from what was kept
+    value = (json.dumps({"policy_id": "default", "allow_debug": True})
+             if "policies" in sql else guests.b.measurement.hex())
+    with service.store.transaction() as tx:  # a database writer without the key
+        tx.execute(sql, (value,))
+    with pytest.raises(IntegrityViolation):
+        _attest(broker, guests.a)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from veritee.findings import Finding, Outcome, jsonable
@@ -43,9 +44,9 @@ class Appraisal:
         """True when no verification or policy check failed."""
         return not self.failures
 
-    @property
+    @cached_property
     def failures(self) -> tuple[Finding, ...]:
-        """Every failed check."""
+        """Every failed check (computed once: an appraisal is immutable)."""
         return tuple(f for f in (*self.verification, *self.findings)
                      if f.outcome is Outcome.FAIL)
 

@@ -440,7 +440,8 @@ class Broker:
         self.metrics = metrics or Metrics()
         self._jwks_lock = threading.Lock()
         # Appraisal policies built from their documents (see _appraisal_policy).
-        self._policies: dict[tuple[str, bytes], Any] = {}
+        self._policies: dict[tuple[Any, ...], Any] = {}
+        self._docs: dict[str, dict[str, Any]] = {}
         self._resource_policies: dict[bytes, ResourcePolicy] = {}
         self._default_mappings: dict[str, dict[str, Any]] = {}
         self._jwks_loaded = 0.0
@@ -630,33 +631,58 @@ class Broker:
         return found, {s.name: self._appraisal_policy(tx, s.name, (overrides or {}).get(
             s.name)) for s in found}
 
-    def _policy_doc(self, tx: Tx, scheme: str) -> tuple[str, dict[str, Any] | None]:
-        """The id of the appraisal policy for ``scheme`` and its stored document (or None:
-        the scheme's default policy under that id). See :mod:`veritee.service.settings`."""
+    def _policy_doc(self, tx: Tx, scheme: str) -> tuple[str, str | None, dict[str, Any] | None]:
+        """The id of the appraisal policy for ``scheme``, its stored text and document (or
+        None, None: the scheme's default policy under that id). See
+        :mod:`veritee.service.settings`. Each stored text is parsed once."""
+        def read(pid: str) -> tuple[str | None, dict[str, Any] | None]:
+            text = tx.policy_text(pid)
+            if text is None:
+                return None, None
+            return text, _built(self._docs, text, lambda: dict(json.loads(text)))
+
         configured = self.settings.appraisal_policies.get(scheme)
         if configured is not None:
-            doc = tx.policy_get(configured)
+            text, doc = read(configured)
             if doc is not None and doc_scheme(doc) != scheme:
                 raise ConfigError(f"appraisal_policies.{scheme}: policy {configured!r} is for "
                                   f"{doc_scheme(doc)} evidence")
-            return configured, doc
+            return configured, text, doc
         pid = self.settings.appraisal_policy_id
-        doc = tx.policy_get(pid)
+        text, doc = read(pid)
         if doc is not None and doc_scheme(doc) == scheme:
-            return pid, doc
+            return pid, text, doc
         alt = f"{scheme}-{pid}"
-        doc = tx.policy_get(alt)
+        text, doc = read(alt)
         if doc is not None and doc_scheme(doc) == scheme:
-            return alt, doc
-        return (pid if scheme == LEGACY_SCHEME else alt), None
+            return alt, text, doc
+        return (pid if scheme == LEGACY_SCHEME else alt), None, None
 
     def _appraisal_policy(self, tx: Tx, scheme: str = LEGACY_SCHEME,
                           overrides: Mapping[str, Any] | None = None) -> Any:
         """The appraisal policy for ``scheme``: its stored (or default) policy, the settings
         that shape it, plus the scheme's stored reference values; ``overrides`` (a front's
-        init-data pins) replace policy keys."""
+        init-data pins) replace policy keys. Built once per distinct input (the stored
+        policy's text, the reference values, the pins): a policy is immutable."""
         found = scheme_named(scheme)
-        pid, doc = self._policy_doc(tx, scheme)
+        pid, text, doc = self._policy_doc(tx, scheme)
+        refs = tuple(sorted({v for _, kind, v in tx.reference_list()
+                             if ref_scheme(kind) == scheme}))
+
+        def build() -> Any:
+            return found.policy_from_mapping(self._policy_mapping(found, pid, doc, refs,
+                                                                  overrides))
+        try:
+            pins = orjson.dumps(overrides, option=orjson.OPT_SORT_KEYS) if overrides else b""
+        except TypeError:  # not JSON-shaped: built every time
+            return build()
+        return _built(self._policies, (scheme, pid, text, refs, pins), build)
+
+    def _policy_mapping(self, found: Scheme, pid: str, doc: dict[str, Any] | None,
+                        refs: tuple[str, ...], overrides: Mapping[str, Any] | None
+                        ) -> dict[str, Any]:
+        """The policy document :meth:`_appraisal_policy` builds from."""
+        scheme = found.name
         if doc is None:
             default = self._default_mappings.get(scheme)
             if default is None:
@@ -669,7 +695,6 @@ class Broker:
                 mapping[key] = list(value) if isinstance(value, tuple) else value
         else:
             mapping = {k: v for k, v in doc.items() if k != "scheme"}
-        refs = sorted({v for _, kind, v in tx.reference_list() if ref_scheme(kind) == scheme})
         if refs:
             # Reference values extend the policy's own allow-list of measurements.
             key = reference_key(found)
@@ -681,12 +706,7 @@ class Broker:
             # and the vector makes no hardware claim (_unchecked_revocation).
             mapping["allow_unchecked_revocation"] = True
         mapping.update(overrides or {})
-        # The same document always builds the same (immutable) policy: build each once.
-        try:
-            text = orjson.dumps(mapping, option=orjson.OPT_SORT_KEYS)
-        except TypeError:  # not JSON-shaped: built every time
-            return found.policy_from_mapping(mapping)
-        return _built(self._policies, (scheme, text), lambda: found.policy_from_mapping(mapping))
+        return mapping
 
     # -- attestation ------------------------------------------------------------------------
     def _part(self, evidence_b64: object, attached_b64: object, scheme: object,

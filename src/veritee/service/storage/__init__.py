@@ -182,29 +182,39 @@ class Tx:
         A row stored exactly as one this process verified under the same key needs no new
         HMAC: the MAC is a function of those values and the key alone (any changed byte, or
         another key, is a different entry and is checked in full)."""
+        self._verified(table, row[:width], row[width])
+        return row[:width]
+
+    def _verified(self, table: str, values: Sequence[Any], mac: Any) -> None:
+        """Raise IntegrityViolation unless ``mac`` is the row MAC of ``values`` (see
+        :meth:`_checked`: values and MAC this process checked under this key pass again)."""
         integrity = self._integrity()
         seen = self._store._verified_rows
-        key = (table, *row)
+        key = (table, *values, mac)
         try:
             known = seen.get(key) is integrity
         except TypeError:  # a value a driver returns unhashable: checked, not remembered
-            integrity.check_row(table, row[:width], row[width])
-            return row[:width]
+            integrity.check_row(table, values, mac)
+            return
         if not known:
-            integrity.check_row(table, row[:width], row[width])
+            integrity.check_row(table, values, mac)
             if len(seen) >= _VERIFIED_ROWS:
                 seen.clear()  # bounded; refilled by the rows in use
             seen[key] = integrity
-        return row[:width]
 
     # -- appraisal policies and reference values ---------------------------------------------
-    def policy_get(self, policy_id: str) -> dict[str, Any] | None:
-        """A stored appraisal policy document (authenticated), or None."""
+    def policy_text(self, policy_id: str) -> str | None:
+        """A stored appraisal policy document's JSON text (authenticated), or None."""
         row = self.one("SELECT policy_id, body, mac FROM appraisal_policies WHERE policy_id = ?",
                        (policy_id,))
         if row is None:
             return None
-        return dict(json.loads(self._checked("appraisal_policies", row, 2)[1]))
+        return str(self._checked("appraisal_policies", row, 2)[1])
+
+    def policy_get(self, policy_id: str) -> dict[str, Any] | None:
+        """A stored appraisal policy document (authenticated), or None."""
+        text = self.policy_text(policy_id)
+        return None if text is None else dict(json.loads(text))
 
     def policy_list(self) -> list[str]:
         """Every stored appraisal policy id (each row authenticated)."""
@@ -248,9 +258,8 @@ class Tx:
         for r in self.all("SELECT name, kind, value, scheme, mac FROM reference_values "
                           "ORDER BY name"):
             name, kind, value, scheme, mac = (str(r[0]), str(r[1]), str(r[2]), str(r[3]), r[4])
-            self._integrity().check_row("reference_values",
-                                        self._reference_mac_values(name, kind, value, scheme),
-                                        mac)
+            self._verified("reference_values",
+                           self._reference_mac_values(name, kind, value, scheme), mac)
             out.append((name, kind if scheme == self._LEGACY_SCHEME else f"{scheme}:{kind}",
                         value))
         return out
