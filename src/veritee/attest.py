@@ -407,21 +407,36 @@ class Verifier:
         fails when it does not, is skipped when neither is given."""
         return _binding_check(scheme, verified, challenge, expected_binding)
 
+    @staticmethod
+    def appraise_verified(scheme: Scheme, verified: Verified, binding: Finding,
+                          policy: Any) -> Appraisal:
+        """The appraisal half of :meth:`appraise`, for one evidence that :meth:`verify_only`
+        verified: ``verified`` under ``policy`` (as :meth:`appraise` takes it), with the
+        binding check ``binding`` first among the findings and the ``instance-identity``
+        it gives. A caller may verify first and read its policies later (the service does,
+        in the transaction that records the result)."""
+        return _appraised(scheme, verified, binding, _policy_for(scheme, policy))
+
     def _one(self, part: EvidencePart, ctx: Context, policy: Any,
              challenge: Challenge | None, expected: bytes | None) -> Appraisal:
         scheme = _resolve(part)
         chosen = _policy_for(scheme, policy)
         parsed = scheme.parse(part.data, attached=part.attached)
         verified = scheme.verify(parsed, ctx)
-        check = _binding_check(scheme, verified, challenge, expected)
-        appraisal = scheme.appraise(verified, chosen)
-        appraisal = replace(appraisal, findings=(check, *appraisal.findings))
-        if appraisal.vector is not None:
-            from veritee.results import binding_identity
+        return _appraised(scheme, verified, _binding_check(scheme, verified, challenge,
+                                                           expected), chosen)
 
-            appraisal = replace(appraisal, vector={**appraisal.vector, "instance-identity":
-                                                   binding_identity(appraisal)})
-        return appraisal
+
+def _appraised(scheme: Scheme, verified: Verified, check: Finding, chosen: Any) -> Appraisal:
+    appraisal = scheme.appraise(verified, chosen)
+    findings = (check, *appraisal.findings)
+    vector = appraisal.vector
+    if vector is not None:
+        from veritee.results import identity_from_findings
+
+        vector = {**vector, "instance-identity": identity_from_findings(appraisal.tee,
+                                                                        findings)}
+    return replace(appraisal, findings=findings, vector=vector)
 
 
 def _resolve(part: EvidencePart) -> Scheme:

@@ -65,6 +65,7 @@ __all__ = [
     "ear_claims",
     "ear_status",
     "failed",
+    "identity_from_findings",
     "outcome",
     "public_jwk",
     "sign_ear",
@@ -155,11 +156,15 @@ def binding_identity(appraisal: Appraisal) -> int:
     (``<scheme>.binding.mismatch``): affirming when the evidence carried the verifier's
     challenge, 99 (cryptographic validation failed) when it did not, no claim when no
     challenge was given. A failed platform-identity pin (``<scheme>.chip_id.*``) is 97."""
-    tee = appraisal.tee
+    return identity_from_findings(appraisal.tee, appraisal.findings)
+
+
+def identity_from_findings(tee: str, findings: Iterable[Finding]) -> int:
+    """:func:`binding_identity` of the policy ``findings`` of a ``tee`` appraisal."""
     bind, chip, own = f"{tee}.binding.mismatch", f"{tee}.chip_id.", f"{tee}.report_data.mismatch"
     result: Outcome | None = None
     report_data: Outcome | None = None
-    for f in appraisal.findings:  # one pass: this runs for every attestation
+    for f in findings:  # one pass: this runs for every attestation
         if f.outcome is Outcome.FAIL and f.code.startswith(chip):
             return NOT_RECOGNIZED
         if f.code == bind and result is None:
@@ -477,8 +482,9 @@ def _fail(code: str, message: str) -> VerificationError:
 
 
 # Per algorithm: the curve instance, its field size in bytes (half a JWS signature), the hash.
-_ALGS: dict[str, tuple[ec.EllipticCurve, int, type[hashes.HashAlgorithm]]] = {
-    "ES256": (ec.SECP256R1(), 32, hashes.SHA256), "ES384": (ec.SECP384R1(), 48, hashes.SHA384)}
+_ALGS: dict[str, tuple[ec.EllipticCurve, int, ec.ECDSA]] = {
+    "ES256": (ec.SECP256R1(), 32, ec.ECDSA(hashes.SHA256())),
+    "ES384": (ec.SECP384R1(), 48, ec.ECDSA(hashes.SHA384()))}
 MAX_TOKEN = 256 * 1024
 """The longest EAR :func:`verify_ear` reads (characters): 16 submodules fit many times over."""
 _CURVE_ALG = {"P-256": "ES256", "P-384": "ES384"}
@@ -599,15 +605,14 @@ def verify_ear(token: str, jwks: Mapping[str, Any] | KeySet | EarKeys, *,
     if key is None:
         raise _fail("signature", "token signature or header invalid (kid names no key of "
                     "the JWK Set)")
-    curve, size, digest = _ALGS[str(alg)]
+    curve, size, ecdsa = _ALGS[str(alg)]
     if key.curve.name != curve.name or len(signature) != 2 * size:
         raise _fail("signature", "token signature or header invalid (the key or signature "
                     f"does not fit {alg})")
     der = encode_dss_signature(int.from_bytes(signature[:size], "big"),
                                int.from_bytes(signature[size:], "big"))
     try:
-        key.verify(der, f"{head_b64}.{body_b64}".encode("ascii"),
-                   ec.ECDSA(digest()))
+        key.verify(der, f"{head_b64}.{body_b64}".encode("ascii"), ecdsa)
     except InvalidSignature:
         raise _fail("signature", "token signature or header invalid (bad signature)"
                     ) from None

@@ -2,7 +2,8 @@
 once, with the security rules unchanged.
 
 In process, against the running service's broker: a challenge writes nothing (the nonce carries
-its own tag), attest reads the policies and writes once (nonce use + audit), yet a policy that
+its own tag), attest verifies first and then opens one write transaction (nonce use, policies,
+audit), yet a policy that
 fails to load still leaves the nonce burned and the refusal audited; EARs and releases signed
 with the cached key import verify against the published JWKS with joserfc; a rotated key is
 used at once.
@@ -73,15 +74,15 @@ def test_challenge_writes_nothing_and_attest_writes_once(service: Service,
     with _counting(service.store, seen):
         out, _, _ = _attest(broker, guests.a, nonce)
     assert out.result.status == "affirming"
-    # One read (nonce not used yet, the policies), then one write: the nonce used up and the
-    # accepted entry in the audit log, together.
-    assert seen == [False, True]
+    # Verification reads nothing; then one write transaction: the nonce used up, the
+    # policies read, the accepted entry in the audit log, together.
+    assert seen == [True]
 
 
 def test_policy_that_fails_to_load_still_burns_the_nonce(service: Service,
                                                         guests: Guests) -> None:
-    """Policies are read in the burn transaction; their failure must not roll the burn back,
-    whatever the error."""
+    """Policies are read in the transaction that uses the nonce up; their failure must not
+    roll that back, whatever the error."""
     broker = _broker(service)
     r = service.http.put(f"{service.url}/v1/admin/policies/default",
                          headers=service.admin_headers(), json={"min_guest_svn": 0})

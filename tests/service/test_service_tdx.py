@@ -119,13 +119,17 @@ def test_tdx_binding_is_checked_against_bind_report_data(
     body = Quote.from_bytes(quote).body
     assert isinstance(body, TdReportBody)
     when = datetime.fromtimestamp(at, UTC)
-    [matching] = broker.appraise_parts([EvidencePart(quote)],
-                                       expected_binding=body.report_data, now=when)
+
+    def appraised(binding: bytes) -> list[Any]:
+        verified = broker.verify_parts([EvidencePart(quote)], expected_binding=binding,
+                                       now=when)
+        with svc.store.transaction(write=False) as tx:
+            return broker.appraise_verified(tx, verified, {})
+
+    [matching] = appraised(body.report_data)
     assert matching.accepted and matching.tee == "tdx"
     key = ec.generate_private_key(ec.SECP384R1())
-    [wrong] = broker.appraise_parts(
-        [EvidencePart(quote)], expected_binding=bind_report_data(b"\x01" * 32, key.public_key()),
-        now=when)
+    [wrong] = appraised(bind_report_data(b"\x01" * 32, key.public_key()))
     assert wrong.codes() == ["tdx.binding.mismatch"]
 
 

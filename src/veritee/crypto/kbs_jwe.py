@@ -37,6 +37,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -253,7 +254,7 @@ def encrypt_compact_ecdh_es(plaintext: bytes, recipient_jwk: Mapping[str, Any],
     """
     epk, shared = _ecdh_ephemeral(recipient_jwk)
     header = {"alg": "ECDH-ES", "enc": ENC, **(extra_header or {}), "epk": epk}
-    protected = _b64url(json.dumps(header, separators=(",", ":")).encode())
+    protected = _b64url(orjson.dumps(header))
     cek = _concat_kdf(shared, ENC)  # direct mode: AlgorithmID is the enc value
     iv = os.urandom(12)
     sealed = AESGCM(cek).encrypt(iv, plaintext, protected.encode("ascii"))

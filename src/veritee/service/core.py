@@ -21,7 +21,6 @@ an :class:`~veritee.service.integrity.IntegrityViolation`, raised loudly and nev
 from __future__ import annotations
 
 import base64
-import contextlib
 import functools
 import hashlib
 import hmac
@@ -58,7 +57,7 @@ from veritee.errors import (
     VerificationError,
     VeriteeError,
 )
-from veritee.findings import Outcome
+from veritee.findings import Finding, Outcome
 from veritee.policy import Appraisal
 from veritee.results import (
     EarKeys,
@@ -68,7 +67,7 @@ from veritee.results import (
     tier,
     verify_ear,
 )
-from veritee.schemes import Anchors, Collateral, Scheme
+from veritee.schemes import Anchors, Collateral, Scheme, Verified
 from veritee.service._reqlog import current_request_id
 from veritee.service.integrity import IntegrityViolation, StateIntegrity
 from veritee.service.keys import MasterKey, SigningKey, rotate_signing_key
@@ -86,7 +85,7 @@ from veritee.service.problems import (
 )
 from veritee.service.resource_policy import ResourcePolicy
 from veritee.service.settings import Settings
-from veritee.service.storage import DatabaseUnavailable, NonceState, Store, Tx
+from veritee.service.storage import NonceState, Store, Tx
 
 __all__ = ["MAX_NAME", "MAX_PATH", "RELEASE_TYP", "AttestOutcome", "Broker", "Challenge",
            "checked_text", "create_admin_token", "hash_token"]
@@ -133,7 +132,8 @@ def _thumbprint_of(crv: str, kty: str, x: str, y: str) -> str:
     return _b64url(hashlib.sha256(text.encode()).digest())
 
 
-_JWS_HASHES = {"ES256": hashes.SHA256, "ES384": hashes.SHA384}
+# alg -> (the ECDSA signature algorithm, the size of R and S): RFC 7518 section 3.4.
+_JWS_ECDSA = {"ES256": (ec.ECDSA(hashes.SHA256()), 32), "ES384": (ec.ECDSA(hashes.SHA384()), 48)}
 
 
 def _json_bytes(value: Any) -> bytes:
@@ -150,16 +150,19 @@ def _jws_compact(key: SigningKey, header: Mapping[str, Any], payload: bytes) -> 
     """A compact JWS (RFC 7515 section 7.1) signed with ``key``: ECDSA as RFC 7518 section
     3.4 has it (the signature is R || S, each the curve's size, not DER). Built here because
     joserfc's generic path cost more than the signature; joserfc verifies it (tests)."""
-    algorithm, size = _JWS_HASHES[key.alg], (key.private_key.curve.key_size + 7) // 8
-    signing_input = (_b64url(json.dumps(header, separators=(",", ":")).encode()) + "."
-                     + _b64url(payload))
-    r, s = decode_dss_signature(key.private_key.sign(signing_input.encode("ascii"),
-                                                     ec.ECDSA(algorithm())))
-    return signing_input + "." + _b64url(r.to_bytes(size, "big") + s.to_bytes(size, "big"))
+    algorithm, size = _JWS_ECDSA[key.alg]
+    signing_input = _b64url_bytes(orjson.dumps(dict(header))) + b"." + _b64url_bytes(payload)
+    r, s = decode_dss_signature(key.private_key.sign(signing_input, algorithm))
+    return (signing_input + b"." + _b64url_bytes(r.to_bytes(size, "big")
+                                                  + s.to_bytes(size, "big"))).decode("ascii")
 
 
 def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    return _b64url_bytes(data).decode("ascii")
+
+
+def _b64url_bytes(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
 def _unb64(text: object, field: str, *, url: bool = False) -> bytes:
@@ -290,10 +293,11 @@ def found_vendors(appraisals: Sequence[Appraisal]) -> list[str]:
 def _unchecked_revocation(appraisal: Appraisal) -> Appraisal:
     """A skipped revocation check (``*.revocation*``, allowed only when ``require_crl`` is
     off) leaves the hardware claim unaffirmed: AR4SI "no claim" (issue 18)."""
-    skipped = any(f.outcome is Outcome.SKIP and ".revocation" in f.code
-                  for f in (*appraisal.verification, *appraisal.findings))
     vector = appraisal.vector
-    if skipped and vector is not None and tier(vector.get("hardware", 0)) == "affirming":
+    if vector is None or tier(vector.get("hardware", 0)) != "affirming":
+        return appraisal
+    if any(f.outcome is Outcome.SKIP and ".revocation" in f.code
+           for f in (*appraisal.verification, *appraisal.findings)):
         return replace(appraisal, vector={**vector, "hardware": 0})
     return appraisal
 
@@ -379,6 +383,16 @@ class Challenge:
 
 
 @dataclass(frozen=True)
+class _VerifiedPart:
+    """One evidence part verified (:meth:`Broker.verify_parts`), not appraised yet."""
+
+    scheme: Scheme
+    verified: Verified
+    binding: Finding
+    revocation_optional: bool
+
+
+@dataclass(frozen=True)
 class AttestOutcome:
     """An accepted attestation: the signed EAR and its decoded form."""
 
@@ -442,7 +456,7 @@ class Broker:
         # Appraisal policies built from their documents (see _appraisal_policy).
         self._policies: dict[tuple[Any, ...], Any] = {}
         self._docs: dict[str, dict[str, Any]] = {}
-        self._resource_policies: dict[bytes, ResourcePolicy] = {}
+        self._resource_policies: dict[str, ResourcePolicy] = {}
         self._default_mappings: dict[str, dict[str, Any]] = {}
         self._jwks_loaded = 0.0
         self._jwks_due = 0.0
@@ -623,13 +637,11 @@ class Broker:
         return problem
 
     # -- per-scheme policies ----------------------------------------------------------------
-    def _load_policies(self, tx: Tx, parts: Sequence[EvidencePart],
-                       overrides: Mapping[str, Mapping[str, Any]] | None
-                       ) -> tuple[list[Scheme], dict[str, Any]]:
-        """The scheme of every part and the appraisal policy of each scheme, read in ``tx``."""
-        found = [self._scheme_of(p) for p in parts]
-        return found, {s.name: self._appraisal_policy(tx, s.name, (overrides or {}).get(
-            s.name)) for s in found}
+    def _load_policies(self, tx: Tx, found: Sequence[Scheme],
+                       overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        """The appraisal policy of each scheme in ``found``, read in ``tx``."""
+        return {s.name: self._appraisal_policy(tx, s.name, overrides.get(s.name))
+                for s in found}
 
     def _policy_doc(self, tx: Tx, scheme: str) -> tuple[str, str | None, dict[str, Any] | None]:
         """The id of the appraisal policy for ``scheme``, its stored text and document (or
@@ -725,33 +737,38 @@ class Broker:
             return registry.get(part.scheme)
         return part.scheme if part.scheme is not None else registry.recognise(part.data)
 
-    def appraise_parts(self, parts: Sequence[EvidencePart], *,
-                       challenge: BindingChallenge | None = None,
-                       expected_binding: bytes | Sequence[bytes] | None = None,
-                       now: datetime,
-                       overrides: Mapping[str, Mapping[str, Any]] | None = None,
-                       loaded: tuple[list[Scheme], dict[str, Any]] | None = None
-                       ) -> list[Appraisal]:
-        """Verify and appraise every part at ``now`` under its scheme's policy, bound to
+    def verify_parts(self, parts: Sequence[EvidencePart], *,
+                     challenge: BindingChallenge | None = None,
+                     expected_binding: bytes | Sequence[bytes] | None = None,
+                     now: datetime) -> list[_VerifiedPart]:
+        """Verify every part at ``now`` (signatures, chains, revocation), each bound to
         ``challenge`` or to another front's raw ``expected_binding``: one value (one part
         only) or a sequence with one value per part, in order (each part checked against its
-        own: the KBS protocol binds a device to a different hash than its CPU TEE);
-        raise on what cannot be verified, return every appraisal (accepted or not).
-        ``loaded`` is :meth:`_load_policies` already read (in the caller's transaction)."""
+        own: the KBS protocol binds a device to a different hash than its CPU TEE). Raise on
+        what cannot be verified; no policy is read yet (:meth:`appraise_verified`)."""
         bindings = _per_part_bindings(expected_binding, len(parts))
-        if loaded is None:
-            with self.store.transaction(write=False) as tx:
-                loaded = self._load_policies(tx, parts, overrides)
-        found, policies = loaded
         out = []
-        for given, scheme, bound in zip(parts, found, bindings, strict=True):
-            # The scheme found here is the one the policies were chosen for.
+        for given, bound in zip(parts, bindings, strict=True):
+            scheme = self._scheme_of(given)
             optional = scheme.name in self.settings.revocation_optional
             verifier = self._lenient if optional else self.verifier
-            result = verifier.appraise(replace(given, scheme=scheme), policy=policies,
-                                       challenge=challenge, expected_binding=bound, now=now)
-            assert isinstance(result, Appraisal)
-            out.append(result if optional else _unchecked_revocation(result))
+            _, _, verified, check = verifier.verify_only(
+                replace(given, scheme=scheme), challenge=challenge, expected_binding=bound,
+                now=now)
+            out.append(_VerifiedPart(scheme, verified, check, optional))
+        return out
+
+    def appraise_verified(self, tx: Tx, verified: Sequence[_VerifiedPart],
+                          overrides: Mapping[str, Mapping[str, Any]]) -> list[Appraisal]:
+        """Appraise every verified part under its scheme's policy, read in ``tx``; return
+        every appraisal (accepted or not)."""
+        policies = self._load_policies(tx, [v.scheme for v in verified], overrides)
+        out = []
+        for part in verified:
+            result = Verifier.appraise_verified(part.scheme, part.verified, part.binding,
+                                                policies)
+            # A revocation check the settings made optional leaves the vector as it is.
+            out.append(result if part.revocation_optional else _unchecked_revocation(result))
         return out
 
     def attest(self, evidence_b64: object, cert_table_b64: object, nonce_b64: object,
@@ -830,41 +847,23 @@ class Broker:
         base = {"nonce": nonce_id, "key_thumbprint": thumb,
                 **({"front": front} if front != "v1" else {})}
 
-        # 1. The nonce: this service's and unexpired (its own bytes say), not used yet (a
-        #    read, in the transaction that reads the appraisal policies). Whatever happens
+        # 1. The nonce: this service's and unexpired (its own bytes say). Whatever happens
         #    after this, the attempt uses the nonce up in the one write transaction that
-        #    records its result: a nonce never serves two attempts, so a rejected guest
-        #    cannot retry with the same challenge. No write lock is held while verifying.
+        #    records its result, where a nonce another attempt used first is refused: a nonce
+        #    never serves two attempts, so a rejected guest cannot retry with the same
+        #    challenge.
         state, _ = self.nonce_state(nonce, when)
-        loaded: tuple[list[Scheme], dict[str, Any]] | None = None
-        deferred: VeriteeError | None = None
-        if state == NonceState.OK:
-            with self.store.transaction(write=False) as tx:
-                if tx.nonce_used(hashlib.sha256(nonce).hexdigest()):
-                    state = NonceState.USED
-                else:
-                    try:
-                        loaded = self._load_policies(tx, parts, overrides)
-                    except VeriteeError as exc:  # unknown scheme, bad policy, refused row
-                        deferred = exc
         if state != NonceState.OK:
             raise self._refuse_attest(_nonce_problem(state), subject, base)
         burn = (nonce, when)
 
-        # 2. Verify and appraise every part under its scheme's policy, bound to the challenge.
+        # 2. Verify every part (signatures, chains, binding to the challenge): no database,
+        #    so no lock is held meanwhile.
         t0, c0 = time.perf_counter(), time.thread_time()
         try:
-            if deferred is not None:
-                raise deferred
             challenge = None if binding is not None else BindingChallenge(nonce, _spki(key, cnf))
-            appraisals = self.appraise_parts(parts, challenge=challenge,
-                                             expected_binding=binding, now=now,
-                                             overrides=overrides, loaded=loaded)
-        except (IntegrityViolation, DatabaseUnavailable):
-            # The alarm is raised as it is; the nonce is still used up if the database lets.
-            with contextlib.suppress(DatabaseUnavailable), self.store.transaction() as tx:
-                self.consume_nonce(tx, nonce, when)
-            raise
+            verified = self.verify_parts(parts, challenge=challenge, expected_binding=binding,
+                                         now=now)
         except CollateralError as exc:
             problem = problem_for(exc)
             problem.detail += self._collateral_hint(self._vendors_of(parts), ("collateral",))
@@ -876,8 +875,45 @@ class Broker:
             # CPU of this thread only: under load wall time also counts waiting for the GIL.
             self.metrics.verification_cpu.inc(time.thread_time() - c0)
 
-        # 3. Encode the result as an EAR bound to the TEE key, sign it, record it (with the
-        #    nonce's use, in one transaction).
+        # 3. One write transaction: the nonce used up, the appraisal policies read, every part
+        #    appraised, the result signed as an EAR bound to the TEE key and recorded.
+        refusal: Problem | None = None
+        violation: IntegrityViolation | None = None
+        issued: tuple[AttestOutcome, Appraisal] | None = None
+        with self.store.transaction() as tx:
+            if self.consume_nonce(tx, nonce, when) == NonceState.USED:
+                # Another attempt with this nonce recorded its result first.
+                refusal = self._refuse_attest(_nonce_problem(NonceState.USED), subject, base,
+                                              tx)
+            else:
+                try:
+                    appraisals = self.appraise_verified(tx, verified, overrides)
+                except IntegrityViolation as exc:
+                    violation = exc  # raised as it is once the nonce's use is committed
+                except VeriteeError as exc:  # unknown scheme policy, bad policy document
+                    refusal = self._refuse_attest(problem_for(exc), subject, base, tx)
+                else:
+                    issued, refusal = self._issue(tx, appraisals, nonce=nonce, when=when,
+                                                  cnf=cnf, subject=subject, base=base)
+        if violation is not None:
+            raise violation
+        if issued is not None:  # a verdict was reached (accepted or rejected)
+            self.metrics.verdicts.labels(issued[0].result.status).inc()
+        if refusal is not None:
+            raise refusal
+        assert issued is not None
+        outcome, primary = issued
+        self.metrics.attestations.labels("accepted").inc()
+        log_event("attestation.accepted", jti=outcome.result.claims["jti"],
+                  status=outcome.result.status, policy_id=primary.policy_id,
+                  key_thumbprint=thumb)
+        return outcome
+
+    def _issue(self, tx: Tx, appraisals: Sequence[Appraisal], *, nonce: bytes, when: float,
+               cnf: dict[str, Any], subject: str, base: dict[str, Any]
+               ) -> tuple[tuple[AttestOutcome, Appraisal], Problem | None]:
+        """Sign the appraisals' EAR and record the verdict in ``tx``: ``((the outcome, the
+        primary appraisal), the refusal or None when every check passed)``."""
         make = ear_claims if len(appraisals) == 1 else composite_ear_claims
         claims = make(appraisals[0] if len(appraisals) == 1 else appraisals,  # type: ignore[arg-type]
                       issuer=self.settings.issuer, now=when, ttl=self.settings.token_ttl,
@@ -901,29 +937,15 @@ class Broker:
                                 "measurement": a.claims.get("measurement"),
                                 "status": result.submods[name]["ear.status"]}
                                for name, a in zip(result.submods, appraisals, strict=True)]
-        refusal: Problem | None = None
-        with self.store.transaction() as tx:
-            if self.consume_nonce(tx, nonce, when) == NonceState.USED:
-                # Another attempt with this nonce recorded its result first.
-                refusal = self._refuse_attest(_nonce_problem(NonceState.USED), subject, base,
-                                              tx)
-            elif failures:
-                refusal = self._refuse_attest(AttestationRejected(
-                    "attestation.rejected",
-                    f"{len(failures)} check(s) failed: {', '.join(codes)}"
-                    + self._collateral_hint(found_vendors(appraisals), codes),
-                    failures=[f.to_dict() for f in failures], ear=token), subject, detail, tx)
-            else:
-                self._audit("attestation", "accepted", subject, detail, tx)
-        if refusal is not None:
-            if refusal.code != "nonce.used":
-                self.metrics.verdicts.labels(result.status).inc()
-            raise refusal
-        self.metrics.verdicts.labels(result.status).inc()
-        self.metrics.attestations.labels("accepted").inc()
-        log_event("attestation.accepted", jti=claims["jti"], status=result.status,
-                  policy_id=primary.policy_id, key_thumbprint=thumb)
-        return AttestOutcome(token=token, result=result)
+        issued = (AttestOutcome(token=token, result=result), primary)
+        if failures:
+            return issued, self._refuse_attest(AttestationRejected(
+                "attestation.rejected",
+                f"{len(failures)} check(s) failed: {', '.join(codes)}"
+                + self._collateral_hint(found_vendors(appraisals), codes),
+                failures=[f.to_dict() for f in failures], ear=token), subject, detail, tx)
+        self._audit("attestation", "accepted", subject, detail, tx)
+        return issued, None
 
     def _vendors_of(self, parts: Sequence[EvidencePart]) -> list[str]:
         """The vendors of the parts' schemes (those that can be told)."""
@@ -972,12 +994,6 @@ class Broker:
         and the ``jti`` of the EAR it answers. ``seal`` replaces that encoding with another
         front's, called like :meth:`_seal_release` (the KBS protocol's JWE).
         """
-        try:
-            checked_text(path, "path", MAX_PATH)
-            subject = f"resource:{path}"
-        except Problem:
-            subject = f"resource-invalid:{fingerprint(path.encode('utf-8', 'surrogatepass'))}"
-
         def refuse(problem: Problem, detail: dict[str, Any]) -> Problem:
             self._audit("release", "refused", subject, {**detail, "code": problem.code})
             self.metrics.releases.labels("refused").inc()
@@ -987,7 +1003,9 @@ class Broker:
         try:
             checked_text(path, "path", MAX_PATH)
         except Problem as problem:
+            subject = f"resource-invalid:{fingerprint(path.encode('utf-8', 'surrogatepass'))}"
             raise refuse(problem, {}) from None
+        subject = f"resource:{path}"
         if not token:
             raise refuse(Unauthenticated("token.missing", "Authorization: want 'Bearer <EAR>'",
                                          headers={"WWW-Authenticate": "Bearer"}), {})
@@ -1003,13 +1021,13 @@ class Broker:
                                          base)
         refusal: Problem | None = None
         with self.store.transaction() as tx:
-            found = tx.resource_get(path)
+            found = tx.resource_row(path)
             if found is None:
                 refusal = NotFound("resource.not_found", f"no resource {path!r}")
             else:
-                policy_doc, ciphertext, version = found
+                policy_text, ciphertext, version = found
                 try:
-                    findings = self._resource_policy(policy_doc).evaluate(result)
+                    findings = self._resource_policy(policy_text).evaluate(result)
                 except (TypeError, ValueError, KeyError, AttributeError, VeriteeError):
                     # A correctly signed token whose claims have the wrong shapes: refused
                     # as a bad token, never a 500.
@@ -1044,13 +1062,10 @@ class Broker:
         log_event("release.granted", resource=path, version=version, jti=jti)
         return sealed, version
 
-    def _resource_policy(self, doc: dict[str, Any]) -> ResourcePolicy:
+    def _resource_policy(self, text: str) -> ResourcePolicy:
         """The resource policy of an (authenticated) stored document, built once per text."""
-        try:
-            text = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
-        except TypeError:  # not JSON-shaped (it was read from JSON): built every time
-            return ResourcePolicy.from_mapping(doc)
-        return _built(self._resource_policies, text, lambda: ResourcePolicy.from_mapping(doc))
+        return _built(self._resource_policies, text,
+                      lambda: ResourcePolicy.from_mapping(dict(json.loads(text))))
 
     def _seal_release(self, secret: bytes, cnf: dict[str, Any], *, path: str, version: int,
                       jti: str) -> str:

@@ -18,11 +18,11 @@ Write transactions are serialised where it matters:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hmac
 import json
 import os
-import queue
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -157,10 +157,6 @@ class Tx:
                            (nonce_hash, now, expires_at, now))
         return NonceState.OK if cur.rowcount == 1 else NonceState.USED
 
-    def nonce_used(self, nonce_hash: str) -> bool:
-        """Whether the nonce was consumed already (a read: the INSERT above decides)."""
-        return self.one("SELECT 1 FROM nonces WHERE nonce_hash = ?", (nonce_hash,)) is not None
-
     def nonce_purge(self, before: float) -> int:
         """Forget nonces that expired before ``before`` (they would be refused anyway)."""
         return self.execute("DELETE FROM nonces WHERE expires_at < ?", (before,)).rowcount
@@ -287,7 +283,8 @@ class Tx:
                             (name,)).rowcount == 1
 
     # -- resources --------------------------------------------------------------------------
-    def _resource_row(self, path: str) -> tuple[str, str, int] | None:
+    def resource_row(self, path: str) -> tuple[str, str, int] | None:
+        """``(policy JSON text, secret_ciphertext, version)`` (authenticated) or None."""
         row = self.one("SELECT path, policy, secret_ciphertext, version, mac "
                        "FROM resources WHERE path = ?", (path,))
         if row is None:
@@ -297,7 +294,7 @@ class Tx:
 
     def resource_get(self, path: str) -> tuple[dict[str, Any], str, int] | None:
         """``(policy, secret_ciphertext, version)`` (authenticated) or None."""
-        found = self._resource_row(path)
+        found = self.resource_row(path)
         if found is None:
             return None
         policy, ciphertext, version = found
@@ -320,7 +317,7 @@ class Tx:
         ciphertext someone slipped into the database.
         """
         text = json.dumps(policy)
-        found = self._resource_row(path)
+        found = self.resource_row(path)
         if found is None:
             if ciphertext is None:
                 raise ConfigError("secret: a new resource needs a secret")
@@ -628,7 +625,8 @@ class Store:
         else:
             raise ConfigError(f"database_url: got scheme {parts.scheme!r}, want sqlite:/// or "
                               "postgresql://")
-        self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
+        # Idle connections, most recent last: deque's append and pop are atomic (no lock).
+        self._pool: collections.deque[Any] = collections.deque()
         self._closed = False
         # The row-MAC and audit keys (set by create_app once the data key is unwrapped).
         self.integrity: StateIntegrity | None = None
@@ -672,17 +670,17 @@ class Store:
 
     def _acquire(self) -> Any:
         try:
-            return self._pool.get_nowait()
-        except queue.Empty:
+            return self._pool.pop()
+        except IndexError:
             return self._connect()
 
     def _release(self, conn: Any, *, broken: bool) -> None:
-        if broken or self._closed or self._pool.qsize() >= 32:
+        if broken or self._closed or len(self._pool) >= 32:
             # Closing a broken connection may fail too; there is nothing more to do.
             with contextlib.suppress(Exception):
                 conn.close()
             return
-        self._pool.put(conn)
+        self._pool.append(conn)
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[Tx]:
@@ -763,8 +761,8 @@ class Store:
         self._closed = True
         while True:
             try:
-                self._pool.get_nowait().close()
-            except queue.Empty:
+                self._pool.pop().close()
+            except IndexError:
                 return
 
 
