@@ -647,24 +647,26 @@ class Broker:
         """The id of the appraisal policy for ``scheme``, its stored text and document (or
         None, None: the scheme's default policy under that id). See
         :mod:`veritee.service.settings`. Each stored text is parsed once."""
+        configured = self.settings.appraisal_policies.get(scheme)
+        pid = self.settings.appraisal_policy_id
+        alt = f"{scheme}-{pid}"
+        texts = tx.policy_texts((configured,) if configured is not None else (pid, alt))
+
         def read(pid: str) -> tuple[str | None, dict[str, Any] | None]:
-            text = tx.policy_text(pid)
+            text = texts.get(pid)
             if text is None:
                 return None, None
             return text, _built(self._docs, text, lambda: dict(json.loads(text)))
 
-        configured = self.settings.appraisal_policies.get(scheme)
         if configured is not None:
             text, doc = read(configured)
             if doc is not None and doc_scheme(doc) != scheme:
                 raise ConfigError(f"appraisal_policies.{scheme}: policy {configured!r} is for "
                                   f"{doc_scheme(doc)} evidence")
             return configured, text, doc
-        pid = self.settings.appraisal_policy_id
         text, doc = read(pid)
         if doc is not None and doc_scheme(doc) == scheme:
             return pid, text, doc
-        alt = f"{scheme}-{pid}"
         text, doc = read(alt)
         if doc is not None and doc_scheme(doc) == scheme:
             return alt, text, doc

@@ -207,6 +207,15 @@ class Tx:
             return None
         return str(self._checked("appraisal_policies", row, 2)[1])
 
+    def policy_texts(self, policy_ids: Sequence[str]) -> dict[str, str]:
+        """The stored JSON text (authenticated) of each of ``policy_ids`` that exists, in one
+        statement."""
+        marks = ", ".join("?" * len(policy_ids))
+        rows = self.all(f"SELECT policy_id, body, mac FROM appraisal_policies "  # noqa: S608
+                        f"WHERE policy_id IN ({marks})", policy_ids) if policy_ids else []
+        return {str(pid): str(body) for pid, body in
+                (self._checked("appraisal_policies", r, 2) for r in rows)}
+
     def policy_get(self, policy_id: str) -> dict[str, Any] | None:
         """A stored appraisal policy document (authenticated), or None."""
         text = self.policy_text(policy_id)
