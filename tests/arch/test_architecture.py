@@ -14,12 +14,14 @@ import pytest
 SRC = Path(__file__).resolve().parents[2] / "src" / "veritee"
 
 BASE = {"veritee", "veritee.errors", "veritee._wire", "veritee._fs", "veritee.findings",
-        "veritee._decode"}
+        "veritee._decode", "veritee._memo"}
 ALLOWED: dict[str, set[str]] = {
     "veritee.errors": set(),
     "veritee._wire": {"veritee.errors"},
     # the bounded decoders (JSON, CBOR, text, files) sit beside _wire: errors only
     "veritee._decode": {"veritee.errors"},
+    # bounded memo tables: nothing of veritee
+    "veritee._memo": set(),
     "veritee._fs": set(),
     "veritee.findings": set(),
     "veritee.formats": BASE | {"veritee.formats"},

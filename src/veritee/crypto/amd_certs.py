@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from types import MappingProxyType
-from typing import TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -40,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
+from veritee._memo import remember
 from veritee.crypto._x509 import load_certificate
 from veritee.errors import FormatError, VerificationError
 from veritee.formats.sevsnp import Product, SigningKey, TcbVersion
@@ -101,7 +101,6 @@ AMD_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
 """The RSASSA-PSS parameters of every AMD certificate and CRL (57230): MGF1-SHA-384, salt 48."""
 
 _STRUCT = "X509"
-_V = TypeVar("_V")
 
 
 def _err(field_name: str, got: object, want: object, *, offset: int | None = None,
@@ -162,26 +161,18 @@ def _decode_int(content: bytes, what: str) -> int:
 
 # Decoded values by their exact bytes. Every AMD certificate repeats the same OIDs, names
 # and PSS parameters (a new chip's VCEK has the same issuer and subject as every other), so
-# each is decoded once. Only successful decodes are kept (a bad encoding raises every time);
-# a full table is emptied and refilled, so hostile input can neither grow it nor pin it.
+# each is decoded once (veritee._memo: bounded; a bad encoding raises every time).
 _MEMO_MAX = 1024
 _OIDS: dict[bytes, str] = {}
 _NAMES: dict[bytes, x509.Name] = {}
 _PSS: dict[bytes, PssParams] = {}
 
 
-def _remember(table: dict[bytes, _V], key: bytes, value: _V) -> _V:
-    if len(table) >= _MEMO_MAX:
-        table.clear()
-    table[key] = value
-    return value
-
-
 def _decode_oid(content: bytes, what: str) -> str:
     known = _OIDS.get(content)
     if known is not None:
         return known
-    return _remember(_OIDS, content, _decode_oid_arcs(content, what))
+    return remember(_OIDS, content, _decode_oid_arcs(content, what), _MEMO_MAX)
 
 
 def _decode_oid_arcs(content: bytes, what: str) -> str:
@@ -230,7 +221,7 @@ def _decode_name(data: bytes, start: int, end: int, what: str) -> x509.Name:
     known = _NAMES.get(raw)
     if known is not None:
         return known
-    return _remember(_NAMES, raw, _decode_rdns(data, start, end, what))
+    return remember(_NAMES, raw, _decode_rdns(data, start, end, what), _MEMO_MAX)
 
 
 def _decode_rdns(data: bytes, start: int, end: int, what: str) -> x509.Name:
@@ -293,7 +284,7 @@ def _decode_pss(data: bytes, start: int, end: int) -> PssParams:
     known = _PSS.get(raw)
     if known is not None:
         return known
-    return _remember(_PSS, raw, _decode_pss_fields(data, start, end))
+    return remember(_PSS, raw, _decode_pss_fields(data, start, end), _MEMO_MAX)
 
 
 def _decode_pss_fields(data: bytes, start: int, end: int) -> PssParams:

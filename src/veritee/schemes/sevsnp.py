@@ -16,8 +16,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from veritee._memo import remember
 from veritee.errors import CollateralError, ConfigError, FormatError, VerificationError
 from veritee.findings import Finding, Outcome
 from veritee.formats.azure import HclReport
@@ -87,24 +88,12 @@ def trust_vector(appraisal: Appraisal) -> dict[str, int]:
 
 # A guest's reports differ only in REPORT_DATA and the signature, and every guest on a chip
 # sends the same certificate table: what is derived from the rest is kept in these tables,
-# keyed by every input it depends on. A full table is emptied and refilled (_kept), so hostile
-# input can neither grow one nor pin it; only successful parses are kept.
+# keyed by every input it depends on (veritee._memo: bounded, only successful parses kept).
 _MEMO_MAX = 1024
 _APPRAISALS: dict[tuple[Any, ...], tuple[SevSnpPolicy, Appraisal]] = {}
 _REPORTS: dict[bytes, AttestationReport] = {}
 _TABLES: dict[bytes, CertTable] = {}
 _REPORT_DATA = slice(0x050, 0x090)  # ABI 56860 Table 22: REPORT_DATA, 64 bytes
-
-_K = TypeVar("_K")
-_V = TypeVar("_V")
-
-
-def _kept(table: dict[_K, _V], key: _K, value: _V) -> _V:
-    if len(table) >= _MEMO_MAX:
-        table.clear()
-    table[key] = value
-    return value
-
 
 def _parse_report(data: bytes) -> AttestationReport:
     """:meth:`AttestationReport.from_bytes`; a report whose bytes but REPORT_DATA and the
@@ -115,7 +104,7 @@ def _parse_report(data: bytes) -> AttestationReport:
     key = data[:_REPORT_DATA.start] + data[_REPORT_DATA.stop:SIGNED_SIZE]
     known = _REPORTS.get(key)
     if known is None:
-        return _kept(_REPORTS, key, AttestationReport.from_bytes(data))
+        return remember(_REPORTS, key, AttestationReport.from_bytes(data), _MEMO_MAX)
     report = replace(known, report_data=data[_REPORT_DATA],
                      signature=EcdsaP384Signature.from_bytes(
                          data[SIGNED_SIZE:], structure="ATTESTATION_REPORT", base=SIGNED_SIZE))
@@ -126,7 +115,8 @@ def _parse_report(data: bytes) -> AttestationReport:
 def _parse_table(data: bytes) -> CertTable:
     """:meth:`CertTable.from_bytes`, once per distinct table."""
     known = _TABLES.get(data)
-    return known if known is not None else _kept(_TABLES, data, CertTable.from_bytes(data))
+    return known if known is not None else remember(_TABLES, data, CertTable.from_bytes(data),
+                                                       _MEMO_MAX)
 
 
 def _appraisal_memo_key(native: VerifiedReport, policy: Any) -> tuple[Any, ...] | None:
@@ -349,7 +339,7 @@ class SevSnpScheme:
         result = replace(result, vector=trust_vector(result))
         if key is None:
             return result
-        _kept(_APPRAISALS, key, (policy, result))
+        remember(_APPRAISALS, key, (policy, result), _MEMO_MAX)
         return _reused(result, native)
 
     def trust_vector(self, appraisal: Appraisal) -> dict[str, int]:

@@ -47,6 +47,7 @@ from joserfc.jwk import RSAKey
 from veritee import __version__
 from veritee import schemes as registry
 from veritee._decode import b64url_canonical
+from veritee._memo import built
 from veritee.attest import Challenge as BindingChallenge
 from veritee.attest import EvidencePart, Verifier
 from veritee.crypto.kbs_jwe import ec_public_key, encrypt_compact_ecdh_es
@@ -405,15 +406,8 @@ _V = TypeVar("_V")
 
 
 def _built(table: dict[_K, _V], key: _K, build: Callable[[], _V]) -> _V:
-    """``table[key]``, built on first use; the table is bounded (emptied when full, then
-    refilled by what is in use). Errors from ``build`` are raised, never remembered."""
-    found = table.get(key)
-    if found is None:
-        found = build()
-        if len(table) >= _POLICY_CACHE:
-            table.clear()
-        table[key] = found
-    return found
+    """``table[key]``, built on first use (bounded: :func:`veritee._memo.built`)."""
+    return built(table, key, build, _POLICY_CACHE)
 
 
 def _nonce_problem(state: str) -> NonceRejected:
