@@ -749,8 +749,8 @@ class Broker:
             optional = scheme.name in self.settings.revocation_optional
             verifier = self._lenient if optional else self.verifier
             _, _, verified, check = verifier.verify_only(
-                replace(given, scheme=scheme), challenge=challenge, expected_binding=bound,
-                now=now)
+                EvidencePart(given.data, scheme, given.attached), challenge=challenge,
+                expected_binding=bound, now=now)
             out.append(_VerifiedPart(scheme, verified, check, optional))
         return out
 
