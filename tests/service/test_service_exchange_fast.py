@@ -296,3 +296,22 @@ def test_rows_verified_before_are_checked_again_once_changed(
         tx.execute(sql, (value,))
     with pytest.raises(IntegrityViolation):
         _attest(broker, guests.a)
+
+
+def test_an_attachment_is_decoded_once_per_text(service: Service, guests: Guests) -> None:
+    """The certificate table a guest attaches is the same text every time: decoded once; a
+    text that is not base64 is refused every time, and a large one is not kept."""
+    broker = _broker(service)
+    broker._attached.clear()
+    _attest(broker, guests.a)
+    _attest(broker, guests.a)
+    assert len(broker._attached) == 1
+    key = ec.generate_private_key(ec.SECP384R1())
+    for attached in ("!!not base64!!", "QUJD" * 5000):
+        for _ in range(2):
+            nonce = broker.challenge().nonce
+            body = evidence_for(guests.a, nonce, key)
+            with pytest.raises(Problem):
+                broker.attest(body["evidence"], attached, body["runtime_data"]["nonce"],
+                              body["runtime_data"]["key"])
+    assert len(broker._attached) == 1  # neither the bad text nor the 20,000-character one

@@ -47,7 +47,7 @@ from joserfc.jwk import RSAKey
 from veritee import __version__
 from veritee import schemes as registry
 from veritee._decode import b64url_canonical
-from veritee._memo import built
+from veritee._memo import built, remember
 from veritee.attest import Challenge as BindingChallenge
 from veritee.attest import EvidencePart, Verifier
 from veritee.crypto.kbs_jwe import ec_public_key, encrypt_compact_ecdh_es
@@ -93,6 +93,8 @@ __all__ = ["MAX_NAME", "MAX_PATH", "RELEASE_TYP", "AttestOutcome", "Broker", "Ch
 
 NONCE_BYTES = 32
 _POLICY_CACHE = 256  # built appraisal policies kept (per scheme and document)
+_ATTACHED_CACHE = 64  # decoded attachments kept (one certificate table per chip) ...
+_ATTACHED_MAX = 16 * 1024  # ... of at most this many characters (a table is ~5 KB)
 RELEASE_TYP = "veritee-release+jws"
 _ROLES = ("admin", "reader")
 _EC_CURVES = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1}
@@ -450,6 +452,7 @@ class Broker:
         # Appraisal policies built from their documents (see _appraisal_policy).
         self._policies: dict[tuple[Any, ...], Any] = {}
         self._docs: dict[str, dict[str, Any]] = {}
+        self._attached: dict[str, bytes] = {}
         self._resource_policies: dict[str, ResourcePolicy] = {}
         self._default_mappings: dict[str, dict[str, Any]] = {}
         self._jwks_loaded = 0.0
@@ -720,8 +723,18 @@ class Broker:
     def _part(self, evidence_b64: object, attached_b64: object, scheme: object,
               field: str) -> EvidencePart:
         data = _unb64(evidence_b64, f"{field}.evidence" if field else "evidence")
-        attached = (_unb64(attached_b64, f"{field}.attached" if field else "attached")
-                    if attached_b64 is not None else None)
+        attached = None
+        if attached_b64 is not None:
+            # What an attester attaches (its chip's certificate table) is the same text on
+            # every attestation: decoded once per text (a refused text is refused each time).
+            name = f"{field}.attached" if field else "attached"
+            attached = (self._attached.get(attached_b64) if isinstance(attached_b64, str)
+                        else None)
+            if attached is None:
+                attached = _unb64(attached_b64, name)
+                assert isinstance(attached_b64, str)  # _unb64 refused anything else
+                if len(attached_b64) <= _ATTACHED_MAX:
+                    remember(self._attached, attached_b64, attached, _ATTACHED_CACHE)
         if scheme is not None:
             scheme = checked_text(scheme, f"{field}.scheme" if field else "scheme")
         return EvidencePart(data, scheme if isinstance(scheme, str) else None, attached)
