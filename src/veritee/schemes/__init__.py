@@ -267,10 +267,17 @@ def names() -> tuple[str, ...]:
     return tuple(s.name for s in all_schemes())
 
 
+_by_name: dict[str, Scheme] = {}
+
+
 def get(name: str) -> Scheme:
     """The scheme called ``name``; :class:`ConfigError` listing the known ones otherwise."""
+    found = _by_name.get(name)
+    if found is not None:
+        return found
     for scheme in all_schemes():
         if scheme.name == name:
+            _by_name[name] = scheme  # the registry is fixed: looked up once per name
             return scheme
     raise ConfigError(f"scheme: got {name!r}, want one of {', '.join(names())}")
 
