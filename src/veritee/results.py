@@ -583,11 +583,12 @@ def verify_ear(token: str, jwks: Mapping[str, Any] | KeySet | EarKeys, *,
     """
     now = time.time() if now is None else now
     accepted = tuple(accept)
-    if not isinstance(token, str) or token.count(".") != 2 or len(token) > MAX_TOKEN:
+    parts = token.split(".") if isinstance(token, str) and len(token) <= MAX_TOKEN else ()
+    if len(parts) != 3:
         # Five parts would be a JWE.
         raise _fail("format", "not a compact JWS (three dot-separated parts)")
     keys = jwks if isinstance(jwks, EarKeys) else EarKeys.from_jwks(jwks)
-    head_b64, body_b64, sig_b64 = token.split(".")
+    head_b64, body_b64, sig_b64 = parts
     try:
         header_raw, payload, signature = (_unb64url(head_b64), _unb64url(body_b64),
                                           _unb64url(sig_b64))
