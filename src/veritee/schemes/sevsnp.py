@@ -96,6 +96,7 @@ _TABLES: dict[bytes, CertTable] = {}
 _REPORT_DATA = slice(0x050, 0x090)  # ABI 56860 Table 22: REPORT_DATA, 64 bytes
 _REPORT_FIELDS = tuple(f.name for f in fields(AttestationReport))
 
+
 def _parse_report(data: bytes) -> AttestationReport:
     """:meth:`AttestationReport.from_bytes`; a report whose bytes but REPORT_DATA and the
     signature equal a parsed one's is that report with these two fields (each read as the

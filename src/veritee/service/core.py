@@ -832,7 +832,7 @@ class Broker:
         attached bytes or None; the primary attester first), the raw nonce and the TEE key's
         JWK. What another front (the KBS protocol) calls once it has turned its own evidence
         shapes into parts; ``binding`` is then its raw expected binding, one value (one part)
-        or one per part (see :meth:`appraise_parts`)."""
+        or one per part (see :meth:`verify_parts`)."""
         when = self.clock()  # read once: nonce expiry, verification time and the EAR's iat
         now = datetime.fromtimestamp(when, UTC)
         parts = list(parts)
