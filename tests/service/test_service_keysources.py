@@ -42,7 +42,7 @@ def _put_secret(app: object, path: str, secret: bytes) -> None:
 def _read_secret(app: object, path: str) -> bytes:
     broker = app.state.broker  # type: ignore[attr-defined]
     with broker.store.transaction(write=False) as tx:
-        found = tx.resource_get(path)
+        found = tx.resource_row(path)
     assert found is not None
     return bytes(broker.master.decrypt(found[1], path.encode()))
 

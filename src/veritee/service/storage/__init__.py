@@ -301,14 +301,6 @@ class Tx:
         _, policy, ciphertext, version = self._checked("resources", row, 4)
         return str(policy), str(ciphertext), int(version)
 
-    def resource_get(self, path: str) -> tuple[dict[str, Any], str, int] | None:
-        """``(policy, secret_ciphertext, version)`` (authenticated) or None."""
-        found = self.resource_row(path)
-        if found is None:
-            return None
-        policy, ciphertext, version = found
-        return dict(json.loads(policy)), ciphertext, version
-
     def resource_list(self) -> list[tuple[str, dict[str, Any], int]]:
         """``(path, policy, version)`` for every resource (never the secret)."""
         out = []
