@@ -6,18 +6,20 @@ import time
 from collections.abc import Callable
 
 
+def window(fn: Callable[[], object], seconds: float,
+           clock: Callable[[], float] = time.perf_counter) -> float:
+    """Calls per second of ``fn`` over one window of ``seconds`` on ``clock``."""
+    n, t0 = 0, clock()
+    deadline = t0 + seconds
+    while True:
+        fn()
+        n += 1
+        now = clock()
+        if now >= deadline:
+            return n / (now - t0)
+
+
 def rate(fn: Callable[[], object], seconds: float) -> float:
     """Calls per second of ``fn``: the best of three timed windows, which filters out most of
     the noise from other load on a small shared machine."""
-    best = 0.0
-    for _ in range(3):
-        n, t0 = 0, time.perf_counter()
-        deadline = t0 + seconds / 3
-        while True:
-            fn()
-            n += 1
-            now = time.perf_counter()
-            if now >= deadline:
-                break
-        best = max(best, n / (now - t0))
-    return best
+    return max(window(fn, seconds / 3) for _ in range(3))

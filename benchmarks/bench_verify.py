@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from _timing import window
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -60,15 +61,7 @@ def interleaved(fns: dict[str, Callable[[], object]], seconds: float) -> dict[st
     for _ in range(ROUNDS):
         for name, fn in fns.items():
             fn()  # one call outside the window (first-call effects)
-            n, t0 = 0, time.process_time()
-            deadline = t0 + seconds / ROUNDS
-            while True:
-                fn()
-                n += 1
-                now = time.process_time()
-                if now >= deadline:
-                    break
-            best[name] = max(best[name], n / (now - t0))
+            best[name] = max(best[name], window(fn, seconds / ROUNDS, time.process_time))
     return best
 
 
