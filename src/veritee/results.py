@@ -29,7 +29,6 @@ JWKS, ``exp``/``iat``/``iss``, profile, and it hands back the decoded result.
 
 from __future__ import annotations
 
-import base64
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -45,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet
 
+from veritee._decode import b64url
 from veritee._decode import b64url_canonical as _unb64url
 from veritee.crypto.kbs_jwe import ec_public_key, rsa_public_key
 from veritee.errors import FormatError, VerificationError
@@ -279,10 +279,6 @@ def ear_status(vector: Mapping[str, int], *, accepted: bool = True,
     return max(tiers, key=_STATUS_ORDER.index)
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 def _trace(appraisal: Appraisal) -> dict[str, str]:
     """``{code: outcome}`` for every check that ran or was skipped, verification first.
 
@@ -323,7 +319,7 @@ def _envelope(submods: dict[str, Any], *, issuer: str, now: float, ttl: int,
         "submods": submods,
     }
     if nonce is not None:
-        claims["eat_nonce"] = _b64url(nonce)
+        claims["eat_nonce"] = b64url(nonce)
     if cnf_jwk is not None:
         claims["cnf"] = {"jwk": dict(cnf_jwk)}
     return claims

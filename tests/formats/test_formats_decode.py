@@ -134,3 +134,75 @@ def test_limit_override_from_the_environment() -> None:
     assert limit_for("IMA log") == 256 << 20
     with pytest.raises(FormatError):
         limit_for("IMA log", {"VERITEE_MAX_IMA_LOG": "lots"})
+
+
+# -- base64url (JOSE): pybase64 does the work, the standard library is the oracle ------------
+
+def _oracle_b64url(text: str) -> bytes | None:
+    """What RFC 7515 section 2 accepts, decided with the standard library alone: the
+    base64url alphabet, no padding, a length that is not 1 mod 4, and the one text that
+    re-encoding the bytes gives (so trailing bits are zero)."""
+    import base64
+    import binascii
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9_-]*", text) or len(text) % 4 == 1:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    return raw if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() == text else None
+
+
+def _decoded(text: str) -> bytes | None:
+    from veritee._decode import b64url_canonical
+
+    try:
+        return b64url_canonical(text)
+    except ValueError:
+        return None
+
+
+def test_b64url_round_trips_and_is_the_oracles_encoding() -> None:
+    import base64
+
+    from veritee._decode import b64url, b64url_bytes
+
+    for n in (*range(0, 70), 6537, 8700):
+        data = os.urandom(n)
+        text = b64url(data)
+        assert text == base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+        assert b64url_bytes(data) == text.encode()
+        assert _decoded(text) == data
+
+
+@pytest.mark.parametrize("text", [
+    "QUJD=", "QUI=", "QQ==", "QUJ+", "QUJ/", "QU JD", "QUJD\n", " QUJD", "Q", "QUJDR",
+    "QR", "QUK", "QUJDRB", "\u00e9QUJ", "QU\x00D", "QUJD.", "-_-_-_-=",
+])
+def test_b64url_refuses_what_the_oracle_refuses(text: str) -> None:
+    assert _oracle_b64url(text) is None
+    assert _decoded(text) is None
+
+
+def test_b64url_agrees_with_the_oracle_on_mangled_tokens() -> None:
+    import random
+
+    from veritee._decode import b64url
+
+    rng = random.Random(1405)
+    alphabet = "ABCXYZabcxyz0189-_+/= \n.\u00e9"
+    for _ in range(3000):
+        chars = list(b64url(os.urandom(rng.randrange(0, 40))))
+        for _ in range(rng.randrange(0, 3)):
+            at = rng.randrange(0, len(chars) + 1)
+            op = rng.randrange(3)
+            if op == 0:
+                chars.insert(at, rng.choice(alphabet))
+            elif chars and op == 1:
+                del chars[min(at, len(chars) - 1)]
+            elif chars:
+                chars[min(at, len(chars) - 1)] = rng.choice(alphabet)
+        text = "".join(chars)
+        assert _decoded(text) == _oracle_b64url(text), repr(text)

@@ -13,9 +13,9 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from veritee._decode import b64url as _b64url
 from veritee.client import AttesterClient, Passport, ServiceRefused, evidence_for
 from veritee.results import ear_claims, sign_ear
-from veritee.service.core import _b64url
 
 from _service_support import SECRET_A, Guests, Service
 

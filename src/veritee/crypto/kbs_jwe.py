@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-from veritee._decode import b64url_canonical
+from veritee._decode import b64url, b64url_canonical
 from veritee.errors import FormatError, VerificationError
 
 __all__ = [
@@ -72,10 +72,6 @@ _CURVES: dict[str, tuple[ec.EllipticCurve, int]] = {
     "P-256": (ec.SECP256R1(), 32), "P-384": (ec.SECP384R1(), 48), "P-521": (ec.SECP521R1(), 66)}
 _MIN_RSA_BITS = 2048  # NIST SP 800-57 part 1 table 2: 112-bit security at least
 _MAX_RSA_BITS = 8192  # attestation-agent uses 2048; bounds the work a hostile key can cost
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def _unb64url(text: object, field: str) -> bytes:
@@ -110,7 +106,7 @@ def _ecdh_ephemeral(recipient_jwk: Mapping[str, Any]) -> tuple[dict[str, str], b
     eph = ec.generate_private_key(curve)
     nums = eph.public_key().public_numbers()
     epk = {"crv": str(recipient_jwk["crv"]), "kty": "EC",
-           "x": _b64url(nums.x.to_bytes(size, "big")), "y": _b64url(nums.y.to_bytes(size, "big"))}
+           "x": b64url(nums.x.to_bytes(size, "big")), "y": b64url(nums.y.to_bytes(size, "big"))}
     return epk, eph.exchange(ec.ECDH(), recipient)
 
 
@@ -231,11 +227,11 @@ def encrypt_response(plaintext: bytes, tee_pubkey: Mapping[str, Any],
     cek = os.urandom(32)
     members, wrapped = _wrap_cek(cek, tee_pubkey, allow_rsa1_5=allow_rsa1_5)
     header = {**members, "enc": ENC, **(extra_header or {})}
-    protected = _b64url(protected_header_json(header))
+    protected = b64url(protected_header_json(header))
     iv = os.urandom(12)
     sealed = AESGCM(cek).encrypt(iv, plaintext, protected.encode("ascii"))
-    out = {"protected": protected, "encrypted_key": _b64url(wrapped), "iv": _b64url(iv),
-           "ciphertext": _b64url(sealed[:-16]), "tag": _b64url(sealed[-16:])}
+    out = {"protected": protected, "encrypted_key": b64url(wrapped), "iv": b64url(iv),
+           "ciphertext": b64url(sealed[:-16]), "tag": b64url(sealed[-16:])}
     if legacy_aad:
         out["aad"] = protected
     return out
@@ -254,11 +250,11 @@ def encrypt_compact_ecdh_es(plaintext: bytes, recipient_jwk: Mapping[str, Any],
     """
     epk, shared = _ecdh_ephemeral(recipient_jwk)
     header = {"alg": "ECDH-ES", "enc": ENC, **(extra_header or {}), "epk": epk}
-    protected = _b64url(orjson.dumps(header))
+    protected = b64url(orjson.dumps(header))
     cek = _concat_kdf(shared, ENC)  # direct mode: AlgorithmID is the enc value
     iv = os.urandom(12)
     sealed = AESGCM(cek).encrypt(iv, plaintext, protected.encode("ascii"))
-    return ".".join((protected, "", _b64url(iv), _b64url(sealed[:-16]), _b64url(sealed[-16:])))
+    return ".".join((protected, "", b64url(iv), b64url(sealed[:-16]), b64url(sealed[-16:])))
 
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
@@ -293,7 +289,7 @@ def decrypt_response(response: Mapping[str, Any], key: PrivateKey
                           want="a JOSE header") from None
     if not isinstance(header, dict) or header.get("enc") != ENC:
         raise VerificationError("kbs.jwe", f"protected header: want enc {ENC}")
-    aad = _b64url(protected_header_json(header)).encode("ascii")
+    aad = b64url(protected_header_json(header)).encode("ascii")
     try:
         cek = _unwrap_cek(header, _unb64url(response.get("encrypted_key"), "encrypted_key"),
                           key)

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
+import pybase64
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -46,7 +47,7 @@ from joserfc.jwk import RSAKey
 
 from veritee import __version__
 from veritee import schemes as registry
-from veritee._decode import b64url_canonical
+from veritee._decode import b64url, b64url_bytes, b64url_canonical
 from veritee._memo import built, remember
 from veritee.attest import Challenge as BindingChallenge
 from veritee.attest import EvidencePart, Verifier
@@ -132,7 +133,7 @@ def _thumbprint_of(crv: str, kty: str, x: str, y: str) -> str:
     # By the exact member texts: attest and release compute the same key's thumbprint.
     text = json.dumps({"crv": crv, "kty": kty, "x": x, "y": y}, separators=(",", ":"),
                       sort_keys=True)
-    return _b64url(hashlib.sha256(text.encode()).digest())
+    return b64url(hashlib.sha256(text.encode()).digest())
 
 
 # alg -> (the ECDSA signature algorithm, the size of R and S): RFC 7518 section 3.4.
@@ -154,18 +155,10 @@ def _jws_compact(key: SigningKey, header: Mapping[str, Any], payload: bytes) -> 
     3.4 has it (the signature is R || S, each the curve's size, not DER). Built here because
     joserfc's generic path cost more than the signature; joserfc verifies it (tests)."""
     algorithm, size = _JWS_ECDSA[key.alg]
-    signing_input = _b64url_bytes(orjson.dumps(dict(header))) + b"." + _b64url_bytes(payload)
+    signing_input = b64url_bytes(orjson.dumps(dict(header))) + b"." + b64url_bytes(payload)
     r, s = decode_dss_signature(key.private_key.sign(signing_input, algorithm))
-    return (signing_input + b"." + _b64url_bytes(r.to_bytes(size, "big")
+    return (signing_input + b"." + b64url_bytes(r.to_bytes(size, "big")
                                                   + s.to_bytes(size, "big"))).decode("ascii")
-
-
-def _b64url(data: bytes) -> str:
-    return _b64url_bytes(data).decode("ascii")
-
-
-def _b64url_bytes(data: bytes) -> bytes:
-    return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
 def _unb64(text: object, field: str, *, url: bool = False) -> bytes:
@@ -175,7 +168,7 @@ def _unb64(text: object, field: str, *, url: bool = False) -> bytes:
     try:
         if url:
             return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        return base64.b64decode(text, validate=True)
+        return pybase64.b64decode(text, validate=True)
     except ValueError:
         raise InvalidRequest(f"{field}: not valid base64") from None
 

@@ -60,6 +60,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from veritee._decode import b64url as _b64url
 from veritee._decode import load_json
 from veritee.crypto.kbs_jwe import RSA1_5, encrypt_response
 from veritee.errors import FormatError
@@ -80,7 +81,7 @@ from veritee.formats.coco import (
     runtime_data,
     tee_shape,
 )
-from veritee.service.core import Broker, _b64url
+from veritee.service.core import Broker
 from veritee.service.observability import fingerprint, log_event
 from veritee.service.problems import Problem
 
