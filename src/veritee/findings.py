@@ -95,7 +95,10 @@ def jsonable(value: Any) -> Any:
     if kind in _PLAIN:  # most values: exact types only (an IntEnum is not an int here)
         return value
     if kind is dict:
-        return {str(k): jsonable(v) for k, v in value.items()}
+        # Plain members copied without a call each (an EAR's claims are mostly plain).
+        plain = _PLAIN
+        return {k if type(k) is str else str(k): v if type(v) in plain else jsonable(v)
+                for k, v in value.items()}
     if isinstance(value, bytes | bytearray):
         return bytes(value).hex()
     if isinstance(value, dict):

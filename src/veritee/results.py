@@ -382,6 +382,8 @@ def worst_status(statuses: Iterable[str]) -> str:
     warning, then none, then affirming; draft-ietf-rats-ear leaves the roll-up to the
     verifier, and a composite is only as trustworthy as its weakest attester)."""
     found = list(statuses)
+    if len(found) == 1 and found[0] in _STATUS_ORDER:
+        return found[0]  # one attester (most EARs): nothing to roll up
     if not found:
         raise ValueError("worst_status: no status")
     return max(found, key=_STATUS_ORDER.index)

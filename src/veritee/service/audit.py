@@ -23,6 +23,7 @@ import hmac
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from veritee.errors import ConfigError
@@ -42,9 +43,19 @@ def entry_hash(integrity: StateIntegrity, prev_hash: str, *, seq: int, at: str, 
                            subject=subject, detail_text=detail_json(detail))
 
 
+# json.dumps(detail, sort_keys=True, separators=(",", ":"), ensure_ascii=True), the encoder
+# built once: the chain's hash is defined over exactly that output.
+_DETAIL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
 def detail_json(detail: dict[str, Any]) -> str:
     """An entry's detail as stored and as hashed: canonical JSON (sorted keys, ASCII)."""
-    return json.dumps(detail, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return _DETAIL_JSON.encode(detail)
+
+
+def _json_text(value: str) -> str:
+    # json.dumps(value) for a str, without building an encoder (json.dumps's own fast path).
+    return encode_basestring_ascii(value) if type(value) is str else json.dumps(value)
 
 
 def entry_hash_text(integrity: StateIntegrity, prev_hash: str, *, seq: int, at: str,
@@ -52,9 +63,9 @@ def entry_hash_text(integrity: StateIntegrity, prev_hash: str, *, seq: int, at: 
     """:func:`entry_hash` for a detail already in :func:`detail_json` form (the append path
     stores that text too, so it is encoded once). The body is the canonical JSON of
     ``{seq, at, event, outcome, subject, detail}`` with sorted keys, byte for byte."""
-    body = (f'{{"at":{json.dumps(at)},"detail":{detail_text},"event":{json.dumps(event)},'
-            f'"outcome":{json.dumps(outcome)},"seq":{int(seq)},'
-            f'"subject":{json.dumps(subject)}}}')
+    body = (f'{{"at":{_json_text(at)},"detail":{detail_text},"event":{_json_text(event)},'
+            f'"outcome":{_json_text(outcome)},"seq":{int(seq)},'
+            f'"subject":{_json_text(subject)}}}')
     return integrity.audit_mac(prev_hash, body.encode())
 
 

@@ -544,7 +544,7 @@ class Broker:
         The audit append may itself fail (a forged audit head); the metric and the log
         still record it.
         """
-        self.metrics.integrity.labels(exc.table).inc()
+        self.metrics.count(self.metrics.integrity, exc.table)
         log_event("state.integrity", logging.ERROR, table=exc.table, key=exc.key)
         if exc.table == "audit_log":
             return
@@ -624,7 +624,7 @@ class Broker:
         if burn is not None and self.consume_nonce(tx, *burn) == NonceState.USED:
             problem = _nonce_problem(NonceState.USED)
         self._audit("attestation", "refused", subject, {**detail, "code": problem.code}, tx)
-        self.metrics.attestations.labels("refused").inc()
+        self.metrics.count(self.metrics.attestations, "refused")
         log_event("attestation.refused", code=problem.code, subject=subject)
         return problem
 
@@ -902,12 +902,12 @@ class Broker:
         if violation is not None:
             raise violation
         if issued is not None:  # a verdict was reached (accepted or rejected)
-            self.metrics.verdicts.labels(issued[0].result.status).inc()
+            self.metrics.count(self.metrics.verdicts, issued[0].result.status)
         if refusal is not None:
             raise refusal
         assert issued is not None
         outcome, primary = issued
-        self.metrics.attestations.labels("accepted").inc()
+        self.metrics.count(self.metrics.attestations, "accepted")
         log_event("attestation.accepted", jti=outcome.result.claims["jti"],
                   status=outcome.result.status, policy_id=primary.policy_id,
                   key_thumbprint=thumb)
@@ -1000,7 +1000,7 @@ class Broker:
         """
         def refuse(problem: Problem, detail: dict[str, Any]) -> Problem:
             self._audit("release", "refused", subject, {**detail, "code": problem.code})
-            self.metrics.releases.labels("refused").inc()
+            self.metrics.count(self.metrics.releases, "refused")
             log_event("release.refused", code=problem.code, resource=subject)
             return problem
 
@@ -1059,10 +1059,10 @@ class Broker:
                 tx.audit_append("release", "granted", subject,
                                 _traced({**base, "version": version}), _iso(self.clock()))
         if refusal is not None:
-            self.metrics.releases.labels("refused").inc()
+            self.metrics.count(self.metrics.releases, "refused")
             log_event("release.refused", code=refusal.code, resource=subject)
             raise refusal
-        self.metrics.releases.labels("granted").inc()
+        self.metrics.count(self.metrics.releases, "granted")
         log_event("release.granted", resource=path, version=version, jti=jti)
         return sealed, version
 

@@ -54,6 +54,16 @@ class Metrics:
         self.verification_cpu = Counter("veritee_verification_cpu_seconds",
                                         "Thread CPU time in evidence verification and appraisal",
                                         registry=r)
+        self._children: dict[tuple[Counter, str], Any] = {}
+
+    def count(self, counter: Counter, label: str) -> None:
+        """``counter.labels(label).inc()``, each labelled child looked up once: ``labels``
+        takes a lock and builds its key on every call, and this runs several times per
+        request. Labels are codes from a small fixed set (outcomes, statuses, tables)."""
+        child = self._children.get((counter, label))
+        if child is None:
+            child = self._children.setdefault((counter, label), counter.labels(label))
+        child.inc()
 
     def exposition(self) -> bytes:
         """The text exposition format, aggregated over workers in multiprocess mode."""
