@@ -395,12 +395,12 @@ def b64url_canonical(part: str) -> bytes:
 def b64url(data: bytes) -> str:
     """``data`` as base64url without padding (RFC 7515 section 2), the one canonical form
     :func:`b64url_canonical` reads."""
-    return pybase64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return pybase64.b64encode(data, altchars=b"-_").rstrip(b"=").decode("ascii")
 
 
 def b64url_bytes(data: bytes) -> bytes:
     """:func:`b64url` as ASCII bytes (a JWS signing input is bytes)."""
-    return pybase64.urlsafe_b64encode(data).rstrip(b"=")
+    return pybase64.b64encode(data, altchars=b"-_").rstrip(b"=")
 
 
 def decode_binary_text(value: bytes | str, *, structure: str, field: str) -> bytes:

@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -436,7 +436,7 @@ def _appraised(scheme: Scheme, verified: Verified, check: Finding, chosen: Any) 
 
         vector = {**vector, "instance-identity": identity_from_findings(appraisal.tee,
                                                                         findings)}
-    return replace(appraisal, findings=findings, vector=vector)
+    return appraisal.evolve(findings=findings, vector=vector)
 
 
 def _resolve(part: EvidencePart) -> Scheme:

@@ -460,7 +460,11 @@ class EarResult:
     def status(self) -> str:
         """``affirming``, ``warning``, ``contraindicated`` or ``none``: the worst over every
         submodule (:func:`worst_status`)."""
-        return worst_status(str(s["ear.status"]) for s in self.submods.values())
+        submods = self.claims["submods"]
+        if len(submods) == 1:  # one attester (most EARs): its status, checked as below
+            (only,) = submods.values()
+            return worst_status((str(only["ear.status"]),))
+        return worst_status(str(s["ear.status"]) for s in submods.values())
 
     @property
     def verified_claims(self) -> dict[str, Any]:
@@ -553,6 +557,9 @@ class EarKeys:
         return len(self._keys)
 
 
+_PRIVATE_JWK_MEMBERS = frozenset(("d", "p", "q", "dp", "dq", "qi"))
+
+
 def _check_cnf(jwk_doc: Mapping[str, Any]) -> None:
     """``cnf.jwk`` must be a public key the release can encrypt to: EC P-256/384/521 with
     the point on its curve, or RSA within the KBS protocol's bounds (FormatError if not)."""
@@ -641,8 +648,8 @@ def verify_ear(token: str, jwks: Mapping[str, Any] | KeySet | EarKeys, *,
         cnf = claims["cnf"]
         jwk_doc = cnf.get("jwk") if isinstance(cnf, dict) else None
         # EC, or RSA for the KBS protocol's RSA TEE keys; never a private member.
-        if not isinstance(jwk_doc, dict) or jwk_doc.get("kty") not in ("EC", "RSA") or any(
-                k in jwk_doc for k in ("d", "p", "q", "dp", "dq", "qi")):
+        if not isinstance(jwk_doc, dict) or jwk_doc.get("kty") not in ("EC", "RSA") or \
+                not _PRIVATE_JWK_MEMBERS.isdisjoint(jwk_doc):
             raise _fail("format", "cnf.jwk: want an EC or RSA public JWK")
         try:
             _check_cnf(jwk_doc)

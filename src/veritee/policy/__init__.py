@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import Any
 
@@ -43,6 +43,18 @@ class Appraisal:
     def accepted(self) -> bool:
         """True when no verification or policy check failed."""
         return not self.failures
+
+    def evolve(self, **changes: Any) -> Appraisal:
+        """``dataclasses.replace(self, **changes)`` for the fields given, without its per-call
+        field introspection (several per attestation). Cached properties are not carried
+        over: they are recomputed from the new fields."""
+        unknown = changes.keys() - _APPRAISAL_FIELDS
+        if unknown:
+            raise TypeError(f"Appraisal.evolve: unknown field(s) {sorted(unknown)}")
+        new = object.__new__(Appraisal)
+        own = self.__dict__
+        new.__dict__.update({name: own[name] for name in _APPRAISAL_FIELDS}, **changes)
+        return new
 
     @cached_property
     def failures(self) -> tuple[Finding, ...]:
@@ -93,3 +105,6 @@ class Appraisal:
                          required_claims=self.required_claims, vector=self.vector)
 
 
+
+
+_APPRAISAL_FIELDS = frozenset(f.name for f in fields(Appraisal))

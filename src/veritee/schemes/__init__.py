@@ -282,9 +282,14 @@ def get(name: str) -> Scheme:
     raise ConfigError(f"scheme: got {name!r}, want one of {', '.join(names())}")
 
 
+_every: list[Scheme] = []
+
+
 def recognise(data: bytes) -> Scheme:
     """The first scheme that recognises ``data``; :class:`FormatError` if none does."""
-    for scheme in all_schemes():
+    if not _every:
+        _every[:] = all_schemes()  # the registry is fixed: loaded once
+    for scheme in _every:
         if scheme.recognise(data):
             return scheme
     # The list goes in ``detail``, which is never cut short (``want`` is, at 80 characters).

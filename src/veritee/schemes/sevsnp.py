@@ -145,7 +145,7 @@ def _reused(kept: Appraisal, native: VerifiedReport) -> Appraisal:
     claims = {k: (dict(v) if type(v) is dict else list(v) if type(v) is list else v)
               for k, v in kept.claims.items()}
     claims["report_data"] = claims["binding"] = native.report.report_data.hex()
-    return replace(kept, verification=tuple(native.checks), claims=claims)
+    return kept.evolve(verification=tuple(native.checks), claims=claims)
 
 
 @dataclass(frozen=True)

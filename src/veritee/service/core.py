@@ -28,11 +28,12 @@ import json
 import logging
 import math
 import os
+import re
 import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -122,10 +123,10 @@ def _spki(key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey, cnf: Mapping[str, A
 def _ec_thumbprint(jwk: Mapping[str, Any]) -> str:
     """The RFC 7638 thumbprint of an EC public JWK: SHA-256 over its required members
     (crv, kty, x, y; section 3.2) in lexicographic order, no whitespace."""
-    members = (jwk["crv"], jwk["kty"], jwk["x"], jwk["y"])
-    if not all(isinstance(v, str) for v in members) or members[1] != "EC":
+    crv, kty, x, y = jwk["crv"], jwk["kty"], jwk["x"], jwk["y"]
+    if kty != "EC" or not (isinstance(crv, str) and isinstance(x, str) and isinstance(y, str)):
         raise ValueError("not an EC public JWK")
-    return _thumbprint_of(*members)
+    return _thumbprint_of(crv, "EC", x, y)
 
 
 @functools.lru_cache(maxsize=256)
@@ -177,6 +178,9 @@ MAX_PATH = 1024  # resource paths
 MAX_NAME = 128  # policy ids, reference-value names, token ids and names
 
 
+_CONTROL_OR_SURROGATE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+
+
 def checked_text(value: object, field: str, max_len: int = MAX_NAME) -> str:
     """``value`` as a bounded, printable string, or a 400 Problem naming ``field``.
 
@@ -189,7 +193,7 @@ def checked_text(value: object, field: str, max_len: int = MAX_NAME) -> str:
     if not 1 <= len(value) <= max_len:
         raise InvalidRequest(f"{field}: want 1..{max_len} characters, got "
                              f"{len(value)}")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F or 0xD800 <= ord(c) <= 0xDFFF for c in value):
+    if _CONTROL_OR_SURROGATE.search(value):
         raise InvalidRequest(f"{field}: control characters, NUL and lone "
                              "surrogates are not allowed")
     return value
@@ -296,7 +300,7 @@ def _unchecked_revocation(appraisal: Appraisal) -> Appraisal:
     for findings in (appraisal.verification, appraisal.findings):
         for f in findings:  # plain loops: this runs on every attestation
             if f.outcome is skip and ".revocation" in f.code:
-                return replace(appraisal, vector={**vector, "hardware": 0})
+                return appraisal.evolve(vector={**vector, "hardware": 0})
     return appraisal
 
 
@@ -590,11 +594,15 @@ class Broker:
         expires = int.from_bytes(body[:6], "big") / 1000
         return (NonceState.EXPIRED if when >= expires else NonceState.OK), expires
 
-    def consume_nonce(self, tx: Tx, nonce: bytes, when: float) -> str:
-        """Use ``nonce`` up in ``tx``: its :class:`NonceState` (``ok`` exactly once)."""
-        state, expires = self.nonce_state(nonce, when)
-        if state != NonceState.OK:
-            return state
+    def consume_nonce(self, tx: Tx, nonce: bytes, when: float,
+                      expires: float | None = None) -> str:
+        """Use ``nonce`` up in ``tx``: its :class:`NonceState` (``ok`` exactly once).
+        ``expires``: the caller already found the nonce ``ok`` at ``when`` (its tag checked,
+        this its expiry), so it is not checked again."""
+        if expires is None:
+            state, expires = self.nonce_state(nonce, when)
+            if state != NonceState.OK:
+                return state
         found = tx.nonce_consume(hashlib.sha256(nonce).hexdigest(), when, expires)
         # Housekeeping, ~1% of the time: a row is needed only until its nonce expires (the
         # hour's margin covers replicas whose clocks disagree).
@@ -613,11 +621,12 @@ class Broker:
             own.audit_append(event, outcome, subject, _traced(detail), at)
 
     def _refuse_attest(self, problem: Problem, subject: str, detail: dict[str, Any],
-                       tx: Tx | None = None, *, burn: tuple[bytes, float] | None = None
-                       ) -> Problem:
+                       tx: Tx | None = None, *,
+                       burn: tuple[bytes, float, float] | None = None) -> Problem:
         """Audit a refused attestation (in ``tx``, else in a transaction of its own) and
-        return the problem to raise. ``burn = (nonce, when)`` uses the nonce up in the same
-        transaction; one that another attempt used first is the refusal then."""
+        return the problem to raise. ``burn = (nonce, when, expires)`` (a nonce found ``ok``)
+        uses the nonce up in the same transaction; one that another attempt used first is
+        the refusal then."""
         if tx is None:
             with self.store.transaction() as own:
                 return self._refuse_attest(problem, subject, detail, own, burn=burn)
@@ -856,10 +865,10 @@ class Broker:
         #    records its result, where a nonce another attempt used first is refused: a nonce
         #    never serves two attempts, so a rejected guest cannot retry with the same
         #    challenge.
-        state, _ = self.nonce_state(nonce, when)
+        state, expires = self.nonce_state(nonce, when)
         if state != NonceState.OK:
             raise self._refuse_attest(_nonce_problem(state), subject, base)
-        burn = (nonce, when)
+        burn = (nonce, when, expires)
 
         # 2. Verify every part (signatures, chains, binding to the challenge): no database,
         #    so no lock is held meanwhile.
@@ -885,7 +894,7 @@ class Broker:
         violation: IntegrityViolation | None = None
         issued: tuple[AttestOutcome, Appraisal] | None = None
         with self.store.transaction() as tx:
-            if self.consume_nonce(tx, nonce, when) == NonceState.USED:
+            if self.consume_nonce(tx, *burn) == NonceState.USED:
                 # Another attempt with this nonce recorded its result first.
                 refusal = self._refuse_attest(_nonce_problem(NonceState.USED), subject, base,
                                               tx)

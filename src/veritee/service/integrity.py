@@ -17,7 +17,6 @@ resource). The keyed audit chain records every change, and ``veritee audit verif
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 from collections.abc import Sequence
@@ -72,7 +71,7 @@ class StateIntegrity:
 
     def row_mac(self, table: str, values: Sequence[Any]) -> str:
         """HMAC-SHA256 hex over the table name and the row's values (primary key first)."""
-        return hmac.new(self._row, _canonical([table, *values]), hashlib.sha256).hexdigest()
+        return hmac.digest(self._row, _canonical([table, *values]), "sha256").hex()
 
     def check_row(self, table: str, values: Sequence[Any], mac: object) -> None:
         """Raise :class:`IntegrityViolation` unless ``mac`` authenticates the row."""
@@ -81,7 +80,7 @@ class StateIntegrity:
 
     def challenge_tag(self, body: bytes) -> bytes:
         """The 16-byte tag that makes a challenge nonce this service's (HMAC-SHA256, cut)."""
-        return hmac.new(self._challenge, body, hashlib.sha256).digest()[:16]
+        return hmac.digest(self._challenge, body, "sha256")[:16]
 
     def audit_mac(self, prev_hash: str, body: bytes) -> str:
         """HMAC-SHA256 hex of one audit entry, chained to the previous entry's value."""
@@ -89,4 +88,5 @@ class StateIntegrity:
             prev = bytes.fromhex(prev_hash)
         except ValueError:
             prev = prev_hash.encode("utf-8", "surrogatepass")
-        return hmac.new(self._audit, prev + body, hashlib.sha256).hexdigest()
+        # hmac.digest: OpenSSL's one-shot HMAC, no Python-level HMAC object per entry.
+        return hmac.digest(self._audit, prev + body, "sha256").hex()

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import pybase64
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -87,7 +88,7 @@ class MasterKey:
     def decrypt(self, text: str, aad: bytes) -> bytes:
         """Inverse of :meth:`encrypt`; :class:`SealingError` (one message) on any failure."""
         try:
-            raw = base64.b64decode(text, validate=True)
+            raw = pybase64.b64decode(text, validate=True)
             if raw[:2] != _VERSION:
                 raise SealingError()
             return AESGCM(self.key).decrypt(raw[2:2 + _NONCE], raw[2 + _NONCE:], _VERSION + aad)
