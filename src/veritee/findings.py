@@ -25,7 +25,7 @@ class Outcome(enum.StrEnum):
     SKIP = "skip"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Finding:
     """One check and its outcome, in the form *field, got, want*.
 
@@ -38,6 +38,14 @@ class Finding:
     got: Any = None
     want: Any = None
     message: str = ""
+
+    def __init__(self, code: str, outcome: Outcome, field: str,  # noqa: PLR0917 (the
+                 got: Any = None, want: Any = None,  # dataclass's own positional order)
+                 message: str = "") -> None:
+        # The generated frozen __init__ sets each field through object.__setattr__; an
+        # attestation makes a few dozen findings, so they are set in one step.
+        self.__dict__.update(code=code, outcome=outcome, field=field, got=got, want=want,
+                             message=message)
 
     @property
     def passed(self) -> bool:

@@ -64,10 +64,13 @@ class MasterKey:
     """The service's 32-byte key-encryption key. Its repr never shows the key."""
 
     key: bytes = field(repr=False)
+    _aead: AESGCM = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.key) != 32:
             raise ConfigError(f"master key: got {len(self.key)} bytes, want 32")
+        # Built once: every release decrypts its secret with it.
+        object.__setattr__(self, "_aead", AESGCM(self.key))
 
     @classmethod
     def generate(cls) -> MasterKey:
@@ -82,7 +85,7 @@ class MasterKey:
     def encrypt(self, plaintext: bytes, aad: bytes) -> str:
         """AES-256-GCM; base64 text of version || nonce || ciphertext."""
         nonce = os.urandom(_NONCE)
-        ct = AESGCM(self.key).encrypt(nonce, plaintext, _VERSION + aad)
+        ct = self._aead.encrypt(nonce, plaintext, _VERSION + aad)
         return base64.b64encode(_VERSION + nonce + ct).decode()
 
     def decrypt(self, text: str, aad: bytes) -> bytes:
@@ -91,7 +94,7 @@ class MasterKey:
             raw = pybase64.b64decode(text, validate=True)
             if raw[:2] != _VERSION:
                 raise SealingError()
-            return AESGCM(self.key).decrypt(raw[2:2 + _NONCE], raw[2 + _NONCE:], _VERSION + aad)
+            return self._aead.decrypt(raw[2:2 + _NONCE], raw[2 + _NONCE:], _VERSION + aad)
         except (InvalidTag, ValueError):
             raise SealingError() from None
 
