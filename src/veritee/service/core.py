@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -131,9 +132,10 @@ def _ec_thumbprint(jwk: Mapping[str, Any]) -> str:
 
 @functools.lru_cache(maxsize=256)
 def _thumbprint_of(crv: str, kty: str, x: str, y: str) -> str:
-    # By the exact member texts: attest and release compute the same key's thumbprint.
-    text = json.dumps({"crv": crv, "kty": kty, "x": x, "y": y}, separators=(",", ":"),
-                      sort_keys=True)
+    # By the exact member texts: attest and release compute the same key's thumbprint. The
+    # members in sorted order, each value as json.dumps writes a string (ASCII escapes).
+    text = (f'{{"crv":{encode_basestring_ascii(crv)},"kty":{encode_basestring_ascii(kty)},'
+            f'"x":{encode_basestring_ascii(x)},"y":{encode_basestring_ascii(y)}}}')
     return b64url(hashlib.sha256(text.encode()).digest())
 
 

@@ -65,6 +65,10 @@ class StateIntegrity:
         self._audit = HKDF(hashes.SHA256(), 32, salt=None, info=_AUDIT_INFO).derive(data_key)
         self._challenge = HKDF(hashes.SHA256(), 32, salt=None,
                                info=_CHALLENGE_INFO).derive(data_key)
+        # Keyed once and copied per use: each use then skips the key schedule and the
+        # digest lookup by name (two MACs per attestation, one per release, one per nonce).
+        self._challenge_hmac = hmac.new(self._challenge, digestmod="sha256")
+        self._audit_hmac = hmac.new(self._audit, digestmod="sha256")
 
     def __repr__(self) -> str:
         return "StateIntegrity(<keys hidden>)"
@@ -80,7 +84,9 @@ class StateIntegrity:
 
     def challenge_tag(self, body: bytes) -> bytes:
         """The 16-byte tag that makes a challenge nonce this service's (HMAC-SHA256, cut)."""
-        return hmac.digest(self._challenge, body, "sha256")[:16]
+        mac = self._challenge_hmac.copy()
+        mac.update(body)
+        return mac.digest()[:16]
 
     def audit_mac(self, prev_hash: str, body: bytes) -> str:
         """HMAC-SHA256 hex of one audit entry, chained to the previous entry's value."""
@@ -88,5 +94,6 @@ class StateIntegrity:
             prev = bytes.fromhex(prev_hash)
         except ValueError:
             prev = prev_hash.encode("utf-8", "surrogatepass")
-        # hmac.digest: OpenSSL's one-shot HMAC, no Python-level HMAC object per entry.
-        return hmac.digest(self._audit, prev + body, "sha256").hex()
+        mac = self._audit_hmac.copy()
+        mac.update(prev + body)
+        return mac.hexdigest()
