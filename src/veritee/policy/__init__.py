@@ -105,6 +105,4 @@ class Appraisal:
                          required_claims=self.required_claims, vector=self.vector)
 
 
-
-
 _APPRAISAL_FIELDS = frozenset(f.name for f in fields(Appraisal))
