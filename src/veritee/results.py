@@ -141,6 +141,9 @@ def tier(value: int) -> str:
     return "contraindicated"
 
 
+_TIERS = tuple(tier(v) for v in range(-128, 128))
+
+
 def failed(findings: Iterable[Finding], prefixes: tuple[str, ...]) -> bool:
     """True when a finding whose code starts with one of ``prefixes`` failed."""
     return any(f.outcome is Outcome.FAIL and f.code.startswith(prefixes) for f in findings)
@@ -271,7 +274,10 @@ def ear_status(vector: Mapping[str, int], *, accepted: bool = True,
     """
     if not accepted:
         return "contraindicated"
-    tiers = [tier(v) for v in vector.values()]
+    # AR4SI values are -128..127: their tiers looked up (tier() for anything else).
+    table = _TIERS
+    tiers = [table[v + 128] if type(v) is int and -128 <= v <= 127 else tier(v)
+             for v in vector.values()]
     tiers = [t for t in tiers if t != "none"]
     tiers += ["none" for c in required if tier(vector.get(c, NO_CLAIM)) == "none"]
     if not tiers:

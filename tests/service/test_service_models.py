@@ -218,3 +218,16 @@ def test_sevsnp_key_source_outside_a_guest_is_a_platform_error(tmp_path: Path) -
                                       "master_key_file": str(tmp_path / "m.sealed")})
     with pytest.raises(PlatformError, match="sev-guest"):
         service_master_key(settings)
+
+
+def test_ear_status_reads_every_value_as_tier_does() -> None:
+    """ear_status looks AR4SI values up in a table: every value in and around -128..127 (and
+    non-int values) gets the status that tier() gives it."""
+    from veritee.results import _STATUS_ORDER, ear_status, tier
+
+    for value in [*range(-200, 201), True, False, 2.5]:
+        for required in ((), ("x",)):
+            got = ear_status({"x": value, "y": 2}, required=required)
+            tiers = [t for t in (tier(value), "affirming") if t != "none"]
+            tiers += ["none" for c in required if tier(value) == "none"]
+            assert got == max(tiers, key=_STATUS_ORDER.index), (value, required)
