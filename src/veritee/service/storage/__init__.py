@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from veritee._memo import remember
 from veritee.errors import ConfigError, VeriteeError
 from veritee.service.integrity import IntegrityViolation, StateIntegrity
 from veritee.service.storage.migrations import MIGRATIONS, render
@@ -194,19 +195,9 @@ class Tx:
             return
         if not known:
             integrity.check_row(table, values, mac)
-            if len(seen) >= _VERIFIED_ROWS:
-                seen.clear()  # bounded; refilled by the rows in use
-            seen[key] = integrity
+            remember(seen, key, integrity, _VERIFIED_ROWS)  # bounded: refilled by rows in use
 
     # -- appraisal policies and reference values ---------------------------------------------
-    def policy_text(self, policy_id: str) -> str | None:
-        """A stored appraisal policy document's JSON text (authenticated), or None."""
-        row = self.one("SELECT policy_id, body, mac FROM appraisal_policies WHERE policy_id = ?",
-                       (policy_id,))
-        if row is None:
-            return None
-        return str(self._checked("appraisal_policies", row, 2)[1])
-
     def policy_texts(self, policy_ids: Sequence[str]) -> dict[str, str]:
         """The stored JSON text (authenticated) of each of ``policy_ids`` that exists, in one
         statement."""
@@ -218,7 +209,7 @@ class Tx:
 
     def policy_get(self, policy_id: str) -> dict[str, Any] | None:
         """A stored appraisal policy document (authenticated), or None."""
-        text = self.policy_text(policy_id)
+        text = self.policy_texts((policy_id,)).get(policy_id)
         return None if text is None else dict(json.loads(text))
 
     def policy_list(self) -> list[str]:
