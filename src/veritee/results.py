@@ -29,8 +29,8 @@ JWKS, ``exp``/``iat``/``iss``, profile, and it hands back the decoded result.
 
 from __future__ import annotations
 
-import os
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -312,15 +312,6 @@ def _submod(appraisal: Appraisal) -> dict[str, Any]:
     }
 
 
-def _uuid4_hex() -> str:
-    """``uuid.uuid4().hex`` (RFC 9562 version 4, variant bits set) without building a UUID
-    object: one per attestation."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    return raw.hex()
-
-
 def _envelope(submods: dict[str, Any], *, issuer: str, now: float, ttl: int,
               nonce: bytes | None, cnf_jwk: Mapping[str, Any] | None, build: str,
               developer: str, jti: str | None) -> dict[str, Any]:
@@ -329,7 +320,7 @@ def _envelope(submods: dict[str, Any], *, issuer: str, now: float, ttl: int,
         "iss": issuer,
         "iat": int(now),
         "exp": int(now) + ttl,
-        "jti": jti or _uuid4_hex(),
+        "jti": jti or uuid.uuid4().hex,
         "ear.verifier-id": {"build": build, "developer": developer},
         "submods": submods,
     }
@@ -475,11 +466,7 @@ class EarResult:
     def status(self) -> str:
         """``affirming``, ``warning``, ``contraindicated`` or ``none``: the worst over every
         submodule (:func:`worst_status`)."""
-        submods = self.claims["submods"]
-        if len(submods) == 1:  # one attester (most EARs): its status, checked as below
-            (only,) = submods.values()
-            return worst_status((str(only["ear.status"]),))
-        return worst_status(str(s["ear.status"]) for s in submods.values())
+        return worst_status([str(s["ear.status"]) for s in self.submods.values()])
 
     @property
     def verified_claims(self) -> dict[str, Any]:
