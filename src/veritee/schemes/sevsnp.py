@@ -341,8 +341,8 @@ class SevSnpScheme:
         result = appraise(native, policy)
         # The policy's appraisal carries its claims already: add the common ones (and the
         # vector) in one copy.
-        result = replace(result, claims=self._with_common(dict(result.claims), native.report))
-        result = replace(result, vector=trust_vector(result))
+        result = result.evolve(claims=self._with_common(dict(result.claims), native.report))
+        result = result.evolve(vector=trust_vector(result))
         if key is None:
             return result
         remember(_APPRAISALS, key, (policy, result), _MEMO_MAX)
