@@ -482,6 +482,32 @@ def test_swtpm_process_is_gone_after_close(template: Path, tmp_path: Path) -> No
         platform.trng(1)
 
 
+class _ExitedSwtpm:
+    """A process stand-in: its socket never answers and it has exited with a lock error."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.tcti = ("swtpm", f"path={run_dir / 'tpm.sock'}")
+        self.cleaned = False
+
+    def exit_message(self) -> str:
+        return "swtpm: Could not lock access to lockfile /state/.lock"
+
+    def cleanup(self) -> None:
+        self.cleaned = True
+
+
+def test_swtpm_that_exits_after_binding_is_reported_with_its_reason(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # swtpm binds its sockets before it takes the state's lock: a second one on the same
+    # state can exit after start() saw its sockets, and the client then sees only the
+    # TCTI's "IO failure". The error names swtpm's own reason, and nothing is left running.
+    monkeypatch.setattr(InsecureSwtpmPlatform, "_CONNECT_ATTEMPTS", 1)
+    process = _ExitedSwtpm(tmp_path)
+    with pytest.raises(PlatformError, match=r"swtpm exited at start: .*lock"):
+        InsecureSwtpmPlatform(process, description="test")  # type: ignore[arg-type]
+    assert process.cleaned
+
+
 def test_second_swtpm_on_the_same_state_is_refused(tpm: InsecureSwtpmPlatform) -> None:
     # Two TPMs on one NV file would fork its counters: swtpm's lock refuses the second.
     run_dirs = set(Path(tempfile.gettempdir()).glob("veritee-swtpm-*"))

@@ -186,6 +186,18 @@ class SwtpmProcess:
                 raise PlatformError("swtpm did not open its socket in time")
             time.sleep(0.01)
 
+    def exit_message(self, wait: float = 1.0) -> str | None:
+        """What swtpm wrote to stderr if it exits within ``wait`` seconds, else None: why a
+        start whose sockets opened still failed (swtpm binds its sockets before it takes the
+        state's lock, so a second swtpm on the same state exits only after that)."""
+        if self._proc is None:
+            return None
+        try:
+            self._proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            return None
+        return (self.layout.root / "swtpm.stderr").read_text(errors="replace").strip()[:300]
+
     def stop(self) -> None:
         """Power off: ask swtpm to shut down over its control channel (it saves its NV state),
         then make sure the process is gone."""

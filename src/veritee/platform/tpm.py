@@ -1017,6 +1017,14 @@ class InsecureSwtpmPlatform(TpmPlatform):
         name, conf = process.tcti
         try:
             super().__init__(name, conf, description=description)
+        except PlatformError:
+            # The connection failed: if swtpm exited meanwhile (another one holds the
+            # state's lock), say why it did rather than the TCTI's "IO failure".
+            exited = process.exit_message()
+            process.cleanup()
+            if exited is not None:
+                raise PlatformError(f"swtpm exited at start: {exited}") from None
+            raise
         except BaseException:
             process.cleanup()
             raise
