@@ -316,8 +316,12 @@ def _token(*subs: tuple[str, dict[str, Any]], status: str = "affirming") -> EarR
 
 
 def _failed(policy: dict[str, Any], token: EarResult) -> list[str]:
-    return [f.code for f in ResourcePolicy.from_mapping(policy).evaluate(token)
-            if f.outcome is Outcome.FAIL]
+    parsed = ResourcePolicy.from_mapping(policy)
+    failed = [f for f in parsed.evaluate(token) if f.outcome is Outcome.FAIL]
+    # What a release evaluates: the same checks, only the failures listed, in the same order
+    # with the same got/want (every case below checks both forms).
+    assert parsed.evaluate(token, failures_only=True) == failed
+    return [f.code for f in failed]
 
 
 M = "ab" * 48

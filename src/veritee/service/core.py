@@ -1042,7 +1042,8 @@ class Broker:
             else:
                 policy_text, ciphertext, version = found
                 try:
-                    findings = self._resource_policy(policy_text).evaluate(result)
+                    findings = self._resource_policy(policy_text).evaluate(
+                        result, failures_only=True)
                 except (TypeError, ValueError, KeyError, AttributeError, VeriteeError):
                     # A correctly signed token whose claims have the wrong shapes: refused
                     # as a bad token, never a 500.
@@ -1052,12 +1053,11 @@ class Broker:
                                               headers={"WWW-Authenticate":
                                                        'Bearer error="invalid_token"'})
                 else:
-                    codes = [f.code for f in findings if f.outcome is Outcome.FAIL]
+                    codes = [f.code for f in findings]  # failures only
                     if codes:
                         refusal = ResourceRefused(
                             "resource.policy", f"resource policy refused: {', '.join(codes)}",
-                            failures=[f.to_dict() for f in findings
-                                      if f.outcome is Outcome.FAIL])
+                            failures=[f.to_dict() for f in findings])
                         base = {**base, "failures": codes}
             if refusal is not None:
                 # Recorded in this transaction (the only write), raised once it committed.

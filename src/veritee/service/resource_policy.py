@@ -176,18 +176,25 @@ class ResourcePolicy:
                           if self.workloads else None),
         }
 
-    def evaluate(self, result: EarResult) -> list[Finding]:
-        """Every check over the token's claims; the resource is released iff none failed."""
+    def evaluate(self, result: EarResult, *, failures_only: bool = False) -> list[Finding]:
+        """Every check over the token's claims; the resource is released iff none failed.
+
+        ``failures_only``: the same checks, but only the failed ones are listed (what a
+        release needs: it refuses on, and reports, the failures alone).
+        """
         c = result.verified_claims
         out: list[Finding] = []
 
         def check(code: str, fld: str, got: Any, want: Any, ok: bool,  # noqa: PLR0917
                   why: str) -> None:
-            out.append(Finding(code, Outcome.PASS if ok else Outcome.FAIL, fld, got=got,
-                               want=want, message="" if ok else why))
+            if not ok:
+                out.append(Finding(code, Outcome.FAIL, fld, got=got, want=want, message=why))
+            elif not failures_only:
+                out.append(Finding(code, Outcome.PASS, fld, got=got, want=want))
 
         def skip(code: str, fld: str, why: str) -> None:
-            out.append(Finding(code, Outcome.SKIP, fld, message=why))
+            if not failures_only:
+                out.append(Finding(code, Outcome.SKIP, fld, message=why))
 
         tee = result.tee
         pinned = self.workloads or {}
