@@ -315,3 +315,36 @@ def test_an_attachment_is_decoded_once_per_text(service: Service, guests: Guests
                 broker.attest(body["evidence"], attached, body["runtime_data"]["nonce"],
                               body["runtime_data"]["key"])
     assert len(broker._attached) == 1  # neither the bad text nor the 20,000-character one
+
+
+def test_the_nonce_text_is_strict_base64url(service: Service, guests: Guests) -> None:
+    """runtime_data.nonce is base64url, padded or not: a text with other characters (which
+    a lenient decoder would skip), the standard alphabet, misplaced padding or non-zero
+    trailing bits is a 400 naming the field, and the nonce is not used up by it."""
+    broker = _broker(service)
+    nonce = broker.challenge().nonce
+    key = ec.generate_private_key(ec.SECP384R1())
+    body = evidence_for(guests.a, nonce, key)
+    text = body["runtime_data"]["nonce"]
+    assert "=" not in text and len(text) % 4 == 3  # 32 bytes: 43 characters, 2 trailing bits
+    standard = base64.b64encode(nonce).decode().rstrip("=")
+    last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".index(text[-1])
+    bad_bits = text[:-1] + "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[
+        last | 1]
+    refused = [text + "!", "!" + text, text[:20] + " " + text[20:], text + "==", text[:-1],
+               "=" + text, text[:40] + "=" + text[40:], bad_bits]
+    if standard != text:  # the nonce's bytes need + or / in the standard alphabet
+        refused.append(standard)
+    for bad in refused:
+        with pytest.raises(Problem) as err:
+            broker.attest(body["evidence"], body.get("attached"), bad,
+                          body["runtime_data"]["key"])
+        assert err.value.status == 400, bad
+        assert "runtime_data.nonce: not valid base64url" in err.value.detail, bad
+    # Padded or not, the nonce is accepted (once).
+    out = broker.attest(body["evidence"], body.get("attached"), text + "=",
+                        body["runtime_data"]["key"])
+    assert out.result.status == "affirming"
+    with pytest.raises(NonceRejected):
+        broker.attest(body["evidence"], body.get("attached"), text,
+                      body["runtime_data"]["key"])

@@ -20,7 +20,6 @@ an :class:`~veritee.service.integrity.IntegrityViolation`, raised loudly and nev
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
 import hmac
@@ -170,10 +169,16 @@ def _unb64(text: object, field: str, *, url: bool = False) -> bytes:
                              "base64 string")
     try:
         if url:
-            return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            # base64url, padded or not (RFC 4648 section 5): any other character, padding
+            # that does not end a quad, or non-zero trailing bits are refused, not skipped.
+            body = text.rstrip("=")
+            if body != text and (len(text) % 4 or len(text) - len(body) > 2):
+                raise ValueError("misplaced padding")
+            return b64url_canonical(body)
         return pybase64.b64decode(text, validate=True)
     except ValueError:
-        raise InvalidRequest(f"{field}: not valid base64") from None
+        want = "base64url" if url else "base64"
+        raise InvalidRequest(f"{field}: not valid {want}") from None
 
 
 MAX_PATH = 1024  # resource paths
