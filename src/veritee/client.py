@@ -41,6 +41,7 @@ from joserfc import jwe, jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet
 
+from veritee._decode import b64url
 from veritee.errors import ConfigError, VerificationError
 from veritee.results import SIGNING_ALGORITHMS, EarResult, verify_ear
 
@@ -120,10 +121,6 @@ def check_service_url(url: str, *, dev_mode: bool = False) -> str:
     raise ConfigError(f"service url {url!r}: want an https:// URL")
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 def _unb64url(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
@@ -157,7 +154,7 @@ def evidence_for(source: EvidenceSource, nonce: bytes, key: ec.EllipticCurvePriv
     (GPUs beside the CPU) bound to the same challenge as ``additional_evidence``."""
     body: dict[str, Any] = {
         **_bound(source, nonce, key),
-        "runtime_data": {"nonce": _b64url(nonce),
+        "runtime_data": {"nonce": b64url(nonce),
                          "key": ECKey.import_key(key.public_key()).as_dict(private=False)}}
     if devices:
         body["additional_evidence"] = [_bound(d, nonce, key) for d in devices]
@@ -327,7 +324,7 @@ class RelyingParty:
             "evidence": base64.b64encode(evidence).decode(),
             "attached": base64.b64encode(cert_table).decode() if cert_table else None,
             "scheme": scheme,
-            "runtime_data": {"nonce": _b64url(nonce),
+            "runtime_data": {"nonce": b64url(nonce),
                              "key": ECKey.import_key(key).as_dict(private=False)}}
         if additional:
             body["additional_evidence"] = [

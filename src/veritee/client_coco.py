@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from veritee._decode import b64url
 from veritee.client import EvidenceSource, ServiceRefused, check_service_url
 from veritee.crypto.kbs_jwe import ALG, RSA1_5, RSA_OAEP_256, decrypt_response
 from veritee.errors import ConfigError, FormatError, VerificationError
@@ -48,10 +49,6 @@ from veritee.formats.coco import (
 from veritee.formats.sevsnp import CertTable
 
 __all__ = ["CocoKbsClient", "sgx_evidence", "snp_evidence", "tdx_evidence"]
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def snp_evidence(report: bytes, cert_table: bytes | None) -> dict[str, Any]:
@@ -149,13 +146,13 @@ class CocoKbsClient:
             nums = key.public_key().public_numbers()
             self._key = key
             return {"alg": ALG, "crv": "P-256", "kty": "EC",
-                    "x": _b64url(nums.x.to_bytes(32, "big")),
-                    "y": _b64url(nums.y.to_bytes(32, "big"))}
+                    "x": b64url(nums.x.to_bytes(32, "big")),
+                    "y": b64url(nums.y.to_bytes(32, "big"))}
         rsa_key = rsa.generate_private_key(65537, self.rsa_bits)
         pub = rsa_key.public_key().public_numbers()
         self._key = rsa_key
-        return {"alg": self.key_algorithm, "e": _b64url(pub.e.to_bytes(3, "big")),
-                "kty": "RSA", "n": _b64url(pub.n.to_bytes(self.rsa_bits // 8, "big"))}
+        return {"alg": self.key_algorithm, "e": b64url(pub.e.to_bytes(3, "big")),
+                "kty": "RSA", "n": b64url(pub.n.to_bytes(self.rsa_bits // 8, "big"))}
 
     def attestation(self, challenge: dict[str, Any], *,
                     init_data: dict[str, str] | None = None,

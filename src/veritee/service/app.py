@@ -281,13 +281,13 @@ def _routes(app: FastAPI) -> None:
     @app.post("/v1/challenge", tags=["attestation"])
     async def challenge(broker: BrokerDep) -> dict[str, Any]:
         """Issue a single-use nonce; it expires after ``nonce_ttl`` seconds."""
-        from veritee._decode import b64url as _b64url
+        from veritee._decode import b64url
         from veritee.service.core import _iso
 
         # On the event loop, no worker thread: a challenge is an HMAC-tagged nonce with no
         # database access (Broker.challenge). Were it to block, this must become a plain def.
         c = broker.challenge()
-        return {"nonce": _b64url(c.nonce), "expires_at": _iso(c.expires_at),
+        return {"nonce": b64url(c.nonce), "expires_at": _iso(c.expires_at),
                 "expires_in": broker.settings.nonce_ttl}
 
     @app.post("/v1/attest", tags=["attestation"])

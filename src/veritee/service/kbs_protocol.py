@@ -60,8 +60,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from veritee._decode import b64url as _b64url
-from veritee._decode import load_json
+from veritee._decode import b64url, load_json
 from veritee.crypto.kbs_jwe import RSA1_5, encrypt_response
 from veritee.errors import FormatError
 from veritee.formats.coco import (
@@ -161,7 +160,7 @@ def _pack_token(token: str) -> str:
     """
     raw = b"".join(len(seg).to_bytes(4, "big") + seg
                    for seg in (_unb64url(part) for part in token.split(".")))
-    return _b64url(zlib.compress(raw, 9))
+    return b64url(zlib.compress(raw, 9))
 
 
 def _unpack_token(text: str) -> str:
@@ -172,7 +171,7 @@ def _unpack_token(text: str) -> str:
     parts, at = [], 0
     while at < len(raw):
         size = int.from_bytes(raw[at:at + 4], "big")
-        parts.append(_b64url(raw[at + 4:at + 4 + size]))
+        parts.append(b64url(raw[at + 4:at + 4 + size]))
         at += 4 + size
     return ".".join(parts)
 
@@ -183,7 +182,7 @@ def _seal_session(broker: Broker, session: _Session) -> str:
                        "k": None if session.token is None else _pack_token(session.token)
                        }).encode()
     iv = os.urandom(12)
-    return _b64url(iv + _session_key(broker).encrypt(iv, body, _SESSION_INFO))
+    return b64url(iv + _session_key(broker).encrypt(iv, body, _SESSION_INFO))
 
 
 def _open_session(broker: Broker, request: Request) -> _Session | None:
