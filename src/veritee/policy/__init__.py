@@ -100,9 +100,7 @@ class Appraisal:
 
     def with_verification(self, checks: Iterable[Finding]) -> Appraisal:
         """A copy with ``checks`` recorded as the verification trace."""
-        return Appraisal(tee=self.tee, policy_id=self.policy_id, findings=self.findings,
-                         verification=tuple(checks), claims=self.claims,
-                         required_claims=self.required_claims, vector=self.vector)
+        return self.evolve(verification=tuple(checks))
 
 
 _APPRAISAL_FIELDS = frozenset(f.name for f in fields(Appraisal))
