@@ -163,7 +163,7 @@ class SwtpmProcess:
             return
         # swtpm's stderr goes to a file (a pipe nobody reads could fill and stall it); no
         # --log: at level 1 it writes a line per client connection, i.e. per command.
-        errors = self.layout.root / "swtpm.stderr"
+        errors = self._stderr_path
         argv = [_tool("swtpm"), "socket", "--tpm2", "--tpmstate", f"dir={self.layout.tpm_state}",
                 "--server", f"type=unixio,path={self.socket}",
                 "--ctrl", f"type=unixio,path={self.socket}.ctrl",
@@ -178,9 +178,8 @@ class SwtpmProcess:
         ctrl = Path(f"{self.socket}.ctrl")
         while not (self.socket.exists() and ctrl.exists()):
             if self._proc.poll() is not None:
-                err = errors.read_text(errors="replace")
                 self._proc = None
-                raise PlatformError(f"swtpm exited at start: {err.strip()[:300]}")
+                raise PlatformError(f"swtpm exited at start: {self._stderr()}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise PlatformError("swtpm did not open its socket in time")
@@ -196,7 +195,15 @@ class SwtpmProcess:
             self._proc.wait(timeout=wait)
         except subprocess.TimeoutExpired:
             return None
-        return (self.layout.root / "swtpm.stderr").read_text(errors="replace").strip()[:300]
+        return self._stderr()
+
+    @property
+    def _stderr_path(self) -> Path:
+        return self.layout.root / "swtpm.stderr"
+
+    def _stderr(self) -> str:
+        """The start of what swtpm wrote to stderr (why it exited)."""
+        return self._stderr_path.read_text(errors="replace").strip()[:300]
 
     def stop(self) -> None:
         """Power off: ask swtpm to shut down over its control channel (it saves its NV state),
