@@ -10,6 +10,7 @@ import pytest
 from veritee.client import AttesterClient
 from veritee.service.audit import verify_chain
 from veritee.service.core import create_admin_token
+from veritee.service.storage.migrations import MIGRATIONS
 
 from _service_support import SECRET_A, Guests, Service
 
@@ -124,7 +125,7 @@ def test_audit_chain_verifies_and_detects_tampering(service: Service, guests: Gu
 def test_ops_endpoints(service: Service, guests: Guests) -> None:
     assert service.http.get(f"{service.url}/healthz").json() == {"status": "ok"}
     ready = service.http.get(f"{service.url}/readyz").json()
-    assert ready["status"] == "ready" and ready["schema_version"] == 3
+    assert ready["status"] == "ready" and ready["schema_version"] == len(MIGRATIONS)
     with AttesterClient(service.url, guests.a, dev_mode=True) as client:
         client.fetch("apps/a/key")
     text = service.http.get(f"{service.url}/metrics").text

@@ -461,6 +461,9 @@ class Broker:
         self._attached: dict[str, bytes] = {}
         self._resource_policies: dict[str, ResourcePolicy] = {}
         self._default_mappings: dict[str, dict[str, Any]] = {}
+        # The policies built under the database's current appraisal generation, by (scheme,
+        # pins): see _appraisal_policy.
+        self._current_policies: tuple[int | None, dict[tuple[str, bytes], Any]] = (None, {})
         self._jwks_loaded = 0.0
         self._jwks_due = 0.0
         self._jwks: dict[str, Any] = self._load_jwks()
@@ -685,7 +688,40 @@ class Broker:
         """The appraisal policy for ``scheme``: its stored (or default) policy, the settings
         that shape it, plus the scheme's stored reference values; ``overrides`` (a front's
         init-data pins) replace policy keys. Built once per distinct input (the stored
-        policy's text, the reference values, the pins): a policy is immutable."""
+        policy's text, the reference values, the pins): a policy is immutable.
+
+        The rows are read (and their MACs checked) only when the database's appraisal
+        generation (:meth:`Tx.appraisal_generation`) differs from the one they were read
+        under: every write to those rows moves it (database triggers), so one row per
+        attestation tells whether they still stand, however many reference values there
+        are. The generation is not authenticated and need not be: a writer without the key
+        who changes rows but not the generation changes nothing this service uses (it keeps
+        the policy built from authenticated rows), and one who moves it has the rows read
+        and refused (:class:`IntegrityViolation`).
+        """
+        try:
+            pins = orjson.dumps(overrides, option=orjson.OPT_SORT_KEYS) if overrides else b""
+        except TypeError:  # not JSON-shaped: built every time, never kept
+            return self._read_policy(tx, scheme, overrides, None)
+        # Read before the rows: a change committed between the two reads is then seen again
+        # at the next attestation, never kept under the generation it followed.
+        generation = tx.appraisal_generation()
+        current = self._current_policies
+        if generation is not None and current[0] == generation:
+            kept = current[1].get((scheme, pins))
+            if kept is not None:
+                return kept
+        policy = self._read_policy(tx, scheme, overrides, pins)
+        if generation is not None:
+            if current[0] != generation:
+                current = self._current_policies = (generation, {})
+            remember(current[1], (scheme, pins), policy, _POLICY_CACHE)
+        return policy
+
+    def _read_policy(self, tx: Tx, scheme: str, overrides: Mapping[str, Any] | None,
+                     pins: bytes | None) -> Any:
+        """:meth:`_appraisal_policy` from the rows themselves (authenticated as read); built
+        once per distinct input unless ``pins`` is None (overrides not JSON-shaped)."""
         found = scheme_named(scheme)
         pid, text, doc = self._policy_doc(tx, scheme)
         refs = tuple(sorted({v for _, kind, v in tx.reference_list()
@@ -694,9 +730,7 @@ class Broker:
         def build() -> Any:
             return found.policy_from_mapping(self._policy_mapping(found, pid, doc, refs,
                                                                   overrides))
-        try:
-            pins = orjson.dumps(overrides, option=orjson.OPT_SORT_KEYS) if overrides else b""
-        except TypeError:  # not JSON-shaped: built every time
+        if pins is None:
             return build()
         return _built(self._policies, (scheme, pid, text, refs, pins), build)
 

@@ -198,6 +198,16 @@ class Tx:
             remember(seen, key, integrity, _VERIFIED_ROWS)  # bounded: refilled by rows in use
 
     # -- appraisal policies and reference values ---------------------------------------------
+    def appraisal_generation(self) -> int | None:
+        """The appraisal state's generation: a number that every change to an appraisal
+        policy or reference value row moves (database triggers, migration 4), or None when
+        the row is missing or not a number. Not authenticated, and it need not be: it only
+        tells a reader that rows it verified before may have changed (see
+        :meth:`Broker._appraisal_policy <veritee.service.core.Broker._appraisal_policy>`)."""
+        row = self.one("SELECT generation FROM state_generations WHERE name = 'appraisal'")
+        value = row[0] if row is not None else None
+        return value if type(value) is int else None
+
     def policy_texts(self, policy_ids: Sequence[str]) -> dict[str, str]:
         """The stored JSON text (authenticated) of each of ``policy_ids`` that exists, in one
         statement."""

@@ -40,6 +40,23 @@ _AUDIT_GUARD_PG = (
     "FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()",
 )
 
+# The appraisal state's generation (migration 4): any change to a policy or reference row,
+# however written, moves it, so a service that built its policies from authenticated rows
+# reads one row per attestation to know they still stand. SQLite triggers fire per row;
+# PostgreSQL's per statement (TRUNCATE included).
+_GENERATION_TABLES = ("appraisal_policies", "reference_values")
+_BUMP = "UPDATE state_generations SET generation = generation + 1 WHERE name = 'appraisal'"
+_GENERATION_SQLITE = tuple(
+    f"CREATE TRIGGER {table}_{op.lower()}_generation AFTER {op} ON {table} BEGIN {_BUMP}; END"
+    for table in _GENERATION_TABLES for op in ("INSERT", "UPDATE", "DELETE"))
+_GENERATION_PG = (
+    "CREATE FUNCTION appraisal_generation_bump() RETURNS trigger LANGUAGE plpgsql AS $$ "
+    f"BEGIN {_BUMP}; RETURN NULL; END $$",
+    *(f"CREATE TRIGGER {table}_generation AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON "
+      f"{table} FOR EACH STATEMENT EXECUTE FUNCTION appraisal_generation_bump()"
+      for table in _GENERATION_TABLES),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", (
         # Nonces are stored by SHA-256 so a database dump does not hand out live challenges.
@@ -83,22 +100,29 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "reference values per scheme", (
         "ALTER TABLE reference_values ADD COLUMN scheme TEXT NOT NULL DEFAULT 'sevsnp'",
     )),
+    # Issue 14: one row tells whether the appraisal policies and reference values changed,
+    # instead of reading every row per attestation. It starts at a random value, so two
+    # databases (a restored or replaced one) do not share a generation by chance.
+    Migration(4, "appraisal state generation", (
+        "CREATE TABLE state_generations (name TEXT PRIMARY KEY, generation {bigint} NOT NULL)",
+        "INSERT INTO state_generations (name, generation) VALUES ('appraisal', {random})",
+        "{appraisal_generation}",
+    )),
 )
 
 
 def render(migration: Migration, dialect: str) -> list[str]:
     """The statements of ``migration`` for ``dialect`` (``sqlite`` or ``postgresql``)."""
-    guard: tuple[str, ...]
+    expand: dict[str, tuple[str, ...]]
     if dialect == "sqlite":
-        subst = {"real": "REAL", "bigint": "INTEGER"}
-        guard = _AUDIT_GUARD_SQLITE
+        subst = {"real": "REAL", "bigint": "INTEGER", "random": "abs(random() / 2)"}
+        expand = {"{audit_guard}": _AUDIT_GUARD_SQLITE,
+                  "{appraisal_generation}": _GENERATION_SQLITE}
     else:
-        subst = {"real": "DOUBLE PRECISION", "bigint": "BIGINT"}
-        guard = _AUDIT_GUARD_PG
+        subst = {"real": "DOUBLE PRECISION", "bigint": "BIGINT",
+                 "random": "floor(random() * 4e18)::bigint"}
+        expand = {"{audit_guard}": _AUDIT_GUARD_PG, "{appraisal_generation}": _GENERATION_PG}
     out: list[str] = []
     for stmt in migration.statements:
-        if stmt == "{audit_guard}":
-            out.extend(guard)
-        else:
-            out.append(stmt.format(**subst))
+        out.extend(expand.get(stmt) or (stmt.format(**subst),))
     return out
