@@ -209,3 +209,29 @@ def test_each_database_starts_at_its_own_generation(tmp_path: Path) -> None:
             store.close()
     assert None not in found and len(found) == 4
 
+
+
+def test_a_database_from_before_migration_4_is_upgraded(database_url: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A version-3 database with rows in it gains the generation and its triggers when the
+    service opens it, on either backend."""
+    import veritee.service.storage as storage
+
+    monkeypatch.setattr(storage, "MIGRATIONS", storage.MIGRATIONS[:3])
+    old = open_store(database_url)
+    try:
+        assert old.schema_version() == 3
+        _raw(old, "INSERT INTO reference_values (name, kind, value, updated_at, mac, scheme) "
+             "VALUES ('r', 'measurement', 'ab', 0, 'm', 'sevsnp')")
+    finally:
+        old.close()
+    monkeypatch.undo()
+    store = open_store(database_url)
+    try:
+        assert store.schema_version() == 4
+        before = _generation(store)
+        assert isinstance(before, int)
+        _raw(store, "DELETE FROM reference_values WHERE name = 'r'")
+        assert _generation(store) != before
+    finally:
+        store.close()
