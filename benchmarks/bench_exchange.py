@@ -1,7 +1,7 @@
 """Server CPU of one key-broker exchange, in process (no HTTP), against its cryptographic floor.
 
 Run: ``python benchmarks/bench_exchange.py [--exchanges N] [--profile]
-[--database sqlite|postgresql] [--new-guests]``
+[--database sqlite|postgresql] [--new-guests] [--references N]``
 
 One exchange is ``Broker.challenge`` + ``Broker.attest`` (an emulated SEV-SNP report with a
 P-384 signature, warm VCEK chain) + ``Broker.release`` (signed JWE) on a SQLite file (or a
@@ -25,6 +25,9 @@ By default one guest makes every exchange, as a workload that re-attests does: i
 differs only in REPORT_DATA and the signature, so its parse and appraisal are reused.
 ``--new-guests`` launches a new guest (same image, its own REPORT_ID) for every exchange:
 each is a guest's first attestation (its chip's certificates are still known).
+``--references N`` stores N more reference values (a fleet's allow-list of measurements)
+before the run: an attestation reads one generation row, not every reference row, so the
+cost per exchange should not grow with N.
 """
 
 from __future__ import annotations
@@ -159,7 +162,7 @@ class Bench:
     guest and its resource."""
 
     def __init__(self, tmp: Path, database_url: str | None = None, *,
-                 new_guests: bool = False) -> None:
+                 new_guests: bool = False, references: int = 0) -> None:
         vendor = EmulatedAmdVendor.generate(Product.MILAN, key_size=2048)
         machine = InsecureEmulatedSnpMachine(vendor)
         self.image = simple_guest_image(b"bench".ljust(4096, b"\0"))
@@ -177,6 +180,9 @@ class Bench:
         self.broker: Broker = app.state.broker
         self.broker.put_reference("bench", "g", {"kind": "measurement",
                                                  "value": self.guest.measurement.hex()})
+        for i in range(references):  # other workloads' measurements
+            self.broker.put_reference("bench", f"other-{i}", {
+                "kind": "measurement", "value": hashlib.sha384(b"%d" % i).hexdigest()})
         self.broker.put_resource("bench", "apps/key", {
             "secret": base64.b64encode(b"s" * 32).decode(),
             "policy": {"measurements": [self.guest.measurement.hex()]}})
@@ -221,6 +227,8 @@ def main() -> None:
     ap.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite",
                     help="postgresql: a throwaway database on $VERITEE_BENCH_PG (default "
                     f"{PG_ADMIN}); the broker's CPU is counted, not the server's")
+    ap.add_argument("--references", type=int, default=0, metavar="N",
+                    help="N more reference values stored (a fleet's allow-list)")
     ap.add_argument("--new-guests", action="store_true",
                     help="a new guest for every exchange (each its first attestation)")
     args = ap.parse_args()
@@ -234,7 +242,8 @@ def main() -> None:
 
 def _run(args: argparse.Namespace, url: str | None) -> None:
     with tempfile.TemporaryDirectory(prefix="veritee-bench-exchange-") as tmp:
-        bench = Bench(Path(tmp), url, new_guests=args.new_guests)
+        bench = Bench(Path(tmp), url, new_guests=args.new_guests,
+                      references=args.references)
         for _ in range(20):  # warm: VCEK chain cache, JWKS, statements
             bench.exchange()
         # Paired rounds: each round measures its exchanges and then the floor, so both see
@@ -264,6 +273,8 @@ def _run(args: argparse.Namespace, url: str | None) -> None:
         total = sum(parts.values())
         write = bench.write_transaction()
         who = "a new guest each" if args.new_guests else "one guest re-attesting"
+        if args.references:
+            who += f", {args.references + 1} reference values"
         print(f"exchange (challenge + attest + release, {args.database}, {who}): "
               f"{best * 1e3:.2f} ms "
               f"CPU ({1 / best:.0f} exchanges per CPU-second; system time "
