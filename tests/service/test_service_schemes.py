@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import ast
 import base64
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -330,6 +332,40 @@ SNP = ("sevsnp", {"tee": "sevsnp", "measurement": M, "debug": False, "guest_svn"
 TD = ("tdx", {"tee": "tdx", "measurement": M, "mrtd": M, "debug": False,
               "td_attributes": "00" * 8})
 GPU = ("nvidia", {"tee": "nvidia", "measurement": "cd" * 48, "debug": False})
+
+
+class _Counted(frozenset[str]):
+    """An allow-list that counts how often it is walked (sorting walks it)."""
+
+    walks = 0
+
+    def __iter__(self) -> Iterator[str]:
+        type(self).walks += 1
+        return super().__iter__()
+
+
+@pytest.mark.parametrize("field, claim", [("measurements", "measurement"), ("mrtd", "mrtd"),
+                                          ("chip_ids", "chip_id")])
+def test_an_allow_list_is_listed_only_in_a_finding(field: str, claim: str) -> None:
+    """A fleet's allow-list is not sorted for a release that passes (failures only); a
+    finding lists it sorted, as before, whenever one is made."""
+    tee, base = (TD if field == "mrtd" else SNP)
+    digest = hashlib.sha512 if field == "chip_ids" else hashlib.sha384  # 64 or 48 bytes
+    fleet = [digest(b"%d" % i).hexdigest() for i in range(1000)]
+    allowed = _Counted(fleet)
+    doc: dict[str, Any] = {field: fleet[:1]}
+    if field == "chip_ids":  # chip ids alone pin no workload: the measurement beside them
+        doc["measurements"] = [M]
+    policy = replace(ResourcePolicy.from_mapping(doc), **{field: allowed})
+    ok = _token((tee, {**base, claim: fleet[7]}))
+    _Counted.walks = 0
+    assert policy.evaluate(ok, failures_only=True) == []
+    assert _Counted.walks == 0
+    passed = [f for f in policy.evaluate(ok) if f.code.endswith(".mismatch") and f.field == claim]
+    assert passed[0].outcome is Outcome.PASS and passed[0].want == sorted(fleet)
+    bad = _token((tee, {**base, claim: digest(b"not in the fleet").hexdigest()}))
+    failed = policy.evaluate(bad, failures_only=True)
+    assert [f.want for f in failed if f.field == claim] == [sorted(fleet)]
 
 
 def test_workload_pins_apply_to_their_scheme_only() -> None:

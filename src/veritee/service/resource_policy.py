@@ -100,6 +100,11 @@ def _hex_set(value: object, name: str, length: int) -> frozenset[str] | None:
     return frozenset(out)
 
 
+def _listed(want: Any) -> Any:
+    """A finding's ``want``: an allow-list (frozenset) as a sorted list, else as given."""
+    return sorted(want) if isinstance(want, frozenset) else want
+
+
 @dataclass(frozen=True)
 class ResourcePolicy:
     """What a token's claims must show for one resource to be released."""
@@ -187,10 +192,13 @@ class ResourcePolicy:
 
         def check(code: str, fld: str, got: Any, want: Any, ok: bool,  # noqa: PLR0917
                   why: str) -> None:
+            # An allow-list (a frozenset) is listed sorted, and sorted only when a finding is
+            # made: a fleet's thousand measurements are not sorted for every release.
             if not ok:
-                out.append(Finding(code, Outcome.FAIL, fld, got=got, want=want, message=why))
+                out.append(Finding(code, Outcome.FAIL, fld, got=got, want=_listed(want),
+                                   message=why))
             elif not failures_only:
-                out.append(Finding(code, Outcome.PASS, fld, got=got, want=want))
+                out.append(Finding(code, Outcome.PASS, fld, got=got, want=_listed(want)))
 
         def skip(code: str, fld: str, why: str) -> None:
             if not failures_only:
@@ -214,10 +222,10 @@ class ResourcePolicy:
         # The workload pin: measurements (SEV-SNP launch digest) and mrtd (Intel TDX).
         if self.measurements is not None and tee != "sevsnp":
             other_tee("resource.measurement.mismatch", "measurement", "sevsnp",
-                      sorted(self.measurements))
+                      self.measurements)
         elif self.measurements is not None:
             got = c.get("measurement")
-            check("resource.measurement.mismatch", "measurement", got, sorted(self.measurements),
+            check("resource.measurement.mismatch", "measurement", got, self.measurements,
                   got in self.measurements, "workload not allowed to read this resource")
         elif tee == "sevsnp" and not self.allow_any_workload and tee not in pinned:
             check("resource.measurement.mismatch", "measurement", c.get("measurement"),
@@ -228,10 +236,10 @@ class ResourcePolicy:
                  "allow_any_workload is true" if self.allow_any_workload
                  else "measurements is unset")
         if self.mrtd is not None and tee != "tdx":
-            other_tee("resource.mrtd.mismatch", "mrtd", "tdx", sorted(self.mrtd))
+            other_tee("resource.mrtd.mismatch", "mrtd", "tdx", self.mrtd)
         elif self.mrtd is not None:
             got = c.get("mrtd")
-            check("resource.mrtd.mismatch", "mrtd", got, sorted(self.mrtd), got in self.mrtd,
+            check("resource.mrtd.mismatch", "mrtd", got, self.mrtd, got in self.mrtd,
                   "TD not allowed to read this resource")
         elif tee == "tdx" and not self.allow_any_workload and tee not in pinned:
             check("resource.mrtd.mismatch", "mrtd", c.get("mrtd"), "a TDX MRTD pin", False,
@@ -245,7 +253,7 @@ class ResourcePolicy:
         else:
             got = result.submod.get("ear.appraisal-policy-id")
             check("resource.appraisal_policy.not_allowed", "ear.appraisal-policy-id", got,
-                  sorted(self.appraisal_policy_ids), got in self.appraisal_policy_ids,
+                  self.appraisal_policy_ids, got in self.appraisal_policy_ids,
                   "appraised under a policy this resource does not accept")
         if tee == "sevsnp":
             svn = c.get("guest_svn")
@@ -288,10 +296,10 @@ class ResourcePolicy:
         if self.chip_ids is None:
             skip("resource.chip_id.mismatch", "chip_id", "chip_ids is unset")
         elif tee != "sevsnp":
-            other_tee("resource.chip_id.mismatch", "chip_id", "sevsnp", sorted(self.chip_ids))
+            other_tee("resource.chip_id.mismatch", "chip_id", "sevsnp", self.chip_ids)
         else:
             got = c.get("chip_id")
-            check("resource.chip_id.mismatch", "chip_id", got, sorted(self.chip_ids),
+            check("resource.chip_id.mismatch", "chip_id", got, self.chip_ids,
                   got in self.chip_ids, "chip not allowed for this resource")
         self._evaluate_submods(result, check)
         return out
