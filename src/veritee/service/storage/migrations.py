@@ -1,10 +1,12 @@
 """The one schema, as numbered migrations applied in order inside a transaction each.
 
-Each migration is written once with three placeholders filled per dialect, so SQLite and
+Each migration is written once with placeholders filled per dialect, so SQLite and
 PostgreSQL share the schema text: ``{real}`` (REAL / DOUBLE PRECISION), ``{bigint}`` (INTEGER /
-BIGINT) and the append-only guard on the audit log, which is a trigger in both but spelled
-differently. ``schema_migrations`` records what was applied; applying is idempotent and safe
-when several processes start at once (the caller holds a lock: ``BEGIN IMMEDIATE`` on SQLite,
+BIGINT), ``{random}`` (a random non-negative BIGINT), and two statements that stand for
+triggers, spelled differently in each: the append-only guard on the audit log
+(``{audit_guard}``) and the appraisal generation's (``{appraisal_generation}``).
+``schema_migrations`` records what was applied; applying is idempotent and safe when several
+processes start at once (the caller holds a lock: ``BEGIN IMMEDIATE`` on SQLite,
 an advisory lock on PostgreSQL).
 """
 
