@@ -137,6 +137,15 @@ def test_ops_endpoints(service: Service, guests: Guests) -> None:
     spec = service.http.get(f"{service.url}/openapi.json").json()
     assert {"/v1/challenge", "/v1/attest", "/v1/resources/{path}", "/v1/jwks"} <= set(
         spec["paths"])
+    # The exchange's routes answer with JSON they encode themselves (no response model):
+    # the document still says each 200 is a JSON object.
+    for path, method in (("/v1/challenge", "post"), ("/v1/attest", "post"),
+                         ("/v1/resources/{path}", "get")):
+        ok = spec["paths"][path][method]["responses"]["200"]
+        assert ok["content"]["application/json"]["schema"]["type"] == "object", path
+    r = service.http.post(f"{service.url}/v1/challenge")
+    assert r.headers["content-type"] == "application/json" and set(r.json()) == {
+        "nonce", "expires_at", "expires_in"}
     jwks = service.http.get(f"{service.url}/.well-known/jwks.json").json()
     assert jwks["keys"][0]["alg"] == "ES256" and "d" not in jwks["keys"][0]
 
