@@ -140,7 +140,7 @@ def test_ops_endpoints(service: Service, guests: Guests) -> None:
     # The exchange's routes answer with JSON they encode themselves (no response model):
     # the document still says each 200 is a JSON object.
     for path, method in (("/v1/challenge", "post"), ("/v1/attest", "post"),
-                         ("/v1/resources/{path}", "get")):
+                         ("/v1/resources/{path}", "get"), ("/v1/jwks", "get")):
         ok = spec["paths"][path][method]["responses"]["200"]
         assert ok["content"]["application/json"]["schema"]["type"] == "object", path
     r = service.http.post(f"{service.url}/v1/challenge")

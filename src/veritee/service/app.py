@@ -331,11 +331,11 @@ def _routes(app: FastAPI) -> None:
                              "(ECDH-ES + A256GCM, RFC 7516, RFC 7518 4.6)"},
                      headers={"Cache-Control": "no-store"})
 
-    @app.get("/v1/jwks", tags=["attestation"])
+    @app.get("/v1/jwks", tags=["attestation"], responses=_OBJECT)
     @app.get("/.well-known/jwks.json", tags=["attestation"], include_in_schema=False)
-    def jwks(broker: BrokerDep) -> dict[str, Any]:
+    def jwks(broker: BrokerDep) -> Response:
         """The public keys EAR tokens are signed with (RFC 7517 JWK Set)."""
-        return broker.jwks()
+        return _json(broker.jwks())
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
